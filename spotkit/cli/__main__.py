@@ -1,0 +1,5 @@
+import sys
+
+from spotkit.cli import main
+
+sys.exit(main())
