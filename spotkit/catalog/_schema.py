@@ -1,0 +1,236 @@
+"""The catalog's SQLite schema, connection settings and migrations.
+
+One database file holds everything. It is opened in WAL mode with a busy timeout, so a
+watcher process and a notebook can use it at once (one writer at a time, readers never
+blocked); foreign keys are enforced. Timestamps are UTC epoch seconds (REAL).
+
+Migrations: ``schema_version`` holds the version a file was written with. Opening a file
+with an older version runs the functions in :data:`MIGRATIONS` in order (``MIGRATIONS[n]``
+upgrades version ``n`` to ``n + 1``) inside one transaction; a file with a newer version is
+refused, so an old spotkit never damages a catalog a newer one wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from spotkit.catalog._time import now_epoch
+from spotkit.errors import CatalogError
+
+__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect", "fts5_available"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1  #: version of the schema this spotkit writes
+BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
+
+#: ``MIGRATIONS[n](conn)`` upgrades a catalog from schema version ``n`` to ``n + 1``.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS datasets (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    beamline    TEXT,
+    sample      TEXT,
+    proposal    TEXT,
+    title       TEXT,
+    start_time  REAL,
+    end_time    REAL,
+    ingested_at REAL NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'raw',
+    run_id      TEXT REFERENCES runs(id),
+    metadata    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS files (
+    id          INTEGER PRIMARY KEY,
+    dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    size        INTEGER,
+    sha256      TEXT,
+    format      TEXT,
+    key         TEXT,
+    UNIQUE (path, dataset_id)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id              TEXT PRIMARY KEY,
+    dataset_id      TEXT NOT NULL REFERENCES datasets(id),
+    notebook        TEXT NOT NULL,
+    notebook_sha256 TEXT,
+    parameters      TEXT NOT NULL DEFAULT '{}',
+    target          TEXT NOT NULL DEFAULT 'local',
+    state           TEXT NOT NULL CHECK (state IN ('running', 'completed', 'failed')),
+    started_at      REAL NOT NULL,
+    ended_at        REAL,
+    output_notebook TEXT,
+    error_cell      INTEGER,
+    error_name      TEXT,
+    error_message   TEXT,
+    versions        TEXT NOT NULL DEFAULT '{}',
+    job_id          TEXT
+);
+CREATE TABLE IF NOT EXISTS lineage (
+    child_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    parent_id TEXT NOT NULL REFERENCES datasets(id),
+    run_id    TEXT REFERENCES runs(id),
+    PRIMARY KEY (child_id, parent_id)
+);
+"""
+
+# Composite (field, start_time) indexes answer "field = ? ORDER BY start_time DESC LIMIT n"
+# by walking one index range backwards; the rowid at the end of each entry breaks ties.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS datasets_start ON datasets (start_time);
+CREATE INDEX IF NOT EXISTS datasets_beamline_start ON datasets (beamline, start_time);
+CREATE INDEX IF NOT EXISTS datasets_sample_start ON datasets (sample, start_time);
+CREATE INDEX IF NOT EXISTS datasets_proposal_start ON datasets (proposal, start_time);
+CREATE INDEX IF NOT EXISTS datasets_kind_start ON datasets (kind, start_time);
+CREATE INDEX IF NOT EXISTS datasets_status_start ON datasets (status, start_time);
+CREATE INDEX IF NOT EXISTS datasets_run ON datasets (run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS files_dataset ON files (dataset_id);
+CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
+CREATE INDEX IF NOT EXISTS runs_dataset ON runs (dataset_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state, started_at);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent_id);
+CREATE INDEX IF NOT EXISTS lineage_run ON lineage (run_id);
+"""
+
+# Free text over title, sample, proposal, beamline and the metadata values; rowid is the
+# rowid of the dataset. Written by the catalog in the same transaction as the dataset.
+_FTS = """
+CREATE VIRTUAL TABLE IF NOT EXISTS datasets_fts USING fts5 (
+    title, sample, proposal, beamline, meta, tokenize = 'unicode61 remove_diacritics 2'
+);
+"""
+
+
+def fts5_available() -> bool:
+    """Return whether this Python's SQLite was built with the FTS5 extension."""
+    try:
+        with sqlite3.connect(":memory:") as conn:
+            conn.execute("CREATE VIRTUAL TABLE probe USING fts5 (a)")
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for statement in (_TABLES + _INDEXES).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    if fts5_available():
+        conn.execute(_FTS)
+    else:
+        logger.warning(
+            "this SQLite has no FTS5 extension: catalog text search falls back to LIKE "
+            "(slow on large catalogs)"
+        )
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if row is None:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the schema in a new file or bring an older one up to :data:`SCHEMA_VERSION`."""
+    if _version(conn) == SCHEMA_VERSION:  # the common case, without taking the write lock
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(conn)  # again, now that no other process can change it
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"catalog {path} has schema version {version}, newer than this spotkit "
+                f"understands ({SCHEMA_VERSION}); upgrade spotkit to open it."
+            )
+        if version == 0:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER NOT NULL, applied_at REAL NOT NULL)"
+            )
+            _create(conn)
+            logger.info("created catalog %s (schema version %d)", path, SCHEMA_VERSION)
+        else:
+            for step in range(version, SCHEMA_VERSION):
+                if step not in MIGRATIONS:
+                    raise CatalogError(
+                        f"catalog {path} has schema version {version} and spotkit has no "
+                        f"migration from version {step}; export it with an older spotkit."
+                    )
+                logger.info("migrating catalog %s from schema %d to %d", path, step, step + 1)
+                MIGRATIONS[step](conn)
+        if version != SCHEMA_VERSION:
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (SCHEMA_VERSION, now_epoch()),
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating or migrating if needed) the catalog database at ``path``.
+
+    The connection is in autocommit mode (``isolation_level=None``): the catalog opens
+    every write transaction itself with ``BEGIN IMMEDIATE``, so a writer waits for the
+    lock up front instead of failing half-way.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The database file; its directory is created if needed.
+
+    Returns
+    -------
+    sqlite3.Connection
+
+    Raises
+    ------
+    spotkit.errors.CatalogError
+        If the file cannot be opened, is not a SQLite database, or has a newer schema.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise CatalogError(
+            f"cannot open catalog {path}: {exc}. Check that the directory exists and is "
+            "writable, or set SPOTKIT_CATALOG to another file."
+        ) from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            logger.warning(
+                "catalog %s is in %s journal mode, not WAL (network file system?); "
+                "concurrent readers may wait for writers",
+                path,
+                mode,
+            )
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise CatalogError(
+            f"cannot open catalog {path}: {exc}. Is it a spotkit catalog (SQLite file)?"
+        ) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn

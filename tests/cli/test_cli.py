@@ -1,0 +1,84 @@
+"""The spotkit command line, run as a user runs it (a subprocess) and in-process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from spotkit.cli import main
+
+
+def _spotkit(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "spotkit.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_version_and_help():
+    res = _spotkit("--help")
+    assert res.returncode == 0
+    for cmd in ("demo", "ingest", "catalog", "run"):
+        assert cmd in res.stdout
+
+
+def test_ingest_search_show(tmp_path, tiny_tomo, capsys):
+    db = str(tmp_path / "cat.db")
+    assert main(["--catalog", db, "ingest", str(tiny_tomo[0])]) == 0
+    ds_id = capsys.readouterr().out.split()[0]
+    assert main(["--catalog", db, "catalog", "search", "--sample", "tiny-sample"]) == 0
+    out = capsys.readouterr().out
+    assert ds_id in out and "1 shown of 1 matching" in out
+    assert main(["--catalog", db, "catalog", "search", "--beamline", "no-such"]) == 0
+    assert "0 shown of 0" in capsys.readouterr().out
+    assert main(["--catalog", db, "catalog", "show", ds_id]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-sample" in out and str(tiny_tomo[0]) in out
+
+
+def test_unknown_dataset_id_is_a_clear_error(tmp_path):
+    res = _spotkit("--catalog", str(tmp_path / "c.db"), "catalog", "show", "ds-doesnotexist")
+    assert res.returncode == 1
+    assert "ds-doesnotexist" in res.stderr and "spotkit catalog search" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(b"this is not an hdf5 file\n" * 10, "HDF5"), (b"", "")],
+)
+def test_ingest_bad_file_exits_nonzero_and_leaves_catalog_unchanged(tmp_path, content, needle):
+    bad = tmp_path / "scan.h5"
+    bad.write_bytes(content)
+    db = tmp_path / "c.db"
+    res = _spotkit("--catalog", str(db), "ingest", str(bad))
+    assert res.returncode == 1
+    assert str(bad) in res.stderr and needle in res.stderr
+    assert "Traceback" not in res.stderr
+    res = _spotkit("--catalog", str(db), "catalog", "search")
+    assert "0 shown of 0" in res.stdout
+
+
+@pytest.mark.notebook
+def test_run_rejects_unknown_parameter(tmp_path, tiny_tomo):
+    db = str(tmp_path / "cat.db")
+    assert main(["--catalog", db, "ingest", str(tiny_tomo[0])]) == 0
+    from spotkit.catalog import open_catalog
+
+    ds_id = open_catalog(db).search()[0].id
+    res = _spotkit("--catalog", db, "run", "tomo_quicklook", ds_id, "-p", "n_slice", "2")
+    assert res.returncode == 1
+    assert "n_slice" in res.stderr and "n_slices" in res.stderr
+
+
+def test_parse_parameter_values():
+    from spotkit.cli._main import _parse_value
+
+    assert _parse_value("3") == 3
+    assert _parse_value("2.5") == 2.5
+    assert _parse_value("true") is True
+    assert _parse_value("None") is None
+    assert _parse_value("[1, 2]") == [1, 2]
+    assert _parse_value("shepp") == "shepp"
+    assert _parse_value("2026-01-01") == "2026-01-01"
+    assert _parse_value("it's $(rm -rf) \"x\"") == "it's $(rm -rf) \"x\""

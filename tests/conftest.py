@@ -1,0 +1,45 @@
+"""Shared fixtures: a private spotkit home per test session, tiny simulated datasets."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _private_spotkit_home(tmp_path_factory, monkeypatch):
+    """Never touch the developer's ~/.spotkit: every test gets its own home."""
+    home = tmp_path_factory.mktemp("spotkit-home")
+    monkeypatch.setenv("SPOTKIT_HOME", str(home))
+    monkeypatch.delenv("SPOTKIT_CATALOG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_tomo(tmp_path_factory):
+    """A tiny simulated tomography scan (Data Exchange HDF5) and its truth."""
+    from spotkit.sim import simulate_tomo_scan
+
+    path = tmp_path_factory.mktemp("raw") / "tiny_tomo.h5"
+    truth = simulate_tomo_scan(path, shape=(91, 4, 96), center_offset=3.5, seed=7,
+                               sample="tiny-sample", proposal="TEST-1")
+    return path, truth
+
+
+@pytest.fixture(scope="session")
+def tiny_saxs(tmp_path_factory):
+    """A tiny simulated SAXS frame series with its PONI file and truth."""
+    from spotkit.sim import simulate_saxs_series
+
+    path = tmp_path_factory.mktemp("raw") / "tiny_saxs.h5"
+    truth = simulate_saxs_series(path, n_frames=12, onset_frame=8, seed=5,
+                                 sample="tiny-film", proposal="TEST-2")
+    return path, truth
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """A fresh, empty catalog in a temporary folder."""
+    from spotkit.catalog import open_catalog
+
+    cat = open_catalog(tmp_path / "catalog.db")
+    yield cat
+    cat.close()

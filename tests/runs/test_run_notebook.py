@@ -1,0 +1,137 @@
+"""spotkit.run_notebook: papermill runs recorded in the catalog."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+import spotkit
+from spotkit.errors import CatalogError, NotebookExecutionError, NotebookParameterError
+from spotkit.runs import ensure_kernel, notebook_parameters, read_declared_outputs
+
+pytestmark = pytest.mark.notebook
+
+PARAMS = """dataset_id = ""
+catalog_path = ""
+output_dir = "."
+factor = 2
+"""
+
+
+def _write_nb(path, *cells):
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                               "display_name": "Python 3"}})
+    p = new_code_cell(PARAMS)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, *(new_code_cell(c) for c in cells)]
+    nbformat.write(nb, path)
+    return path
+
+
+PRODUCE = """
+import numpy as np, spotkit
+from spotkit.runs import declare_output
+ds = spotkit.open_catalog(catalog_path)[dataset_id]
+arr = np.asarray(ds.to_dask()[:, 0, :].sum(axis=0).compute()) * factor
+np.save("profile.npy", arr)
+declare_output("profile.npy", kind="test/profile", metadata={"factor": factor})
+"""
+
+
+@pytest.fixture
+def raw(catalog, tiny_tomo):
+    return catalog.ingest(tiny_tomo[0])
+
+
+def test_kernel_is_registered_for_this_interpreter():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = ensure_kernel()
+    spec = KernelSpecManager().get_kernel_spec(name)
+    assert spec.argv[0] == sys.executable or spec.argv[0].endswith("python")
+    assert ensure_kernel() == name  # idempotent
+
+
+def test_success_registers_derived_dataset_with_provenance(tmp_path, catalog, raw):
+    nb = _write_nb(tmp_path / "produce.ipynb", PRODUCE)
+    res = spotkit.run_notebook(nb, raw.id, parameters={"factor": 3}, catalog=catalog,
+                               output_dir=tmp_path / "out")
+    assert res.output_notebook.exists()
+    assert len(res.outputs) == 1
+    derived = catalog[res.outputs[0].id]
+    assert derived.kind == "test/profile"
+    assert [p.id for p in derived.parents] == [raw.id]
+    assert derived.sample == raw.sample
+    assert derived.files[0].path == tmp_path / "out" / "profile.npy"
+    run = catalog.get_run(res.run_id)
+    assert run.state == "completed"
+    assert run.parameters == {"factor": 3}
+    assert run.notebook_sha256 and len(run.notebook_sha256) == 64
+    assert run.versions["spotkit"] == spotkit.__version__
+    assert run.outputs == (derived.id,)
+    prov = derived.provenance.to_dict()
+    text = json.dumps(prov, default=str)
+    assert res.run_id in text and raw.id in text and "produce.ipynb" in text
+    # the injected parameters are in the executed notebook
+    executed = nbformat.read(res.output_notebook, as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert read_declared_outputs(executed)[0]["metadata"] == {"factor": 3}
+
+
+def test_unknown_parameter_is_rejected_before_execution(tmp_path, catalog, raw):
+    nb = _write_nb(tmp_path / "produce.ipynb", PRODUCE)
+    with pytest.raises(NotebookParameterError, match="'fctor'") as info:
+        spotkit.run_notebook(nb, raw.id, parameters={"fctor": 3}, catalog=catalog)
+    assert "factor" in str(info.value)  # names what the notebook does declare
+    assert catalog.runs() == []
+
+
+def test_unknown_dataset(tmp_path, catalog):
+    from spotkit.errors import DatasetNotFoundError
+
+    nb = _write_nb(tmp_path / "produce.ipynb", PRODUCE)
+    with pytest.raises(DatasetNotFoundError, match="ds-nope"):
+        spotkit.run_notebook(nb, "ds-nope", catalog=catalog)
+
+
+def test_failing_cell_is_recorded_and_partial_notebook_kept(tmp_path, catalog, raw):
+    nb = _write_nb(tmp_path / "fail.ipynb", "x = 1", "raise ValueError('bad centre: 9999')",
+                   "y = 2")
+    with pytest.raises(NotebookExecutionError) as info:
+        spotkit.run_notebook(nb, raw.id, catalog=catalog, output_dir=tmp_path / "out")
+    err = info.value
+    assert err.ename == "ValueError"
+    assert "bad centre: 9999" in err.evalue
+    assert err.output_notebook.exists()
+    assert "fail.ipynb" in str(err) and "bad centre" in str(err)
+    run = catalog.get_run(err.run_id)
+    assert run.state == "failed"
+    assert run.error_name == "ValueError"
+    assert "bad centre: 9999" in run.error_message
+    assert run.error_cell == err.cell_index
+    partial = nbformat.read(err.output_notebook, as_version=4)
+    assert "raise ValueError" in partial.cells[err.cell_index].source
+    assert run.outputs == ()
+
+
+def test_declared_output_missing_marks_run_failed(tmp_path, catalog, raw):
+    code = ("from spotkit.runs import declare_output\n"
+            "declare_output('never_written.h5', kind='tomo/slices')")
+    nb = _write_nb(tmp_path / "liar.ipynb", code)
+    n_before = len(catalog)
+    with pytest.raises(CatalogError, match="never_written.h5"):
+        spotkit.run_notebook(nb, raw.id, catalog=catalog, output_dir=tmp_path / "out")
+    assert len(catalog) == n_before
+    (run,) = catalog.runs()
+    assert run.state == "failed"
+
+
+def test_notebook_parameters_lists_declared():
+    from spotkit.runs import pipeline_notebook
+
+    params = notebook_parameters(pipeline_notebook("tomo_quicklook"))
+    assert {"dataset_id", "catalog_path", "output_dir", "center", "n_slices"} <= set(params)
