@@ -221,7 +221,7 @@ def make_phantom(rng: np.random.Generator, n_rows: int, n_cols: int, center: flo
     for i in range(n_inclusions):
         size = float(rng.uniform(0.05, 0.14)) * r
         aspect = float(rng.uniform(0.5, 1.0))
-        max_rad = 0.6 * min(a_m, b_m) - size
+        max_rad = 0.75 * min(a_m, b_m) - size
         rad = float(rng.uniform(0.2, 1.0)) * max(max_rad, 0.0)
         ang = float(rng.uniform(0, 2 * np.pi))
         z0 = float(rng.uniform(0.1, 0.9)) * (n_rows - 1)

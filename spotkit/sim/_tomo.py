@@ -147,8 +147,11 @@ class TomoScanTruth:
         """
         scale = self._unit_scale(units)
         return slice_image(
-            self.ellipsoids, row, self.shape[2] if n is None else int(n),
-            supersample=supersample, scale=scale,
+            self.ellipsoids,
+            row,
+            self.shape[2] if n is None else int(n),
+            supersample=supersample,
+            scale=scale,
         )
 
     def sinogram(self, row: float, theta=None) -> np.ndarray:
@@ -235,8 +238,10 @@ def _flat_field(seed: int, n_rows: int, n_cols: int, flat_counts: float) -> np.n
     for _ in range(4):  # low-frequency fixed pattern (scintillator, optics)
         fr, fc = rng.uniform(0.5, 3.0, size=2)
         ph = rng.uniform(0, 2 * np.pi, size=2)
-        pattern += 0.015 * np.cos(2 * np.pi * fr * r / n_rows + ph[0]) * np.cos(
-            2 * np.pi * fc * c / n_cols + ph[1]
+        pattern += (
+            0.015
+            * np.cos(2 * np.pi * fr * r / n_rows + ph[0])
+            * np.cos(2 * np.pi * fc * c / n_cols + ph[1])
         )
     flat = beam * pattern
     return flat * (flat_counts / flat.max())
@@ -268,8 +273,9 @@ def _validate(shape, flat_counts, dark_level, ring_columns, n_flats, n_darks, pi
         )
     if dark_level < 0:
         raise ValueError(f"dark_level must be >= 0, got {dark_level}")
-    if not 0 <= ring_columns <= shape[2]:
-        raise ValueError(f"ring_columns must be in [0, {shape[2]}], got {ring_columns}")
+    n_max = int(0.8 * shape[2]) - int(0.2 * shape[2])  # ring columns lie in the middle 60 %
+    if not 0 <= ring_columns <= n_max:
+        raise ValueError(f"ring_columns must be in [0, {n_max}], got {ring_columns}")
     if n_flats < 1 or n_darks < 1:
         raise ValueError(f"n_flats and n_darks must be >= 1, got {n_flats}, {n_darks}")
     if pixel_size_um <= 0:
@@ -375,12 +381,11 @@ def simulate_tomo_scan(
     # Phantom in relative units, rescaled to the target optical depth, then to 1/cm.
     ells = make_phantom(np.random.default_rng([seed, 0]), n_rows, n_cols, center)
     probe_rows = sorted({float(np.clip(round(e.z0), 0, n_rows - 1)) for e in ells})
-    probe = line_integrals(ells, probe_rows, np.linspace(0, 180, 60, endpoint=False),
-                           n_cols, center)
-    mu_scale = _TARGET_OPTICAL_DEPTH / probe.max() / pixel_size_cm
-    ells = tuple(
-        Ellipsoid(e.x0, e.y0, e.z0, e.a, e.b, e.c, e.phi, e.mu * mu_scale) for e in ells
+    probe = line_integrals(
+        ells, probe_rows, np.linspace(0, 180, 60, endpoint=False), n_cols, center
     )
+    mu_scale = _TARGET_OPTICAL_DEPTH / probe.max() / pixel_size_cm
+    ells = tuple(Ellipsoid(e.x0, e.y0, e.z0, e.a, e.b, e.c, e.phi, e.mu * mu_scale) for e in ells)
 
     rng_ring = np.random.default_rng([seed, 2])
     lo, hi = int(0.2 * n_cols), int(0.8 * n_cols)
@@ -405,8 +410,9 @@ def simulate_tomo_scan(
         ex = f.create_group("exchange")
 
         def frames(stage, name, count, make):
-            ds = ex.create_dataset(name, shape=(count, *frame), dtype=np.uint16,
-                                   chunks=chunks, track_times=False)
+            ds = ex.create_dataset(
+                name, shape=(count, *frame), dtype=np.uint16, chunks=chunks, track_times=False
+            )
             for start in range(0, count, _BLOCK_ANGLES):
                 stop = min(start + _BLOCK_ANGLES, count)
                 ds[start:stop] = make(start, stop)
@@ -437,13 +443,27 @@ def simulate_tomo_scan(
         frames("darks", "data_dark", n_darks, make_darks)
         frames("flats", "data_white", n_flats, make_flats)
 
-        data = ex.create_dataset("data", shape=(0, *frame), maxshape=(None, *frame),
-                                 dtype=np.uint16, chunks=chunks, track_times=False)
+        data = ex.create_dataset(
+            "data",
+            shape=(0, *frame),
+            maxshape=(None, *frame),
+            dtype=np.uint16,
+            chunks=chunks,
+            track_times=False,
+        )
         for start in range(0, n_angles, _BLOCK_ANGLES):
             stop = min(start + _BLOCK_ANGLES, n_angles)
             block = _projection_block(
-                ells, theta[start:stop], drift[start:stop], flat, dark, gain, center,
-                pixel_size_cm, noise, np.random.default_rng([seed, 6, start]),
+                ells,
+                theta[start:stop],
+                drift[start:stop],
+                flat,
+                dark,
+                gain,
+                center,
+                pixel_size_cm,
+                noise,
+                np.random.default_rng([seed, 6, start]),
             )
             data.resize(stop, axis=0)
             data[start:stop] = block
@@ -455,9 +475,16 @@ def simulate_tomo_scan(
 
         th = ex.create_dataset("theta", data=theta, track_times=False)
         th.attrs["units"] = "degrees"
-        _write_measurement(f, beamline=beamline, sample=sample, proposal=proposal,
-                           experimenter=experimenter, energy_kev=energy_kev,
-                           pixel_size_um=pixel_size_um, exposure_s=exposure_s)
+        _write_measurement(
+            f,
+            beamline=beamline,
+            sample=sample,
+            proposal=proposal,
+            experimenter=experimenter,
+            energy_kev=energy_kev,
+            pixel_size_um=pixel_size_um,
+            exposure_s=exposure_s,
+        )
         acq = f.create_group("process/acquisition")
         write_str(acq, "start_date", iso(t0))
         write_str(acq, "end_date", iso(t1))
@@ -476,8 +503,13 @@ def simulate_tomo_scan(
         ring_gains=tuple(float(g) for g in ring_gain),
         energy_kev=float(energy_kev),
         seed=int(seed),
-        extra={"beam_drift": float(beam_drift), "flat_counts": float(flat_counts),
-               "start_time": iso(t0), "end_time": iso(t1), "noise": bool(noise)},
+        extra={
+            "beam_drift": float(beam_drift),
+            "flat_counts": float(flat_counts),
+            "start_time": iso(t0),
+            "end_time": iso(t1),
+            "noise": bool(noise),
+        },
     )
     if truth_path is not None:
         truth.save(truth_path)
@@ -507,8 +539,9 @@ def _projection_block(ells, theta, drift, flat, dark, gain, center, pixel_size_c
     return out
 
 
-def _write_measurement(f, *, beamline, sample, proposal, experimenter, energy_kev,
-                       pixel_size_um, exposure_s):
+def _write_measurement(
+    f, *, beamline, sample, proposal, experimenter, energy_kev, pixel_size_um, exposure_s
+):
     inst = f.create_group("measurement/instrument")
     write_str(inst, "name", f"ALS {beamline}")
     src = inst.create_group("source")

@@ -2,8 +2,8 @@
 
 Geometry (shared by every spotkit backend and by :mod:`spotkit.sim`): the output is an
 ``n x n`` image per slice, ``n`` = number of detector columns unless given; image pixel
-``(i, j)`` sits at ``x = j - (n - 1) / 2``, ``y = (n - 1) / 2 - i`` (pixels, y up, the rotation
-axis at the origin); a point ``(x, y)`` projects at angle ``θ`` onto detector column
+``(i, j)`` sits at ``x = j - (n - 1) / 2``, ``y = i - (n - 1) / 2`` (pixels, the rotation axis
+at the origin); a point ``(x, y)`` projects at angle ``θ`` onto detector column
 ``center + x cos θ + y sin θ``. Values are attenuation per pixel (multiply by
 1 / pixel size for physical units).
 """
@@ -115,7 +115,7 @@ def reconstruct(
 
     coord = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
     x = coord[None, :]
-    y = -coord[:, None]
+    y = coord[:, None]
     out = np.zeros((n_slices, n, n), dtype=np.float32)
     cols = np.arange(n_cols, dtype=np.float64)
     for a, th in enumerate(theta):

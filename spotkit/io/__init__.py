@@ -1,0 +1,27 @@
+"""Readers for what beamlines (and :mod:`spotkit.sim`) write.
+
+* :func:`detect_kind` sniffs a raw HDF5 file: ``"tomo/raw"`` (Data Exchange) or
+  ``"saxs/raw"`` (NeXus SAXS/GISAXS series with a PONI geometry file).
+* :func:`read_metadata` returns a :class:`DatasetInfo` for the catalog.
+* :func:`open_tomo` and :func:`open_saxs` return lazy (dask-backed) xarray objects;
+  :func:`open_array` opens derived arrays (HDF5 dataset, ``.npy``, zarr).
+
+Files are always opened read-only, and the dask graphs hold no open file handle (each
+chunk read opens and closes the file), so they pickle and ship to workers. Every problem
+with a file raises :class:`spotkit.errors.InputFileError` naming the file and the field.
+"""
+
+from ._arrays import open_array
+from ._detect import detect_kind, read_metadata
+from ._dxchange import open_tomo
+from ._info import DatasetInfo
+from ._saxs import open_saxs
+
+__all__ = [
+    "DatasetInfo",
+    "detect_kind",
+    "open_array",
+    "open_saxs",
+    "open_tomo",
+    "read_metadata",
+]

@@ -1,0 +1,41 @@
+"""The beamline digital twin: deterministic, seeded simulations of raw beamline data.
+
+* :func:`simulate_tomo_scan` writes a parallel-beam micro-CT scan of an analytic ellipsoid
+  phantom as Data Exchange HDF5 (ALS 8.3.2 style) and returns a :class:`TomoScanTruth`.
+* :func:`simulate_saxs_series` writes a SAXS/GISAXS time series (NeXus-style HDF5 plus a
+  pyFAI PONI file) in which an ordering peak appears, and returns a
+  :class:`SaxsSeriesTruth`.
+
+Both write files the way a detector does (growing datasets, flushed block by block,
+completion metadata last, optional ``<file>.done`` sentinel), so that watchers and catalogs
+can be tested against them.
+
+Tomography geometry
+-------------------
+Detector column ``j`` is centred at column coordinate ``j``; the rotation axis projects to
+``center = n_cols / 2 + center_offset``; ``theta`` runs over [0, 180) degrees. The point
+``(x, y)`` of a slice (pixels, origin on the axis) projects to
+``u = center + x cos(theta) + y sin(theta)``. Reconstruction pixel ``(iy, ix)`` of an
+``n`` x ``n`` grid is centred at ``x = ix - (n-1)/2``, ``y = iy - (n-1)/2``; with that
+convention a correct filtered back-projection with centre ``center`` reproduces
+:meth:`TomoScanTruth.phantom_slice`. Attenuation is in 1/cm;
+``mu_per_pixel = mu_per_cm * pixel_size_um * 1e-4``.
+
+SAXS geometry
+-------------
+pyFAI PONI geometry with no tilts; beam centre ``(row, col)`` in pixel-index coordinates;
+``q`` in nm^-1 (:func:`q_map`).
+"""
+
+from ._phantom import Ellipsoid
+from ._saxs import SaxsSeriesTruth, q_map, simulate_saxs_series
+from ._tomo import TomoScanTruth, simulate_tomo_scan
+
+__all__ = [
+    "Ellipsoid",
+    "SaxsSeriesTruth",
+    "TomoScanTruth",
+    "q_map",
+    "simulate_saxs_series",
+    "simulate_tomo_scan",
+]
