@@ -20,10 +20,10 @@ __all__ = ["DemoReport", "run_demo"]
 #: (file name, simulator keyword arguments) for the demo session.
 TOMO_SCANS = (
     ("als832_membrane_0001.h5",
-     {"shape": (241, 12, 320), "center_offset": 6.3, "seed": 1, "sample": "fuel-cell-membrane",
+     {"shape": (361, 16, 512), "center_offset": 6.3, "seed": 1, "sample": "fuel-cell-membrane",
       "proposal": "ALS-11842"}),
     ("als832_limestone_0002.h5",
-     {"shape": (241, 12, 320), "center_offset": -4.7, "seed": 2, "sample": "limestone-core",
+     {"shape": (361, 16, 512), "center_offset": -4.7, "seed": 2, "sample": "limestone-core",
       "proposal": "ALS-11842"}),
 )
 SAXS_SERIES = (

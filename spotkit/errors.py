@@ -93,7 +93,7 @@ class NotebookExecutionError(SpotkitError):
     run_id : str
         The catalog run that recorded the failure.
     cell_index : int or None
-        Index of the failing cell in the notebook (0-based, as papermill counts).
+        Index (0-based) of the failing cell in the input notebook, the file a person edits.
     ename, evalue : str
         Exception name and message raised by the cell.
     output_notebook : pathlib.Path

@@ -316,9 +316,7 @@ class Provenance:
             "sample": ds.sample,
             "proposal": ds.proposal,
             "start_time": _iso(ds.start_time),
-            "files": [
-                {"path": str(f.path), "role": f.role, "sha256": f.sha256} for f in ds.files
-            ],
+            "files": [{"path": str(f.path), "role": f.role, "sha256": f.sha256} for f in ds.files],
             "run": run,
             "parents": [p.to_dict() for p in self.parents],
         }

@@ -17,7 +17,7 @@ __all__ = ["IdFactory"]
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base 32, in ASCII order
 _TIME_CHARS = 9
 _RAND_CHARS = 3
-_RAND_LIMIT = 32 ** _RAND_CHARS
+_RAND_LIMIT = 32**_RAND_CHARS
 
 
 def _encode(number: int, width: int) -> str:

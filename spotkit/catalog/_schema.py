@@ -26,13 +26,17 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  #: version of the schema this spotkit writes
 BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
+CACHE_KIB = 65_536  #: page cache per connection (SQLite's default is 2 MiB)
 
 #: ``MIGRATIONS[n](conn)`` upgrades a catalog from schema version ``n`` to ``n + 1``.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
+# ``datasets.id`` is the key every other table refers to. ``seq`` is only the rowid, made
+# explicit so that VACUUM never renumbers it: the FTS index is keyed by it.
 _TABLES = """
 CREATE TABLE IF NOT EXISTS datasets (
-    id          TEXT PRIMARY KEY,
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
     kind        TEXT NOT NULL,
     beamline    TEXT,
     sample      TEXT,
@@ -83,9 +87,11 @@ CREATE TABLE IF NOT EXISTS lineage (
 
 # Composite (field, start_time) indexes answer "field = ? ORDER BY start_time DESC LIMIT n"
 # by walking one index range backwards; the rowid at the end of each entry breaks ties.
+# (beamline, kind, start_time) serves the portal's usual "tomo scans at 8.3.2 this year".
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS datasets_start ON datasets (start_time);
 CREATE INDEX IF NOT EXISTS datasets_beamline_start ON datasets (beamline, start_time);
+CREATE INDEX IF NOT EXISTS datasets_beamline_kind_start ON datasets (beamline, kind, start_time);
 CREATE INDEX IF NOT EXISTS datasets_sample_start ON datasets (sample, start_time);
 CREATE INDEX IF NOT EXISTS datasets_proposal_start ON datasets (proposal, start_time);
 CREATE INDEX IF NOT EXISTS datasets_kind_start ON datasets (kind, start_time);
@@ -100,8 +106,8 @@ CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent_id);
 CREATE INDEX IF NOT EXISTS lineage_run ON lineage (run_id);
 """
 
-# Free text over title, sample, proposal, beamline and the metadata values; rowid is the
-# rowid of the dataset. Written by the catalog in the same transaction as the dataset.
+# Free text over title, sample, proposal, beamline and the metadata values; its rowid is
+# ``datasets.seq``. Written by the catalog in the same transaction as the dataset.
 _FTS = """
 CREATE VIRTUAL TABLE IF NOT EXISTS datasets_fts USING fts5 (
     title, sample, proposal, beamline, meta, tokenize = 'unicode61 remove_diacritics 2'
@@ -223,6 +229,7 @@ def connect(path: Path) -> sqlite3.Connection:
                 mode,
             )
         conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys = ON")
         _migrate(conn, path)
     except sqlite3.DatabaseError as exc:

@@ -207,9 +207,10 @@ def run_notebook(
             start_timeout=start_timeout, execution_timeout=cell_timeout,
         )
     except PapermillExecutionError as exc:
-        _fail(cat, run_id, out_nb, exc.cell_index, exc.ename, exc.evalue)
+        cell = _failed_cell_index(out_nb)
+        _fail(cat, run_id, out_nb, cell, exc.ename, exc.evalue)
         raise NotebookExecutionError(
-            notebook=notebook, run_id=run_id, dataset_id=ds.id, cell_index=exc.cell_index,
+            notebook=notebook, run_id=run_id, dataset_id=ds.id, cell_index=cell,
             ename=exc.ename, evalue=exc.evalue, output_notebook=out_nb,
         ) from None
     except Exception as exc:  # kernel died, cell timeout, kernel failed to start
@@ -233,6 +234,31 @@ def run_notebook(
     logger.info("run %s completed in %.1f s with %d output(s)", run_id, seconds, len(derived))
     return RunResult(run_id=run_id, dataset_id=ds.id, notebook=notebook, output_notebook=out_nb,
                      output_dir=out_dir, outputs=tuple(derived), seconds=seconds)
+
+
+_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
+def _failed_cell_index(out_nb: Path) -> int | None:
+    """Index, in the *input* notebook, of the cell whose output is an error.
+
+    papermill's own index counts the cells it inserted (the injected parameters, the error
+    banners); the person fixing the notebook needs the index in the file they edit.
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(out_nb, as_version=4)
+    except (OSError, ValueError):
+        return None
+    index = 0
+    for cell in nb.cells:
+        if _PAPERMILL_TAGS & set(cell.metadata.get("tags", [])):
+            continue
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return index
+        index += 1
+    return None
 
 
 def _fail(cat, run_id, out_nb, cell_index, ename, evalue) -> None:

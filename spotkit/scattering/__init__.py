@@ -4,6 +4,6 @@ pyFAI is the field's standard for azimuthal integration; spotkit wraps it, it do
 rewrite it. Install it with ``pip install "spotkit[scattering]"``.
 """
 
-from spotkit.scattering._integrate import integrate_frames, load_geometry
+from spotkit.scattering._integrate import integrate_frames, load_geometry, shadow_mask
 
-__all__ = ["integrate_frames", "load_geometry"]
+__all__ = ["integrate_frames", "load_geometry", "shadow_mask"]

@@ -9,7 +9,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["integrate_frames", "load_geometry"]
+__all__ = ["integrate_frames", "load_geometry", "shadow_mask"]
 
 UNITS = {"q_nm^-1": "q (nm^-1)", "q_A^-1": "q (A^-1)", "2th_deg": "2theta (deg)"}
 
@@ -114,3 +114,52 @@ def integrate_frames(
     ds["q"].attrs["units"] = UNITS[unit]
     ds.attrs.update({"unit": unit, "npt": npt, "method": method})
     return ds
+
+
+def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200) -> np.ndarray:
+    """Mask pixels far darker than their ring: beamstop and its arm, dead pixels, gaps.
+
+    Each pixel is compared with the median of the valid pixels at the same scattering angle
+    (a ring of the detector); it is masked when below ``fraction`` of that median. Negative
+    pixels (Pilatus module gaps) are always masked.
+
+    Parameters
+    ----------
+    image : array_like, shape (ny, nx)
+        A frame, or better the mean of a few frames.
+    integrator : AzimuthalIntegrator
+        The detector geometry.
+    fraction : float
+        Threshold relative to the ring median, in (0, 1).
+    n_rings : int
+        Number of rings (radial bins) used for the medians.
+
+    Returns
+    -------
+    ndarray of bool
+        True where the pixel is invalid.
+
+    Examples
+    --------
+    >>> mask = shadow_mask(frames[:5].mean(axis=0), ai)  # doctest: +SKIP
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    image = np.asarray(image, dtype=np.float64)
+    tth = integrator.twoThetaArray(image.shape)
+    if tth.shape != image.shape:
+        raise ValueError(f"image shape {image.shape} does not match the geometry {tth.shape}")
+    bad = image < 0
+    edges = np.linspace(tth.min(), tth.max() + 1e-12, n_rings + 1)
+    ring = np.clip(np.digitize(tth, edges) - 1, 0, n_rings - 1)
+    medians = np.zeros(n_rings)
+    valid_ring = ring[~bad]
+    valid_vals = image[~bad]
+    order = np.argsort(valid_ring, kind="stable")
+    sorted_ring, sorted_vals = valid_ring[order], valid_vals[order]
+    bounds = np.searchsorted(sorted_ring, np.arange(n_rings + 1))
+    for k in range(n_rings):
+        seg = sorted_vals[bounds[k]:bounds[k + 1]]
+        if seg.size:
+            medians[k] = np.median(seg)
+    return bad | (image < fraction * medians[ring])

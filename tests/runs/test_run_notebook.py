@@ -113,8 +113,10 @@ def test_failing_cell_is_recorded_and_partial_notebook_kept(tmp_path, catalog, r
     assert run.error_name == "ValueError"
     assert "bad centre: 9999" in run.error_message
     assert run.error_cell == err.cell_index
+    assert err.cell_index == 2  # index in the input notebook: parameters, x = 1, raise
+    assert "raise ValueError" in nbformat.read(nb, as_version=4).cells[err.cell_index].source
     partial = nbformat.read(err.output_notebook, as_version=4)
-    assert "raise ValueError" in partial.cells[err.cell_index].source
+    assert not any(c.get("execution_count") for c in partial.cells if c.source == "y = 2")
     assert run.outputs == ()
 
 

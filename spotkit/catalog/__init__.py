@@ -1,0 +1,31 @@
+"""The spotkit dataset catalog with provenance.
+
+Raw scans, derived products and the notebook runs that made them live in one SQLite file
+(WAL mode, safe for a watcher and a notebook at once). Search by beamline, sample,
+proposal, kind, status, time range or free text; follow any dataset back to its raw data
+through :attr:`Dataset.provenance`; export an intake v2 catalog for others.
+
+Examples
+--------
+>>> from spotkit.catalog import open_catalog
+>>> cat = open_catalog()                                  # doctest: +SKIP
+>>> raw = cat.ingest("/data/als/8.3.2/scan_0001.h5")       # doctest: +SKIP
+>>> cat.search(beamline="8.3.2", sample="lyso*")           # doctest: +SKIP
+"""
+
+from spotkit.catalog._catalog import Catalog, open_catalog
+from spotkit.catalog._dataset import Dataset, Provenance
+from spotkit.catalog._records import FileRecord, Run
+from spotkit.catalog._schema import SCHEMA_VERSION
+from spotkit.catalog._search import SearchResult
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Catalog",
+    "Dataset",
+    "FileRecord",
+    "Provenance",
+    "Run",
+    "SearchResult",
+    "open_catalog",
+]
