@@ -16,7 +16,8 @@ def test_demo_end_to_end(tmp_path):
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
-    assert "Datasets" in out and "Runs" in out
+    assert "Datasets" in out
+    assert "Runs" in out
     assert out.count("completed") == 3
 
     from spotkit.catalog import open_catalog

@@ -28,18 +28,21 @@ def test_ingest_search_show(tmp_path, tiny_tomo, capsys):
     ds_id = capsys.readouterr().out.split()[0]
     assert main(["--catalog", db, "catalog", "search", "--sample", "tiny-sample"]) == 0
     out = capsys.readouterr().out
-    assert ds_id in out and "1 shown of 1 matching" in out
+    assert ds_id in out
+    assert "1 shown of 1 matching" in out
     assert main(["--catalog", db, "catalog", "search", "--beamline", "no-such"]) == 0
     assert "0 shown of 0" in capsys.readouterr().out
     assert main(["--catalog", db, "catalog", "show", ds_id]) == 0
     out = capsys.readouterr().out
-    assert "tiny-sample" in out and str(tiny_tomo[0]) in out
+    assert "tiny-sample" in out
+    assert str(tiny_tomo[0]) in out
 
 
 def test_unknown_dataset_id_is_a_clear_error(tmp_path):
     res = _spotkit("--catalog", str(tmp_path / "c.db"), "catalog", "show", "ds-doesnotexist")
     assert res.returncode == 1
-    assert "ds-doesnotexist" in res.stderr and "spotkit catalog search" in res.stderr
+    assert "ds-doesnotexist" in res.stderr
+    assert "spotkit catalog search" in res.stderr
     assert "Traceback" not in res.stderr
 
 
@@ -53,7 +56,8 @@ def test_ingest_bad_file_exits_nonzero_and_leaves_catalog_unchanged(tmp_path, co
     db = tmp_path / "c.db"
     res = _spotkit("--catalog", str(db), "ingest", str(bad))
     assert res.returncode == 1
-    assert str(bad) in res.stderr and needle in res.stderr
+    assert str(bad) in res.stderr
+    assert needle in res.stderr
     assert "Traceback" not in res.stderr
     res = _spotkit("--catalog", str(db), "catalog", "search")
     assert "0 shown of 0" in res.stdout
@@ -68,7 +72,8 @@ def test_run_rejects_unknown_parameter(tmp_path, tiny_tomo):
     ds_id = open_catalog(db).search()[0].id
     res = _spotkit("--catalog", db, "run", "tomo_quicklook", ds_id, "-p", "n_slice", "2")
     assert res.returncode == 1
-    assert "n_slice" in res.stderr and "n_slices" in res.stderr
+    assert "n_slice" in res.stderr
+    assert "n_slices" in res.stderr
 
 
 def test_parse_parameter_values():

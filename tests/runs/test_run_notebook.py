@@ -70,12 +70,15 @@ def test_success_registers_derived_dataset_with_provenance(tmp_path, catalog, ra
     run = catalog.get_run(res.run_id)
     assert run.state == "completed"
     assert run.parameters == {"factor": 3}
-    assert run.notebook_sha256 and len(run.notebook_sha256) == 64
+    assert run.notebook_sha256
+    assert len(run.notebook_sha256) == 64
     assert run.versions["spotkit"] == spotkit.__version__
     assert run.outputs == (derived.id,)
     prov = derived.provenance.to_dict()
     text = json.dumps(prov, default=str)
-    assert res.run_id in text and raw.id in text and "produce.ipynb" in text
+    assert res.run_id in text
+    assert raw.id in text
+    assert "produce.ipynb" in text
     # the injected parameters are in the executed notebook
     executed = nbformat.read(res.output_notebook, as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
@@ -107,7 +110,8 @@ def test_failing_cell_is_recorded_and_partial_notebook_kept(tmp_path, catalog, r
     assert err.ename == "ValueError"
     assert "bad centre: 9999" in err.evalue
     assert err.output_notebook.exists()
-    assert "fail.ipynb" in str(err) and "bad centre" in str(err)
+    assert "fail.ipynb" in str(err)
+    assert "bad centre" in str(err)
     run = catalog.get_run(err.run_id)
     assert run.state == "failed"
     assert run.error_name == "ValueError"
@@ -125,7 +129,7 @@ def test_declared_output_missing_marks_run_failed(tmp_path, catalog, raw):
             "declare_output('never_written.h5', kind='tomo/slices')")
     nb = _write_nb(tmp_path / "liar.ipynb", code)
     n_before = len(catalog)
-    with pytest.raises(CatalogError, match="never_written.h5"):
+    with pytest.raises(CatalogError, match=r"never_written\.h5"):
         spotkit.run_notebook(nb, raw.id, catalog=catalog, output_dir=tmp_path / "out")
     assert len(catalog) == n_before
     (run,) = catalog.runs()
