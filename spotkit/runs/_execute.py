@@ -74,9 +74,23 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
         ``{name: {"default": ..., "inferred_type_name": ..., "help": ...}}`` as papermill
         infers them.
     """
+    import tempfile
+
+    import nbformat
     import papermill
 
-    return dict(papermill.inspect_notebook(str(notebook)))
+    nb = nbformat.read(notebook, as_version=4)
+    # papermill needs a kernel name and language to pick its parameter parser; a notebook
+    # written without them (by a script, say) is a Python notebook for spotkit.
+    spec = nb.metadata.setdefault("kernelspec", {})
+    spec.setdefault("name", "python3")
+    spec.setdefault("display_name", "Python 3")
+    spec.setdefault("language", "python")
+    nb.metadata.setdefault("language_info", {}).setdefault("name", "python")
+    with tempfile.TemporaryDirectory(prefix="spotkit-inspect-") as tmp:
+        path = Path(tmp) / "notebook.ipynb"
+        nbformat.write(nb, path)
+        return dict(papermill.inspect_notebook(str(path)))
 
 
 def _versions() -> dict[str, str]:
@@ -202,7 +216,7 @@ def run_notebook(
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(notebook), str(out_nb), parameters=injected, kernel_name=kernel,
+            str(notebook), str(out_nb), parameters=injected, kernel_name=kernel, language="python",
             cwd=str(out_dir), progress_bar=False, log_output=log_output,
             start_timeout=start_timeout, execution_timeout=cell_timeout,
         )

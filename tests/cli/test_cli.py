@@ -87,3 +87,73 @@ def test_parse_parameter_values():
     assert _parse_value("shepp") == "shepp"
     assert _parse_value("2026-01-01") == "2026-01-01"
     assert _parse_value("it's $(rm -rf) \"x\"") == "it's $(rm -rf) \"x\""
+
+
+def _truncated_copy(src, dst):
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def _without_exchange_data(src, dst):
+    import shutil
+
+    import h5py
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        del f["exchange/data"]
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "needle"),
+    [(_truncated_copy, "truncated"), (_without_exchange_data, "/exchange/data")],
+    ids=["truncated", "no-exchange-data"],
+)
+def test_ingest_broken_scan_names_file_and_field(tmp_path, tiny_tomo, make_bad, needle):
+    db = tmp_path / "c.db"
+    good = tiny_tomo[0]
+    assert main(["--catalog", str(db), "-q", "ingest", str(good)]) == 0
+    before = _dump(db)
+    bad = make_bad(good, tmp_path / "broken.h5")
+    res = _spotkit("--catalog", str(db), "ingest", str(bad))
+    assert res.returncode == 1
+    assert str(bad) in res.stderr
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+    assert _dump(db) == before  # the catalog is exactly as before the failed ingest
+
+
+def _dump(db):
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+@pytest.mark.notebook
+def test_run_of_failing_notebook_exits_nonzero_naming_the_cell(tmp_path, tiny_tomo):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    db = str(tmp_path / "cat.db")
+    assert main(["--catalog", db, "-q", "ingest", str(tiny_tomo[0])]) == 0
+    from spotkit.catalog import open_catalog
+
+    ds_id = open_catalog(db).search()[0].id
+    params = new_code_cell('dataset_id = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, new_code_cell("1 / 0")])
+    nbformat.write(nb, tmp_path / "broken.ipynb")
+    res = _spotkit("--catalog", db, "run", str(tmp_path / "broken.ipynb"), ds_id)
+    assert res.returncode == 1
+    assert "cell 1" in res.stderr
+    assert "ZeroDivisionError" in res.stderr
+    assert "Traceback" not in res.stderr
+    show = _spotkit("--catalog", db, "catalog", "show", ds_id)
+    assert "failed" in show.stdout
+    assert "ZeroDivisionError" in show.stdout
