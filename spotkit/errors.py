@@ -13,8 +13,10 @@ __all__ = [
     "CatalogError",
     "DatasetNotFoundError",
     "InputFileError",
+    "MemoryBudgetError",
     "NotebookExecutionError",
     "NotebookParameterError",
+    "PipelineValidationError",
     "SpotkitError",
 ]
 
@@ -113,4 +115,33 @@ class NotebookExecutionError(SpotkitError):
             f"notebook {self.notebook.name} failed in {cell} for dataset {dataset_id}: "
             f"{ename}: {evalue}. The partial notebook is at {self.output_notebook}; "
             f"run {run_id} records the failure (`spotkit catalog show {dataset_id}`)."
+        )
+
+
+class PipelineValidationError(SpotkitError, ValueError):
+    """A pipeline description has problems; all of them are in :attr:`problems`.
+
+    Attributes
+    ----------
+    problems : list of Problem
+        Every problem found, each naming the step and the field at fault.
+    """
+
+    def __init__(self, problems, source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s){where}:\n{lines}")
+
+
+class MemoryBudgetError(SpotkitError, ValueError):
+    """The memory budget is too small to process even one slice."""
+
+    def __init__(self, budget: int, needed: int):
+        self.budget = budget
+        self.needed = needed
+        super().__init__(
+            f"max_memory={budget / 2**20:.0f} MiB is too small: one slice needs about "
+            f"{needed / 2**20:.0f} MiB; raise max_memory, bin the data, or use fewer workers"
         )

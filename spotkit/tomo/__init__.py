@@ -7,7 +7,21 @@ column coordinates (column ``j`` has its centre at ``j``).
 """
 
 from spotkit.tomo._center import find_center
+from spotkit.tomo._pipeline import PipelineResult, Problem, TomoPipeline, parse_memory
 from spotkit.tomo._prep import minus_log, normalize
+from spotkit.tomo._preview import preview, save_preview_png
 from spotkit.tomo._recon import FILTERS, reconstruct
 
-__all__ = ["FILTERS", "find_center", "minus_log", "normalize", "reconstruct"]
+__all__ = [
+    "FILTERS",
+    "PipelineResult",
+    "Problem",
+    "TomoPipeline",
+    "find_center",
+    "minus_log",
+    "normalize",
+    "parse_memory",
+    "preview",
+    "reconstruct",
+    "save_preview_png",
+]
