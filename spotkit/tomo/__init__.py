@@ -6,22 +6,55 @@ projections are ``[angles, rows, columns]``, sinograms ``[angles, columns]`` (or
 column coordinates (column ``j`` has its centre at ``j``).
 """
 
-from spotkit.tomo._center import find_center
+from spotkit.tomo._center import (
+    CENTER_METHODS,
+    AxisTilt,
+    detect_tilt,
+    find_center,
+    find_center_pc,
+    find_center_per_row,
+    find_center_vo,
+)
 from spotkit.tomo._pipeline import PipelineResult, Problem, TomoPipeline, parse_memory
-from spotkit.tomo._prep import minus_log, normalize
+from spotkit.tomo._prep import (
+    circular_mask,
+    downsample,
+    minus_log,
+    normalize,
+    remove_zingers,
+    retrieve_phase,
+)
 from spotkit.tomo._preview import preview, save_preview_png
 from spotkit.tomo._recon import FILTERS, reconstruct
+from spotkit.tomo._stripe import STRIPE_METHODS, remove_stripes
+from spotkit.tomo._sweep import SWEEP_METRICS, center_sweep, plot_sweep, sweep_metric
 
 __all__ = [
+    "CENTER_METHODS",
     "FILTERS",
+    "STRIPE_METHODS",
+    "SWEEP_METRICS",
+    "AxisTilt",
     "PipelineResult",
     "Problem",
     "TomoPipeline",
+    "center_sweep",
+    "circular_mask",
+    "detect_tilt",
+    "downsample",
     "find_center",
+    "find_center_pc",
+    "find_center_per_row",
+    "find_center_vo",
     "minus_log",
     "normalize",
     "parse_memory",
+    "plot_sweep",
     "preview",
     "reconstruct",
+    "remove_stripes",
+    "remove_zingers",
+    "retrieve_phase",
     "save_preview_png",
+    "sweep_metric",
 ]
