@@ -224,7 +224,7 @@ class TomoPipeline:
         cls,
         *,
         stripe_method: str | None = None,
-        algorithm: str = "gridrec",
+        algorithm: str | None = None,
         center: float | None = None,
         center_method: str = "vo",
     ) -> TomoPipeline:
@@ -234,8 +234,9 @@ class TomoPipeline:
         ----------
         stripe_method : str, optional
             ``"fw"`` or ``"sorting"`` to add ring removal; None for none.
-        algorithm : str
-            Reconstruction algorithm.
+        algorithm : str, optional
+            Reconstruction algorithm; default ``"gridrec"`` where the installed backends
+            offer it, else ``"fbp"``.
         center : float, optional
             A fixed centre; None adds a ``find_center`` step.
         center_method : str
@@ -245,6 +246,10 @@ class TomoPipeline:
         -------
         TomoPipeline
         """
+        if algorithm is None:
+            from spotkit.tomo import _recon
+
+            algorithm = "gridrec" if "gridrec" in getattr(_recon, "ALGORITHMS", ()) else "fbp"
         steps: list[dict[str, Any]] = [{"id": "normalize", "function": "normalize"}]
         if stripe_method:
             steps.append(

@@ -141,3 +141,12 @@ def test_existing_output_is_not_overwritten(tmp_path, scan):
     with pytest.raises(FileExistsError):
         TomoPipeline.from_dict(SIMPLE).run(scan[0], out)
     assert out.read_text() == "keep me"
+
+
+def test_default_pipeline_runs(tmp_path, scan):
+    path, truth = scan
+    pipe = TomoPipeline.default(stripe_method="sorting")
+    assert TomoPipeline.from_yaml(pipe.to_yaml()) == pipe
+    res = pipe.run(path, tmp_path / "default.h5", rows=(4, 6))
+    assert res.shape == (2, 80, 80)
+    assert abs(res.side_outputs["center"]["center"] - truth.center) < 0.5
