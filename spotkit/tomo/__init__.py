@@ -25,11 +25,12 @@ from spotkit.tomo._prep import (
     retrieve_phase,
 )
 from spotkit.tomo._preview import preview, save_preview_png
-from spotkit.tomo._recon import FILTERS, reconstruct
+from spotkit.tomo._recon import ALGORITHMS, FILTERS, ReconInfo, reconstruct, reconstruct_with_info
 from spotkit.tomo._stripe import STRIPE_METHODS, remove_stripes
 from spotkit.tomo._sweep import SWEEP_METRICS, center_sweep, plot_sweep, sweep_metric
 
 __all__ = [
+    "ALGORITHMS",
     "CENTER_METHODS",
     "FILTERS",
     "STRIPE_METHODS",
@@ -37,6 +38,7 @@ __all__ = [
     "AxisTilt",
     "PipelineResult",
     "Problem",
+    "ReconInfo",
     "TomoPipeline",
     "center_sweep",
     "circular_mask",
@@ -52,6 +54,7 @@ __all__ = [
     "plot_sweep",
     "preview",
     "reconstruct",
+    "reconstruct_with_info",
     "remove_stripes",
     "remove_zingers",
     "retrieve_phase",

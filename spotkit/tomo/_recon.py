@@ -1,4 +1,4 @@
-"""Filtered back-projection on the CPU (the simple built-in reconstruction).
+"""Reconstruction of parallel-beam sinograms, dispatched to a backend.
 
 Geometry (shared by every spotkit backend and by :mod:`spotkit.sim`): the output is an
 ``n x n`` image per slice, ``n`` = number of detector columns unless given; image pixel
@@ -11,36 +11,19 @@ at the origin); a point ``(x, y)`` projects at angle ``θ`` onto detector column
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
+from spotkit.tomo.backends import ReconInfo, ReconRequest, available_backends, get_backend
+from spotkit.tomo.backends._builtin import FILTERS
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["FILTERS", "reconstruct"]
+__all__ = ["ALGORITHMS", "FILTERS", "reconstruct", "reconstruct_with_info"]
 
-FILTERS = ("ramp", "shepp", "cosine", "hann", "hamming")
-ALGORITHMS = ("fbp",)
-
-
-def _filter_response(n_cols: int, name: str) -> tuple[np.ndarray, int]:
-    """Frequency response of the discrete ramp (Kak & Slaney) times a window, zero-padded 2x."""
-    pad = max(64, int(2 ** np.ceil(np.log2(2 * n_cols))))
-    k = np.arange(-(pad // 2), pad // 2)
-    h = np.zeros(pad)
-    h[k == 0] = 0.25
-    odd = (k % 2) == 1
-    h[odd] = -1.0 / (np.pi * k[odd]) ** 2
-    ramp = np.real(np.fft.fft(np.fft.ifftshift(h)))[: pad // 2 + 1]
-    f = np.fft.rfftfreq(pad)  # cycles per pixel, 0 .. 0.5
-    if name == "shepp":
-        ramp = ramp * np.sinc(f)
-    elif name == "cosine":
-        ramp = ramp * np.cos(np.pi * f)
-    elif name == "hann":
-        ramp = ramp * 0.5 * (1 + np.cos(2 * np.pi * f))
-    elif name == "hamming":
-        ramp = ramp * (0.54 + 0.46 * np.cos(2 * np.pi * f))
-    return ramp, pad
+ALGORITHMS = ("gridrec", "fbp", "sirt")
+_DEFAULT_ITER = 100
 
 
 def reconstruct(
@@ -48,9 +31,13 @@ def reconstruct(
     theta,
     center: float | None = None,
     *,
-    algorithm: str = "fbp",
-    filter: str = "ramp",
+    algorithm: str = "gridrec",
+    filter: str = "shepp",
+    backend: str = "auto",
     n: int | None = None,
+    num_iter: int | None = None,
+    nonneg: bool = False,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Reconstruct slices from parallel-beam sinograms.
 
@@ -61,18 +48,37 @@ def reconstruct(
     theta : array_like, shape (n_angles,)
         Angles in radians, covering 180 degrees.
     center : float, optional
-        Rotation axis in column coordinates; defaults to ``n_cols / 2``.
-    algorithm : {"fbp"}
-        Reconstruction algorithm.
-    filter : {"ramp", "shepp", "cosine", "hann", "hamming"}
-        Filter window applied to the ramp.
+        Rotation axis in column coordinates (column ``j`` centred at ``j``); defaults to
+        ``n_cols / 2``. Must lie on the detector.
+    algorithm : {"gridrec", "fbp", "sirt"}
+        ``"gridrec"``: Fourier gridding (the fastest; pixels outside the circle inscribed
+        in the grid are 0). ``"fbp"``: filtered back-projection. ``"sirt"``: iterative, for
+        few or unevenly spaced angles (ignores ``filter``).
+    filter : {"shepp", "ramp", "cosine", "hann", "hamming"}
+        Window applied to the ramp filter (analytic algorithms).
+    backend : str
+        ``"auto"`` (tomopy when installed and able, else ``"builtin"``), or a name from
+        :func:`spotkit.tomo.backends.list_backends`. The choice is logged;
+        :func:`reconstruct_with_info` returns it for provenance.
     n : int, optional
         Output image size; defaults to ``n_cols``.
+    num_iter : int, optional
+        Iterations of ``"sirt"``; default 100.
+    nonneg : bool
+        Clip negative values after each ``"sirt"`` iteration.
+    threads : int, optional
+        Threads to use; default all cores.
 
     Returns
     -------
     ndarray of float32, shape (n_slices, n, n) (or (n, n) for one sinogram)
         Attenuation per pixel.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``algorithm``, ``filter`` or ``backend``; ``theta`` not matching the
+        projections; NaN or infinite values; ``center`` outside the detector.
 
     Examples
     --------
@@ -80,50 +86,123 @@ def reconstruct(
     >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
     >>> s = np.arange(64) - 32.0
     >>> disc = 2 * np.sqrt(np.clip(10.0**2 - s**2, 0, None)) * 0.01   # mu = 0.01 / pixel
-    >>> img = reconstruct(np.tile(disc, (90, 1)), theta, center=32.0)
+    >>> img = reconstruct(np.tile(disc, (90, 1)), theta, center=32.0, backend="builtin")
     >>> round(float(img[31:33, 31:33].mean()), 3)
     0.01
+    """
+    return reconstruct_with_info(
+        sinograms, theta, center, algorithm=algorithm, filter=filter, backend=backend, n=n,
+        num_iter=num_iter, nonneg=nonneg, threads=threads)[0]
+
+
+def reconstruct_with_info(
+    sinograms,
+    theta,
+    center: float | None = None,
+    *,
+    algorithm: str = "gridrec",
+    filter: str = "shepp",
+    backend: str = "auto",
+    n: int | None = None,
+    num_iter: int | None = None,
+    nonneg: bool = False,
+    threads: int | None = None,
+) -> tuple[np.ndarray, ReconInfo]:
+    """Like :func:`reconstruct`, and also say which backend and version did the work.
+
+    Returns
+    -------
+    images : ndarray of float32
+        As :func:`reconstruct`.
+    info : ReconInfo
+        Backend name and version, algorithm, filter, centre, engine, wall time; record
+        ``info.to_dict()`` as provenance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> theta = np.linspace(0, np.pi, 30, endpoint=False)
+    >>> img, info = reconstruct_with_info(np.ones((30, 16)), theta, backend="builtin")
+    >>> info.backend, info.algorithm
+    ('builtin', 'gridrec')
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
     if filter not in FILTERS:
         raise ValueError(f"unknown filter {filter!r}; choose one of {list(FILTERS)}")
+    chosen = _choose_backend(backend, algorithm, filter)
+
     sino = np.asarray(sinograms, dtype=np.float32)
     single = sino.ndim == 2
     if single:
         sino = sino[None]
     if sino.ndim != 3:
-        raise ValueError(f"sinograms must be 2-D or 3-D, got shape {np.shape(sinograms)}")
+        raise ValueError(
+            f"sinograms must be 2-D [angles, cols] or 3-D [slices, angles, cols], "
+            f"got shape {np.shape(sinograms)}")
+    sino = np.ascontiguousarray(sino)
     theta = np.asarray(theta, dtype=np.float64)
     n_slices, n_angles, n_cols = sino.shape
     if theta.shape != (n_angles,):
         raise ValueError(
-            f"theta has {theta.size} angles but the sinograms have {n_angles} projections"
-        )
+            f"theta has shape {theta.shape} but the sinograms have {n_angles} projections; "
+            "pass one angle (radians) per projection")
+    if not np.isfinite(theta).all():
+        raise ValueError("theta contains NaN or infinite values")
     if not np.isfinite(sino).all():
+        bad = int(np.size(sino) - np.isfinite(sino).sum())
         raise ValueError(
-            "sinograms contain NaN or infinite values; clean them before reconstructing"
-        )
+            f"sinograms contain {bad} NaN or infinite values; clean them (e.g. "
+            "minus_log with a floor, or np.nan_to_num) before reconstructing")
     center = n_cols / 2.0 if center is None else float(center)
-    if not 0 <= center < n_cols:
+    if not (np.isfinite(center) and 0 <= center <= n_cols - 1):
         raise ValueError(f"center {center} is outside the detector (0 .. {n_cols - 1})")
-    n = n or n_cols
+    n = n_cols if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"n must be a positive image size, got {n}")
+    num_iter = _DEFAULT_ITER if num_iter is None else int(num_iter)
+    if num_iter < 1:
+        raise ValueError(f"num_iter must be >= 1, got {num_iter}")
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be >= 1 or None, got {threads}")
 
-    response, pad = _filter_response(n_cols, filter)
-    spec = np.fft.rfft(sino, n=pad, axis=-1)
-    filtered = np.fft.irfft(spec * response, n=pad, axis=-1)[..., :n_cols].astype(np.float32)
+    request = ReconRequest(
+        sinograms=sino, theta=theta, center=center, algorithm=algorithm, filter=filter, n=n,
+        num_iter=num_iter, nonneg=bool(nonneg), threads=None if threads is None else int(threads))
+    be = get_backend(chosen)
+    engine = be.engine(request)
+    logger.info("reconstructing %d slice(s) of %d x %d with %s %s (%s, %s)", n_slices,
+                n_angles, n_cols, chosen, algorithm, engine, be.version())
+    t0 = time.perf_counter()
+    out = np.asarray(be.reconstruct(request), dtype=np.float32)
+    seconds = time.perf_counter() - t0
+    if out.shape != (n_slices, n, n):
+        raise RuntimeError(
+            f"backend {chosen!r} returned shape {out.shape}, expected {(n_slices, n, n)}")
+    info = ReconInfo(
+        backend=chosen, version=be.version(), algorithm=algorithm, filter=filter,
+        center=center, n=n, num_iter=num_iter if algorithm == "sirt" else None,
+        threads=request.threads, engine=engine, seconds=seconds)
+    return (out[0] if single else out), info
 
-    coord = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    x = coord[None, :]
-    y = coord[:, None]
-    out = np.zeros((n_slices, n, n), dtype=np.float32)
-    cols = np.arange(n_cols, dtype=np.float64)
-    for a, th in enumerate(theta):
-        s = center + x * np.cos(th) + y * np.sin(th)  # (n, n) detector coordinate
-        inside = (s >= 0) & (s <= n_cols - 1)
-        s_flat = s.ravel()
-        for k in range(n_slices):
-            vals = np.interp(s_flat, cols, filtered[k, a], left=0.0, right=0.0)
-            out[k] += vals.reshape(n, n) * inside
-    out *= np.float32(np.pi / n_angles)
-    return out[0] if single else out
+
+def _choose_backend(backend: str, algorithm: str, filter: str) -> str:
+    """Resolve ``"auto"`` and check the backend can do ``algorithm`` with ``filter``."""
+    if backend == "auto":
+        for name in available_backends():
+            be = get_backend(name)
+            if be.priority > 0 and algorithm in be.algorithms and filter in be.filters:
+                logger.info("backend='auto' chose %r for %s", name, algorithm)
+                return name
+        return "builtin"
+    be = get_backend(backend)  # raises ValueError for an unknown name
+    if algorithm not in be.algorithms:
+        raise ValueError(f"backend {backend!r} does not do algorithm {algorithm!r}; it does "
+                         f"{list(be.algorithms)}")
+    if filter not in be.filters and algorithm != "sirt":
+        raise ValueError(f"backend {backend!r} does not have filter {filter!r}; it has "
+                         f"{list(be.filters)}")
+    if not be.available():
+        raise ImportError(f"backend {backend!r} is not installed here; available: "
+                          f"{available_backends()}")
+    return backend

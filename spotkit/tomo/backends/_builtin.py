@@ -1,0 +1,364 @@
+"""spotkit's own CPU backend: gridrec (finufft), filtered back-projection and SIRT (numba).
+
+Every algorithm works with numpy alone; finufft and numba (the ``tomo`` extra) make them
+fast. When one is missing the backend says so once in the log and takes the numpy path:
+``gridrec`` then runs as filtered back-projection (same filter, same mask), ``fbp`` and
+``sirt`` use vectorised numpy projectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+
+import numpy as np
+
+from spotkit.tomo.backends._base import ReconBackend, ReconRequest
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FILTERS", "BuiltinBackend", "filter_response"]
+
+FILTERS = ("ramp", "shepp", "cosine", "hann", "hamming")
+_NUFFT_EPS = 3e-5  # single precision at upsampfac 1.25 reaches ~1e-4 anyway
+_NUFFT_UPSAMPLING = 1.25
+_FBP_OVERSAMPLE = 2
+_EXTRA = 'pip install "spotkit[tomo]"'
+
+
+# ----------------------------------------------------------------------------------------
+# optional engines, imported once
+
+
+@functools.lru_cache(maxsize=1)
+def _load_finufft():
+    try:
+        import finufft
+    except ImportError:
+        logger.warning(
+            "finufft is not installed: gridrec runs as filtered back-projection, which is "
+            "much slower; %s", _EXTRA)
+        return None
+    return finufft
+
+
+@functools.lru_cache(maxsize=1)
+def _load_numba():
+    try:
+        import numba
+
+        from spotkit.tomo.backends import _kernels
+    except ImportError:
+        logger.warning(
+            "numba is not installed: back-projection and SIRT run in numpy, 20x slower or "
+            "more; %s", _EXTRA)
+        return None
+    return numba, _kernels
+
+
+@contextlib.contextmanager
+def _numba_threads(numba, threads: int | None):
+    if threads is None:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------
+# filtering
+
+
+def filter_response(n_cols: int, name: str) -> tuple[np.ndarray, int]:
+    """Discrete ramp (Kak & Slaney) times a window, for projections zero-padded 2x.
+
+    Parameters
+    ----------
+    n_cols : int
+        Detector columns.
+    name : {"ramp", "shepp", "cosine", "hann", "hamming"}
+        Window.
+
+    Returns
+    -------
+    response : ndarray, shape (pad // 2 + 1,)
+        Real response at ``rfftfreq(pad)``.
+    pad : int
+        Padded length: a power of two, at least ``2 * n_cols``.
+
+    Examples
+    --------
+    >>> r, pad = filter_response(100, "ramp")
+    >>> pad, r.shape
+    (256, (129,))
+    """
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; choose one of {list(FILTERS)}")
+    pad = max(64, int(2 ** np.ceil(np.log2(2 * n_cols))))
+    k = np.arange(-(pad // 2), pad // 2)
+    h = np.zeros(pad)
+    h[k == 0] = 0.25
+    odd = (k % 2) == 1
+    h[odd] = -1.0 / (np.pi * k[odd]) ** 2
+    ramp = np.real(np.fft.fft(np.fft.ifftshift(h)))[: pad // 2 + 1]
+    f = np.fft.rfftfreq(pad)  # cycles per pixel, 0 .. 0.5
+    window = {
+        "ramp": np.ones_like(f),
+        "shepp": np.sinc(f),
+        "cosine": np.cos(np.pi * f),
+        "hann": 0.5 * (1 + np.cos(2 * np.pi * f)),
+        "hamming": 0.54 + 0.46 * np.cos(2 * np.pi * f),
+    }[name]
+    return ramp * window, pad
+
+
+def _filtered(sino: np.ndarray, name: str, *, oversample: int = 1) -> np.ndarray:
+    """Ramp-filtered sinograms sampled every ``1 / oversample`` column, plus one zero column.
+
+    Returns ``(s, a, oversample * (cols - 1) + 2)`` float32: sample ``m`` is the filtered
+    projection at column ``m / oversample`` (band-limited interpolation, exact for the
+    filtered data), so a linear interpolation on it blurs far less than on the raw columns.
+    """
+    import scipy.fft
+
+    n_cols = sino.shape[-1]
+    response, pad = filter_response(n_cols, name)
+    spec = scipy.fft.rfft(sino, n=pad, axis=-1)
+    spec *= response.astype(spec.real.dtype)
+    width = oversample * (n_cols - 1) + 1
+    q = np.zeros((*sino.shape[:-1], width + 1), dtype=np.float32)
+    q[..., :width] = scipy.fft.irfft(spec, n=oversample * pad, axis=-1)[..., :width]
+    if oversample != 1:
+        q *= np.float32(oversample)
+    return q
+
+
+def _circle(n: int) -> np.ndarray:
+    c = np.arange(n) - (n - 1) / 2.0
+    return (c[:, None] ** 2 + c[None, :] ** 2) <= (n / 2.0) ** 2
+
+
+# ----------------------------------------------------------------------------------------
+# projectors: numba when available, numpy otherwise
+
+
+def _back_project(q, theta, center, n, threads) -> np.ndarray:
+    """Sum over angles of ``q`` sampled at each pixel's detector coordinate (no scaling)."""
+    return _back_project_scaled(q, theta, center, n, threads, 1)
+
+
+def _back_project_scaled(q, theta, center, n, threads, over) -> np.ndarray:
+    """:func:`_back_project` for rows sampled every ``1 / over`` column."""
+    out = np.zeros((q.shape[0], n, n), dtype=np.float32)
+    cos_t = over * np.cos(theta).astype(np.float64)
+    sin_t = over * np.sin(theta).astype(np.float64)
+    center = over * center
+    loaded = _load_numba()
+    if loaded is not None:
+        numba, kernels = loaded
+        with _numba_threads(numba, threads):
+            kernels.back_project(q, cos_t, sin_t, float(center), n, out)
+        return out
+    n_cols = q.shape[-1] - 1
+    coord = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    flat = q.reshape(q.shape[0], -1)
+    for a in range(len(theta)):
+        u = (center + coord[None, :] * cos_t[a] + coord[:, None] * sin_t[a]).ravel()
+        inside = (u >= 0) & (u <= n_cols - 1)
+        k = np.clip(u.astype(np.int64), 0, n_cols - 1)
+        f = (u - k).astype(np.float32)
+        base = a * (n_cols + 1)
+        lo = flat[:, base + k]
+        hi = flat[:, base + k + 1]
+        out += ((lo + f * (hi - lo)) * inside).reshape(-1, n, n)
+    return out
+
+
+def _forward_project(img, theta, center, n_cols, threads) -> np.ndarray:
+    """Transpose of :func:`_back_project`: ``(s, a, n_cols + 1)`` float32."""
+    n_slices, n, _ = img.shape
+    out = np.zeros((n_slices, len(theta), n_cols + 1), dtype=np.float32)
+    cos_t = np.cos(theta).astype(np.float64)
+    sin_t = np.sin(theta).astype(np.float64)
+    loaded = _load_numba()
+    if loaded is not None:
+        numba, kernels = loaded
+        with _numba_threads(numba, threads):
+            kernels.forward_project(np.ascontiguousarray(img, dtype=np.float32), cos_t, sin_t,
+                                    float(center), out)
+        return out
+    coord = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    flat = img.reshape(n_slices, -1)
+    for a in range(len(theta)):
+        u = (center + coord[None, :] * cos_t[a] + coord[:, None] * sin_t[a]).ravel()
+        inside = (u >= 0) & (u <= n_cols - 1)
+        k = np.clip(u.astype(np.int64), 0, n_cols - 1)[inside]
+        f = (u[inside] - k).astype(np.float32)
+        for s in range(n_slices):
+            v = flat[s, inside]
+            out[s, a] += np.bincount(k, v * (1 - f), minlength=n_cols + 1)
+            out[s, a] += np.bincount(k + 1, v * f, minlength=n_cols + 1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# algorithms
+
+
+def _fbp(req: ReconRequest) -> np.ndarray:
+    """Filtered back-projection; the filtered rows are sampled at half-column spacing.
+
+    Linear interpolation on the raw columns blurs like a triangle filter (and makes FBP
+    differ from gridrec by ~6 % NRMSE on a sharp phantom); on 2x oversampled filtered
+    rows the blur is 4x smaller at the same back-projection cost.
+    """
+    over = _FBP_OVERSAMPLE
+    q = _filtered(req.sinograms, req.filter, oversample=over)
+    out = _back_project_scaled(q, req.theta, req.center, req.n, req.threads, over)
+    out *= np.float32(np.pi / len(req.theta))
+    return out
+
+
+def _gridrec_batch_size(n_slices: int, n: int, n_samples: int) -> int:
+    """Slices per NUFFT call: at most 8, and about 1 GiB of complex64 work arrays."""
+    per_slice = 8 * (2 * n * n + n_samples)  # fine grid (1.25x upsampled) + strengths
+    return int(max(1, min(n_slices, 8, (1 << 30) // per_slice)))
+
+
+def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
+    """Adjoint-NUFFT gridding of the filtered polar spectrum (Fourier slice theorem).
+
+    ``f(x, y) = (π / A) (1 / L) Re Σ_θ Σ_k w_k H_k P_k(θ) e^{2πi ω_k (c + x cosθ + y sinθ)}``
+    with ``P_k`` the FFT of the projection zero-padded to ``L`` (>= 2 n_cols), ``ω_k = k / L``,
+    ``H_k`` the windowed discrete ramp, ``w_k`` = 1 at DC and Nyquist, 2 between (one-sided
+    sum of a Hermitian spectrum), ``c`` the centre. The image grid is ``x = m + δ`` (``m``
+    the NUFFT mode index, ``δ = 1/2`` for even ``n``), which adds the phase
+    ``e^{2πi ω δ (cosθ + sinθ)}``. This is filtered back-projection with band-limited
+    instead of linear interpolation, evaluated by one type-1 NUFFT per slice.
+
+    Precision: single precision with ``upsampfac=1.25`` (relative error ~1e-4 of the image,
+    far below the discretisation error of ~1e-2; 3-4x faster than double precision at
+    ``eps=1e-6``).
+    """
+    import scipy.fft
+
+    sino, theta, n = req.sinograms, req.theta, req.n
+    n_slices, n_angles, n_cols = sino.shape
+    response, pad = filter_response(n_cols, req.filter)
+    n_freq = pad // 2 + 1
+    omega = np.arange(n_freq) / pad
+    weight = np.full(n_freq, 2.0)
+    weight[0] = weight[-1] = 1.0
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    delta = 0.5 if n % 2 == 0 else 0.0
+    shift = req.center + delta * (cos_t + sin_t)  # per angle, in pixels
+    arg = np.outer(shift / pad, np.arange(n_freq, dtype=np.float64))
+    arg -= np.floor(arg)  # phase in turns, reduced before going to single precision
+    arg = (2 * np.pi * arg).astype(np.float32)
+    amp = (weight * response * np.pi / (n_angles * pad)).astype(np.float32)
+    factor = np.empty(arg.shape, dtype=np.complex64)
+    factor.real = np.cos(arg) * amp
+    factor.imag = np.sin(arg) * amp
+    del arg
+    px = (2 * np.pi * omega[None, :] * cos_t[:, None]).ravel().astype(np.float32)
+    py = (2 * np.pi * omega[None, :] * sin_t[:, None]).ravel().astype(np.float32)
+    batch = _gridrec_batch_size(n_slices, n, px.size)
+    workers = req.threads or os.cpu_count() or 1
+    out = np.empty((n_slices, n, n), dtype=np.float32)
+    mask = _circle(n).astype(np.float32)
+    plans: dict[int, object] = {}
+    for start in range(0, n_slices, batch):
+        stop = min(n_slices, start + batch)
+        count = stop - start
+        if count not in plans:
+            plan = finufft.Plan(1, (n, n), n_trans=count, eps=_NUFFT_EPS, isign=1,
+                                dtype="complex64", nthreads=int(req.threads or 0),
+                                upsampfac=_NUFFT_UPSAMPLING)
+            plan.setpts(py, px)
+            plans[count] = plan
+        spec = scipy.fft.rfft(sino[start:stop], n=pad, axis=-1, workers=workers)
+        spec *= factor
+        strengths = spec.reshape(count, -1)
+        img = plans[count].execute(strengths if count > 1 else strengths[0])
+        np.multiply(img.real.reshape(count, n, n), mask, out=out[start:stop])
+    return out
+
+
+def _sirt(req: ReconRequest) -> np.ndarray:
+    """SIRT with the matched projector pair: ``x += C Aᵀ R (b - A x)``."""
+    sino, theta, n = req.sinograms, req.theta, req.n
+    n_slices, n_angles, n_cols = sino.shape
+    ones = np.ones((1, n, n), dtype=np.float32)
+    row_sum = _forward_project(ones, theta, req.center, n_cols, req.threads)[..., :n_cols]
+    r_inv = np.where(row_sum > 1e-6, 1.0 / np.maximum(row_sum, 1e-6), 0.0).astype(np.float32)
+    ones_q = np.zeros((1, n_angles, n_cols + 1), dtype=np.float32)
+    ones_q[..., :n_cols] = 1.0
+    col_sum = _back_project(ones_q, theta, req.center, n, req.threads)
+    c_inv = np.where(col_sum > 1e-6, 1.0 / np.maximum(col_sum, 1e-6), 0.0).astype(np.float32)
+    x = np.zeros((n_slices, n, n), dtype=np.float32)
+    resid = np.zeros((n_slices, n_angles, n_cols + 1), dtype=np.float32)
+    for _ in range(req.num_iter):
+        proj = _forward_project(x, theta, req.center, n_cols, req.threads)
+        resid[..., :n_cols] = (sino - proj[..., :n_cols]) * r_inv
+        x += c_inv * _back_project(resid, theta, req.center, n, req.threads)
+        if req.nonneg:
+            np.maximum(x, 0.0, out=x)
+    return x
+
+
+class BuiltinBackend(ReconBackend):
+    """spotkit's CPU backend: ``gridrec`` (finufft), ``fbp`` and ``sirt`` (numba).
+
+    Works with numpy alone (slower); ``pip install "spotkit[tomo]"`` adds finufft and numba.
+    ``gridrec`` sets pixels outside the circle inscribed in the ``n x n`` grid to 0 (the
+    Fourier method wraps around there); ``fbp`` and ``sirt`` leave them as computed.
+
+    Examples
+    --------
+    >>> BuiltinBackend().algorithms
+    ('gridrec', 'fbp', 'sirt')
+    """
+
+    name = "builtin"
+    algorithms = ("gridrec", "fbp", "sirt")
+    filters = FILTERS
+    priority = 10
+
+    def version(self) -> str:
+        """spotkit's version plus the optional engines found."""
+        from spotkit import __version__
+
+        parts = [f"spotkit {__version__}"]
+        finufft = _load_finufft()
+        if finufft is not None:
+            parts.append(f"finufft {getattr(finufft, '__version__', '?')}")
+        loaded = _load_numba()
+        if loaded is not None:
+            parts.append(f"numba {loaded[0].__version__}")
+        return ", ".join(parts)
+
+    def engine(self, request: ReconRequest) -> str:
+        """``finufft``, ``numba`` or ``numpy``: what does the work for ``request``."""
+        if request.algorithm == "gridrec" and _load_finufft() is not None:
+            return "finufft"
+        return "numba" if _load_numba() is not None else "numpy"
+
+    def reconstruct(self, request: ReconRequest) -> np.ndarray:
+        """Run ``request.algorithm``; float32 ``(slices, n, n)`` attenuation per pixel."""
+        if request.algorithm == "gridrec":
+            finufft = _load_finufft()
+            if finufft is not None:
+                return _gridrec(request, finufft)
+            return _fbp(request) * _circle(request.n)
+        if request.algorithm == "fbp":
+            return _fbp(request)
+        if request.algorithm == "sirt":
+            return _sirt(request)
+        raise ValueError(
+            f"unknown algorithm {request.algorithm!r}; choose one of {list(self.algorithms)}")
