@@ -470,6 +470,17 @@ class TomoPipeline:
             out[k] = side[m.group(1)][m.group(2)] if m else v
         return out
 
+    def _rows_through(self, steps, scan, rows, side):
+        """Read detector ``rows`` (with their flats and darks) and apply projection steps."""
+        sel = {"row": rows}
+        return self._apply_projection_steps(
+            steps,
+            scan["data"].isel(sel).values,
+            scan["flats"].isel(sel).values,
+            scan["darks"].isel(sel).values,
+            side,
+        )
+
     def _apply_projection_steps(self, steps, block, flats, darks, side):
         data = block
         for step in steps:
@@ -608,14 +619,7 @@ class TomoPipeline:
                 params = self._resolve(step["params"], side)
                 frac = params.pop("rows", [0.5])
                 sample = sorted({min(r1 - 1, r0 + round(f * (r1 - r0 - 1))) for f in frac})
-                sel = dict(row=sample)
-                block = self._apply_projection_steps(
-                    done_steps,
-                    scan["data"].isel(sel).values,
-                    flats_all.isel(sel).values,
-                    darks_all.isel(sel).values,
-                    side,
-                )
+                block = self._rows_through(done_steps, scan, sample, side)
                 sinos = np.ascontiguousarray(np.swapaxes(block, 0, 1))
                 center = float(
                     _tomo_function("find_center")(sinos, _theta_for(block, theta), **params)
@@ -627,13 +631,7 @@ class TomoPipeline:
         from spotkit.tomo import reconstruct
 
         # output geometry from a dry run of the projection steps on one row
-        probe = self._apply_projection_steps(
-            proj_steps,
-            scan["data"].isel(row=[r0]).values,
-            flats_all.isel(row=[r0]).values,
-            darks_all.isel(row=[r0]).values,
-            side,
-        )
+        probe = self._rows_through(proj_steps, scan, [r0], side)
         theta_block = _theta_for(probe, theta)
         # one slice end to end now, so bad parameters fail before hours of compute
         reconstruct(np.swapaxes(probe, 0, 1), theta_block, **recon_params)
@@ -669,14 +667,7 @@ class TomoPipeline:
                 dset.dims[0].label, dset.dims[1].label, dset.dims[2].label = "z", "y", "x"
 
                 def process(a: int, b: int) -> int:
-                    sel = dict(row=slice(a, b))
-                    data = self._apply_projection_steps(
-                        proj_steps,
-                        scan["data"].isel(sel).values,
-                        flats_all.isel(sel).values,
-                        darks_all.isel(sel).values,
-                        side,
-                    )
+                    data = self._rows_through(proj_steps, scan, slice(a, b), side)
                     sinos = np.ascontiguousarray(np.swapaxes(data, 0, 1))
                     vol = reconstruct(sinos, theta_block, **recon_params) / pixel_cm
                     with lock:
