@@ -472,12 +472,11 @@ class TomoPipeline:
 
     def _rows_through(self, steps, scan, rows, side):
         """Read detector ``rows`` (with their flats and darks) and apply projection steps."""
-        sel = {"row": rows}
         return self._apply_projection_steps(
             steps,
-            scan["data"].isel(sel).values,
-            scan["flats"].isel(sel).values,
-            scan["darks"].isel(sel).values,
+            read_rows(scan["data"], rows),
+            read_rows(scan["flats"], rows),
+            read_rows(scan["darks"], rows),
             side,
         )
 
@@ -519,14 +518,16 @@ class TomoPipeline:
         """
         budget = parse_memory(max_memory)
         n_angles, _n_rows, n_cols = shape
-        n = n_cols
+        recon = self.steps[-1]["params"] if self.steps else {}
+        n = int(recon.get("n") or n_cols)
+        fixed_work, per_slice_work = _recon_work_bytes(recon, n_angles, n_cols, n)
         n_proj_steps = sum(STEP_FUNCTIONS[s["function"]].kind == "projection" for s in self.steps)
         raw = n_angles * n_cols * 2 + (n_flats + n_darks) * n_cols * 4
         floats = n_angles * n_cols * 4 * (2 + 0.5 * n_proj_steps)
-        recon = n * n * 4 * 2 + n_angles * 2 * n_cols * 8
-        per_row = int(raw + floats + recon)
-        fixed = 64 * (2 * n) ** 2 // 4 * max(1, workers)  # gridding grid of one batch, per worker
-        fixed += 64 * 2**20  # interpreter, dask, h5py buffers
+        sino = n_angles * n_cols * 4  # the contiguous (rows, angles, cols) copy
+        per_row = int(raw + floats + sino + per_slice_work)
+        fixed = int(fixed_work) * max(1, workers)  # each worker's reconstruction work arrays
+        fixed += 96 * 2**20  # interpreter, numpy/scipy/dask, h5py buffers
         rows = (budget - fixed) // (per_row * max(1, workers))
         if rows < 1:
             raise MemoryBudgetError(budget, fixed + per_row * max(1, workers))
@@ -628,7 +629,7 @@ class TomoPipeline:
                 logger.info("step %s: centre %.2f from rows %s", step["id"], center, sample)
         recon_step = self.steps[-1]
         recon_params = self._resolve(recon_step["params"], side)
-        from spotkit.tomo import reconstruct
+        from spotkit.tomo import reconstruct, reconstruct_with_info
 
         # output geometry from a dry run of the projection steps on one row
         probe = self._rows_through(proj_steps, scan, [r0], side)
@@ -649,7 +650,8 @@ class TomoPipeline:
 
         tmp = output.with_name(f".{output.name}.partial")
         lock = threading.Lock()
-        backend_used: dict[str, str] = {}
+        backend_used: dict[str, Any] = {}
+        engines: set[str] = set()
         try:
             with h5py.File(tmp, "w") as f:
                 dset = f.create_dataset(
@@ -669,9 +671,14 @@ class TomoPipeline:
                 def process(a: int, b: int) -> int:
                     data = self._rows_through(proj_steps, scan, slice(a, b), side)
                     sinos = np.ascontiguousarray(np.swapaxes(data, 0, 1))
-                    vol = reconstruct(sinos, theta_block, **recon_params) / pixel_cm
+                    del data
+                    vol, info = reconstruct_with_info(sinos, theta_block, **recon_params)
+                    del sinos
+                    vol /= np.float32(pixel_cm)
                     with lock:
                         dset[a - r0 : b - r0] = vol
+                        engines.add(info.engine)
+                        backend_used.update(_info_record(info))
                     return b - a
 
                 tasks = [dask.delayed(process)(a, b) for a, b in blocks]
@@ -680,7 +687,7 @@ class TomoPipeline:
                     _wait_futures(futures, progress, len(blocks))
                 else:
                     _compute_threads(tasks, workers, progress)
-                backend_used = _backend_info()
+                backend_used["engine"] = ", ".join(sorted(engines))
                 dset.attrs["provenance"] = json.dumps(
                     {
                         "pipeline": self.to_dict(),
@@ -714,6 +721,43 @@ class TomoPipeline:
         )
 
 
+def read_rows(var, rows, angles: slice | None = None) -> np.ndarray:
+    """Detector ``rows`` of a lazy ``(angle, row, col)`` variable, reading only those rows.
+
+    Parameters
+    ----------
+    var : xarray.DataArray
+        Projections, flats or darks from :func:`spotkit.io.open_tomo`.
+    rows : slice or sequence of int
+        Rows to read, in this order.
+    angles : slice, optional
+        Frames to read (a slice, e.g. every 4th: ``slice(None, None, 4)``).
+
+    Returns
+    -------
+    ndarray
+        ``(angles, len(rows), cols)``.
+
+    Notes
+    -----
+    Dask folds a slice into the read of each HDF5 chunk, but a list of rows makes it read
+    whole frames and then pick: on a 14 GB scan stored one frame per chunk that is the
+    whole file. Lists are therefore read as runs of consecutive rows, one slice each.
+    """
+    sel = {} if angles is None else {var.dims[0]: angles}
+    if isinstance(rows, slice):
+        return var.isel(sel).isel(row=rows).values
+    rows = [int(r) for r in rows]
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and r == runs[-1][-1] + 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    parts = [var.isel(sel).isel(row=slice(run[0], run[-1] + 1)).values for run in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
 def _theta_for(block, theta):
     """Angles after angle binning by a downsample step (block has fewer projections)."""
     if block.shape[0] == theta.size:
@@ -722,17 +766,26 @@ def _theta_for(block, theta):
     return theta[: block.shape[0] * factor].reshape(block.shape[0], factor).mean(axis=1)
 
 
-def _backend_info() -> dict[str, str]:
+def _recon_work_bytes(params: dict, n_angles: int, n_cols: int, n: int) -> tuple[int, int]:
+    """``(fixed, per_slice)`` work memory of the reconstruct step's backend."""
+    from spotkit.tomo._recon import _choose_backend
+    from spotkit.tomo.backends import get_backend
+
+    algorithm = str(params.get("algorithm", "gridrec"))
     try:
-        from spotkit.tomo import last_backend
-    except ImportError:
-        return {"name": "builtin"}
-    info = last_backend()
-    if info is None:
-        return {}
-    if isinstance(info, dict):
-        return {k: str(v) for k, v in info.items()}
-    return {"name": str(getattr(info, "name", info)), "version": str(getattr(info, "version", ""))}
+        name = _choose_backend(str(params.get("backend", "auto")), algorithm,
+                               str(params.get("filter", "shepp")))
+        return get_backend(name).work_bytes(n_angles, n_cols, n, algorithm)
+    except (ValueError, ImportError):  # reported by validate() / the dry run
+        return get_backend("builtin").work_bytes(n_angles, n_cols, n, algorithm)
+
+
+def _info_record(info) -> dict[str, Any]:
+    """Backend provenance of a block: what ran, without the per-block timing."""
+    record = info.to_dict()
+    record.pop("seconds", None)
+    record.pop("engine", None)
+    return record
 
 
 def _open_source(source):

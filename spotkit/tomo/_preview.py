@@ -78,7 +78,7 @@ def preview(
     import xarray as xr
 
     from spotkit.tomo import find_center, minus_log, normalize, reconstruct
-    from spotkit.tomo._pipeline import _open_source
+    from spotkit.tomo._pipeline import _open_source, read_rows
 
     if binning < 1 or n_slices < 1:
         raise ValueError(f"binning and n_slices must be >= 1, got {binning} and {n_slices}")
@@ -93,10 +93,9 @@ def preview(
         np.linspace(0.2 * (n_rows - 1), 0.8 * (n_rows - 1), n_slices).round().astype(int)
     )
     angles = np.arange(0, n_angles, step)
-    sel = {"row": rows}
-    proj = scan["data"].isel(angle=angles, **sel).values
-    flats = scan["flats"].isel(**sel).values
-    darks = scan["darks"].isel(**sel).values
+    proj = read_rows(scan["data"], rows, angles=slice(0, None, step))
+    flats = read_rows(scan["flats"], rows)
+    darks = read_rows(scan["darks"], rows)
     t_read = time.perf_counter() - t0
     sino = minus_log(
         normalize(_bin_last(proj, binning), _bin_last(flats, binning), _bin_last(darks, binning))

@@ -124,6 +124,15 @@ class ReconBackend:
         """Name of the code path that would serve ``request`` (for provenance)."""
         return self.name
 
+    def work_bytes(self, n_angles: int, n_cols: int, n: int, algorithm: str) -> tuple[int, int]:
+        """Memory one call needs: ``(fixed, per_slice)`` bytes, beyond its input.
+
+        A call on ``s`` sinograms needs about ``fixed + s * per_slice`` bytes; memory-bounded
+        runners (:meth:`spotkit.tomo.TomoPipeline.plan`) size their blocks with it. The
+        default is a generous generic estimate; backends that know better override it.
+        """
+        return 0, int(3 * 4 * n * n + 16 * n_angles * n_cols)
+
     def reconstruct(self, request: ReconRequest) -> np.ndarray:
         """Reconstruct ``request``; return float32 ``(slices, n, n)``."""
         raise NotImplementedError(f"backend {self.name!r} does not implement reconstruct()")
