@@ -227,8 +227,9 @@ class TomoPipeline:
         algorithm: str | None = None,
         center: float | None = None,
         center_method: str = "vo",
+        binning: int = 1,
     ) -> TomoPipeline:
-        """The standard chain: normalise, (stripes), minus-log, centre, reconstruct.
+        """The standard chain: normalise, (bin), (stripes), minus-log, centre, reconstruct.
 
         Parameters
         ----------
@@ -241,16 +242,39 @@ class TomoPipeline:
             A fixed centre; None adds a ``find_center`` step.
         center_method : str
             Method of the ``find_center`` step.
+        binning : int
+            Bin ``binning x binning`` detector pixels (rows and columns) after normalising:
+            ``binning``-times fewer slices of ``binning``-times fewer pixels. A found centre
+            is in the binned detector's columns; a given ``center`` is in full-resolution
+            columns and converted.
 
         Returns
         -------
         TomoPipeline
+
+        Raises
+        ------
+        ValueError
+            If ``binning`` is not a positive integer.
         """
+        if isinstance(binning, bool) or not isinstance(binning, int | np.integer) or binning < 1:
+            raise ValueError(f"binning must be a positive integer, got {binning!r}")
+        binning = int(binning)
+        if center is not None and binning > 1:
+            center = (float(center) - (binning - 1) / 2) / binning
         if algorithm is None:
             from spotkit.tomo import _recon
 
             algorithm = "gridrec" if "gridrec" in getattr(_recon, "ALGORITHMS", ()) else "fbp"
         steps: list[dict[str, Any]] = [{"id": "normalize", "function": "normalize"}]
+        if binning > 1:
+            steps.append(
+                {
+                    "id": "bin",
+                    "function": "downsample",
+                    "params": {"factor": [binning, binning], "axis": [1, 2]},
+                }
+            )
         if stripe_method:
             steps.append(
                 {"id": "stripes", "function": "remove_stripes", "params": {"method": stripe_method}}
@@ -445,16 +469,33 @@ class TomoPipeline:
                                 f"it has {list(outs)}",
                             )
                         )
-        if fname == "downsample" and step["params"].get("axis", 0) not in (0, 2, -1):
-            problems.append(
-                Problem(
-                    sid,
-                    "axis",
-                    "downsample in a pipeline bins angles (0) or "
-                    "columns (2); bin rows with the runner's rows=",
+        if fname == "downsample":
+            axes = step["params"].get("axis", -1)
+            axes = list(axes) if isinstance(axes, list | tuple) else [axes]
+            if not all(isinstance(a, int) and -3 <= a <= 2 for a in axes):
+                problems.append(
+                    Problem(
+                        sid,
+                        "axis",
+                        f"{step['params'].get('axis')!r}: downsample in a pipeline bins "
+                        "projections [angles, rows, columns]: axis 0, 1, 2 or a list of them",
+                    )
                 )
-            )
         return problems
+
+    def _factors(self) -> tuple[int, int, int]:
+        """Binning of (angles, rows, columns) by the pipeline's downsample steps."""
+        factors = [1, 1, 1]
+        for step in self.steps:
+            if step.get("function") != "downsample":
+                continue
+            axes = step["params"].get("axis", -1)
+            axes = list(axes) if isinstance(axes, list | tuple) else [axes]
+            fac = step["params"].get("factor", 2)
+            fac = list(fac) if isinstance(fac, list | tuple) else [fac] * len(axes)
+            for a, f in zip(axes, fac, strict=False):
+                factors[int(a) % 3] *= int(f)
+        return factors[0], factors[1], factors[2]
 
     def check(self) -> None:
         """Raise :class:`PipelineValidationError` listing every problem, if there are any."""
@@ -519,8 +560,12 @@ class TomoPipeline:
         budget = parse_memory(max_memory)
         n_angles, _n_rows, n_cols = shape
         recon = self.steps[-1]["params"] if self.steps else {}
-        n = int(recon.get("n") or n_cols)
-        fixed_work, per_slice_work = _recon_work_bytes(recon, n_angles, n_cols, n)
+        f_angles, f_rows, f_cols = self._factors()
+        n = int(recon.get("n") or max(1, n_cols // f_cols))
+        fixed_work, per_slice_work = _recon_work_bytes(
+            recon, max(1, n_angles // f_angles), max(1, n_cols // f_cols), n
+        )
+        per_slice_work = -(-per_slice_work // f_rows)  # one slice per f_rows detector rows
         n_proj_steps = sum(STEP_FUNCTIONS[s["function"]].kind == "projection" for s in self.steps)
         raw = n_angles * n_cols * 2 + (n_flats + n_darks) * n_cols * 4
         floats = n_angles * n_cols * 4 * (2 + 0.5 * n_proj_steps)
@@ -528,9 +573,9 @@ class TomoPipeline:
         per_row = int(raw + floats + sino + per_slice_work)
         fixed = int(fixed_work) * max(1, workers)  # each worker's reconstruction work arrays
         fixed += 96 * 2**20  # interpreter, numpy/scipy/dask, h5py buffers
-        rows = (budget - fixed) // (per_row * max(1, workers))
+        rows = (budget - fixed) // (per_row * max(1, workers)) // f_rows * f_rows
         if rows < 1:
-            raise MemoryBudgetError(budget, fixed + per_row * max(1, workers))
+            raise MemoryBudgetError(budget, fixed + per_row * f_rows * max(1, workers))
         return int(rows), int(fixed + rows * per_row * max(1, workers))
 
     def run(
@@ -593,6 +638,17 @@ class TomoPipeline:
         r0, r1 = (0, n_rows) if rows is None else (int(rows[0]), int(rows[1]))
         if not 0 <= r0 < r1 <= n_rows:
             raise ValueError(f"rows={rows} is outside the detector's 0..{n_rows} rows")
+        f_rows = self._factors()[1]
+        if r1 - r0 < f_rows:
+            raise ValueError(
+                f"rows={rows} selects {r1 - r0} detector rows, fewer than the row binning "
+                f"({f_rows}) of the pipeline's downsample step"
+            )
+        if (r1 - r0) % f_rows:
+            logger.info("row binning %d: the last %d row(s) are left out", f_rows,
+                        (r1 - r0) % f_rows)
+            r1 -= (r1 - r0) % f_rows
+        n_slices = (r1 - r0) // f_rows
         theta = np.deg2rad(np.asarray(scan["theta"].values, dtype=np.float64))
         if theta.size != n_angles:
             raise ValueError(
@@ -619,7 +675,10 @@ class TomoPipeline:
             elif kind == "center":
                 params = self._resolve(step["params"], side)
                 frac = params.pop("rows", [0.5])
-                sample = sorted({min(r1 - 1, r0 + round(f * (r1 - r0 - 1))) for f in frac})
+                starts = sorted(
+                    {r0 + f_rows * round(f * (n_slices - 1)) for f in frac}
+                )  # each sample is one binned slice: f_rows consecutive rows
+                sample = [s + i for s in starts for i in range(f_rows)]
                 block = self._rows_through(done_steps, scan, sample, side)
                 sinos = np.ascontiguousarray(np.swapaxes(block, 0, 1))
                 center = float(
@@ -632,7 +691,7 @@ class TomoPipeline:
         from spotkit.tomo import reconstruct, reconstruct_with_info
 
         # output geometry from a dry run of the projection steps on one row
-        probe = self._rows_through(proj_steps, scan, [r0], side)
+        probe = self._rows_through(proj_steps, scan, slice(r0, r0 + f_rows), side)
         theta_block = _theta_for(probe, theta)
         # one slice end to end now, so bad parameters fail before hours of compute
         reconstruct(np.swapaxes(probe, 0, 1), theta_block, **recon_params)
@@ -655,15 +714,16 @@ class TomoPipeline:
         try:
             with h5py.File(tmp, "w") as f:
                 dset = f.create_dataset(
-                    "recon", shape=(r1 - r0, n_out, n_out), dtype="f4", chunks=(1, n_out, n_out)
+                    "recon", shape=(n_slices, n_out, n_out), dtype="f4", chunks=(1, n_out, n_out)
                 )
                 dset.attrs["units"] = "1/cm"
                 pixel_um = pixel_cm * 1e4 * (n_cols / probe.shape[2])
                 coord = (np.arange(n_out) - (n_out - 1) / 2) * pixel_um
+                z_rows = r0 + f_rows * np.arange(n_slices) + (f_rows - 1) / 2
                 for name, values in (
                     ("x", coord),
                     ("y", coord),
-                    ("z", np.arange(r0, r1) * pixel_cm * 1e4),
+                    ("z", z_rows * pixel_cm * 1e4),
                 ):
                     f.create_dataset(name, data=values).attrs["units"] = "um"
                 dset.dims[0].label, dset.dims[1].label, dset.dims[2].label = "z", "y", "x"
@@ -674,9 +734,9 @@ class TomoPipeline:
                     del data
                     vol, info = reconstruct_with_info(sinos, theta_block, **recon_params)
                     del sinos
-                    vol /= np.float32(pixel_cm)
+                    vol /= np.float32(pixel_um * 1e-4)  # per binned pixel -> 1/cm
                     with lock:
-                        dset[a - r0 : b - r0] = vol
+                        dset[(a - r0) // f_rows : (b - r0) // f_rows] = vol
                         engines.add(info.engine)
                         backend_used.update(_info_record(info))
                     return b - a
@@ -710,7 +770,7 @@ class TomoPipeline:
         logger.info("pipeline %s wrote %s in %.1f s", self.name, output, seconds)
         return PipelineResult(
             output=output,
-            shape=(r1 - r0, n_out, n_out),
+            shape=(n_slices, n_out, n_out),
             side_outputs=side,
             rows_per_block=block_rows,
             n_blocks=len(blocks),

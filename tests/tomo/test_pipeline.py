@@ -194,3 +194,29 @@ def test_read_rows_reads_only_the_rows_it_is_asked_for(scan, monkeypatch):
     read_rows(open_tomo(path)["data"], rows)
     assert seen
     assert all(idx[1].stop - idx[1].start <= 3 for idx in seen)
+
+
+def test_binning_bins_rows_and_columns_in_physical_units(tmp_path, scan):
+    path, truth = scan
+    full = TomoPipeline.default(center=truth.center).run(path, tmp_path / "full.h5")
+    pipe = TomoPipeline.default(binning=2, center=truth.center)
+    assert pipe.to_dict()["steps"][1]["function"] == "downsample"
+    assert TomoPipeline.from_dict(pipe.to_dict()) == pipe
+    # blocks of one binned slice each still give the same volume as one block
+    binned = pipe.run(path, tmp_path / "bin.h5", rows=(1, 10))
+    one_block = pipe.run(path, tmp_path / "bin1.h5", rows=(1, 10), max_memory="2GB")
+    assert binned.shape == (4, 40, 40)  # rows 1..8 in pairs (row 9 left out), 80 -> 40 cols
+    with h5py.File(full.output) as f0, h5py.File(binned.output) as f1, \
+            h5py.File(one_block.output) as f2:
+        np.testing.assert_allclose(f1["recon"][...], f2["recon"][...], rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(f1["z"][...], f0["z"][1:9].reshape(4, 2).mean(axis=1))
+        assert f1["x"][1] - f1["x"][0] == pytest.approx(2 * (f0["x"][1] - f0["x"][0]))
+        # same attenuation in 1/cm as the unbinned volume (bin, not sum)
+        ref = truth.phantom_slice(3.5).reshape(40, 2, 40, 2).mean(axis=(1, 3))  # rows 3, 4
+        inside = ref > 0.5 * ref.max()
+        assert f1["recon"][1][inside].mean() == pytest.approx(ref[inside].mean(), rel=0.08)
+        assert np.corrcoef(f1["recon"][1].ravel(), ref.ravel())[0, 1] > 0.9
+    with pytest.raises(ValueError, match="binning"):
+        TomoPipeline.default(binning=0)
+    with pytest.raises(ValueError, match="fewer than the row binning"):
+        TomoPipeline.default(binning=4).run(path, tmp_path / "x.h5", rows=(0, 3))
