@@ -572,10 +572,11 @@ class TomoPipeline:
         sino = n_angles * n_cols * 4  # the contiguous (rows, angles, cols) copy
         per_row = int(raw + floats + sino + per_slice_work)
         fixed = int(fixed_work) * max(1, workers)  # each worker's reconstruction work arrays
-        fixed += 96 * 2**20  # interpreter, numpy/scipy/dask, h5py buffers
+        fixed += 256 * 2**20  # interpreter and libraries (~180 MB measured), h5py buffers
         rows = (budget - fixed) // (per_row * max(1, workers)) // f_rows * f_rows
         if rows < 1:
             raise MemoryBudgetError(budget, fixed + per_row * f_rows * max(1, workers))
+        rows = min(rows, -(-max(1, _n_rows) // f_rows) * f_rows)  # no bigger than the scan
         return int(rows), int(fixed + rows * per_row * max(1, workers))
 
     def run(

@@ -99,7 +99,7 @@ def test_run_in_blocks_matches_one_block_and_the_phantom(tmp_path, scan):
     one = pipe.run(path, tmp_path / "one.h5", max_memory="2GB")
     assert one.n_blocks == 1
     # a budget that forces several blocks gives the same volume
-    budget = 96 * 2**20
+    budget = 256 * 2**20
     while True:  # the smallest budget that gives blocks of 3 rows or more
         with contextlib.suppress(MemoryBudgetError):
             if pipe.plan((121, 10, 80), max_memory=budget, workers=2)[0] >= 3:
