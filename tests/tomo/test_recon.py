@@ -160,11 +160,12 @@ def test_stack_in_stack_out_and_2d_in_2d_out(recon_scan):
 
 def test_gridrec_batches_match_single_slices(recon_scan):
     sino, theta, c = recon_scan["exact"], recon_scan["theta"], recon_scan["center"]
-    stack = np.stack([sino * (k + 1) for k in range(11)])  # batch of 8, then 3
+    stack = np.stack([sino * (k + 1) for k in range(11)])  # pairs in batches, one left over
     rec = reconstruct(stack, theta, c, backend="builtin")
-    for k in (0, 8, 10):
-        np.testing.assert_allclose(rec[k], reconstruct(stack[k], theta, c, backend="builtin"),
-                                   rtol=1e-4, atol=1e-6)
+    for k in (0, 1, 8, 9, 10):
+        ref = reconstruct(stack[k], theta, c, backend="builtin")
+        # the NUFFT's stated precision: ~1e-4 of the image's range
+        np.testing.assert_allclose(rec[k], ref, atol=2e-4 * np.abs(ref).max())
 
 
 def test_old_call_still_works(recon_scan):

@@ -242,7 +242,8 @@ def _gridrec_slice_bytes(n_angles: int, n_cols: int, n: int) -> int:
 def _gridrec_batch_size(n_slices: int, n_angles: int, n_cols: int, n: int) -> int:
     """Slices per NUFFT call: at most 8, and about 512 MiB of work arrays."""
     per_slice = _gridrec_slice_bytes(n_angles, n_cols, n)
-    return int(max(1, min(n_slices, 8, _GRIDREC_BATCH_BYTES // per_slice)))
+    batch = int(max(1, min(n_slices, 8, _GRIDREC_BATCH_BYTES // per_slice)))
+    return batch - batch % 2 if batch > 1 else batch  # slices go in pairs
 
 
 def _gridrec_window(n_cols: int, n: int, center: float, pad: int) -> tuple[int, int, int]:
@@ -296,21 +297,29 @@ def _theta_key(theta: np.ndarray) -> tuple:
                                         digest_size=16).hexdigest())
 
 
-def _gridrec_plan(finufft, geometry, theta, length, n, count, threads):
-    """The cached type-1 plan for ``count`` slices on the polar grid of ``theta``."""
+def _gridrec_plan(finufft, geometry, theta, length, n, count, threads, *, packed=False):
+    """The cached type-1 plan for ``count`` transforms on the polar grid of ``theta``.
+
+    ``packed``: the grid holds each frequency twice, at ``+k`` and ``-k``, for transforms
+    that carry two slices at once (see :func:`_gridrec`).
+    """
     if _CACHE.plan_key != geometry:
         _CACHE.plan_key, _CACHE.plans = geometry, {}
-    if count not in _CACHE.plans:
+    key = (packed, count)
+    if key not in _CACHE.plans:
         omega = np.arange(length // 2 + 1) / length
         px = (2 * np.pi * omega[None, :] * np.cos(theta)[:, None]).ravel().astype(np.float32)
         py = (2 * np.pi * omega[None, :] * np.sin(theta)[:, None]).ravel().astype(np.float32)
+        if packed:
+            px, py = np.concatenate([px, -px]), np.concatenate([py, -py])
         plan = finufft.Plan(1, (n, n), n_trans=count, eps=_NUFFT_EPS, isign=1,
                             dtype="complex64", nthreads=int(threads or 0),
                             upsampfac=_NUFFT_UPSAMPLING)
         plan.setpts(py, px)
-        _CACHE.plans = {k: v for k, v in _CACHE.plans.items() if k > count}  # keep few
-        _CACHE.plans[count] = plan
-    return _CACHE.plans[count]
+        if len(_CACHE.plans) >= 2:  # a run needs a full batch and a remainder at most
+            _CACHE.plans = {}
+        _CACHE.plans[key] = plan
+    return _CACHE.plans[key]
 
 
 def _gridrec_factor(key, theta, shift, amp, length) -> np.ndarray:
@@ -389,17 +398,38 @@ def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
     for start in range(0, n_slices, batch):
         stop = min(n_slices, start + batch)
         count = stop - start
-        plan = _gridrec_plan(finufft, geometry, theta, length, n, count, req.threads)
         if taper:
             spec = _windowed_spectrum(sino[start:stop], response, pad, lo, length, taper,
                                       workers)
         else:
             spec = scipy.fft.rfft(sino[start:stop], n=pad, axis=-1, workers=workers)
         spec *= factor
-        strengths = spec.reshape(count, -1)
-        img = plan.execute(strengths if count > 1 else strengths[0])
+        spec = spec.reshape(count, -1)
         block = out[start:stop]
-        block[...] = img.real.reshape(count, n, n)
+        pairs = count // 2
+        if pairs:
+            # two real slices per complex transform: (G_a + i G_b) / 2 at +k and
+            # (conj G_a + i conj G_b) / 2 at -k sum to f_a + i f_b; half the FFTs
+            plan = _gridrec_plan(finufft, geometry, theta, length, n, pairs, req.threads,
+                                 packed=True)
+            g = spec[: 2 * pairs].reshape(pairs, 2, -1)
+            strengths = np.empty((pairs, 2, g.shape[-1]), dtype=np.complex64)
+            np.multiply(g[:, 1], 1j, out=strengths[:, 0])
+            strengths[:, 0] += g[:, 0]
+            np.conjugate(g[:, 1], out=strengths[:, 1])
+            strengths[:, 1] *= 1j
+            strengths[:, 1] += np.conjugate(g[:, 0])
+            strengths *= np.float32(0.5)
+            del g
+            strengths = strengths.reshape(pairs, -1)
+            img = plan.execute(strengths if pairs > 1 else strengths[0]).reshape(pairs, n, n)
+            del strengths
+            block[0 : 2 * pairs : 2] = img.real
+            block[1 : 2 * pairs : 2] = img.imag
+        if count % 2:
+            plan = _gridrec_plan(finufft, geometry, theta, length, n, 1, req.threads)
+            block[-1] = plan.execute(spec[-1]).real.reshape(n, n)
+        del spec
         block[:, ~mask] = 0.0
     return out
 
