@@ -171,6 +171,52 @@ def parse_memory(value: str | int | float) -> int:
     return int(number * scale[unit])
 
 
+def _choices() -> dict[tuple[str, str], tuple]:
+    """Allowed values of the pipeline parameters that take a name."""
+    import spotkit.tomo as tomo
+    from spotkit.tomo.backends import list_backends
+
+    return {
+        ("remove_stripes", "method"): tuple(tomo.STRIPE_METHODS),
+        ("find_center", "method"): tuple(tomo.CENTER_METHODS),
+        ("reconstruct", "algorithm"): tuple(tomo.ALGORITHMS),
+        ("reconstruct", "filter"): tuple(tomo.FILTERS),
+        ("reconstruct", "backend"): ("auto", *list_backends()),
+    }
+
+
+def _check_values(sid: str, fname: str, params: dict) -> list[Problem]:
+    """Values checked before anything runs: names from fixed lists, positive sizes."""
+    problems = []
+    for (func, pname), allowed in _choices().items():
+        if func == fname and pname in params and params[pname] not in allowed:
+            problems.append(
+                Problem(sid, pname, f"unknown {pname} {params[pname]!r}; choose one of "
+                        f"{list(allowed)}")
+            )
+    if fname == "downsample":
+        factors = params.get("factor", 2)
+        for f in factors if isinstance(factors, list | tuple) else [factors]:
+            if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+                problems.append(
+                    Problem(sid, "factor", f"{factors!r}: binning factors are integers >= 1")
+                )
+                break
+    if fname == "reconstruct":
+        for pname in ("n", "num_iter"):
+            v = params.get(pname)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                problems.append(Problem(sid, pname, f"{v!r}: must be a positive integer"))
+        c = params.get("center")
+        if c is not None and not isinstance(c, str) and not (
+            isinstance(c, int | float) and np.isfinite(c)
+        ):
+            problems.append(
+                Problem(sid, "center", f"{c!r}: a column number, or '$<step id>.center'")
+            )
+    return problems
+
+
 def _tomo_function(name: str):
     import spotkit.tomo
 
@@ -469,6 +515,7 @@ class TomoPipeline:
                                 f"it has {list(outs)}",
                             )
                         )
+        problems += _check_values(sid, fname, step["params"])
         if fname == "downsample":
             axes = step["params"].get("axis", -1)
             axes = list(axes) if isinstance(axes, list | tuple) else [axes]
@@ -483,10 +530,10 @@ class TomoPipeline:
                 )
         return problems
 
-    def _factors(self) -> tuple[int, int, int]:
-        """Binning of (angles, rows, columns) by the pipeline's downsample steps."""
+    def _factors(self, steps=None) -> tuple[int, int, int]:
+        """Binning of (angles, rows, columns) by the downsample steps among ``steps``."""
         factors = [1, 1, 1]
-        for step in self.steps:
+        for step in self.steps if steps is None else steps:
             if step.get("function") != "downsample":
                 continue
             axes = step["params"].get("axis", -1)
@@ -686,6 +733,11 @@ class TomoPipeline:
                     _tomo_function("find_center")(sinos, _theta_for(block, theta), **params)
                 )
                 side[step["id"]] = {"center": center}
+                f_cols = self._factors(done_steps)[2]
+                if f_cols > 1:  # also where the axis is on the unbinned detector
+                    side[step["id"]]["center_full_resolution"] = (
+                        center * f_cols + (f_cols - 1) / 2
+                    )
                 logger.info("step %s: centre %.2f from rows %s", step["id"], center, sample)
         recon_step = self.steps[-1]
         recon_params = self._resolve(recon_step["params"], side)

@@ -217,7 +217,37 @@ def test_binning_bins_rows_and_columns_in_physical_units(tmp_path, scan):
         inside = ref > 0
         assert f1["recon"][1][inside].mean() == pytest.approx(ref[inside].mean(), rel=0.03)
         assert np.corrcoef(f1["recon"][1].ravel(), ref.ravel())[0, 1] > 0.9
+    found = TomoPipeline.default(binning=2).run(path, tmp_path / "found.h5")
+    side = found.side_outputs["center"]
+    assert side["center_full_resolution"] == pytest.approx(2 * side["center"] + 0.5)
+    assert side["center_full_resolution"] == pytest.approx(truth.center, abs=1.0)
     with pytest.raises(ValueError, match="binning"):
         TomoPipeline.default(binning=0)
     with pytest.raises(ValueError, match="fewer than the row binning"):
         TomoPipeline.default(binning=4).run(path, tmp_path / "x.h5", rows=(0, 3))
+
+
+def test_parameter_values_are_checked_before_anything_runs():
+    bad = {
+        "steps": [
+            {"function": "normalize"},
+            {"function": "downsample", "params": {"factor": 0, "axis": 2}},
+            {"function": "remove_stripes", "params": {"method": "nope"}},
+            {"function": "minus_log"},
+            {"id": "c", "function": "find_center", "params": {"method": "guess"}},
+            {"function": "reconstruct", "params": {"center": "$c.center", "algorithm": "art",
+                                                   "filter": "box", "backend": "gpu9000",
+                                                   "num_iter": -1}},
+        ]
+    }
+    with pytest.raises(PipelineValidationError) as info:
+        TomoPipeline.from_dict(bad)
+    problems = TomoPipeline(bad["steps"]).validate()
+    assert len(problems) == 7
+    fields = sorted((p.step, p.field) for p in problems)
+    assert fields == [("c", "method"), ("downsample", "factor"), ("reconstruct", "algorithm"),
+                      ("reconstruct", "backend"), ("reconstruct", "filter"),
+                      ("reconstruct", "num_iter"), ("remove_stripes", "method")]
+    text = str(info.value)
+    for allowed in ("'fw'", "'gridrec'", "'builtin'", "'vo'"):
+        assert allowed in text
