@@ -36,6 +36,7 @@ __all__ = [
     "STRIPE_METHODS",
     "SWEEP_METRICS",
     "AxisTilt",
+    "CenterFinder",
     "PipelineResult",
     "Problem",
     "ReconInfo",
@@ -61,3 +62,12 @@ __all__ = [
     "save_preview_png",
     "sweep_metric",
 ]
+
+
+def __getattr__(name):
+    # CenterFinder needs ipywidgets (the optional ``lab`` extra): imported on first use only.
+    if name == "CenterFinder":
+        from spotkit.tomo._widgets import CenterFinder
+
+        return CenterFinder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

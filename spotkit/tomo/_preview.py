@@ -125,7 +125,9 @@ def preview(
 
     # two radiographs 90 degrees apart: orthogonal views of the sample
     views = [int(np.argmin(abs(theta_deg - theta_deg[0] - d))) for d in (0.0, 90.0)]
-    frames = scan["data"].isel(angle=views).values
+    frames = np.concatenate(  # one slice per view: a list would read whole dask chunks
+        [scan["data"].isel(angle=slice(v, v + 1)).values for v in views]
+    )
     flat = np.median(scan["flats"][: max(1, n_flats)].values, axis=0)
     dark = np.median(scan["darks"][: max(1, n_flats)].values, axis=0)
     radiographs = np.clip(
