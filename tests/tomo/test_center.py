@@ -243,3 +243,22 @@ def test_plot_sweep_titles(tmp_path):
     assert [a.get_title().splitlines()[0] for a in axes] == [
         "center = 11.00", "center = 11.50", "center = 12.00"]
     plt.close("all")
+
+
+@pytest.mark.parametrize("offset", [-40.0, 25.0])
+def test_sinusoid_is_not_biased_by_noise_in_the_air(tmp_path, offset):
+    # Clipping negative noise to 0 made positive mass in the air that pulled the estimate
+    # towards the detector's middle (0.8 px at 2k counts and -40 px, 1.5 px at 500 counts).
+    import h5py
+
+    from spotkit.sim import simulate_tomo_scan
+    from spotkit.tomo import minus_log, normalize
+
+    path = tmp_path / "low_dose.h5"
+    truth = simulate_tomo_scan(path, shape=(360, 2, 512), center_offset=offset, seed=0,
+                               flat_counts=2000, ring_columns=0)
+    with h5py.File(path) as f:
+        sino = minus_log(normalize(f["/exchange/data"][:, 1:2], f["/exchange/data_white"][:, 1:2],
+                                   f["/exchange/data_dark"][:, 1:2]))[:, 0]
+    found = find_center(sino, np.deg2rad(truth.theta), method="sinusoid")
+    assert abs(found - truth.center) < 0.3
