@@ -73,7 +73,10 @@ def preview(
     -------
     xarray.Dataset
         ``slices`` (slice, y, x) in 1/cm, ``radiographs`` (view, v, u) as transmission,
-        with attributes ``center`` (full resolution), ``binning``, ``seconds`` and ``png``.
+        with attributes ``center`` (full resolution), ``binning``, ``seconds`` and ``png``;
+        with 3 slices or more also ``axis_tilted`` (0/1), ``tilt_px_per_row``, ``tilt_deg``
+        and ``row_centers`` (the centre found on each previewed row, see
+        :func:`spotkit.tomo.detect_tilt`).
     """
     import xarray as xr
 
@@ -114,6 +117,7 @@ def preview(
         center = c_bin * binning + (binning - 1) / 2
     else:
         c_bin = (float(center) - (binning - 1) / 2) / binning
+    tilt = _tilt(sino, theta, rows, binning, center_method)
     try:
         slices = reconstruct(sino, theta, c_bin, algorithm=algorithm)
     except ValueError as exc:
@@ -164,6 +168,7 @@ def preview(
             "seconds_to_first_slices": t_slices,
             "seconds_reading": t_read,
             "sample": str(scan.attrs.get("sample", "")),
+            **(tilt or {}),
             **{f"source_{k}": v for k, v in info.items()},
         },
     )
@@ -177,6 +182,33 @@ def preview(
     if png is not None:
         ds.attrs["png"] = str(save_preview_png(ds, png))
     return ds
+
+
+def _tilt(sino, theta, rows, binning: int, method: str) -> dict | None:
+    """Centre per previewed row and a tilt fit: ``axis_tilted``, slope, per-row centres.
+
+    Needs 3 rows or more; a method that fails on a row (no sample there) leaves it out.
+    """
+    from spotkit.tomo import detect_tilt, find_center
+
+    if sino.shape[0] < 3:
+        return None
+    centers = np.full(sino.shape[0], np.nan)
+    for i, s in enumerate(sino):
+        try:
+            centers[i] = find_center(s, theta, method=method) * binning + (binning - 1) / 2
+        except ValueError:
+            continue
+    try:
+        fit = detect_tilt(np.asarray(rows, dtype=float), centers)
+    except ValueError:
+        return None
+    return {
+        "axis_tilted": int(fit.tilted),
+        "tilt_px_per_row": float(fit.slope_px_per_row),
+        "tilt_deg": float(fit.tilt_deg),
+        "row_centers": centers.tolist(),
+    }
 
 
 def save_preview_png(preview_ds, path: str | os.PathLike, *, dpi: int = 80) -> Path:

@@ -40,3 +40,28 @@ def test_preview_with_given_centre(scan):
     pv = preview(path, n_slices=1, binning=4, center=truth.center, algorithm="fbp")
     assert pv.attrs["center"] == pytest.approx(truth.center)
     assert pv.sizes["slice"] == 1
+
+
+def test_preview_reports_a_tilted_axis(tmp_path, scan):
+    import h5py
+    from scipy import ndimage
+
+    path, _ = scan
+    pv = preview(path, n_slices=4, binning=1, center_method="vo")
+    assert pv.attrs["axis_tilted"] == 0
+    assert abs(pv.attrs["tilt_px_per_row"]) < 0.02
+    # a copy whose axis moves 0.15 px per row (the raw file is left alone)
+    tilted = tmp_path / "tilted.h5"
+    slope = 0.15
+    with h5py.File(path) as src, h5py.File(tilted, "w") as dst:
+        for key in ("data", "data_white", "data_dark"):
+            arr = src["exchange"][key][...].astype(np.float64)
+            for r in range(arr.shape[1]):
+                arr[:, r] = ndimage.shift(arr[:, r], (0, slope * (r - 12)), order=3,
+                                          mode="nearest")
+            dst.create_dataset(f"exchange/{key}", data=np.round(arr).astype(np.uint16))
+        dst["exchange/theta"] = src["exchange/theta"][...]
+    pv = preview(tilted, n_slices=4, binning=1, center_method="vo")
+    assert pv.attrs["axis_tilted"] == 1
+    assert pv.attrs["tilt_px_per_row"] == pytest.approx(slope, abs=0.03)
+    assert len(pv.attrs["row_centers"]) == 4
