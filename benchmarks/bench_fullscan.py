@@ -152,7 +152,8 @@ def main(argv=None):
     p.add_argument("--slab", type=int, default=128, help="rows of the full-resolution run")
     p.add_argument("--full-res-all", action="store_true",
                    help="also reconstruct every row at full resolution (~57 GB output)")
-    p.add_argument("--skip-binned", action="store_true")
+    p.add_argument("--parts", nargs="*", default=["preview", "binned", "slab"],
+                   choices=["preview", "binned", "slab"], help="what to measure")
     p.add_argument("--shape", type=int, nargs=3, default=SHAPE,
                    help="angles rows columns (default: the 8.3.2 detector)")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -172,7 +173,7 @@ def main(argv=None):
     rows: list[tuple] = []
 
     # 1. preview, cold then warm
-    for label in ("cold cache", "warm cache"):
+    for label in ("cold cache", "warm cache") if "preview" in args.parts else ():
         if label == "cold cache":
             _drop_cache(path)
         r = run_child({"what": "preview", "path": str(path), "png": str(args.dir / "pv.png")})
@@ -182,11 +183,12 @@ def main(argv=None):
                      f"centre error {abs(r['center'] - center):.2f} px"))
 
     runs = []
-    if not args.skip_binned:
+    if "binned" in args.parts:
         runs.append((f"all {shape[1]} rows, 2x2 binned", 2, None, "binned.h5"))
     slab0 = shape[1] // 2 - args.slab // 2
-    runs.append((f"{args.slab}-row slab, full resolution", 1, [slab0, slab0 + args.slab],
-                 "slab.h5"))
+    if "slab" in args.parts:
+        runs.append((f"{args.slab}-row slab, full resolution", 1, [slab0, slab0 + args.slab],
+                     "slab.h5"))
     if args.full_res_all:
         runs.append((f"all {shape[1]} rows, full resolution", 1, None, "full.h5"))
     for label, binning, sel, name in runs:

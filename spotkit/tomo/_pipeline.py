@@ -858,8 +858,9 @@ def read_rows(var, rows, angles: slice | None = None) -> np.ndarray:
     whole file. Lists are therefore read as runs of consecutive rows, one slice each.
     """
     sel = {} if angles is None else {var.dims[0]: angles}
+    # one isel with both selections: dask folds one getitem into the chunk reads, not two
     if isinstance(rows, slice):
-        return var.isel(sel).isel(row=rows).values
+        return var.isel({**sel, "row": rows}).values
     rows = [int(r) for r in rows]
     runs: list[list[int]] = []
     for r in rows:
@@ -867,7 +868,7 @@ def read_rows(var, rows, angles: slice | None = None) -> np.ndarray:
             runs[-1].append(r)
         else:
             runs.append([r])
-    parts = [var.isel(sel).isel(row=slice(run[0], run[-1] + 1)).values for run in runs]
+    parts = [var.isel({**sel, "row": slice(run[0], run[-1] + 1)}).values for run in runs]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 

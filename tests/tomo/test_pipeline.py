@@ -192,6 +192,7 @@ def test_read_rows_reads_only_the_rows_it_is_asked_for(scan, monkeypatch):
 
     monkeypatch.setattr(H5ArrayProxy, "__getitem__", spy)
     read_rows(open_tomo(path)["data"], rows)
+    read_rows(open_tomo(path)["data"], rows, angles=slice(None, None, 3))  # preview's read
     assert seen
     assert all(idx[1].stop - idx[1].start <= 3 for idx in seen)
 
