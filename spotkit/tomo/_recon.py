@@ -171,7 +171,7 @@ def reconstruct_with_info(
         num_iter=num_iter, nonneg=bool(nonneg), threads=None if threads is None else int(threads))
     be = get_backend(chosen)
     engine = be.engine(request)
-    logger.info("reconstructing %d slice(s) of %d x %d with %s %s (%s, %s)", n_slices,
+    logger.debug("reconstructing %d slice(s) of %d x %d with %s %s (%s, %s)", n_slices,
                 n_angles, n_cols, chosen, algorithm, engine, be.version())
     t0 = time.perf_counter()
     out = np.asarray(be.reconstruct(request), dtype=np.float32)
@@ -186,13 +186,19 @@ def reconstruct_with_info(
     return (out[0] if single else out), info
 
 
+_ANNOUNCED: set[tuple[str, str]] = set()
+
+
 def _choose_backend(backend: str, algorithm: str, filter: str) -> str:
     """Resolve ``"auto"`` and check the backend can do ``algorithm`` with ``filter``."""
     if backend == "auto":
         for name in available_backends():
             be = get_backend(name)
             if be.priority > 0 and algorithm in be.algorithms and filter in be.filters:
-                logger.info("backend='auto' chose %r for %s", name, algorithm)
+                if (name, algorithm) not in _ANNOUNCED:  # once per process, not per block
+                    _ANNOUNCED.add((name, algorithm))
+                    logger.info("backend='auto' chose %r (%s) for %s", name, be.version(),
+                                algorithm)
                 return name
         return "builtin"
     be = get_backend(backend)  # raises ValueError for an unknown name
