@@ -1,26 +1,52 @@
 """Adapter to tomopy (conda-forge only): its gridrec and SIRT in spotkit's geometry.
 
-What is mapped, and why:
+What is mapped, and why (line numbers are those of tomopy's sources as read at commits
+``0265b7f`` of ``source/libtomo/gridrec/gridrec.c``, ``27dd1e5`` of
+``source/libtomo/recon/utils.c`` and ``3359a2e`` of ``source/libtomo/recon/sirt.c``):
 
-* ``gridrec``: tomopy pads projections only to the next power of two, which is not
-  quantitative (values off by ~2x, strong negative background); the adapter zero-pads each
-  side by half the width first (>= 2x in all), shifting ``center`` by the same amount.
-  tomopy's ``center`` uses the same column convention as spotkit (the gridrec C code shifts
-  by ``exp(-2πi k center / pdim)`` with column ``j`` at ``j``). Filters map
-  ``ramp -> ramlak``; the others keep their names. Pixels outside the inscribed circle are
-  set to 0, as in spotkit's own gridrec.
-* ``sirt``: tomopy's SIRT, ``num_iter`` passed through (``nonneg`` is not supported and
-  raises).
+* ``gridrec``: tomopy pads projections only to the next power of two (``gridrec.c``
+  l.219-221), which is not quantitative (values off by ~2x, strong negative background);
+  the adapter zero-pads each side by half the width first (>= 2x in all), shifting
+  ``center`` by the same amount. Filters map ``ramp -> ramlak``; the others keep their
+  names. Pixels outside the inscribed circle are set to 0, as in spotkit's own gridrec.
+
+  Detector: tomopy's ``center`` uses spotkit's column convention. ``set_filter_tables``
+  (l.138-186) multiplies the spectrum of the zero-padded projection (column ``j`` at
+  sample ``j``, l.357-376) by ``exp(-2πi k center / pdim)`` (l.148, l.163-164), which puts
+  column ``center`` on the image origin.
+
+  Image grid: that origin is index 0 of the ``pdim x pdim`` inverse FFT (l.442), and the
+  ``n x n`` image is cropped from it starting ``M02 + 1 - (pdim - n) / 2 = ceil(n / 2)``
+  samples before the origin (l.479-505): tomopy's pixel ``i`` is at ``i - ceil(n/2)``,
+  spotkit's at ``i - (n-1)/2``. gridrec's grid is therefore ``delta = ceil(n/2) - (n-1)/2``
+  pixels off along both axes: 1/2 for even ``n``, 1 for odd ``n``. No ``center`` can
+  fix that (the grid always contains the axis; spotkit's even grids do not), so the
+  adapter hands tomopy the projections of the object moved by ``(-delta, -delta)``: each
+  row resampled at ``column + delta (cos θ + sin θ)`` by a Fourier phase, the same
+  band-limited shift gridrec applies for ``center`` (and spotkit's own gridrec for its
+  ``delta``, see :func:`spotkit.tomo.backends._builtin._gridrec`).
+* ``sirt`` (and every tomopy algorithm built on ``utils.c``): pixel edges at
+  ``-n/2 + i`` (``preprocessing``, ``utils.c`` l.66-86, edges l.72 and l.77), so pixel
+  centres at ``i - (n-1)/2`` as in spotkit. But the ray of detector pixel ``d`` runs at
+  ``yi = (1 - dx)/2 + d + mov`` (``sirt.c`` l.113) with ``mov = (dx-1)/2 - center + 0.5``
+  (``utils.c`` l.80 and l.85), i.e. at ``d - center + 0.5`` from the axis, where spotkit
+  has ``d - center``: the adapter passes ``center + 0.5``. (``utils.c`` l.81-84 add 0.01
+  more when ``mov`` is within 0.01 above an integer, to keep rays off the grid lines: a
+  0.01-pixel shift, left as is.) ``num_iter`` passes through; ``nonneg`` is not
+  supported and raises.
 * ``fbp`` is refused: tomopy's ``fbp`` does no filtering at all.
 
-Orientation: tomopy's gridrec writes image rows in decreasing ``y`` (``recon[(ngridx-1-k)
-* ngridy + j]`` in ``gridrec.c``), so rows are flipped. The adapter verifies this once per
-process with :func:`probe_orientation` and follows the probe if tomopy ever changes.
+Orientation: both write image rows in decreasing ``y``. gridrec stores the FFT sample at
+``(x, y)`` in row ``n - 1 - k`` (l.504); ``utils.c`` traces the ray of angle θ along
+``-X sin θ + Y cos θ = yi`` (``calc_coords``, l.117-138) with ``X`` the row coordinate
+(``calc_dist`` index ``indy + indx * ngridy``), so ``X = -y``, ``Y = x``. Either way rows
+are flipped. The adapter verifies orientation and grid offset once per process and
+algorithm family with :func:`probe_orientation`, follows the probe if tomopy ever changes
+its orientation, and logs a warning if its image is still offset from spotkit's grid.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import logging
 
@@ -34,6 +60,8 @@ __all__ = ["TomopyBackend"]
 
 _FILTERS = {"ramp": "ramlak", "shepp": "shepp", "cosine": "cosine", "hann": "hann",
             "hamming": "hamming"}
+#: tomopy's iterative algorithms put detector pixel d at d - center + 0.5 (see above)
+_ITERATIVE_CENTER_SHIFT = 0.5
 
 
 def _import_tomopy():
@@ -44,6 +72,27 @@ def _import_tomopy():
             "the tomopy backend needs tomopy, which is on conda-forge only: "
             "conda install -c conda-forge tomopy") from exc
     return tomopy
+
+
+def _gridrec_grid_offset(n: int) -> float:
+    """``ceil(n/2) - (n-1)/2``: how far gridrec's pixels sit from spotkit's (both axes)."""
+    return (n + 1) // 2 - (n - 1) / 2.0
+
+
+def _shift_rows(sino: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Each row ``a`` resampled at ``column + shift[a]`` (band-limited, by an FFT phase).
+
+    The rows must end in enough zeros to take the shift without wrapping around.
+    """
+    import scipy.fft
+
+    n_cols = sino.shape[-1]
+    length = scipy.fft.next_fast_len(n_cols, real=True)
+    phase = np.outer(shift, np.fft.rfftfreq(length))
+    factor = np.exp(2j * np.pi * phase).astype(np.complex64)
+    spec = scipy.fft.rfft(sino, n=length, axis=-1)
+    spec *= factor
+    return scipy.fft.irfft(spec, n=length, axis=-1)[..., :n_cols].astype(np.float32)
 
 
 class TomopyBackend(ReconBackend):
@@ -60,6 +109,9 @@ class TomopyBackend(ReconBackend):
     filters = tuple(_FILTERS)
     priority = 20
 
+    def __init__(self):
+        self._fixes = {}  # algorithm -> orientation transform found by the probe
+
     def available(self) -> bool:
         """Whether tomopy can be imported."""
         return importlib.util.find_spec("tomopy") is not None
@@ -74,30 +126,40 @@ class TomopyBackend(ReconBackend):
 
     def _run(self, sino, theta, center, *, algorithm, filter="shepp", n=None, num_iter=1,
              threads=None):
+        """tomopy's images, as tomopy orients them, on spotkit's grid and centre."""
         tomopy = _import_tomopy()
         sino = np.asarray(sino, dtype=np.float32)
         if sino.ndim == 2:
             sino = sino[None]
+        theta = np.asarray(theta, dtype=np.float64)
         n_cols = sino.shape[-1]
         n = n or n_cols
         kwargs = {"num_gridx": n, "num_gridy": n}
-        pad = 0
         if algorithm == "gridrec":
             pad = (n_cols + 1) // 2
             sino = np.pad(sino, ((0, 0), (0, 0), (pad, pad)))
+            # move the object by (-delta, -delta) so that gridrec's grid, which holds the
+            # axis, samples it where spotkit's grid samples the original (see module doc)
+            delta = _gridrec_grid_offset(n)
+            sino = _shift_rows(sino, delta * (np.cos(theta) + np.sin(theta)))
+            tomopy_center = center + pad
             kwargs["filter_name"] = _FILTERS[filter]
         else:
+            tomopy_center = center + _ITERATIVE_CENTER_SHIFT
             kwargs["num_iter"] = int(num_iter)
-        centers = np.full(sino.shape[0], center + pad, dtype=np.float32)
-        rec = tomopy.recon(sino, theta.astype(np.float32), center=centers, sinogram_order=True,
-                           algorithm=algorithm, ncore=threads, **kwargs)
-        return rec
+        centers = np.full(sino.shape[0], tomopy_center, dtype=np.float32)
+        return tomopy.recon(sino, theta.astype(np.float32), center=centers,
+                            sinogram_order=True, algorithm=algorithm, ncore=threads,
+                            **kwargs)
 
-    @functools.cached_property
-    def _orient(self):
-        return probe_orientation(
-            lambda s, t, c: self._run(s, t, c, algorithm="gridrec", filter="ramp")[0],
-            expected="flip rows", backend="tomopy")
+    def _orient(self, algorithm: str):
+        """The transform putting ``algorithm``'s images on spotkit's grid (probed once)."""
+        if algorithm not in self._fixes:
+            options = {"filter": "ramp"} if algorithm == "gridrec" else {"num_iter": 30}
+            self._fixes[algorithm] = probe_orientation(
+                lambda s, t, c: self._run(s, t, c, algorithm=algorithm, **options)[0],
+                expected="flip rows", backend=f"tomopy {algorithm}")
+        return self._fixes[algorithm]
 
     def reconstruct(self, request: ReconRequest) -> np.ndarray:
         """Run tomopy and return images in spotkit's orientation and units."""
@@ -107,7 +169,7 @@ class TomopyBackend(ReconBackend):
         rec = self._run(request.sinograms, request.theta, request.center,
                         algorithm=request.algorithm, filter=request.filter, n=request.n,
                         num_iter=request.num_iter, threads=request.threads)
-        out = np.ascontiguousarray(self._orient(rec), dtype=np.float32)
+        out = np.ascontiguousarray(self._orient(request.algorithm)(rec), dtype=np.float32)
         if request.algorithm == "gridrec":
             c = np.arange(request.n) - (request.n - 1) / 2.0
             out *= (c[:, None] ** 2 + c[None, :] ** 2) <= (request.n / 2.0) ** 2
