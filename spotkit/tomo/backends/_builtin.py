@@ -246,6 +246,19 @@ def _gridrec_batch_size(n_slices: int, n_angles: int, n_cols: int, n: int) -> in
     return batch - batch % 2 if batch > 1 else batch  # slices go in pairs
 
 
+def _fbp_interpolation_response(pad: int) -> np.ndarray:
+    """``sinc²(f / over)``: what :func:`_fbp`'s linear interpolation on rows sampled every
+    ``1 / over`` column does to the spectrum, at ``rfftfreq(pad)``.
+
+    gridrec interpolates exactly (band-limited); multiplying its filter by this response
+    gives it the resolution of ``fbp``, so the two algorithms give the same image and differ
+    only in speed. Without it gridrec is sharper and lets through more of the aliasing and
+    noise of point-sampled projections: on the twin (1500 x 2048) NRMSE 0.0236 / SSIM 0.9958
+    against the phantom, versus 0.0218 / 0.9968 with it and 0.0219 / 0.9967 for ``fbp``.
+    """
+    return np.sinc(np.fft.rfftfreq(pad) / _FBP_OVERSAMPLE) ** 2
+
+
 def _gridrec_window(n_cols: int, n: int, center: float, pad: int) -> tuple[int, int, int]:
     """Detector window ``[lo, lo + length)`` the Fourier gridding interpolates in.
 
@@ -376,6 +389,7 @@ def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
     sino, theta, n = req.sinograms, req.theta, req.n
     n_slices, n_angles, n_cols = sino.shape
     response, pad = filter_response(n_cols, req.filter)
+    response = response * _fbp_interpolation_response(pad)
     lo, length, taper = _gridrec_window(n_cols, n, req.center, pad)
     if length == 0:
         lo, length = 0, pad
