@@ -11,13 +11,20 @@ from pathlib import Path
 
 __all__ = [
     "CatalogError",
+    "ComputeError",
     "DatasetNotFoundError",
     "InputFileError",
+    "JobFailedError",
+    "JobLostError",
+    "JobTimeoutError",
     "MemoryBudgetError",
     "NotebookExecutionError",
     "NotebookParameterError",
     "PipelineValidationError",
+    "SchedulerError",
     "SpotkitError",
+    "SubmitError",
+    "TransientSchedulerError",
 ]
 
 
@@ -144,4 +151,176 @@ class MemoryBudgetError(SpotkitError, ValueError):
         super().__init__(
             f"max_memory={budget / 2**20:.0f} MiB is too small: one slice needs about "
             f"{needed / 2**20:.0f} MiB; raise max_memory, bin the data, or use fewer workers"
+        )
+
+
+# -- compute targets and jobs ------------------------------------------------------------
+
+
+class ComputeError(SpotkitError):
+    """A compute target or one of its jobs did not do what was asked."""
+
+
+class SchedulerError(ComputeError):
+    """A scheduler command (``squeue``, ``sacct``...) or API call failed.
+
+    Attributes
+    ----------
+    target : str or None
+        The target's name (``"slurm"``, ``"nersc:perlmutter"``).
+    command : str or None
+        What was run or called, for the message (never with a secret in it).
+    returncode : int or None
+        Exit status of the command, when there is one.
+    detail : str
+        The scheduler's own words (its stderr, the API's message).
+    """
+
+    transient = False
+
+    def __init__(self, message: str, *, target: str | None = None, command: str | None = None,
+                 returncode: int | None = None, detail: str = ""):
+        self.target = target
+        self.command = command
+        self.returncode = returncode
+        self.detail = detail
+        super().__init__(message)
+
+
+class TransientSchedulerError(SchedulerError):
+    """A scheduler error that may go away if tried again (timeout, controller busy, HTTP 503).
+
+    :class:`spotkit.compute.Job` retries these with exponential backoff, then raises a
+    :class:`SchedulerError` that says how often and for how long it tried.
+    """
+
+    transient = True
+
+
+class SubmitError(ComputeError):
+    """The scheduler refused a job: nothing was submitted.
+
+    Attributes
+    ----------
+    target : str
+        The target's name.
+    option : str or None
+        The option at fault (``"partition"``, ``"qos"``, ``"account"``, ``"constraint"``,
+        ``"time"``, ``"nodes"``), when the scheduler's message says which.
+    value : str or None
+        The value given for that option.
+    detail : str
+        The scheduler's own message.
+    run_id : str or None
+        The catalog run that records the attempt (state ``"failed"``), once there is one.
+    """
+
+    def __init__(self, *, target: str, detail: str, option: str | None = None,
+                 value: str | None = None, run_id: str | None = None):
+        self.target = target
+        self.option = option
+        self.value = value
+        self.detail = detail.strip()
+        self.run_id = run_id
+        what = f"{option}={value!r}" if option and value is not None else option
+        if what:
+            msg = (f"{target} refused the job because of {what}: {self.detail}. Check the "
+                   f"{option} name (e.g. `sinfo -s`, `sacctmgr show qos`, `sacctmgr show assoc "
+                   f"user=$USER`); nothing was submitted.")
+        else:
+            msg = f"{target} refused the job: {self.detail}. Nothing was submitted."
+        super().__init__(msg)
+
+
+class JobFailedError(ComputeError):
+    """A job finished, and not well (checked with ``Job.wait(check=True)``).
+
+    Attributes
+    ----------
+    job_id : str
+    target : str
+    state : JobState
+        ``FAILED``, ``TIMEOUT``, ``CANCELLED``, ``OUT_OF_MEMORY``, ``NODE_FAIL``... or
+        ``COMPLETED`` with a non-zero exit code.
+    exit_code : int or None
+    reason : str
+        The scheduler's reason, if it gave one.
+    run_id : str or None
+        The catalog run the job executed.
+    logs : dict
+        ``{"stdout": path, "stderr": path}`` where the job's output is.
+    run_error : str
+        What the run recorded (the failing cell), if anything.
+    """
+
+    def __init__(self, *, job_id: str, target: str, state, exit_code: int | None,
+                 reason: str = "", run_id: str | None = None, logs: dict | None = None,
+                 run_error: str = ""):
+        self.job_id = job_id
+        self.target = target
+        self.state = state
+        self.exit_code = exit_code
+        self.reason = reason
+        self.run_id = run_id
+        self.logs = dict(logs or {})
+        self.run_error = run_error
+        state_name = getattr(state, "value", state)
+        parts = [f"{target} job {job_id}" + (f" (run {run_id})" if run_id else "")
+                 + f" did not succeed: state {state_name}, exit code "
+                 + ("unknown" if exit_code is None else str(exit_code))]
+        if reason and reason not in ("None", "NonZeroExitCode"):
+            parts.append(f"reason {reason}")
+        if run_error:
+            parts.append(f"the run recorded: {run_error}")
+        where = ", ".join(f"{k} {v}" for k, v in self.logs.items() if v)
+        parts.append(f"logs: {where}" if where else "no log files are known for it")
+        super().__init__("; ".join(parts) + ".")
+
+
+class JobTimeoutError(ComputeError, TimeoutError):
+    """``Job.wait(timeout=...)`` ran out before the job finished; the job goes on.
+
+    Attributes
+    ----------
+    job_id : str
+    target : str
+    timeout : float
+    state : JobState
+        The last state seen.
+    """
+
+    def __init__(self, *, job_id: str, target: str, timeout: float, state):
+        self.job_id = job_id
+        self.target = target
+        self.timeout = timeout
+        self.state = state
+        super().__init__(
+            f"{target} job {job_id} is still {getattr(state, 'value', state)} after waiting "
+            f"{timeout:g} s; it goes on running. Wait again, or cancel it with job.cancel()."
+        )
+
+
+class JobLostError(ComputeError):
+    """The scheduler has not known a job for longer than the grace period.
+
+    Attributes
+    ----------
+    job_id : str
+    target : str
+    seconds : float
+        How long the scheduler has not known it.
+    run_id : str or None
+    """
+
+    def __init__(self, *, job_id: str, target: str, seconds: float, run_id: str | None = None):
+        self.job_id = job_id
+        self.target = target
+        self.seconds = seconds
+        self.run_id = run_id
+        run = f" (run {run_id})" if run_id else ""
+        super().__init__(
+            f"{target} job {job_id}{run} is lost: the scheduler has not known it for "
+            f"{seconds:.0f} s (neither its queue nor its accounting). It may have been purged "
+            "or submitted to another cluster; check the scheduler (squeue/sacct) and the "
+            "run's directory for its logs."
         )

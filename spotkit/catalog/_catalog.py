@@ -28,8 +28,10 @@ __all__ = ["Catalog", "open_catalog"]
 
 logger = logging.getLogger(__name__)
 
-RUN_STATES = ("running", "completed", "failed")
-FINAL_RUN_STATES = ("completed", "failed")
+#: ``queued``: submitted to a batch scheduler, not started; ``running``: the notebook runs;
+#: then one of the final states (``cancelled``: the job was cancelled before it finished).
+RUN_STATES = ("queued", "running", "completed", "failed", "cancelled")
+FINAL_RUN_STATES = ("completed", "failed", "cancelled")
 _WILDCARD = re.compile(r"[*?\[]")
 _NAME = re.compile(r"[a-z][a-z0-9_.-]*")
 _OUTPUT_KEYS = {"path", "kind", "role", "format", "key", "metadata", "title"}
@@ -914,8 +916,9 @@ class Catalog:
         versions: Mapping | None = None,
         output_notebook: str | os.PathLike | None = None,
         job_id: str | None = None,
+        state: str = "running",
     ) -> str:
-        """Record that a notebook started running for a dataset.
+        """Record that a notebook started running for a dataset (or was queued to run).
 
         Parameters
         ----------
@@ -936,12 +939,17 @@ class Catalog:
             Where the executed notebook will be written.
         job_id : str, optional
             Batch-scheduler job id, if already known (see :meth:`set_job_id`).
+        state : {"running", "queued"}, optional
+            ``"queued"`` for a run handed to a batch scheduler; :meth:`begin_run` marks it
+            running when the job starts it.
 
         Returns
         -------
         str
-            The run id (``"run-…"``); the run is in state ``"running"``.
+            The run id (``"run-…"``), in state ``state``.
         """
+        if state not in ("running", "queued"):
+            raise ValueError(f"a new run is 'running' or 'queued', not {state!r}")
         ds_id = _dataset_id(dataset_id)
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a name such as 'local', not {target!r}")
@@ -957,16 +965,66 @@ class Catalog:
             run_id = self._new_id(conn, "runs", "run-")
             conn.execute(
                 f"INSERT INTO runs ({_RUN_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, NULL, NULL, NULL, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL, NULL, ?, ?)",
                 (
                     run_id, ds_id, str(absolute(notebook)), notebook_sha256, params_json,
-                    target, now_epoch(),
+                    target, state, now_epoch(),
                     str(absolute(output_notebook)) if output_notebook else None,
                     versions_json, job_id,
                 ),
             )  # fmt: skip
-        logger.info("run %s started: %s on %s (%s)", run_id, Path(notebook).name, ds_id, target)
+        logger.info("run %s %s: %s on %s (%s)", run_id, "queued" if state == "queued"
+                    else "started", Path(notebook).name, ds_id, target)
         return run_id
+
+    def begin_run(
+        self,
+        run_id: str,
+        *,
+        notebook_sha256: str | None = None,
+        versions: Mapping | None = None,
+    ) -> Run:
+        """Mark a queued run as running: its batch job started the notebook.
+
+        ``started_at`` becomes now (the time in the queue is the job's, see
+        :attr:`spotkit.compute.Job.queue_wait`).
+
+        Parameters
+        ----------
+        run_id : str
+        notebook_sha256 : str, optional
+            Digest of the notebook as it is run (replaces the one taken at submission).
+        versions : mapping, optional
+            Software versions of the environment the job runs in (replace the submitter's).
+
+        Returns
+        -------
+        Run
+
+        Raises
+        ------
+        spotkit.errors.CatalogError
+            If the run is unknown or not ``"queued"`` (already started, finished or
+            cancelled).
+        """
+        versions_json = _dumps(dict(versions), "versions") if versions is not None else None
+        with self._write(f"starting queued run {run_id}") as conn:
+            row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise CatalogError(f"no run with id {run_id!r} in catalog {self.path}")
+            if row[0] != "queued":
+                raise CatalogError(
+                    f"run {run_id} is {row[0]}, not queued; it cannot start (again). Submit "
+                    "a new run instead."
+                )
+            conn.execute(
+                "UPDATE runs SET state = 'running', started_at = ?, "
+                "notebook_sha256 = coalesce(?, notebook_sha256), "
+                "versions = coalesce(?, versions) WHERE id = ?",
+                (now_epoch(), notebook_sha256, versions_json, run_id),
+            )
+        logger.info("run %s started", run_id)
+        return self.get_run(run_id)
 
     def set_job_id(self, run_id: str, job_id: str) -> None:
         """Record the batch-scheduler job id of a run (Slurm / NERSC)."""
@@ -990,13 +1048,13 @@ class Catalog:
 
         Each output becomes a derived dataset whose parent is the run's dataset. All output
         files are checked and hashed first: if one is missing, :class:`CatalogError` names
-        it and nothing is written (the run stays ``"running"``; the caller then records it
+        it and nothing is written (the run keeps its state; the caller then records it
         as failed).
 
         Parameters
         ----------
         run_id : str
-        state : {"completed", "failed"}
+        state : {"completed", "failed", "cancelled"}
         output_notebook : path-like, optional
             The executed notebook (overrides the one given to :meth:`start_run`).
         error_cell : int, optional
@@ -1039,7 +1097,7 @@ class Catalog:
             ).fetchone()
             if row is None:
                 raise CatalogError(f"no run with id {run_id!r} in catalog {self.path}")
-            if row[1] != "running":
+            if row[1] not in ("running", "queued"):
                 raise CatalogError(f"run {run_id} is already {row[1]}; it cannot finish again")
             conn.execute(
                 "UPDATE runs SET state = ?, ended_at = ?, "
@@ -1132,7 +1190,7 @@ class Catalog:
         Parameters
         ----------
         dataset_id : str or Dataset, optional
-        state : {"running", "completed", "failed"}, optional
+        state : {"queued", "running", "completed", "failed", "cancelled"}, optional
         limit : int or None, optional
             At most this many (``None``: all).
 

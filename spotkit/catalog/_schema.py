@@ -24,12 +24,49 @@ __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect", "fts5_a
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  #: version of the schema this spotkit writes
+SCHEMA_VERSION = 2  #: version of the schema this spotkit writes
 BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
 CACHE_KIB = 65_536  #: page cache per connection (SQLite's default is 2 MiB)
 
 #: ``MIGRATIONS[n](conn)`` upgrades a catalog from schema version ``n`` to ``n + 1``.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+_RUN_STATES_V1 = "CHECK (state IN ('running', 'completed', 'failed'))"
+_RUN_STATES_V2 = "CHECK (state IN ('queued', 'running', 'completed', 'failed', 'cancelled'))"
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Runs may also be ``'queued'`` (submitted to a batch scheduler) and ``'cancelled'``.
+
+    Only a CHECK constraint becomes looser, so the table definition is edited in place, the
+    procedure SQLite documents for removing or loosening a CHECK constraint
+    (https://www.sqlite.org/lang_altertable.html#otheralter): no row is copied, and the
+    foreign keys that point at ``runs`` stay as they are. The schema cookie is bumped so
+    every other open connection reloads the schema.
+    """
+    (sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+    ).fetchone()
+    if _RUN_STATES_V2 in sql:
+        return
+    if _RUN_STATES_V1 not in sql:
+        raise CatalogError(f"unexpected definition of table runs, cannot migrate it: {sql}")
+    cookie = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'runs'",
+            (sql.replace(_RUN_STATES_V1, _RUN_STATES_V2),),
+        )
+        conn.execute(f"PRAGMA schema_version = {int(cookie) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    problems = conn.execute("PRAGMA integrity_check").fetchall()
+    if problems != [("ok",)]:
+        raise CatalogError(f"catalog integrity check failed after migrating runs: {problems}")
+
+
+MIGRATIONS[1] = _v1_to_v2
 
 # ``datasets.id`` is the key every other table refers to. ``seq`` is only the rowid, made
 # explicit so that VACUUM never renumbers it: the FTS index is keyed by it.
@@ -67,7 +104,8 @@ CREATE TABLE IF NOT EXISTS runs (
     notebook_sha256 TEXT,
     parameters      TEXT NOT NULL DEFAULT '{}',
     target          TEXT NOT NULL DEFAULT 'local',
-    state           TEXT NOT NULL CHECK (state IN ('running', 'completed', 'failed')),
+    state           TEXT NOT NULL
+                    CHECK (state IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
     started_at      REAL NOT NULL,
     ended_at        REAL,
     output_notebook TEXT,

@@ -19,7 +19,8 @@ from spotkit.runs._outputs import read_declared_outputs
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RESERVED_PARAMETERS", "RunResult", "notebook_parameters", "run_notebook"]
+__all__ = ["RESERVED_PARAMETERS", "RunResult", "check_parameters", "notebook_parameters",
+           "run_notebook"]
 
 #: Parameters spotkit injects itself; a notebook declares the ones it uses.
 RESERVED_PARAMETERS = ("dataset_id", "catalog_path", "output_dir")
@@ -93,6 +94,43 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
         return dict(papermill.inspect_notebook(str(path)))
 
 
+def check_parameters(notebook: str | os.PathLike, parameters: dict[str, Any] | None
+                     ) -> dict[str, Any]:
+    """Check parameters against what a notebook declares, before anything runs.
+
+    Parameters
+    ----------
+    notebook : path-like
+        The notebook file.
+    parameters : dict or None
+        Parameters to inject; every name must be declared, none may be reserved.
+
+    Returns
+    -------
+    dict
+        The notebook's declared parameters (see :func:`notebook_parameters`).
+
+    Raises
+    ------
+    NotebookParameterError
+        The notebook does not declare ``dataset_id``, or a parameter is not declared.
+    ValueError
+        A parameter is one spotkit sets itself (``dataset_id``, ``catalog_path``,
+        ``output_dir``).
+    """
+    parameters = dict(parameters or {})
+    declared = notebook_parameters(notebook)
+    if "dataset_id" not in declared:
+        raise NotebookParameterError(notebook, ["dataset_id"], declared)
+    clash = sorted(set(parameters) & set(RESERVED_PARAMETERS))
+    if clash:
+        raise ValueError(f"parameters {clash} are set by spotkit itself; do not pass them")
+    unknown = set(parameters) - set(declared)
+    if unknown:
+        raise NotebookParameterError(notebook, unknown, declared)
+    return declared
+
+
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version(), "platform": platform.platform(),
                 "executable": sys.executable}
@@ -120,6 +158,7 @@ def run_notebook(
     start_timeout: float = 120,
     target: str = "local",
     log_output: bool = False,
+    run_id: str | None = None,
 ) -> RunResult:
     """Run a notebook for one dataset through papermill and record it in the catalog.
 
@@ -153,6 +192,10 @@ def run_notebook(
         Compute target recorded with the run.
     log_output : bool
         Forward the notebook's stdout/stderr to the log.
+    run_id : str, optional
+        Execute an existing ``"queued"`` catalog run (made by :func:`spotkit.submit`)
+        instead of recording a new one; its dataset and notebook must match. ``target`` is
+        then the one the run was queued for.
 
     Returns
     -------
@@ -185,25 +228,26 @@ def run_notebook(
     ds = cat[dataset if isinstance(dataset, str) else dataset.id]
 
     parameters = dict(parameters or {})
-    declared = notebook_parameters(notebook)
-    if "dataset_id" not in declared:
-        raise NotebookParameterError(notebook, ["dataset_id"], declared)
-    clash = sorted(set(parameters) & set(RESERVED_PARAMETERS))
-    if clash:
-        raise ValueError(f"parameters {clash} are set by spotkit itself; do not pass them")
-    unknown = set(parameters) - set(declared)
-    if unknown:
-        raise NotebookParameterError(notebook, unknown, declared)
+    declared = check_parameters(notebook, parameters)
 
     kernel = kernel_name or ensure_kernel()
-    run_id = cat.start_run(
-        dataset_id=ds.id,
-        notebook=str(notebook),
-        notebook_sha256=_sha256(notebook),
-        parameters=parameters,
-        target=target,
-        versions=_versions(),
-    )
+    if run_id is None:
+        run_id = cat.start_run(
+            dataset_id=ds.id,
+            notebook=str(notebook),
+            notebook_sha256=_sha256(notebook),
+            parameters=parameters,
+            target=target,
+            versions=_versions(),
+        )
+    else:
+        queued = cat.get_run(run_id)
+        if queued.dataset_id != ds.id or Path(queued.notebook).resolve() != notebook:
+            raise CatalogError(
+                f"run {run_id} is for {Path(queued.notebook).name} on {queued.dataset_id}, "
+                f"not {notebook.name} on {ds.id}"
+            )
+        cat.begin_run(run_id, notebook_sha256=_sha256(notebook), versions=_versions())
     out_dir = Path(output_dir) if output_dir else Path(cat.path).parent / "runs" / run_id
     out_dir = out_dir.expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

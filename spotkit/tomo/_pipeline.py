@@ -746,7 +746,7 @@ class TomoPipeline:
                 logger.info("step %s: centre %.2f from rows %s", step["id"], center, sample)
         recon_step = self.steps[-1]
         recon_params = self._resolve(recon_step["params"], side)
-        from spotkit.tomo import reconstruct, reconstruct_with_info
+        from spotkit.tomo import reconstruct
 
         # output geometry from a dry run of the projection steps on one row
         probe = self._rows_through(proj_steps, scan, slice(r0, r0 + f_rows), side)
@@ -786,24 +786,27 @@ class TomoPipeline:
                     f.create_dataset(name, data=values).attrs["units"] = "um"
                 dset.dims[0].label, dset.dims[1].label, dset.dims[2].label = "z", "y", "x"
 
-                def process(a: int, b: int) -> int:
-                    data = self._rows_through(proj_steps, scan, slice(a, b), side)
-                    sinos = np.ascontiguousarray(np.swapaxes(data, 0, 1))
-                    del data
-                    vol, info = reconstruct_with_info(sinos, theta_block, **recon_params)
-                    del sinos
-                    vol /= np.float32(pixel_um * 1e-4)  # per binned pixel -> 1/cm
+                block_args = (self.to_dict(), scan, side, theta_block, recon_params, pixel_um)
+
+                def store(a: int, b: int, vol: np.ndarray, record: dict) -> int:
                     with lock:
                         dset[(a - r0) // f_rows : (b - r0) // f_rows] = vol
-                        engines.add(info.engine)
-                        backend_used.update(_info_record(info))
+                        engines.add(record.pop("engine"))
+                        backend_used.update(record)
                     return b - a
 
-                tasks = [dask.delayed(process)(a, b) for a, b in blocks]
                 if client is not None:
-                    futures = client.compute(tasks)
-                    _wait_futures(futures, progress, len(blocks))
+                    # distributed pickles what it runs: ship a top-level function and the
+                    # (picklable, lazily read) scan; write the volumes here as they arrive
+                    futures = [client.submit(_block_volume, a, b, *block_args, pure=False)
+                               for a, b in blocks]
+                    _store_futures(futures, store, progress)
                 else:
+
+                    def process(a: int, b: int) -> int:
+                        return store(*_block_volume(a, b, *block_args))
+
+                    tasks = [dask.delayed(process)(a, b) for a, b in blocks]
                     _compute_threads(tasks, workers, progress)
                 backend_used["engine"] = ", ".join(sorted(engines))
                 dset.attrs["provenance"] = json.dumps(
@@ -899,6 +902,56 @@ def _recon_work_bytes(params: dict, n_angles: int, n_cols: int, n: int) -> tuple
         return get_backend("builtin").work_bytes(n_angles, n_cols, n, algorithm)
 
 
+def _block_volume(a, b, pipeline: dict, scan, side, theta, recon_params, pixel_um):
+    """Rows ``a:b`` through the projection steps and the reconstruction, in 1/cm.
+
+    Top-level (picklable) so a dask.distributed worker can run it; returns
+    ``(a, b, volume, backend record)``.
+    """
+    from spotkit.tomo import reconstruct_with_info
+
+    pipe = TomoPipeline.from_dict(pipeline)
+    proj_steps = [s for s in pipe.steps if STEP_FUNCTIONS[s["function"]].kind == "projection"]
+    data = pipe._rows_through(proj_steps, scan, slice(a, b), side)
+    sinos = np.ascontiguousarray(np.swapaxes(data, 0, 1))
+    del data
+    vol, info = reconstruct_with_info(sinos, theta, **recon_params)
+    del sinos
+    vol /= np.float32(pixel_um * 1e-4)  # per binned pixel -> 1/cm
+    record = _info_record(info)
+    record["engine"] = info.engine
+    return a, b, vol, record
+
+
+def _store_futures(futures, store, progress) -> None:
+    """Write each finished block as it arrives, with progress; cancel the rest on error."""
+    from dask.distributed import as_completed
+
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(futures), desc="reconstruct", unit="block")
+    total = len(futures)
+    pending = as_completed(futures)
+    futures.clear()  # a block's result is freed on the workers once nothing refers to it
+    try:
+        for i, fut in enumerate(pending, 1):
+            store(*fut.result())
+            del fut
+            if bar is not None:
+                bar.update(1)
+            elif callable(progress):
+                progress(i, total)
+    except BaseException:
+        for fut in list(pending.futures):
+            fut.cancel()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _info_record(info) -> dict[str, Any]:
     """Backend provenance of a block: what ran, without the per-block timing."""
     record = info.to_dict()
@@ -951,12 +1004,3 @@ def _compute_threads(tasks, workers: int, progress) -> None:
     finally:
         if bar is not None:
             bar.close()
-
-
-def _wait_futures(futures, progress, total: int) -> None:
-    from dask.distributed import as_completed
-
-    for i, fut in enumerate(as_completed(futures), 1):
-        fut.result()
-        if callable(progress):
-            progress(i, total)

@@ -1,0 +1,64 @@
+"""Compute targets and jobs: run any pipeline notebook locally, on Slurm, or at NERSC.
+
+One small interface, several targets. :func:`submit` renders a batch script that runs the
+same papermill run as :func:`spotkit.run_notebook`, submits it, and returns a :class:`Job`
+whose state comes from the scheduler, checked: only ``COMPLETED`` with exit code 0 is
+success.
+
+- :class:`Local` — a process pool on this machine (the default);
+- :class:`Slurm` — ``sbatch``/``squeue``/``sacct``/``scancel`` from a login node;
+- ``NERSC`` — Perlmutter through the Superfacility API (``sfapi-client``);
+- :func:`dask_cluster` — a dask cluster on a target, for scale-out inside one dataset.
+
+Examples
+--------
+>>> import spotkit
+>>> from spotkit.compute import Slurm
+>>> job = spotkit.submit("tomo_quicklook", "ds-01abc", target=Slurm(partition="debug"),
+...                      parameters={"n_slices": 3})              # doctest: +SKIP
+>>> job.wait(timeout=3600, check=True)                             # doctest: +SKIP
+>>> job.run.outputs                                                # doctest: +SKIP
+"""
+
+from spotkit.compute._base import (
+    JobLogs,
+    JobState,
+    JobStatus,
+    Target,
+    format_walltime,
+    parse_walltime,
+)
+from spotkit.compute._dask import dask_cluster
+from spotkit.compute._job import Job, Poller, poll_jobs, retry_transient
+from spotkit.compute._local import Local
+from spotkit.compute._slurm import Slurm
+from spotkit.compute._submit import Environment, render_script, submit
+
+__all__ = [
+    "NERSC",
+    "Environment",
+    "Job",
+    "JobLogs",
+    "JobState",
+    "JobStatus",
+    "Local",
+    "Poller",
+    "Slurm",
+    "Target",
+    "dask_cluster",
+    "format_walltime",
+    "parse_walltime",
+    "poll_jobs",
+    "render_script",
+    "retry_transient",
+    "submit",
+]
+
+
+def __getattr__(name: str):
+    # NERSC pulls in sfapi-client (and authlib): imported only when asked for
+    if name == "NERSC":
+        from spotkit.compute._nersc import NERSC
+
+        return NERSC
+    raise AttributeError(f"module 'spotkit.compute' has no attribute {name!r}")

@@ -1,0 +1,620 @@
+"""Jobs: one object, whatever the target, whose state comes from the scheduler, checked.
+
+A :class:`Job` asks its target's :class:`Poller` for its status. The poller batches the ids
+of every job of that target that someone asked about recently into one scheduler query,
+and makes at most one query per ``min_poll`` seconds; transient scheduler errors are retried
+with exponential backoff. A job the scheduler does not know yet (right after submission, a
+cached answer) is given a grace period before it is declared lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from spotkit.compute._base import JobLogs, JobState, JobStatus, Target
+from spotkit.errors import (
+    CatalogError,
+    JobFailedError,
+    JobLostError,
+    JobTimeoutError,
+    SchedulerError,
+    TransientSchedulerError,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Job", "Poller", "poll_jobs", "retry_transient"]
+
+T = TypeVar("T")
+
+#: Seconds a job may be unknown to its scheduler before it is declared lost.
+DEFAULT_UNKNOWN_GRACE = 60.0
+
+
+def retry_transient(
+    call: Callable[[], T],
+    *,
+    what: str,
+    target: str,
+    attempts: int = 5,
+    first_delay: float = 0.5,
+    max_delay: float = 8.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``call()``; on :class:`TransientSchedulerError` retry with exponential backoff.
+
+    Parameters
+    ----------
+    call : callable
+        No arguments; returns the result.
+    what : str
+        What is being done, for the log and the final error (``"squeue for 3 jobs"``).
+    target : str
+        The target's name.
+    attempts : int
+        Calls in all (at least 1).
+    first_delay, max_delay : float
+        Seconds before the second call, doubling up to ``max_delay``.
+    sleep : callable
+        ``time.sleep``, replaceable in tests.
+
+    Returns
+    -------
+    The result of the first call that did not raise a transient error.
+
+    Raises
+    ------
+    SchedulerError
+        After ``attempts`` transient failures: says how often and for how long it tried,
+        and the scheduler's last words. Permanent errors are raised at once, unchanged.
+    """
+    delay = first_delay
+    t0 = time.monotonic()
+    for attempt in range(1, max(1, attempts) + 1):
+        try:
+            return call()
+        except TransientSchedulerError as exc:
+            if attempt >= attempts:
+                raise SchedulerError(
+                    f"{what} on {target} failed {attempt} times over "
+                    f"{time.monotonic() - t0:.0f} s with transient errors; last: {exc}. The "
+                    "scheduler may be down or overloaded: try again later.",
+                    target=target, command=exc.command, returncode=exc.returncode,
+                    detail=exc.detail,
+                ) from exc
+            logger.warning("%s on %s failed (%s); retrying in %.1f s (attempt %d of %d)",
+                           what, target, exc, delay, attempt + 1, attempts)
+            sleep(delay)
+            delay = min(max_delay, delay * 2)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Poller:
+    """Batched, rate-limited status queries for the jobs of one target.
+
+    Every job asked about in the last ``watch_seconds`` and not finished is polled in the
+    same scheduler query; a query is made at most once per ``min_poll`` seconds, otherwise
+    the cached answers are returned. Finished statuses are kept and never asked again.
+    Thread-safe: a widget refreshing in a thread and a ``wait`` share one poller.
+
+    Parameters
+    ----------
+    target : Target
+        Answers ``status(job_ids)``.
+    min_poll : float, optional
+        Seconds between two queries; defaults to ``target.min_poll``.
+    attempts, first_delay, max_delay : optional
+        Retries of transient errors (see :func:`retry_transient`).
+    watch_seconds : float
+        How long after the last question an unfinished job is still included in queries.
+    clock, sleep : callable
+        ``time.monotonic`` and ``time.sleep``, replaceable in tests.
+
+    Attributes
+    ----------
+    queries : int
+        Scheduler queries made so far (one per ``target.status`` call).
+    """
+
+    def __init__(self, target: Target, *, min_poll: float | None = None, attempts: int = 5,
+                 first_delay: float = 0.5, max_delay: float = 8.0, watch_seconds: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.target = target
+        self.min_poll = float(target.min_poll if min_poll is None else min_poll)
+        self.attempts = attempts
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.watch_seconds = watch_seconds
+        self.queries = 0
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        self._known: dict[str, JobStatus] = {}
+        self._asked: dict[str, float] = {}
+        self._last_query: float | None = None
+        self._max_ids = int(getattr(target, "max_ids_per_query", 500))
+
+    def __repr__(self) -> str:
+        return (f"<Poller for {self.target.name}: {len(self._asked)} job(s) watched, "
+                f"{self.queries} queries, min_poll={self.min_poll:g} s>")
+
+    def watch(self, job_id: str, status: JobStatus | None = None) -> None:
+        """Start watching a job, with what is known about it now (e.g. just submitted)."""
+        with self._lock:
+            self._asked[job_id] = self._clock()
+            if status is not None and job_id not in self._known:
+                self._known[job_id] = status
+
+    def forget(self, job_id: str) -> None:
+        """Stop watching a job and drop what is known about it."""
+        with self._lock:
+            self._asked.pop(job_id, None)
+            self._known.pop(job_id, None)
+
+    def seconds_since_query(self) -> float | None:
+        """Seconds since the last scheduler query (None: never queried)."""
+        with self._lock:
+            return None if self._last_query is None else self._clock() - self._last_query
+
+    def status(self, job_ids: Iterable[str], *, fresh: bool = False) -> dict[str, JobStatus]:
+        """Latest statuses of ``job_ids``; queries the scheduler when the cache is stale.
+
+        Parameters
+        ----------
+        job_ids : iterable of str
+        fresh : bool
+            Wait out the rest of ``min_poll`` if needed so that the answer comes from a
+            query made now (``Job.wait`` does); otherwise return the cache when a query was
+            made less than ``min_poll`` seconds ago.
+
+        Returns
+        -------
+        dict
+            ``{job_id: JobStatus}``; ``UNKNOWN`` for an id the scheduler never answered.
+
+        Raises
+        ------
+        SchedulerError
+            The scheduler failed permanently, or transiently more often than allowed.
+        """
+        ids = list(dict.fromkeys(job_ids))
+        with self._lock:
+            now = self._clock()
+            for job_id in ids:
+                self._asked[job_id] = now
+            pending = [i for i in ids if not self._final(i)]
+            if pending:
+                since = None if self._last_query is None else now - self._last_query
+                if since is not None and since < self.min_poll and fresh:
+                    self._sleep(self.min_poll - since)
+                    since = self.min_poll
+                if since is None or since >= self.min_poll:
+                    self._query()
+            return {i: self._known.get(i) or JobStatus(i, JobState.UNKNOWN) for i in ids}
+
+    def _final(self, job_id: str) -> bool:
+        known = self._known.get(job_id)
+        return known is not None and known.state.finished
+
+    def _query(self) -> None:
+        now = self._clock()
+        watched = [i for i, t in self._asked.items()
+                   if now - t <= self.watch_seconds and not self._final(i)]
+        try:
+            self._query_ids(watched)
+        finally:  # a failed query counts too: callers must not hammer a failing scheduler
+            self._last_query = self._clock()
+
+    def _query_ids(self, watched: list[str]) -> None:
+        for start in range(0, len(watched), self._max_ids):
+            chunk = watched[start:start + self._max_ids]
+            answer = retry_transient(
+                lambda chunk=chunk: self.target.status(chunk),
+                what=f"status of {len(chunk)} job(s)", target=self.target.name,
+                attempts=self.attempts, first_delay=self.first_delay,
+                max_delay=self.max_delay, sleep=self._sleep,
+            )
+            self.queries += 1
+            for job_id in chunk:
+                st = answer.get(job_id)
+                if st is not None and st.state is not JobState.UNKNOWN:
+                    self._known[job_id] = st
+                elif job_id in self._known and not self._known[job_id].state.finished:
+                    # keep the last real answer; the Job decides how long "unknown" may last
+                    self._known[job_id] = replace(self._known[job_id], state=JobState.UNKNOWN)
+                else:
+                    self._known[job_id] = JobStatus(job_id, JobState.UNKNOWN)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.astimezone()
+
+
+class Job:
+    """A batch job on a target, and the catalog run it executes.
+
+    Made by :func:`spotkit.submit`, or by hand for a job id you already have. Its state
+    comes from the scheduler through the target's :class:`Poller` (batched, at most one
+    query per ``target.min_poll`` seconds). Only ``COMPLETED`` with exit code 0 is success.
+
+    Parameters
+    ----------
+    job_id : str
+        The scheduler's id (``"1234"``, ``"local-4242-1"``).
+    target : Target
+        Where it runs.
+    run_id : str, optional
+        The catalog run the job executes.
+    catalog : Catalog or path-like, optional
+        The catalog holding that run (needed for :attr:`run` and to record a job that
+        ended before its notebook could, e.g. TIMEOUT or CANCELLED).
+    workdir : path-like, optional
+        The run's directory (batch script, ``job.json``, logs).
+    submitted : datetime, optional
+        When it was submitted (default: now).
+    unknown_grace : float
+        Seconds the scheduler may not know the job (right after submission, or between
+        its queue forgetting it and accounting knowing it) before it is declared lost.
+
+    Examples
+    --------
+    >>> job = spotkit.submit("tomo_quicklook.ipynb", ds, target=Slurm(partition="debug"))
+    ... # doctest: +SKIP
+    >>> job.state                                    # doctest: +SKIP
+    <JobState.PENDING: 'PENDING'>
+    >>> job.wait(timeout=3600, check=True)           # doctest: +SKIP
+    JobStatus(job_id='1234', state=<JobState.COMPLETED: 'COMPLETED'>, exit_code=0, ...)
+    """
+
+    def __init__(self, job_id: str, target: Target, *, run_id: str | None = None,
+                 catalog: Any = None, workdir: str | Path | None = None,
+                 submitted: datetime | None = None,
+                 unknown_grace: float = DEFAULT_UNKNOWN_GRACE):
+        self.id = str(job_id)
+        self.target = target
+        self.run_id = run_id
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.unknown_grace = float(unknown_grace)
+        self._catalog = catalog
+        self._submitted = _aware(submitted) or datetime.now(UTC)
+        self._clock = target.poller._clock
+        self._last_seen = self._clock()  # the scheduler accepted it: it existed then
+        self._status = JobStatus(self.id, JobState.PENDING, submitted=self._submitted)
+        self._lost = False
+        self._reconciled = False
+        target.poller.watch(self.id, self._status)
+
+    @classmethod
+    def from_run(cls, run, target: Target, *, catalog: Any = None, **kwargs: Any) -> Job:
+        """The job of a catalog run submitted earlier (by another process, say).
+
+        Parameters
+        ----------
+        run : spotkit.catalog.Run or str
+            The run (or its id, with ``catalog``).
+        target : Target
+            A target like the one it was submitted to (same cluster).
+        catalog : Catalog or path-like, optional
+            Needed when ``run`` is an id; otherwise recorded for :attr:`Job.run`.
+        **kwargs
+            ``unknown_grace=`` and the like, as for :class:`Job`.
+
+        Returns
+        -------
+        Job
+
+        Raises
+        ------
+        ValueError
+            The run has no job id (it ran in-process, or its submission failed), or was
+            made for another kind of target.
+        """
+        if isinstance(run, str):
+            if catalog is None:
+                raise ValueError("give catalog= to look up a run by its id")
+            from spotkit.catalog import Catalog, open_catalog
+
+            catalog = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+            run = catalog.get_run(run)
+        if not run.job_id:
+            raise ValueError(f"run {run.id} has no batch job (state {run.state}, target "
+                             f"{run.target}): nothing to follow")
+        if run.target.split(":")[0] != target.name.split(":")[0]:
+            raise ValueError(f"run {run.id} was submitted to {run.target!r}, not to "
+                             f"{target.name!r}")
+        workdir = Path(run.output_notebook).parent if run.output_notebook else None
+        if workdir is None and catalog is not None and hasattr(catalog, "path"):
+            workdir = Path(catalog.path).parent / "runs" / run.id
+        if workdir is not None:
+            target.adopt(run.job_id, workdir=workdir)
+        return cls(run.job_id, target, run_id=run.id, catalog=catalog, workdir=workdir,
+                   **kwargs)
+
+    # -- state ------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        run = f" run={self.run_id}" if self.run_id else ""
+        return f"<Job {self.id} on {self.target.name}: {self._status.state.value}{run}>"
+
+    def refresh(self, *, fresh: bool = False) -> JobStatus:
+        """Ask the target (through its poller) for this job's status.
+
+        Parameters
+        ----------
+        fresh : bool
+            Make sure the answer comes from a query made now, waiting out the rate limit
+            if needed; by default an answer less than ``min_poll`` seconds old is reused.
+
+        Returns
+        -------
+        JobStatus
+            While the scheduler does not know the job (within ``unknown_grace``), the last
+            status it gave, with state ``UNKNOWN`` if it never gave one.
+
+        Raises
+        ------
+        JobLostError
+            The scheduler has not known the job for longer than ``unknown_grace``.
+        SchedulerError
+            The scheduler failed (after retrying transient errors).
+        """
+        if self._status.state.finished:
+            return self._status
+        st = self.target.poller.status([self.id], fresh=fresh)[self.id]
+        now = self._clock()
+        if st.state is JobState.UNKNOWN:
+            unseen = now - self._last_seen
+            if unseen > self.unknown_grace:
+                self._lost = True
+                raise JobLostError(job_id=self.id, target=self.target.name, seconds=unseen,
+                                   run_id=self.run_id)
+            logger.debug("job %s not known to %s for %.1f s (grace %.0f s)", self.id,
+                         self.target.name, unseen, self.unknown_grace)
+            # not final: wait() goes on asking; the last real answer's times are kept
+            return replace(self._status, state=JobState.UNKNOWN)
+        self._last_seen = now
+        self._lost = False
+        if st.submitted is None:
+            st = replace(st, submitted=self._submitted)
+        self._status = st
+        if st.state.finished:
+            self._record_end(st)
+        return st
+
+    def status(self) -> JobStatus:
+        """The current status (see :meth:`refresh`)."""
+        return self.refresh()
+
+    @property
+    def state(self) -> JobState:
+        """The job's state now (a rate-limited scheduler query, see :meth:`refresh`)."""
+        return self.refresh().state
+
+    @property
+    def exit_code(self) -> int | None:
+        """The batch script's exit status once finished (``None`` before, or if not said)."""
+        return self.refresh().exit_code
+
+    @property
+    def finished(self) -> bool:
+        """The job will not change state again."""
+        return self.refresh().state.finished
+
+    @property
+    def succeeded(self) -> bool:
+        """Finished well: ``COMPLETED`` with exit code 0 (never any other state)."""
+        return self.refresh().succeeded
+
+    @property
+    def lost(self) -> bool:
+        """The last :meth:`refresh` declared the job lost."""
+        return self._lost
+
+    @property
+    def submitted(self) -> datetime:
+        """When the job was submitted (the scheduler's time when it says)."""
+        return self._status.submitted or self._submitted
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds the job has been running (until its end once finished); None if not
+        started yet."""
+        st = self._status if self._status.state.finished else self.refresh()
+        if st.started is None:
+            return None
+        end = st.ended or datetime.now(UTC)
+        return max(0.0, (end - st.started).total_seconds())
+
+    @property
+    def queue_wait(self) -> float | None:
+        """Seconds from submission to start (so far, while it waits in the queue)."""
+        st = self._status if self._status.state.finished else self.refresh()
+        start = st.started
+        if start is None:
+            if st.state.finished:
+                return None  # ended without starting (cancelled while pending)
+            start = datetime.now(UTC)
+        return max(0.0, (start - (st.submitted or self._submitted)).total_seconds())
+
+    # -- actions ----------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None, *, poll: float | None = None,
+             check: bool = False) -> JobStatus:
+        """Block until the job finishes; return its final status.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most (``None``: no limit).
+        poll : float, optional
+            Seconds between checks; at least the target's ``min_poll`` (the default).
+        check : bool
+            Raise :class:`~spotkit.errors.JobFailedError` unless the job succeeded
+            (``COMPLETED``, exit code 0).
+
+        Returns
+        -------
+        JobStatus
+            The final status, as the scheduler reported it.
+
+        Raises
+        ------
+        JobTimeoutError
+            ``timeout`` ran out; the job goes on.
+        JobFailedError
+            With ``check=True``: the job did not succeed (names its state, exit code,
+            reason, the run's error and where the logs are).
+        JobLostError
+            The scheduler lost the job (beyond ``unknown_grace``).
+        """
+        interval = max(self.target.poller.min_poll, poll or 0.0, 0.05)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        st = self.refresh()
+        while not st.state.finished:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeoutError(job_id=self.id, target=self.target.name,
+                                      timeout=float(timeout), state=st.state)
+            pause = interval if deadline is None else min(interval,
+                                                          max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            st = self.refresh(fresh=True)
+        if check and not st.succeeded:
+            raise self._failure(st)
+        return st
+
+    def check(self) -> JobStatus:
+        """Raise :class:`~spotkit.errors.JobFailedError` if the job finished and not well.
+
+        Returns
+        -------
+        JobStatus
+            The status (finished and successful, or not finished yet).
+        """
+        st = self.refresh()
+        if st.state.finished and not st.succeeded:
+            raise self._failure(st)
+        return st
+
+    def cancel(self) -> None:
+        """Cancel the job (nothing happens if it already finished)."""
+        if self._status.state.finished:
+            return
+        logger.info("cancelling %s job %s", self.target.name, self.id)
+        poller = self.target.poller
+        retry_transient(lambda: self.target.cancel(self.id), what=f"cancelling job {self.id}",
+                        target=self.target.name, attempts=poller.attempts,
+                        first_delay=poller.first_delay, max_delay=poller.max_delay,
+                        sleep=poller._sleep)
+
+    def logs(self) -> JobLogs:
+        """The job's stdout and stderr (what is written so far)."""
+        return self.target.logs(self.id)
+
+    # -- the catalog run --------------------------------------------------------------
+
+    @property
+    def catalog(self):
+        """The catalog that holds the job's run (opened on first use), or None."""
+        if self._catalog is None or hasattr(self._catalog, "get_run"):
+            return self._catalog
+        from spotkit.catalog import open_catalog
+
+        self._catalog = open_catalog(self._catalog)
+        return self._catalog
+
+    @property
+    def run(self):
+        """The catalog :class:`~spotkit.catalog.Run` the job executes (None if not known)."""
+        if self.run_id is None or self.catalog is None:
+            return None
+        return self.catalog.get_run(self.run_id)
+
+    def _log_paths(self) -> dict[str, str]:
+        try:
+            return dict(self.target.logs(self.id).paths)
+        except Exception as exc:
+            logger.debug("no log paths for job %s: %s", self.id, exc)
+            return {}
+
+    def _failure(self, st: JobStatus) -> JobFailedError:
+        run_error = ""
+        run = None
+        try:
+            run = self.run
+        except CatalogError as exc:
+            logger.debug("run %s of job %s not readable: %s", self.run_id, self.id, exc)
+        if run is not None and run.state in ("failed", "cancelled"):
+            cell = f" in cell {run.error_cell}" if run.error_cell is not None else ""
+            run_error = f"{run.error_name}{cell}: {run.error_message}"
+        return JobFailedError(job_id=self.id, target=self.target.name, state=st.state,
+                              exit_code=st.exit_code, reason=st.reason, run_id=self.run_id,
+                              logs=self._log_paths(), run_error=run_error)
+
+    def _record_end(self, st: JobStatus) -> None:
+        """A job that ended before its notebook recorded the run's end (cancelled, timed
+        out, killed): record it now, so the catalog never shows it running forever."""
+        if self._reconciled or self.run_id is None or self.catalog is None:
+            return
+        self._reconciled = True
+        try:
+            run = self.catalog.get_run(self.run_id)
+            if run.state not in ("queued", "running"):
+                return
+            state = "cancelled" if st.state is JobState.CANCELLED else "failed"
+            if st.succeeded:
+                message = (f"{self.target.name} job {self.id} completed but the notebook never "
+                           "recorded its end; see the job's logs")
+            else:
+                code = "unknown" if st.exit_code is None else st.exit_code
+                reason = (f", reason {st.reason}" if st.reason and st.reason not in
+                          ("None", "NonZeroExitCode") else "")
+                message = (f"{self.target.name} job {self.id} ended {st.state.value} (exit code "
+                           f"{code}{reason}) before the notebook finished")
+            paths = self._log_paths()
+            if paths:
+                message += "; logs: " + ", ".join(f"{k} {v}" for k, v in paths.items())
+            self.catalog.finish_run(self.run_id, state=state, error_name=st.state.value,
+                                    error_message=message)
+            logger.warning("run %s recorded as %s: %s", self.run_id, state, message)
+        except CatalogError as exc:  # another process recorded it first, or catalog gone
+            logger.info("could not record the end of run %s: %s", self.run_id, exc)
+
+
+def poll_jobs(jobs: Iterable[Job], *, fresh: bool = False) -> dict[str, JobStatus]:
+    """Refresh many jobs; their targets' pollers query each target once.
+
+    Parameters
+    ----------
+    jobs : iterable of Job
+    fresh : bool
+        See :meth:`Job.refresh`.
+
+    Returns
+    -------
+    dict
+        ``{job.id: JobStatus}``; a lost job maps to its last status with state ``UNKNOWN``.
+    """
+    jobs = list(jobs)
+    by_target: dict[int, list[Job]] = {}
+    for job in jobs:
+        by_target.setdefault(id(job.target.poller), []).append(job)
+    for group in by_target.values():  # one query per target, then every job reads the cache
+        group[0].target.poller.status([j.id for j in group if not j._status.state.finished],
+                                      fresh=fresh)
+    out = {}
+    for job in jobs:
+        try:
+            out[job.id] = job.refresh()
+        except JobLostError:
+            out[job.id] = replace(job._status, state=JobState.UNKNOWN, reason="lost")
+    return out
