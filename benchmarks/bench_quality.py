@@ -88,7 +88,6 @@ import dataclasses
 import datetime
 import os
 import platform
-import re
 import shlex
 import sys
 import tempfile
@@ -98,6 +97,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import scipy
+from _results import RESULTS, write_section  # benchmarks/ is on sys.path when run
 from scipy import ndimage
 
 import spotkit
@@ -133,7 +133,6 @@ TARGET_PX = 0.5
 RING_FLATS = 500  # flats averaged in section 3, so the reference scan has no flat-noise rings
 ORIENT_ITER = 30  # SIRT iterations in section 4 (positions, not convergence, are checked)
 MIN_RING_RADIUS = 10  # px: azimuthal means of fewer pixels are left out of "elsewhere"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -676,18 +675,6 @@ def build_report(results: dict, argv, wall: float) -> str:
     return "\n".join(parts)
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replace the '## Quality' section of RESULTS.md (up to the next '## '), or append it."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## Quality\b.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    block = text.rstrip() + "\n"
-    if pattern.search(old):
-        new = pattern.sub(lambda _: block + "\n", old, count=1).rstrip() + "\n"
-    else:
-        new = old.rstrip() + "\n\n" + block
-    path.write_text(new)
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true",
@@ -718,7 +705,7 @@ def main(argv=None) -> None:
     print("\n### 2b. Centre of rotation, every case\n")
     print(format_center(results["center"], per_case=True))
     if args.write:
-        write_section(build_report(results, cmd, wall))
+        write_section("## Quality", build_report(results, cmd, wall))
         print(f"\nwrote the '## Quality' section of {RESULTS}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -82,6 +83,26 @@ class LabServer:
         path = self.root / name
         nbformat.write(nb, path)
         return path
+
+    def open_and_run_all(self, page, name: str, cells: list[str]):
+        """Write ``cells`` as notebook ``name``, open it, wait for an idle kernel, Run All.
+
+        Returns the locators of the notebook's cells and of the kernel status.
+
+        Waits for every cell to be loaded first: JupyterLab shows the first cell before the
+        notebook is complete, and "Run All Cells" then would run an empty notebook.
+        """
+        from playwright.sync_api import expect
+
+        self.write_notebook(name, cells)
+        page.goto(self.lab_url(name))
+        expect(page.locator(".jp-NotebookPanel .jp-Cell")).to_have_count(len(cells),
+                                                                        timeout=60_000)
+        kernel_status = page.locator('#jp-main-statusbar [title^="Change kernel"]')
+        expect(kernel_status).to_have_text(re.compile(r"\| Idle$"), timeout=60_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()  # Run > Run All Cells
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+        return page.locator(".jp-NotebookPanel .jp-Cell"), kernel_status
 
     def log_tail(self, n: int = 40) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []

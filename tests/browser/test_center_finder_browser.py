@@ -38,18 +38,7 @@ def _centre(label_text: str) -> float:
 def test_center_finder_in_jupyterlab(lab_server, page):
     from playwright.sync_api import expect
 
-    lab_server.write_notebook("center_finder.ipynb", CELLS)
-    page.goto(lab_server.lab_url("center_finder.ipynb"))
-
-    # the notebook is loaded and its kernel (this environment's) is idle
-    cells = page.locator(".jp-NotebookPanel .jp-Cell")
-    expect(cells).to_have_count(len(CELLS), timeout=60_000)
-    kernel_status = page.locator('#jp-main-statusbar [title^="Change kernel"]')
-    expect(kernel_status).to_have_text(re.compile(r"\| Idle$"), timeout=60_000)
-
-    # Run > Run All Cells, as a person would
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+    cells, _ = lab_server.open_and_run_all(page, "center_finder.ipynb", CELLS)  # as a person
 
     finder = page.locator(".spotkit-center-finder")
     expect(finder).to_be_visible(timeout=60_000)
