@@ -21,9 +21,11 @@ __all__ = [
     "NotebookExecutionError",
     "NotebookParameterError",
     "PipelineValidationError",
+    "RulesError",
     "SchedulerError",
     "SpotkitError",
     "SubmitError",
+    "TransferError",
     "TransientSchedulerError",
 ]
 
@@ -324,3 +326,59 @@ class JobLostError(ComputeError):
             "or submitted to another cluster; check the scheduler (squeue/sacct) and the "
             "run's directory for its logs."
         )
+
+
+# -- data movement -----------------------------------------------------------------------
+
+
+class TransferError(SpotkitError):
+    """Moving a dataset's files to a destination failed; no partial file has its final name.
+
+    Attributes
+    ----------
+    path : str or None
+        The file (relative to the dataset root) at fault, when there is one.
+    dest : str or None
+        The destination (a directory, or ``user@host:/dir``).
+    reason : str
+        What went wrong, in a few words (``"disk full"``, ``"checksum mismatch"``...).
+    transient : bool
+        True when trying again later may succeed (destination full, read-only or unmounted,
+        network down); the flow retries those with backoff, and parks the others.
+    errno : int or None
+        The operating system's error number, when the fault came from a system call.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, dest: str | None = None,
+                 reason: str = "", transient: bool = False, errno: int | None = None):
+        self.path = path
+        self.dest = dest
+        self.reason = reason
+        self.transient = transient
+        self.errno = errno
+        super().__init__(message)
+
+
+# -- facility rules (spotkit.flows) -------------------------------------------------------
+
+
+class RulesError(SpotkitError, ValueError):
+    """A facility rules file has problems; all of them are in :attr:`problems`.
+
+    Attributes
+    ----------
+    problems : list
+        Every problem found (``spotkit.flows.RuleProblem``), each naming its line, rule,
+        action and field, and what is allowed.
+    source : str or None
+        The rules file, when the rules were read from one.
+    """
+
+    def __init__(self, problems, source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the rules{where}:\n{lines}")
+
+

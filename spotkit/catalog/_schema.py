@@ -24,7 +24,7 @@ __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect", "fts5_a
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  #: version of the schema this spotkit writes
+SCHEMA_VERSION = 3  #: version of the schema this spotkit writes
 BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
 CACHE_KIB = 65_536  #: page cache per connection (SQLite's default is 2 MiB)
 
@@ -67,6 +67,68 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS[1] = _v1_to_v2
+
+# The flow journal (spotkit.flows): one row per dataset the watcher found, keyed by an
+# idempotency key (path, size, mtime), one row per step of its path, and the leases that
+# keep two watchers from working on the same dataset at once.
+_FLOW_TABLES = """
+CREATE TABLE IF NOT EXISTS flow_items (
+    key           TEXT PRIMARY KEY,
+    path          TEXT NOT NULL,
+    inbox         TEXT,
+    size          INTEGER NOT NULL,
+    mtime_ns      INTEGER NOT NULL,
+    dataset_id    TEXT,
+    beamline      TEXT,
+    kind          TEXT,
+    state         TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked')),
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_attempt  REAL NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    discovered_at REAL NOT NULL,
+    updated_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_steps (
+    key        TEXT NOT NULL REFERENCES flow_items(key) ON DELETE CASCADE,
+    step       TEXT NOT NULL,
+    state      TEXT NOT NULL
+               CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    ended_at   REAL,
+    seconds    REAL,
+    bytes      INTEGER,
+    last_error TEXT,
+    result     TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (key, step)
+);
+CREATE TABLE IF NOT EXISTS flow_leases (
+    key      TEXT PRIMARY KEY,
+    owner    TEXT NOT NULL,
+    expires  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flow_items_state ON flow_items (state, next_attempt);
+CREATE INDEX IF NOT EXISTS flow_items_path ON flow_items (path);
+CREATE INDEX IF NOT EXISTS flow_items_dataset ON flow_items (dataset_id);
+"""
+
+
+def _create_flow_tables(conn: sqlite3.Connection) -> None:
+    for statement in _FLOW_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """Add the flow journal and its leases (``flow_items``, ``flow_steps``, ``flow_leases``).
+
+    Only new tables: nothing existing changes, so an older catalog keeps all its rows.
+    """
+    _create_flow_tables(conn)
+
+
+MIGRATIONS[2] = _v2_to_v3
 
 # ``datasets.id`` is the key every other table refers to. ``seq`` is only the rowid, made
 # explicit so that VACUUM never renumbers it: the FTS index is keyed by it.
@@ -167,6 +229,7 @@ def _create(conn: sqlite3.Connection) -> None:
     for statement in (_TABLES + _INDEXES).split(";"):
         if statement.strip():
             conn.execute(statement)
+    _create_flow_tables(conn)
     if fts5_available():
         conn.execute(_FTS)
     else:

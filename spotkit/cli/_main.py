@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -182,6 +183,71 @@ def cmd_kernel(args) -> int:
     return 0
 
 
+def cmd_watch(args) -> int:
+    import signal
+
+    from spotkit.flows import Watcher, load_rules
+
+    rules = load_rules(args.rules)
+    watcher = Watcher(args.inboxes, catalog=_catalog(args), rules=rules,
+                      warehouse=args.warehouse, poll=args.poll, settle=args.settle,
+                      require_sentinel=args.sentinel, workers=args.workers,
+                      cell_timeout=args.cell_timeout)
+
+    def stop(signum, frame) -> None:
+        logger.info("signal %d: stopping after this pass", signum)
+        watcher.stop()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        if args.once:
+            # one pass finds what is complete now; further passes finish what it started
+            report = watcher.run_once()
+            while watcher.pending() and args.drain:
+                time.sleep(min(args.poll, 1.0))
+                more = watcher.run_once()
+                report.done += more.done
+                report.parked.update(more.parked)
+                if not (more.done or more.failed or more.outages or more.discovered):
+                    break
+            _out(f"done {len(report.done)}, failed {len(report.failed)}, parked "
+                 f"{len(report.parked)}, outages {len(report.outages)}")
+            for path, reason in report.parked.items():
+                _out(f"parked {path}: {reason}")
+        else:
+            watcher.run_forever()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        watcher.close()
+    return 0
+
+
+def cmd_status(args) -> int:
+    from spotkit.flows import STATES, Journal
+
+    cat = _catalog(args)
+    with Journal(cat.path) as journal:
+        summary = journal.summary()
+    quarantined = cat.search(status="quarantined", limit=args.limit)
+    summary["quarantined"] = [
+        {"dataset_id": d.id, "path": str(d.path) if d.files else None,
+         "reason": d.metadata.get("status_reason")} for d in quarantined
+    ]
+    if args.json:
+        _out(json.dumps(summary, indent=1, default=str))
+        return 0
+    rows = [{"beamline": bl, **counts} for bl, counts in summary["counts"].items()]
+    _out(_table(rows, ["beamline", *STATES]))
+    for state in ("running", "failed", "parked"):
+        if summary[state]:
+            _out(f"\n{state.capitalize()}")
+            _out(_table(summary[state], ["path", "dataset_id", "attempts", "error"]))
+    if summary["quarantined"]:
+        _out("\nQuarantined")
+        _out(_table(summary["quarantined"], ["dataset_id", "path", "reason"]))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``spotkit`` argument parser.
@@ -234,6 +300,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cell-timeout", type=float, default=1800, help="seconds per cell")
     r.add_argument("--log-output", action="store_true", help="stream the notebook's output")
     r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("watch", help="watch inbox folders and process every finished scan")
+    w.add_argument("inboxes", nargs="+", metavar="INBOX", help="folders the detector writes to")
+    w.add_argument("--rules", required=True, help="the facility's rules.yaml")
+    w.add_argument("--warehouse", required=True, help="folder raw data is copied to (verified)")
+    w.add_argument("--once", action="store_true",
+                   help="one pass over what is complete now, finish it, then exit")
+    w.add_argument("--no-drain", dest="drain", action="store_false",
+                   help="with --once: a single pass only, even if work is left")
+    w.add_argument("--poll", type=float, default=5.0, help="seconds between passes")
+    w.add_argument("--settle", type=float, default=5.0,
+                   help="seconds a file must stay unchanged before it is looked at")
+    w.add_argument("--sentinel", action="store_true", help="also wait for <file>.done")
+    w.add_argument("--workers", type=int, default=2, help="datasets handled at once")
+    w.add_argument("--cell-timeout", type=float, default=1800, help="seconds per notebook cell")
+    w.set_defaults(func=cmd_watch)
+
+    st = sub.add_parser("status", help="what the watcher has pending, running, failed, parked, "
+                        "done, per beamline")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--limit", type=int, default=100, help="quarantined datasets listed")
+    st.set_defaults(func=cmd_status)
 
     k = sub.add_parser("kernel", help="register this environment's Jupyter kernel, print its name")
     k.set_defaults(func=cmd_kernel)

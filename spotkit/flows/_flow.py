@@ -1,0 +1,700 @@
+"""The watcher: every finished scan ingested, packed, moved, verified and processed once.
+
+One pass (:meth:`Watcher.run_once`):
+
+1. poll the inboxes (:class:`~spotkit.flows.InboxScanner`) and record each complete file in
+   the journal (a corrupt one is quarantined in the catalog with its reason);
+2. for every dataset whose next attempt is due and whose lease this watcher gets: ingest it
+   (idempotent), make its manifest, transfer it to the warehouse and verify it there
+   (the mover skips files already verified);
+3. stage by stage (the fast ``preview`` stage of every dataset before any ``full`` one),
+   run the rule actions: :func:`spotkit.run_notebook` for a local target,
+   :func:`spotkit.submit` for a batch target, at most ``concurrency`` at once per target;
+4. mark the dataset done.
+
+Exactly once, across crashes: each step is recorded in the journal *after* its effect, and
+each effect is safe to repeat or is checked first. Ingest and transfer are idempotent; a
+notebook run's completion and its derived datasets are committed by the catalog in one
+transaction (:meth:`~spotkit.catalog.Catalog.finish_run`), and a restarted watcher adopts a
+completed run it finds instead of running it again, and closes a run its dead predecessor
+left ``running`` as ``cancelled`` before starting a new one.
+
+Outages (destination unavailable, compute target refusing jobs, catalog locked) are
+retried with backoff without counting against the dataset; other failures count, and after
+the rule's retry policy is used up the dataset is parked with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spotkit.errors import (
+    CatalogError,
+    ComputeError,
+    InputFileError,
+    JobFailedError,
+    SpotkitError,
+    SubmitError,
+    TransferError,
+)
+from spotkit.flows._journal import Item, Journal
+from spotkit.flows._watch import Candidate, InboxScanner
+
+__all__ = ["FAULT_ENV", "FAULT_POINTS", "PassReport", "Watcher"]
+
+logger = logging.getLogger(__name__)
+
+#: ``SPOTKIT_FAULT_AT=point:n[,point:n...]``: the watcher SIGKILLs itself the n-th time it
+#: reaches ``point`` (fault-injection tests only; see :data:`FAULT_POINTS`). The variable is
+#: inherited by the notebook kernels; ``run.notebook`` is for a test notebook that kills
+#: the watcher (its parent) from inside a running cell; the watcher never fires it itself.
+FAULT_ENV = "SPOTKIT_FAULT_AT"
+FAULT_POINTS = (
+    "discover.after", "ingest.before", "ingest.after", "manifest.after", "transfer.before",
+    "transfer.after", "verify.after", "run.before", "run.started", "run.notebook", "run.after",
+    "done.before", "done.after",
+)
+
+
+class _Outage(SpotkitError):
+    """A fault outside the dataset (destination, compute, catalog): retry, do not count."""
+
+
+class _Quarantined(SpotkitError):
+    """The raw file is corrupt: quarantined, parked."""
+
+
+@dataclass
+class PassReport:
+    """What one pass of :meth:`Watcher.run_once` did.
+
+    Attributes
+    ----------
+    discovered : list of str
+        Files newly found complete.
+    done : list of str
+        Dataset ids finished in this pass.
+    failed : dict
+        ``{path: error}`` of datasets that failed an attempt (to be retried).
+    parked : dict
+        ``{path: reason}`` of datasets parked in this pass (quarantined ones included).
+    skipped : list of str
+        Files another watcher holds the lease on.
+    outages : list of str
+        Faults outside the datasets met in this pass (destination, compute, catalog).
+    """
+
+    discovered: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    parked: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    outages: list[str] = field(default_factory=list)
+
+
+def _parse_faults(text: str | None) -> dict[str, int]:
+    faults: dict[str, int] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        point, _, count = part.strip().rpartition(":")
+        if point not in FAULT_POINTS or not count.isdigit():
+            raise ValueError(
+                f"{FAULT_ENV}={text!r}: use point:n with a point in {FAULT_POINTS}"
+            )
+        faults[point] = int(count)
+    return faults
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, CatalogError) and ("lock" in text or "busy" in text)
+
+
+class Watcher:
+    """Watch inbox folders and take every finished scan through the flow, exactly once.
+
+    Parameters
+    ----------
+    inboxes : path-like or iterable of path-like
+        Folders the detector writes into.
+    catalog : Catalog or path-like
+        The catalog (its database also holds the journal and the leases).
+    rules : Rules or path-like
+        The facility's rules (:func:`spotkit.flows.load_rules`).
+    warehouse : Mover or path-like
+        Where raw data is moved: a mover, or a folder (a ``LocalCopy`` to it).
+    poll : float
+        Seconds between passes in :meth:`run_forever`.
+    settle : float
+        Seconds a file's size and mtime must stay the same before it is looked at.
+    require_sentinel : bool
+        Also wait for the acquisition's ``<file>.done``.
+    quarantine_after : float, optional
+        Seconds a stable file may stay unreadable before it is quarantined.
+    workers : int
+        Datasets handled at once (each action also waits for its target's concurrency).
+    lease_seconds : float
+        Lease on a dataset; renewed at every step.
+    outage_backoff : float
+        Seconds before retrying after an outage (doubles up to ``max_outage_backoff``).
+    max_outage_backoff : float
+    cell_timeout : float or None
+        Seconds one notebook cell may run.
+    local_in_process : bool
+        Run the actions of ``local`` targets with :func:`spotkit.run_notebook` in this
+        process (default); False sends them through :func:`spotkit.submit` to a
+        :class:`spotkit.compute.Local` process pool, like a batch target.
+
+    Examples
+    --------
+    >>> from spotkit.flows import Watcher, load_rules
+    >>> w = Watcher("/data/inbox", catalog="catalog.db", rules=load_rules("rules.yaml"),
+    ...             warehouse="/warehouse", settle=5)          # doctest: +SKIP
+    >>> report = w.run_once()                                  # doctest: +SKIP
+    >>> w.run_forever()                                        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        inboxes,
+        *,
+        catalog,
+        rules,
+        warehouse,
+        poll: float = 5.0,
+        settle: float = 5.0,
+        require_sentinel: bool = False,
+        quarantine_after: float | None = None,
+        workers: int = 2,
+        lease_seconds: float = 120.0,
+        outage_backoff: float = 2.0,
+        max_outage_backoff: float = 60.0,
+        cell_timeout: float | None = 1800,
+        local_in_process: bool = True,
+    ):
+        from spotkit.catalog import Catalog, open_catalog
+        from spotkit.flows._movers import LocalCopy, Mover
+        from spotkit.flows._rules import Rules, load_rules
+
+        if isinstance(inboxes, str | os.PathLike):
+            inboxes = [inboxes]
+        self.scanner = InboxScanner(inboxes, settle=settle, require_sentinel=require_sentinel,
+                                    quarantine_after=quarantine_after)
+        self._own_catalog = not isinstance(catalog, Catalog)
+        self.catalog = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+        self.rules = rules if isinstance(rules, Rules) else load_rules(rules)
+        self.mover = warehouse if isinstance(warehouse, Mover) else LocalCopy(warehouse)
+        if poll <= 0:
+            raise ValueError(f"poll must be > 0 seconds, not {poll!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, not {workers!r}")
+        self.poll = float(poll)
+        self.workers = int(workers)
+        self.outage_backoff = float(outage_backoff)
+        self.max_outage_backoff = float(max_outage_backoff)
+        self.cell_timeout = cell_timeout
+        self.local_in_process = bool(local_in_process)
+        self.journal = Journal(self.catalog.path, lease_seconds=lease_seconds)
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+        self._sem_lock = threading.Lock()
+        self._faults = _parse_faults(os.environ.get(FAULT_ENV))
+        self._fault_counts: dict[str, int] = {}
+        if self._faults:
+            logger.warning("fault injection armed: %s", self._faults)
+        self._stop = threading.Event()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _fault(self, point: str) -> None:
+        """Fault injection for tests: SIGKILL this process at the configured point."""
+        if point not in self._faults:
+            return
+        n = self._fault_counts.get(point, 0) + 1
+        self._fault_counts[point] = n
+        if n == self._faults[point]:
+            logger.warning("fault injection: SIGKILL at %s (#%d)", point, n)
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _log(self, level: int, event: str, item: Item | Candidate, **fields: Any) -> None:
+        fields = {"event": event, "path": str(item.path), **fields}
+        text = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in fields.items())
+        logger.log(level, "%s", text, extra={"spotkit": fields})
+
+    def _semaphore(self, target: str, limit: int) -> threading.BoundedSemaphore:
+        with self._sem_lock:
+            if target not in self._semaphores:
+                self._semaphores[target] = threading.BoundedSemaphore(max(1, int(limit)))
+            return self._semaphores[target]
+
+    def _step(self, item: Item, step: str, func, **start_result) -> Any:
+        """Run ``func()`` as journal step ``step`` unless it is done; return its result.
+
+        ``func`` returns ``(result_dict, nbytes)``; the record (timing, size) is written
+        after the effect, so a crash in between repeats the (idempotent) effect.
+        """
+        rec = self.journal.step(item.key, step)
+        if rec is not None and rec.state == "done":
+            return rec.result
+        if not self.journal.acquire(item.key):
+            raise _LeaseLost(item.key)
+        self.journal.start_step(item.key, step, result=start_result or None)
+        t0 = time.perf_counter()
+        try:
+            result, nbytes = func()
+        except BaseException as exc:
+            self.journal.finish_step(item.key, step, state="failed",
+                                     seconds=time.perf_counter() - t0, error=str(exc))
+            raise
+        seconds = time.perf_counter() - t0
+        self.journal.finish_step(item.key, step, seconds=seconds, nbytes=nbytes, result=result)
+        dataset = result.get("dataset_id") or item.dataset_id
+        if dataset is None:
+            current = self.journal.item(item.key)
+            dataset = current.dataset_id if current else None
+        self._log(logging.INFO, "step", item, step=step, state="done", seconds=seconds,
+                  bytes=nbytes, dataset=dataset)
+        return result
+
+    # -- discovery --------------------------------------------------------------------
+
+    def _discover(self, report: PassReport) -> None:
+        known = self.journal.keys()  # files already in the journal are not opened again
+        for cand in self.scanner.poll(known=known.__contains__):
+            try:
+                new = self.journal.discover(cand.key, cand.path, size=cand.size,
+                                            mtime_ns=cand.mtime_ns, inbox=cand.inbox,
+                                            kind=cand.kind)
+            except CatalogError as exc:
+                self.scanner.forget(cand.path)  # look again next pass
+                report.outages.append(str(exc))
+                continue
+            self._fault("discover.after")
+            if new:
+                report.discovered.append(str(cand.path))
+                self._log(logging.INFO, "discovered", cand, state=cand.state,
+                          bytes=cand.size, kind=cand.kind)
+            if cand.state == "corrupt":
+                item = self.journal.item(cand.key)
+                if item is not None and item.state not in ("parked", "done"):
+                    self._quarantine(item, cand.reason or "unreadable", report)
+
+    def _quarantine(self, item: Item, reason: str, report: PassReport) -> None:
+        """Register a corrupt raw file as a quarantined dataset and park it."""
+        from spotkit.catalog import Catalog
+        from spotkit.io._info import DatasetInfo
+
+        def reader(path):
+            return DatasetInfo(kind="unknown", beamline=None, sample=None, proposal=None,
+                               start_time=None, end_time=None, title=Path(path).name,
+                               metadata={"status_reason": reason}, files=())
+
+        try:
+            if not self.journal.acquire(item.key):
+                report.skipped.append(str(item.path))
+                return
+            with Catalog(self.catalog.path, reader=reader) as cat:
+                ds = cat.ingest(item.path, status="quarantined",
+                                extra_metadata={"status_reason": reason})
+            self.journal.update_item(item.key, dataset_id=ds.id, kind="unknown")
+            self.journal.finish_step(item.key, "ingested", state="parked", error=reason,
+                                     result={"dataset_id": ds.id, "quarantined": True})
+            self.journal.record_failure(item.key, f"quarantined: {reason}", park=True)
+            self.journal.release(item.key)
+        except CatalogError as exc:
+            report.outages.append(f"quarantining {item.path}: {exc}")
+            return
+        except (InputFileError, OSError) as exc:  # vanished or unreadable even to hash
+            current = self.journal.item(item.key)
+            attempts = (current.attempts if current else 0) + 1
+            park = attempts >= self.rules.retry.attempts
+            text = f"cannot quarantine {item.path}: {exc}"
+            self.journal.record_failure(item.key, text, park=park,
+                                        retry_in=self.rules.retry.delay(attempts))
+            (report.parked if park else report.failed)[str(item.path)] = text
+            self._log(logging.ERROR, "quarantine-failed", item, error=text)
+            return
+        report.parked[str(item.path)] = f"quarantined: {reason}"
+        self._log(logging.WARNING, "quarantined", item, dataset=ds.id, reason=reason)
+
+    # -- the steps before processing --------------------------------------------------
+
+    def _ingest(self, item: Item):
+        def do():
+            self._fault("ingest.before")
+            try:
+                ds = self.catalog.ingest(item.path)
+            except InputFileError as exc:
+                raise _Quarantined(str(exc)) from exc
+            self.journal.update_item(item.key, dataset_id=ds.id, beamline=ds.beamline,
+                                     kind=ds.kind)
+            self._fault("ingest.after")
+            return {"dataset_id": ds.id}, item.size
+
+        result = self._step(item, "ingested", do)
+        return self.catalog[result["dataset_id"]]
+
+    def _manifest(self, item: Item, ds):
+        from spotkit.flows._suitcase import Manifest, make_manifest
+
+        def do():
+            man = make_manifest([item.path], root=item.inbox or item.path.parent,
+                                metadata={"dataset_id": ds.id, "beamline": ds.beamline,
+                                          "kind": ds.kind})
+            self._fault("manifest.after")
+            return {"manifest": man.to_json(indent=None), "manifest_id": man.id}, man.total_bytes
+
+        result = self._step(item, "manifested", do)
+        return Manifest.from_json(result["manifest"])
+
+    def _transfer(self, item: Item, man) -> None:
+        src_root = item.inbox or str(item.path.parent)
+
+        def transfer():
+            ok, why = self.mover.available()
+            if not ok:
+                raise _Outage(f"warehouse {self.mover!r} unavailable: {why}")
+            self._fault("transfer.before")
+            try:
+                res = self.mover.transfer(man, src_root)
+            except TransferError as exc:
+                if exc.transient:
+                    raise _Outage(f"transfer to {self.mover!r}: {exc}") from exc
+                raise
+            self._fault("transfer.after")
+            return {"dest": res.dest, "copied": list(res.copied), "skipped": list(res.skipped),
+                    "mb_per_s": round(res.mb_per_s, 3) if res.seconds > 0 else None,
+                    "manifest_id": man.id}, res.bytes_copied
+
+        def verify():
+            problems = self.mover.verify(man)
+            if problems:
+                # the copy is not good: the transfer must run again
+                self.journal.finish_step(item.key, "transferred", state="failed",
+                                         error="; ".join(str(p) for p in problems))
+                raise TransferError(
+                    f"{man.dataset} does not verify at {self.mover!r}: "
+                    + "; ".join(str(p) for p in problems[:3]),
+                    dest=str(self.mover.dest), reason="verification failed", transient=True)
+            self._fault("verify.after")
+            return {"manifest_id": man.id, "files": len(man.files)}, man.total_bytes
+
+        self._step(item, "transferred", transfer)
+        try:
+            self._step(item, "verified", verify)
+        except TransferError as exc:
+            raise _Outage(str(exc)) from exc
+
+    def _prepare(self, item: Item, report: PassReport):
+        """Ingest, manifest, transfer and verify one dataset; return it or None."""
+        try:
+            ds = self._ingest(item)
+            man = self._manifest(item, ds)
+            self._transfer(item, man)
+            return ds
+        except BaseException as exc:
+            self._failed(item, exc, report, max_attempts=self.rules.retry.attempts,
+                         retry=self.rules.retry)
+            return None
+
+    # -- processing -------------------------------------------------------------------
+
+    def _action_step(self, action) -> str:
+        return f"processed/{action.key}"
+
+    def _is_local(self, action) -> bool:
+        """Whether the action runs in this process (its run dies with the watcher)."""
+        kind = (action.target_settings or {}).get("kind", "local")
+        return kind == "local" and self.local_in_process
+
+    def _our_runs(self, item: Item, ds, action) -> list:
+        """Catalog runs of this action on this dataset made since the watcher found it."""
+        notebook = Path(action.notebook_path).resolve()
+        runs = self.catalog.runs(dataset_id=ds.id, limit=None)
+        since = item.discovered_at - 1.0
+        return [
+            r for r in runs
+            if Path(r.notebook).resolve() == notebook and r.parameters == dict(action.parameters)
+            and r.target == action.target
+            and (r.started_at is None or r.started_at.timestamp() >= since)
+        ]
+
+    def _run_action(self, item: Item, ds, action) -> None:
+        step = self._action_step(action)
+        rec = self.journal.step(item.key, step)
+        if rec is not None and rec.state == "done":
+            return
+        local = self._is_local(action)
+        if rec is not None:
+            # a previous attempt (perhaps by a watcher that died): look at its effect first
+            for run in self._our_runs(item, ds, action):
+                if run.state == "completed":
+                    self.journal.finish_step(item.key, step, result={
+                        "run_id": run.id, "outputs": list(run.outputs), "adopted": True,
+                        "provenance": action.provenance()})
+                    self._log(logging.INFO, "adopted-run", item, step=step, run=run.id,
+                              dataset=ds.id)
+                    return
+            for run in self._our_runs(item, ds, action):
+                if run.state not in ("queued", "running"):
+                    continue
+                if local:
+                    # its process died with the previous watcher: close it, run anew
+                    self.catalog.finish_run(
+                        run.id, state="cancelled", error_name="WatcherDied",
+                        error_message="the watcher running it stopped; the flow runs it again")
+                    self._log(logging.WARNING, "cancelled-stale-run", item, run=run.id)
+                else:
+                    self._wait_remote(item, ds, action, run.id)
+                    return
+        sem = self._semaphore(action.target, action.concurrency)
+        with sem:
+            self._step(item, step, lambda: self._execute(item, ds, action, local),
+                       provenance=action.provenance())
+
+    def _execute(self, item: Item, ds, action, local: bool):
+        self._fault("run.before")
+        if local:
+            from spotkit.runs import run_notebook
+
+            self._fault("run.started")
+            res = run_notebook(action.notebook_path, ds.id, parameters=dict(action.parameters),
+                               catalog=self.catalog, target=action.target,
+                               cell_timeout=self.cell_timeout)
+            run_id, outputs = res.run_id, [o.id for o in res.outputs]
+        else:
+            import spotkit
+
+            try:
+                job = spotkit.submit(action.notebook_path, ds.id,
+                                     target=self.rules.target(action.target),
+                                     parameters=dict(action.parameters), catalog=self.catalog)
+            except SubmitError as exc:
+                raise _Outage(f"target {action.target}: {exc}") from exc
+            self._fault("run.started")
+            job.wait(check=True)
+            run = self.catalog.get_run(job.run_id)
+            run_id, outputs = run.id, list(run.outputs)
+        self._fault("run.after")
+        return {"run_id": run_id, "outputs": outputs, "provenance": action.provenance()}, 0
+
+    def _wait_remote(self, item: Item, ds, action, run_id: str) -> None:
+        """A batch run submitted before a crash is still known: adopt it when it finished.
+
+        Never blocks: while the run is queued or running the dataset is retried later
+        (an outage, not counted against it).
+        """
+        step = self._action_step(action)
+        run = self.catalog.get_run(run_id)
+        if run.state == "completed":
+            self.journal.finish_step(item.key, step, result={
+                "run_id": run.id, "outputs": list(run.outputs), "adopted": True,
+                "provenance": action.provenance()})
+            return
+        if run.state in ("failed", "cancelled"):
+            raise _RunFailed(f"run {run_id} of {action.key} on {ds.id} {run.state}: "
+                             f"{run.error_name}: {run.error_message}")
+        raise _Outage(f"run {run_id} of {action.key} on {ds.id} is still {run.state} on "
+                      f"target {action.target}; checking again later")
+
+    def _process(self, item: Item, ds, stage: str, report: PassReport) -> bool:
+        """Run one stage's actions for a dataset; return False if it stopped on a failure."""
+        for action in self.rules.actions_for(ds):
+            if action.stage != stage:
+                continue
+            try:
+                self._run_action(item, ds, action)
+            except BaseException as exc:
+                self._failed(item, exc, report, max_attempts=action.retry.attempts,
+                             retry=action.retry, step=self._action_step(action))
+                return False
+        return True
+
+    def _finish(self, item: Item, ds, report: PassReport) -> None:
+        self._fault("done.before")
+        # the "done" step's seconds: from discovery to done (the dataset's whole latency)
+        self.journal.finish_step(item.key, "done", nbytes=item.size,
+                                 seconds=time.time() - item.discovered_at,
+                                 result={"dataset_id": ds.id})
+        self.journal.update_item(item.key, state="done", last_error=None)
+        self.journal.release(item.key)
+        self._fault("done.after")
+        report.done.append(ds.id)
+        self._log(logging.INFO, "done", item, dataset=ds.id,
+                  seconds=time.time() - item.discovered_at, bytes=item.size)
+
+    # -- failures ---------------------------------------------------------------------
+
+    def _failed(self, item: Item, exc: BaseException, report: PassReport, *,
+                max_attempts: int, retry, step: str | None = None) -> None:
+        if isinstance(exc, _LeaseLost):
+            report.skipped.append(str(item.path))
+            return
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise exc
+        outage = isinstance(exc, _Outage | SubmitError) or _is_lock_error(exc) or (
+            isinstance(exc, ComputeError) and not isinstance(exc, JobFailedError))
+        text = f"{type(exc).__name__}: {exc}"
+        try:
+            if isinstance(exc, _Quarantined):
+                reason = str(exc)
+                self._quarantine(item, reason, report)
+                return
+            if outage:
+                current = self.journal.item(item.key)
+                n = (current.attempts if current else 0) + 1
+                wait = min(self.max_outage_backoff, self.outage_backoff * 2 ** min(n, 10))
+                self.journal.record_failure(item.key, text, retry_in=wait, count=False)
+                report.outages.append(text)
+                self._log(logging.WARNING, "outage", item, error=text, retry_in=wait)
+                return
+            if step is not None:
+                rec = self.journal.step(item.key, step)
+                attempts = rec.attempts if rec else 1
+            else:
+                current = self.journal.item(item.key)
+                attempts = (current.attempts if current else 0) + 1
+            park = attempts >= max_attempts
+            wait = retry.delay(max(1, attempts))
+            self.journal.record_failure(item.key, text, park=park, retry_in=wait)
+            if park and step is not None:
+                self.journal.finish_step(item.key, step, state="parked", error=text)
+            if park:
+                report.parked[str(item.path)] = text
+                self._log(logging.ERROR, "parked", item, step=step, attempts=attempts,
+                          error=text)
+                self.journal.release(item.key)
+            else:
+                report.failed[str(item.path)] = text
+                self._log(logging.WARNING, "failed", item, step=step, attempts=attempts,
+                          retry_in=wait, error=text)
+        except CatalogError as inner:
+            report.outages.append(f"recording the failure of {item.path}: {inner}")
+        if not (isinstance(exc, SpotkitError | OSError)):
+            logger.exception("unexpected error on %s", item.path, exc_info=exc)
+
+    # -- passes -----------------------------------------------------------------------
+
+    def run_once(self) -> PassReport:
+        """One pass over the inboxes and the journal (see the module documentation).
+
+        Returns
+        -------
+        PassReport
+        """
+        report = PassReport()
+        try:
+            self._discover(report)
+            due = self.journal.due()
+        except CatalogError as exc:
+            report.outages.append(str(exc))
+            logger.warning("event=outage error=%s", exc)
+            return report
+        mine: list[Item] = []
+        for item in due:
+            try:
+                if self.journal.acquire(item.key):
+                    fresh = self.journal.item(item.key)  # another watcher may have finished it
+                    if fresh is None or fresh.state in ("done", "parked"):
+                        self.journal.release(item.key)
+                        continue
+                    mine.append(fresh)
+                else:
+                    report.skipped.append(str(item.path))
+            except CatalogError as exc:
+                report.outages.append(str(exc))
+        if not mine:
+            return report
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=([i.key for i in mine], beat_stop),
+                                name="spotkit-flow-lease", daemon=True)
+        beat.start()
+        try:
+            self._run_items(mine, report)
+        finally:
+            beat_stop.set()
+            beat.join()
+        return report
+
+    def _heartbeat(self, keys: list[str], stop: threading.Event) -> None:
+        """Renew the leases of this pass's datasets while a long step (a notebook) runs."""
+        while not stop.wait(max(1.0, self.journal.lease_seconds / 3)):
+            for key in keys:
+                try:
+                    item = self.journal.item(key)
+                    if item is not None and item.state not in ("done", "parked"):
+                        self.journal.acquire(key)
+                except CatalogError as exc:
+                    logger.warning("event=outage renewing lease on %s: %s", key, exc)
+
+    def _run_items(self, mine: list[Item], report: PassReport) -> None:
+        with ThreadPoolExecutor(max_workers=self.workers,
+                                thread_name_prefix="spotkit-flow") as pool:
+            prepared = list(pool.map(lambda it: self._prepare(it, report), mine))
+            ready = [(it, ds) for it, ds in zip(mine, prepared, strict=True) if ds is not None]
+            for stage in self.rules.stages:
+                flags = list(pool.map(lambda p, s=stage: self._process(*p, s, report), ready))
+                ready = [p for p, ok in zip(ready, flags, strict=True) if ok]
+            for item, ds in ready:
+                try:
+                    self._finish(item, ds, report)
+                except CatalogError as exc:
+                    report.outages.append(str(exc))
+
+    def run_forever(self, *, max_passes: int | None = None) -> None:
+        """Run passes every ``poll`` seconds until :meth:`stop` (or ``max_passes``).
+
+        Parameters
+        ----------
+        max_passes : int, optional
+            Stop after this many passes (default: never).
+        """
+        logger.info("watching %s (warehouse %r, rules %s, owner %s)",
+                    ", ".join(map(str, self.scanner.inboxes)), self.mover,
+                    self.rules.version, self.journal.owner)
+        passes = 0
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            report = self.run_once()
+            passes += 1
+            if report.discovered or report.done or report.parked or report.failed:
+                logger.info("event=pass discovered=%d done=%d failed=%d parked=%d outages=%d "
+                            "seconds=%.3f", len(report.discovered), len(report.done),
+                            len(report.failed), len(report.parked), len(report.outages),
+                            time.monotonic() - t0)
+            if max_passes is not None and passes >= max_passes:
+                break
+            self._stop.wait(max(0.0, self.poll - (time.monotonic() - t0)))
+
+    def stop(self) -> None:
+        """Ask :meth:`run_forever` to return after the current pass."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Close the journal connection (and the catalog, if the watcher opened it)."""
+        self.journal.close()
+        if self._own_catalog:
+            self.catalog.close()
+
+    def pending(self) -> Iterable[Item]:
+        """Datasets not done nor parked."""
+        return [i for i in self.journal.items() if i.state not in ("done", "parked")]
+
+
+class _RunFailed(SpotkitError):
+    """A batch run submitted before a crash ended failed or cancelled."""
+
+
+class _LeaseLost(SpotkitError):
+    """Another watcher holds the lease on this dataset now."""

@@ -1,0 +1,501 @@
+"""The suitcase: one manifest per dataset, packing its files' checksums with its metadata.
+
+A :class:`Manifest` lists every file of a dataset (path relative to the dataset root,
+size, sha256, mtime), the metadata read from the files themselves, the metadata the
+caller adds, and the beamline configuration that applied. It is what a transfer is
+verified against at the destination, and what a retention policy checks before it lets
+a source file go. Its :attr:`Manifest.digest` covers everything but the creation time and
+the source root, so the same files and metadata always give the same id, and a manifest
+whose JSON was edited by hand no longer loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from spotkit.errors import InputFileError
+
+__all__ = [
+    "BLOCK_SIZE",
+    "FileEntry",
+    "Manifest",
+    "Problem",
+    "default_workers",
+    "make_manifest",
+    "sha256_file",
+    "verify_manifest",
+]
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE = 8 * 2**20
+"""Bytes read at a time when hashing (8 MiB)."""
+
+FORMAT_VERSION = 1
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
+
+
+def sha256_file(path, *, block_size: int = BLOCK_SIZE) -> str:
+    """Hex sha256 of a file, read in ``block_size`` blocks (constant memory).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    block_size : int, optional
+        Bytes read at a time (8 MiB).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> sha256_file("scan.h5")  # doctest: +SKIP
+    'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+    """
+    h = hashlib.sha256()
+    buf = bytearray(block_size)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a dataset, as the manifest records it.
+
+    Attributes
+    ----------
+    path : str
+        POSIX path relative to the dataset root (never absolute, never with ``..``).
+    size : int
+        Bytes.
+    sha256 : str
+        Hex digest of the content.
+    mtime : float
+        Modification time (seconds since the epoch) when the manifest was made.
+    """
+
+    path: str
+    size: int
+    sha256: str
+    mtime: float
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "mtime": self.mtime}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a copy does not match its manifest.
+
+    Attributes
+    ----------
+    path : str
+        The file, relative to the dataset root.
+    problem : str
+        What is wrong (``"missing"``, ``"size 10 != 12"``, ``"sha256 differs"``...).
+    """
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False, default=str)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The suitcase label of one dataset: its files, checksums and metadata.
+
+    Build one with :func:`make_manifest`; read one with :meth:`from_json` or :meth:`read`.
+
+    Attributes
+    ----------
+    dataset : str
+        The dataset's name (by default the first file's stem).
+    files : tuple of FileEntry
+        Sorted by path.
+    metadata : dict
+        What the caller added (JSON-serialisable).
+    file_metadata : dict
+        ``{relative path: DatasetInfo.to_dict()}`` for the HDF5 files spotkit reads.
+    beamline_config : dict or None
+        The beamline configuration that applied when the data was taken.
+    root : str
+        The dataset root the manifest was made in (not part of the digest).
+    created : str
+        ISO-8601 UTC time the manifest was made (not part of the digest).
+    """
+
+    dataset: str
+    files: tuple[FileEntry, ...]
+    metadata: dict = field(default_factory=dict)
+    file_metadata: dict = field(default_factory=dict)
+    beamline_config: dict | None = None
+    root: str = ""
+    created: str = ""
+
+    def _body(self) -> dict:
+        return {
+            "version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "files": [f.to_dict() for f in self.files],
+            "metadata": self.metadata,
+            "file_metadata": self.file_metadata,
+            "beamline_config": self.beamline_config,
+        }
+
+    @property
+    def digest(self) -> str:
+        """Hex sha256 of the canonical JSON of everything but ``root`` and ``created``."""
+        return hashlib.sha256(_canonical(self._body()).encode()).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """Short stable id: ``"m-"`` and the first 16 hex digits of :attr:`digest`."""
+        return "m-" + self.digest[:16]
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of the file sizes."""
+        return sum(f.size for f in self.files)
+
+    def to_json(self, *, indent: int | None = 1) -> str:
+        """The manifest as JSON, with its digest (checked again by :meth:`from_json`)."""
+        doc = {**self._body(), "root": self.root, "created": self.created,
+               "digest": self.digest}
+        return json.dumps(doc, sort_keys=True, indent=indent, allow_nan=False, default=str)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<manifest>") -> Manifest:
+        """Parse :meth:`to_json` output and check its digest.
+
+        Parameters
+        ----------
+        text : str
+            The JSON.
+        source : str, optional
+            Where it came from, for error messages (a file name).
+
+        Raises
+        ------
+        InputFileError
+            When the JSON is malformed, a field is missing, or the content no longer matches
+            the recorded digest (the manifest was edited or damaged).
+        """
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(source, f"is not valid JSON ({exc}).",
+                                 hint="Rebuild it with make_manifest().") from None
+        try:
+            version = doc["version"]
+            if version != FORMAT_VERSION:
+                raise InputFileError(source, f"has manifest format version {version!r}; this "
+                                     f"spotkit reads version {FORMAT_VERSION}.", field="version",
+                                     hint="Upgrade spotkit or rebuild the manifest.")
+            files = tuple(FileEntry(path=str(f["path"]), size=int(f["size"]),
+                                    sha256=str(f["sha256"]), mtime=float(f["mtime"]))
+                          for f in doc["files"])
+            man = cls(dataset=doc["dataset"], files=files, metadata=doc.get("metadata") or {},
+                      file_metadata=doc.get("file_metadata") or {},
+                      beamline_config=doc.get("beamline_config"), root=doc.get("root", ""),
+                      created=doc.get("created", ""))
+            recorded = doc["digest"]
+        except KeyError as exc:
+            raise InputFileError(source, "is not a complete spotkit manifest.",
+                                 field=str(exc.args[0]),
+                                 hint="Rebuild it with make_manifest().") from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InputFileError):
+                raise
+            raise InputFileError(source, f"has a malformed file entry ({exc}).", field="files",
+                                 hint="Rebuild it with make_manifest().") from None
+        if recorded != man.digest:
+            raise InputFileError(
+                source, f"does not match its digest (recorded {recorded[:16]}..., content "
+                f"gives {man.digest[:16]}...): it was edited or damaged.", field="digest",
+                hint="Do not trust it; rebuild it from the source files with make_manifest().")
+        return man
+
+    def write(self, path) -> Path:
+        """Write the JSON atomically: a temporary file, fsync, then ``os.replace``.
+
+        Parameters
+        ----------
+        path : path-like
+            The manifest file; its folder is created if needed.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``. A crash leaves either the old file or the new one, never half of it.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return path
+
+    @classmethod
+    def read(cls, path) -> Manifest:
+        """Read a manifest file written by :meth:`write` (digest checked)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputFileError(path, f"cannot be read ({exc.strerror}).") from None
+        return cls.from_json(text, source=str(path))
+
+    def entry(self, path: str) -> FileEntry:
+        """The entry for one relative path (KeyError if the manifest lacks it)."""
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+
+def _fsync_dir(path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # some file systems do not allow opening a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        rel = path.resolve().relative_to(root)
+    except ValueError:
+        raise InputFileError(path, f"is not under the dataset root {root}.",
+                             hint="Pass root= the folder that holds all of the dataset's "
+                             "files.") from None
+    return rel.as_posix()
+
+
+def _expand(paths: Iterable, root: Path) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_absolute():
+            p = root / p
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputFileError(p, "does not exist or is not a regular file.",
+                                 hint="Check the path; a manifest lists existing files only.")
+    return out
+
+
+def _file_metadata(path: Path, root: Path) -> dict | None:
+    from spotkit.io import read_metadata
+
+    try:
+        info = read_metadata(path)
+    except InputFileError as exc:
+        if "layout" in exc.problem:  # valid HDF5, just not a layout spotkit knows
+            log.info("%s: no spotkit metadata reader for this HDF5 layout", path)
+            return None
+        raise
+    doc = info.to_dict()
+    files = []
+    for p, role in doc["files"]:
+        try:
+            p = Path(p).resolve().relative_to(root).as_posix()
+        except ValueError:
+            pass
+        files.append([p, role])
+    doc["files"] = files
+    return doc
+
+
+def default_workers() -> int:
+    """Threads used to hash and copy files: the CPU count, at least 2 and at most 8."""
+    return max(2, min(8, os.cpu_count() or 1))
+
+
+def _hash_entry(p: Path, rel: str) -> FileEntry:
+    try:
+        st = p.stat()
+        digest = sha256_file(p)
+    except OSError as exc:
+        raise InputFileError(p, f"cannot be read ({exc.strerror}).") from None
+    return FileEntry(path=rel, size=st.st_size, sha256=digest, mtime=st.st_mtime)
+
+
+def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | None = None,
+                  beamline_config: dict | None = None, read_file_metadata: bool = True,
+                  workers: int | None = None) -> Manifest:
+    """Pack one dataset's files into a manifest: sizes, sha256 checksums and metadata.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        The dataset's files and/or folders (walked recursively), absolute or relative to
+        ``root``. Files are only read, never changed.
+    root : path-like
+        The dataset root; every file must be under it, and the manifest records paths
+        relative to it (that is how they land at the destination).
+    dataset : str, optional
+        The dataset's name; by default the stem of the first file.
+    metadata : dict, optional
+        Extra JSON-serialisable metadata (proposal, operator...).
+    beamline_config : dict, optional
+        The beamline configuration that applied.
+    read_file_metadata : bool, optional
+        Read the metadata of HDF5 files with :func:`spotkit.io.read_metadata` (default).
+    workers : int, optional
+        Threads hashing files at the same time (default: :func:`default_workers`).
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    InputFileError
+        When a path is missing or outside ``root``, an HDF5 file spotkit knows is damaged,
+        or a metadata value cannot be written as JSON.
+
+    Examples
+    --------
+    >>> man = make_manifest(["scan.h5"], root="/inbox")  # doctest: +SKIP
+    >>> man.write("/inbox/scan.manifest.json")  # doctest: +SKIP
+    """
+    rels = _collect(paths, root)
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        entries = list(pool.map(_hash_entry, rels.values(), rels.keys()))
+    return _assemble(rels, entries, root=root, dataset=dataset, metadata=metadata,
+                     beamline_config=beamline_config, read_file_metadata=read_file_metadata)
+
+
+def _collect(paths, root) -> dict[str, Path]:
+    """``{relative path: absolute path}`` of a dataset's files, checked to be under root."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise InputFileError(root, "(the dataset root) is not a folder.",
+                             hint="Pass root= the folder that holds the dataset's files.")
+    files = _expand(paths, root)
+    if not files:
+        raise InputFileError(root, "holds no files for this dataset.",
+                             hint="Pass at least one existing file in paths=.")
+    rels: dict[str, Path] = {}
+    for p in files:
+        rels.setdefault(_relative(p, root), p)
+    return rels
+
+
+def _assemble(rels: dict[str, Path], entries, *, root, dataset, metadata, beamline_config,
+              read_file_metadata) -> Manifest:
+    """The manifest from hashed entries: file metadata read, user metadata checked."""
+    root = Path(root).resolve()
+    file_meta: dict[str, dict] = {}
+    if read_file_metadata:
+        for rel, p in rels.items():
+            if p.suffix.lower() in _HDF5_SUFFIXES:
+                doc = _file_metadata(p, root)
+                if doc is not None:
+                    file_meta[rel] = doc
+    for name, value in (("metadata", metadata), ("beamline_config", beamline_config)):
+        if value is not None:
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InputFileError(root, f"{name} cannot be written as JSON ({exc}).",
+                                     field=name, hint="Pass only str, numbers, lists and "
+                                     "dicts.") from None
+    by_path = {e.path: e for e in entries}
+    man = Manifest(
+        dataset=dataset or next(iter(rels.values())).stem,
+        files=tuple(by_path[k] for k in sorted(by_path)),
+        metadata=dict(metadata or {}),
+        file_metadata=file_meta,
+        beamline_config=None if beamline_config is None else dict(beamline_config),
+        root=str(root),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    log.debug("manifest %s for %s: %d files, %d bytes", man.id, man.dataset, len(man.files),
+              man.total_bytes)
+    return man
+
+
+def verify_manifest(manifest: Manifest, root, *, files: Iterable[str] | None = None
+                    ) -> list[Problem]:
+    """Check that the files under ``root`` are those of the manifest: present, size, sha256.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    root : path-like
+        Where the dataset's files are (a source or a local destination).
+    files : iterable of str, optional
+        Check only these relative paths (default: all).
+
+    Returns
+    -------
+    list of Problem
+        Empty when every file is there with the right size and checksum. The files are
+        only read.
+    """
+    root = Path(root)
+    wanted = None if files is None else set(files)
+    problems: list[Problem] = []
+    for entry in manifest.files:
+        if wanted is not None and entry.path not in wanted:
+            continue
+        p = root / entry.path
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            problems.append(Problem(entry.path, f"missing under {root}"))
+            continue
+        except OSError as exc:
+            problems.append(Problem(entry.path, f"cannot be read ({exc.strerror})"))
+            continue
+        if size != entry.size:
+            problems.append(Problem(entry.path, f"size {size} != {entry.size} in the manifest"))
+            continue
+        try:
+            digest = sha256_file(p)
+        except OSError as exc:
+            problems.append(Problem(entry.path, f"cannot be read ({exc.strerror})"))
+            continue
+        if digest != entry.sha256:
+            problems.append(Problem(entry.path, "sha256 differs from the manifest"))
+    return problems

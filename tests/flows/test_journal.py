@@ -1,0 +1,168 @@
+"""The flow journal: idempotent discovery, step records, leases, failures, the migration."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from spotkit.catalog import SCHEMA_VERSION, open_catalog
+from spotkit.flows import Journal
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "catalog.db"
+    open_catalog(path).close()
+    return path
+
+
+def _discover(journal, key="k1", path="/inbox/a.h5"):
+    return journal.discover(key, path, size=10, mtime_ns=5, inbox="/inbox", kind="tomo/raw")
+
+
+def test_discover_is_idempotent(db):
+    with Journal(db) as journal:
+        assert _discover(journal) is True
+        assert _discover(journal) is False
+        items = journal.items()
+        assert [i.key for i in items] == ["k1"]
+        assert items[0].state == "pending"
+        assert journal.is_done("k1", "discovered")
+        assert journal.due()[0].key == "k1"
+
+
+def test_step_records_timing_size_attempts(db):
+    with Journal(db) as journal:
+        _discover(journal)
+        rec = journal.start_step("k1", "ingested")
+        assert rec.state == "running"
+        assert rec.attempts == 1
+        journal.finish_step("k1", "ingested", state="failed", error="boom")
+        rec = journal.start_step("k1", "ingested")
+        assert rec.attempts == 2
+        journal.finish_step("k1", "ingested", seconds=0.5, nbytes=10, result={"dataset_id": "x"})
+        rec = journal.step("k1", "ingested")
+        assert rec.state == "done"
+        assert rec.seconds == 0.5
+        assert rec.bytes == 10
+        assert rec.result == {"dataset_id": "x"}
+        assert rec.last_error is None
+        assert journal.item("k1").state == "running"
+        assert [s.step for s in journal.steps("k1")] == ["discovered", "ingested"]
+
+
+def test_failures_back_off_and_park(db):
+    with Journal(db) as journal:
+        _discover(journal)
+        journal.record_failure("k1", "outage", retry_in=60, count=False)
+        item = journal.item("k1")
+        assert item.state == "failed"
+        assert item.attempts == 0
+        assert journal.due() == []  # not before the backoff has passed
+        journal.record_failure("k1", "bad notebook", park=True)
+        item = journal.item("k1")
+        assert item.state == "parked"
+        assert item.attempts == 1
+        assert item.last_error == "bad notebook"
+        summary = journal.summary()
+        assert summary["parked"][0]["error"] == "bad notebook"
+        assert summary["counts"]["?"]["parked"] == 1
+
+
+def test_update_item_validates(db):
+    with Journal(db) as journal:
+        _discover(journal)
+        journal.update_item("k1", dataset_id="ds-1", beamline="8.3.2")
+        assert journal.item("k1").beamline == "8.3.2"
+        with pytest.raises(ValueError, match="unknown journal fields"):
+            journal.update_item("k1", path="/x")
+        with pytest.raises(ValueError, match="unknown state"):
+            journal.update_item("k1", state="nearly")
+
+
+def test_lease_is_exclusive_between_live_owners(db):
+    a = Journal(db, owner=None)
+    b = Journal(db)
+    try:
+        _discover(a)
+        assert a.acquire("k1") is True
+        assert a.acquire("k1") is True  # renewal
+        assert b.acquire("k1") is False
+        assert b.lease_owner("k1") == a.owner
+        a.release("k1")
+        assert b.acquire("k1") is True
+        assert a.acquire("k1") is False
+    finally:
+        a.close()
+        b.close()
+
+
+def test_lease_of_dead_process_or_expired_is_taken_over(db):
+    # a lease held by a process that no longer exists on this host
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    import socket
+
+    dead = f"{socket.gethostname()}:{int(proc.stdout)}:dead0000"
+    with Journal(db, owner=dead) as ghost:
+        _discover(ghost)
+        assert ghost.acquire("k1")
+    with Journal(db) as journal:
+        assert journal.acquire("k1") is True
+    # an expired lease of another host
+    with Journal(db, owner="elsewhere:1:abcd", lease_seconds=-1) as remote:
+        _discover(remote, key="k2", path="/inbox/b.h5")
+        assert remote.acquire("k2")
+    with Journal(db) as journal:
+        assert journal.acquire("k2") is True
+    # a live lease of another host is respected
+    with Journal(db, owner="elsewhere:1:abcd", lease_seconds=600) as remote:
+        _discover(remote, key="k3", path="/inbox/c.h5")
+        assert remote.acquire("k3")
+    with Journal(db) as journal:
+        assert journal.acquire("k3") is False
+
+
+def test_lease_race_has_one_winner(db):
+    with Journal(db) as setup:
+        _discover(setup)
+    journals = [Journal(db) for _ in range(6)]
+    results = []
+    barrier = threading.Barrier(len(journals))
+
+    def take(j):
+        barrier.wait()
+        results.append(j.acquire("k1"))
+
+    threads = [threading.Thread(target=take, args=(j,)) for j in journals]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for j in journals:
+        j.close()
+    assert sorted(results) == [False] * 5 + [True]
+
+
+def test_migration_adds_journal_tables_to_a_version_2_catalog(tmp_path):
+    path = tmp_path / "old.db"
+    open_catalog(path).close()
+    conn = sqlite3.connect(path)
+    for table in ("flow_steps", "flow_leases", "flow_items"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version VALUES (2, 0)")
+    conn.commit()
+    conn.close()
+    open_catalog(path).close()  # migrates
+    conn = sqlite3.connect(path)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"flow_items", "flow_steps", "flow_leases", "datasets", "runs"} <= names
+    assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+    with Journal(path) as journal:
+        assert _discover(journal)

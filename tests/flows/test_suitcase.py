@@ -1,0 +1,127 @@
+"""Manifests: checksums, metadata from the files, JSON round trip, tamper detection."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from spotkit.errors import InputFileError
+from spotkit.flows._suitcase import Manifest, make_manifest, sha256_file, verify_manifest
+
+
+@pytest.fixture
+def dataset(tmp_path, tiny_tomo):
+    """A dataset folder: a real Data Exchange file, a log and a nested text file."""
+    root = tmp_path / "inbox"
+    (root / "scan1" / "extra").mkdir(parents=True)
+    h5 = root / "scan1" / "scan1.h5"
+    h5.write_bytes(tiny_tomo[0].read_bytes())
+    (root / "scan1" / "scan1.log").write_text("exposure 0.1 s\n")
+    (root / "scan1" / "extra" / "notes.txt").write_bytes(os.urandom(10_000))
+    return root
+
+
+def test_sha256_matches_hashlib_across_blocks(tmp_path):
+    p = tmp_path / "f.bin"
+    data = os.urandom(3 * 1024 + 7)
+    p.write_bytes(data)
+    assert sha256_file(p, block_size=1024) == hashlib.sha256(data).hexdigest()
+
+
+def test_manifest_lists_files_checksums_and_file_metadata(dataset):
+    cfg = {"beamline": "8.3.2", "camera": "pco.edge", "pixel_um": 0.65}
+    man = make_manifest([dataset / "scan1"], root=dataset, metadata={"operator": "ada"},
+                        beamline_config=cfg)
+    assert [f.path for f in man.files] == ["scan1/extra/notes.txt", "scan1/scan1.h5",
+                                           "scan1/scan1.log"]
+    for f in man.files:
+        p = dataset / f.path
+        assert f.size == p.stat().st_size
+        assert f.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+    meta = man.file_metadata["scan1/scan1.h5"]
+    assert meta["kind"] == "tomo/raw"
+    assert meta["sample"] == "tiny-sample"
+    assert meta["files"][0][0] == "scan1/scan1.h5"  # relative, not the inbox's absolute path
+    assert man.beamline_config == cfg
+    assert man.metadata == {"operator": "ada"}
+    assert man.dataset == "notes"  # first file's stem unless given
+    assert man.total_bytes == sum(f.size for f in man.files)
+
+
+def test_round_trip_and_stable_id(dataset, tmp_path):
+    man = make_manifest(["scan1"], root=dataset, dataset="scan1", beamline_config={"a": 1})
+    again = make_manifest([dataset / "scan1"], root=dataset, dataset="scan1",
+                          beamline_config={"a": 1})
+    assert man.id == again.id
+    assert man.id.startswith("m-")
+    back = Manifest.from_json(man.to_json())
+    assert back == man
+    assert back.id == man.id
+    path = man.write(tmp_path / "out" / "scan1.manifest.json")
+    assert Manifest.read(path) == man
+    assert not [p for p in path.parent.iterdir() if p.name != path.name]  # no temp left
+    other = make_manifest(["scan1"], root=dataset, dataset="scan1", beamline_config={"a": 2})
+    assert other.id != man.id
+
+
+def test_edited_manifest_is_rejected_naming_the_field(dataset, tmp_path):
+    man = make_manifest(["scan1"], root=dataset, dataset="scan1")
+    doc = json.loads(man.to_json())
+    doc["files"][1]["sha256"] = "0" * 64
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputFileError, match="digest") as info:
+        Manifest.read(path)
+    assert info.value.field == "digest"
+    assert info.value.path == path
+    del doc["files"]
+    with pytest.raises(InputFileError, match="not a complete") as info:
+        Manifest.from_json(json.dumps(doc))
+    assert info.value.field == "files"
+    with pytest.raises(InputFileError, match="not valid JSON"):
+        Manifest.from_json("{")
+
+
+def test_verify_finds_tampered_missing_and_truncated_files(dataset):
+    man = make_manifest(["scan1"], root=dataset)
+    assert verify_manifest(man, dataset) == []
+    log = dataset / "scan1" / "scan1.log"
+    log.write_text("exposure 0.2 s\n")  # same size, other bytes
+    (dataset / "scan1" / "extra" / "notes.txt").unlink()
+    problems = {p.path: p.problem for p in verify_manifest(man, dataset)}
+    assert problems == {"scan1/scan1.log": "sha256 differs from the manifest",
+                        "scan1/extra/notes.txt": f"missing under {dataset}"}
+    with (dataset / "scan1" / "scan1.h5").open("r+b") as f:
+        f.truncate(100)
+    assert "size 100" in str(verify_manifest(man, dataset, files=["scan1/scan1.h5"])[0])
+
+
+def test_bad_inputs_name_the_file(dataset, tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        make_manifest(["nope.h5"], root=dataset)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    with pytest.raises(InputFileError, match="not under the dataset root"):
+        make_manifest([outside], root=dataset)
+    with pytest.raises(InputFileError, match="JSON") as info:
+        make_manifest(["scan1"], root=dataset, metadata={"when": object()})
+    assert info.value.field == "metadata"
+
+
+def test_damaged_hdf5_raises_but_unknown_layout_is_recorded_without_metadata(dataset):
+    import h5py
+
+    other = dataset / "scan1" / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = [1, 2, 3]
+    man = make_manifest(["scan1"], root=dataset)
+    assert "scan1/other.h5" in [f.path for f in man.files]
+    assert "scan1/other.h5" not in man.file_metadata
+    broken = dataset / "scan1" / "broken.h5"
+    broken.write_bytes((dataset / "scan1" / "scan1.h5").read_bytes()[:2000])
+    with pytest.raises(InputFileError) as info:
+        make_manifest(["scan1"], root=dataset)
+    assert info.value.path.name == "broken.h5"
