@@ -254,15 +254,16 @@ def test_model_loads_the_jobs_of_catalog_runs(catalog, raw, label_notebook):
 # -- the widget ---------------------------------------------------------------------------
 
 
+def _submit_three(notebook, raw, catalog, target):
+    """A run that succeeds, one that fails in a cell, one that sleeps (to be cancelled)."""
+    return [spotkit.submit(notebook, raw, parameters=params, catalog=catalog, target=target)
+            for params in ({"label": "fine"}, {"fail": True}, {"seconds": 300})]
+
+
 def test_widget_follows_notebook_runs_and_cancels_with_its_button(catalog, raw,
                                                                    label_notebook):
     target = Local(max_workers=2, min_poll=0.1)
-    ok = spotkit.submit(label_notebook, raw, parameters={"label": "fine"}, catalog=catalog,
-                        target=target)
-    bad = spotkit.submit(label_notebook, raw, parameters={"fail": True}, catalog=catalog,
-                         target=target)
-    slow = spotkit.submit(label_notebook, raw, parameters={"seconds": 300}, catalog=catalog,
-                          target=target)
+    ok, bad, slow = _submit_three(label_notebook, raw, catalog, target)
     monitor = JobMonitor([ok, bad], refresh=0.3)
     try:
         assert monitor.running
@@ -411,12 +412,7 @@ def test_monitor_on_real_slurm(slurm, catalog, raw, label_notebook, monkeypatch)
     target = Slurm(partition=slurm.partition, min_poll=0.3,
                    env={"SLURM_CONF": str(slurm.conf)})
     calls = _count_status_calls(monkeypatch, target)
-    ok = spotkit.submit(label_notebook, raw, parameters={"label": "fine"}, catalog=catalog,
-                        target=target)
-    bad = spotkit.submit(label_notebook, raw, parameters={"fail": True}, catalog=catalog,
-                         target=target)
-    slow = spotkit.submit(label_notebook, raw, parameters={"seconds": 300}, catalog=catalog,
-                          target=target)
+    ok, bad, slow = _submit_three(label_notebook, raw, catalog, target)
     monitor = JobMonitor([ok, bad, slow], refresh=0.5, autostart=False)
     refreshes = []
     refresh = monitor.model.refresh
