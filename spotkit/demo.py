@@ -1,6 +1,9 @@
-"""The demo beamline session: simulate, ingest, run the per-dataset notebooks, export.
+"""The demo beamline session: the twin writes scans into an inbox, the flow does the rest.
 
-:func:`run_demo` is what ``spotkit demo`` runs. It uses only public spotkit functions, so it
+:func:`run_demo` is what ``spotkit demo`` runs. It goes through the same path as
+``spotkit watch``: a :class:`spotkit.flows.Watcher` finds the finished files, ingests them,
+copies them to a warehouse with verified checksums and runs the pipeline notebooks that the
+demo's rules name (the preview stage first). It uses only public spotkit functions, so it
 doubles as a worked example of the path every dataset takes.
 """
 
@@ -33,6 +36,24 @@ SAXS_SERIES = (
 )
 
 
+#: The demo facility's rules: the quick-look notebook of each kind, on this machine.
+DEMO_RULES = """\
+version: 1
+facility: spotkit demo
+targets:
+  local: {kind: local, max_workers: 1, concurrency: 1}
+rules:
+  - name: tomo-832
+    match: {beamline: "8.3.2", kind: tomo/raw}
+    actions:
+      - {name: preview, stage: preview, notebook: tomo_quicklook, target: local}
+  - name: saxs-733
+    match: {beamline: "7.3.3", kind: saxs/raw}
+    actions:
+      - {name: quicklook, stage: preview, notebook: saxs_quicklook, target: local}
+"""
+
+
 @dataclass
 class DemoReport:
     """What the demo did: datasets ingested, runs executed, products written."""
@@ -41,7 +62,7 @@ class DemoReport:
     catalog_path: Path
     intake_catalog: Path
     raw: list = field(default_factory=list)       # catalog Datasets
-    runs: list = field(default_factory=list)      # RunResult
+    runs: list = field(default_factory=list)      # catalog Runs
     seconds: float = 0.0
 
 
@@ -49,15 +70,18 @@ def run_demo(
     workdir: str | os.PathLike = "spotkit-demo",
     *,
     progress: Callable[[str], None] | None = None,
+    timeout: float = 600.0,
 ) -> DemoReport:
-    """Simulate a short beamline session and process it end to end.
+    """Simulate a short beamline session and process it end to end through the flow.
 
     Two micro-tomography scans (ALS 8.3.2-like) and one SAXS time series (7.3.3-like) are
-    written by the digital twin into ``<workdir>/beamline``, ingested into the catalog at
-    ``<workdir>/catalog.db``, each processed by its quick-look pipeline notebook through
-    papermill (products under ``<workdir>/runs/<run id>``), and the catalog is exported as an intake
-    catalog ``<workdir>/catalogs/demo.yaml``. Running it again reuses the raw files that are
-    already there (raw data is never overwritten) and adds new runs.
+    written by the digital twin into ``<workdir>/beamline``; a watcher with the rules in
+    ``<workdir>/rules.yaml`` ingests them into the catalog at ``<workdir>/catalog.db``, copies
+    them to ``<workdir>/warehouse`` (verified), runs each one's quick-look pipeline notebook
+    through papermill (products under ``<workdir>/runs/<run id>``), and the catalog is
+    exported as an intake catalog ``<workdir>/catalogs/demo.yaml``. Running it again reuses
+    the raw files (raw data is never overwritten) and, like ``spotkit watch``, processes each
+    scan exactly once.
 
     Parameters
     ----------
@@ -65,13 +89,20 @@ def run_demo(
         Folder for everything the demo writes.
     progress : callable, optional
         Called with a short description before each step.
+    timeout : float
+        Seconds to wait for the flow to finish every scan.
 
     Returns
     -------
     DemoReport
+
+    Raises
+    ------
+    TimeoutError
+        If the flow has not finished every scan within ``timeout``.
     """
     from spotkit.catalog import open_catalog
-    from spotkit.runs import pipeline_notebook, run_notebook
+    from spotkit.flows import Watcher
     from spotkit.sim import simulate_saxs_series, simulate_tomo_scan
 
     t0 = time.perf_counter()
@@ -79,13 +110,16 @@ def run_demo(
     workdir = Path(workdir).expanduser().resolve()
     inbox = workdir / "beamline"
     inbox.mkdir(parents=True, exist_ok=True)
+    (workdir / "warehouse").mkdir(exist_ok=True)
+    rules = workdir / "rules.yaml"
+    rules.write_text(DEMO_RULES)
     cat = open_catalog(workdir / "catalog.db")
     report = DemoReport(workdir=workdir, catalog_path=Path(cat.path),
                         intake_catalog=workdir / "catalogs" / "demo.yaml")
 
-    plan = [(name, kw, simulate_tomo_scan, "tomo_quicklook") for name, kw in TOMO_SCANS]
-    plan += [(name, kw, simulate_saxs_series, "saxs_quicklook") for name, kw in SAXS_SERIES]
-    for name, kwargs, simulate, _ in plan:
+    plan = [(name, kw, simulate_tomo_scan) for name, kw in TOMO_SCANS]
+    plan += [(name, kw, simulate_saxs_series) for name, kw in SAXS_SERIES]
+    for name, kwargs, simulate in plan:
         path = inbox / name
         if path.exists():
             step(f"reusing raw file {path.name}")
@@ -93,13 +127,27 @@ def run_demo(
         step(f"beamline writes {path.name}")
         simulate(path, **kwargs)
 
-    for name, _, _, notebook in plan:
-        step(f"ingest {name}")
-        ds = cat.ingest(inbox / name)
-        report.raw.append(ds)
-        step(f"run {notebook} for {ds.id} ({ds.sample})")
-        report.runs.append(run_notebook(pipeline_notebook(notebook), ds, catalog=cat))
-
+    step("watch the inbox: ingest, copy to the warehouse, run the rules' notebooks")
+    watcher = Watcher([inbox], catalog=cat, rules=rules, warehouse=workdir / "warehouse",
+                      poll=0.2, settle=0.2, workers=1)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            watcher.run_once()
+            counts = watcher.journal.summary()["counts"]
+            states = {st: sum(c[st] for c in counts.values()) for st in ("done", "parked")}
+            if states["done"] + states["parked"] >= len(plan):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the demo's flow did not finish within {timeout:.0f} s; "
+                                   f"see `spotkit --catalog {cat.path} status`")
+            time.sleep(0.2)
+    finally:
+        watcher.close()
+    paths = {str((inbox / name).resolve()) for name, _, _ in plan}
+    report.raw = [d for d in cat.search(status="raw", limit=None)
+                  if str(Path(d.path).resolve()) in paths]
+    report.runs = [r for d in report.raw for r in cat.runs(dataset_id=d.id, limit=None)]
     step(f"export intake catalog {report.intake_catalog}")
     cat.export_intake(report.intake_catalog)
     report.seconds = time.perf_counter() - t0

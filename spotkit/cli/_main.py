@@ -58,7 +58,7 @@ def cmd_demo(args) -> int:
 
     from spotkit.demo import SAXS_SERIES, TOMO_SCANS, run_demo
 
-    n_steps = 3 * (len(TOMO_SCANS) + len(SAXS_SERIES)) + 1  # write, ingest, run each; export
+    n_steps = len(TOMO_SCANS) + len(SAXS_SERIES) + 2  # write each; the flow; export
     with tqdm(total=n_steps, desc="spotkit demo", unit="step", file=sys.stderr,
               disable=args.quiet) as bar:
         def progress(msg: str) -> None:
@@ -78,18 +78,19 @@ def cmd_demo(args) -> int:
         rows.append({"id": ds.id, "kind": ds.kind, "beamline": ds.beamline, "sample": ds.sample,
                      "file": ds.path})
     for run in report.runs:
-        for out in run.outputs:
+        for out_id in run.outputs:
+            out = cat[out_id]
             rows.append({"id": out.id, "kind": out.kind, "beamline": out.beamline,
                          "sample": out.sample, "file": out.path})
     _out(_table(rows, ["id", "kind", "beamline", "sample", "file"]))
     _out("\nRuns")
     run_rows = []
-    for res in report.runs:
-        run = cat.get_run(res.run_id)
+    for run in report.runs:
+        seconds = run.duration.total_seconds() if run.duration is not None else float("nan")
         run_rows.append({"run": run.id, "dataset": run.dataset_id,
                          "notebook": Path(run.notebook).name, "state": run.state,
-                         "seconds": f"{res.seconds:.1f}", "outputs": len(run.outputs),
-                         "executed notebook": res.output_notebook})
+                         "seconds": f"{seconds:.1f}", "outputs": len(run.outputs),
+                         "executed notebook": run.output_notebook})
     _out(_table(run_rows, ["run", "dataset", "notebook", "state", "seconds", "outputs",
                            "executed notebook"]))
     _out(f"\nCatalog: {report.catalog_path}\nIntake catalog: {report.intake_catalog}")
