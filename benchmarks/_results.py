@@ -1,7 +1,8 @@
-"""Shared by the benchmarks: write one section of RESULTS.md, leaving the others alone."""
+"""Shared by the benchmarks: write one section of RESULTS.md; drop a file from the page cache."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -21,3 +22,13 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
     else:
         new = old.rstrip() + "\n\n" + block
     path.write_text(new)
+
+
+def drop_page_cache(path) -> None:
+    """Evict a file's pages from the page cache (no root needed), so it is read from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)

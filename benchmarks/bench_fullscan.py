@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import drop_page_cache  # benchmarks/ is on sys.path when run
 
 SHAPE = (1313, 2160, 2560)
 
@@ -48,16 +49,6 @@ def _rss_kib(pid: int, field: str = "VmRSS") -> int:
     except OSError:
         pass
     return 0
-
-
-def _drop_cache(path: Path) -> None:
-    """Evict the file's pages from the page cache (no root needed)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def make_scan(directory: Path, shape=SHAPE) -> tuple[Path, float]:
@@ -175,7 +166,7 @@ def main(argv=None):
     # 1. preview, cold then warm
     for label in ("cold cache", "warm cache") if "preview" in args.parts else ():
         if label == "cold cache":
-            _drop_cache(path)
+            drop_page_cache(path)
         r = run_child({"what": "preview", "path": str(path), "png": str(args.dir / "pv.png")})
         print(f"preview ({label}): {r['seconds']:.2f} s, centre {r['center']:.2f} "
               f"(true {center:.2f}), peak {r['peak_rss_bytes'] / 1e9:.2f} GB", flush=True)
@@ -193,9 +184,9 @@ def main(argv=None):
         runs.append((f"all {shape[1]} rows, full resolution", 1, None, "full.h5"))
     for label, binning, sel, name in runs:
         read_rows = sel or [0, shape[1]]
-        _drop_cache(path)
+        drop_page_cache(path)
         ref = run_child({"what": "read", "path": str(path), "rows": read_rows})
-        _drop_cache(path)
+        drop_page_cache(path)
         r = run_child({"what": "pipeline", "path": str(path), "output": str(args.dir / name),
                        "binning": binning, "rows": sel, "max_memory": args.max_memory})
         n_rows = read_rows[1] - read_rows[0]

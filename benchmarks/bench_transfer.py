@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import drop_page_cache  # benchmarks/ is on sys.path when run
+
 from spotkit.flows._movers import LocalCopy
 from spotkit.flows._suitcase import make_manifest
 
@@ -57,12 +59,7 @@ def _files(root: Path) -> list[Path]:
 
 def _drop(root: Path) -> None:
     for p in _files(root):
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        drop_page_cache(p)
 
 
 def _warm(root: Path) -> None:

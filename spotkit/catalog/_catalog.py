@@ -183,24 +183,11 @@ class Catalog:
     @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: everything inside commits together or not at all."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise CatalogError(
-                    f"{action}: cannot lock catalog {self.path} for writing ({exc}); another "
-                    "process holds it. Try again, or check for a stuck process."
-                ) from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise CatalogError(f"{action} failed and nothing was written: {exc}") from exc
-                raise
+        with self._lock, _schema.write_transaction(
+            self._connection(), self.path, action,
+            when_locked="another process holds it. Try again, or check for a stuck process.",
+        ) as conn:
+            yield conn
 
     # -- mapping-like access ----------------------------------------------------------
 

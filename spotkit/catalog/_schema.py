@@ -12,15 +12,23 @@ refused, so an old spotkit never damages a catalog a newer one wrote.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from spotkit.catalog._time import now_epoch
 from spotkit.errors import CatalogError
 
-__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect", "fts5_available"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "connect",
+    "fts5_available",
+    "write_transaction",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -342,3 +350,42 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+@contextlib.contextmanager
+def write_transaction(
+    conn: sqlite3.Connection, path, action: str, *, when_locked: str
+) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction: everything inside commits together or not at all.
+
+    Parameters
+    ----------
+    conn : sqlite3.Connection
+        An autocommit connection from :func:`connect`.
+    path : path-like
+        The database, for messages.
+    action : str
+        What is being written, for messages.
+    when_locked : str
+        What the caller should do when the database stays locked (end of the message).
+
+    Raises
+    ------
+    CatalogError
+        When the write lock cannot be taken, or an SQLite error rolled the transaction back.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise CatalogError(
+            f"{action}: cannot lock catalog {path} for writing ({exc}); {when_locked}"
+        ) from exc
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise CatalogError(f"{action} failed and nothing was written: {exc}") from exc
+        raise

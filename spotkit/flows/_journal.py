@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spotkit.catalog._schema import connect
+from spotkit.catalog._schema import connect, write_transaction
 from spotkit.errors import CatalogError
 
 __all__ = ["STATES", "STEPS", "Item", "Journal", "StepRecord", "make_owner"]
@@ -168,26 +168,9 @@ class Journal:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield from self._transaction(action)
-
-    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise CatalogError(
-                f"{action}: cannot lock catalog {self.path} for writing ({exc}); will retry"
-            ) from exc
-        try:
+        with self._lock, write_transaction(self._connection(), self.path, action,
+                                           when_locked="will retry") as conn:
             yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise CatalogError(f"{action} failed and nothing was written: {exc}") from exc
-            raise
 
     def _read(self, sql: str, params: tuple = ()) -> list:
         try:

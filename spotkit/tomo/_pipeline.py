@@ -21,6 +21,7 @@ no half-written output.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import logging
@@ -171,6 +172,7 @@ def parse_memory(value: str | int | float) -> int:
     return int(number * scale[unit])
 
 
+@functools.lru_cache(maxsize=1)
 def _choices() -> dict[tuple[str, str], tuple]:
     """Allowed values of the pipeline parameters that take a name."""
     import spotkit.tomo as tomo
@@ -910,7 +912,7 @@ def _block_volume(a, b, pipeline: dict, scan, side, theta, recon_params, pixel_u
     """
     from spotkit.tomo import reconstruct_with_info
 
-    pipe = TomoPipeline.from_dict(pipeline)
+    pipe = TomoPipeline(pipeline["steps"], name=pipeline.get("name", "tomo"))  # validated
     proj_steps = [s for s in pipe.steps if STEP_FUNCTIONS[s["function"]].kind == "projection"]
     data = pipe._rows_through(proj_steps, scan, slice(a, b), side)
     sinos = np.ascontiguousarray(np.swapaxes(data, 0, 1))

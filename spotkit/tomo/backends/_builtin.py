@@ -141,9 +141,13 @@ def _filtered(sino: np.ndarray, name: str, *, oversample: int = 1) -> np.ndarray
     return q
 
 
+@functools.lru_cache(maxsize=4)
 def _circle(n: int) -> np.ndarray:
+    """The inscribed circle of an ``n x n`` grid (cached, read-only: ~10 ms at n = 2048)."""
     c = np.arange(n) - (n - 1) / 2.0
-    return (c[:, None] ** 2 + c[None, :] ** 2) <= (n / 2.0) ** 2
+    mask = (c[:, None] ** 2 + c[None, :] ** 2) <= (n / 2.0) ** 2
+    mask.setflags(write=False)
+    return mask
 
 
 # ----------------------------------------------------------------------------------------
@@ -403,7 +407,7 @@ def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
     if taper == 0:  # gridding the zero-padded spectrum: the filter goes into the factor
         amp = amp * response
     geometry = (_theta_key(theta), length, n, req.threads)
-    factor = _gridrec_factor((geometry, req.filter, float(req.center), taper),
+    factor = _gridrec_factor((geometry, n_cols, req.filter, float(req.center), taper),
                              theta, shift, amp.astype(np.float32), length)
     batch = _gridrec_batch_size(n_slices, n_angles, n_cols, n)
     workers = req.threads or os.cpu_count() or 1
