@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -128,7 +129,8 @@ def _probe_dir(path: Path) -> tuple[bool, str]:
         return False, f"destination {path} does not exist (not mounted?)"
     if not path.is_dir():
         return False, f"destination {path} is not a folder"
-    probe = path / f".spotkit-probe-{os.getpid()}"
+    # unique per call: several workers probe at once, and one must not unlink another's file
+    probe = path / f".spotkit-probe-{os.getpid()}-{uuid.uuid4().hex}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(fd)
