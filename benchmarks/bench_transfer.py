@@ -6,11 +6,14 @@ same run and on the same disk:
 * ``cp -r`` of the dataset folder (what the issue compares against; its writes may still
   sit in the page cache when it returns);
 * ``cp -r`` then fsync of every copied file (a durable copy, what a mover must do);
-* spotkit: ``make_manifest`` (sha256 of every source file) + ``LocalCopy.transfer``
-  (copy_file_range, fsync, re-read and sha256 at the destination, rename), with the
+* spotkit, as the flow does it: ``make_manifest`` (sha256 of record plus one crc32 per
+  8 MiB block, in one read of each source file) + ``LocalCopy.transfer`` (copy_file_range
+  to a hidden partial name, fsync, re-read at the destination checking every block's
+  crc32, rename) + the flow's ``verify`` step right after it (presence and size), with the
   destination pages dropped before the re-read (default) and kept (``drop_cache=False``);
 * spotkit ``LocalCopy.pack``: the same manifest and verified copy, reading each source
-  file once (hashed while copied), then fsync, re-read and sha256 at the destination.
+  file once (sha256 and crc32s computed from the bytes written), then fsync and the same
+  re-read at the destination.
 
 Cold runs drop the source files from the page cache first (posix_fadvise DONTNEED after an
 fsync); warm runs read them once first. Each timing is the median of ``--repeat`` runs, the
@@ -98,7 +101,9 @@ def _run_spotkit(src: Path, dest: Path, *, drop_cache: bool) -> tuple[float, flo
     man = make_manifest([src], root=src, dataset=src.name)
     t1 = time.perf_counter()
     dest.mkdir()
-    LocalCopy(dest, drop_cache=drop_cache).transfer(man, src)
+    mover = LocalCopy(dest, drop_cache=drop_cache)
+    mover.transfer(man, src)
+    assert mover.verify(man, level="size") == []
     t2 = time.perf_counter()
     return t2 - t0, t1 - t0
 

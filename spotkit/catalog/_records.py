@@ -89,6 +89,9 @@ class Run:
         Ids of the derived datasets the run registered.
     job_id : str or None
         Batch-scheduler job id, for Slurm or NERSC runs.
+    context : dict
+        Why it ran: for a run the flow started, ``{"flow": {...}}`` with the rule, the
+        action, the rules file's version and the watcher; empty for a run started by hand.
     """
 
     id: str
@@ -107,6 +110,7 @@ class Run:
     versions: dict = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     job_id: str | None = None
+    context: dict = field(default_factory=dict)
 
     @property
     def duration(self) -> _dt.timedelta | None:
@@ -134,6 +138,7 @@ class Run:
             "versions": dict(self.versions),
             "outputs": list(self.outputs),
             "job_id": self.job_id,
+            "context": dict(self.context),
         }
 
     def summary(self) -> str:

@@ -32,7 +32,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  #: version of the schema this spotkit writes
+SCHEMA_VERSION = 4  #: version of the schema this spotkit writes
 BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
 CACHE_KIB = 65_536  #: page cache per connection (SQLite's default is 2 MiB)
 
@@ -138,6 +138,43 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS[2] = _v2_to_v3
 
+# Frame marks (spotkit.change): which frames of a series are "of interest" and which are
+# "redundant". A mark is advice to the storage and transfer rules; spotkit never deletes a
+# frame because of it.
+_MARK_TABLES = """
+CREATE TABLE IF NOT EXISTS frame_marks (
+    dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    frame      INTEGER NOT NULL CHECK (frame >= 0),
+    label      TEXT NOT NULL CHECK (label IN ('of interest', 'redundant')),
+    reason     TEXT,
+    run_id     TEXT REFERENCES runs(id),
+    marked_at  REAL NOT NULL,
+    PRIMARY KEY (dataset_id, frame)
+);
+CREATE INDEX IF NOT EXISTS frame_marks_label ON frame_marks (dataset_id, label);
+"""
+
+
+def _create_mark_tables(conn: sqlite3.Connection) -> None:
+    for statement in _MARK_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Runs get a ``context`` (why they ran: the flow rule, its version, the watcher), and
+    frames of a series can be marked ``of interest`` / ``redundant`` (``frame_marks``).
+
+    A column with a constant default and a new table: existing rows are kept as they are.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    if "context" not in columns:
+        conn.execute("ALTER TABLE runs ADD COLUMN context TEXT NOT NULL DEFAULT '{}'")
+    _create_mark_tables(conn)
+
+
+MIGRATIONS[3] = _v3_to_v4
+
 # ``datasets.id`` is the key every other table refers to. ``seq`` is only the rowid, made
 # explicit so that VACUUM never renumbers it: the FTS index is keyed by it.
 _TABLES = """
@@ -183,7 +220,8 @@ CREATE TABLE IF NOT EXISTS runs (
     error_name      TEXT,
     error_message   TEXT,
     versions        TEXT NOT NULL DEFAULT '{}',
-    job_id          TEXT
+    job_id          TEXT,
+    context         TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS lineage (
     child_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
@@ -238,6 +276,7 @@ def _create(conn: sqlite3.Connection) -> None:
         if statement.strip():
             conn.execute(statement)
     _create_flow_tables(conn)
+    _create_mark_tables(conn)
     if fts5_available():
         conn.execute(_FTS)
     else:

@@ -200,6 +200,7 @@ def submit(
     time: str | None = None,
     cell_timeout: float | None = None,
     unknown_grace: float | None = None,
+    context: dict[str, Any] | None = None,
 ) -> Job:
     """Run a pipeline notebook for one dataset as a batch job on a compute target.
 
@@ -241,6 +242,9 @@ def submit(
         applies).
     unknown_grace : float, optional
         Seconds the scheduler may not know the job before it is declared lost.
+    context : dict, optional
+        Why it runs, recorded with the run (:attr:`spotkit.catalog.Run.context`); the flow
+        records its rule here.
 
     Returns
     -------
@@ -298,7 +302,7 @@ def submit(
     ds = cat[dataset if isinstance(dataset, str) else dataset.id]
     run_id = cat.start_run(dataset_id=ds.id, notebook=str(path), notebook_sha256=_sha256(path),
                            parameters=params_json, target=target.name, versions=_versions(),
-                           state="queued")
+                           state="queued", context=context)
     try:
         workdir = (Path(cat.path).parent / "runs" / run_id).resolve()
         workdir.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ from spotkit.errors import (
     ComputeError,
     InputFileError,
     JobFailedError,
+    JobLostError,
     SpotkitError,
     SubmitError,
     TransferError,
@@ -212,6 +213,7 @@ class Watcher:
         if self._faults:
             logger.warning("fault injection armed: %s", self._faults)
         self._stop = threading.Event()
+        self._held: set[str] = set()  # leases this pass holds (renewed by the heartbeat)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -360,6 +362,7 @@ class Watcher:
 
     def _transfer(self, item: Item, man) -> None:
         src_root = item.inbox or str(item.path.parent)
+        landed_now = []  # set when this process copied (and checked) the files just now
 
         def transfer():
             ok, why = self.mover.available()
@@ -372,13 +375,18 @@ class Watcher:
                 if exc.transient:
                     raise _Outage(f"transfer to {self.mover!r}: {exc}") from exc
                 raise
+            landed_now.append(True)
             self._fault("transfer.after")
             return {"dest": res.dest, "copied": list(res.copied), "skipped": list(res.skipped),
                     "mb_per_s": round(res.mb_per_s, 3) if res.seconds > 0 else None,
                     "manifest_id": man.id}, res.bytes_copied
 
         def verify():
-            problems = self.mover.verify(man)
+            # The mover checked every file against the manifest as it landed, before giving
+            # it its final name. Right after that, presence and size suffice; after a restart
+            # (the files may have sat at the destination meanwhile) every block is re-read.
+            level = "size" if landed_now else "crc32"
+            problems = self.mover.verify(man, level=level)
             if problems:
                 # the copy is not good: the transfer must run again
                 self.journal.finish_step(item.key, "transferred", state="failed",
@@ -388,7 +396,8 @@ class Watcher:
                     + "; ".join(str(p) for p in problems[:3]),
                     dest=str(self.mover.dest), reason="verification failed", transient=True)
             self._fault("verify.after")
-            return {"manifest_id": man.id, "files": len(man.files)}, man.total_bytes
+            return ({"manifest_id": man.id, "files": len(man.files), "level": level},
+                    man.total_bytes)
 
         self._step(item, "transferred", transfer)
         try:
@@ -418,17 +427,21 @@ class Watcher:
         kind = (action.target_settings or {}).get("kind", "local")
         return kind == "local" and self.local_in_process
 
+    def _context(self, item: Item, action) -> dict:
+        """What a run records about why the flow started it (``Run.context``)."""
+        return {"flow": {**action.provenance(), "item": item.key, "path": str(item.path),
+                         "watcher": self.journal.owner}}
+
     def _our_runs(self, item: Item, ds, action) -> list:
-        """Catalog runs of this action on this dataset made since the watcher found it."""
-        notebook = Path(action.notebook_path).resolve()
+        """Catalog runs the flow started for this action on this dataset (any watcher)."""
         runs = self.catalog.runs(dataset_id=ds.id, limit=None)
-        since = item.discovered_at - 1.0
-        return [
-            r for r in runs
-            if Path(r.notebook).resolve() == notebook and r.parameters == dict(action.parameters)
-            and r.target == action.target
-            and (r.started_at is None or r.started_at.timestamp() >= since)
-        ]
+        mine = []
+        for r in runs:
+            flow = (r.context or {}).get("flow") or {}
+            if (flow.get("item") == item.key and flow.get("rule") == action.rule
+                    and flow.get("action") == action.name):
+                mine.append(r)
+        return mine
 
     def _run_action(self, item: Item, ds, action) -> None:
         step = self._action_step(action)
@@ -471,7 +484,8 @@ class Watcher:
             self._fault("run.started")
             res = run_notebook(action.notebook_path, ds.id, parameters=dict(action.parameters),
                                catalog=self.catalog, target=action.target,
-                               cell_timeout=self.cell_timeout)
+                               cell_timeout=self.cell_timeout,
+                               context=self._context(item, action))
             run_id, outputs = res.run_id, [o.id for o in res.outputs]
         else:
             import spotkit
@@ -479,34 +493,70 @@ class Watcher:
             try:
                 job = spotkit.submit(action.notebook_path, ds.id,
                                      target=self.rules.target(action.target),
-                                     parameters=dict(action.parameters), catalog=self.catalog)
+                                     parameters=dict(action.parameters), catalog=self.catalog,
+                                     context=self._context(item, action))
             except SubmitError as exc:
                 raise _Outage(f"target {action.target}: {exc}") from exc
             self._fault("run.started")
-            job.wait(check=True)
-            run = self.catalog.get_run(job.run_id)
+            run = self._follow(job, action)
             run_id, outputs = run.id, list(run.outputs)
         self._fault("run.after")
         return {"run_id": run_id, "outputs": outputs, "provenance": action.provenance()}, 0
 
-    def _wait_remote(self, item: Item, ds, action, run_id: str) -> None:
-        """A batch run submitted before a crash is still known: adopt it when it finished.
+    def _follow(self, job, action):
+        """Wait for a batch job; return its completed catalog run.
 
-        Never blocks: while the run is queued or running the dataset is retried later
-        (an outage, not counted against it).
+        The scheduler's final state is checked, not assumed: a job that failed, was
+        cancelled, timed out or was lost by the scheduler leaves its run ``failed`` in the
+        catalog (if the job could not record that itself) and raises, which counts as a
+        failed attempt of the dataset (retried with a new job, then parked).
         """
+        try:
+            job.wait(check=True)
+        except (JobFailedError, JobLostError) as exc:
+            run = self.catalog.get_run(job.run_id)
+            if run.state in ("queued", "running"):
+                self.catalog.finish_run(run.id, state="failed", error_name=type(exc).__name__,
+                                        error_message=str(exc))
+            raise
+        run = self.catalog.get_run(job.run_id)
+        if run.state != "completed":
+            text = (f"{action.target} job {job.id} ended {job.state.value} but its run "
+                    f"{run.id} is {run.state}")
+            if run.state in ("queued", "running"):
+                self.catalog.finish_run(run.id, state="failed", error_name="RunNotRecorded",
+                                        error_message=text)
+            raise _RunFailed(f"{text}: {run.error_name}: {run.error_message}")
+        return run
+
+    def _wait_remote(self, item: Item, ds, action, run_id: str) -> None:
+        """A batch run submitted before a crash: follow its job, adopt the run if it succeeded.
+
+        The job is looked up at the scheduler by the id its run recorded; the wait is the
+        same as for a job this watcher submitted (:meth:`_follow`).
+        """
+        from spotkit.compute import Job
+
         step = self._action_step(action)
         run = self.catalog.get_run(run_id)
+        if run.state in ("queued", "running"):
+            if not run.job_id:  # died between recording the run and submitting it
+                self.catalog.finish_run(run.id, state="cancelled", error_name="WatcherDied",
+                                        error_message="the watcher stopped before the job "
+                                        "was submitted; the flow submits it again")
+                raise _RunFailed(f"run {run_id} of {action.key} on {ds.id} was never "
+                                 "submitted")
+            job = Job.from_run(run, self.rules.target(action.target), catalog=self.catalog)
+            self._log(logging.INFO, "following-job", item, run=run.id, job=job.id,
+                      target=action.target)
+            run = self._follow(job, action)
         if run.state == "completed":
             self.journal.finish_step(item.key, step, result={
                 "run_id": run.id, "outputs": list(run.outputs), "adopted": True,
                 "provenance": action.provenance()})
             return
-        if run.state in ("failed", "cancelled"):
-            raise _RunFailed(f"run {run_id} of {action.key} on {ds.id} {run.state}: "
-                             f"{run.error_name}: {run.error_message}")
-        raise _Outage(f"run {run_id} of {action.key} on {ds.id} is still {run.state} on "
-                      f"target {action.target}; checking again later")
+        raise _RunFailed(f"run {run_id} of {action.key} on {ds.id} {run.state}: "
+                         f"{run.error_name}: {run.error_message}")
 
     def _process(self, item: Item, ds, stage: str, report: PassReport) -> bool:
         """Run one stage's actions for a dataset; return False if it stopped on a failure."""
@@ -528,7 +578,7 @@ class Watcher:
                                  seconds=time.time() - item.discovered_at,
                                  result={"dataset_id": ds.id})
         self.journal.update_item(item.key, state="done", last_error=None)
-        self.journal.release(item.key)
+        self._let_go(item)
         self._fault("done.after")
         report.done.append(ds.id)
         self._log(logging.INFO, "done", item, dataset=ds.id,
@@ -543,8 +593,11 @@ class Watcher:
             return
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise exc
+        # a job the scheduler ran and that failed, or lost, counts against the dataset;
+        # a scheduler that cannot be reached or refuses jobs is an outage
         outage = isinstance(exc, _Outage | SubmitError) or _is_lock_error(exc) or (
-            isinstance(exc, ComputeError) and not isinstance(exc, JobFailedError))
+            isinstance(exc, ComputeError)
+            and not isinstance(exc, JobFailedError | JobLostError))
         text = f"{type(exc).__name__}: {exc}"
         try:
             if isinstance(exc, _Quarantined):
@@ -556,6 +609,7 @@ class Watcher:
                 n = (current.attempts if current else 0) + 1
                 wait = min(self.max_outage_backoff, self.outage_backoff * 2 ** min(n, 10))
                 self.journal.record_failure(item.key, text, retry_in=wait, count=False)
+                self._let_go(item)
                 report.outages.append(text)
                 self._log(logging.WARNING, "outage", item, error=text, retry_in=wait)
                 return
@@ -574,8 +628,8 @@ class Watcher:
                 report.parked[str(item.path)] = text
                 self._log(logging.ERROR, "parked", item, step=step, attempts=attempts,
                           error=text)
-                self.journal.release(item.key)
-            else:
+            self._let_go(item)
+            if not park:
                 report.failed[str(item.path)] = text
                 self._log(logging.WARNING, "failed", item, step=step, attempts=attempts,
                           retry_in=wait, error=text)
@@ -617,7 +671,8 @@ class Watcher:
         if not mine:
             return report
         beat_stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=([i.key for i in mine], beat_stop),
+        self._held = {i.key for i in mine}
+        beat = threading.Thread(target=self._heartbeat, args=(beat_stop,),
                                 name="spotkit-flow-lease", daemon=True)
         beat.start()
         try:
@@ -627,10 +682,15 @@ class Watcher:
             beat.join()
         return report
 
-    def _heartbeat(self, keys: list[str], stop: threading.Event) -> None:
+    def _let_go(self, item: Item) -> None:
+        """Release the lease after a failed attempt, so that any watcher may retry it."""
+        self._held.discard(item.key)
+        self.journal.release(item.key)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
         """Renew the leases of this pass's datasets while a long step (a notebook) runs."""
         while not stop.wait(max(1.0, self.journal.lease_seconds / 3)):
-            for key in keys:
+            for key in list(self._held):
                 try:
                     item = self.journal.item(key)
                     if item is not None and item.state not in ("done", "parked"):

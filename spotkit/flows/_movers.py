@@ -5,7 +5,8 @@ later without touching the flow:
 
 * ``available() -> (ok, reason)`` — is the destination there and writable (outage detection);
 * ``transfer(manifest, src_root, *, dest=None) -> TransferResult`` — copy, then verify;
-* ``verify(manifest, dest=None) -> list[Problem]`` — re-read what is at the destination.
+* ``verify(manifest, dest=None, *, level="sha256") -> list[Problem]`` — re-read what is at
+  the destination (``level="crc32"``: against the manifest's block crc32s, faster).
 
 Built-ins: :class:`LocalCopy` (default; any mounted file system), :class:`Rsync` (local or
 over ssh, push or pull) and :class:`Relay` (source -> relay -> destination, verified at each
@@ -26,6 +27,7 @@ import subprocess
 import threading
 import time
 import uuid
+import zlib
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,13 +37,16 @@ from pathlib import Path
 from spotkit.errors import TransferError
 
 from ._suitcase import (
+    BLOCK_SIZE,
     FileEntry,
     Manifest,
     Problem,
     _assemble,
     _collect,
     _fsync_dir,
+    check_file,
     default_workers,
+    digest_file,
     sha256_file,
     verify_manifest,
 )
@@ -183,8 +188,12 @@ class Mover(ABC):
         """
 
     @abstractmethod
-    def verify(self, manifest: Manifest, dest=None) -> list[Problem]:
-        """Re-read the files at ``dest`` (default :attr:`dest`): size and sha256 per file."""
+    def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
+        """Re-read the files at ``dest`` (default :attr:`dest`): size and checksum per file.
+
+        ``level`` is ``"sha256"`` (re-hash everything), ``"crc32"`` (the manifest's block
+        crc32s, where the mover can check them; otherwise sha256) or ``"size"``.
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.dest)!r})"
@@ -212,6 +221,17 @@ def _copy_data(src_fd: int, dst_fd: int, size: int) -> None:
         if n == 0:
             raise OSError(errno.EIO, "source file shrank while it was copied")
         done += n
+
+
+def _read_block(fd: int, view: memoryview) -> int:
+    """Fill ``view`` from ``fd`` (short only at end of file); return the bytes read."""
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            break
+        got += n
+    return got
 
 
 def _drop_cache(fd: int) -> None:
@@ -244,7 +264,7 @@ class LocalCopy(Mover):
         it from the device (default True; it also keeps big transfers from evicting
         everything else).
     workers : int, optional
-        Files copied and verified at the same time (default: CPU count, 2 to 8), so that
+        Files copied and verified at the same time (default: CPU count, 4 to 8), so that
         one file's checksum overlaps another's fsync.
 
     Examples
@@ -271,9 +291,10 @@ class LocalCopy(Mover):
                            "(the warehouse is probably not mounted)")
         return _probe_dir(self.dest)
 
-    def verify(self, manifest: Manifest, dest=None) -> list[Problem]:
-        """Re-read every file at the destination: present, size, sha256."""
-        return verify_manifest(manifest, self.dest if dest is None else dest)
+    def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
+        """Re-read every file at the destination: present, size, checksum (see ``level``)."""
+        return verify_manifest(manifest, self.dest if dest is None else dest, level=level,
+                               workers=self.workers)
 
     def transfer(self, manifest: Manifest, src_root, *, dest=None) -> TransferResult:
         """Copy, verify at the destination, then rename each file into place.
@@ -431,19 +452,22 @@ class LocalCopy(Mover):
         try:
             before = os.fstat(src_fd)
             if final.exists():
-                entry = FileEntry(rel, before.st_size, sha256_file(src), before.st_mtime)
+                sha, crcs = digest_file(src)
+                entry = FileEntry(rel, before.st_size, sha, before.st_mtime, crcs)
                 if self._already_there(final, entry):
                     return entry, "skipped"
             h = hashlib.sha256()
-            buf = bytearray(COPY_CHUNK)
+            crcs = []
+            buf = bytearray(BLOCK_SIZE)
             view = memoryview(buf)
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    while n := os.readv(src_fd, [buf]):
-                        h.update(view[:n])
+                    while n := _read_block(src_fd, view):
                         out = view[:n]
+                        h.update(out)
+                        crcs.append(zlib.crc32(out))
                         while out:
                             out = out[os.write(dst_fd, out):]
                     os.fsync(dst_fd)
@@ -460,7 +484,7 @@ class LocalCopy(Mover):
                     f"{after.st_size}); is it still being written? Nothing was kept; the flow "
                     "retries.", path=rel, dest=str(dest), reason="source changed",
                     transient=True)
-            entry = FileEntry(rel, after.st_size, h.hexdigest(), after.st_mtime)
+            entry = FileEntry(rel, after.st_size, h.hexdigest(), after.st_mtime, tuple(crcs))
             self._check_landed(partial, src, entry, dest)
             try:
                 shutil.copystat(src, partial)
@@ -481,7 +505,8 @@ class LocalCopy(Mover):
             return False
         except OSError as exc:
             raise _os_error(exc, dest=final.parent, path=entry.path, what="inspect") from None
-        if st.st_size == entry.size and sha256_file(final) == entry.sha256:
+        if st.st_size == entry.size and check_file(final, entry, level="crc32",
+                                                   workers=self.workers) is None:
             return True
         raise TransferError(
             f"destination already holds a different {entry.path} at {final} (size "
@@ -530,11 +555,9 @@ class LocalCopy(Mover):
         finally:
             os.close(src_fd)
 
-    @staticmethod
-    def _check_landed(partial: Path, src: Path, entry, dest: Path) -> None:
-        size = partial.stat().st_size
-        digest = sha256_file(partial) if size == entry.size else None
-        if digest == entry.sha256:
+    def _check_landed(self, partial: Path, src: Path, entry, dest: Path) -> None:
+        """Re-read the copy at the destination: block crc32s (or sha256 without them)."""
+        if check_file(partial, entry, level="crc32", workers=self.workers) is None:
             return
         source_ok = sha256_file(src) == entry.sha256
         why = ("the copy was damaged on the way (the source still matches)" if source_ok
@@ -681,7 +704,7 @@ class Rsync(Mover):
         if res.returncode != 0:
             raise self._rsync_error(res, manifest, dest)
         copied = {line.strip() for line in res.stdout.splitlines() if line.strip()}
-        problems = self.verify(manifest, dest)
+        problems = self.verify(manifest, dest, level="crc32")
         if problems:
             self._remove_bad(problems, dest)
             names = ", ".join(str(p) for p in problems)
@@ -722,11 +745,14 @@ class Rsync(Mover):
             f"are resumed; {'the flow retries' if transient else 'fix the command or options'}.",
             dest=where, reason=reason, transient=transient)
 
-    def verify(self, manifest: Manifest, dest=None) -> list[Problem]:
-        """Re-read every file at the destination (over ssh with ``sha256sum`` when remote)."""
+    def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
+        """Re-read every file at the destination (over ssh with ``sha256sum`` when remote).
+
+        A remote destination is always checked with sha256 (``level`` applies to local ones).
+        """
         dest = self.dest if dest is None else str(dest)
         if not self._remote_dest:
-            return verify_manifest(manifest, dest)
+            return verify_manifest(manifest, dest, level=level, workers=default_workers())
         paths = [f"{dest.rstrip('/')}/{f.path}" for f in manifest.files]
         res = self._run(self._ssh_argv("sha256sum", "--", *paths), timeout=None)
         found = {}
@@ -804,9 +830,9 @@ class Relay(Mover):
         return TransferResult(manifest.id, self.name, hop2.dest, hop2.copied, hop2.skipped,
                               hop1.bytes_copied + hop2.bytes_copied, time.perf_counter() - t0)
 
-    def verify(self, manifest: Manifest, dest=None) -> list[Problem]:
+    def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
         """Verify at the final destination."""
-        return self.second.verify(manifest, dest)
+        return self.second.verify(manifest, dest, level=level)
 
 
 # -- retention ---------------------------------------------------------------------------

@@ -159,6 +159,7 @@ def run_notebook(
     target: str = "local",
     log_output: bool = False,
     run_id: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run a notebook for one dataset through papermill and record it in the catalog.
 
@@ -196,6 +197,9 @@ def run_notebook(
         Execute an existing ``"queued"`` catalog run (made by :func:`spotkit.submit`)
         instead of recording a new one; its dataset and notebook must match. ``target`` is
         then the one the run was queued for.
+    context : dict, optional
+        Why it runs, recorded with the run (:attr:`spotkit.catalog.Run.context`); the flow
+        records its rule here.
 
     Returns
     -------
@@ -239,6 +243,7 @@ def run_notebook(
             parameters=parameters,
             target=target,
             versions=_versions(),
+            context=context,
         )
     else:
         queued = cat.get_run(run_id)

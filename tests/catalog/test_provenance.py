@@ -208,3 +208,66 @@ def test_register_derived_directly(cat, scans, tmp_path):
     with pytest.raises(CatalogError, match="no run"):
         cat.register_derived(files=[(out, "data")], kind="x/y", parents=[a], run_id="run-x")
     assert len(cat) == 3
+
+
+def test_run_context_is_recorded_and_a_schema_3_catalog_gains_it(tmp_path, scans, reader,
+                                                                 notebook):
+    import sqlite3
+
+    from spotkit.catalog import SCHEMA_VERSION, open_catalog
+
+    db = tmp_path / "v3.db"
+    cat = open_catalog(db, reader=reader)
+    ds = cat.ingest(scans())
+    old = _run(cat, ds, notebook, n=1)
+    cat.close()
+    # turn the file back into schema 3: no runs.context, no frame_marks
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE runs DROP COLUMN context")
+    conn.execute("DROP TABLE frame_marks")
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version VALUES (3, 0)")
+    conn.commit()
+    conn.close()
+    with open_catalog(db, reader=reader) as cat:
+        assert cat.get_run(old).context == {}
+        new = cat.start_run(dataset_id=ds.id, notebook=notebook, notebook_sha256=None,
+                            parameters={}, context={"flow": {"rule": "tomo", "action": "p"}})
+        assert cat.get_run(new).context == {"flow": {"rule": "tomo", "action": "p"}}
+        assert cat.get_run(new).to_dict()["context"]["flow"]["rule"] == "tomo"
+        with pytest.raises(TypeError, match="context must be JSON-serialisable"):
+            cat.start_run(dataset_id=ds.id, notebook=notebook, notebook_sha256=None,
+                          parameters={}, context={"bad": object()})
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == (
+        SCHEMA_VERSION)
+    assert conn.execute("SELECT count(*) FROM frame_marks").fetchone()[0] == 0
+    conn.close()
+
+
+def test_frame_marks_replace_validate_and_roll_back(cat, scans, notebook):
+    ds = cat.ingest(scans(kind="saxs/raw"))
+    run = _run(cat, ds, notebook)
+    assert cat.mark_frames(ds, range(5), "redundant", reasons="sparse sample") == 5
+    assert cat.mark_frames(ds, [2, 3], ["of interest", "of interest"],
+                           reasons=["onset", "after onset"], run_id=run) == 2
+    marks = cat.frame_marks(ds)
+    assert [(m["frame"], m["label"]) for m in marks] == [
+        (0, "redundant"), (1, "redundant"), (2, "of interest"), (3, "of interest"),
+        (4, "redundant")]
+    assert marks[2]["reason"] == "onset"
+    assert marks[2]["run_id"] == run
+    assert [m["frame"] for m in cat.frame_marks(ds, label="of interest")] == [2, 3]
+    # bad input: nothing written
+    with pytest.raises(ValueError, match=r"unknown frame label\(s\) \['keep'\]"):
+        cat.mark_frames(ds, [0, 1], ["redundant", "keep"])
+    with pytest.raises(ValueError, match="labels has 1 entries for 2 frames"):
+        cat.mark_frames(ds, [0, 1], ["redundant"])
+    with pytest.raises(ValueError, match="frame indices must be >= 0"):
+        cat.mark_frames(ds, [-1], "redundant")
+    with pytest.raises(CatalogError, match="no run with id 'run-nope'"):
+        cat.mark_frames(ds, [0], "of interest", run_id="run-nope")
+    with pytest.raises(DatasetNotFoundError):
+        cat.mark_frames("ds-missing", [0], "redundant")
+    assert [(m["frame"], m["label"]) for m in cat.frame_marks(ds)][:2] == [
+        (0, "redundant"), (1, "redundant")]

@@ -159,6 +159,14 @@ def _check_exactly_once(env, written: list[Path]) -> None:
     derived = cat.search(kind="test/marker", limit=None)
     assert len(derived) == len(written) * len(ACTIONS)
     completed = {r.id: r for r in runs if r.state == "completed"}
+    # every run says which rule, action and rules version started it, for which file
+    keys = {item.key: item for item in items}
+    for r in runs:
+        flow = r.context["flow"]
+        assert (flow["rule"], flow["action"] in ACTIONS) == ("tomo", True), r.context
+        assert flow["rules_version"]
+        assert flow["item"] in keys
+        assert keys[flow["item"]].dataset_id == r.dataset_id
     for ds in derived:
         assert ds.run_id in completed
         parents = [p.id for p in ds.parents]
