@@ -5,6 +5,8 @@
 * :func:`read_metadata` returns a :class:`DatasetInfo` for the catalog.
 * :func:`open_tomo` and :func:`open_saxs` return lazy (dask-backed) xarray objects;
   :func:`open_array` opens derived arrays (HDF5 dataset, ``.npy``, zarr).
+* :func:`write_nxcansas` and :func:`read_nxcansas` write and read reduced SAS data in
+  NXcanSAS (the canSAS standard; one SASentry per time step of a series).
 
 Files are always opened read-only, and the dask graphs hold no open file handle (each
 chunk read opens and closes the file), so they pickle and ship to workers. Every problem
@@ -15,6 +17,7 @@ from ._arrays import open_array
 from ._detect import detect_kind, read_metadata
 from ._dxchange import open_tomo
 from ._info import DatasetInfo
+from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
 from ._saxs import open_saxs
 
 __all__ = [
@@ -24,4 +27,7 @@ __all__ = [
     "open_saxs",
     "open_tomo",
     "read_metadata",
+    "read_nxcansas",
+    "read_nxcansas_entries",
+    "write_nxcansas",
 ]
