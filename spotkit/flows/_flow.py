@@ -395,9 +395,10 @@ class Watcher:
                     f"{man.dataset} does not verify at {self.mover!r}: "
                     + "; ".join(str(p) for p in problems[:3]),
                     dest=str(self.mover.dest), reason="verification failed", transient=True)
+            copy = self.mover.store_manifest(man)  # the suitcase travels with the data
             self._fault("verify.after")
-            return ({"manifest_id": man.id, "files": len(man.files), "level": level},
-                    man.total_bytes)
+            return ({"manifest_id": man.id, "files": len(man.files), "level": level,
+                     "manifest_copy": copy}, man.total_bytes)
 
         self._step(item, "transferred", transfer)
         try:

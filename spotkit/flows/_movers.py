@@ -21,6 +21,7 @@ import errno
 import hashlib
 import logging
 import os
+import posixpath
 import shlex
 import shutil
 import subprocess
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 
 COPY_CHUNK = 16 * 2**20
 PARTIAL_SUFFIX = ".spotkit-part"
+MANIFEST_SUFFIX = ".spotkit-manifest.json"
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
@@ -194,6 +196,34 @@ class Mover(ABC):
         ``level`` is ``"sha256"`` (re-hash everything), ``"crc32"`` (the manifest's block
         crc32s, where the mover can check them; otherwise sha256) or ``"size"``.
         """
+
+    def manifest_path(self, manifest: Manifest) -> str:
+        """Where the manifest's copy goes, relative to the destination: beside the files.
+
+        ``<folder of the first file>/<dataset>.spotkit-manifest.json``.
+        """
+        folder = posixpath.dirname(manifest.files[0].path) if manifest.files else ""
+        return posixpath.join(folder, f"{manifest.dataset}{MANIFEST_SUFFIX}")
+
+    def store_manifest(self, manifest: Manifest, dest=None) -> str:
+        """Put a copy of the manifest beside the dataset at the destination (atomically).
+
+        The suitcase travels with its contents: whoever finds the files in the warehouse
+        can check them (:func:`~spotkit.flows.verify_manifest`) without the catalog.
+        Writing it again is harmless.
+
+        Returns
+        -------
+        str
+            The copy's path at the destination.
+        """
+        final = Path(self.dest if dest is None else dest) / self.manifest_path(manifest)
+        try:
+            manifest.write(final)
+        except OSError as exc:
+            raise _os_error(exc, dest=final.parent, path=final.name,
+                            what="write the manifest") from None
+        return str(final)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.dest)!r})"
@@ -767,6 +797,23 @@ class Rsync(Mover):
                 problems.append(Problem(f.path, "sha256 differs from the manifest"))
         return problems
 
+    def store_manifest(self, manifest: Manifest, dest=None) -> str:
+        """Put a copy of the manifest beside the dataset (over ssh when remote)."""
+        dest = self.dest if dest is None else str(dest)
+        if not self._remote_dest:
+            return super().store_manifest(manifest, dest)
+        final = f"{dest.rstrip('/')}/{self.manifest_path(manifest)}"
+        tmp = f"{final}.{uuid.uuid4().hex[:8]}.tmp"
+        script = (f"mkdir -p {shlex.quote(posixpath.dirname(final))} && cat > "
+                  f"{shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(final)}")
+        res = self._run(self._ssh_argv("sh", "-c", script),
+                        input=manifest.to_json(), timeout=60)
+        if res.returncode != 0:
+            raise TransferError(f"cannot write the manifest copy {final} on {self.ssh}: "
+                                f"{res.stderr.strip()[-300:]}", dest=dest,
+                                reason="manifest copy", transient=True)
+        return final
+
     def _remove_bad(self, problems, dest: str) -> None:
         paths = [f"{dest.rstrip('/')}/{p.path}" for p in problems]
         if self._remote_dest:
@@ -833,6 +880,10 @@ class Relay(Mover):
     def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
         """Verify at the final destination."""
         return self.second.verify(manifest, dest, level=level)
+
+    def store_manifest(self, manifest: Manifest, dest=None) -> str:
+        """Put the manifest's copy at the final destination."""
+        return self.second.store_manifest(manifest, dest)
 
 
 # -- retention ---------------------------------------------------------------------------

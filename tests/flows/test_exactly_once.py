@@ -147,7 +147,11 @@ def _check_exactly_once(env, written: list[Path]) -> None:
                          *(f"processed/tomo/{a}" for a in ACTIONS)):
                 assert journal.is_done(item.key, step), (item.path, step)
     landed = sorted(p.name for p in env["warehouse"].rglob("*") if p.is_file())
-    assert landed == sorted(p.name for p in written)
+    assert landed == sorted([p.name for p in written]
+                            + [f"{p.stem}.spotkit-manifest.json" for p in written])
+    for p in written:  # the manifest's copy beside the data verifies it without the catalog
+        copy = Manifest.read(env["warehouse"] / f"{p.stem}.spotkit-manifest.json")
+        assert verify_manifest(copy, env["warehouse"]) == []
 
     # each action completed exactly once per dataset; nothing left running or queued
     cat = open_catalog(env["catalog"])

@@ -18,7 +18,7 @@ import pytest
 from spotkit.errors import TransferError
 from spotkit.flows import _movers
 from spotkit.flows._movers import LocalCopy, Relay, RetentionPolicy, Rsync
-from spotkit.flows._suitcase import make_manifest
+from spotkit.flows._suitcase import Manifest, make_manifest, verify_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,6 +88,26 @@ def test_copy_verifies_and_reruns_idempotently(src, tmp_path):
     assert again.copied == ()
     assert len(again.skipped) == len(man.files)
     assert {p: p.stat().st_mtime for p in root.rglob("*") if p.is_file()} == before  # untouched
+
+
+def test_manifest_copy_lands_beside_the_data_and_rewrites_harmlessly(src, tmp_path,
+                                                                    mount_tmpfs):
+    root, man = src
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    mover = LocalCopy(dest)
+    mover.transfer(man, root)
+    copy = Path(mover.store_manifest(man))
+    assert copy == dest / "scan7" / "scan7.spotkit-manifest.json"
+    assert Manifest.read(copy) == man
+    assert verify_manifest(Manifest.read(copy), dest) == []  # checkable without the catalog
+    assert Path(mover.store_manifest(man)) == copy  # again: same file, no leftovers
+    assert sorted(p.name for p in copy.parent.iterdir() if p.name.startswith(".")) == []
+    ro = mount_tmpfs("ro")
+    _remount(ro, "ro")
+    with pytest.raises(TransferError, match="read-only") as info:
+        LocalCopy(ro).store_manifest(man)
+    assert info.value.transient
 
 
 def test_destination_missing_or_unmounted_is_unavailable(src, tmp_path):
@@ -372,6 +392,10 @@ def test_rsync_over_ssh_push_and_pull(src, tmp_path, local_sshd):
     assert len(res.copied) == len(man.files)
     assert res.dest == f"{host}:{dest}"
     assert mover.verify(man) == []  # sha256sum over ssh
+    copy = mover.store_manifest(man)  # over ssh, atomically
+    assert copy == str(dest / "scan7" / "scan7.spotkit-manifest.json")
+    assert Manifest.read(copy).id == man.id
+    assert not list(dest.rglob("*.tmp"))
     (dest / "scan7" / "scan7.log").write_text("KO\n")
     assert [p.path for p in mover.verify(man)] == ["scan7/scan7.log"]
     (dest / "scan7" / "scan7.log").write_text("ok\n")
