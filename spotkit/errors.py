@@ -13,6 +13,7 @@ __all__ = [
     "CatalogError",
     "ComputeError",
     "DatasetNotFoundError",
+    "GeometryError",
     "InputFileError",
     "JobFailedError",
     "JobLostError",
@@ -382,3 +383,15 @@ class RulesError(SpotkitError, ValueError):
         super().__init__(f"{len(self.problems)} problem(s) in the rules{where}:\n{lines}")
 
 
+class GeometryError(SpotkitError, ValueError):
+    """The detector geometry is missing, inconsistent, or made for another detector.
+
+    Attributes
+    ----------
+    field : str or None
+        The geometry field at fault (``"distance_m"``, ``"beam_center"``, ``"shape"``...).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None):
+        self.field = field
+        super().__init__(message)

@@ -5,6 +5,8 @@
 * :func:`read_metadata` returns a :class:`DatasetInfo` for the catalog.
 * :func:`open_tomo` and :func:`open_saxs` return lazy (dask-backed) xarray objects;
   :func:`open_array` opens derived arrays (HDF5 dataset, ``.npy``, zarr).
+* :func:`open_frames` reads detector frame series (TIFF, EDF, CBF, HDF5/NeXus) through
+  fabio as a lazy array.
 * :func:`write_nxcansas` and :func:`read_nxcansas` write and read reduced SAS data in
   NXcanSAS (the canSAS standard; one SASentry per time step of a series).
 
@@ -16,14 +18,17 @@ with a file raises :class:`spotkit.errors.InputFileError` naming the file and th
 from ._arrays import open_array
 from ._detect import detect_kind, read_metadata
 from ._dxchange import open_tomo
+from ._frames import FRAME_SUFFIXES, open_frames
 from ._info import DatasetInfo
 from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
 from ._saxs import open_saxs
 
 __all__ = [
+    "FRAME_SUFFIXES",
     "DatasetInfo",
     "detect_kind",
     "open_array",
+    "open_frames",
     "open_saxs",
     "open_tomo",
     "read_metadata",

@@ -1,9 +1,74 @@
-"""Scattering: azimuthal integration of detector frames with pyFAI.
+"""Scattering: SAXS/WAXS/GISAXS reduction of detector frames with pyFAI.
 
 pyFAI is the field's standard for azimuthal integration; spotkit wraps it, it does not
 rewrite it. Install it with ``pip install "spotkit[scattering]"``.
+
+* Geometry: :func:`load_geometry` (PONI file), :func:`make_geometry`,
+  :func:`geometry_from_metadata` (the NeXus metadata of a series), :func:`save_geometry`,
+  :func:`check_geometry`, :func:`geometry_summary`; :func:`calibrate` refines distance and
+  beam centre on an image of a standard (AgBh, LaB6).
+* Masks (True = invalid): :func:`gap_mask`, :func:`beamstop_mask`, :func:`hot_pixel_mask`,
+  :func:`threshold_mask`, :func:`shadow_mask`, :func:`combine_masks`, saved and loaded as
+  EDF/TIFF images (pyFAI-calib2's format) by :func:`save_mask` and :func:`load_mask`.
+* Integration: :func:`integrate_1d` (I(q) or I(2theta) with Poisson errors),
+  :func:`integrate_2d` (cake, chi x q), :func:`integrate_grazing` (GISAXS/GIWAXS maps,
+  q_oop x q_ip, incidence angle in degrees) and :func:`integrate_frames` (a frame series,
+  lazily with dask, to an xarray Dataset with provenance).
 """
 
-from spotkit.scattering._integrate import integrate_frames, load_geometry, shadow_mask
+from spotkit.scattering._calibrate import CalibrationResult, calibrate
+from spotkit.scattering._geometry import (
+    GeometryError,
+    check_geometry,
+    geometry_from_metadata,
+    geometry_summary,
+    load_geometry,
+    make_geometry,
+    save_geometry,
+)
+from spotkit.scattering._grazing import integrate_grazing
+from spotkit.scattering._integrate import (
+    METHODS,
+    UNITS,
+    integrate_1d,
+    integrate_2d,
+    integrate_frames,
+)
+from spotkit.scattering._mask import (
+    beamstop_mask,
+    combine_masks,
+    gap_mask,
+    hot_pixel_mask,
+    load_mask,
+    mask_summary,
+    save_mask,
+    shadow_mask,
+    threshold_mask,
+)
 
-__all__ = ["integrate_frames", "load_geometry", "shadow_mask"]
+__all__ = [
+    "METHODS",
+    "UNITS",
+    "CalibrationResult",
+    "GeometryError",
+    "beamstop_mask",
+    "calibrate",
+    "check_geometry",
+    "combine_masks",
+    "gap_mask",
+    "geometry_from_metadata",
+    "geometry_summary",
+    "hot_pixel_mask",
+    "integrate_1d",
+    "integrate_2d",
+    "integrate_frames",
+    "integrate_grazing",
+    "load_geometry",
+    "load_mask",
+    "make_geometry",
+    "mask_summary",
+    "save_geometry",
+    "save_mask",
+    "shadow_mask",
+    "threshold_mask",
+]

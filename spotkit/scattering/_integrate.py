@@ -1,51 +1,285 @@
-"""1-D azimuthal integration of a frame series."""
+"""Azimuthal integration with pyFAI: I(q) with Poisson errors, cakes, frame series.
+
+Every function here calls pyFAI for the integration itself; spotkit adds validation before
+any work, xarray results with physical coordinates and provenance, and lazy (dask)
+reduction of frame series that reuses one integrator (pyFAI caches its lookup table, the
+CSR matrix, on the integrator: building it is the expensive first call).
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
-import os
+import threading
+import uuid
 
 import numpy as np
 
+from spotkit.scattering._geometry import check_geometry, geometry_summary, pyfai
+from spotkit.scattering._mask import mask_summary
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["integrate_frames", "load_geometry", "shadow_mask"]
+__all__ = ["METHODS", "UNITS", "integrate_1d", "integrate_2d", "integrate_frames"]
 
-UNITS = {"q_nm^-1": "q (nm^-1)", "q_A^-1": "q (A^-1)", "2th_deg": "2theta (deg)"}
+#: Radial units: pyFAI name -> (dimension name, units written in ``attrs["units"]``).
+UNITS = {
+    "q_nm^-1": ("q", "nm^-1"),
+    "q_A^-1": ("q", "A^-1"),
+    "2th_deg": ("two_theta", "deg"),
+}
+#: pyFAI integration methods spotkit accepts by name (``"csr"``: bounding-box pixel
+#: splitting with a CSR sparse matrix, the fast default for series).
+METHODS = ("bbox", "csr", "histogram", "lut", "no", "splitpixel")
+
+# Invalid pixels of a frame (negative: gaps, dead pixels; NaN) are set to this value and
+# ignored by pyFAI through ``dummy``; the mask itself stays constant, so pyFAI keeps its
+# cached lookup table (a changed mask would rebuild it, ~1 s for a Pilatus 2M).
+_DUMMY = -1.0
+_DELTA_DUMMY = 0.5
 
 
-def _pyfai():
-    try:
-        import pyFAI
-    except ImportError as exc:
-        raise ImportError(
-            'azimuthal integration needs pyFAI: pip install "spotkit[scattering]"'
-        ) from exc
-    return pyFAI
+def check_unit(unit) -> tuple[str, str]:
+    """Dimension name and units of a radial unit, or ValueError naming the allowed ones."""
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}; choose one of {sorted(UNITS)}")
+    return UNITS[unit]
 
 
-def load_geometry(poni: str | os.PathLike):
-    """Load a pyFAI geometry (PONI file) as an azimuthal integrator.
+def check_method(method):
+    """A method pyFAI accepts: one of :data:`METHODS`, or pyFAI's (split, algo, impl) tuple."""
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)} "
+                             "(or a pyFAI (split, algorithm, implementation) tuple)")
+        return method
+    if isinstance(method, tuple | list) and len(method) == 3:
+        return tuple(method)
+    raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+
+
+def check_mask(mask, shape):
+    """Boolean mask of the frame shape (or None); ValueError for another shape."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"the mask is {mask.shape[0] if mask.ndim else ''} x "
+                         f"{mask.shape[-1] if mask.ndim else ''} pixels but the frames are "
+                         f"{shape[0]} x {shape[1]}: build or load the mask for this detector "
+                         "(spotkit.scattering.combine_masks(..., shape=frame_shape))")
+    return mask
+
+
+def prepare_frame(frame) -> np.ndarray:
+    """Float32 copy with invalid pixels (negative, NaN, inf) set to the dummy value."""
+    frame = np.asarray(frame)
+    out = frame.astype(np.float32)  # always a copy
+    if frame.dtype.kind in "iu":
+        if frame.dtype.kind == "i":
+            out[frame < 0] = _DUMMY
+        return out
+    out[~(out >= 0)] = _DUMMY  # negative, NaN
+    out[np.isinf(out)] = _DUMMY
+    return out
+
+
+def poni_text(integrator) -> str:
+    """The geometry as the text of a PONI file."""
+    from pyFAI.io.ponifile import PoniFile
+
+    buf = io.StringIO()
+    PoniFile(integrator).write(buf)
+    return buf.getvalue()
+
+
+def provenance(integrator, *, method, unit, mask, npt=None, extra=None) -> dict:
+    """Attributes that say how a reduced product was made (netCDF-compatible values)."""
+    from spotkit import __version__ as spotkit_version
+
+    geo = geometry_summary(integrator)
+    masked = mask_summary(mask)
+    attrs = {
+        "software": f"pyFAI {pyfai().version}, spotkit {spotkit_version}",
+        "pyfai_version": str(pyfai().version),
+        "spotkit_version": str(spotkit_version),
+        "method": method if isinstance(method, str) else ",".join(method),
+        "unit": unit,
+        "error_model": "poisson",
+        "geometry_poni": poni_text(integrator),
+        "geometry": json.dumps({k: v for k, v in geo.items() if k != "poni"}),
+        "distance_m": geo["distance_m"],
+        "beam_center": geo["beam_center"],
+        "energy_kev": geo["energy_kev"],
+        "wavelength_nm": geo["wavelength_nm"],
+        "mask_n_masked": masked["n_masked"],
+        "mask_fraction": masked["fraction"],
+    }
+    if npt is not None:
+        attrs["npt"] = npt
+    attrs.update(extra or {})
+    return attrs
+
+
+def _call_1d(integrator, frame, npt, *, unit, method, mask, normalization, correct_solid_angle,
+             polarization_factor, radial_range):
+    res = integrator.integrate1d(
+        frame, npt, unit=unit, method=method, mask=mask,
+        dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
+        correctSolidAngle=correct_solid_angle, polarization_factor=polarization_factor,
+        normalization_factor=float(normalization), radial_range=radial_range,
+    )
+    intensity = np.asarray(res.intensity, dtype=np.float64)
+    sigma = np.asarray(res.sigma, dtype=np.float64)
+    count = getattr(res, "count", None)
+    if count is not None:
+        empty = np.asarray(count) <= 0
+        intensity[empty] = np.nan
+        sigma[empty] = np.nan
+    return np.asarray(res.radial, dtype=np.float64), intensity, sigma
+
+
+def _check_image(image, integrator):
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (rows, cols), got shape {image.shape}")
+    if image.dtype.kind not in "biuf":
+        raise ValueError(f"image must hold numbers, got dtype {image.dtype}")
+    check_geometry(integrator, image.shape)
+    return image
+
+
+def _radial_coord(radial, unit):
+    dim, units = UNITS[unit]
+    long = {"q": "scattering vector q", "two_theta": "scattering angle 2theta"}[dim]
+    return dim, (dim, radial, {"units": units, "long_name": long})
+
+
+def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
+                 method="csr", mask=None, normalization: float = 1.0,
+                 correct_solid_angle: bool = True, polarization_factor: float | None = None,
+                 radial_range=None):
+    """Azimuthally integrate one frame to I(q) or I(2theta) with Poisson errors.
 
     Parameters
     ----------
-    poni : path-like
-        PONI file written by pyFAI-calib2 or by :func:`spotkit.sim.simulate_saxs_series`.
+    image : array_like, shape (rows, cols)
+        Counts. Negative and non-finite pixels (detector gaps) are ignored.
+    integrator : AzimuthalIntegrator
+        Geometry (:func:`load_geometry`, :func:`make_geometry`...).
+    npt : int
+        Number of radial bins.
+    unit : {"q_nm^-1", "q_A^-1", "2th_deg"}
+        Radial unit.
+    method : str or tuple
+        pyFAI method, one of :data:`METHODS` (``"csr"`` is fast for repeated calls).
+    mask : array_like of bool, optional
+        True on invalid pixels.
+    normalization : float
+        Monitor or exposure: intensity and sigma are divided by it.
+    correct_solid_angle : bool
+        Correct for the solid angle of each pixel (pyFAI's default).
+    polarization_factor : float, optional
+        Between -1 and 1 (0.99 for a horizontally polarised synchrotron beam); None: none.
+    radial_range : (float, float), optional
+        Radial range in ``unit``.
 
     Returns
     -------
-    pyFAI.integrator.azimuthal.AzimuthalIntegrator
-    """
-    from spotkit.errors import InputFileError
+    xarray.Dataset
+        ``intensity`` and ``sigma`` (Poisson: ``sqrt(sum counts) / sum normalisation``) on
+        the radial dimension ``q`` (``attrs["units"]`` "nm^-1" or "A^-1") or ``two_theta``
+        ("deg"); bins without any pixel hold NaN; provenance in ``attrs``.
 
-    pyFAI = _pyfai()
-    if not os.path.isfile(poni):
-        raise InputFileError(poni, "PONI geometry file does not exist.",
-                             hint="Calibrate with pyFAI-calib2 or pass the right path.")
-    try:
-        return pyFAI.load(str(poni))
-    except Exception as exc:
-        raise InputFileError(poni, f"cannot be read as a PONI geometry ({exc}).") from exc
+    Examples
+    --------
+    >>> iq = integrate_1d(frame, ai, npt=200, unit="q_A^-1")  # doctest: +SKIP
+    >>> float(iq.q[iq.intensity.argmax()])  # doctest: +SKIP
+    """
+    import xarray as xr
+
+    check_unit(unit)
+    method = check_method(method)
+    image = _check_image(image, integrator)
+    mask = check_mask(mask, image.shape)
+    if int(npt) < 1:
+        raise ValueError(f"npt must be >= 1, got {npt}")
+    radial, intensity, sigma = _call_1d(
+        integrator, prepare_frame(image), int(npt), unit=unit, method=method, mask=mask,
+        normalization=normalization, correct_solid_angle=correct_solid_angle,
+        polarization_factor=polarization_factor, radial_range=radial_range)
+    dim, coord = _radial_coord(radial, unit)
+    return xr.Dataset(
+        {"intensity": (dim, intensity, {"long_name": "intensity", "units": "counts/pixel"}),
+         "sigma": (dim, sigma, {"long_name": "Poisson standard error", "units": "counts/pixel"})},
+        coords={dim: coord},
+        attrs=provenance(integrator, method=method, unit=unit, mask=mask, npt=int(npt),
+                         extra={"normalization": float(normalization)}),
+    )
+
+
+def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
+                 unit: str = "q_nm^-1", method="csr", mask=None, normalization: float = 1.0,
+                 correct_solid_angle: bool = True, polarization_factor: float | None = None,
+                 radial_range=None):
+    """Regroup one frame into a cake: intensity against (chi, q) or (chi, 2theta).
+
+    Parameters
+    ----------
+    image : array_like, shape (rows, cols)
+        Counts; negative and non-finite pixels are ignored.
+    integrator : AzimuthalIntegrator
+        Geometry.
+    npt_rad, npt_azim : int
+        Number of radial and azimuthal bins (chi covers -180..180 degrees).
+    unit : {"q_nm^-1", "q_A^-1", "2th_deg"}
+        Radial unit.
+    method, mask, normalization, correct_solid_angle, polarization_factor, radial_range
+        As for :func:`integrate_1d`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``intensity`` and ``sigma`` with dims ``(chi, q)`` (or ``(chi, two_theta)``),
+        ``chi`` in degrees (pyFAI's azimuth); empty bins hold NaN.
+
+    Examples
+    --------
+    >>> cake = integrate_2d(frame, ai, npt_rad=200, npt_azim=180)  # doctest: +SKIP
+    >>> cake.intensity.plot()  # doctest: +SKIP
+    """
+    import xarray as xr
+
+    check_unit(unit)
+    method = check_method(method)
+    image = _check_image(image, integrator)
+    mask = check_mask(mask, image.shape)
+    if int(npt_rad) < 1 or int(npt_azim) < 1:
+        raise ValueError(f"npt_rad and npt_azim must be >= 1, got {npt_rad}, {npt_azim}")
+    res = integrator.integrate2d_ng(
+        prepare_frame(image), int(npt_rad), int(npt_azim), unit=unit, method=method,
+        mask=mask, dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
+        correctSolidAngle=correct_solid_angle, polarization_factor=polarization_factor,
+        normalization_factor=float(normalization), radial_range=radial_range)
+    intensity = np.asarray(res.intensity, dtype=np.float64)
+    sigma = np.asarray(res.sigma, dtype=np.float64)
+    count = getattr(res, "count", None)
+    if count is not None:
+        empty = np.asarray(count) <= 0
+        intensity[empty] = np.nan
+        sigma[empty] = np.nan
+    dim, coord = _radial_coord(np.asarray(res.radial, np.float64), unit)
+    chi = ("chi", np.asarray(res.azimuthal, np.float64),
+           {"units": "deg", "long_name": "azimuthal angle chi"})
+    return xr.Dataset(
+        {"intensity": (("chi", dim), intensity, {"units": "counts/pixel"}),
+         "sigma": (("chi", dim), sigma, {"units": "counts/pixel"})},
+        coords={dim: coord, "chi": chi},
+        attrs=provenance(integrator, method=method, unit=unit, mask=mask, npt=int(npt_rad),
+                         extra={"npt_azim": int(npt_azim),
+                                "normalization": float(normalization)}),
+    )
 
 
 def integrate_frames(
@@ -55,111 +289,155 @@ def integrate_frames(
     npt: int = 300,
     unit: str = "q_nm^-1",
     mask=None,
-    method: str = "csr",
+    method="csr",
     frame_coords=None,
+    normalization=None,
+    correct_solid_angle: bool = True,
+    polarization_factor: float | None = None,
+    radial_range=None,
+    source: str | None = None,
 ):
-    """Azimuthally integrate each frame of a series to I(q) with Poisson errors.
+    """Reduce a frame series to I(q) per frame with Poisson errors, lazily with dask.
+
+    Everything is checked before any frame is integrated (shapes, dtype, mask, geometry,
+    unit, method). pyFAI's lookup table is built once here, on a blank frame, and the same
+    integrator then serves every chunk; computing a subset of frames (``ds.isel(frame=...)``)
+    integrates only those frames.
 
     Parameters
     ----------
-    frames : array_like, shape (n_frames, ny, nx)
-        Detector frames; numpy or dask (read frame by frame).
+    frames : xarray.DataArray, dask or numpy array, shape (n_frames, rows, cols)
+        Detector frames, e.g. ``spotkit.io.open_saxs(path)`` (its ``time`` coordinate and
+        source path are carried over). Negative pixels (gaps) are ignored.
     integrator : AzimuthalIntegrator
-        Geometry, e.g. from :func:`load_geometry`.
+        Geometry, e.g. from :func:`load_geometry`; one object is reused for all frames.
     npt : int
         Number of radial bins.
     unit : {"q_nm^-1", "q_A^-1", "2th_deg"}
         Radial unit.
     mask : array_like of bool, optional
-        True where pixels are invalid. Negative pixel values (Pilatus gaps) are always masked.
+        True where pixels are invalid (constant over the series).
     method : str
-        pyFAI integration method (``"csr"``, ``"histogram"``, ``"bbox"``...).
+        pyFAI integration method, one of :data:`METHODS`.
     frame_coords : array_like, optional
-        Values for the ``frame`` coordinate (e.g. times in s).
+        Values for the ``frame`` coordinate (default 0..n-1).
+    normalization : float or array_like, optional
+        Monitor or exposure per frame (or one value): intensity and sigma are divided by it.
+    correct_solid_angle, polarization_factor, radial_range
+        As for :func:`integrate_1d`.
+    source : str, optional
+        The raw file, recorded in ``attrs["source"]`` (default: the DataArray's path).
 
     Returns
     -------
     xarray.Dataset
-        ``intensity`` and ``sigma`` with dims ``(frame, q)`` (``q`` holds the radial values).
-    """
-    import xarray as xr
+        ``intensity`` and ``sigma`` with dims ``(frame, q)`` (``(frame, two_theta)`` for
+        2-theta); coordinate ``time`` (s) when the frames have one; provenance in ``attrs``
+        (pyFAI version, method, unit, npt, geometry as PONI text, mask summary, source).
+        Dask-backed when ``frames`` is lazy (dask or a dask-backed DataArray), computed
+        otherwise; call ``.compute()`` once to keep the numbers.
 
-    if unit not in UNITS:
-        raise ValueError(f"unknown unit {unit!r}; choose one of {sorted(UNITS)}")
-    if np.ndim(frames) != 3:
-        raise ValueError(f"frames must be 3-D (frame, y, x), got shape {np.shape(frames)}")
-    n_frames, ny, nx = frames.shape
-    if n_frames == 0:
-        raise ValueError("the frame series is empty")
-    base_mask = np.zeros((ny, nx), bool) if mask is None else np.asarray(mask, bool)
-    if base_mask.shape != (ny, nx):
-        raise ValueError(f"mask shape {base_mask.shape} differs from frame shape {(ny, nx)}")
-    intensity = np.empty((n_frames, npt), np.float64)
-    sigma = np.empty((n_frames, npt), np.float64)
-    radial = None
-    for k in range(n_frames):
-        frame = np.asarray(frames[k])
-        m = base_mask | (frame < 0)
-        res = integrator.integrate1d(frame, npt, unit=unit, mask=m, method=method,
-                                     error_model="poisson")
-        radial = res.radial
-        intensity[k] = res.intensity
-        sigma[k] = res.sigma
-    coords = {"frame": np.arange(n_frames) if frame_coords is None else np.asarray(frame_coords),
-              "q": radial}
-    ds = xr.Dataset(
-        {"intensity": (("frame", "q"), intensity), "sigma": (("frame", "q"), sigma)},
-        coords=coords,
-    )
-    ds["q"].attrs["units"] = UNITS[unit]
-    ds.attrs.update({"unit": unit, "npt": npt, "method": method})
-    return ds
-
-
-def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200) -> np.ndarray:
-    """Mask pixels far darker than their ring: beamstop and its arm, dead pixels, gaps.
-
-    Each pixel is compared with the median of the valid pixels at the same scattering angle
-    (a ring of the detector); it is masked when below ``fraction`` of that median. Negative
-    pixels (Pilatus module gaps) are always masked.
-
-    Parameters
-    ----------
-    image : array_like, shape (ny, nx)
-        A frame, or better the mean of a few frames.
-    integrator : AzimuthalIntegrator
-        The detector geometry.
-    fraction : float
-        Threshold relative to the ring median, in (0, 1).
-    n_rings : int
-        Number of rings (radial bins) used for the medians.
-
-    Returns
-    -------
-    ndarray of bool
-        True where the pixel is invalid.
+    Raises
+    ------
+    ValueError
+        Empty series, non-numeric frames, mask shape, unknown unit or method.
+    GeometryError
+        When the geometry is for another detector shape.
 
     Examples
     --------
-    >>> mask = shadow_mask(frames[:5].mean(axis=0), ai)  # doctest: +SKIP
+    >>> frames = spotkit.io.open_saxs("series.h5")  # doctest: +SKIP
+    >>> iq = integrate_frames(frames, load_geometry(frames.attrs["poni_path"]))  # doctest: +SKIP
+    >>> iq.isel(frame=slice(0, 3)).compute()  # doctest: +SKIP
     """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    image = np.asarray(image, dtype=np.float64)
-    tth = integrator.twoThetaArray(image.shape)
-    if tth.shape != image.shape:
-        raise ValueError(f"image shape {image.shape} does not match the geometry {tth.shape}")
-    bad = image < 0
-    edges = np.linspace(tth.min(), tth.max() + 1e-12, n_rings + 1)
-    ring = np.clip(np.digitize(tth, edges) - 1, 0, n_rings - 1)
-    medians = np.zeros(n_rings)
-    valid_ring = ring[~bad]
-    valid_vals = image[~bad]
-    order = np.argsort(valid_ring, kind="stable")
-    sorted_ring, sorted_vals = valid_ring[order], valid_vals[order]
-    bounds = np.searchsorted(sorted_ring, np.arange(n_rings + 1))
-    for k in range(n_rings):
-        seg = sorted_vals[bounds[k]:bounds[k + 1]]
-        if seg.size:
-            medians[k] = np.median(seg)
-    return bad | (image < fraction * medians[ring])
+    import dask.array as da
+    import xarray as xr
+
+    time = None
+    attrs_in = {}
+    if isinstance(frames, xr.DataArray):
+        attrs_in = dict(frames.attrs)
+        if "time" in frames.coords and frames.coords["time"].dims == (frames.dims[0],):
+            time = np.asarray(frames.coords["time"].values)
+        frames = frames.data
+    check_unit(unit)
+    method = check_method(method)
+    lazy = isinstance(frames, da.Array)
+    if not lazy:
+        frames = np.asarray(frames)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be 3-D (frame, rows, cols), got shape {frames.shape}")
+    n_frames, ny, nx = (int(s) for s in frames.shape)
+    if n_frames == 0:
+        raise ValueError("the frame series is empty (0 frames): there is nothing to integrate; "
+                         "check the file or glob pattern, or wait for the detector to write")
+    if np.dtype(frames.dtype).kind not in "biuf":
+        raise ValueError(f"frames must hold numbers, got dtype {frames.dtype}")
+    if int(npt) < 1:
+        raise ValueError(f"npt must be >= 1, got {npt}")
+    npt = int(npt)
+    check_geometry(integrator, (ny, nx), source=attrs_in.get("poni_path"))
+    mask = check_mask(mask, (ny, nx))
+    norm = np.asarray(1.0 if normalization is None else normalization, dtype=np.float64)
+    if norm.ndim > 1 or (norm.ndim == 1 and norm.size != n_frames):
+        raise ValueError(f"normalization has {norm.size} values for {n_frames} frames; "
+                         "give one value or one per frame")
+    norm = np.broadcast_to(norm, (n_frames,))
+    if not np.all(np.isfinite(norm) & (norm > 0)):
+        raise ValueError("normalization values must be finite and > 0")
+    if frame_coords is not None and len(frame_coords) != n_frames:
+        raise ValueError(f"frame_coords has {len(frame_coords)} values for {n_frames} frames")
+    options = {"unit": unit, "method": method, "mask": mask,
+               "correct_solid_angle": correct_solid_angle,
+               "polarization_factor": polarization_factor, "radial_range": radial_range}
+
+    # One blank integration: builds pyFAI's lookup table on this integrator (reused by
+    # every chunk) and gives the radial axis, before any frame is read.
+    radial, _, _ = _call_1d(integrator, np.zeros((ny, nx), np.float32), npt,
+                            normalization=1.0, **options)
+
+    # pyFAI integrators are not safe for concurrent calls (shared buffers): the chunks,
+    # read and prepared in parallel by dask's threads, take turns on the one integrator,
+    # whose own compiled code is multi-threaded (OpenMP).
+    lock = threading.Lock()
+
+    def _block(block, block_info=None):
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        out = np.empty((block.shape[0], 2, npt), np.float64)
+        for k in range(block.shape[0]):
+            frame = prepare_frame(block[k])
+            with lock:
+                _, out[k, 0], out[k, 1] = _call_1d(integrator, frame, npt,
+                                                   normalization=norm[start + k], **options)
+        return out
+
+    arr = frames if lazy else da.from_array(frames, chunks=(1, ny, nx))
+    arr = arr.rechunk({1: -1, 2: -1})
+    # an explicit name: dask would otherwise hash the closure, pickling the integrator
+    reduced = arr.map_blocks(_block, dtype=np.float64, chunks=(arr.chunks[0], (2,), (npt,)),
+                             meta=np.empty((0, 0, 0), np.float64),
+                             name=f"spotkit-integrate1d-{uuid.uuid4().hex}")
+    if not lazy:
+        reduced = reduced.compute()
+    intensity, sigma = reduced[:, 0, :], reduced[:, 1, :]
+    rdim, rcoord = _radial_coord(radial, unit)
+    coords = {"frame": np.arange(n_frames) if frame_coords is None else np.asarray(frame_coords),
+              rdim: rcoord}
+    if time is not None and len(time) == n_frames:
+        coords["time"] = ("frame", time, {"units": "s"})
+    src = source or attrs_in.get("path") or ""
+    extra = {"source": str(src),
+             "normalization": "per frame" if np.ndim(normalization) else float(norm[0])}
+    for key in ("sample", "beamline", "proposal", "mode", "incidence_angle_deg"):
+        if attrs_in.get(key) is not None:
+            extra[f"source_{key}"] = attrs_in[key]
+    ds = xr.Dataset(
+        {"intensity": (("frame", rdim), intensity, {"units": "counts/pixel"}),
+         "sigma": (("frame", rdim), sigma,
+                   {"units": "counts/pixel", "long_name": "Poisson standard error"})},
+        coords=coords,
+        attrs=provenance(integrator, method=method, unit=unit, mask=mask, npt=npt, extra=extra),
+    )
+    logger.debug("integrate_frames: %d frames of %s -> %d bins (%s, %s)", n_frames,
+                 (ny, nx), npt, unit, method)
+    return ds

@@ -1,0 +1,372 @@
+"""Detector masks: gaps, beamstop, hot pixels, thresholds; combined, saved and loaded.
+
+A mask is a boolean array of the frame shape, True where a pixel is invalid (pyFAI's
+convention). Files use the format of pyFAI-calib2: EDF (or TIFF) images with 1 on masked
+pixels, read and written with fabio.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from spotkit.errors import InputFileError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MASK_FORMATS",
+    "beamstop_mask",
+    "combine_masks",
+    "gap_mask",
+    "hot_pixel_mask",
+    "load_mask",
+    "mask_summary",
+    "save_mask",
+    "shadow_mask",
+    "threshold_mask",
+]
+
+#: File suffixes :func:`save_mask` writes (through fabio), as pyFAI-calib2 does.
+MASK_FORMATS = {".edf": "EDF (ESRF data format, pyFAI-calib2's mask format)",
+                ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def fabio_module():
+    """Import fabio, or say which extra installs it."""
+    try:
+        import fabio
+    except ImportError as exc:  # pragma: no cover - fabio is installed in the test env
+        raise ImportError(
+            'reading detector images needs fabio: pip install "spotkit[scattering]"'
+        ) from exc
+    return fabio
+
+
+def _image2d(image, name="image") -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, cols), got shape {image.shape}")
+    return image
+
+
+def gap_mask(image, *, below: float = 0) -> np.ndarray:
+    """Mask detector gaps and dead pixels, which photon-counting detectors mark as negative.
+
+    Parameters
+    ----------
+    image : array_like, shape (rows, cols)
+        A raw frame (Pilatus/Eiger gaps hold -1 or -2).
+    below : float
+        Pixels with values strictly below this are masked.
+
+    Returns
+    -------
+    ndarray of bool
+
+    Examples
+    --------
+    >>> gap_mask(np.array([[-1, 5], [0, 3]]))
+    array([[ True, False],
+           [False, False]])
+    """
+    return _image2d(image) < below
+
+
+def beamstop_mask(shape, center, radius: float, *, arm_width: float = 0.0,
+                  arm_direction: str = "down") -> np.ndarray:
+    """Mask a round beamstop and, optionally, the arm that holds it.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Frame shape ``(rows, cols)``.
+    center : (float, float)
+        Beamstop centre ``(row, col)`` in pixels (usually the direct beam).
+    radius : float
+        Disc radius in pixels.
+    arm_width : float
+        Full width of the arm in pixels (0: no arm).
+    arm_direction : {"down", "up", "left", "right"}
+        Where the arm goes from the disc to the detector edge ("down": increasing rows).
+
+    Returns
+    -------
+    ndarray of bool
+
+    Examples
+    --------
+    >>> beamstop_mask((5, 5), (2, 2), 1).sum()
+    np.int64(5)
+    """
+    directions = {"down", "up", "left", "right"}
+    if arm_direction not in directions:
+        raise ValueError(f"unknown arm_direction {arm_direction!r}; "
+                         f"choose one of {sorted(directions)}")
+    if radius < 0 or arm_width < 0:
+        raise ValueError(f"radius and arm_width must be >= 0, got {radius}, {arm_width}")
+    i = np.arange(int(shape[0]))[:, None]
+    j = np.arange(int(shape[1]))[None, :]
+    r0, c0 = float(center[0]), float(center[1])
+    mask = (i - r0) ** 2 + (j - c0) ** 2 <= radius**2
+    if arm_width > 0:
+        half = arm_width / 2.0
+        if arm_direction in ("down", "up"):
+            side = (i >= r0) if arm_direction == "down" else (i <= r0)
+            mask = mask | ((np.abs(j - c0) <= half) & side)
+        else:
+            side = (j >= c0) if arm_direction == "right" else (j <= c0)
+            mask = mask | ((np.abs(i - r0) <= half) & side)
+    return mask
+
+
+def hot_pixel_mask(image, *, n_sigma: float = 8.0, size: int = 5,
+                   min_counts: float = 10.0) -> np.ndarray:
+    """Mask hot pixels: counts far above the median of their neighbourhood.
+
+    A pixel is hot when ``image - median > n_sigma * sqrt(max(median, 1))`` (a Poisson
+    outlier) and ``image - median > min_counts``. Pass the mean (or the sum) of a few dark or
+    sample frames: a pixel hot in one frame only is a cosmic ray, not a hot pixel.
+
+    Parameters
+    ----------
+    image : array_like, shape (rows, cols)
+        Counts.
+    n_sigma : float
+        Threshold in Poisson standard deviations.
+    size : int
+        Side of the median window in pixels (odd).
+    min_counts : float
+        Minimum excess over the median.
+
+    Returns
+    -------
+    ndarray of bool
+
+    Examples
+    --------
+    >>> img = np.full((9, 9), 100.0); img[4, 4] = 5000
+    >>> np.argwhere(hot_pixel_mask(img)).tolist()
+    [[4, 4]]
+    """
+    from scipy.ndimage import median_filter
+
+    if size < 3 or size % 2 == 0:
+        raise ValueError(f"size must be an odd number >= 3, got {size}")
+    if n_sigma <= 0:
+        raise ValueError(f"n_sigma must be > 0, got {n_sigma}")
+    image = _image2d(image).astype(np.float64)
+    med = median_filter(image, size=size, mode="nearest")
+    excess = image - med
+    return (excess > n_sigma * np.sqrt(np.maximum(med, 1.0))) & (excess > min_counts)
+
+
+def threshold_mask(image, *, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Mask pixels below ``low`` or above ``high`` (e.g. saturated or overflow values).
+
+    Parameters
+    ----------
+    image : array_like, shape (rows, cols)
+    low, high : float, optional
+        Valid pixels satisfy ``low <= value <= high``; non-finite values are always masked.
+
+    Returns
+    -------
+    ndarray of bool
+
+    Examples
+    --------
+    >>> threshold_mask(np.array([[0, 5, 2**20]]), high=1e6).tolist()
+    [[False, False, True]]
+    """
+    image = _image2d(image)
+    mask = ~np.isfinite(image) if image.dtype.kind == "f" else np.zeros(image.shape, bool)
+    if low is not None:
+        mask |= image < low
+    if high is not None:
+        mask |= image > high
+    return mask
+
+
+def combine_masks(*masks, shape=None) -> np.ndarray:
+    """Combine masks: a pixel is invalid when any mask says so.
+
+    Parameters
+    ----------
+    *masks : array_like of bool, or None
+        Masks of one shape; ``None`` entries are skipped.
+    shape : (int, int), optional
+        Required shape (the frames'); also the shape of the result when no mask is given.
+
+    Returns
+    -------
+    ndarray of bool
+
+    Raises
+    ------
+    ValueError
+        When the masks' shapes differ from each other or from ``shape``.
+
+    Examples
+    --------
+    >>> combine_masks(np.eye(2, dtype=bool), np.zeros((2, 2), bool)).tolist()
+    [[True, False], [False, True]]
+    """
+    given = [np.asarray(m, dtype=bool) for m in masks if m is not None]
+    if shape is not None:
+        shape = tuple(int(s) for s in tuple(shape)[-2:])
+    elif given:
+        shape = given[0].shape
+    else:
+        raise ValueError("combine_masks needs at least one mask or a shape")
+    out = np.zeros(shape, bool)
+    for k, m in enumerate(given):
+        if m.shape != shape:
+            raise ValueError(f"mask {k} has shape {m.shape}, but the frames are {shape}; "
+                             "build every mask for the frame shape")
+        out |= m
+    return out
+
+
+def mask_summary(mask) -> dict:
+    """Number and fraction of masked pixels, for provenance.
+
+    Examples
+    --------
+    >>> mask_summary(np.array([[True, False]]))
+    {'shape': [1, 2], 'n_masked': 1, 'fraction': 0.5}
+    """
+    if mask is None:
+        return {"shape": None, "n_masked": 0, "fraction": 0.0}
+    mask = np.asarray(mask, bool)
+    return {"shape": [int(s) for s in mask.shape], "n_masked": int(mask.sum()),
+            "fraction": float(mask.mean()) if mask.size else 0.0}
+
+
+def save_mask(mask, path) -> Path:
+    """Save a mask as an image file that pyFAI-calib2 and pyFAI read (1 = masked).
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (rows, cols)
+    path : path-like
+        ``.edf`` (pyFAI-calib2's mask format) or ``.tif``; replaced if it exists.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> save_mask(mask, "detector_mask.edf")  # doctest: +SKIP
+    """
+    fabio = fabio_module()
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MASK_FORMATS:
+        raise ValueError(f"unknown mask file type {suffix!r}; choose one of "
+                         f"{sorted(MASK_FORMATS)}")
+    data = _image2d(mask, "mask").astype(bool).astype(np.int8)
+    if suffix == ".edf":
+        img = fabio.edfimage.EdfImage(data=data, header={"spotkit": "mask, 1 = masked"})
+    else:
+        img = fabio.tifimage.TifImage(data=data.astype(np.uint8))
+    img.write(str(path))
+    logger.info("wrote mask %s (%d masked pixels)", path, int(data.sum()))
+    return path
+
+
+def load_mask(path, *, shape=None) -> np.ndarray:
+    """Read a mask file (EDF, TIFF, CBF, .npy: anything fabio reads; non-zero = masked).
+
+    Parameters
+    ----------
+    path : path-like
+        Written by :func:`save_mask` or by pyFAI-calib2.
+    shape : (int, int), optional
+        Frame shape the mask must have.
+
+    Returns
+    -------
+    ndarray of bool
+
+    Raises
+    ------
+    InputFileError
+        When the file is missing or unreadable, or its shape differs from ``shape``.
+
+    Examples
+    --------
+    >>> mask = load_mask("detector_mask.edf", shape=frames.shape[-2:])  # doctest: +SKIP
+    """
+    fabio = fabio_module()
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "the mask file does not exist.",
+                             hint="Save one with spotkit.scattering.save_mask or pyFAI-calib2.")
+    try:
+        data = np.asarray(fabio.open(str(path)).data)
+    except Exception as exc:
+        raise InputFileError(path, f"cannot be read as a mask image ({exc}).",
+                             hint="Masks are EDF or TIFF images with 1 on masked pixels.") from exc
+    if shape is not None:
+        shape = tuple(int(s) for s in tuple(shape)[-2:])
+        if data.shape != shape:
+            raise InputFileError(path, f"the mask is {data.shape[0]} x {data.shape[1]} pixels "
+                                 f"but the frames are {shape[0]} x {shape[1]}.",
+                                 hint="Use the mask made for this detector (and binning).")
+    return data != 0
+
+
+def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200) -> np.ndarray:
+    """Mask pixels far darker than their ring: beamstop and its arm, dead pixels, gaps.
+
+    Each pixel is compared with the median of the valid pixels at the same scattering angle
+    (a ring of the detector); it is masked when below ``fraction`` of that median. Negative
+    pixels (Pilatus module gaps) are always masked.
+
+    Parameters
+    ----------
+    image : array_like, shape (ny, nx)
+        A frame, or better the mean of a few frames.
+    integrator : AzimuthalIntegrator
+        The detector geometry.
+    fraction : float
+        Threshold relative to the ring median, in (0, 1).
+    n_rings : int
+        Number of rings (radial bins) used for the medians.
+
+    Returns
+    -------
+    ndarray of bool
+        True where the pixel is invalid.
+
+    Examples
+    --------
+    >>> mask = shadow_mask(frames[:5].mean(axis=0), ai)  # doctest: +SKIP
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    image = np.asarray(image, dtype=np.float64)
+    from spotkit.scattering._geometry import check_geometry
+
+    check_geometry(integrator, image.shape)
+    tth = integrator.twoThetaArray(image.shape)
+    if tth.shape != image.shape:
+        raise ValueError(f"image shape {image.shape} does not match the geometry {tth.shape}")
+    bad = image < 0
+    edges = np.linspace(tth.min(), tth.max() + 1e-12, n_rings + 1)
+    ring = np.clip(np.digitize(tth, edges) - 1, 0, n_rings - 1)
+    medians = np.zeros(n_rings)
+    valid_ring = ring[~bad]
+    valid_vals = image[~bad]
+    order = np.argsort(valid_ring, kind="stable")
+    sorted_ring, sorted_vals = valid_ring[order], valid_vals[order]
+    bounds = np.searchsorted(sorted_ring, np.arange(n_rings + 1))
+    for k in range(n_rings):
+        seg = sorted_vals[bounds[k]:bounds[k + 1]]
+        if seg.size:
+            medians[k] = np.median(seg)
+    return bad | (image < fraction * medians[ring])
