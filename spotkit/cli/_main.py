@@ -193,7 +193,7 @@ def cmd_watch(args) -> int:
     watcher = Watcher(args.inboxes, catalog=_catalog(args), rules=rules,
                       warehouse=args.warehouse, poll=args.poll, settle=args.settle,
                       require_sentinel=args.sentinel, workers=args.workers,
-                      cell_timeout=args.cell_timeout)
+                      cell_timeout=args.cell_timeout, inotify=False if args.no_inotify else None)
 
     def stop(signum, frame) -> None:
         logger.info("signal %d: stopping after this pass", signum)
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--settle", type=float, default=5.0,
                    help="seconds a file must stay unchanged before it is looked at")
     w.add_argument("--sentinel", action="store_true", help="also wait for <file>.done")
+    w.add_argument("--no-inotify", action="store_true",
+                   help="poll only (by default Linux inotify wakes the watcher early)")
     w.add_argument("--workers", type=int, default=2, help="datasets handled at once")
     w.add_argument("--cell-timeout", type=float, default=1800, help="seconds per notebook cell")
     w.set_defaults(func=cmd_watch)

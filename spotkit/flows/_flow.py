@@ -155,6 +155,12 @@ class Watcher:
         Run the actions of ``local`` targets with :func:`spotkit.run_notebook` in this
         process (default); False sends them through :func:`spotkit.submit` to a
         :class:`spotkit.compute.Local` process pool, like a batch target.
+    inotify : bool or None
+        Let Linux inotify wake :meth:`run_forever` as soon as a file is closed, moved in or
+        created in an inbox, instead of at the next poll (None, the default: where
+        available). Completeness is still decided by polling (see
+        :class:`~spotkit.flows.InboxScanner`), so network file systems, where inotify sees
+        nothing written by other machines, work the same.
 
     Examples
     --------
@@ -182,6 +188,7 @@ class Watcher:
         max_outage_backoff: float = 60.0,
         cell_timeout: float | None = 1800,
         local_in_process: bool = True,
+        inotify: bool | None = None,
     ):
         from spotkit.catalog import Catalog, open_catalog
         from spotkit.flows._movers import LocalCopy, Mover
@@ -205,6 +212,7 @@ class Watcher:
         self.max_outage_backoff = float(max_outage_backoff)
         self.cell_timeout = cell_timeout
         self.local_in_process = bool(local_in_process)
+        self.inotify = inotify
         self.journal = Journal(self.catalog.path, lease_seconds=lease_seconds)
         self._semaphores: dict[str, threading.BoundedSemaphore] = {}
         self._sem_lock = threading.Lock()
@@ -721,9 +729,34 @@ class Watcher:
         max_passes : int, optional
             Stop after this many passes (default: never).
         """
-        logger.info("watching %s (warehouse %r, rules %s, owner %s)",
+        from spotkit.flows._inotify import InboxEvents
+
+        events = InboxEvents.open(self.scanner.inboxes) if self.inotify is not False else None
+        if self.inotify and events is None:
+            logger.warning("inotify was asked for but is not available here: polling")
+        logger.info("watching %s (warehouse %r, rules %s, owner %s, %s)",
                     ", ".join(map(str, self.scanner.inboxes)), self.mover,
-                    self.rules.version, self.journal.owner)
+                    self.rules.version, self.journal.owner,
+                    "inotify + polling" if events else "polling")
+        try:
+            self._loop(events, max_passes)
+        finally:
+            if events is not None:
+                events.close()
+
+    def _pause(self, seconds: float, events) -> None:
+        """Wait up to ``seconds``; return early on :meth:`stop` or an inbox event."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if events is None:
+                self._stop.wait(min(left, 0.5))
+            elif events.wait(min(left, 0.5)):
+                return
+
+    def _loop(self, events, max_passes: int | None) -> None:
         passes = 0
         while not self._stop.is_set():
             t0 = time.monotonic()
@@ -736,7 +769,11 @@ class Watcher:
                             time.monotonic() - t0)
             if max_passes is not None and passes >= max_passes:
                 break
-            self._stop.wait(max(0.0, self.poll - (time.monotonic() - t0)))
+            pause = max(0.0, self.poll - (time.monotonic() - t0))
+            due = self.scanner.next_due()  # a file seen changing settles then: look again
+            if due is not None:
+                pause = min(pause, due + 0.01)
+            self._pause(pause, events)
 
     def stop(self) -> None:
         """Ask :meth:`run_forever` to return after the current pass."""

@@ -5,7 +5,8 @@ seconds and it opens cleanly as a raw file spotkit knows, with the datasets its 
 (:func:`spotkit.io.detect_kind`), or, when a sentinel is required, once the acquisition's
 sentinel file (``<file>.done``) exists. A file that stays unchanged but unreadable for
 ``quarantine_after`` seconds (or that has its sentinel and is unreadable) is *corrupt*.
-Polling (not inotify) is used on purpose: it behaves the same on NFS, GPFS and Lustre.
+Deciding is always done by polling, which behaves the same on NFS, GPFS and Lustre; on
+Linux, inotify (:class:`~spotkit.flows._inotify.InboxEvents`) only wakes the watcher early.
 """
 
 from __future__ import annotations
@@ -177,6 +178,19 @@ class InboxScanner:
                     if name.startswith(".") or not name.lower().endswith(self.suffixes):
                         continue
                     yield inbox, Path(root) / name
+
+    def next_due(self) -> float | None:
+        """Seconds until the next file seen changing has been stable for ``settle``.
+
+        None when no file is waiting to settle. The watcher uses it to look again exactly
+        then, instead of a whole poll interval later.
+        """
+        now = time.monotonic()
+        # files already past it but not readable yet are left to the regular poll
+        waiting = [s.since + self.settle - now for p, s in self._seen.items()
+                   if self._reported.get(p) != (s.size, s.mtime_ns)
+                   and s.since + self.settle > now]
+        return min(waiting) if waiting else None
 
     def forget(self, path: str | os.PathLike) -> None:
         """Let a reported file be reported again (e.g. after a failed hand-over)."""

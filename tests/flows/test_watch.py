@@ -294,3 +294,66 @@ def test_batch_path_through_submit_on_a_local_pool(flow_env):
     assert all(r.job_id for r in runs)  # they went through the batch path
     assert len(watcher.catalog.search(kind="test/marker")) == 2
     watcher.close()
+
+
+# -- inotify -------------------------------------------------------------------------------
+
+
+def test_inotify_events_wake_for_new_files_and_new_sub_folders(tmp_path):
+    from spotkit.flows._inotify import InboxEvents
+
+    events = InboxEvents.open([tmp_path, tmp_path / "not-there-yet"])
+    if events is None:
+        pytest.skip("inotify is not available on this machine")
+    with events:
+        assert events.folders == [tmp_path]
+        assert not events.wait(0.2)  # nothing happened
+        (tmp_path / "run7").mkdir()
+        assert events.wait(2.0)
+        assert tmp_path / "run7" in events.folders  # watched from now on
+        (tmp_path / "run7" / "scan.h5").write_bytes(b"x")  # create + close-write
+        assert events.wait(2.0)
+        (tmp_path / "run7" / ".hidden").mkdir()
+        events.wait(1.0)
+        assert tmp_path / "run7" / ".hidden" not in events.folders
+
+
+def test_next_due_is_when_a_changing_file_settles(tmp_path):
+    scanner = InboxScanner([tmp_path], settle=2.0)
+    assert scanner.next_due() is None
+    (tmp_path / "a.h5").write_bytes(b"partial")
+    assert scanner.poll() == []  # seen, not settled
+    due = scanner.next_due()
+    assert due is not None
+    assert 1.5 < due <= 2.0
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("inotify", [True, False])
+def test_inotify_wakes_the_watcher_long_before_the_next_poll(flow_env, inotify):
+    from spotkit.flows._inotify import InboxEvents
+
+    if inotify and InboxEvents.open([flow_env["inbox"]]) is None:
+        pytest.skip("inotify is not available on this machine")
+    env = flow_env
+    watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=env["rules"],
+                      warehouse=env["warehouse"], poll=60, settle=0.3, inotify=inotify)
+    thread = threading.Thread(target=watcher.run_forever, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)  # the first pass has run and found nothing
+        env["scan"](env["inbox"] / "late.h5")
+        def found() -> bool:
+            with Journal(env["catalog"]) as journal:
+                return bool(journal.items())
+
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline and not found():
+            time.sleep(0.1)
+        # with inotify the scan is found within seconds; polling alone waits for the
+        # next pass, a minute away
+        assert found() is inotify
+    finally:
+        watcher.stop()
+        thread.join(30)
+        watcher.close()
