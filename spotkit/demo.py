@@ -51,6 +51,7 @@ rules:
     match: {beamline: "7.3.3", kind: saxs/raw}
     actions:
       - {name: quicklook, stage: preview, notebook: saxs_quicklook, target: local}
+      - {name: reduce, stage: full, notebook: saxs_reduce, target: local, after: quicklook}
 """
 
 

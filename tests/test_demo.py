@@ -18,7 +18,7 @@ def test_demo_end_to_end(tmp_path):
     out = res.stdout
     assert "Datasets" in out
     assert "Runs" in out
-    assert out.count("completed") == 3
+    assert out.count("completed") == 4
 
     from spotkit.catalog import open_catalog
 
@@ -27,7 +27,11 @@ def test_demo_end_to_end(tmp_path):
     assert raw.total == 3
     assert sorted(d.kind for d in raw) == ["saxs/raw", "tomo/raw", "tomo/raw"]
     derived = cat.search(status="derived")
-    assert derived.total == 6  # a data product and a PNG per run
+    assert derived.total == 9  # a data product and a PNG per run; + a change report
+    (saxs,) = cat.search(kind="saxs/raw")
+    marks = cat.frame_marks(saxs)  # the SAXS series' frames, marked by change detection
+    assert len(marks) == 60
+    assert {m["label"] for m in marks} == {"of interest", "redundant"}
     for ds in derived:
         assert ds.path.exists()
         assert ds.parents[0].status == "raw"

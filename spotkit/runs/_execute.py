@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["RESERVED_PARAMETERS", "RunResult", "check_parameters", "notebook_parameters",
            "run_notebook"]
 
-#: Parameters spotkit injects itself; a notebook declares the ones it uses.
-RESERVED_PARAMETERS = ("dataset_id", "catalog_path", "output_dir")
+#: Parameters spotkit injects itself; a notebook declares the ones it uses (``run_id``: the
+#: catalog run executing it, for catalog writes made on the run's behalf, e.g. frame marks).
+RESERVED_PARAMETERS = ("dataset_id", "catalog_path", "output_dir", "run_id")
 
 _VERSION_PACKAGES = ("spotkit", "numpy", "scipy", "h5py", "dask", "xarray", "papermill",
                      "ipykernel", "pyFAI", "finufft", "tomopy")
@@ -116,7 +117,7 @@ def check_parameters(notebook: str | os.PathLike, parameters: dict[str, Any] | N
         The notebook does not declare ``dataset_id``, or a parameter is not declared.
     ValueError
         A parameter is one spotkit sets itself (``dataset_id``, ``catalog_path``,
-        ``output_dir``).
+        ``output_dir``, ``run_id``).
     """
     parameters = dict(parameters or {})
     declared = notebook_parameters(notebook)
@@ -257,7 +258,8 @@ def run_notebook(
     out_dir = out_dir.expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / f"{notebook.stem}-{run_id}.ipynb"
-    injected = {"dataset_id": ds.id, "catalog_path": str(cat.path), "output_dir": str(out_dir)}
+    injected = {"dataset_id": ds.id, "catalog_path": str(cat.path), "output_dir": str(out_dir),
+                "run_id": run_id}
     injected = {k: v for k, v in injected.items() if k in declared}
     injected.update(parameters)
 

@@ -50,3 +50,43 @@ def test_saxs_quicklook_reduces_every_frame(tmp_path, catalog, tiny_saxs):
     before = intensity[: truth.onset_frame, k].mean()
     after = intensity[-1, k]
     assert after > 1.2 * before
+
+
+def test_saxs_reduce_detects_the_onset_writes_nxcansas_and_marks_frames(tmp_path, catalog):
+    import json
+
+    from spotkit.io import read_nxcansas
+    from spotkit.sim import simulate_saxs_series
+
+    path = tmp_path / "raw" / "film.h5"
+    path.parent.mkdir()
+    truth = simulate_saxs_series(path, n_frames=60, onset_frame=41, ring_growth_frames=2,
+                                 seed=11, sample="film-7")
+    raw = catalog.ingest(path)
+    res = spotkit.run_notebook(pipeline_notebook("saxs_reduce"), raw.id, catalog=catalog,
+                               parameters={"npt": 150, "keep_every": 10},
+                               output_dir=tmp_path / "out")
+    by_kind = {o.kind: o for o in res.outputs}
+    assert sorted(by_kind) == ["image/png", "saxs/change-report", "saxs/reduced"]
+    report = json.loads(by_kind["saxs/change-report"].path.read_text())
+    (change,) = report["changes"]
+    assert abs(change["onset"] - truth.onset_frame) <= 1
+    assert change["confidence"] > 0.9
+    assert report["onsets_on_reduced_profiles"]
+    assert abs(report["onsets_on_reduced_profiles"][0] - truth.onset_frame) <= 1
+    # the reduced product: NXcanSAS, one entry per frame, the ring where the truth has it
+    iq = read_nxcansas(by_kind["saxs/reduced"].path)
+    assert iq["intensity"].shape == (60, 150)
+    k = int(np.argmin(abs(iq.q.values - truth.ring_q_nm)))
+    assert float(iq["intensity"][-1, k]) > 1.2 * float(iq["intensity"][:30, k].mean())
+    # the catalog marks every frame, attributed to the run; change frames are of interest
+    marks = catalog.frame_marks(raw)
+    assert [m["frame"] for m in marks] == list(range(60))
+    assert {m["run_id"] for m in marks} == {res.run_id}
+    labels = [m["label"] for m in marks]
+    first, last = report["reduction"]["windows"][0]
+    assert first <= truth.onset_frame - 3
+    assert last >= truth.onset_frame + 1 + 3  # the 2-frame ramp, then keep_after
+    assert all(labels[f] == "of interest" for f in range(first, last + 1))
+    assert labels.count("redundant") >= 25
+    assert report["reduction"]["reduction_factor"] > 1.5
