@@ -1,37 +1,53 @@
-"""Every science function and class of spotkit.tomo is used in an example notebook.
+"""Every science function and class of spotkit's science packages is used in an example.
 
 The project rule: each science function gets an example notebook cell that CI executes
 (tests/test_examples.py executes every notebook under examples/). This check is static, so
-it is fast: it parses the code cells and looks for each public name of ``spotkit.tomo.__all__``
-used as a name or an attribute (``tomo.normalize``, ``from spotkit.tomo import normalize``).
+it is fast: it parses the code cells and looks for each public name of the ``__all__`` of
+:data:`PACKAGES` used as a name or an attribute (``tomo.normalize``,
+``from spotkit.tomo import normalize``).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import nbformat
 import pytest
 
-import spotkit.tomo
-
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.ipynb"))
 
+#: The science packages (DESIGN.md: pure functions on numpy / dask / xarray).
+PACKAGES = ("spotkit.tomo", "spotkit.scattering", "spotkit.change")
+
 #: Public names that are not called by users, each with the reason; keep this list short.
 NOT_TAUGHT = {
-    "AxisTilt": "result record of detect_tilt",
-    "PipelineResult": "result record of TomoPipeline.run",
-    "Problem": "result record of TomoPipeline.validate",
-    "ReconInfo": "result record of reconstruct_with_info",
+    "spotkit.tomo": {
+        "AxisTilt": "result record of detect_tilt",
+        "PipelineResult": "result record of TomoPipeline.run",
+        "Problem": "result record of TomoPipeline.validate",
+        "ReconInfo": "result record of reconstruct_with_info",
+    },
+    "spotkit.scattering": {
+        "CalibrationResult": "result record of calibrate",
+        "GeometryError": "an exception (spotkit.errors)",
+    },
+    "spotkit.change": {
+        "ChangeEvent": "result record in ChangeResult.events",
+        "ChangeResult": "result record of detect_changes",
+        "FrameResult": "result record of OnlineDetector.update",
+        "ReductionPlan": "result record of reduction_policy",
+    },
 }
 
 
-def _science_names() -> list[str]:
+def _science_names(package: str) -> list[str]:
     # constants (CENTER_METHODS, ...) are ALL_CAPS; names are not resolved with getattr, so
     # lazily imported optional parts (widgets) are not imported here
-    return sorted(n for n in spotkit.tomo.__all__ if not n.isupper() and n not in NOT_TAUGHT)
+    public = importlib.import_module(package).__all__
+    return sorted(n for n in public if not n.isupper() and n not in NOT_TAUGHT[package])
 
 
 def _cell_tree(source: str) -> ast.Module:
@@ -55,19 +71,21 @@ def _names_used(notebook: Path) -> set[str]:
     return used
 
 
-def test_every_tomo_science_name_has_an_example_cell():
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_science_name_has_an_example_cell(package):
     used = set().union(*(_names_used(nb) for nb in EXAMPLES))
-    missing = [n for n in _science_names() if n not in used]
+    missing = [n for n in _science_names(package) if n not in used]
     assert not missing, (
-        f"spotkit.tomo names used in no examples/*.ipynb code cell: {missing}. Add a cell to "
+        f"{package} names used in no examples/*.ipynb code cell: {missing}. Add a cell to "
         "an example notebook (e.g. examples/tomography_101.ipynb) that uses each, or, for a "
         "name users never call, list it with its reason in NOT_TAUGHT."
     )
 
 
-def test_not_taught_names_are_still_public():
-    stale = sorted(set(NOT_TAUGHT) - set(spotkit.tomo.__all__))
-    assert not stale, f"NOT_TAUGHT lists names no longer in spotkit.tomo.__all__: {stale}"
+@pytest.mark.parametrize("package", PACKAGES)
+def test_not_taught_names_are_still_public(package):
+    stale = sorted(set(NOT_TAUGHT[package]) - set(importlib.import_module(package).__all__))
+    assert not stale, f"NOT_TAUGHT lists names no longer in {package}.__all__: {stale}"
 
 
 @pytest.mark.parametrize("notebook", EXAMPLES, ids=lambda p: p.name)

@@ -43,7 +43,8 @@ def test_public_functions_have_docstrings():
 
     missing = []
     for pkg in ("spotkit", "spotkit.sim", "spotkit.io", "spotkit.catalog", "spotkit.runs",
-                "spotkit.tomo", "spotkit.scattering"):
+                "spotkit.tomo", "spotkit.scattering", "spotkit.change", "spotkit.flows",
+                "spotkit.compute", "spotkit.widgets"):
         mod = importlib.import_module(pkg)
         for name in getattr(mod, "__all__", []):
             obj = getattr(mod, name)

@@ -2,10 +2,14 @@
 
 - :class:`JobMonitor` — a live table of batch jobs (state, elapsed and queue time, logs
   and cancel buttons) that refreshes in the background without blocking the kernel;
-- :class:`JobMonitorModel` — the same jobs and rows without any widget (plain Python).
+- :class:`JobMonitorModel` — the same jobs and rows without any widget (plain Python);
+- :class:`ChangeTimeline` — a scattering series by its change features: feature against
+  frame with the detected onsets, and for the selected frame its image, spatial change map
+  and I(q) (:mod:`spotkit.change`);
+- :class:`ChangeTimelineModel` — the same series, onsets, maps and selection in plain Python.
 
 ipywidgets is an optional dependency (``pip install "spotkit[lab]"``): it is imported when
-a :class:`JobMonitor` is made, so :class:`JobMonitorModel` works without it.
+a :class:`JobMonitor` or a :class:`ChangeTimeline` is made, so the models work without it.
 
 Examples
 --------
@@ -16,6 +20,13 @@ Examples
 >>> JobMonitor([job], refresh=2)                                  # doctest: +SKIP
 """
 
+from spotkit.widgets._change_timeline import ChangeTimeline, ChangeTimelineModel
 from spotkit.widgets._jobmonitor import JobMonitor, JobMonitorModel, format_seconds
 
-__all__ = ["JobMonitor", "JobMonitorModel", "format_seconds"]
+__all__ = [
+    "ChangeTimeline",
+    "ChangeTimelineModel",
+    "JobMonitor",
+    "JobMonitorModel",
+    "format_seconds",
+]

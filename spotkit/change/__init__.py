@@ -1,0 +1,46 @@
+"""Change detection in scattering series (DEDUCE-style): when and where frames change.
+
+Science functions only: arrays or xarray in, frozen dataclasses and xarray out; no I/O.
+A series is ``(frame, y, x)`` detector frames (integer counts, negative = masked, as
+Pilatus gaps) or ``(frame or time, q)`` reduced profiles with optional ``sigma``.
+
+* features per frame: :func:`unique_count`, :func:`structural_similarity`,
+  :func:`frame_features` (unique values, smoothed difference from a reference, SSIM to the
+  previous frame, I(q) chi^2);
+* detection: :func:`detect_changes` (whole series) and :class:`OnlineDetector` (one frame
+  at a time), both giving onsets with a confidence;
+* where: :func:`change_map` (and each event's ``change_map``);
+* what to keep: :func:`reduction_policy` labels frames "of interest" or "redundant".
+"""
+
+from spotkit.change._detect import (
+    ChangeEvent,
+    ChangeResult,
+    FrameResult,
+    OnlineDetector,
+    detect_changes,
+)
+from spotkit.change._features import (
+    FEATURES,
+    change_map,
+    frame_features,
+    structural_similarity,
+    unique_count,
+)
+from spotkit.change._policy import LABELS, ReductionPlan, reduction_policy
+
+__all__ = [
+    "FEATURES",
+    "LABELS",
+    "ChangeEvent",
+    "ChangeResult",
+    "FrameResult",
+    "OnlineDetector",
+    "ReductionPlan",
+    "change_map",
+    "detect_changes",
+    "frame_features",
+    "reduction_policy",
+    "structural_similarity",
+    "unique_count",
+]
