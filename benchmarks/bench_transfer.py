@@ -6,6 +6,8 @@ same run and on the same disk:
 * ``cp -r`` of the dataset folder (what the issue compares against; its writes may still
   sit in the page cache when it returns);
 * ``cp -r`` then fsync of every copied file (a durable copy, what a mover must do);
+* ``sha256sum`` of the source files, ``cp -r``, ``sha256sum`` of the copies: a copy checked
+  by hand with coreutils ("cp including checksums"; the second pass reads the page cache);
 * spotkit, as the flow does it: ``make_manifest`` (sha256 of record plus one crc32 per
   8 MiB block, in one read of each source file) + ``LocalCopy.transfer`` (copy_file_range
   to a hidden partial name, fsync, re-read at the destination checking every block's
@@ -96,6 +98,19 @@ def _run_cp(src: Path, dest: Path, *, durable: bool) -> float:
     return time.perf_counter() - t0
 
 
+def _run_cp_sums(src: Path, dest: Path) -> float:
+    t0 = time.perf_counter()
+    before = subprocess.run(["sha256sum", *map(str, _files(src))], check=True,
+                            capture_output=True, text=True).stdout.split()[::2]
+    subprocess.run(["cp", "-r", str(src), str(dest)], check=True)
+    after = subprocess.run(["sha256sum", *map(str, _files(dest))], check=True,
+                           capture_output=True, text=True).stdout.split()[::2]
+    elapsed = time.perf_counter() - t0
+    if before != after:
+        raise RuntimeError("cp produced a copy whose sha256 differs")
+    return elapsed
+
+
 def _run_spotkit(src: Path, dest: Path, *, drop_cache: bool) -> tuple[float, float]:
     t0 = time.perf_counter()
     man = make_manifest([src], root=src, dataset=src.name)
@@ -132,6 +147,7 @@ def main(argv=None) -> int:
         runners = {
             "cp": lambda d: (_run_cp(src, d, durable=False), None),
             "cp + fsync": lambda d: (_run_cp(src, d, durable=True), None),
+            "sha256sum + cp + sha256sum": lambda d: (_run_cp_sums(src, d), None),
             "spotkit": lambda d: _run_spotkit(src, d, drop_cache=True),
             "spotkit (drop_cache=False)": lambda d: _run_spotkit(src, d, drop_cache=False),
             "spotkit LocalCopy.pack": lambda d: _run_pack(src, d),
@@ -155,19 +171,22 @@ def main(argv=None) -> int:
                 _clean(tmp / "dest")
                 cp_med = statistics.median(times["cp"])
                 cps_med = statistics.median(times["cp + fsync"])
+                sums_med = statistics.median(times["sha256sum + cp + sha256sum"])
                 for name, ts in times.items():
                     med = statistics.median(ts)
                     row = {"set": label, "cache": cache, "method": name, "bytes": total,
                            "median_s": round(med, 3), "runs_s": [round(t, 3) for t in ts],
                            "mb_per_s": round(total / 1e6 / med, 1),
                            "ratio_vs_cp": round(cp_med / med, 2),
-                           "ratio_vs_cp_fsync": round(cps_med / med, 2)}
+                           "ratio_vs_cp_fsync": round(cps_med / med, 2),
+                           "ratio_vs_cp_sums": round(sums_med / med, 2)}
                     if manifest_s[name]:
                         row["manifest_s"] = round(statistics.median(manifest_s[name]), 3)
                     results.append(row)
-                    print(f"{label:11s} {cache:4s} {name:26s} {row['median_s']:7.2f} s "
+                    print(f"{label:11s} {cache:4s} {name:28s} {row['median_s']:7.2f} s "
                           f"{row['mb_per_s']:7.0f} MB/s  x{row['ratio_vs_cp']:.2f} vs cp  "
-                          f"x{row['ratio_vs_cp_fsync']:.2f} vs cp+fsync"
+                          f"x{row['ratio_vs_cp_fsync']:.2f} vs cp+fsync  "
+                          f"x{row['ratio_vs_cp_sums']:.2f} vs cp+sums"
                           + (f"  (manifest {row['manifest_s']:.2f} s)" if "manifest_s" in row
                              else ""), flush=True)
             _drop(src)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -296,6 +297,7 @@ class _Engine:
         self._ref = None
         self._prev = None
         self._static = None
+        self._fused_masks = None
 
     # -- per-frame reduction -------------------------------------------------------------
     def _setup(self, first):
@@ -352,13 +354,44 @@ class _Engine:
         self._rawvalid = valid
         self._static = True
 
+    def _fused(self, raw):
+        """The numba pass (unique count + block sums) for integer frames, or None."""
+        kernels = _load_kernels()
+        if kernels is None or raw.dtype.kind not in "iu" or raw.ndim != 2:
+            return None
+        if self._fused_masks is None:
+            h, w = self._hw
+            b = self.bin
+            flags = np.where(self.mask, 0, kernels.COUNT).astype(np.uint8)
+            flags[:h, :w] |= np.where(self._rawvalid[:h, :w], kernels.SUM, 0).astype(np.uint8)
+            block_row = np.minimum(np.arange(raw.shape[0]) // b, h // b - 1).astype(np.int32)
+            block_col = np.minimum(np.arange(raw.shape[1]) // b, w // b - 1).astype(np.int32)
+            self._fused_masks = (flags, block_row, block_col)
+            self._sums = np.zeros((h // b, w // b), np.int64)
+            self._seen = np.zeros(65_536, np.int32)
+        flags, block_row, block_col = self._fused_masks
+        raw = np.ascontiguousarray(raw)
+        n = kernels.fused_frame(raw, flags, block_row, block_col, self._seen, self._sums)
+        if n < 0:  # a value beyond the table: grow it (up to the frame's own size) or sort
+            hi = int(raw.max())
+            if hi <= 4 * raw.size + 65_536:
+                self._seen = np.zeros(hi + 1, np.int32)
+                n = kernels.fused_frame(raw, flags, block_row, block_col, self._seen,
+                                        self._sums)
+            else:
+                n = _count_unique(raw.ravel(), masked=self._user_masked)
+        return n, self._sums
+
     def _reduce(self, raw, sig):
         """Features that need no reference, and the binned image / profile with its var."""
         vals = {}
         if self._static is None:
             self._setup(raw)
+        fused = self._fused(raw) if self.kind == "frames" else None
         if "unique_count" in self.features:
-            if self.kind == "frames" and raw.dtype.kind in "iu":
+            if fused is not None:
+                vals["unique_count"] = float(fused[0])
+            elif self.kind == "frames" and raw.dtype.kind in "iu":
                 vals["unique_count"] = float(_count_unique(raw.ravel(), buf=self._ubuf,
                                                            masked=self._user_masked))
             else:
@@ -369,7 +402,11 @@ class _Engine:
                 vals["mean"] = float(v.mean()) if v.size else 0.0
             if "median" in self.features:
                 vals["median"] = float(np.median(v)) if v.size else 0.0
-        if self.kind == "frames":
+        if fused is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                binned = np.where(self._bvalid, fused[1] / self._nvalid, 0.0).astype(np.float32)
+            var = None
+        elif self.kind == "frames":
             h, w = self._hw
             x = raw[:h, :w]
             s = _block_sum(x, self.bin)
@@ -502,6 +539,18 @@ class _Engine:
             return None
         v = self._var_ref if self._var_from_sigma else self._var
         return np.sqrt(v / self.warmup)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_kernels():
+    """spotkit.change._kernels when numba is installed (compiled once), else None."""
+    try:
+        from spotkit.change import _kernels
+    except ImportError:
+        logger.info("numba is not installed: change features run in numpy (about 2x slower)")
+        return None
+    _kernels.warm_up()
+    return _kernels
 
 
 def _block_sum(x, b):
