@@ -9,6 +9,28 @@ from pathlib import Path
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def machine_line() -> str:
+    """``Date (UTC) and machine: CPU model, cores, RAM, Python`` for a results section."""
+    import datetime
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        ram = float("nan")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"- **Date:** {now}. **Machine:** {cpu}, nproc {os.cpu_count()}, {ram:.0f} GiB "
+            f"RAM, Python {platform.python_version()}, {platform.system()} "
+            f"{platform.release()}.")
+
+
 def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
     """Replace the section that starts with ``heading`` (up to the next ``## ``), or append it.
 

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import write_section
+from _results import machine_line, write_section
 
 from spotkit.change import (
     OnlineDetector,
@@ -223,7 +223,8 @@ def main(argv=None):
     seeds = range(n_seeds)
     fai = _pyfai()
     baselines = ("unique_count", "ssim", "mean", "median")
-    lines = [HEADING, "", f"Twin: {N_FRAMES} frames of {SHAPE[0]} x {SHAPE[1]}, ring grows "
+    lines = [HEADING, "", machine_line(), "",
+             f"Twin: {N_FRAMES} frames of {SHAPE[0]} x {SHAPE[1]}, ring grows "
              f"over 5 frames from an onset in [16, 36); {n_seeds} seeds per cell (0..{n_seeds - 1}"
              "; tuned on 100-109). Hit: first onset within 1 frame of the truth."
              + ("" if fai else " pyFAI is not importable: no I(q) rows."), ""]

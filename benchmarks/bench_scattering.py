@@ -12,7 +12,6 @@ apart.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -74,9 +73,11 @@ def main() -> None:
         integrate_2d(frame, ai, npt_rad=500, npt_azim=360, mask=mask)
     fps_cake = n2 / (time.perf_counter() - t0)
 
+    from _results import machine_line
+
     text = (
         "## Scattering: 1-D integration of Pilatus 2M frames (bench_scattering.py)\n\n"
-        f"{platform.node()} ({platform.processor() or platform.machine()}), pyFAI "
+        f"{machine_line()}\n\npyFAI "
         f"{pyFAI.version}, {len(frames)} frames of {SHAPE[0]} x {SHAPE[1]} int32, "
         f"{NPT} q bins, Poisson errors, CSR method.\n\n"
         "| what | frames/s | ms/frame |\n|---|---:|---:|\n"
