@@ -56,7 +56,9 @@ def test_example_loads(example):
     assert tomo[1].after == ("preview",)
     assert all(a.notebook_path.is_file() for a in tomo)
     saxs = example.actions_for({"beamline": "7.3.3", "kind": "saxs/raw"})
-    assert [a.notebook for a in saxs] == ["saxs_quicklook"]
+    assert [(a.notebook, a.stage) for a in saxs] == [("saxs_quicklook", "preview"),
+                                                     ("saxs_reduce", "full")]
+    assert all(a.notebook_path.is_file() for a in saxs)
     assert example.targets["nersc"]["kind"] == "nersc"
 
 
