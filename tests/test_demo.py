@@ -27,7 +27,7 @@ def test_demo_end_to_end(tmp_path):
     assert raw.total == 3
     assert sorted(d.kind for d in raw) == ["saxs/raw", "tomo/raw", "tomo/raw"]
     derived = cat.search(status="derived")
-    assert derived.total == 9  # a data product and a PNG per run; + a change report
+    assert derived.total == 10  # a product and a PNG per run; + change report, kept frames
     (saxs,) = cat.search(kind="saxs/raw")
     marks = cat.frame_marks(saxs)  # the SAXS series' frames, marked by change detection
     assert len(marks) == 60

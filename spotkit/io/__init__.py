@@ -7,6 +7,8 @@
   :func:`open_array` opens derived arrays (HDF5 dataset, ``.npy``, zarr).
 * :func:`open_frames` reads detector frame series (TIFF, EDF, CBF, HDF5/NeXus) through
   fabio as a lazy array.
+* :func:`write_frame_subset` writes a copy of a frame series with only some frames (the
+  frames of interest that change detection marked).
 * :func:`write_nxcansas` and :func:`read_nxcansas` write and read reduced SAS data in
   NXcanSAS (the canSAS standard; one SASentry per time step of a series).
 
@@ -22,6 +24,7 @@ from ._frames import FRAME_SUFFIXES, open_frames
 from ._info import DatasetInfo
 from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
 from ._saxs import open_saxs
+from ._subset import write_frame_subset
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -34,5 +37,6 @@ __all__ = [
     "read_metadata",
     "read_nxcansas",
     "read_nxcansas_entries",
+    "write_frame_subset",
     "write_nxcansas",
 ]

@@ -67,7 +67,8 @@ def test_saxs_reduce_detects_the_onset_writes_nxcansas_and_marks_frames(tmp_path
                                parameters={"npt": 150, "keep_every": 10},
                                output_dir=tmp_path / "out")
     by_kind = {o.kind: o for o in res.outputs}
-    assert sorted(by_kind) == ["image/png", "saxs/change-report", "saxs/reduced"]
+    assert sorted(by_kind) == ["image/png", "saxs/change-report", "saxs/frames-of-interest",
+                               "saxs/reduced"]
     report = json.loads(by_kind["saxs/change-report"].path.read_text())
     (change,) = report["changes"]
     assert abs(change["onset"] - truth.onset_frame) <= 1
@@ -90,3 +91,9 @@ def test_saxs_reduce_detects_the_onset_writes_nxcansas_and_marks_frames(tmp_path
     assert all(labels[f] == "of interest" for f in range(first, last + 1))
     assert labels.count("redundant") >= 25
     assert report["reduction"]["reduction_factor"] > 1.5
+    # the kept frames as a file of the raw layout: exactly the frames marked of interest
+    kept = spotkit.io.open_saxs(by_kind["saxs/frames-of-interest"].path)
+    assert kept.shape[0] == labels.count("of interest")
+    full = spotkit.io.open_saxs(path)
+    first_kept = next(m["frame"] for m in marks if m["label"] == "of interest")
+    np.testing.assert_array_equal(kept[0].values, full[first_kept].values)

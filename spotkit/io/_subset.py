@@ -1,0 +1,172 @@
+"""A copy of a frame series that holds only some of its frames (e.g. the frames of interest).
+
+Change detection (:mod:`spotkit.change`) marks which frames of a series matter; what is moved
+to an HPC centre or kept on fast storage can then be a subset file written here, with the
+same layout as the raw file, so every spotkit reader and notebook takes it as it is. The raw
+file is only read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from spotkit.errors import InputFileError
+
+__all__ = ["write_frame_subset"]
+
+logger = logging.getLogger(__name__)
+
+DATA_KEY = "/entry/data/data"
+INDEX_KEY = "/entry/data/frame_index"
+GEOMETRY_KEY = "/entry/instrument/detector/geometry_file"
+
+
+def _check_frames(frames, n: int, src: Path) -> np.ndarray:
+    idx = np.asarray(frames)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ValueError(f"a boolean frame selection must have one value per frame ({n}), "
+                             f"got shape {idx.shape}")
+        idx = np.flatnonzero(idx)
+    if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+        raise ValueError("frames must be a 1-D list of frame indices or a boolean array")
+    idx = idx.astype(np.int64)
+    if idx.size == 0:
+        raise ValueError(f"no frame selected from {src}: nothing to write")
+    if idx.min() < 0 or idx.max() >= n:
+        raise ValueError(f"frame indices must be in 0 .. {n - 1} for {src}, got "
+                         f"{int(idx.min())} .. {int(idx.max())}")
+    if np.any(np.diff(idx) <= 0):
+        raise ValueError("frame indices must be increasing and unique (sort them first)")
+    return idx
+
+
+def write_frame_subset(src, dst, frames, *, data_key: str = DATA_KEY, overwrite: bool = False,
+                       block: int = 16) -> Path:
+    """Write a copy of a frame series (NeXus-style HDF5) that holds only ``frames``.
+
+    Every group, dataset and attribute of ``src`` is copied; datasets whose first axis runs
+    over the frames (the frames themselves, per-frame timestamps...) keep only the selected
+    entries. ``/entry/data/frame_index`` records the original index of each kept frame and
+    the root attributes name the source. A relative PONI geometry file is copied beside
+    ``dst``. The file appears complete or not at all (temporary name, then rename).
+
+    Parameters
+    ----------
+    src : path-like
+        The raw series (only read).
+    dst : path-like
+        The subset file to write.
+    frames : sequence of int or array of bool
+        Increasing frame indices, or one boolean per frame (e.g. ``ReductionPlan.keep``).
+    data_key : str
+        The frames dataset (``(frame, row, col)``).
+    overwrite : bool
+        Replace an existing ``dst``.
+    block : int
+        Frames copied at a time (memory: ``block`` frames).
+
+    Returns
+    -------
+    pathlib.Path
+        ``dst``.
+
+    Raises
+    ------
+    InputFileError
+        ``src`` is not an HDF5 frame series with ``data_key``.
+    ValueError
+        Empty, out-of-range or unsorted frame indices.
+    FileExistsError
+        ``dst`` exists and ``overwrite`` is False.
+
+    Examples
+    --------
+    >>> plan = spotkit.change.reduction_policy(result)  # doctest: +SKIP
+    >>> write_frame_subset("film.h5", "film_kept.h5", plan.keep)  # doctest: +SKIP
+    """
+    import h5py
+
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise ValueError(f"the subset cannot replace its source {src}")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
+    try:
+        fin = h5py.File(src, "r")
+    except OSError as exc:
+        raise InputFileError(src, f"cannot be opened as HDF5 ({exc}).") from None
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        with fin:
+            data = fin.get(data_key)
+            if not isinstance(data, h5py.Dataset) or data.ndim != 3:
+                raise InputFileError(src, "has no 3-D frames dataset (frame, row, col).",
+                                     field=data_key, hint="Pass data_key= the frames dataset.")
+            n = int(data.shape[0])
+            idx = _check_frames(frames, n, src)
+            with h5py.File(tmp, "w") as fout:
+                fout.attrs.update(dict(fin.attrs))
+                _copy_group(fin, fout, n, idx, block)
+                fout[INDEX_KEY] = idx
+                fout[INDEX_KEY].attrs["long_name"] = "index of the frame in the source series"
+                fout.attrs["spotkit_subset_of"] = str(src.resolve())
+                fout.attrs["spotkit_subset_frames"] = f"{idx.size} of {n}"
+            poni = _geometry(src)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if poni is not None:
+        target = dst.parent / poni.relative_to(src.parent)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(poni, target)
+    logger.info("wrote %d of %d frames of %s to %s", idx.size, n, src, dst)
+    return dst
+
+
+def _copy_group(gin, gout, n: int, idx: np.ndarray, block: int) -> None:
+    import h5py
+
+    for name, obj in gin.items():
+        if isinstance(obj, h5py.Group):
+            sub = gout.create_group(name)
+            sub.attrs.update(dict(obj.attrs))
+            _copy_group(obj, sub, n, idx, block)
+        elif isinstance(obj, h5py.Dataset) and obj.ndim >= 1 and obj.shape[0] == n:
+            out = gout.create_dataset(
+                name, shape=(idx.size, *obj.shape[1:]), dtype=obj.dtype,
+                chunks=(1, *obj.shape[1:]) if obj.ndim == 3 else None,
+                compression=obj.compression, compression_opts=obj.compression_opts)
+            out.attrs.update(dict(obj.attrs))
+            for start in range(0, idx.size, block):
+                sel = idx[start:start + block]
+                out[start:start + sel.size] = obj[sel]
+        elif isinstance(obj, h5py.Dataset):
+            gin.copy(obj, gout, name=name)
+
+
+def _geometry(src: Path) -> Path | None:
+    """The relative PONI file a series names, when it exists beside it."""
+    import h5py
+
+    with h5py.File(src, "r") as f:
+        name = f.get(GEOMETRY_KEY)
+        if name is None:
+            return None
+        value = name[()]
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    path = Path(value)
+    if path.is_absolute():
+        return None
+    path = src.parent / path
+    return path if path.is_file() else None
