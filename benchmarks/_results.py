@@ -37,7 +37,8 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
     The file is read just before it is written: other benchmarks rewrite their own sections.
     """
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\b.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    # the heading is a prefix of the section's first line (which may end in ")")
+    pattern = re.compile(rf"^{re.escape(heading)}.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     block = text.rstrip() + "\n"
     if pattern.search(old):
         new = pattern.sub(lambda _: block + "\n", old, count=1).rstrip() + "\n"
