@@ -357,3 +357,43 @@ def test_inotify_wakes_the_watcher_long_before_the_next_poll(flow_env, inotify):
         watcher.stop()
         thread.join(30)
         watcher.close()
+
+
+def test_a_lost_batch_job_counts_against_the_dataset_and_closes_its_run(flow_env):
+    """A job the scheduler lost is a failed attempt (retried, then parked), not an outage."""
+    from spotkit.errors import JobLostError
+    from spotkit.flows._flow import PassReport
+
+    env = flow_env
+    env["scan"](env["inbox"] / "a.h5")
+    watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=env["rules"],
+                      warehouse=env["warehouse"], settle=0)
+    watcher.journal.discover("k1", env["inbox"] / "a.h5", size=1, mtime_ns=1)
+    item = watcher.journal.item("k1")
+    ds = watcher.catalog.ingest(env["inbox"] / "a.h5")
+    action = watcher.rules.actions_for(ds)[0]
+    run_id = watcher.catalog.start_run(dataset_id=ds.id, notebook=action.notebook_path,
+                                       notebook_sha256=None, parameters={"tag": "preview"},
+                                       target="slurm", state="queued")
+
+    class LostJob:
+        id = "4242"
+        run_id = None
+
+        def wait(self, check=False):
+            raise JobLostError(job_id="4242", target="slurm", seconds=61.0, run_id=run_id)
+
+    job = LostJob()
+    job.run_id = run_id
+    with pytest.raises(JobLostError) as info:
+        watcher._follow(job, action)
+    run = watcher.catalog.get_run(run_id)
+    assert (run.state, run.error_name) == ("failed", "JobLostError")
+    assert "is lost" in run.error_message
+    report = PassReport()
+    watcher.journal.acquire("k1")
+    watcher._failed(item, info.value, report, max_attempts=1, retry=watcher.rules.retry)
+    assert str(item.path) in report.parked  # counted (and parked at the limit)
+    assert not report.outages
+    assert watcher.journal.lease_owner("k1") is None  # let go for any watcher
+    watcher.close()
