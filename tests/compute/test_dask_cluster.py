@@ -66,7 +66,11 @@ def test_pipeline_runs_on_the_local_cluster(tiny_tomo, tmp_path):
     assert res.backend == ref.backend
     with h5py.File(res.output) as f, h5py.File(ref.output) as g:
         assert f["recon"].shape[0] == 4
-        np.testing.assert_allclose(f["recon"][...], g["recon"][...], rtol=1e-5, atol=1e-3)
+        # the same blocks, computed by other processes: equal to the NUFFT's precision
+        # (~1e-4 relative; its plans may be reused in a different order)
+        threaded = g["recon"][...]
+        np.testing.assert_allclose(f["recon"][...], threaded, rtol=0,
+                                   atol=2e-4 * float(np.abs(threaded).max()))
         _check_volume(f["recon"][...], truth)
 
 
