@@ -19,6 +19,8 @@ def test_demo_end_to_end(tmp_path):
     assert "Datasets" in out
     assert "Runs" in out
     assert out.count("completed") == 4
+    # the SAXS series' change is found where the twin put it (frame 38), and reported
+    assert "Change detection on als733_p3ht-pcbm_0001.h5: change at frame 38" in out
 
     from spotkit.catalog import open_catalog
 

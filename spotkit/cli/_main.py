@@ -93,10 +93,36 @@ def cmd_demo(args) -> int:
                          "executed notebook": run.output_notebook})
     _out(_table(run_rows, ["run", "dataset", "notebook", "state", "seconds", "outputs",
                            "executed notebook"]))
+    _change_summary(cat, report)
     _out(f"\nCatalog: {report.catalog_path}\nIntake catalog: {report.intake_catalog}")
     _out(f"Try: spotkit --catalog {report.catalog_path} catalog search --beamline 8.3.2")
     cat.close()
     return 0
+
+
+def _change_summary(cat, report) -> None:
+    """One line per SAXS series: the change found (and the twin's truth), frames kept."""
+    import json
+
+    from spotkit.demo import SAXS_SERIES
+
+    truth = {name: kw.get("onset_frame") for name, kw in SAXS_SERIES}
+    for ds in report.raw:
+        if ds.kind != "saxs/raw":
+            continue
+        reports = [cat[o] for r in report.runs if r.dataset_id == ds.id for o in r.outputs
+                   if cat[o].kind == "saxs/change-report"]
+        if not reports:
+            continue
+        doc = json.loads(Path(reports[0].path).read_text())
+        onsets = ", ".join(f"frame {c['onset']} (confidence {c['confidence']:.2f})"
+                           for c in doc["changes"]) or "none"
+        red = doc["reduction"]
+        marks = cat.frame_marks(ds)
+        interest = sum(m["label"] == "of interest" for m in marks)
+        _out(f"\nChange detection on {Path(ds.path).name}: change at {onsets}; the twin put "
+             f"it at frame {truth.get(Path(ds.path).name)}. Frames marked of interest: "
+             f"{interest} of {red['n_frames']} ({red['reduction_factor']:.1f}x less to move).")
 
 
 def cmd_ingest(args) -> int:
