@@ -176,7 +176,35 @@ def cmd_show(args) -> int:
                                 if r.state == "failed" else ""),
                       "outputs": ", ".join(r.outputs)} for r in runs],
                     ["run", "notebook", "state", "error", "outputs"]))
+        flow = [r for r in runs if (r.context or {}).get("flow")]
+        for r in flow:
+            f = r.context["flow"]
+            _out(f"{r.id}: started by the flow, rule {f.get('rule')!r} action "
+                 f"{f.get('action')!r} (stage {f.get('stage')}, rules version "
+                 f"{f.get('rules_version')})")
+    marks = cat.frame_marks(ds)
+    if marks:
+        _out("\nFrame marks (advice for transfer and storage; nothing is deleted)")
+        _out(_frame_ranges(marks))
     return 0
+
+
+def _frame_ranges(marks: list[dict]) -> str:
+    """``of interest: 0, 20, 35-45 (11 frames)`` lines, one per label."""
+    lines = []
+    for label in ("of interest", "redundant"):
+        frames = [m["frame"] for m in marks if m["label"] == label]
+        if not frames:
+            continue
+        spans, start = [], frames[0]
+        for prev, cur in zip(frames, [*frames[1:], None], strict=True):
+            if cur != prev + 1:
+                spans.append(f"{start}" if start == prev else f"{start}-{prev}")
+                start = cur
+        runs = sorted({m["run_id"] for m in marks if m["label"] == label and m["run_id"]})
+        lines.append(f"{label}: {', '.join(spans)} ({len(frames)} frames"
+                     + (f"; run {', '.join(runs)}" if runs else "") + ")")
+    return "\n".join(lines)
 
 
 def cmd_export(args) -> int:

@@ -38,6 +38,26 @@ def test_ingest_search_show(tmp_path, tiny_tomo, capsys):
     assert str(tiny_tomo[0]) in out
 
 
+def test_show_lists_flow_provenance_and_frame_marks(tmp_path, tiny_saxs, capsys):
+    from spotkit.catalog import open_catalog
+
+    db = tmp_path / "cat.db"
+    with open_catalog(db) as cat:
+        ds = cat.ingest(tiny_saxs[0])
+        run = cat.start_run(dataset_id=ds.id, notebook=tmp_path / "nb.ipynb",
+                            notebook_sha256=None, parameters={},
+                            context={"flow": {"rule": "saxs-733", "action": "reduce",
+                                              "stage": "full", "rules_version": "abc123"}})
+        cat.mark_frames(ds, range(12), ["redundant"] * 7 + ["of interest"] * 4 + ["redundant"],
+                        run_id=run)
+    assert main(["--catalog", str(db), "catalog", "show", ds.id]) == 0
+    out = capsys.readouterr().out
+    assert (f"{run}: started by the flow, rule 'saxs-733' action 'reduce' (stage full, "
+            "rules version abc123)") in out
+    assert f"of interest: 7-10 (4 frames; run {run})" in out
+    assert f"redundant: 0-6, 11 (8 frames; run {run})" in out
+
+
 def test_unknown_dataset_id_is_a_clear_error(tmp_path):
     res = _spotkit("--catalog", str(tmp_path / "c.db"), "catalog", "show", "ds-doesnotexist")
     assert res.returncode == 1
