@@ -317,7 +317,7 @@ class _Engine:
             self._inv_full = rows * self.shape[1] + cols
             self._nbins = (h // b) * (w // b)
             self._user_masked = np.flatnonzero(self.mask) if self.mask.any() else None
-            self._ubuf = np.empty(self.shape[0] * self.shape[1], dtype=np.intp)
+            self._ubuf = None  # the numpy path's buffer, made when first needed
             nvalid = _block_sum((~inv).astype(np.float32), b)
             self._nvalid = nvalid
             self._bvalid = nvalid >= 0.5 * b * b
@@ -392,6 +392,8 @@ class _Engine:
             if fused is not None:
                 vals["unique_count"] = float(fused[0])
             elif self.kind == "frames" and raw.dtype.kind in "iu":
+                if self._ubuf is None:
+                    self._ubuf = np.empty(raw.size, dtype=np.intp)
                 vals["unique_count"] = float(_count_unique(raw.ravel(), buf=self._ubuf,
                                                            masked=self._user_masked))
             else:

@@ -65,7 +65,6 @@ class InboxEvents:
         self._fd = fd
         self._libc = libc
         self._dirs: dict[int, Path] = {}
-        self.events = 0  #: events seen (for tests and logs)
 
     @classmethod
     def open(cls, folders: Iterable[str | os.PathLike]) -> InboxEvents | None:
@@ -165,9 +164,7 @@ class InboxEvents:
             return False
         if not ready:
             return False
-        n = self._drain()
-        self.events += n
-        return n > 0
+        return self._drain() > 0
 
     @property
     def folders(self) -> list[Path]:

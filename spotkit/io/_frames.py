@@ -26,18 +26,19 @@ __all__ = ["FRAME_SUFFIXES", "open_frames"]
 FRAME_SUFFIXES = (".cbf", ".edf", ".h5", ".hdf5", ".nxs", ".tif", ".tiff")
 
 
-def _fabio():
+def fabio_module():
+    """Import fabio, or say which extra installs it."""
     try:
         import fabio
     except ImportError as exc:  # pragma: no cover - fabio is installed in the test env
         raise ImportError(
-            'reading detector frames needs fabio: pip install "spotkit[scattering]"'
+            'reading detector images needs fabio: pip install "spotkit[scattering]"'
         ) from exc
     return fabio
 
 
 def _open(spec: str):
-    fabio = _fabio()
+    fabio = fabio_module()
     path = spec.split("::", 1)[0]
     if not os.path.isfile(path):
         raise InputFileError(path, "the frame file does not exist.", hint="Check the path.")

@@ -120,7 +120,7 @@ def write_frame_subset(src, dst, frames, *, data_key: str = DATA_KEY, overwrite:
                 fout[INDEX_KEY].attrs["long_name"] = "index of the frame in the source series"
                 fout.attrs["spotkit_subset_of"] = str(src.resolve())
                 fout.attrs["spotkit_subset_frames"] = f"{idx.size} of {n}"
-            poni = _geometry(src)
+            poni = _geometry(fin, src)
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -155,15 +155,12 @@ def _copy_group(gin, gout, n: int, idx: np.ndarray, block: int) -> None:
             gin.copy(obj, gout, name=name)
 
 
-def _geometry(src: Path) -> Path | None:
-    """The relative PONI file a series names, when it exists beside it."""
-    import h5py
-
-    with h5py.File(src, "r") as f:
-        name = f.get(GEOMETRY_KEY)
-        if name is None:
-            return None
-        value = name[()]
+def _geometry(f, src: Path) -> Path | None:
+    """The relative PONI file the open series ``f`` names, when it exists beside ``src``."""
+    name = f.get(GEOMETRY_KEY)
+    if name is None:
+        return None
+    value = name[()]
     value = value.decode() if isinstance(value, bytes) else str(value)
     path = Path(value)
     if path.is_absolute():

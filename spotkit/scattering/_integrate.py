@@ -130,6 +130,11 @@ def _call_1d(integrator, frame, npt, *, unit, method, mask, normalization, corre
         correctSolidAngle=correct_solid_angle, polarization_factor=polarization_factor,
         normalization_factor=float(normalization), radial_range=radial_range,
     )
+    return (np.asarray(res.radial, dtype=np.float64), *_intensity_sigma(res))
+
+
+def _intensity_sigma(res):
+    """A pyFAI result's intensity and sigma as float64, NaN in bins no pixel fell into."""
     intensity = np.asarray(res.intensity, dtype=np.float64)
     sigma = np.asarray(res.sigma, dtype=np.float64)
     count = getattr(res, "count", None)
@@ -137,7 +142,7 @@ def _call_1d(integrator, frame, npt, *, unit, method, mask, normalization, corre
         empty = np.asarray(count) <= 0
         intensity[empty] = np.nan
         sigma[empty] = np.nan
-    return np.asarray(res.radial, dtype=np.float64), intensity, sigma
+    return intensity, sigma
 
 
 def _check_image(image, integrator):
@@ -262,13 +267,7 @@ def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
         mask=mask, dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
         correctSolidAngle=correct_solid_angle, polarization_factor=polarization_factor,
         normalization_factor=float(normalization), radial_range=radial_range)
-    intensity = np.asarray(res.intensity, dtype=np.float64)
-    sigma = np.asarray(res.sigma, dtype=np.float64)
-    count = getattr(res, "count", None)
-    if count is not None:
-        empty = np.asarray(count) <= 0
-        intensity[empty] = np.nan
-        sigma[empty] = np.nan
+    intensity, sigma = _intensity_sigma(res)
     dim, coord = _radial_coord(np.asarray(res.radial, np.float64), unit)
     chi = ("chi", np.asarray(res.azimuthal, np.float64),
            {"units": "deg", "long_name": "azimuthal angle chi"})

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spotkit.errors import InputFileError
+from spotkit.io._frames import fabio_module
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +33,6 @@ __all__ = [
 #: File suffixes :func:`save_mask` writes (through fabio), as pyFAI-calib2 does.
 MASK_FORMATS = {".edf": "EDF (ESRF data format, pyFAI-calib2's mask format)",
                 ".tif": "TIFF", ".tiff": "TIFF"}
-
-
-def fabio_module():
-    """Import fabio, or say which extra installs it."""
-    try:
-        import fabio
-    except ImportError as exc:  # pragma: no cover - fabio is installed in the test env
-        raise ImportError(
-            'reading detector images needs fabio: pip install "spotkit[scattering]"'
-        ) from exc
-    return fabio
 
 
 def _image2d(image, name="image") -> np.ndarray:
