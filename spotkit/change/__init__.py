@@ -6,9 +6,12 @@ Pilatus gaps) or ``(frame or time, q)`` reduced profiles with optional ``sigma``
 
 * features per frame: :func:`unique_count`, :func:`structural_similarity`,
   :func:`frame_features` (unique values, smoothed difference from a reference, SSIM to the
-  previous frame, I(q) chi^2);
+  previous frame, I(q) chi^2, and per q band or detector region the same difference and
+  the mean residual, :data:`BAND_FEATURES`);
 * detection: :func:`detect_changes` (whole series) and :class:`OnlineDetector` (one frame
-  at a time), both giving onsets with a confidence;
+  at a time), both giving onsets with a confidence; a change confined to a band of q or a
+  region of the detector is found by that band's features (with a Bonferroni correction
+  for the number of bands), and no onset is ever reported inside the warm-up;
 * where: :func:`change_map` (and each event's ``change_map``);
 * what to keep: :func:`reduction_policy` labels frames "of interest" or "redundant".
 """
@@ -18,9 +21,11 @@ from spotkit.change._detect import (
     ChangeResult,
     FrameResult,
     OnlineDetector,
+    WarmupWarning,
     detect_changes,
 )
 from spotkit.change._features import (
+    BAND_FEATURES,
     FEATURES,
     change_map,
     frame_features,
@@ -30,6 +35,7 @@ from spotkit.change._features import (
 from spotkit.change._policy import LABELS, ReductionPlan, reduction_policy
 
 __all__ = [
+    "BAND_FEATURES",
     "FEATURES",
     "LABELS",
     "ChangeEvent",
@@ -37,6 +43,7 @@ __all__ = [
     "FrameResult",
     "OnlineDetector",
     "ReductionPlan",
+    "WarmupWarning",
     "change_map",
     "detect_changes",
     "frame_features",

@@ -14,6 +14,7 @@ from ._input import as_series, check_frame, check_mask
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BAND_FEATURES",
     "FEATURES",
     "change_map",
     "frame_features",
@@ -24,9 +25,16 @@ __all__ = [
 #: every feature :func:`frame_features` can compute, with its direction of change:
 #: +1 grows with change, -1 falls with change, 0 may move either way
 FEATURES = {"unique_count": 0, "difference": +1, "ssim": -1, "mean": 0, "median": 0}
+#: features with one value per q band (profiles) or detector region (frames) and frame,
+#: with their direction of change: ``band_shift`` is the mean noise-normalised residual of
+#: the band (it moves either way), ``band_difference`` the band's smoothed difference
+BAND_FEATURES = {"band_shift": 0, "band_difference": +1}
 FRAME_DEFAULT = ("unique_count", "difference", "ssim")
 PROFILE_DEFAULT = ("difference",)
-_PROFILE_OK = ("difference", "mean", "median")
+_PROFILE_OK = ("difference", "mean", "median", *BAND_FEATURES)
+_ALL = {**FEATURES, **BAND_FEATURES}
+_MIN_BAND_BINS = 4  # fewest q bins in a band
+_MIN_REGION_BINS = 16  # fewest valid binned pixels in a detector region
 _MAX_BINNED = 160_000  # "auto" binning brings a frame to at most this many pixels
 _MAX_COARSE = 20_000  # length of the vectors kept for onset refinement
 _MAX_SSIM = 40_000  # SSIM is computed on a grid of at most this many blocks
@@ -242,6 +250,131 @@ def _smooth(r, validf, smooth, norm=None):
     return np.where(validf > 0, out, 0.0)
 
 
+def check_bands(bands, kind) -> int:
+    """Finest number of q bands (profiles) or of regions per detector axis (frames).
+
+    ``"auto"``: 16 q bands, 8 x 8 detector regions; ``0`` or None: no band features.
+    """
+    if bands is None:
+        return 0
+    if isinstance(bands, str):
+        if bands != "auto":
+            raise ValueError(f"bands must be 'auto', 0 or a positive integer, got {bands!r}")
+        return 16 if kind == "profiles" else 8
+    if isinstance(bands, bool) or int(bands) != bands or not 0 <= bands <= 1024:
+        raise ValueError(f"bands must be 'auto', 0 or an integer in 1..1024, got {bands!r}")
+    return int(bands)
+
+
+def _levels(n) -> list[int]:
+    """Nested band counts from the finest ``n``: n, n/2, ... while even, then 1."""
+    out = [n]
+    while out[-1] % 2 == 0 and out[-1] > 1:
+        out.append(out[-1] // 2)
+    if out[-1] != 1:
+        out.append(1)
+    return out
+
+
+class _BandSet:
+    """Q bands of a profile or regions of a (binned) detector frame, at nested scales.
+
+    The finest level splits the valid q bins into ``n`` contiguous groups of (nearly) equal
+    count, or the binned detector into ``n x n`` tiles; each coarser level joins two
+    neighbouring bands (2 x 2 tiles), down to the whole profile or frame. Per frame and band:
+    ``band_shift`` = sum of the noise-normalised residuals / sqrt(count) (unit variance, a
+    coherent change adds up), ``band_difference`` = mean square of the smoothed residuals.
+    """
+
+    def __init__(self, kind, level, where, members=None, tiles=None):
+        self.kind, self.level, self.where = kind, np.asarray(level), tuple(where)
+        self.members = members  # profiles: (K, nbins) 0/1 matrix
+        self.tiles = tiles  # frames: (row edges, col edges, finest n, [(m, keep)], counts)
+        self.count = None
+
+    @property
+    def size(self) -> int:
+        return len(self.where)
+
+    @classmethod
+    def build(cls, engine):
+        n = engine.bands
+        valid = engine._bvalid
+        if engine.kind == "profiles":
+            idx = np.flatnonzero(valid)
+            n = max(1, min(n, idx.size // _MIN_BAND_BINS))
+            groups = np.array_split(idx, n)
+            finest = np.empty(idx.size, dtype=np.intp)
+            start = 0
+            for g, grp in enumerate(groups):
+                finest[start: start + grp.size] = g
+                start += grp.size
+            rows, level, where = [], [], []
+            for m in _levels(n):
+                lab = finest * m // n
+                for j in range(m):
+                    sel = idx[lab == j]
+                    row = np.zeros(valid.size)
+                    row[sel] = 1.0
+                    rows.append(row)
+                    level.append(m)
+                    where.append((int(sel.min()), int(sel.max())))
+            bs = cls("profiles", level, where, members=np.array(rows))
+            bs.count = bs.members.sum(axis=1)
+            return bs
+        bh, bw = valid.shape
+        n = max(1, min(n, bh, bw))
+        re = np.linspace(0, bh, n + 1).round().astype(np.intp)
+        ce = np.linspace(0, bw, n + 1).round().astype(np.intp)
+        counts = _tile_sums(engine._bvalidf, re, ce)
+        b = engine.bin
+        levels, level, where, cnt = [], [], [], []
+        for m in _levels(n):
+            c = _coarsen(counts, m)
+            keep = c.ravel() >= _MIN_REGION_BINS
+            levels.append((m, keep))
+            step = n // m
+            for k in np.flatnonzero(keep):
+                i, j = divmod(int(k), m)
+                level.append(m)
+                cnt.append(c.ravel()[k])
+                where.append((int(re[i * step]) * b, int(re[(i + 1) * step]) * b,
+                              int(ce[j * step]) * b, int(ce[(j + 1) * step]) * b))
+        bs = cls("frames", level, where, tiles=(re[:-1], ce[:-1], n, levels))
+        bs.count = np.asarray(cnt, dtype=np.float64)
+        return bs
+
+    def features(self, r, s):
+        """``(band_shift, band_difference)`` of one frame's residual ``r`` and smoothed ``s``."""
+        if self.kind == "profiles":
+            both = self.members @ np.stack([r, s * s], axis=1)
+            return both[:, 0] / np.sqrt(self.count), both[:, 1] / self.count
+        re, ce, _n, levels = self.tiles
+        sums_r = _tile_sums(r, re, ce, starts=True)
+        sums_s = _tile_sums(s * s, re, ce, starts=True)
+        out_r, out_s = [], []
+        for m, keep in levels:
+            out_r.append(_coarsen(sums_r, m).ravel()[keep])
+            out_s.append(_coarsen(sums_s, m).ravel()[keep])
+        sr, ss = np.concatenate(out_r), np.concatenate(out_s)
+        return sr / np.sqrt(self.count), ss / self.count
+
+
+def _tile_sums(a, re, ce, starts=False):
+    """Sums of ``a`` over the tiles between row and column edges (``starts``: edges[:-1])."""
+    if not starts:
+        re, ce = re[:-1], ce[:-1]
+    return np.add.reduceat(np.add.reduceat(a, re, axis=0), ce, axis=1)
+
+
+def _coarsen(tiles, m):
+    n = tiles.shape[0]
+    if m == n:
+        return tiles
+    k = n // m
+    return tiles.reshape(m, k, m, k).sum(axis=(1, 3))
+
+
 def _auto_bin(shape) -> int:
     b = 1
     while (shape[0] // b) * (shape[1] // b) > _MAX_BINNED:
@@ -259,15 +392,15 @@ class _Engine:
     """
 
     def __init__(self, *, kind, shape, mask=None, warmup=8, smooth=2.0, bin="auto",
-                 features=None, ssim_sigma=1.5):
+                 features=None, ssim_sigma=1.5, bands="auto"):
         if kind not in ("frames", "profiles"):
             raise ValueError(f"unknown kind {kind!r}")
         if features is None:
             features = FRAME_DEFAULT if kind == "frames" else PROFILE_DEFAULT
         features = tuple(features)
-        bad = [f for f in features if f not in FEATURES]
+        bad = [f for f in features if f not in _ALL]
         if bad:
-            raise ValueError(f"unknown feature(s) {bad}; choose from {sorted(FEATURES)}")
+            raise ValueError(f"unknown feature(s) {bad}; choose from {sorted(_ALL)}")
         if kind == "profiles":
             bad = [f for f in features if f not in _PROFILE_OK]
             if bad:
@@ -292,6 +425,11 @@ class _Engine:
             self.bin = int(bin)
         else:
             self.bin = 1
+        self.bands = check_bands(bands, kind)
+        self._band_feats = tuple(f for f in features if f in BAND_FEATURES)
+        if self._band_feats and self.bands == 0:
+            raise ValueError(f"the features {list(self._band_feats)} need bands > 0 (or 'auto')")
+        self._bandset = None  # made when the warm-up ends (validity is final then)
         self.index = 0
         self._buffer = []  # warm-up (index, partial features, binned, var)
         self._ref = None
@@ -485,6 +623,8 @@ class _Engine:
             self._var_from_sigma = False
         if not self._bvalid.any():
             raise ValueError("no valid pixel or q bin is left (all masked or zero sigma)")
+        if self._band_feats:
+            self._bandset = _BandSet.build(self)
         rows = [self._row(i, vals, b, v, loo=stack) for i, vals, b, v in self._buffer]
         self._buffer = []
         return rows
@@ -519,6 +659,12 @@ class _Engine:
             s = r
         vals = dict(vals)
         vals["difference"] = float(np.mean(s[self._bvalid] ** 2))
+        if self._bandset is not None:
+            shift, diff = self._bandset.features(r, s)
+            if "band_shift" in self._band_feats:
+                vals["band_shift"] = shift
+            if "band_difference" in self._band_feats:
+                vals["band_difference"] = diff
         if ndim == 2:
             coarse = s[::self._stride, ::self._stride][self._coarse_valid]
         else:
@@ -574,7 +720,7 @@ def _block_sum(x, b):
 
 
 def frame_features(series, *, features=None, mask=None, warmup: int = 8, smooth: float = 2.0,
-                   bin="auto", sigma=None):
+                   bin="auto", sigma=None, bands="auto"):
     """Change features of every frame (or I(q) profile) of a series.
 
     * ``unique_count``: number of distinct integer values (:func:`unique_count`);
@@ -583,7 +729,12 @@ def frame_features(series, *, features=None, mask=None, warmup: int = 8, smooth:
       the others), in units of the noise: about 1 while nothing changes. For profiles with
       ``smooth=0`` it is chi^2 per degree of freedom of ``I - I_ref`` with the errors;
     * ``ssim``: structural similarity to the previous frame (frames only);
-    * ``mean``, ``median``: of the valid pixels (baselines; they miss many changes).
+    * ``mean``, ``median``: of the valid pixels (baselines; they miss many changes);
+    * ``band_shift``, ``band_difference`` (:data:`BAND_FEATURES`): per q band of a profile or
+      per region of the detector, at nested scales (see ``bands``), the sum of the
+      noise-normalised residuals divided by the square root of their number (about N(0, 1)
+      while nothing changes; a change confined to the band adds up coherently instead of
+      being diluted by the rest of the profile) and the band's own ``difference``.
 
     Parameters
     ----------
@@ -591,8 +742,9 @@ def frame_features(series, *, features=None, mask=None, warmup: int = 8, smooth:
         ``(frame, y, x)`` frames (numpy, dask, xarray) or ``(frame or time, q)`` profiles
         (DataArray, or Dataset with ``intensity`` and ``sigma``).
     features : sequence of str, optional
-        Names from :data:`FEATURES`; default ``("unique_count", "difference", "ssim")`` for
-        frames, ``("difference",)`` for profiles. ``difference`` is always included.
+        Names from :data:`FEATURES` and :data:`BAND_FEATURES`; default ``("unique_count",
+        "difference", "ssim")`` for frames, ``("difference",)`` for profiles. ``difference``
+        is always included.
     mask : array_like of bool, optional
         True on invalid pixels; negative pixels of the first frame are also invalid.
     warmup : int
@@ -605,12 +757,20 @@ def frame_features(series, *, features=None, mask=None, warmup: int = 8, smooth:
     sigma : array_like, optional
         Errors of ndarray profiles (an xarray Dataset brings its own ``sigma``). Without
         errors the noise is estimated from the warm-up frames.
+    bands : "auto" or int
+        Finest number of contiguous q bands (each of equal numbers of valid bins; "auto":
+        16) or of detector regions per axis ("auto": 8, i.e. 8 x 8 tiles); coarser levels
+        join neighbours two by two (2 x 2) down to the whole profile or frame. Used by the
+        band features only.
 
     Returns
     -------
     xarray.Dataset
         One variable per feature, dims ``(frame,)`` (or ``time``) with the series'
-        coordinate.
+        coordinate; band features have dims ``(frame, band)`` with the band's ``level``
+        (number of bands per axis at its scale) and its extent: ``q_min``/``q_max`` (or bin
+        indices ``lo``/``hi``) for profiles, pixel ``y0, y1, x0, x1`` (end exclusive) for
+        frames.
 
     Examples
     --------
@@ -619,20 +779,22 @@ def frame_features(series, *, features=None, mask=None, warmup: int = 8, smooth:
     """
     s = as_series(series, sigma=sigma)
     table, _, engine = _compute(s, features=features, mask=mask, warmup=warmup, smooth=smooth,
-                                bin=bin)
-    return _to_dataset(table, s, engine.features)
+                                bin=bin, bands=bands)
+    return _to_dataset(table, s, engine.features, engine)
 
 
-def _compute(s, *, features, mask, warmup, smooth, bin, keep_coarse=False):
+def _compute(s, *, features, mask, warmup, smooth, bin, keep_coarse=False, bands="auto"):
     if s.n < warmup:
         raise ValueError(f"the series has {s.n} frames, fewer than warmup={warmup}")
     engine = _Engine(kind=s.kind, shape=s.shape, mask=mask, warmup=warmup, smooth=smooth,
-                     bin=bin, features=features)
-    table = {f: np.empty(s.n) for f in engine.features}
+                     bin=bin, features=features, bands=bands)
+    table = {f: None if f in BAND_FEATURES else np.empty(s.n) for f in engine.features}
     coarse = [] if keep_coarse else None
     for k in range(s.n):
         for idx, vals, vec, _ in engine.push(s.item(k), s.sigma_item(k)):
             for f in engine.features:
+                if table[f] is None:
+                    table[f] = np.empty((s.n, len(vals[f])))
                 table[f][idx] = vals[f]
             if coarse is not None:
                 coarse.append(vec)
@@ -640,10 +802,46 @@ def _compute(s, *, features, mask, warmup, smooth, bin, keep_coarse=False):
     return table, (np.stack(coarse) if coarse is not None else None), engine
 
 
-def _to_dataset(table, s, names):
+def band_coords(engine, s) -> dict:
+    """Coordinates of the ``band`` dimension: level and extent (q, bin index or pixels)."""
+    bs = engine._bandset
+    where = np.array(bs.where, dtype=np.int64).reshape(bs.size, -1)
+    coords = {"band": np.arange(bs.size), "level": ("band", bs.level)}
+    if s.kind == "frames":
+        for k, name in enumerate(("y0", "y1", "x0", "x1")):
+            coords[name] = ("band", where[:, k])
+        return coords
+    q = s.axis_coords.get(s.axis_dims[0])
+    if q is not None and np.issubdtype(np.asarray(q).dtype, np.number):
+        coords[f"{s.axis_dims[0]}_min"] = ("band", np.asarray(q)[where[:, 0]])
+        coords[f"{s.axis_dims[0]}_max"] = ("band", np.asarray(q)[where[:, 1]])
+    else:
+        coords["lo"], coords["hi"] = ("band", where[:, 0]), ("band", where[:, 1])
+    return coords
+
+
+def band_extent(engine, s, k) -> dict:
+    """Where band ``k`` is, as ``{dim: (first, last)}`` (q values, or pixel rows/columns)."""
+    w = engine._bandset.where[k]
+    if s.kind == "frames":
+        return {"y": (w[0], w[1] - 1), "x": (w[2], w[3] - 1)}
+    dim = s.axis_dims[0]
+    q = s.axis_coords.get(dim)
+    if q is not None and np.issubdtype(np.asarray(q).dtype, np.number):
+        return {dim: (float(np.asarray(q)[w[0]]), float(np.asarray(q)[w[1]]))}
+    return {f"{dim}_index": (w[0], w[1])}
+
+
+def _to_dataset(table, s, names, engine=None):
     import xarray as xr
 
-    ds = xr.Dataset({f: ((s.time_dim,), table[f]) for f in names},
-                    coords={s.time_dim: s.time})
+    data, coords = {}, {s.time_dim: s.time}
+    for f in names:
+        if f in BAND_FEATURES:
+            data[f] = ((s.time_dim, "band"), table[f])
+            coords.update(band_coords(engine, s))
+        else:
+            data[f] = ((s.time_dim,), table[f])
+    ds = xr.Dataset(data, coords=coords)
     ds.attrs["kind"] = s.kind
     return ds
