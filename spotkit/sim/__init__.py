@@ -12,13 +12,14 @@ can be tested against them.
 
 Tomography geometry
 -------------------
-Detector column ``j`` is centred at column coordinate ``j``; the rotation axis projects to
-``center = n_cols / 2 + center_offset``; ``theta`` runs over [0, 180) degrees. The point
-``(x, y)`` of a slice (pixels, origin on the axis) projects to
-``u = center + x cos(theta) + y sin(theta)``. Reconstruction pixel ``(iy, ix)`` of an
-``n`` x ``n`` grid is centred at ``x = ix - (n-1)/2``, ``y = iy - (n-1)/2``; with that
-convention a correct filtered back-projection with centre ``center`` reproduces
-:meth:`TomoScanTruth.phantom_slice`. Attenuation is in 1/cm;
+tomopy's (``tomopy.project``): the rotation axis projects to
+``center = n_cols / 2 + center_offset``, tomopy's centre value (detector positions measured
+from the left edge of column 0, ``n_cols / 2`` = the middle); ``theta`` runs over [0, 180)
+degrees. The point ``(x, y)`` of a slice (pixels, origin on the axis, ``y`` growing with the
+image row) projects to ``u = center + x cos(theta) - y sin(theta)``. Reconstruction pixel
+``(iy, ix)`` of an ``n`` x ``n`` grid is centred at ``x = ix - (n-1)/2``,
+``y = iy - (n-1)/2``; ``tomopy.recon`` or :func:`spotkit.tomo.reconstruct` with ``center``
+reproduces :meth:`TomoScanTruth.phantom_slice`, not mirrored. Attenuation is in 1/cm;
 ``mu_per_pixel = mu_per_cm * pixel_size_um * 1e-4``.
 
 SAXS geometry

@@ -2,23 +2,29 @@
 
 Geometry (shared with :mod:`spotkit.sim._tomo`)
 -----------------------------------------------
-All lengths are in detector pixels. Object coordinates ``(x, y, z)`` have their origin on
-the rotation axis; ``z`` is the vertical axis and equals the detector row coordinate (row
-``r`` is centred at ``z = r``). A projection at angle ``theta`` (degrees) integrates along
-the direction ``(-sin theta, cos theta)``; the point ``(x, y)`` lands on the detector at
+All lengths are in detector pixels; the geometry is tomopy's (``tomopy.project``). Object
+coordinates ``(x, y, z)`` have their origin on the rotation axis, ``y`` growing in the
+direction of image rows (down an image shown with row 0 on top); ``z`` is the vertical axis
+and equals the detector row coordinate (row ``r`` is centred at ``z = r``). A projection at
+angle ``theta`` (degrees) integrates along the direction ``(sin theta, cos theta)``; the
+point ``(x, y)`` lands on the detector at
 
-    u = center + x cos(theta) + y sin(theta)
+    u = center + x cos(theta) - y sin(theta)
 
-where detector column ``j`` is centred at ``u = j`` and ``center`` is the column coordinate
-of the rotation axis.
+where ``u`` and ``center`` are measured from the left edge of column 0 (column ``j`` spans
+``[j, j + 1)`` and is sampled at its middle, ``u = j + 1/2``): ``center`` is tomopy's value
+for the rotation axis, ``n_cols / 2`` when it is on the middle of the detector.
 
 Every ellipsoid may be rotated about the vertical axis only, so the slice of the phantom
 at any height is a sum of ellipses, whose projection is known in closed form
 (Kak & Slaney, *Principles of Computerized Tomographic Imaging*, eq. 3.8)::
 
     p(s) = 2 mu a b sqrt(a_t^2 - (s - s0)^2) / a_t^2,   |s - s0| <= a_t
-    a_t^2 = a^2 cos^2(theta - phi) + b^2 sin^2(theta - phi)
-    s0 = x0 cos(theta) + y0 sin(theta)
+    a_t^2 = a^2 cos^2(theta + phi) + b^2 sin^2(theta + phi)
+    s0 = x0 cos(theta) - y0 sin(theta)
+
+(Kak & Slaney's formula with ``y`` pointing up, ``s = x cos + y sin``, applied to the
+mirrored ellipse ``(x0, -y0, -phi)``.)
 
 The slice of an ellipsoid at height ``z`` is the ellipse scaled by
 ``k = sqrt(1 - ((z - z0)/c)^2)``, which enters the formula only through ``k^2 a_t^2``.
@@ -94,9 +100,9 @@ def line_integrals(
     theta_deg : array_like of float
         Projection angles in degrees.
     n_cols : int
-        Number of detector columns (column ``j`` centred at ``u = j``).
+        Number of detector columns (column ``j`` sampled at ``u = j + 1/2``).
     center : float
-        Column coordinate of the rotation axis.
+        Rotation axis, tomopy's value (``n_cols / 2`` = the middle of the detector).
     scale : float, optional
         Factor applied to every ``mu`` (e.g. the pixel size in cm to get optical depth).
     out : ndarray, optional
@@ -117,7 +123,7 @@ def line_integrals(
             raise ValueError(f"out has shape {out.shape}; expected {shape}")
         out[...] = 0.0
     cos_t, sin_t = np.cos(theta), np.sin(theta)
-    s = np.arange(n_cols, dtype=np.float64) - center
+    s = np.arange(n_cols, dtype=np.float64) + 0.5 - center
     # Angles per pass so that a (angles, cols) temporary stays small.
     step = max(1, _MAX_ELEMENTS // max(n_cols, 1))
     for e in ellipsoids:
@@ -126,9 +132,9 @@ def line_integrals(
         if hit.size == 0:
             continue
         phi = np.deg2rad(e.phi)
-        at2 = e.a**2 * np.cos(theta - phi) ** 2 + e.b**2 * np.sin(theta - phi) ** 2
+        at2 = e.a**2 * np.cos(theta + phi) ** 2 + e.b**2 * np.sin(theta + phi) ** 2
         coef = 2.0 * e.mu * scale * e.a * e.b / at2
-        s0 = e.x0 * cos_t + e.y0 * sin_t
+        s0 = e.x0 * cos_t - e.y0 * sin_t
         for start in range(0, theta.size, step):
             sl = slice(start, start + step)
             d2 = (s[None, :] - s0[sl, None]) ** 2
@@ -199,10 +205,11 @@ def make_phantom(rng: np.random.Generator, n_rows: int, n_cols: int, center: flo
     The sample stays inside the field of view at every angle. The caller rescales ``mu``
     to physical units.
     """
-    radius_fov = min(center, n_cols - 1 - center) - 1.0
+    axis = center - 0.5  # column-centre coordinate of the axis (column j centred at j)
+    radius_fov = min(axis, n_cols - 1 - axis) - 1.0
     if radius_fov < 4:
         raise ValueError(
-            f"the rotation axis at column {center:.2f} leaves no room for a sample on a "
+            f"the rotation axis at {center:.2f} leaves no room for a sample on a "
             f"{n_cols}-column detector; reduce |center_offset|"
         )
     r = 0.85 * radius_fov

@@ -1,24 +1,26 @@
 """Simulated micro-tomography scans written as Data Exchange HDF5 (ALS 8.3.2 style).
 
-Geometry convention
--------------------
-All lengths below are in detector pixels.
+Geometry convention (tomopy's)
+------------------------------
+All lengths below are in detector pixels; the geometry is the one ``tomopy.project`` and
+``tomopy.recon`` use (:data:`spotkit.tomo.CONVENTION`).
 
-* Detector column ``j`` (0-based) is centred at column coordinate ``u = j``; detector row
-  ``r`` is centred at height ``z = r``.
-* The rotation axis is vertical and projects onto column coordinate
-  ``center = n_cols / 2 + center_offset`` (a float).
+* Detector positions ``u`` are measured from the left edge of column 0: column ``j``
+  (0-based) spans ``[j, j + 1)``; detector row ``r`` is centred at height ``z = r``.
+* The rotation axis is vertical and projects onto ``center = n_cols / 2 + center_offset``
+  (a float; tomopy's centre value, ``n_cols / 2`` being the middle of the detector).
 * Projection angles ``theta`` run from 0 to 180 degrees, endpoint excluded
   (``np.linspace(0, 180, n_angles, endpoint=False)``), stored in ``/exchange/theta``.
-* Object coordinates ``(x, y)`` have their origin on the rotation axis. At angle ``theta``
-  the point ``(x, y)`` projects onto ``u = center + x cos(theta) + y sin(theta)``
-  (the beam travels along ``(-sin theta, cos theta)``).
+* Object coordinates ``(x, y)`` have their origin on the rotation axis, ``y`` growing with
+  the image row. At angle ``theta`` the point ``(x, y)`` projects onto
+  ``u = center + x cos(theta) - y sin(theta)``.
 * Reconstruction grid: ``n`` x ``n`` pixels of the detector pixel size, centred on the
   rotation axis; pixel ``(iy, ix)`` (array row, column) is centred at
-  ``x = ix - (n - 1)/2``, ``y = iy - (n - 1)/2``. A filtered back-projection that samples the
-  sinogram at ``u = center + x cos(theta) + y sin(theta)`` for each pixel reproduces
-  :meth:`TomoScanTruth.phantom_slice`. At ``theta = 0`` the projection is the sum of the
-  slice over array rows (axis 0), column ``ix`` landing on ``u = center + ix - (n - 1)/2``.
+  ``x = ix - (n - 1)/2``, ``y = iy - (n - 1)/2``. ``tomopy.recon`` (or
+  :func:`spotkit.tomo.reconstruct`) with ``center`` reproduces
+  :meth:`TomoScanTruth.phantom_slice`, not mirrored. At ``theta = 0`` the projection is the
+  sum of the slice over array rows (axis 0), column ``ix`` of an ``n_cols`` grid landing on
+  detector column ``ix + center - n_cols / 2``.
 
 Units
 -----
@@ -76,7 +78,7 @@ class TomoScanTruth:
     path : pathlib.Path
         The Data Exchange file written.
     center : float
-        Column coordinate of the rotation axis (column ``j`` centred at ``j``).
+        Rotation axis, tomopy's value (``n_cols / 2`` is the middle of the detector).
     center_offset : float
         ``center - n_cols / 2``.
     theta : ndarray

@@ -1,14 +1,18 @@
 """Tomography: pre-processing, centre of rotation and reconstruction.
 
-Science functions only: arrays in, arrays out, no I/O. Layout follows tomopy:
-projections are ``[angles, rows, columns]``, sinograms ``[angles, columns]`` (or
-``[rows, angles, columns]`` for a stack), angles in radians, the centre of rotation in detector
-column coordinates (column ``j`` has its centre at ``j``).
+Science functions only: arrays in, arrays out, no I/O. Layout and geometry follow tomopy
+(:data:`CONVENTION`): projections are ``[angles, rows, columns]``, sinograms
+``[angles, columns]`` (or ``[rows, angles, columns]`` for a stack), angles in radians (an
+xarray ``theta`` with ``units="degrees"`` is converted), the centre of rotation as tomopy
+gives it (``n_cols / 2`` is the middle of the detector), images oriented as ``tomopy.recon``
+returns them.
 """
 
 from spotkit.tomo._center import (
     CENTER_METHODS,
     AxisTilt,
+    CenterEstimate,
+    CenterWarning,
     detect_tilt,
     find_center,
     find_center_pc,
@@ -28,15 +32,19 @@ from spotkit.tomo._preview import preview, save_preview_png
 from spotkit.tomo._recon import ALGORITHMS, FILTERS, ReconInfo, reconstruct, reconstruct_with_info
 from spotkit.tomo._stripe import STRIPE_METHODS, remove_stripes
 from spotkit.tomo._sweep import SWEEP_METRICS, center_sweep, plot_sweep, sweep_metric
+from spotkit.tomo.backends._base import CONVENTION
 
 __all__ = [
     "ALGORITHMS",
     "CENTER_METHODS",
+    "CONVENTION",
     "FILTERS",
     "STRIPE_METHODS",
     "SWEEP_METRICS",
     "AxisTilt",
+    "CenterEstimate",
     "CenterFinder",
+    "CenterWarning",
     "PipelineResult",
     "Problem",
     "ReconInfo",

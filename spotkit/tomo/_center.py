@@ -1,29 +1,41 @@
-"""Centre of rotation: sinusoid fit, Vo's Fourier metric, 0/180° phase correlation, axis tilt.
+"""Centre of rotation: Vo's Fourier metric, 0/180° phase correlation, sinusoid fit, axis tilt.
 
-Every method returns the rotation axis as a float detector column coordinate (column ``j``
-has its centre at ``j``), the convention shared with :mod:`spotkit.sim` and the
-reconstruction: a point ``(x, y)`` projects at angle ``θ`` onto column
-``center + x cos θ + y sin θ``.
+Every method returns the rotation axis as tomopy gives it (:data:`spotkit.tomo.CONVENTION`):
+positions measured from the left edge of column 0, so ``n_cols / 2`` is the middle of the
+detector, and a centre from tomopy, tomopy-cli, tomocupy or a beamline log means the same
+here. Internally the methods work in column-centre coordinates (column ``j`` centred at
+``j``, the axis at ``a = center - 1/2``) and convert on the way out.
 
 Flipping a projection left-right maps column ``j`` to ``n_cols - 1 - j``; the projection at
-``θ + 180°`` is the one at ``θ`` mirrored about the axis, ``p(θ + π, u) = p(θ, 2 c - u)``, so
-the mirrored projection must be shifted by ``s = 2 c - (n_cols - 1)`` columns to match, and
-``c = (n_cols - 1) / 2 + s / 2``. Both "vo" and "pc" measure that shift.
+``θ + 180°`` is the one at ``θ`` mirrored about the axis, ``p(θ + π, u) = p(θ, 2 a - u)``, so
+the mirrored projection must be shifted by ``s = 2 a - (n_cols - 1)`` columns to match, and
+``a = (n_cols - 1) / 2 + s / 2``. Both "vo" and "pc" measure that shift.
+
+:func:`find_center` returns a :class:`CenterEstimate`: the value (a float) with how much to
+trust it (the sharpness of the metric, a second independent method's answer) and a
+:class:`CenterWarning` when the two disagree by more than a pixel, the answer sits on the
+edge of the search range, or the metric is flat.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+from scipy import ndimage
+
+from spotkit.tomo._angles import as_radians
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CENTER_METHODS",
     "AxisTilt",
+    "CenterEstimate",
+    "CenterWarning",
     "detect_tilt",
     "find_center",
     "find_center_pc",
@@ -32,6 +44,91 @@ __all__ = [
 ]
 
 CENTER_METHODS = ("pc", "sinusoid", "vo")
+#: tomopy's centre minus the column-centre coordinate of the axis (see the module doc).
+_HALF = 0.5
+#: Largest disagreement (pixels) between two independent methods before a warning.
+AGREEMENT_PX = 1.0
+#: Smallest relative depth of Vo's metric minimum still called sharp (see _vo_search).
+MIN_SHARPNESS = 0.02
+
+
+class CenterWarning(UserWarning):
+    """The centre of rotation found may be wrong: look at it (e.g. with a centre sweep)."""
+
+
+class CenterEstimate(float):
+    """A centre of rotation (a float, tomopy's convention) and how much to trust it.
+
+    Behaves as the number itself (``float(c)``, arithmetic, formatting); the attributes say
+    how it was found.
+
+    Attributes
+    ----------
+    method : str
+        Method that gave the value.
+    sharpness : float
+        How distinct the method's optimum is: for ``"vo"`` the relative depth of the metric's
+        minimum below its median over the search range (below
+        :data:`MIN_SHARPNESS` = flat); for ``"pc"`` the correlation peak over the next
+        highest; for ``"sinusoid"`` one minus the rms residual of the fit over the
+        projections' spread (1 = perfect sinusoid). ``nan`` when not measured.
+    check_method : str or None
+        The independent method run as a cross-check (``None`` when none could run).
+    check_center : float or None
+        Its answer.
+    warnings : tuple of str
+        What looked wrong (each also raised as a :class:`CenterWarning`).
+    """
+
+    method: str
+    sharpness: float
+    check_method: str | None
+    check_center: float | None
+    warnings: tuple[str, ...]
+
+    def __new__(cls, value, *, method, sharpness=float("nan"), check_method=None,
+                check_center=None, warnings=()):
+        self = super().__new__(cls, float(value))
+        self.method = method
+        self.sharpness = float(sharpness)
+        self.check_method = check_method
+        self.check_center = None if check_center is None else float(check_center)
+        self.warnings = tuple(warnings)
+        return self
+
+    def __reduce__(self):
+        return (_rebuild_estimate, (float(self), self.to_dict()))
+
+    def __repr__(self) -> str:
+        extra = "" if self.check_center is None else (
+            f", {self.check_method} {self.check_center:.2f}")
+        flag = f", {len(self.warnings)} warning(s)" if self.warnings else ""
+        return f"CenterEstimate({float(self):.3f}, {self.method}{extra}{flag})"
+
+    @property
+    def disagreement(self) -> float:
+        """``|value - check_center|`` in pixels (``nan`` without a check)."""
+        return float("nan") if self.check_center is None else abs(float(self) - self.check_center)
+
+    @property
+    def ok(self) -> bool:
+        """No warning was raised."""
+        return not self.warnings
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable record, for provenance."""
+        return {"center": float(self), "method": self.method,
+                "sharpness": None if np.isnan(self.sharpness) else round(self.sharpness, 5),
+                "check_method": self.check_method, "check_center": self.check_center,
+                "warnings": list(self.warnings), "convention": "tomopy"}
+
+
+def _rebuild_estimate(value, record):
+    return CenterEstimate(value, method=record["method"],
+                          sharpness=float("nan") if record["sharpness"] is None
+                          else record["sharpness"],
+                          check_method=record["check_method"],
+                          check_center=record["check_center"], warnings=record["warnings"])
 
 
 # --------------------------------------------------------------------------- validation
@@ -52,7 +149,7 @@ def _as_sinogram(sinogram, theta, what: str = "sinogram") -> tuple[np.ndarray, n
             f"{what} must be 2-D [angles, columns] or 3-D [rows, angles, columns], "
             f"got shape {sino.shape}"
         )
-    theta = np.asarray(theta, dtype=np.float64)
+    theta = as_radians(theta)
     if theta.ndim != 1 or sino.shape[-2] != theta.size:
         raise ValueError(
             f"{what} shape {sino.shape} does not match {theta.size} angles in theta "
@@ -60,8 +157,6 @@ def _as_sinogram(sinogram, theta, what: str = "sinogram") -> tuple[np.ndarray, n
         )
     if sino.shape[-1] < 8:
         raise ValueError(f"{what} has {sino.shape[-1]} columns; at least 8 are needed")
-    if not np.isfinite(theta).all():
-        raise ValueError("theta contains NaN or infinite values")
     sino = sino.astype(np.float64, copy=False)
     if sino.ndim == 3:
         sino = sino.sum(axis=0)
@@ -89,10 +184,46 @@ def _ramp_pad(rows: np.ndarray, n_pad: int) -> np.ndarray:
     return out
 
 
+def _stripes(rows: np.ndarray, width: int = 5, max_angles: int = 128) -> np.ndarray:
+    """Detector stripes of ``rows`` (``(..., angles, cols)``): ``(..., cols)`` offsets.
+
+    A column with a gain error adds the same value at every angle, while the sample's
+    features move across the columns as it turns. What a running median over ``width``
+    columns does not follow (features narrower than ``width // 2`` columns) is taken in
+    each projection, and its median over (up to ``max_angles``) angles is what stays put:
+    the stripes. Sample features stay on one column only on the rotation axis.
+    """
+    step = max(1, rows.shape[-2] // max_angles)
+    sample = np.asarray(rows[..., ::step, :], dtype=np.float64)
+    size = (1,) * (sample.ndim - 1) + (width,)
+    narrow = sample - ndimage.median_filter(sample, size=size, mode="nearest")
+    return np.median(narrow, axis=-2)
+
+
+def _destripe(sino: np.ndarray) -> np.ndarray:
+    """The sinogram ``(angles, cols)`` without detector stripes (see :func:`_stripes`)."""
+    return sino - _stripes(sino)[None, :]
+
+
+def _truncated(sino: np.ndarray) -> bool:
+    """Whether the sample reaches the detector's edges (partly outside the field of view)."""
+    peak = float(np.percentile(np.abs(sino), 99.5))
+    if peak <= 0:
+        return False
+    edges = np.abs(sino[:, [0, 1, -2, -1]])
+    return float(np.percentile(edges, 90)) > 0.05 * peak
+
+
 # --------------------------------------------------------------------------- sinusoid
 
 
 def _center_sinusoid(sino: np.ndarray, theta: np.ndarray) -> float:
+    """Axis (column-centre coordinate) from the centre-of-mass sinusoid."""
+    return _sinusoid_fit(sino, theta)[0]
+
+
+def _sinusoid_fit(sino: np.ndarray, theta: np.ndarray) -> tuple[float, float]:
+    """``(axis, quality)``: the fitted axis and ``1 - rms(residual) / std(centres of mass)``."""
     # No clipping of negative values: zero-mean noise in the air leaves the centre of mass
     # unbiased, while clipping it makes positive mass that pulls the estimate towards the
     # middle of the detector (1.5 px at low dose and a 40 px offset).
@@ -105,19 +236,26 @@ def _center_sinusoid(sino: np.ndarray, theta: np.ndarray) -> float:
     com = (mass[ok] @ cols) / total[ok]
     design = np.column_stack([np.ones(ok.sum()), np.cos(theta[ok]), np.sin(theta[ok])])
     coef, *_ = np.linalg.lstsq(design, com, rcond=None)
-    return float(coef[0])
+    spread = float(np.std(com))
+    resid = float(np.sqrt(np.mean((design @ coef - com) ** 2)))
+    quality = 1.0 - resid / spread if spread > 0 else float("nan")
+    return float(coef[0]), quality
 
 
 # --------------------------------------------------------------------------- Vo
 
 
 def _half_turn(sino: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Check the scan covers 180° and drop a duplicated end projection (θ0 + 180°)."""
+    """The projections of one half turn: check the scan covers 180°, drop a duplicated end
+    projection (θ0 + 180°), keep the first half of a 360° scan."""
     n = theta.size
     if n < 8:
         raise ValueError(f"method 'vo' needs at least 8 projections, got {n}")
     span = abs(theta[-1] - theta[0])
     step = span / (n - 1)
+    if span + step >= 2 * np.pi - 2 * step:  # a full turn (or more): its first half
+        half = np.abs(theta - theta[0]) < np.pi - 0.5 * step
+        return _half_turn(sino[half], theta[half])
     if abs(span - np.pi) <= 0.5 * step:  # endpoint included: last = mirrored first
         return sino[:-1]
     coverage = span + step
@@ -195,6 +333,60 @@ def _argmin_parabola(values: np.ndarray, grid: np.ndarray) -> float:
     return float(grid[i])
 
 
+def _vo_search(sino, theta, lo, hi, *, step=0.25, ratio=0.5, drop=20, sigma=2.0,
+               workers=None) -> tuple[float, float, bool]:
+    """Vo's search over axis positions ``[lo, hi]`` (column-centre coordinates).
+
+    Returns ``(axis, sharpness, on_edge)``: sharpness is the depth of the coarse metric's
+    minimum below its median, relative to the median; ``on_edge`` says the minimum is within
+    a pixel of the search range's ends.
+    """
+    sino = _half_turn(sino, theta)
+    n_angles, n_cols = sino.shape
+    mid = (n_cols - 1) / 2.0
+    max_shift = 2 * max(abs(lo - mid), abs(hi - mid)) + 4
+    sp = _vo_spectra(sino, max_shift, workers)
+    radius = ratio * n_cols / 2.0
+    drop = int(min(drop, np.ceil(0.05 * 2 * n_angles)))
+    m_all = n_angles  # Nyquist of the 360° sinogram
+
+    def centres_metric(sel, centres):
+        return _vo_metric(sel, 2.0 * (centres - mid), sp.n_pad)
+
+    # 1) coarse: low angular frequencies, 2-pixel steps over the whole range
+    coarse = _vo_select(sp, radius=radius, drop=drop, m_max=min(m_all, 48), sigma=4 * sigma + 4)
+    grid = np.arange(lo, hi + 1e-9, 2.0)
+    if grid[-1] < hi - 1e-9:
+        grid = np.append(grid, hi)
+    values = centres_metric(coarse, grid)
+    best = grid[int(np.argmin(values))]
+    median = float(np.median(values))
+    sharpness = (median - float(values.min())) / median if median > 0 else 0.0
+    # 2) medium: more frequencies, 0.5-pixel steps within +-4 px
+    medium = _vo_select(sp, radius=radius, drop=drop, m_max=min(m_all, 160), sigma=2 * sigma)
+    grid = np.clip(np.arange(best - 4, best + 4 + 1e-9, 0.5), lo, hi)
+    best = grid[int(np.argmin(centres_metric(medium, grid)))]
+    # 3) fine: all useful frequencies, `step` within +-1 px, parabola refinement
+    fine = _vo_select(sp, radius=radius, drop=drop, m_max=min(m_all, 600), sigma=sigma)
+    grid = np.arange(best - 1.0, best + 1.0 + 1e-9, step)
+    axis = float(np.clip(_argmin_parabola(centres_metric(fine, grid), grid), lo, hi))
+    on_edge = bool(axis - lo < 1.0 or hi - axis < 1.0)
+    return axis, float(sharpness), on_edge
+
+
+def _vo_range(n_cols: int, search) -> tuple[float, float]:
+    """Search range in column-centre coordinates from ``search`` in tomopy's convention."""
+    if search is None:
+        lo, hi = n_cols / 2.0 - n_cols / 4.0, n_cols / 2.0 + n_cols / 4.0
+    else:
+        lo, hi = map(float, search)
+    if not (0.5 <= lo < hi <= n_cols - 0.5):
+        raise ValueError(
+            f"search must be (low, high) with 0.5 <= low < high <= {n_cols - 0.5} (tomopy's "
+            f"centre convention, {n_cols / 2:g} = the middle), got {search}")
+    return lo - _HALF, hi - _HALF
+
+
 def find_center_vo(
     sinogram,
     theta,
@@ -204,6 +396,7 @@ def find_center_vo(
     ratio: float = 0.5,
     drop: int = 20,
     sigma: float = 2.0,
+    destripe: bool = True,
     workers: int | None = None,
 ) -> float:
     """Centre of rotation by Vo's Fourier metric (Vo, Dowman & Titarenko, Opt. Express 2014).
@@ -219,18 +412,19 @@ def find_center_vo(
     a coarse pass over ``search`` with low frequencies only, a 1-pixel pass, then ``step``
     sub-pixel steps around the best, refined by a parabola through the three lowest points.
     The columns are padded with a ramp that joins the two edges, so circular shifts see no
-    jump (the sample should still lie inside the field of view).
+    jump. Detector stripes are removed first (``destripe``); a 360° scan uses its first half
+    turn.
 
     Parameters
     ----------
     sinogram : array_like, shape (n_angles, n_cols) or (n_rows, n_angles, n_cols)
         Line integrals (after :func:`minus_log`); a stack is summed over rows first.
-    theta : array_like, shape (n_angles,)
-        Angles in radians, equally spaced over one half turn (``[θ0, θ0 + π)``; a last
-        projection at ``θ0 + π`` is dropped).
+    theta : array_like or xarray.DataArray, shape (n_angles,)
+        Angles in radians (or with ``units``), equally spaced over one half turn
+        (``[θ0, θ0 + π)``; a last projection at ``θ0 + π`` is dropped) or a full turn.
     search : (float, float), optional
-        Smallest and largest centre (column coordinates) to consider. Default: the middle
-        half of the detector, ``(n_cols - 1) / 2 ± n_cols / 4``.
+        Smallest and largest centre to consider (tomopy's convention). Default: the middle
+        half of the detector, ``n_cols / 2 ± n_cols / 4``.
     step : float
         Sub-pixel step of the fine search, in pixels (0.01 to 1).
     ratio : float
@@ -241,6 +435,8 @@ def find_center_vo(
         angular frequencies; as tomopy's ``drop``).
     sigma : float
         Gaussian smoothing (pixels, both axes) applied as a spectral weight; suppresses noise.
+    destripe : bool
+        Remove detector stripes (columns offset at every angle) before measuring.
     workers : int, optional
         Threads for the FFTs (:func:`scipy.fft.fft`); default one, or what
         :func:`scipy.fft.set_workers` says.
@@ -248,7 +444,7 @@ def find_center_vo(
     Returns
     -------
     float
-        The centre, column ``j`` having its centre at ``j``.
+        The centre, tomopy's convention (``n_cols / 2`` is the middle of the detector).
 
     Raises
     ------
@@ -260,50 +456,31 @@ def find_center_vo(
     --------
     >>> import numpy as np
     >>> theta = np.linspace(0, np.pi, 180, endpoint=False)
-    >>> u = np.arange(128.0)[None]
+    >>> u = np.arange(128.0)[None] + 0.5          # column centres, tomopy's positions
     >>> sino = np.exp(-0.5 * ((u - 66.3 - 20 * np.cos(theta)[:, None]) / 4) ** 2)
     >>> sino += np.exp(-0.5 * ((u - 66.3 + 9 * np.sin(theta)[:, None]) / 6) ** 2)
     >>> round(find_center_vo(sino, theta), 1)
     66.3
     """
     sino, theta = _as_sinogram(sinogram, theta)
+    _check_vo_options(step, ratio, drop, sigma)
+    lo, hi = _vo_range(sino.shape[1], search)
+    if destripe:
+        sino = _destripe(sino)
+    axis, sharpness, _ = _vo_search(sino, theta, lo, hi, step=step, ratio=ratio, drop=drop,
+                                    sigma=sigma, workers=workers)
+    logger.debug("vo centre %.3f (search %.1f..%.1f, sharpness %.3f)", axis + _HALF,
+                 lo + _HALF, hi + _HALF, sharpness)
+    return axis + _HALF
+
+
+def _check_vo_options(step, ratio, drop, sigma) -> None:
     if not 0.01 <= step <= 1.0:
         raise ValueError(f"step must be between 0.01 and 1 pixel, got {step}")
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     if drop < 0 or sigma < 0:
         raise ValueError(f"drop and sigma must be >= 0, got drop={drop}, sigma={sigma}")
-    sino = _half_turn(sino, theta)
-    n_angles, n_cols = sino.shape
-    mid = (n_cols - 1) / 2.0
-    lo, hi = (mid - n_cols / 4, mid + n_cols / 4) if search is None else map(float, search)
-    if not (0 <= lo < hi <= n_cols - 1):
-        raise ValueError(
-            f"search must be (low, high) with 0 <= low < high <= {n_cols - 1}, got {search}"
-        )
-    max_shift = 2 * max(abs(lo - mid), abs(hi - mid)) + 4
-    sp = _vo_spectra(sino, max_shift, workers)
-    radius = ratio * n_cols / 2.0
-    drop = int(min(drop, np.ceil(0.05 * 2 * n_angles)))
-    m_all = n_angles  # Nyquist of the 360° sinogram
-
-    def centres_metric(sel, centres):
-        return _vo_metric(sel, 2.0 * (centres - mid), sp.n_pad)
-
-    # 1) coarse: low angular frequencies, 2-pixel steps over the whole range
-    coarse = _vo_select(sp, radius=radius, drop=drop, m_max=min(m_all, 48), sigma=4 * sigma + 4)
-    grid = np.arange(lo, hi + 1e-9, 2.0)
-    best = grid[int(np.argmin(centres_metric(coarse, grid)))]
-    # 2) medium: more frequencies, 0.5-pixel steps within +-4 px
-    medium = _vo_select(sp, radius=radius, drop=drop, m_max=min(m_all, 160), sigma=2 * sigma)
-    grid = np.clip(np.arange(best - 4, best + 4 + 1e-9, 0.5), lo, hi)
-    best = grid[int(np.argmin(centres_metric(medium, grid)))]
-    # 3) fine: all useful frequencies, `step` within +-1 px, parabola refinement
-    fine = _vo_select(sp, radius=radius, drop=drop, m_max=min(m_all, 600), sigma=sigma)
-    grid = np.arange(best - 1.0, best + 1.0 + 1e-9, step)
-    centre = _argmin_parabola(centres_metric(fine, grid), grid)
-    logger.debug("vo centre %.3f (search %.1f..%.1f)", centre, lo, hi)
-    return float(np.clip(centre, lo, hi))
 
 
 # --------------------------------------------------------------------------- phase correlation
@@ -323,6 +500,7 @@ def find_center_pc(
     tolerance: float | None = None,
     upsample: int = 100,
     sigma: float = 1.0,
+    destripe: bool = True,
     workers: int | None = None,
 ) -> float:
     """Centre of rotation by phase correlation of the 0° and the mirrored 180° projections.
@@ -340,8 +518,8 @@ def find_center_pc(
     projections : array_like, shape (n_angles, n_rows, n_cols) or (n_angles, n_cols)
         Line integrals (after :func:`minus_log`), projections layout; a 2-D array is one
         sinogram.
-    theta : array_like, shape (n_angles,)
-        Angles in radians.
+    theta : array_like or xarray.DataArray, shape (n_angles,)
+        Angles in radians (or with ``units``).
     tolerance : float, optional
         Largest accepted difference (radians) between the partner's angle and ``θ0 + π``.
         Default: 1.5 times the median angle step (accepts ``180° - Δ`` scans).
@@ -350,13 +528,17 @@ def find_center_pc(
     sigma : float
         Gaussian low-pass (pixels) applied to the normalised cross-power spectrum; reduces the
         weight of noisy high frequencies.
+    destripe : bool
+        Remove detector stripes (found from the median over angles) from both projections
+        first: a stripe sits on the same column at 0° and 180° and pulls the correlation
+        towards the detector middle.
     workers : int, optional
         Threads for the FFTs.
 
     Returns
     -------
     float
-        The centre in column coordinates.
+        The centre, tomopy's convention (``n_cols / 2`` is the middle of the detector).
 
     Raises
     ------
@@ -368,11 +550,19 @@ def find_center_pc(
     --------
     >>> import numpy as np
     >>> theta = np.linspace(0, np.pi, 181)       # 0 .. 180 degrees inclusive
-    >>> u = np.arange(100.0)[None, None]
+    >>> u = np.arange(100.0)[None, None] + 0.5    # column centres, tomopy's positions
     >>> blob = np.exp(-0.5 * ((u - 52.7 - 15 * np.cos(theta)[:, None, None]) / 3) ** 2)
     >>> round(find_center_pc(np.repeat(blob, 4, axis=1), theta), 2)
     52.7
     """
+    return _pc_search(projections, theta, tolerance=tolerance, upsample=upsample,
+                      sigma=sigma, workers=workers, destripe=destripe)[0] + _HALF
+
+
+def _pc_search(projections, theta, *, tolerance=None, upsample=100, sigma=1.0, workers=None,
+               destripe=False) -> tuple[float, float]:
+    """``(axis, sharpness)`` by phase correlation; axis in column-centre coordinates,
+    sharpness = the correlation peak over the highest value more than 3 pixels from it."""
     proj = np.asarray(projections)
     if proj.ndim == 2:
         proj = proj[:, None, :]
@@ -381,7 +571,7 @@ def find_center_pc(
             f"projections must be 3-D [angles, rows, columns] or 2-D [angles, columns], "
             f"got shape {np.shape(projections)}"
         )
-    theta = np.asarray(theta, dtype=np.float64)
+    theta = as_radians(theta)
     if theta.ndim != 1 or theta.size != proj.shape[0]:
         raise ValueError(
             f"projections shape {proj.shape} does not match {theta.size} angles in theta "
@@ -403,7 +593,11 @@ def find_center_pc(
     if not np.isfinite(proj).all():
         raise ValueError("projections contain NaN or infinite values; clean them first")
     p0 = proj[0].astype(np.float64)
-    q = proj[j, :, ::-1].astype(np.float64)
+    q = proj[j].astype(np.float64)
+    if destripe:  # a stripe is the same column in both: it would pull the peak to s = 0
+        stripes = _stripes(np.moveaxis(proj, 0, 1))  # (rows, cols)
+        p0, q = p0 - stripes, q - stripes
+    q = q[:, ::-1]
     n_cols = p0.shape[-1]
     n_pad = scipy.fft.next_fast_len(2 * n_cols, real=True)
     fa = scipy.fft.rfft(_ramp_pad(p0, n_pad), axis=-1, workers=workers)
@@ -416,6 +610,9 @@ def find_center_pc(
     spec = (cross * weight).sum(axis=0)  # all rows (zero vertical shift)
     corr = scipy.fft.irfft(spec, n=n_pad, workers=workers)
     i = int(np.argmax(corr))
+    far = np.abs((np.arange(n_pad) - i + n_pad // 2) % n_pad - n_pad // 2) > 3
+    second = float(corr[far].max()) if far.any() else 0.0
+    sharpness = float(corr[i] / second) if second > 0 else float("inf")
     coarse = i if i <= n_pad // 2 else i - n_pad
     fine = coarse + np.arange(-1.0, 1.0 + 1e-9, 1.0 / upsample)
     k = np.arange(spec.size)
@@ -429,77 +626,148 @@ def find_center_pc(
         if mass.sum() > 0:
             com90 = float(mass @ np.arange(n_cols) / mass.sum())
             centre = (n_cols - 1 - d + err * com90) / (2.0 + err)
-    logger.debug("pc centre %.3f from theta[0] and theta[%d] (error %.3g rad)", centre, j, err)
-    return float(centre)
+    logger.debug("pc axis %.3f from theta[0] and theta[%d] (error %.3g rad)", centre, j, err)
+    return float(centre), sharpness
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def find_center(sinogram, theta, *, method: str = "sinusoid", **options) -> float:
-    """Find the rotation axis position in detector column coordinates.
+def find_center(sinogram, theta, *, method: str = "vo", check: bool = True,
+                destripe: bool = True, **options) -> CenterEstimate:
+    """Find the rotation axis, with a cross-check, in tomopy's convention.
 
     Methods:
 
-    * ``"sinusoid"``: for parallel-beam data the centre of mass of each projection moves on a
-      sinusoid, ``com(θ) = c + a cos θ + b sin θ``; a least-squares fit gives ``c``. Needs the
-      sample inside the field of view in every projection and three distinct angles. Fast,
-      but biased by rings, drifts and anything not rotating with the sample.
-    * ``"vo"``: Vo's Fourier metric on the 360° sinogram (see :func:`find_center_vo`, whose
-      keyword options are accepted here). Robust to noise and rings; needs 180° coverage.
+    * ``"vo"`` (default): Vo's Fourier metric on the 360° sinogram (see
+      :func:`find_center_vo`, whose keyword options are accepted here). The most accurate in
+      spotkit's benchmarks on stripy, noisy tomopy-projected data and on the twin, and robust
+      to a sample partly outside the field of view; needs a half or a full turn.
     * ``"pc"``: phase correlation of the first projection with the mirrored one at
       ``θ0 + 180°`` (see :func:`find_center_pc`). Here the input is a sinogram or a
       ``[rows, angles, cols]`` stack; call :func:`find_center_pc` directly with projections.
+    * ``"sinusoid"``: for parallel-beam data the centre of mass of each projection moves on a
+      sinusoid, ``com(θ) = a + p cos θ + q sin θ``; a least-squares fit gives the axis. Fast,
+      any angles, but biased by rings, drifts, anything not rotating with the sample, and a
+      sample that leaves the field of view.
+
+    With ``check`` a second, independent method also runs (``"pc"`` when there is a
+    projection at ``θ0 + 180°``, else ``"sinusoid"`` unless the sample leaves the field of
+    view; ``"vo"`` when the first method is one of those). A :class:`CenterWarning` is raised
+    (and recorded on the result) when they disagree by more than :data:`AGREEMENT_PX`, when
+    ``"vo"`` finds its minimum on the edge of the search range or a flat metric, or when
+    ``"sinusoid"`` is asked for on a truncated sample.
 
     Parameters
     ----------
     sinogram : array_like, shape (n_angles, n_cols) or (n_rows, n_angles, n_cols)
-        Line integrals (after :func:`minus_log`).
-    theta : array_like, shape (n_angles,)
-        Projection angles in radians.
-    method : {"sinusoid", "vo", "pc"}
+        Line integrals (after :func:`minus_log`); a stack is summed over rows.
+    theta : array_like or xarray.DataArray, shape (n_angles,)
+        Projection angles in radians; an xarray coordinate with ``attrs["units"] =
+        "degrees"`` is converted; a bare array spanning more than one turn is refused.
+    method : {"vo", "pc", "sinusoid"}
         Method to use.
+    check : bool
+        Run a second method and compare.
+    destripe : bool
+        Remove detector stripes (a column offset at every angle) before every method.
     **options
         Keyword options of the method (:func:`find_center_vo`, :func:`find_center_pc`).
 
     Returns
     -------
-    float
-        The centre, column ``j`` having its centre at ``j``.
+    CenterEstimate
+        A float (tomopy's convention, ``n_cols / 2`` the middle of the detector) with
+        ``method``, ``sharpness``, ``check_method``, ``check_center`` and ``warnings``.
 
     Raises
     ------
     ValueError
-        For an unknown method, shapes that disagree or data with NaN.
+        For an unknown method, shapes that disagree, data with NaN or angles in degrees.
 
     Examples
     --------
     >>> import numpy as np
     >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
-    >>> cols = np.arange(64.0)
+    >>> cols = np.arange(64.0) + 0.5
     >>> sino = np.exp(-0.5 * ((cols[None] - 30.5 - 8 * np.cos(theta)[:, None]) / 3) ** 2)
-    >>> round(find_center(sino, theta), 3)
-    30.5
-    >>> round(find_center(sino, theta, method="vo"), 1)
-    30.5
+    >>> c = find_center(sino, theta)
+    >>> round(c, 1), c.check_method, c.ok
+    (30.5, 'pc', True)
     """
     _check_method(method)
-    if method == "vo":
-        return find_center_vo(sinogram, theta, **options)
-    if method == "pc":
-        arr = np.asarray(sinogram)
-        if arr.ndim == 3:  # [rows, angles, cols] -> [angles, rows, cols]
-            arr = arr.transpose(1, 0, 2)
-        elif arr.ndim != 2:
-            raise ValueError(
-                f"sinogram must be 2-D [angles, columns] or 3-D [rows, angles, columns], "
-                f"got shape {arr.shape}"
-            )
-        return find_center_pc(arr, theta, **options)
-    if options:
+    if method == "sinusoid" and options:
         raise TypeError(f"method 'sinusoid' takes no options, got {sorted(options)}")
-    sino, theta = _as_sinogram(sinogram, theta)
-    return _center_sinusoid(sino, theta)
+    arr = np.asarray(sinogram)
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"sinogram must be 2-D [angles, columns] or 3-D [rows, angles, columns], "
+            f"got shape {arr.shape}")
+    sino, theta = _as_sinogram(arr, theta)
+    if destripe:
+        sino = _destripe(sino)
+    truncated = _truncated(sino)
+    problems: list[str] = []
+
+    def run(name: str, opts: dict) -> tuple[float, float]:
+        if name == "vo":
+            vo_opts = {k: v for k, v in opts.items() if k not in ("search", "workers")}
+            _check_vo_options(vo_opts.get("step", 0.25), vo_opts.get("ratio", 0.5),
+                              vo_opts.get("drop", 20), vo_opts.get("sigma", 2.0))
+            lo, hi = _vo_range(sino.shape[1], opts.get("search"))
+            axis, sharp, edge = _vo_search(sino, theta, lo, hi, workers=opts.get("workers"),
+                                           **vo_opts)
+            if edge and name == method:
+                problems.append(
+                    f"'vo' found its minimum at {axis + _HALF:.2f}, on the edge of the search "
+                    f"range {lo + _HALF:.1f}..{hi + _HALF:.1f}: widen `search`")
+            if sharp < MIN_SHARPNESS and name == method:
+                problems.append(
+                    f"'vo' metric is flat (sharpness {sharp:.3f} < {MIN_SHARPNESS}): the "
+                    "sinogram may hold no sample, or too little signal")
+            return axis, sharp
+        if name == "pc":  # a stack as projections: the correlation uses every row
+            if arr.ndim == 3:
+                return _pc_search(arr.transpose(1, 0, 2), theta, destripe=destripe, **opts)
+            return _pc_search(sino, theta, **opts)
+        return _sinusoid_fit(sino, theta)
+
+    axis, sharpness = run(method, options)
+    if method == "sinusoid" and truncated:
+        problems.append("the sample reaches the detector edges (partly outside the field of "
+                        "view): 'sinusoid' is biased there; use 'vo'")
+    check_method = check_axis = None
+    if check:
+        check_method = _check_partner(method, theta, truncated)
+        if check_method is not None:
+            try:
+                check_axis, _ = run(check_method, {})
+            except ValueError as exc:  # e.g. too few angles: no cross-check, say so
+                logger.info("centre cross-check with %r not possible: %s", check_method, exc)
+                check_method = None
+    if check_axis is not None and abs(axis - check_axis) > AGREEMENT_PX:
+        problems.append(
+            f"'{method}' found {axis + _HALF:.2f} but '{check_method}' found "
+            f"{check_axis + _HALF:.2f} ({abs(axis - check_axis):.1f} px apart): check the "
+            "centre with a sweep (spotkit.tomo.center_sweep) or the CenterFinder")
+    for text in problems:
+        warnings.warn(text, CenterWarning, stacklevel=2)
+    result = CenterEstimate(
+        axis + _HALF, method=method, sharpness=sharpness, check_method=check_method,
+        check_center=None if check_axis is None else check_axis + _HALF, warnings=problems)
+    logger.debug("centre %r", result)
+    return result
+
+
+def _check_partner(method: str, theta: np.ndarray, truncated: bool) -> str | None:
+    """The independent method to cross-check ``method`` with (None when none fits)."""
+    step = float(np.median(np.abs(np.diff(theta)))) if theta.size > 1 else np.inf
+    has_partner = abs(_pair_index(theta, 0, np.pi)[1]) <= 1.5 * step
+    if method == "vo":
+        if has_partner:
+            return "pc"
+        return None if truncated else "sinusoid"
+    return "vo"
 
 
 # --------------------------------------------------------------------------- tilt
@@ -596,7 +864,7 @@ def find_center_per_row(
     --------
     >>> import numpy as np
     >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
-    >>> u = np.arange(64.0)[None, None]
+    >>> u = np.arange(64.0)[None, None] + 0.5
     >>> c = 30.0 + 0.1 * np.arange(8)[None, :, None]          # centre moves 0.1 px per row
     >>> proj = np.exp(-0.5 * ((u - c - 9 * np.cos(theta)[:, None, None]) / 3) ** 2)
     >>> r, cs = find_center_per_row(proj, theta, method="sinusoid")

@@ -29,6 +29,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ from typing import Any
 import numpy as np
 
 from spotkit.errors import MemoryBudgetError, PipelineValidationError
+from spotkit.tomo._angles import as_radians
+from spotkit.tomo._center import CenterEstimate, CenterWarning
+from spotkit.tomo.backends._base import CONVENTION
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +313,7 @@ class TomoPipeline:
             raise ValueError(f"binning must be a positive integer, got {binning!r}")
         binning = int(binning)
         if center is not None and binning > 1:
-            center = (float(center) - (binning - 1) / 2) / binning
+            center = float(center) / binning  # tomopy's convention: edges map to edges
         if algorithm is None:
             from spotkit.tomo import _recon
 
@@ -704,7 +708,9 @@ class TomoPipeline:
                         (r1 - r0) % f_rows)
             r1 -= (r1 - r0) % f_rows
         n_slices = (r1 - r0) // f_rows
-        theta = np.deg2rad(np.asarray(scan["theta"].values, dtype=np.float64))
+        theta_da = scan["theta"]
+        theta = (as_radians(theta_da, what="scan theta") if "units" in theta_da.attrs
+                 else np.deg2rad(np.asarray(theta_da.values, dtype=np.float64)))  # DX: degrees
         if theta.size != n_angles:
             raise ValueError(
                 f"theta has {theta.size} angles but the scan has {n_angles} projections"
@@ -736,15 +742,22 @@ class TomoPipeline:
                 sample = [s + i for s in starts for i in range(f_rows)]
                 block = self._rows_through(done_steps, scan, sample, side)
                 sinos = np.ascontiguousarray(np.swapaxes(block, 0, 1))
-                center = float(
-                    _tomo_function("find_center")(sinos, _theta_for(block, theta), **params)
-                )
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", CenterWarning)
+                    found = _tomo_function("find_center")(
+                        sinos, _theta_for(block, theta), **params)
+                center = float(found)
                 side[step["id"]] = {"center": center}
+                if isinstance(found, CenterEstimate):  # how far to trust it: provenance
+                    side[step["id"]]["center_check"] = found.to_dict()
+                for w in caught:  # shown to the user, and recorded above with the run
+                    if issubclass(w.category, CenterWarning):
+                        logger.warning("step %s: %s", step["id"], w.message)
+                    else:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
                 f_cols = self._factors(done_steps)[2]
                 if f_cols > 1:  # also where the axis is on the unbinned detector
-                    side[step["id"]]["center_full_resolution"] = (
-                        center * f_cols + (f_cols - 1) / 2
-                    )
+                    side[step["id"]]["center_full_resolution"] = center * f_cols
                 logger.info("step %s: centre %.2f from rows %s", step["id"], center, sample)
         recon_step = self.steps[-1]
         recon_params = self._resolve(recon_step["params"], side)
@@ -825,6 +838,7 @@ class TomoPipeline:
                     default=str,
                 )
                 dset.attrs["pixel_size_um"] = pixel_um
+                dset.attrs["convention"] = json.dumps(CONVENTION)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -8,9 +8,11 @@ axial slices) for the automated flow to send first. :func:`save_preview_png` dra
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +82,7 @@ def preview(
     """
     import xarray as xr
 
-    from spotkit.tomo import find_center, minus_log, normalize, reconstruct
+    from spotkit.tomo import CenterEstimate, find_center, minus_log, normalize, reconstruct
     from spotkit.tomo._pipeline import _open_source, read_rows
 
     if binning < 1 or n_slices < 1:
@@ -114,9 +116,9 @@ def preview(
                 raise
             logger.info("centre method %r unavailable; using 'sinusoid'", center_method)
             c_bin = find_center(sino, theta, method="sinusoid")
-        center = c_bin * binning + (binning - 1) / 2
+        center = float(c_bin) * binning  # tomopy's convention: edges map to edges
     else:
-        c_bin = (float(center) - (binning - 1) / 2) / binning
+        c_bin = float(center) / binning
     tilt = _tilt(sino, theta, rows, binning, center_method)
     try:
         slices = reconstruct(sino, theta, c_bin, algorithm=algorithm)
@@ -162,6 +164,9 @@ def preview(
         },
         attrs={
             "center": float(center),
+            "convention": "tomopy",
+            **({"center_check": json.dumps(_full_resolution(c_bin, binning))}
+               if isinstance(c_bin, CenterEstimate) else {}),
             "binning": binning,
             "angle_step": step,
             "seconds": seconds,
@@ -184,19 +189,30 @@ def preview(
     return ds
 
 
+def _full_resolution(estimate, binning: int) -> dict:
+    """A binned :class:`~spotkit.tomo.CenterEstimate` as a record on the full detector."""
+    record = estimate.to_dict()
+    record["center"] = float(estimate) * binning
+    if record["check_center"] is not None:
+        record["check_center"] *= binning
+    return record
+
+
 def _tilt(sino, theta, rows, binning: int, method: str) -> dict | None:
     """Centre per previewed row and a tilt fit: ``axis_tilted``, slope, per-row centres.
 
     Needs 3 rows or more; a method that fails on a row (no sample there) leaves it out.
     """
-    from spotkit.tomo import detect_tilt, find_center
+    from spotkit.tomo import CenterWarning, detect_tilt, find_center
 
     if sino.shape[0] < 3:
         return None
     centers = np.full(sino.shape[0], np.nan)
     for i, s in enumerate(sino):
         try:
-            centers[i] = find_center(s, theta, method=method) * binning + (binning - 1) / 2
+            with warnings.catch_warnings():  # a row may hold little sample: judged by the fit
+                warnings.simplefilter("ignore", CenterWarning)
+                centers[i] = find_center(s, theta, method=method, check=False) * binning
         except ValueError:
             continue
     try:

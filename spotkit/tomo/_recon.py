@@ -1,11 +1,14 @@
 """Reconstruction of parallel-beam sinograms, dispatched to a backend.
 
-Geometry (shared by every spotkit backend and by :mod:`spotkit.sim`): the output is an
-``n x n`` image per slice, ``n`` = number of detector columns unless given; image pixel
-``(i, j)`` sits at ``x = j - (n - 1) / 2``, ``y = i - (n - 1) / 2`` (pixels, the rotation axis
-at the origin); a point ``(x, y)`` projects at angle ``θ`` onto detector column
-``center + x cos θ + y sin θ``. Values are attenuation per pixel (multiply by
-1 / pixel size for physical units).
+Geometry: tomopy's, shared by every backend, :mod:`spotkit.sim` and the centre finders
+(:data:`spotkit.tomo.CONVENTION`). The output is an ``n x n`` image per slice, ``n`` = number
+of detector columns unless given; image pixel ``(i, j)`` sits at ``x = j - (n - 1) / 2``,
+``y = i - (n - 1) / 2`` (pixels, the rotation axis at the origin, ``y`` growing down the
+rows); a point ``(x, y)`` projects at angle ``θ`` onto detector position
+``center + x cos θ - y sin θ``, positions measured from the left edge of column 0 (column
+``j`` spans ``[j, j + 1)``, so ``n_cols / 2`` is the middle of the detector): the same
+``center`` number, the same image and the same angles as ``tomopy.recon``. Values are
+attenuation per pixel (multiply by 1 / pixel size for physical units).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 
 import numpy as np
 
+from spotkit.tomo._angles import as_radians
 from spotkit.tomo.backends import ReconInfo, ReconRequest, available_backends, get_backend
 from spotkit.tomo.backends._builtin import FILTERS
 
@@ -45,11 +49,14 @@ def reconstruct(
     ----------
     sinograms : array_like, shape (n_angles, n_cols) or (n_slices, n_angles, n_cols)
         Line integrals (after :func:`spotkit.tomo.minus_log`).
-    theta : array_like, shape (n_angles,)
-        Angles in radians, covering 180 degrees.
+    theta : array_like or xarray.DataArray, shape (n_angles,)
+        Angles in radians, covering 180 degrees; an xarray coordinate with
+        ``attrs["units"] = "degrees"`` (``Dataset.to_xarray().theta``) is converted. A bare
+        array spanning more than one turn is refused (degrees).
     center : float, optional
-        Rotation axis in column coordinates (column ``j`` centred at ``j``); defaults to
-        ``n_cols / 2``. Must lie on the detector.
+        Rotation axis, tomopy's value: ``n_cols / 2`` is the middle of the detector (a
+        centre from tomopy, tomopy-cli, tomocupy or a beamline log means the same here).
+        Default ``n_cols / 2``. Must lie on the detector.
     algorithm : {"gridrec", "fbp", "sirt"}
         ``"gridrec"``: Fourier gridding (the fastest; pixels outside the circle inscribed
         in the grid are 0). ``"fbp"``: filtered back-projection. ``"sirt"``: iterative, for
@@ -78,13 +85,13 @@ def reconstruct(
     ------
     ValueError
         Unknown ``algorithm``, ``filter`` or ``backend``; ``theta`` not matching the
-        projections; NaN or infinite values; ``center`` outside the detector.
+        projections or in degrees; NaN or infinite values; ``center`` outside the detector.
 
     Examples
     --------
     >>> import numpy as np
     >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
-    >>> s = np.arange(64) - 32.0
+    >>> s = np.arange(64) + 0.5 - 32.0          # column centres, from the axis at 32
     >>> disc = 2 * np.sqrt(np.clip(10.0**2 - s**2, 0, None)) * 0.01   # mu = 0.01 / pixel
     >>> img = reconstruct(np.tile(disc, (90, 1)), theta, center=32.0, backend="builtin")
     >>> round(float(img[31:33, 31:33].mean()), 3)
@@ -141,22 +148,21 @@ def reconstruct_with_info(
             f"sinograms must be 2-D [angles, cols] or 3-D [slices, angles, cols], "
             f"got shape {np.shape(sinograms)}")
     sino = np.ascontiguousarray(sino)
-    theta = np.asarray(theta, dtype=np.float64)
+    theta = as_radians(theta)
     n_slices, n_angles, n_cols = sino.shape
     if theta.shape != (n_angles,):
         raise ValueError(
             f"theta has shape {theta.shape} but the sinograms have {n_angles} projections; "
             "pass one angle (radians) per projection")
-    if not np.isfinite(theta).all():
-        raise ValueError("theta contains NaN or infinite values")
     if not np.isfinite(sino).all():
         bad = int(np.size(sino) - np.isfinite(sino).sum())
         raise ValueError(
             f"sinograms contain {bad} NaN or infinite values; clean them (e.g. "
             "minus_log with a floor, or np.nan_to_num) before reconstructing")
     center = n_cols / 2.0 if center is None else float(center)
-    if not (np.isfinite(center) and 0 <= center <= n_cols - 1):
-        raise ValueError(f"center {center} is outside the detector (0 .. {n_cols - 1})")
+    if not (np.isfinite(center) and 0 <= center <= n_cols):
+        raise ValueError(f"center {center} is outside the detector (0 .. {n_cols}, tomopy's "
+                         f"convention: {n_cols / 2:g} is the middle)")
     n = n_cols if n is None else int(n)
     if n < 1:
         raise ValueError(f"n must be a positive image size, got {n}")

@@ -40,7 +40,7 @@ def center_sweep(
     theta : array_like, shape (n_angles,)
         Angles in radians.
     centers : array_like of float
-        Candidate centres (column coordinates, inside the detector).
+        Candidate centres (tomopy's convention, ``n_cols / 2`` = the middle of the detector).
     reconstruct : callable, optional
         ``reconstruct(sinogram, theta, center, n=n) -> (n, n) array``. Default:
         :func:`spotkit.tomo.reconstruct` (filtered back-projection).
@@ -82,9 +82,10 @@ def center_sweep(
     n_cols = sino.shape[1]
     if centers.ndim != 1 or centers.size == 0:
         raise ValueError(f"centers must be a non-empty 1-D sequence, got {centers.tolist()}")
-    if not (np.isfinite(centers).all() and centers.min() >= 0 and centers.max() <= n_cols - 1):
+    if not (np.isfinite(centers).all() and centers.min() >= 0 and centers.max() <= n_cols):
         raise ValueError(
-            f"centers must lie on the detector, 0 .. {n_cols - 1}; got {centers.tolist()}"
+            f"centers must lie on the detector, 0 .. {n_cols} (tomopy's convention, "
+            f"{n_cols / 2:g} = the middle); got {centers.tolist()}"
         )
     n = n_cols if n is None else int(n)
     if n < 2:

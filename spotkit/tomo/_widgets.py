@@ -208,7 +208,7 @@ class CenterFinder(widgets.VBox):
             from spotkit.tomo._prep import downsample
 
             sino = downsample(sino, factor=binning, axis=1)
-        binned = (self.centers - (binning - 1) / 2.0) / binning
+        binned = self.centers / binning  # tomopy's convention: edges map to edges
         sweep = center_sweep(sino, theta, binned, reconstruct=reconstruct)
         self.sweep = sweep.assign_coords(center=self.centers)
         self.sweep.attrs.update(binning=binning, source=origin)

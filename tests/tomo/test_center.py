@@ -85,7 +85,7 @@ def test_sinusoid_still_works_on_stack(tmp_path):
 
 def test_vo_endpoint_included_and_search_window():
     theta = np.linspace(0, np.pi, 181)  # includes 180 degrees: last projection dropped
-    u = np.arange(100.0)[None]
+    u = np.arange(100.0)[None] + 0.5  # column centres, positions in tomopy's convention
     sino = np.exp(-0.5 * ((u - 47.3 - 15 * np.cos(theta)[:, None]) / 3) ** 2)
     sino += 0.5 * np.exp(-0.5 * ((u - 47.3 - 8 * np.sin(theta)[:, None]) / 5) ** 2)
     assert abs(find_center_vo(sino, theta) - 47.3) < 0.1

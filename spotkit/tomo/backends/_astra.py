@@ -26,12 +26,14 @@ Units: astra's projectors are scaled as line integrals (``has_feature(
 "projectors_scaled_as_line_integrals")``) and the volume pixel is 1 x 1 detector column,
 so images are in attenuation per pixel, as spotkit's.
 
-Geometry: per angle ``θ``, detector direction ``u = (cos θ, -sin θ)`` in astra's
-``(X, Y)``, rays along ``(sin θ, cos θ)``, detector centre ``d`` placed so that detector
-pixel ``k`` (astra puts it at ``d + (k - m/2 + 1/2) u / over`` for ``m`` pixels spaced
-``1 / over``) is at column ``k / over``. astra's volume row ``i`` has ``Y = (n-1)/2 - i``
-and column ``j`` has ``X = j - (n-1)/2``; with ``Y = -y`` a pixel at spotkit's ``(x, y)``
-lands on column ``center + x cos θ + y sin θ`` and astra's image needs no flip. The adapter
+Geometry (tomopy's, :data:`~spotkit.tomo.backends._base.CONVENTION`): per angle ``θ``,
+detector direction ``u = (cos θ, sin θ)`` in astra's ``(X, Y)``, rays along
+``(-sin θ, cos θ)``, detector centre ``d`` placed so that detector pixel ``k`` (astra puts
+it at ``d + (k - m/2 + 1/2) u / over`` for ``m`` pixels spaced ``1 / over``) is at column
+``k / over``. astra's volume row ``i`` has ``Y = (n-1)/2 - i`` and column ``j`` has
+``X = j - (n-1)/2``; with ``Y = -y`` a pixel at ``(x, y)`` lands on column
+``axis + x cos θ - y sin θ`` (``axis = center - 1/2``, tomopy's centre value in column-centre
+coordinates) and astra's image needs no flip. The adapter
 checks that once per process with :func:`probe_orientation`, plus the units. The CUDA
 path (same geometry, same filtering) has only been checked that way, not by the tests on
 a GPU.
@@ -45,7 +47,12 @@ import logging
 
 import numpy as np
 
-from spotkit.tomo.backends._base import ReconBackend, ReconRequest, probe_orientation
+from spotkit.tomo.backends._base import (
+    ReconBackend,
+    ReconRequest,
+    axis_column,
+    probe_orientation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,13 +144,14 @@ def _filter_rows(sino: np.ndarray, name: str, over: int) -> np.ndarray:
 
 
 def _geometry(astra, theta: np.ndarray, center: float, n_cols: int, over: int = 1) -> dict:
-    """``parallel_vec`` geometry with column ``k / over`` on spotkit's column ``k / over``."""
+    """``parallel_vec`` geometry with column ``k / over`` on detector column ``k / over``
+    (``center`` in tomopy's convention)."""
     cos_t, sin_t = np.cos(theta), np.sin(theta)
     m = over * n_cols
-    offset = (m / 2.0 - 0.5) / over - center  # detector centre, along u, from the axis
-    vectors = np.stack([sin_t, cos_t,                        # ray direction
-                        offset * cos_t, -offset * sin_t,     # detector centre
-                        cos_t / over, -sin_t / over],        # pixel k -> pixel k + 1
+    offset = (m / 2.0 - 0.5) / over - axis_column(center)  # detector centre from the axis
+    vectors = np.stack([-sin_t, cos_t,                       # ray direction
+                        offset * cos_t, offset * sin_t,      # detector centre
+                        cos_t / over, sin_t / over],         # pixel k -> pixel k + 1
                        axis=1)
     return astra.create_proj_geom("parallel_vec", m, vectors)
 
@@ -199,7 +207,7 @@ class AstraBackend(ReconBackend):
 
     def _run(self, sino, theta, center, *, algorithm, filter="ramp", n=None, num_iter=1,
              nonneg=False):
-        """Reconstruct one ``(angles, cols)`` sinogram; ``(n, n)`` float32 in spotkit's grid."""
+        """Reconstruct one ``(angles, cols)`` sinogram; ``(n, n)`` float32 on tomopy's grid."""
         astra = _import_astra()
         n_cols = sino.shape[-1]
         n = n or n_cols
@@ -262,7 +270,7 @@ class AstraBackend(ReconBackend):
         return fix
 
     def reconstruct(self, request: ReconRequest) -> np.ndarray:
-        """Run astra slice by slice; images in spotkit's orientation and units."""
+        """Run astra slice by slice; images in tomopy's orientation and spotkit's units."""
         fix = self._orient
         out = np.empty((request.sinograms.shape[0], request.n, request.n), dtype=np.float32)
         for k, sino in enumerate(request.sinograms):

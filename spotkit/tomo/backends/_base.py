@@ -6,7 +6,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ReconBackend", "ReconInfo", "ReconRequest"]
+__all__ = ["CONVENTION", "ReconBackend", "ReconInfo", "ReconRequest", "axis_column"]
+
+#: The geometry every backend, :mod:`spotkit.sim` and the centre finders share: tomopy's.
+#: Saved volumes and previews carry it in their metadata (``convention`` attribute).
+CONVENTION = {
+    "name": "tomopy",
+    "orientation": "image row i at y = i - (n-1)/2 (down), column j at x = j - (n-1)/2; "
+                   "(x, y) projects onto detector position center + x cos(theta) - "
+                   "y sin(theta), as tomopy.project",
+    "center": "tomopy's value: measured from the left edge of column 0, n_cols / 2 is the "
+              "middle of the detector (column j spans [j, j + 1))",
+    "theta": "radians, as tomopy.recon",
+}
+
+
+def axis_column(center: float) -> float:
+    """Column-centre coordinate of the rotation axis for tomopy's ``center`` value.
+
+    tomopy measures the centre from the left edge of column 0, so the middle of an
+    ``n``-column detector is ``n / 2``; in coordinates where column ``j`` is centred at
+    ``j`` (what array indices and interpolation use) the axis is at ``center - 0.5``.
+
+    Examples
+    --------
+    >>> axis_column(128.0)
+    127.5
+    """
+    return float(center) - 0.5
 
 
 @dataclass(frozen=True)
@@ -20,7 +47,8 @@ class ReconRequest:
     theta : ndarray
         ``(angles,)`` float64, radians.
     center : float
-        Column coordinate of the rotation axis (column ``j`` centred at ``j``).
+        Rotation axis in tomopy's convention (``n_cols / 2`` is the detector middle; see
+        :data:`CONVENTION` and :func:`axis_column`).
     algorithm, filter : str
         Names already checked against the backend's lists.
     n : int
@@ -57,7 +85,7 @@ class ReconInfo:
     algorithm, filter : str
         What was run.
     center : float
-        Rotation axis used (column coordinate).
+        Rotation axis used (tomopy's convention, see :data:`CONVENTION`).
     n : int
         Output grid size.
     num_iter : int or None
@@ -82,8 +110,9 @@ class ReconInfo:
     seconds: float
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form, for provenance records."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """JSON-serialisable form, for provenance records (with the geometry convention)."""
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
+                "convention": CONVENTION["name"]}
 
 
 class ReconBackend:
@@ -92,7 +121,8 @@ class ReconBackend:
     A backend declares its :attr:`name`, the :attr:`algorithms` and :attr:`filters` it does
     correctly, says whether it can run here (:meth:`available`) and which version would run
     (:meth:`version`), and reconstructs a validated :class:`ReconRequest` into float32
-    ``(slices, n, n)`` images in spotkit's geometry and units (attenuation per pixel).
+    ``(slices, n, n)`` images in tomopy's geometry (:data:`CONVENTION`) and attenuation per
+    pixel.
     Third-party backends subclass it and register through the ``spotkit.backends``
     entry-point group.
 
@@ -153,9 +183,10 @@ _DIHEDRAL = (
 def probe_orientation(run, *, expected: str, backend: str, n: int = 64):
     """Find how a third-party engine's images map onto spotkit's pixel grid.
 
-    Reconstructs (with ``run(sinogram, theta, center) -> (n, n) image``) the analytic
-    sinogram of one off-centre Gaussian blob on an off-centre axis, and picks which of the
-    8 flips/transposes puts the blob where spotkit's geometry says it is. A result
+    Reconstructs (with ``run(sinogram, theta, center) -> (n, n) image``, ``center`` in
+    tomopy's convention) the analytic sinogram of one off-centre Gaussian blob on an
+    off-centre axis, and picks which of the 8 flips/transposes puts the blob where
+    :data:`CONVENTION` says it is. A result
     different from ``expected`` (what the engine's documentation or source implies) is
     logged as a warning, since it means the engine changed its convention.
 
@@ -166,9 +197,9 @@ def probe_orientation(run, *, expected: str, backend: str, n: int = 64):
     """
     import logging
 
-    sigma, x0, y0, center = 2.0, n / 5.0, -n / 8.0, (n - 1) / 2.0 + 1.5
+    sigma, x0, y0, center = 2.0, n / 5.0, -n / 8.0, n / 2.0 + 1.5
     theta = np.linspace(0, np.pi, 4 * n, endpoint=False)
-    s0 = center + x0 * np.cos(theta) + y0 * np.sin(theta)
+    s0 = axis_column(center) + x0 * np.cos(theta) - y0 * np.sin(theta)
     cols = np.arange(n, dtype=np.float64)
     sino = np.sqrt(2 * np.pi) * sigma * np.exp(-((cols[None, :] - s0[:, None]) ** 2)
                                                / (2 * sigma**2))
@@ -180,7 +211,7 @@ def probe_orientation(run, *, expected: str, backend: str, n: int = 64):
     name, fn = _DIHEDRAL[best]
     log = logging.getLogger(__name__)
     if name != expected:
-        log.warning("%s images needed %r (expected %r) to match spotkit's geometry; using %r",
+        log.warning("%s images needed %r (expected %r) to match tomopy's geometry; using %r",
                     backend, name, expected, name)
     fixed = fn(image)
     w = np.clip(fixed, 0, None) * (truth > 0.05)
@@ -189,5 +220,5 @@ def probe_orientation(run, *, expected: str, backend: str, n: int = 64):
         dx = float((w * c[None, :]).sum() / w.sum() - x0)
         if max(abs(dx), abs(dy)) > 0.25:
             log.warning("%s images are offset by (%.2f, %.2f) pixels (rows, columns) from "
-                        "spotkit's grid", backend, dy, dx)
+                        "tomopy's grid", backend, dy, dx)
     return fn

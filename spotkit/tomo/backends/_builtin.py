@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from spotkit.tomo.backends._base import ReconBackend, ReconRequest
+from spotkit.tomo.backends._base import ReconBackend, ReconRequest, axis_column
 
 logger = logging.getLogger(__name__)
 
@@ -154,17 +154,24 @@ def _circle(n: int) -> np.ndarray:
 # projectors: numba when available, numpy otherwise
 
 
+def _directions(theta, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Detector steps per image column and per image row: ``(cos θ, -sin θ)`` (tomopy's
+    orientation: pixel ``(x, y)`` lands on ``axis + x cos θ - y sin θ``), times ``scale``."""
+    return (scale * np.cos(theta).astype(np.float64),
+            -scale * np.sin(theta).astype(np.float64))
+
+
 def _back_project(q, theta, center, n, threads) -> np.ndarray:
     """Sum over angles of ``q`` sampled at each pixel's detector coordinate (no scaling)."""
     return _back_project_scaled(q, theta, center, n, threads, 1)
 
 
 def _back_project_scaled(q, theta, center, n, threads, over) -> np.ndarray:
-    """:func:`_back_project` for rows sampled every ``1 / over`` column."""
+    """:func:`_back_project` for rows sampled every ``1 / over`` column (``center`` in
+    tomopy's convention)."""
     out = np.zeros((q.shape[0], n, n), dtype=np.float32)
-    cos_t = over * np.cos(theta).astype(np.float64)
-    sin_t = over * np.sin(theta).astype(np.float64)
-    center = over * center
+    cos_t, sin_t = _directions(theta, over)
+    center = over * axis_column(center)
     loaded = _load_numba()
     if loaded is not None:
         numba, kernels = loaded
@@ -190,8 +197,8 @@ def _forward_project(img, theta, center, n_cols, threads) -> np.ndarray:
     """Transpose of :func:`_back_project`: ``(s, a, n_cols + 1)`` float32."""
     n_slices, n, _ = img.shape
     out = np.zeros((n_slices, len(theta), n_cols + 1), dtype=np.float32)
-    cos_t = np.cos(theta).astype(np.float64)
-    sin_t = np.sin(theta).astype(np.float64)
+    cos_t, sin_t = _directions(theta)
+    center = axis_column(center)
     loaded = _load_numba()
     if loaded is not None:
         numba, kernels = loaded
@@ -263,11 +270,12 @@ def _fbp_interpolation_response(pad: int) -> np.ndarray:
     return np.sinc(np.fft.rfftfreq(pad) / _FBP_OVERSAMPLE) ** 2
 
 
-def _gridrec_window(n_cols: int, n: int, center: float, pad: int) -> tuple[int, int, int]:
+def _gridrec_window(n_cols: int, n: int, axis: float, pad: int) -> tuple[int, int, int]:
     """Detector window ``[lo, lo + length)`` the Fourier gridding interpolates in.
 
     Every pixel of the reconstruction circle samples the filtered projections at
-    ``u = center + x cos θ + y sin θ`` with ``|u - center| <= n / 2``: the window covers
+    ``u = axis + x cos θ - y sin θ`` with ``|u - axis| <= n / 2`` (``axis`` the
+    column-centre coordinate of the rotation axis): the window covers
     that and the detector, plus ``taper`` columns at each end where the filtered tails are
     rolled off to zero so the window's periodic extension is smooth. Its length is an
     FFT-friendly size near ``1.1 n_cols`` instead of the ``2 n_cols`` zero-padded length the
@@ -279,8 +287,8 @@ def _gridrec_window(n_cols: int, n: int, center: float, pad: int) -> tuple[int, 
     import scipy.fft
 
     taper = max(16, n_cols // 32)
-    first = min(0, int(np.floor(center - n / 2.0)) - 1)
-    last = max(n_cols, int(np.ceil(center + n / 2.0)) + 2)
+    first = min(0, int(np.floor(axis - n / 2.0)) - 1)
+    last = max(n_cols, int(np.ceil(axis + n / 2.0)) + 2)
     length = scipy.fft.next_fast_len(last - first + 2 * taper, real=True)
     if length % 2:
         length = scipy.fft.next_fast_len(length + 1, real=True)
@@ -325,8 +333,9 @@ def _gridrec_plan(finufft, geometry, theta, length, n, count, threads, *, packed
     key = (packed, count)
     if key not in _CACHE.plans:
         omega = np.arange(length // 2 + 1) / length
-        px = (2 * np.pi * omega[None, :] * np.cos(theta)[:, None]).ravel().astype(np.float32)
-        py = (2 * np.pi * omega[None, :] * np.sin(theta)[:, None]).ravel().astype(np.float32)
+        step_x, step_y = _directions(theta, 2 * np.pi)
+        px = (omega[None, :] * step_x[:, None]).ravel().astype(np.float32)
+        py = (omega[None, :] * step_y[:, None]).ravel().astype(np.float32)
         if packed:
             px, py = np.concatenate([px, -px]), np.concatenate([py, -py])
         plan = finufft.Plan(1, (n, n), n_trans=count, eps=_NUFFT_EPS, isign=1,
@@ -373,16 +382,18 @@ def _windowed_spectrum(sino, response, pad, lo, length, taper, workers) -> np.nd
 def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
     """Adjoint-NUFFT gridding of the filtered polar spectrum (Fourier slice theorem).
 
-    ``f(x, y) = (π / A) (1 / L) Re Σ_θ Σ_k w_k Q_k(θ) e^{2πi k (c - lo + x cosθ + y sinθ) / L}``
+    ``f(x, y) = (π / A) (1 / L) Re Σ_θ Σ_k w_k Q_k(θ) e^{2πi k (c - lo + x cosθ - y sinθ) / L}``
     with ``Q_k`` the DFT of the ramp-filtered projection (filtered with zero padding to
     ``>= 2 n_cols``, so no wrap-around) taken on the detector window ``[lo, lo + L)`` of
     :func:`_gridrec_window`, ``w_k`` = 1 at DC and Nyquist, 2 between (one-sided sum of a
-    Hermitian spectrum), ``c`` the centre. The sum over ``k`` is the band-limited
+    Hermitian spectrum), ``c`` the axis in column-centre coordinates (tomopy's centre
+    minus 1/2, :func:`~spotkit.tomo.backends._base.axis_column`). The sum over ``k`` is the
+    band-limited
     (trigonometric) interpolation of the filtered projection at the pixel's detector
     coordinate, exact at the columns: this is filtered back-projection without
     interpolation blur, evaluated by one type-1 NUFFT per slice. The image grid is
     ``x = m + δ`` (``m`` the NUFFT mode index, ``δ = 1/2`` for even ``n``), which adds the
-    phase ``e^{2πi k δ (cosθ + sinθ) / L}``.
+    phase ``e^{2πi k δ (cosθ - sinθ) / L}``.
 
     Precision: single precision with ``upsampfac=1.25`` (relative error ~1e-4 of the image,
     far below the discretisation error of ~1e-2; 3-4x faster than double precision at
@@ -394,13 +405,14 @@ def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
     n_slices, n_angles, n_cols = sino.shape
     response, pad = filter_response(n_cols, req.filter)
     response = response * _fbp_interpolation_response(pad)
-    lo, length, taper = _gridrec_window(n_cols, n, req.center, pad)
+    axis = axis_column(req.center)
+    lo, length, taper = _gridrec_window(n_cols, n, axis, pad)
     if length == 0:
         lo, length = 0, pad
     n_freq = length // 2 + 1
-    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    step_x, step_y = _directions(theta)
     delta = 0.5 if n % 2 == 0 else 0.0
-    shift = req.center - lo + delta * (cos_t + sin_t)  # per angle, in window samples
+    shift = axis - lo + delta * (step_x + step_y)  # per angle, in window samples
     weight = np.full(n_freq, 2.0)
     weight[0] = weight[-1] = 1.0
     amp = weight * np.pi / (n_angles * length)
