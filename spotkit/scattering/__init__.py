@@ -3,10 +3,15 @@
 pyFAI is the field's standard for azimuthal integration; spotkit wraps it, it does not
 rewrite it. Install it with ``pip install "spotkit[scattering]"``.
 
-* Geometry: :func:`load_geometry` (PONI file), :func:`make_geometry`,
-  :func:`geometry_from_metadata` (the NeXus metadata of a series), :func:`save_geometry`,
-  :func:`check_geometry`, :func:`geometry_summary`; :func:`calibrate` refines distance and
-  beam centre on an image of a standard (AgBh, LaB6).
+* Geometry: :func:`load_geometry` (PONI file, with the image orientation it was made for:
+  ``orientation="dioptas"``), :func:`make_geometry`, :func:`geometry_from_metadata` (the
+  NeXus metadata of a series), :func:`save_geometry`, :func:`check_geometry`,
+  :func:`geometry_summary`, :func:`flip_geometry`; :func:`check_orientation` warns
+  (:class:`GeometryWarning`) when an image's rings or a mask's beamstop say the geometry
+  is for a flipped image. :func:`calibrate` refines distance and beam centre on an image of
+  a standard (AgBh, LaB6) from a coarse search over beam centre and ring assignment,
+  reports residuals per ring (:class:`RingResidual`) and refuses an inconsistent fit
+  (:class:`CalibrationError`) or warns (:class:`CalibrationWarning`).
 * Masks (True = invalid): :func:`gap_mask`, :func:`beamstop_mask`, :func:`hot_pixel_mask`,
   :func:`threshold_mask`, :func:`shadow_mask`, :func:`combine_masks`, saved and loaded as
   EDF/TIFF images (pyFAI-calib2's format) by :func:`save_mask` and :func:`load_mask`.
@@ -16,10 +21,22 @@ rewrite it. Install it with ``pip install "spotkit[scattering]"``.
   lazily with dask, to an xarray Dataset with provenance).
 """
 
-from spotkit.scattering._calibrate import CalibrationResult, calibrate
+from spotkit.scattering._calibrate import (
+    CalibrationError,
+    CalibrationResult,
+    CalibrationWarning,
+    RingResidual,
+    calibrate,
+)
 from spotkit.scattering._geometry import (
+    FLIPS,
+    ORIENTATIONS,
     GeometryError,
+    GeometryWarning,
+    OrientationCheck,
     check_geometry,
+    check_orientation,
+    flip_geometry,
     geometry_from_metadata,
     geometry_summary,
     load_geometry,
@@ -47,14 +64,23 @@ from spotkit.scattering._mask import (
 )
 
 __all__ = [
+    "FLIPS",
     "METHODS",
+    "ORIENTATIONS",
     "UNITS",
+    "CalibrationError",
     "CalibrationResult",
+    "CalibrationWarning",
     "GeometryError",
+    "GeometryWarning",
+    "OrientationCheck",
+    "RingResidual",
     "beamstop_mask",
     "calibrate",
     "check_geometry",
+    "check_orientation",
     "combine_masks",
+    "flip_geometry",
     "gap_mask",
     "geometry_from_metadata",
     "geometry_summary",

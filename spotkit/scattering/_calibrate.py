@@ -1,24 +1,66 @@
 """Calibrate distance and beam centre on an image of a standard (AgBh, LaB6...) with pyFAI.
 
-pyFAI does the work: its ring extraction (``SingleGeometry.extract_cp``, peak picking with
-the massif algorithm near the rings predicted by the current geometry) and its least-squares
-refinement (``GeometryRefinement.refine3``). spotkit iterates the two from a guess, keeps
-the wavelength (known from the monochromator) and, by default, the tilts fixed.
+Three stages, each checked:
+
+1. **Coarse search** (spotkit, no calibrant needed for the first part). The beam centre is
+   searched on a grid around the guess (``search_center_px``, coarse to fine) for the
+   position around which the image's sharp features are most ring-like (the fraction of
+   the high-passed log-intensity's variance that one-pixel radial bins explain, as in
+   :func:`~spotkit.scattering.check_orientation`). Around it the radial profile's peaks are
+   matched to the calibrant's lines: every (peak, line) pair proposes a distance within
+   ``search_distance`` of the guess, and the distance whose predicted rings best match the
+   observed ones (F1 score: the share of observed peak strength a ring explains, and the
+   share of rings predicted on the detector, inside the outermost peak, that a peak
+   confirms) wins. Its runner-up with another ring assignment measures the ambiguity.
+   This assumes a detector tilted by a few degrees at most (rings close to circles).
+2. **Refinement** (pyFAI): its ring extraction (``SingleGeometry.extract_cp``, massif peak
+   picking near the rings predicted by the current geometry, which needs them within a
+   quarter of their spacing: the coarse search provides that) and its least-squares
+   refinement (``GeometryRefinement.refine3``), repeated ``n_iter`` times; the wavelength
+   (known from the monochromator) and, by default, the tilts stay fixed.
+3. **Checks**: residuals per ring (degrees 2-theta and pixels), the rms over all points,
+   rings the geometry predicts between matched ones that the image does not show (a ring
+   assignment off by a factor, as AgBh's harmonic lines allow), the result inside the
+   searched window. A fit that fails them raises :class:`CalibrationError`; a fit that
+   passes them but rests on weak evidence (one ring, an ambiguous assignment, strong peaks
+   no line explains) warns with :class:`CalibrationWarning`, and lists why in
+   ``result.warnings``.
+
+pyFAI's ``refine3`` returns the *mean* squared 2-theta residual; spotkit (before this
+change) divided it by the number of points once more, which understated the rms by the
+square root of the number of points and let wrong fits pass.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from spotkit.scattering._geometry import GeometryError, check_geometry, geometry_summary, pyfai
+from spotkit.errors import SpotkitError
+from spotkit.scattering._geometry import (
+    GeometryError,
+    _beam_pixel,
+    _eta2,
+    _local_contrast,
+    check_geometry,
+    geometry_summary,
+    pyfai,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REFINABLE", "CalibrationResult", "calibrate"]
+__all__ = [
+    "REFINABLE",
+    "CalibrationError",
+    "CalibrationResult",
+    "CalibrationWarning",
+    "RingResidual",
+    "calibrate",
+]
 
 #: What :func:`calibrate` can refine, and the pyFAI parameters of each.
 REFINABLE = {
@@ -28,6 +70,76 @@ REFINABLE = {
     "wavelength": ("wavelength",),
 }
 _PYFAI_PARAMS = ("dist", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength")
+#: Pixels sampled by the beam-centre search.
+_SEARCH_PIXELS = 120_000
+#: An alternative ring assignment whose F1 score is within this of the best is ambiguous.
+_AMBIGUOUS_MARGIN = 0.2
+
+
+class CalibrationError(SpotkitError, ValueError):
+    """:func:`calibrate` refused its result: the rings do not fit, or not consistently.
+
+    Attributes
+    ----------
+    calibrant : str
+        The standard.
+    reason : str
+        ``"no-points"`` (no rings found near the geometry), ``"rms"`` (the points do not
+        fit), ``"ring"`` (one ring's points are off while others fit), ``"missing-rings"``
+        (rings the fit predicts between matched ones are absent: a wrong ring assignment),
+        ``"no-rings"`` (the image shows no ring where the fit puts them),
+        ``"unexplained-rings"`` (strong rings of the image match no line) or
+        ``"capture-range"`` (the fit left the searched window).
+    rings : tuple of RingResidual
+        Residuals per ring of the refused fit (empty before any fit).
+    result : CalibrationResult or None
+        The refused fit itself, to inspect; never use it for data.
+    """
+
+    def __init__(self, message: str, *, calibrant: str, reason: str, rings=(),
+                 result=None):
+        self.calibrant = calibrant
+        self.reason = reason
+        self.rings = tuple(rings)
+        self.result = result
+        super().__init__(message)
+
+
+class CalibrationWarning(UserWarning):
+    """:func:`calibrate` returned a fit that rests on weak evidence (see its warnings)."""
+
+
+@dataclass(frozen=True)
+class RingResidual:
+    """How well the control points of one calibrant ring fit the refined geometry.
+
+    Attributes
+    ----------
+    ring : int
+        Index of the calibrant line (0: the largest d-spacing).
+    d_spacing_nm, two_theta_deg : float
+        The line's d-spacing and its 2-theta at the calibration wavelength.
+    n_points : int
+        Control points on this ring.
+    mean_deg, rms_deg : float
+        Mean (signed: observed minus calibrant) and rms 2-theta residual, degrees.
+    mean_px, rms_px, max_px : float
+        The same radially on the detector, in pixels (``max_px``: the largest absolute).
+    azimuth_deg : float
+        Azimuthal extent of the points, degrees: 360 less the widest gap between them
+        (about 360 for a full ring; a short arc fixes the beam centre poorly).
+    """
+
+    ring: int
+    d_spacing_nm: float
+    two_theta_deg: float
+    n_points: int
+    mean_deg: float
+    rms_deg: float
+    mean_px: float
+    rms_px: float
+    max_px: float
+    azimuth_deg: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,11 +157,26 @@ class CalibrationResult:
     beam_center : (float, float)
         Refined point of normal incidence ``(row, col)`` in pixel-index coordinates.
     rms_error_deg : float
-        Root-mean-square 2-theta residual of the control points, degrees.
+        Root-mean-square 2-theta residual of all control points, degrees.
     n_points, n_rings : int
         Control points and rings used in the last refinement.
+    n_outliers : int
+        Control points of the last round dropped as strays (farther than 4 robust
+        deviations, and 0.5 pixel, from their ring's median residual).
     initial : dict
         The guessed geometry (:func:`geometry_summary` without the PONI text).
+    rms_error_px : float
+        Root-mean-square radial residual of all control points, pixels.
+    rings : tuple of RingResidual
+        Residuals per ring.
+    warnings : tuple of str
+        Why the fit rests on weak evidence (also issued as :class:`CalibrationWarning`);
+        empty for a clean fit.
+    search : dict
+        The coarse search: ``beam_center`` and ``distance_m`` it found, ``score`` (F1 of
+        the ring match, 0..1), ``runner_up`` (distance and score of the best other ring
+        assignment, or None), ``n_peaks`` (radial profile peaks), ``distance_window_m``
+        and ``center_window_px`` (what was searched); empty with ``search=False``.
     """
 
     integrator: object
@@ -60,6 +187,11 @@ class CalibrationResult:
     n_points: int
     n_rings: int
     initial: dict = field(default_factory=dict)
+    rms_error_px: float = math.nan
+    rings: tuple = ()
+    warnings: tuple = ()
+    search: dict = field(default_factory=dict)
+    n_outliers: int = 0
 
 
 def _calibrant(calibrant, wavelength_m):
@@ -79,30 +211,271 @@ def _calibrant(calibrant, wavelength_m):
     return cal, name
 
 
-def _rings_seen(image, bad, ai, cal, *, n_sigma: float = 5.0) -> int:
-    """Rings whose pixels are significantly brighter than the pixels just beside them."""
-    tth = ai.twoThetaArray(image.shape)
-    pix = max(ai.detector.pixel1, ai.detector.pixel2) / ai.dist  # one pixel, radians
-    good = ~bad
-    seen = 0
-    for t in cal.get_2th():
-        if t is None or not tth.min() < t < tth.max():
-            continue
-        d = np.abs(tth - t)
-        on = image[(d < 0.7 * pix) & good]
-        off = image[(d > 3 * pix) & (d < 6 * pix) & good]
-        if on.size < 10 or off.size < 10:
-            continue
-        noise = off.std() / math.sqrt(on.size) + 1e-12
-        if on.mean() - off.mean() > n_sigma * noise:
-            seen += 1
-    return seen
+def _lines(cal) -> np.ndarray:
+    """The calibrant's distinct 2-theta values (radians), as pyFAI's ring indices count them."""
+    return np.unique(np.array([t for t in cal.get_2th() if t is not None], dtype=np.float64))
+
+
+def _ring_visible(image, good, tth, t, pixel_rad, n_sigma: float = 5.0) -> bool | None:
+    """Is a ring at 2-theta ``t`` brighter than the pixels just beside it? None: not on the
+    detector (too few valid pixels on it or beside it)."""
+    d = np.abs(tth - t)
+    on = image[(d < 0.7 * pixel_rad) & good]
+    off = image[(d > 3 * pixel_rad) & (d < 6 * pixel_rad) & good]
+    if on.size < 10 or off.size < 10:
+        return None
+    noise = off.std() / math.sqrt(on.size) + 1e-12
+    return bool(on.mean() - off.mean() > n_sigma * noise)
+
+
+# -- stage 1: coarse search ----------------------------------------------------------------
+
+
+def _centre_search(local, good, start, pix, half_px, min_spacing_px):
+    """Beam centre (row, col) around which the image's rings are sharpest.
+
+    Coarse to fine: on each level a grid of centres (step ``g``) is scored by the fraction
+    of the variance of the ring energy (the positive part of the high-passed image, blurred
+    by ``g / 2`` so that a centre ``g`` off still sees its rings) that radial bins ``g``
+    wide explain; the next level halves ``g`` around the best centre.
+    """
+    from scipy import ndimage
+
+    step = max(1, math.ceil(math.sqrt(local.size / _SEARCH_PIXELS)))
+    sub = (slice(None, None, step), slice(None, None, step))
+    keep = good[sub]
+    yy, xx = np.nonzero(keep)
+    yy = (yy * step).astype(np.float64) * pix[0]
+    xx = (xx * step).astype(np.float64) * pix[1]
+    scale = min(pix)
+    energy = np.where(good, np.maximum(local, 0), 0).astype(np.float32)
+    weight = good.astype(np.float32)
+    best = (float(start[0]), float(start[1]))
+    grid = max(0.5, min(half_px / 4.0, max(min_spacing_px, 3.0) / 3.0))
+    n = max(2, math.ceil(half_px / grid))
+    best_score = math.nan
+    while True:
+        sigma = grid / 2.0 if grid > 1 else 0.0
+        if sigma:
+            blurred = ndimage.gaussian_filter(energy, sigma) / np.maximum(
+                ndimage.gaussian_filter(weight, sigma), 1e-6)
+        else:
+            blurred = energy
+        values = blurred[sub][keep].astype(np.float64)
+        width = max(1.0, grid)
+        cands = []
+        for i in range(-n, n + 1):
+            for j in range(-n, n + 1):
+                cy, cx = best[0] + i * grid, best[1] + j * grid
+                r = np.hypot(yy - cy * pix[0], xx - cx * pix[1]) / scale
+                score = _eta2(values, (r / width).astype(np.int64))
+                cands.append((-1.0 if math.isnan(score) else score, cy, cx))
+        best_score, cy, cx = max(cands)
+        best = (cy, cx)
+        if grid <= 0.5:
+            break
+        grid, n = grid / 2.0, 2
+    return best, best_score
+
+
+def _profile_peaks(image, good, centre, pix, bin_px=0.5):
+    """Radial profile around ``centre`` and its significant peaks (radius px, strength)."""
+    from scipy import ndimage, signal
+
+    _rows, _cols = image.shape
+    yy, xx = np.nonzero(good)
+    scale = min(pix)
+    r = np.hypot((yy - centre[0]) * pix[0], (xx - centre[1]) * pix[1]) / scale
+    b = (r / bin_px).astype(np.int64)
+    v = image[yy, xx].astype(np.float64)
+    n = np.bincount(b)
+    s = np.bincount(b, v)
+    s2 = np.bincount(b, v * v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s / n
+        err = np.sqrt(np.maximum(s2 / n - mean**2, 0) / n)
+    ok = n >= 5
+    radius = (np.arange(n.size) + 0.5) * bin_px
+    if ok.sum() < 20:
+        return radius, ok, np.empty(0), np.empty(0)
+    prof = np.where(ok, mean, np.nan)
+    filled = np.interp(radius, radius[ok], prof[ok])
+    base = ndimage.median_filter(filled, size=round(15 / bin_px) | 1, mode="nearest")
+    noise = np.where(ok, err, np.inf)
+    noise = np.maximum(noise, np.nanmedian(err[ok]) * 0.2 + 1e-12)
+    z = (filled - base) / noise
+    z[~ok] = 0
+    peaks, props = signal.find_peaks(z, height=5.0, distance=max(1, round(2 / bin_px)))
+    return radius, ok, radius[peaks], props["peak_heights"]
+
+
+def _match_score(D, tan_lines, obs_r, obs_w, observable, r_last, pix_m):
+    """F1 of the rings predicted at distance D against the observed peaks (radii px)."""
+    pred = D * tan_lines / pix_m
+    tol = 1.5 + 0.01 * pred
+    # observed peaks explained by any line
+    idx = np.clip(np.searchsorted(pred, obs_r), 1, pred.size - 1) if pred.size > 1 else None
+    if idx is None:
+        near = np.abs(obs_r - pred[0])
+        tol_obs = 1.5 + 0.01 * obs_r
+        explained = near <= tol_obs
+    else:
+        near = np.minimum(np.abs(obs_r - pred[idx - 1]), np.abs(obs_r - pred[idx]))
+        explained = near <= 1.5 + 0.01 * obs_r
+    precision = float(obs_w[explained].sum() / obs_w.sum())
+    # predicted rings on the detector (inside the outermost peak) confirmed by a peak
+    inside = (pred <= r_last + tol) & observable(pred)
+    if not inside.any():
+        return 0.0, explained
+    j = np.clip(np.searchsorted(obs_r, pred[inside]), 1, max(obs_r.size - 1, 1))
+    if obs_r.size > 1:
+        gap = np.minimum(np.abs(pred[inside] - obs_r[j - 1]), np.abs(pred[inside] - obs_r[j]))
+    else:
+        gap = np.abs(pred[inside] - obs_r[0])
+    recall = float(np.mean(gap <= tol[inside]))
+    if precision + recall == 0:
+        return 0.0, explained
+    return 2 * precision * recall / (precision + recall), explained
+
+
+def _distance_search(radius, ok, obs_r, obs_w, lines, D0, window, pix_m):
+    """Best distance (and runner-up with another ring assignment) matching the peaks."""
+    tan_lines = np.tan(lines)
+    order = np.argsort(obs_r)
+    obs_r, obs_w = obs_r[order], obs_w[order]
+    r_last = obs_r[-1]
+    bin_px = radius[1] - radius[0]
+
+    def observable(r):
+        k = (r / bin_px).astype(np.int64)
+        inside = (k >= 0) & (k < ok.size)
+        out = np.zeros(r.shape, bool)
+        out[inside] = ok[k[inside]]
+        return out
+
+    lo, hi = D0 * (1 - window), D0 * (1 + window)
+    cands = (obs_r[:, None] * pix_m / tan_lines[None, :]).ravel()
+    cands = np.unique(cands[(cands >= lo) & (cands <= hi)])
+    if cands.size == 0:
+        return None
+    scored = []
+    for D in cands:
+        score, explained = _match_score(D, tan_lines, obs_r, obs_w, observable, r_last, pix_m)
+        scored.append((score, D, explained))
+    top = max(s for s, _, _ in scored)
+    # among the best, the one nearest the guess; refine it on its matched pairs
+    score, D, explained = min((c for c in scored if c[0] >= top - 1e-9),
+                              key=lambda c: abs(c[1] - D0))
+    pred = D * tan_lines / pix_m
+    k = np.abs(obs_r[explained, None] - pred[None, :]).argmin(axis=1)
+    t = tan_lines[k]
+    if t.size:
+        D = float(np.sum(obs_r[explained] * pix_m * t) / np.sum(t * t))
+    # runner-up: another assignment moves the outermost matched peak by more than 2 tol
+    r_ref = obs_r[explained].max() if explained.any() else r_last
+    tol = 1.5 + 0.01 * r_ref
+    others = [(s, d) for s, d, _ in scored if abs(d - D) / D * r_ref > 2 * tol]
+    runner = max(others) if others else None
+    return {"distance_m": D, "score": float(score),
+            "runner_up": None if runner is None else {"distance_m": float(runner[1]),
+                                                      "score": float(runner[0])},
+            "n_peaks": int(obs_r.size), "distance_window_m": (float(lo), float(hi))}
+
+
+def _coarse_search(image, good, geometry, lines, *, window, half_px):
+    det = geometry.detector
+    pix = (det.pixel1, det.pixel2)
+    pix_m = min(pix)
+    fit2d = geometry.getFit2D()
+    D0 = fit2d["directDist"] * 1e-3
+    start = _beam_pixel(geometry)
+    local = _local_contrast(image, good)
+    on = lines[(lines > 0) & (lines < math.pi / 2)]
+    radii = D0 * np.tan(on) / pix_m
+    spacing = float(np.min(np.diff(radii))) if radii.size > 1 else 20.0
+    centre, ring_score = _centre_search(local, good, start, pix, half_px, spacing)
+    radius, ok, obs_r, obs_w = _profile_peaks(image, good, centre, pix)
+    found = {"beam_center": (float(centre[0]), float(centre[1])), "distance_m": D0,
+             "center_score": float(ring_score), "score": math.nan, "runner_up": None,
+             "n_peaks": int(obs_r.size), "distance_window_m": (D0 * (1 - window),
+                                                               D0 * (1 + window)),
+             "center_window_px": float(half_px)}
+    if obs_r.size:
+        dist = _distance_search(radius, ok, obs_r, obs_w, on, D0, window, pix_m)
+        if dist is not None:
+            found.update(dist)
+    return found
+
+
+def _apply_search(guess, geometry, found):
+    """The pyFAI starting geometry moved to the coarse search's beam centre and distance."""
+    start = _beam_pixel(geometry)
+    det = geometry.detector
+    D0 = geometry.getFit2D()["directDist"] * 1e-3
+    out = dict(guess)
+    out["dist"] = guess["dist"] * found["distance_m"] / D0
+    out["poni1"] = guess["poni1"] + (found["beam_center"][0] - start[0]) * det.pixel1
+    out["poni2"] = guess["poni2"] + (found["beam_center"][1] - start[1]) * det.pixel2
+    return out
+
+
+# -- stage 3: residuals and checks -----------------------------------------------------------
+
+
+def _ring_residuals(refinement, lines, d_spacings):
+    """Per-point residuals (rad, px) and per-ring summaries of the refined geometry."""
+    data = np.asarray(refinement.data, dtype=np.float64)
+    d1, d2, ring = data[:, 0], data[:, 1], data[:, 2].astype(np.int64)
+    res = np.asarray(refinement.tth(d1, d2)) - lines[ring]
+    grad = np.hypot(np.asarray(refinement.tth(d1 + 0.5, d2)) - np.asarray(
+        refinement.tth(d1 - 0.5, d2)), np.asarray(refinement.tth(d1, d2 + 0.5)) - np.asarray(
+        refinement.tth(d1, d2 - 0.5)))
+    res_px = res / np.maximum(grad, 1e-15)
+    chi = np.degrees(np.asarray(refinement.chi(d1, d2)))
+    rings = []
+    for k in np.unique(ring):
+        sel = ring == k
+        rings.append(RingResidual(
+            ring=int(k), d_spacing_nm=float(d_spacings[k]) / 10.0,
+            two_theta_deg=float(np.degrees(lines[k])), n_points=int(sel.sum()),
+            mean_deg=float(np.degrees(res[sel].mean())),
+            rms_deg=float(np.degrees(np.sqrt(np.mean(res[sel] ** 2)))),
+            mean_px=float(res_px[sel].mean()), rms_px=float(np.sqrt(np.mean(res_px[sel] ** 2))),
+            max_px=float(np.abs(res_px[sel]).max()),
+            azimuth_deg=_coverage(chi[sel])))
+    return res, res_px, tuple(rings)
+
+
+def _coverage(chi_deg) -> float:
+    """Azimuthal extent of points (degrees): 360 less the widest gap between them."""
+    a = np.sort(np.mod(chi_deg, 360.0))
+    if a.size < 2:
+        return 0.0
+    gaps = np.diff(np.concatenate([a, a[:1] + 360.0]))
+    return float(360.0 - gaps.max())
+
+
+def _inliers(res_px, ring, floor_px: float = 0.5, n_mad: float = 4.0) -> np.ndarray:
+    """Points within ``n_mad`` robust deviations (at least ``floor_px``) of their ring's median."""
+    keep = np.ones(res_px.size, bool)
+    for k in np.unique(ring):
+        sel = ring == k
+        centre = np.median(res_px[sel])
+        spread = 1.4826 * np.median(np.abs(res_px[sel] - centre))
+        keep[sel] = np.abs(res_px[sel] - centre) <= max(n_mad * spread, floor_px)
+    return keep
 
 
 def calibrate(image, calibrant, *, geometry, refine=("distance", "beam_center"), mask=None,
               max_rings: int | None = None, n_iter: int = 3,
-              points_per_degree: float = 1.0, max_error_px: float = 1.0) -> CalibrationResult:
+              points_per_degree: float = 1.0, max_error_px: float = 1.0,
+              search: bool = True, search_distance: float = 0.3,
+              search_center_px: float = 20.0) -> CalibrationResult:
     """Refine distance and beam centre on an image of a calibration standard.
+
+    A coarse search (beam centre, then distance and ring assignment) brings the guess close
+    enough for pyFAI's ring extraction and least-squares refinement; the result is checked
+    ring by ring and refused when inconsistent (see the module's documentation).
 
     Parameters
     ----------
@@ -114,7 +487,8 @@ def calibrate(image, calibrant, *, geometry, refine=("distance", "beam_center"),
     geometry : AzimuthalIntegrator
         The starting guess, with the right wavelength and pixel size (e.g.
         :func:`make_geometry` with the nominal distance and the beam centre read off the
-        image). Rings must be predicted within about a quarter of their spacing.
+        image). With ``search=True`` the direct beam may be ``search_center_px`` pixels and
+        the distance ``search_distance`` (relative) off; tilts must be small (a few degrees).
     refine : sequence of {"distance", "beam_center", "tilt", "wavelength"}
         What to refine; everything else stays as in ``geometry``.
     mask : array_like of bool, optional
@@ -126,27 +500,47 @@ def calibrate(image, calibrant, *, geometry, refine=("distance", "beam_center"),
     points_per_degree : float
         Control points per degree of azimuth on each ring.
     max_error_px : float
-        Largest acceptable rms distance of the control points from the fitted rings, in
-        pixels; a worse fit raises instead of returning a wrong geometry.
+        Largest acceptable rms radial distance of the control points from their rings, in
+        pixels, over all points (each ring may reach twice this, and its mean offset this).
+    search : bool
+        Run the coarse search first (False: pyFAI's refinement from the guess as given,
+        which needs the rings predicted within about a quarter of their spacing).
+    search_distance : float
+        Half-width of the distance window searched, relative to the guess (0.3: +-30 %).
+    search_center_px : float
+        Half-width of the beam-centre window searched, pixels along each detector axis. A
+        fit whose direct beam ends more than 5 pixels beyond it, or whose distance ends
+        outside the distance window, is refused (``reason="capture-range"``).
 
     Returns
     -------
     CalibrationResult
+        With residuals per ring (:class:`RingResidual`) and the coarse search's findings.
 
     Raises
     ------
+    CalibrationError
+        The fit is refused: no rings near the geometry, points that do not fit (overall or
+        on one ring), rings predicted between matched ones but absent (wrong ring
+        assignment), or a fit outside the searched window. A :class:`ValueError`.
     ValueError
-        Unknown calibrant or refine option, no ring found near the guess, or rings that
-        do not fit (rms error above ``max_error_px``).
+        Unknown calibrant or refine option, bad arguments.
     GeometryError
-        When the guess is for another detector shape.
+        When the guess is for another detector shape or has no wavelength.
+
+    Warns
+    -----
+    CalibrationWarning
+        The fit passed its checks but rests on weak evidence: a single ring, an ambiguous
+        ring assignment (another distance in the window matches the peaks almost as well),
+        or strong peaks that no line of the calibrant explains.
 
     Examples
     --------
     >>> guess = make_geometry(energy_kev=12, distance_m=0.5, beam_center=(120, 130),
     ...                       pixel_size_um=172, shape=(256, 256))  # doctest: +SKIP
     >>> result = calibrate(image, "AgBh", geometry=guess)  # doctest: +SKIP
-    >>> result.distance_m, result.beam_center  # doctest: +SKIP
+    >>> result.distance_m, result.beam_center, result.rings[0].rms_px  # doctest: +SKIP
     """
     pyfai()
     from pyFAI.detectors import detector_factory
@@ -164,58 +558,194 @@ def calibrate(image, calibrant, *, geometry, refine=("distance", "beam_center"),
                             "make_geometry", field="wavelength_nm")
     if n_iter < 1:
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    if not 0 < search_distance < 1:
+        raise ValueError(f"search_distance must be in (0, 1) (relative), got {search_distance}")
+    if not search_center_px >= 0:
+        raise ValueError(f"search_center_px must be >= 0, got {search_center_px}")
     cal, name = _calibrant(calibrant, geometry.wavelength)
+    lines = _lines(cal)
+    d_spacings = geometry.wavelength * 1e10 / (2 * np.sin(lines / 2))  # angstrom
     free = {p for r in refine for p in REFINABLE[r]}
     fix = [p for p in _PYFAI_PARAMS if p not in free]
 
     config = geometry.get_config()
     detector = detector_factory(config["detector"], config.get("detector_config"))
-    bad = image < 0
+    bad = ~np.isfinite(image) | (image < 0)
     if mask is not None:
         mask = np.asarray(mask, bool)
         if mask.shape != image.shape:
             raise ValueError(f"the mask is {mask.shape} but the image is {image.shape}")
         bad = bad | mask
+    clean = np.where(bad, 0.0, image)
     detector.mask = bad.astype(np.int8)
     if detector.shape is None:
         detector.shape = image.shape
     guess = {k: config[k] for k in ("dist", "poni1", "poni2", "rot1", "rot2", "rot3")}
     guess["wavelength"] = geometry.wavelength
-    single = SingleGeometry("spotkit-calibration", image=np.where(bad, 0.0, image),
-                            calibrant=cal, detector=detector, geometry=guess)
     initial = {k: v for k, v in geometry_summary(geometry).items() if k != "poni"}
-    residual = math.nan
-    n_points = n_rings = 0
+    start_centre = _beam_pixel(geometry)
+    D0 = geometry.getFit2D()["directDist"] * 1e-3
+    window = (D0 * (1 - search_distance), D0 * (1 + search_distance))
+    notes = []
+
+    found = {}
+    if search:
+        found = _coarse_search(clean, ~bad, geometry, lines, window=search_distance,
+                               half_px=float(search_center_px))
+        logger.info("calibration search: beam centre %s, distance %.5g m, score %.3g, "
+                    "runner-up %s", found["beam_center"], found["distance_m"],
+                    found["score"], found["runner_up"])
+        if found["n_peaks"] == 0:
+            notes.append("the coarse search found no ring peak in the radial profile around "
+                         "the guessed beam centre; the refinement started from the guess")
+        runner = found["runner_up"]
+        if runner is not None and math.isfinite(found["score"]) and \
+                runner["score"] >= found["score"] - _AMBIGUOUS_MARGIN:
+            notes.append(
+                f"ambiguous ring assignment: a distance of {runner['distance_m'] * 1e3:.2f} mm "
+                f"matches the image's ring peaks almost as well (score {runner['score']:.2f}) "
+                f"as {found['distance_m'] * 1e3:.2f} mm ({found['score']:.2f}); check the "
+                "distance against a measured value or narrow search_distance")
+        guess = _apply_search(guess, geometry, found)
+
+    single = SingleGeometry("spotkit-calibration", image=clean, calibrant=cal,
+                            detector=detector, geometry=guess)
+    n_points = n_rings = n_outliers = 0
     for round_ in range(int(n_iter)):
         points = single.extract_cp(max_rings=max_rings, pts_per_deg=points_per_degree)
         data = np.asarray(points.getList())
         n_points = len(data)
         n_rings = len(np.unique(data[:, 2])) if n_points else 0
         if n_points < 3 * len(free):
-            raise ValueError(
-                f"calibration found {n_points} control point(s) of {name} near the guessed "
-                f"geometry (round {round_ + 1}): the guess is too far off, or the image holds "
-                "no rings of this standard. Improve the distance or beam centre guess, or "
-                "check the calibrant and the energy.")
-        residual = single.geometry_refinement.refine3(fix=fix)
-        logger.info("calibration round %d: %d points on %d rings, residual %.3g",
-                    round_ + 1, n_points, n_rings, residual)
+            raise CalibrationError(
+                f"calibration found {n_points} control point(s) of {name} near the "
+                f"{'searched' if search else 'guessed'} geometry (round {round_ + 1}): the "
+                "guess is too far off, or the image holds no rings of this standard. Improve "
+                "the distance or beam centre guess, or check the calibrant and the energy.",
+                calibrant=name, reason="no-points")
+        refinement = single.geometry_refinement
+        refinement.refine3(fix=fix)
+        # massif picks a few stray points on partial arcs: drop the points far from their
+        # own ring's median residual (a ring's common offset stays, and is checked below)
+        _, res_px, _ = _ring_residuals(refinement, lines, d_spacings)
+        keep = _inliers(res_px, np.asarray(refinement.data)[:, 2])
+        n_outliers = int((~keep).sum())
+        if n_outliers and keep.sum() >= 3 * len(free):
+            refinement.data = np.asarray(refinement.data)[keep]
+            refinement.refine3(fix=fix)
+        n_points = len(refinement.data)
+        n_rings = len(np.unique(np.asarray(refinement.data)[:, 2]))
+        logger.info("calibration round %d: %d points on %d rings (%d outliers dropped)",
+                    round_ + 1, n_points, n_rings, n_outliers)
+
+    refinement = single.geometry_refinement
     ai = single.get_ai()
-    if _rings_seen(image, bad, ai, cal) == 0:
-        raise ValueError(
-            f"the image shows no ring of {name} where the refined geometry puts them: the "
-            "image may hold no rings of this standard (check the calibrant and the energy), "
-            "or the guess was too far off.")
-    rms_deg = math.degrees(math.sqrt(residual / max(n_points, 1)))
-    pixel_deg = math.degrees(max(detector.pixel1, detector.pixel2) / ai.dist)
-    if not rms_deg <= max_error_px * pixel_deg:
-        raise ValueError(
-            f"the rings of {name} do not fit the image: after refinement the control points "
-            f"are {rms_deg / pixel_deg:.2g} pixels (rms) off the rings (at most {max_error_px:g}"
-            " allowed). The image may hold no rings of this standard, or the guess was too "
-            "far off; check the calibrant, the energy and the distance/beam centre guess.")
+    res, res_px, rings = _ring_residuals(refinement, lines, d_spacings)
+    rms_deg = float(np.degrees(np.sqrt(np.mean(res**2))))
+    rms_px = float(np.sqrt(np.mean(res_px**2)))
     geo = geometry_summary(ai)
+    result = CalibrationResult(
+        integrator=ai, calibrant=name, distance_m=geo["distance_m"],
+        beam_center=(geo["beam_center"][0], geo["beam_center"][1]), rms_error_deg=rms_deg,
+        n_points=n_points, n_rings=n_rings, initial=initial, rms_error_px=rms_px,
+        rings=rings, warnings=(), search=found, n_outliers=n_outliers)
+    table = "; ".join(f"ring {r.ring} (d = {r.d_spacing_nm:.4g} nm): {r.n_points} points, "
+                      f"rms {r.rms_px:.2f} px, mean {r.mean_px:+.2f} px" for r in rings)
+
+    def refuse(message, reason):
+        raise CalibrationError(message + f" Residuals per ring: {table}.", calibrant=name,
+                               reason=reason, rings=rings, result=result)
+
+    # -- checks ---------------------------------------------------------------------------
+    if not rms_px <= max_error_px:
+        refuse(f"the rings of {name} do not fit the image: after refinement the control "
+               f"points are {rms_px:.2g} pixels (rms) off their rings (at most "
+               f"{max_error_px:g} allowed). The image may hold no rings of this standard, or "
+               "the guess was too far off; check the calibrant, the energy and the "
+               "distance/beam centre guess.", "rms")
+    worst = max(rings, key=lambda r: max(r.rms_px / 2, abs(r.mean_px)))
+    if worst.rms_px > 2 * max_error_px or abs(worst.mean_px) > max_error_px:
+        refuse(f"the rings of {name} are inconsistent: ring {worst.ring} (d = "
+               f"{worst.d_spacing_nm:.4g} nm) is {worst.mean_px:+.2f} px off on average "
+               f"(rms {worst.rms_px:.2f} px) while the fit as a whole is {rms_px:.2f} px rms: "
+               "its points belong to another ring, or the calibrant or energy is wrong.",
+               "ring")
+    pixel_rad = max(detector.pixel1, detector.pixel2) / ai.dist
+    tth_map = ai.center_array(image.shape, unit="2th_rad", scale=False)
+    used = sorted(r.ring for r in rings)
+    seen = {k: _ring_visible(clean, ~bad, tth_map, lines[k], pixel_rad)
+            for k in range(used[0], used[-1] + 1)}
+    if not any(seen.get(k) for k in used):
+        refuse(f"the image shows no ring of {name} where the refined geometry puts them: "
+               "the image may hold no rings of this standard (check the calibrant and the "
+               "energy), or the guess was too far off.", "no-rings")
+    between = [k for k in range(used[0], used[-1] + 1) if k not in used]
+    missing = [k for k in between if seen.get(k) is False]
+    if missing and len(missing) >= max(len(between) / 2, len(used) / 2):
+        refuse(f"the ring assignment of {name} is inconsistent: the fit puts ring(s) "
+               f"{missing} between the matched rings {used}, and the image shows none of "
+               "them there; the distance is likely off by a factor (harmonic lines such as "
+               "AgBh's allow it). Give a better distance guess.", "missing-rings")
+    elif missing:
+        notes.append(f"ring(s) {missing} of {name}, between the matched rings {used}, are "
+                     "not visible in the image (weak lines, or a wrong ring assignment)")
+    beam = _beam_pixel(ai)
+    moved = max(abs(beam[0] - start_centre[0]), abs(beam[1] - start_centre[1]))
+    direct = ai.getFit2D()["directDist"] * 1e-3
+    if not window[0] <= direct <= window[1] or moved > float(search_center_px) + 5:
+        refuse(f"the fit left its capture range: distance {direct * 1e3:.2f} mm (searched "
+               f"{window[0] * 1e3:.2f}-{window[1] * 1e3:.2f} mm), direct beam moved "
+               f"{moved:.1f} px along a detector axis (searched +-{search_center_px:g} px). "
+               "Give a guess closer to the truth, or widen search_distance / "
+               "search_center_px.", "capture-range")
+    unexplained = _unexplained_peaks(clean, ~bad, tth_map, lines, pixel_rad)
+    strong = [t for t, rel in unexplained if rel >= 0.5]
+    if strong:
+        refuse(f"the refined geometry leaves strong ring(s) of the image at 2-theta {strong} "
+               f"deg unexplained by any line of {name} (at least half as strong as the "
+               "rings it matched): a wrong ring assignment, or a wrong calibrant or energy.",
+               "unexplained-rings")
+    if unexplained:
+        notes.append(f"the image has ring(s) at 2-theta {[t for t, _ in unexplained]} deg "
+                     f"that no line of {name} explains (another phase, e.g. a window, or a "
+                     "wrong calibrant or energy)")
+    if n_rings == 1 and not (search and math.isfinite(found.get("score", math.nan))):
+        notes.append(f"a single ring of {name} was used (ring {used[0]}) and no search "
+                     "compared other ring assignments: the distance rests on the guess "
+                     "being within half a ring spacing")
+    for note in notes:
+        warnings.warn(f"calibrate: {note}.", CalibrationWarning, stacklevel=2)
     return CalibrationResult(
         integrator=ai, calibrant=name, distance_m=geo["distance_m"],
         beam_center=(geo["beam_center"][0], geo["beam_center"][1]), rms_error_deg=rms_deg,
-        n_points=n_points, n_rings=n_rings, initial=initial)
+        n_points=n_points, n_rings=n_rings, initial=initial, rms_error_px=rms_px,
+        rings=rings, warnings=tuple(notes), search=found, n_outliers=n_outliers)
+
+
+def _unexplained_peaks(image, good, tth_map, lines, pixel_rad, n_sigma: float = 8.0):
+    """2-theta (deg) of strong profile peaks farther than 3 pixels from every line."""
+    from scipy import ndimage, signal
+
+    width = pixel_rad / 2
+    b = (tth_map[good] / width).astype(np.int64)
+    v = image[good]
+    n = np.bincount(b)
+    s = np.bincount(b, v)
+    s2 = np.bincount(b, v * v)
+    ok = n >= 5
+    if ok.sum() < 20:
+        return []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(ok, s / n, np.nan)
+        err = np.sqrt(np.maximum(s2 / n - mean**2, 0) / n)
+    centres = (np.arange(n.size) + 0.5) * width
+    filled = np.interp(centres, centres[ok], mean[ok])
+    base = ndimage.median_filter(filled, size=31, mode="nearest")
+    noise = np.maximum(np.where(ok, err, np.inf), np.nanmedian(err[ok]) * 0.2 + 1e-12)
+    z = np.where(ok, (filled - base) / noise, 0)
+    peaks, props = signal.find_peaks(z, height=n_sigma, distance=4)
+    near = np.array([np.min(np.abs(lines - centres[p])) <= 3 * pixel_rad for p in peaks], bool)
+    heights = props["peak_heights"]
+    strongest = float(heights[near].max()) if near.any() else 0.0
+    return [(round(math.degrees(centres[p]), 3), float(h) / strongest if strongest else math.inf)
+            for p, h, n in zip(peaks, heights, near, strict=True) if not n]

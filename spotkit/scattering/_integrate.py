@@ -11,12 +11,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import threading
 import uuid
+import warnings
+import weakref
 
 import numpy as np
 
-from spotkit.scattering._geometry import check_geometry, geometry_summary, pyfai
+from spotkit.scattering._geometry import (
+    GeometryWarning,
+    check_geometry,
+    geometry_summary,
+    pyfai,
+)
+from spotkit.scattering._geometry import check_orientation as _check_orientation
 from spotkit.scattering._mask import mask_summary
 
 logger = logging.getLogger(__name__)
@@ -38,6 +47,29 @@ METHODS = ("bbox", "csr", "histogram", "lut", "no", "splitpixel")
 # cached lookup table (a changed mask would rebuild it, ~1 s for a Pilatus 2M).
 _DUMMY = -1.0
 _DELTA_DUMMY = 0.5
+
+
+# Integrators whose orientation was checked: id -> (weak reference, frames tried). A check
+# that found evidence (sharp rings, a beamstop) ends it; without evidence (smooth frames)
+# it is tried on 3 frames, so a series integrated frame by frame pays for it a few times.
+_ORIENTATION_CHECKED: dict[int, tuple[weakref.ref, int]] = {}
+_ORIENTATION_TRIES = 3
+
+
+def orientation_check(image, integrator, mask) -> None:
+    """Run :func:`check_orientation` (it warns) until one frame gave evidence, or 3 frames."""
+    key = id(integrator)
+    ref, tries = _ORIENTATION_CHECKED.get(key, (None, 0))
+    if ref is None or ref() is not integrator:
+        ref, tries = weakref.ref(integrator, lambda _, k=key: _ORIENTATION_CHECKED.pop(k, None)), 0
+    if tries >= _ORIENTATION_TRIES:
+        return
+    check = _check_orientation(image, integrator, mask=mask, warn=False)
+    if not check.consistent:
+        warnings.warn(check.message, GeometryWarning, stacklevel=3)
+    evidence = check.mask_best is not None or any(
+        math.isfinite(v) and v > 0.02 for v in check.sharpness.values())
+    _ORIENTATION_CHECKED[key] = (ref, _ORIENTATION_TRIES if evidence else tries + 1)
 
 
 def check_unit(unit) -> tuple[str, str]:
@@ -164,7 +196,7 @@ def _radial_coord(radial, unit):
 def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
                  method="csr", mask=None, normalization: float = 1.0,
                  correct_solid_angle: bool = True, polarization_factor: float | None = None,
-                 radial_range=None):
+                 radial_range=None, check_orientation: bool = True):
     """Azimuthally integrate one frame to I(q) or I(2theta) with Poisson errors.
 
     Parameters
@@ -189,6 +221,10 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
         Between -1 and 1 (0.99 for a horizontally polarised synchrotron beam); None: none.
     radial_range : (float, float), optional
         Radial range in ``unit``.
+    check_orientation : bool
+        Check once per integrator that the geometry fits the image's rings and the mask's
+        beamstop (:func:`check_orientation`: a few ms, ~0.1 s for a Pilatus 2M), warning with
+        :class:`GeometryWarning` when a flipped geometry fits better (a Dioptas PONI).
 
     Returns
     -------
@@ -210,6 +246,8 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
     mask = check_mask(mask, image.shape)
     if int(npt) < 1:
         raise ValueError(f"npt must be >= 1, got {npt}")
+    if check_orientation:
+        orientation_check(image, integrator, mask)
     radial, intensity, sigma = _call_1d(
         integrator, prepare_frame(image), int(npt), unit=unit, method=method, mask=mask,
         normalization=normalization, correct_solid_angle=correct_solid_angle,
@@ -227,7 +265,7 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
 def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
                  unit: str = "q_nm^-1", method="csr", mask=None, normalization: float = 1.0,
                  correct_solid_angle: bool = True, polarization_factor: float | None = None,
-                 radial_range=None):
+                 radial_range=None, check_orientation: bool = True):
     """Regroup one frame into a cake: intensity against (chi, q) or (chi, 2theta).
 
     Parameters
@@ -241,6 +279,8 @@ def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
     unit : {"q_nm^-1", "q_A^-1", "2th_deg"}
         Radial unit.
     method, mask, normalization, correct_solid_angle, polarization_factor, radial_range
+        As for :func:`integrate_1d`.
+    check_orientation : bool
         As for :func:`integrate_1d`.
 
     Returns
@@ -262,6 +302,8 @@ def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
     mask = check_mask(mask, image.shape)
     if int(npt_rad) < 1 or int(npt_azim) < 1:
         raise ValueError(f"npt_rad and npt_azim must be >= 1, got {npt_rad}, {npt_azim}")
+    if check_orientation:
+        orientation_check(image, integrator, mask)
     res = integrator.integrate2d_ng(
         prepare_frame(image), int(npt_rad), int(npt_azim), unit=unit, method=method,
         mask=mask, dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
@@ -295,6 +337,7 @@ def integrate_frames(
     polarization_factor: float | None = None,
     radial_range=None,
     source: str | None = None,
+    check_orientation: bool = True,
 ):
     """Reduce a frame series to I(q) per frame with Poisson errors, lazily with dask.
 
@@ -326,6 +369,10 @@ def integrate_frames(
         As for :func:`integrate_1d`.
     source : str, optional
         The raw file, recorded in ``attrs["source"]`` (default: the DataArray's path).
+    check_orientation : bool
+        Check that the geometry fits the mask's beamstop and, for frames in memory, the
+        first frame's rings (:func:`check_orientation`; lazy frames are not read for it:
+        check one frame yourself). Warns with :class:`GeometryWarning`.
 
     Returns
     -------
@@ -377,6 +424,8 @@ def integrate_frames(
     npt = int(npt)
     check_geometry(integrator, (ny, nx), source=attrs_in.get("poni_path"))
     mask = check_mask(mask, (ny, nx))
+    if check_orientation and (mask is not None or not lazy):
+        orientation_check(None if lazy else frames[0], integrator, mask)
     norm = np.asarray(1.0 if normalization is None else normalization, dtype=np.float64)
     if norm.ndim > 1 or (norm.ndim == 1 and norm.size != n_frames):
         raise ValueError(f"normalization has {norm.size} values for {n_frames} frames; "

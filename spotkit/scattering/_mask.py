@@ -343,7 +343,7 @@ def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200)
     from spotkit.scattering._geometry import check_geometry
 
     check_geometry(integrator, image.shape)
-    tth = integrator.twoThetaArray(image.shape)
+    tth = integrator.center_array(image.shape, unit="2th_rad", scale=False)
     if tth.shape != image.shape:
         raise ValueError(f"image shape {image.shape} does not match the geometry {tth.shape}")
     bad = image < 0

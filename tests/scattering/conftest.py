@@ -47,3 +47,28 @@ def saxs_ai(saxs):
     from spotkit.scattering import load_geometry
 
     return load_geometry(saxs.poni_path)
+
+
+@pytest.fixture(scope="session")
+def fake_calibrant():
+    """Factory: a Poisson image of a calibrant's rings faked by pyFAI, and its true geometry."""
+    import numpy as np
+
+    def make(name, *, distance_m, beam_center, shape=(256, 256), resolution=0.02,
+             energy_kev=12.4, seed=0, gap=True, tilt=(0.0, 0.0)):
+        from pyFAI.calibrant import get_calibrant
+
+        from spotkit.scattering import make_geometry
+
+        truth = make_geometry(energy_kev=energy_kev, distance_m=distance_m,
+                              beam_center=beam_center, pixel_size_um=172, shape=shape,
+                              rot1=tilt[0], rot2=tilt[1])
+        cal = get_calibrant(name)
+        cal.wavelength = truth.wavelength
+        image = cal.fake_calibration_image(truth, Imax=1000, Imin=10, resolution=resolution)
+        image = np.random.default_rng(seed).poisson(image).astype(np.int32)
+        if gap:
+            image[100:104, :] = -1  # a module gap
+        return truth, image
+
+    return make
