@@ -219,11 +219,6 @@ def _truncated(sino: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- sinusoid
 
 
-def _center_sinusoid(sino: np.ndarray, theta: np.ndarray) -> float:
-    """Axis (column-centre coordinate) from the centre-of-mass sinusoid."""
-    return _sinusoid_fit(sino, theta)[0]
-
-
 def _sinusoid_fit(sino: np.ndarray, theta: np.ndarray) -> tuple[float, float]:
     """``(axis, quality)``: the fitted axis and ``1 - rms(residual) / std(centres of mass)``."""
     # No clipping of negative values: zero-mean noise in the air leaves the centre of mass
@@ -415,7 +410,9 @@ def find_center_vo(
     sub-pixel steps around the best, refined by a parabola through the three lowest points.
     The columns are padded with a ramp that joins the two edges, so circular shifts see no
     jump. Detector stripes are removed first (``destripe``); a 360° scan uses its first half
-    turn.
+    turn. This is the method alone, over the whole ``search`` range: far from the detector
+    middle its metric can prefer a wrong minimum, so :func:`find_center` (which searches
+    near an independent estimate and cross-checks) is the safer entry point.
 
     Parameters
     ----------
