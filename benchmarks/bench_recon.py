@@ -1,16 +1,40 @@
-"""Seconds per slice and quality of every available reconstruction backend, side by side.
+"""Reconstruction speed and quality: spotkit against tomopy in the same run, and every backend.
 
-Cases: 1500 angles x 2048 columns and 720 x 1024 (the twin's phantom, exact sinogram), with
-1 and 2 threads. Each (backend, algorithm) is timed on the same slice in the same run,
-plus scikit-image ``iradon`` (sinogram shifted so the axis sits at ``n // 2``, the only
-centre it knows) as the installed reference; ratios are against the builtin ``fbp``
-measured in this run. Quality: NRMSE and SSIM against ``phantom_slice(units="1/pixel")``
-inside the inscribed circle.
+Part ``tomopy`` (the default; issue 11): a Shepp-Logan slice (``tomopy.shepp2d``, max 1, per
+pixel) projected by ``tomopy.project`` over 1500 angles in [0, pi) onto 2048 columns at
+tomopy's centre 1024 (= n/2, the detector middle), tiled to a stack of 8 slices (the
+projection of one 2048 x 2048 slice takes ~90 s here; it is cached under
+``benchmarks/_work/``). On that same stack, in one run and interleaved call by call:
+
+* spotkit's builtin gridrec (``spotkit.tomo.reconstruct``, filter shepp);
+* tomopy's gridrec through ``tomopy.recon`` directly (filter shepp, sinogram order),
+  (a) with the quantitative 2x zero padding that spotkit's tomopy backend applies
+  (``(n+1)//2`` columns each side, centre moved by the same) and (b) plain, as a user calls
+  it (tomopy pads only to the next power of two: not quantitative);
+* spotkit's tomopy backend (``reconstruct(backend="tomopy")``: padding, half-pixel axis
+  correction, mask);
+* spotkit's builtin fbp (on fewer slices per call: it is ~40x slower; the time is per slice).
+
+Time per slice = best of ``--repeat`` calls after one warm-up call, divided by the slices per
+call, for each thread count (spotkit ``threads=``, tomopy ``ncore=``). Quality of the first
+slice: Pearson correlation and NRMSE against the phantom inside the inscribed circle. The
+load from other processes is measured while each block runs (from ``/proc/stat``, minus
+this process's own CPU time) and printed; ``--quiet`` waits for an idle machine first, and
+a block during which others used >= 0.25 core is re-timed (``--retries``; the quietest
+attempt is reported). Quality also gives the gain (least-squares scale on the phantom).
+Where tomopy is not importable the phantom comes from scikit-image, spotkit's own projector
+stands in for ``tomopy.project``, and the tomopy rows say "not importable" instead of a number.
+
+Part ``backends`` (the earlier table): every available backend on the twin's phantom
+(exact sinogram), 1500x2048 and 720x1024, with scikit-image ``iradon`` (sinogram shifted
+so the axis sits at ``n // 2``) as the installed reference; ratios against builtin fbp;
+NRMSE and SSIM against ``phantom_slice(units="1/pixel")`` inside the inscribed circle.
 
 Usage::
 
-    python benchmarks/bench_recon.py            # everything (skimage at 1500x2048 ~75 s)
-    python benchmarks/bench_recon.py --quick    # skip the slow references at 1500 x 2048
+    python benchmarks/bench_recon.py                    # spotkit vs tomopy (~6 min)
+    python benchmarks/bench_recon.py --quiet --record   # wait for an idle machine; RESULTS.md
+    python benchmarks/bench_recon.py --parts backends [--quick]   # every backend, twin
 """
 
 from __future__ import annotations
@@ -18,16 +42,337 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _results import RESULTS, machine_line, write_section  # benchmarks/ is on sys.path
 from scipy import ndimage
 
 from spotkit.sim import simulate_tomo_scan
-from spotkit.tomo import backends
+from spotkit.tomo import backends, reconstruct
 from spotkit.tomo._recon import reconstruct_with_info
+
+WORK = Path(__file__).with_name("_work")
+HEADING = "## Reconstruction: spotkit vs tomopy"
+QUIET_CORES = 0.25  # other processes' CPU below which a timing block counts as quiet
+TOMOPY_LABELS = ("tomopy gridrec, 2x padded (tomopy.recon)",
+                 "tomopy gridrec, plain (tomopy.recon)",
+                 "spotkit backend='tomopy' (adapter)")
+NOTES = [
+    "Definitions: s/slice = the best of the timed calls (each after one warm-up call) divided "
+    "by the slices per call, the median beside it; all methods of a block are timed "
+    "interleaved, call by call. *corr*, *NRMSE*: the first slice against the phantom inside "
+    "the inscribed circle (NRMSE = rms error / rms phantom; *gain* = least-squares scale of "
+    "the image on the phantom, 1 = quantitative). *other load*: CPU used by other processes "
+    "while the block ran (/proc/stat minus this process's CPU time); a block timed while "
+    "others used >= 0.25 core is re-timed (--retries) and the quietest attempt kept. tomopy "
+    "*plain* pads only to the next power of two, so its values are not quantitative (its "
+    "NRMSE) and, given tomopy's centre, its gridrec turns half a column right of its "
+    "projector's axis; spotkit's tomopy adapter corrects both (it pads, shifts the rows by "
+    "half a pixel with an FFT phase, and masks the circle)."]
+
+
+# ------------------------------------------------------------------ shared with bench_center
+
+
+def load_tomopy():
+    """``(tomopy module or None, one line saying which or why not)``."""
+    try:
+        import tomopy
+    except ImportError as exc:  # conda-forge only, or built from source
+        return None, f"tomopy not importable ({exc})"
+    return tomopy, f"tomopy {tomopy.__version__}"
+
+
+def shepp_phantom(n: int, size: int | None = None, tomopy=None) -> np.ndarray:
+    """Shepp-Logan of ``size`` pixels (default ``n``), max 1, centred in an ``n x n`` image.
+
+    ``tomopy.shepp2d`` when tomopy is given, else scikit-image's phantom resized (a stand-in).
+    """
+    size = n if size is None else size
+    if tomopy is not None:
+        ph = tomopy.shepp2d(size)[0].astype(np.float64)
+    else:
+        from skimage.data import shepp_logan_phantom
+        from skimage.transform import resize
+
+        ph = resize(shepp_logan_phantom(), (size, size), order=1, anti_aliasing=True)
+    ph = (ph / ph.max()).astype(np.float32)
+    out = np.zeros((n, n), np.float32)
+    lo = (n - size) // 2
+    out[lo:lo + size, lo:lo + size] = ph
+    return out
+
+
+def project(phantom: np.ndarray, theta: np.ndarray, center: float, *, key: str,
+            tomopy=None) -> tuple[np.ndarray, str]:
+    """Sinogram ``(angles, n)`` of ``phantom`` at tomopy's ``center``, cached in ``_work/``.
+
+    ``tomopy.project(..., pad=False)`` when tomopy is given; else spotkit's builtin
+    projector (same convention, but spotkit's own twin). Returns the sinogram and which
+    projector made it.
+    """
+    theta = np.asarray(theta, np.float32)
+    path = WORK / f"{key}.npz"
+    if path.exists():
+        d = np.load(path)
+        if (d["theta"].shape == theta.shape and np.array_equal(d["theta"], theta)
+                and float(d["center"]) == center
+                and np.array_equal(d["phantom_sum"], phantom.sum(dtype=np.float64))
+                and (tomopy is None or str(d["projector"]).startswith("tomopy."))):
+            return d["sino"], str(d["projector"]) + " (cached)"
+    t0 = time.perf_counter()
+    if tomopy is not None:
+        sino = tomopy.project(phantom[None], theta, center=center, pad=False)[:, 0]
+        projector = f"tomopy.project {tomopy.__version__}"
+    else:
+        from spotkit.tomo.backends._builtin import _forward_project
+
+        n = phantom.shape[-1]
+        sino = _forward_project(phantom[None], theta.astype(np.float64), center, n, None)[0, :, :n]
+        projector = "spotkit builtin projector (tomopy not importable)"
+    print(f"  projected {key} with {projector} in {time.perf_counter() - t0:.0f} s", flush=True)
+    WORK.mkdir(exist_ok=True)
+    np.savez(path, sino=sino.astype(np.float32), theta=theta, center=center,
+             projector=projector, phantom_sum=phantom.sum(dtype=np.float64))
+    return sino.astype(np.float32), projector
+
+
+class LoadMeter:
+    """CPU used by other processes (in cores) while a block runs: the machine's busy time
+    from ``/proc/stat`` minus this process's own (threads included)."""
+
+    def __enter__(self):
+        self.t0, self.busy0, self.own0 = time.perf_counter(), _busy_seconds(), _own_seconds()
+        self.load0 = os.getloadavg()[0]
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        others = (_busy_seconds() - self.busy0) - (_own_seconds() - self.own0)
+        self.others = max(0.0, others / wall) if wall > 0 else float("nan")
+        self.load1 = os.getloadavg()[0]
+        return False
+
+    def __str__(self):
+        return (f"other processes {self.others:.2f} cores; loadavg {self.load0:.2f}->"
+                f"{self.load1:.2f}")
+
+
+def _busy_seconds() -> float:
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def wait_for_quiet(max_cores: float = QUIET_CORES, max_wait: float = 600.0) -> float:
+    """Wait (up to ``max_wait`` s) until other processes use under ``max_cores`` over 5 s;
+    return the last measurement."""
+    t_end = time.monotonic() + max_wait
+    while True:
+        b0, o0, t0 = _busy_seconds(), _own_seconds(), time.perf_counter()
+        time.sleep(5)
+        used = ((_busy_seconds() - b0) - (_own_seconds() - o0)) / (time.perf_counter() - t0)
+        if used < max_cores or time.monotonic() > t_end:
+            print(f"  other processes: {used:.2f} cores "
+                  f"({'quiet' if used < max_cores else 'still busy: timing anyway'})",
+                  flush=True)
+            return used
+        time.sleep(10)
+
+
+def circle_mask(n: int) -> np.ndarray:
+    """Pixels inside the inscribed circle (radius n/2 - 1)."""
+    c = np.arange(n) - (n - 1) / 2.0
+    return (c[:, None] ** 2 + c[None, :] ** 2) <= (n / 2.0 - 1) ** 2
+
+
+def quality(rec: np.ndarray, phantom: np.ndarray) -> tuple[float, float, float]:
+    """Inside the inscribed circle: Pearson correlation, NRMSE (rms error / rms phantom)
+    and gain (least-squares scale of the image on the phantom; 1 = quantitative)."""
+    m = circle_mask(phantom.shape[0])
+    a, b = rec[m].astype(np.float64), phantom[m].astype(np.float64)
+    corr = float(np.corrcoef(a, b)[0, 1])
+    return (corr, float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2))),
+            float(np.dot(a, b) / np.dot(b, b)))
+
+
+# ------------------------------------------------------------------ part "tomopy"
+
+
+def _builtin_state() -> str:
+    """Which version of the builtin backend is timed (commit, and whether edited)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h",
+                               "--", "spotkit/tomo"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                                "spotkit/tomo"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"spotkit/tomo at {head}" + (" with uncommitted edits:\n" + dirty if dirty else
+                                        ", unmodified")
+
+
+def _tomopy_jobs(tomopy, stack, theta, center, threads):
+    """The tomopy calls timed, as ``label -> callable``."""
+    n = stack.shape[-1]
+    pad = (n + 1) // 2
+    theta32 = theta.astype(np.float32)
+
+    def padded():
+        big = np.pad(stack, ((0, 0), (0, 0), (pad, pad)))
+        return tomopy.recon(big, theta32, center=center + pad, sinogram_order=True,
+                            algorithm="gridrec", filter_name="shepp", num_gridx=n,
+                            num_gridy=n, ncore=threads)
+
+    def plain():
+        return tomopy.recon(stack, theta32, center=center, sinogram_order=True,
+                            algorithm="gridrec", filter_name="shepp", ncore=threads)
+
+    def adapter():
+        return reconstruct(stack, theta, center, backend="tomopy", algorithm="gridrec",
+                           filter="shepp", threads=threads)
+
+    return dict(zip(TOMOPY_LABELS, (padded, plain, adapter), strict=True))
+
+
+def _best_of(jobs: dict, repeat: int) -> tuple[dict, dict, dict]:
+    """Warm up each job, then time ``repeat`` rounds interleaved job by job.
+
+    Returns best seconds, median seconds and the last output per label.
+    """
+    out, times = {}, {label: [] for label in jobs}
+    for label, job in jobs.items():
+        out[label] = job()
+    for _ in range(repeat):
+        for label, job in jobs.items():
+            t0 = time.perf_counter()
+            out[label] = job()
+            times[label].append(time.perf_counter() - t0)
+    return ({k: min(v) for k, v in times.items()},
+            {k: float(np.median(v)) for k, v in times.items()}, out)
+
+
+def tomopy_part(args) -> tuple[list, list, list]:
+    """spotkit vs tomopy on one tomopy-projected Shepp-Logan stack.
+
+    Returns the report: set-up lines, a markdown table, summary lines.
+    """
+    tomopy, tomopy_line = load_tomopy()
+    n_angles, n = args.angles, args.cols
+    center = n / 2.0  # tomopy's centre: the detector middle
+    theta = np.linspace(0, np.pi, n_angles, endpoint=False)
+    phantom = shepp_phantom(n, tomopy=tomopy)
+    sino, projector = project(phantom, theta, center, key=f"shepp_{n_angles}x{n}_c{center:g}",
+                              tomopy=tomopy)
+    stack = np.ascontiguousarray(np.broadcast_to(sino, (args.slices, *sino.shape)))
+    fbp_stack = np.ascontiguousarray(stack[: args.fbp_slices])
+    lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"Python {platform.python_version()}, numpy {np.__version__}; {tomopy_line}",
+             f"builtin backend: {backends.get_backend('builtin').version()}; "
+             f"{_builtin_state()}",
+             f"data: Shepp-Logan {n} x {n} (max 1) projected by {projector}, "
+             f"{n_angles} angles in [0, pi), {n} columns, centre {center:g}; "
+             f"{args.slices} slices per call ({args.fbp_slices} for fbp); best of "
+             f"{args.repeat} calls after a warm-up ({args.fbp_repeat} for fbp)"]
+    for line in lines:
+        print(line, flush=True)
+    # compile numba / load finufft on a tiny problem
+    for alg in ("gridrec", "fbp"):
+        reconstruct(sino[::100, :64], theta[::100], 32.0, algorithm=alg, backend="builtin")
+
+    def timed(jobs, repeat, slices, threads, what):
+        """Time a block; re-time it (up to --retries) while others loaded the machine."""
+        attempts = []
+        for attempt in range(1 + args.retries):
+            if args.quiet:
+                wait_for_quiet()
+            with LoadMeter() as meter:
+                best, med, out = _best_of(jobs, repeat)
+            print(f"  {what}, attempt {attempt + 1}: {meter}", flush=True)
+            attempts.append((meter.others, best, med, out))
+            if meter.others < QUIET_CORES:
+                break
+        others, best, med, out = min(attempts, key=lambda a: a[0])
+        result = []
+        for label in jobs:
+            corr, nrmse, gain = quality(out[label][0], phantom)
+            result.append({"threads": threads, "label": label, "best": best[label] / slices,
+                           "median": med[label] / slices, "corr": corr, "nrmse": nrmse,
+                           "gain": gain, "others": others, "attempts": len(attempts)})
+            print(f"  {threads}T {label:42s} {best[label] / slices:8.4f} s/slice  corr "
+                  f"{corr:.4f}  NRMSE {nrmse:.4f}  gain {gain:.3f}", flush=True)
+        return result
+
+    rows = []
+    for threads in args.threads:
+        jobs = {"spotkit builtin gridrec": lambda t=threads: reconstruct(
+            stack, theta, center, backend="builtin", algorithm="gridrec", filter="shepp",
+            threads=t)}
+        if tomopy is not None:
+            jobs.update(_tomopy_jobs(tomopy, stack, theta, center, threads))
+        rows += timed(jobs, args.repeat, args.slices, threads,
+                      f"{threads} thread(s), gridrec block")
+        if tomopy is None:
+            rows += [{"threads": threads, "label": label, "best": None}
+                     for label in TOMOPY_LABELS]
+        if args.fbp_repeat > 0:
+            rows += timed({"spotkit builtin fbp": lambda t=threads: reconstruct(
+                fbp_stack, theta, center, backend="builtin", algorithm="fbp",
+                filter="shepp", threads=t)}, args.fbp_repeat, args.fbp_slices, threads,
+                f"{threads} thread(s), fbp block")
+
+    table = ["| threads | method | s/slice (best) | median | spotkit gridrec ÷ this | "
+             "corr | NRMSE | gain | other load (cores) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios = []
+    for r in rows:
+        ours = next(o["best"] for o in rows
+                    if o["threads"] == r["threads"] and o["label"] == "spotkit builtin gridrec")
+        if r["best"] is None:
+            table.append(f"| {r['threads']} | {r['label']} | not run: {tomopy_line} "
+                         "| | | | | | |")
+            continue
+        ratio = ours / r["best"]
+        if r["label"].startswith("tomopy gridrec"):
+            ratios.append((r["threads"], r["label"], ratio, r))
+        table.append(f"| {r['threads']} | {r['label']} | {r['best']:.4f} | {r['median']:.4f} "
+                     f"| {ratio:.2f} | {r['corr']:.4f} | {r['nrmse']:.4f} | {r['gain']:.3f} "
+                     f"| {r['others']:.2f} |")
+    print()
+    print("\n".join(table))
+    print()
+    summary = []
+    if tomopy is None:
+        summary.append(f"spotkit / tomopy: not measured, {tomopy_line}.")
+    for threads, label, ratio, r in ratios:
+        ours = next(o for o in rows
+                    if o["threads"] == threads and o["label"] == "spotkit builtin gridrec")
+        summary.append(f"{threads} thread(s): spotkit builtin gridrec / {label} = "
+                       f"**{ratio:.2f}** in time per slice ({ours['best']:.4f} / "
+                       f"{r['best']:.4f} s); correlation {ours['corr']:.4f} vs {r['corr']:.4f}")
+    for line in summary:
+        print(line)
+    return lines, table, summary
+
+
+# ------------------------------------------------------------------ part "backends"
 
 CASES = {"1500x2048": (1500, 2048), "720x1024": (720, 1024)}
 
@@ -64,33 +409,28 @@ def _skimage(sino, theta, center):
     from skimage.transform import iradon
 
     n_cols = sino.shape[1]
-    shift = n_cols // 2 - center  # put the axis at n // 2, iradon's only choice
+    # put the axis on column n // 2 (column j centred at j), iradon's only choice; tomopy's
+    # centre value of that column is n // 2 + 1/2
+    shift = n_cols // 2 + 0.5 - center
     shifted = ndimage.shift(sino.astype(np.float64), (0, shift), order=1, mode="constant")
     rec = iradon(shifted.T, theta=np.rad2deg(theta), output_size=n_cols,
                  filter_name="shepp-logan", circle=True)
-    # iradon puts x = j - n//2: for even n that is half a pixel off spotkit's grid.
-    return rec
+    # iradon puts pixel j at j - n // 2 from the axis, the convention at j - (n - 1) / 2:
+    # for even n its image sits half a pixel further along both axes; move it back
+    d = n_cols // 2 - (n_cols - 1) / 2.0
+    return ndimage.shift(rec, (-d, -d), order=3, mode="nearest") if d else rec
 
 
 def _skimage_oriented(sino, theta, center):
     """iradon, flipped/transposed onto spotkit's grid (found by the shared probe)."""
     from spotkit.tomo.backends._base import probe_orientation
 
-    fix = probe_orientation(_skimage, expected="flip rows", backend="skimage")
+    fix = probe_orientation(_skimage, expected="identity", backend="skimage")
     return fix(_skimage(sino, theta, center))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help="at 1500x2048 time only builtin gridrec and fbp (skip skimage, sirt)")
-    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
-    p.add_argument("--threads", nargs="*", type=int, default=[1, 2])
-    p.add_argument("--repeat", type=int, default=3,
-                   help="timed calls after the first (median reported)")
-    p.add_argument("--sirt-iter", type=int, default=10,
-                   help="SIRT iterations timed (cost is linear in them)")
-    args = p.parse_args(argv)
+def backends_part(args):
+    """Every available backend on the twin (the earlier table)."""
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, numpy {np.__version__}")
@@ -176,6 +516,54 @@ def main(argv=None):
         ratio = f"{ref / sec:7.1f}x faster" if np.isfinite(ref) else ""
         print(f"{case:10s} {threads:3d} {label:28s} {engine:8s} {sec:9.3f} {ratio:>15s} "
               f"{nrmse:7.4f} {ssim:7.4f}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", nargs="*", default=["tomopy"], choices=["tomopy", "backends"])
+    p.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    p.add_argument("--repeat", type=int, default=5,
+                   help="timed calls after a warm-up (tomopy: best reported; backends: "
+                        "median)")
+    p.add_argument("--angles", type=int, default=1500, help="tomopy part: angles in [0, pi)")
+    p.add_argument("--cols", type=int, default=2048, help="tomopy part: detector columns")
+    p.add_argument("--slices", type=int, default=8,
+                   help="tomopy part: slices per call (even: gridrec pairs slices)")
+    p.add_argument("--fbp-slices", type=int, default=2,
+                   help="tomopy part: slices per builtin fbp call (~5-10 s per slice)")
+    p.add_argument("--fbp-repeat", type=int, default=2,
+                   help="tomopy part: timed fbp calls (0: skip fbp)")
+    p.add_argument("--quiet", action="store_true",
+                   help="wait (up to 10 min) until other processes use < 0.25 core before "
+                        "each block")
+    p.add_argument("--retries", type=int, default=2,
+                   help="re-time a block up to this often while other processes used >= "
+                        "0.25 core during it (the quietest attempt is reported)")
+    p.add_argument("--record", action="store_true",
+                   help="write the tomopy part's results to benchmarks/RESULTS.md")
+    p.add_argument("--quick", action="store_true",
+                   help="backends part: at 1500x2048 time only builtin gridrec and fbp")
+    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES),
+                   help="backends part: cases")
+    p.add_argument("--sirt-iter", type=int, default=10,
+                   help="backends part: SIRT iterations timed (cost is linear in them)")
+    args = p.parse_args(argv)
+    if args.slices % 2:
+        p.error("--slices must be even (gridrec reconstructs slices in pairs)")
+    if "tomopy" in args.parts:
+        t0 = time.perf_counter()
+        setup, table, summary = tomopy_part(args)
+        wall = time.perf_counter() - t0
+        if args.record:
+            cmd = "python benchmarks/bench_recon.py " + " ".join(argv or sys.argv[1:])
+            write_section(HEADING, "\n".join([
+                f"{HEADING} (`benchmarks/bench_recon.py`)", "", machine_line(),
+                f"- **Command:** `{cmd.strip()}` ({wall / 60:.1f} min wall).", "",
+                "```", *setup, "```", "", *table, "", *(f"- {s}" for s in summary),
+                "", *NOTES]))
+            print(f"recorded in {RESULTS}")
+    if "backends" in args.parts:
+        backends_part(args)
 
 
 if __name__ == "__main__":
