@@ -433,8 +433,6 @@ def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
                                       workers)
         else:
             spec = scipy.fft.rfft(sino[start:stop], n=pad, axis=-1, workers=workers)
-        spec *= factor
-        spec = spec.reshape(count, -1)
         block = out[start:stop]
         pairs = count // 2
         if pairs:
@@ -442,26 +440,54 @@ def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
             # (conj G_a + i conj G_b) / 2 at -k sum to f_a + i f_b; half the FFTs
             plan = _gridrec_plan(finufft, geometry, theta, length, n, pairs, req.threads,
                                  packed=True)
-            g = spec[: 2 * pairs].reshape(pairs, 2, -1)
-            strengths = np.empty((pairs, 2, g.shape[-1]), dtype=np.complex64)
-            np.multiply(g[:, 1], 1j, out=strengths[:, 0])
-            strengths[:, 0] += g[:, 0]
-            np.conjugate(g[:, 1], out=strengths[:, 1])
-            strengths[:, 1] *= 1j
-            strengths[:, 1] += np.conjugate(g[:, 0])
-            strengths *= np.float32(0.5)
-            del g
-            strengths = strengths.reshape(pairs, -1)
+            strengths = _pack_pairs(spec[: 2 * pairs], factor, req.threads)
             img = plan.execute(strengths if pairs > 1 else strengths[0]).reshape(pairs, n, n)
             del strengths
-            block[0 : 2 * pairs : 2] = img.real
-            block[1 : 2 * pairs : 2] = img.imag
+            _unpack_pairs(img, block[: 2 * pairs], mask, req.threads)
         if count % 2:
             plan = _gridrec_plan(finufft, geometry, theta, length, n, 1, req.threads)
-            block[-1] = plan.execute(spec[-1]).real.reshape(n, n)
+            block[-1] = plan.execute((spec[-1] * factor).ravel()).real.reshape(n, n)
+            block[-1][~mask] = 0.0
         del spec
-        block[:, ~mask] = 0.0
     return out
+
+
+def _pack_pairs(spec, factor, threads) -> np.ndarray:
+    """``(pairs, 2 * angles * freqs)`` strengths of the packed transforms (see
+    :func:`_gridrec`) from ``spec`` ``(2 * pairs, angles, freqs)`` times ``factor``; one
+    parallel pass with numba."""
+    pairs = spec.shape[0] // 2
+    out = np.empty((pairs, 2, factor.size), dtype=np.complex64)
+    loaded = _load_numba()
+    if loaded is None:
+        g = (spec * factor).reshape(pairs, 2, -1)
+        np.multiply(g[:, 1], 1j, out=out[:, 0])
+        out[:, 0] += g[:, 0]
+        np.conjugate(g[:, 1], out=out[:, 1])
+        out[:, 1] *= 1j
+        out[:, 1] += np.conjugate(g[:, 0])
+        out *= np.float32(0.5)
+    else:
+        numba, kernels = loaded
+        with _numba_threads(numba, threads):
+            kernels.pack_pairs(spec, factor, out)
+    return out.reshape(pairs, -1)
+
+
+def _unpack_pairs(img, block, mask, threads) -> None:
+    """Real and imaginary parts of packed transforms into consecutive slices, 0 outside the
+    circle: one parallel pass with numba (a copy and a masked write cost ~13 ms per 2048²
+    slice in numpy, ~10 % of gridrec's time on 2 cores)."""
+    loaded = _load_numba()
+    if loaded is None:
+        block[0::2] = img.real
+        block[1::2] = img.imag
+        block[:, ~mask] = 0.0
+        return
+    numba, kernels = loaded
+    n = img.shape[-1]
+    with _numba_threads(numba, threads):
+        kernels.unpack_pairs(img, block, (n / 2.0) ** 2)
 
 
 def _sirt(req: ReconRequest) -> np.ndarray:

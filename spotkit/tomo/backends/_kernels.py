@@ -88,3 +88,42 @@ def forward_project(img, cos_t, sin_t, center, out):  # pragma: no cover - compi
                     v = src[j]
                     dst[k] += v - f * v
                     dst[k + 1] += f * v
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def unpack_pairs(img, out, radius2):  # pragma: no cover - compiled
+    """``out[2p] = img[p].real``, ``out[2p + 1] = img[p].imag`` inside the circle
+    ``x² + y² <= radius2`` (pixel centres from the grid middle), 0 outside; one pass, rows
+    split over threads (gridrec's packed transforms carry two slices each)."""
+    pairs, n, _ = img.shape
+    half = (n - 1) / 2.0
+    for i in prange(n):
+        y = i - half
+        for j in range(n):
+            x = j - half
+            inside = x * x + y * y <= radius2
+            for p in range(pairs):
+                if inside:
+                    v = img[p, i, j]
+                    out[2 * p, i, j] = v.real
+                    out[2 * p + 1, i, j] = v.imag
+                else:
+                    out[2 * p, i, j] = 0.0
+                    out[2 * p + 1, i, j] = 0.0
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def pack_pairs(spec, factor, out):  # pragma: no cover - compiled
+    """Strengths of gridrec's packed transforms, in one pass: with ``Ga = spec[2p] factor``
+    and ``Gb = spec[2p + 1] factor``, ``out[p, 0] = (Ga + i Gb) / 2`` (at +k) and
+    ``out[p, 1] = (conj Ga + i conj Gb) / 2`` (at -k); angles split over threads."""
+    n_angles, n_freq = factor.shape
+    for p in range(out.shape[0]):
+        for a in prange(n_angles):
+            base = a * n_freq
+            for k in range(n_freq):
+                f = factor[a, k]
+                ga = spec[2 * p, a, k] * f
+                gb = spec[2 * p + 1, a, k] * f
+                out[p, 0, base + k] = 0.5 * (ga + 1j * gb)
+                out[p, 1, base + k] = 0.5 * (np.conj(ga) + 1j * np.conj(gb))
