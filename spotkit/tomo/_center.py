@@ -19,6 +19,7 @@ edge of the search range, or the metric is flat.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -708,7 +709,8 @@ def find_center(sinogram, theta, *, method: str = "vo", check: bool = True,
     sino, theta = _as_sinogram(arr, theta)
     if destripe:
         sino = _destripe(sino)
-    truncated = _truncated(sino)
+    # only needed without a 180° partner or for 'sinusoid': ~0.1 s on 1500 x 2048
+    truncated = functools.cache(lambda: _truncated(sino))
     problems: list[str] = []
 
     def run(name: str, opts: dict) -> tuple[float, float]:
@@ -754,7 +756,7 @@ def find_center(sinogram, theta, *, method: str = "vo", check: bool = True,
                 check_method = None
         options = {**options, "around": check_axis}
     axis, sharpness = run(method, options)
-    if method == "sinusoid" and truncated:
+    if method == "sinusoid" and truncated():
         problems.append("the sample reaches the detector edges (partly outside the field of "
                         "view): 'sinusoid' is biased there; use 'vo'")
     if not check:
@@ -781,14 +783,15 @@ def find_center(sinogram, theta, *, method: str = "vo", check: bool = True,
     return result
 
 
-def _check_partner(method: str, theta: np.ndarray, truncated: bool) -> str | None:
-    """The independent method to cross-check ``method`` with (None when none fits)."""
+def _check_partner(method: str, theta: np.ndarray, truncated) -> str | None:
+    """The independent method to cross-check ``method`` with (None when none fits);
+    ``truncated()`` says whether the sample leaves the field of view."""
     step = float(np.median(np.abs(np.diff(theta)))) if theta.size > 1 else np.inf
     has_partner = abs(_pair_index(theta, 0, np.pi)[1]) <= 1.5 * step
     if method == "vo":
         if has_partner:
             return "pc"
-        return None if truncated else "sinusoid"
+        return None if truncated() else "sinusoid"
     return "vo"
 
 
