@@ -13,6 +13,7 @@ __all__ = [
     "CatalogError",
     "ComputeError",
     "DatasetNotFoundError",
+    "FlowError",
     "GeometryError",
     "InputFileError",
     "JobFailedError",
@@ -358,6 +359,10 @@ class TransferError(SpotkitError):
         self.transient = transient
         self.errno = errno
         super().__init__(message)
+
+
+class FlowError(SpotkitError, ValueError):
+    """An operator's request to the flow cannot be done (unknown item, wrong state...)."""
 
 
 # -- facility rules (spotkit.flows) -------------------------------------------------------

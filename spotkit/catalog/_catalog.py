@@ -20,6 +20,7 @@ from spotkit.catalog._dataset import Dataset, Provenance
 from spotkit.catalog._files import absolute, checksum, guess_format
 from spotkit.catalog._ids import IdFactory
 from spotkit.catalog._records import FileRecord, Run
+from spotkit.catalog._replicas import ReplicaMixin, best_path
 from spotkit.catalog._search import SearchResult
 from spotkit.catalog._time import from_epoch, now_epoch, to_epoch
 from spotkit.errors import CatalogError, DatasetNotFoundError, InputFileError
@@ -111,7 +112,7 @@ def _dataset_id(value: Any) -> str:
     return value.id if isinstance(value, Dataset) else str(value)
 
 
-class Catalog:
+class Catalog(ReplicaMixin):
     """The spotkit dataset catalog with provenance, stored in one SQLite file.
 
     Several processes (a watcher and a notebook) may open the same file at once: the
@@ -242,12 +243,22 @@ class Catalog:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for ds_id, path, role, size, sha, fmt, key in conn.execute(
-                "SELECT dataset_id, path, role, size, sha256, format, key FROM files "  # noqa: S608
+            found = conn.execute(
+                "SELECT dataset_id, path, role, size, sha256, format, key, id FROM files "  # noqa: S608
                 f"WHERE dataset_id IN ({marks}) ORDER BY id",
                 chunk,
-            ):
-                files[ds_id].append(FileRecord(Path(path), role, size, sha, fmt, key))
+            ).fetchall()
+            replicas = self._replica_rows(conn, [r[7] for r in found])
+            for ds_id, path, role, size, sha, fmt, key, file_id in found:
+                if file_id in replicas:
+                    # read from the best verified copy; the registered path stays its identity
+                    here = replicas[file_id]
+                    files[ds_id].append(FileRecord(
+                        best_path(Path(path), here), role, size, sha, fmt, key,
+                        original=Path(path), replicas=tuple(sorted(
+                            here, key=lambda r: (not r.readable, -r.rank, r.location)))))
+                else:
+                    files[ds_id].append(FileRecord(Path(path), role, size, sha, fmt, key))
         return [
             Dataset(
                 id=r[0],
@@ -430,8 +441,13 @@ class Catalog:
                 ) from exc
             records.append(FileRecord(file_path, role, size, sha, guess_format(file_path)))
         with self._write(f"ingest of {primary}") as conn:
+            # a quarantined (or superseded) registration of the same bytes does not count:
+            # ingesting again, e.g. with a newer reader, makes a proper dataset
+            set_aside = ("d.status = 'quarantined'" if status == "quarantined" else
+                         "d.status NOT IN ('quarantined', 'superseded', 'forgotten')")
             row = conn.execute(
-                "SELECT dataset_id FROM files WHERE path = ? AND sha256 = ? LIMIT 1",
+                "SELECT f.dataset_id FROM files f JOIN datasets d ON d.id = f.dataset_id "  # noqa: S608
+                f"WHERE f.path = ? AND f.sha256 = ? AND {set_aside} LIMIT 1",
                 (str(primary), records[0].sha256),
             ).fetchone()
             if row is not None:
@@ -439,7 +455,8 @@ class Catalog:
                 logger.info("%s is already catalogued as %s; not ingested again", primary, ds_id)
             else:
                 if conn.execute(
-                    "SELECT 1 FROM files WHERE path = ? LIMIT 1", (str(primary),)
+                    "SELECT 1 FROM files WHERE path = ? AND sha256 != ? LIMIT 1",
+                    (str(primary), records[0].sha256),
                 ).fetchone():
                     logger.warning(
                         "%s is already catalogued with other content (sha256 changed); "

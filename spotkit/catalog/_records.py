@@ -8,11 +8,77 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FileRecord", "Run"]
+__all__ = ["FileRecord", "Replica", "Run"]
 
 
 def _iso(value: _dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+#: locations that are not on this machine's file system: a replica there is listed, not read
+_REMOTE = ("://",)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One copy of a catalogued file somewhere (the warehouse, NERSC, tape).
+
+    Attributes
+    ----------
+    location : str
+        Where the copy is: ``"origin"`` (where the file was registered, usually the inbox),
+        ``"warehouse"``, ``"nersc"``, ...
+    path : str
+        The copy's absolute local path, or ``host:/path`` / ``scheme://...`` for a copy
+        this machine cannot read directly.
+    state : str
+        ``"verified"`` (size and sha256 checked against the catalog at ``verified_at``),
+        ``"unverified"``, ``"missing"`` (looked for and not found) or ``"removed"``
+        (deleted on purpose, e.g. an inbox cleaned up).
+    rank : int
+        Preference among verified copies readable here (higher first): the warehouse
+        100, the origin 10 by default.
+    verified_at : datetime.datetime or None
+        When the copy was last checked (aware UTC).
+    manifest_id : str or None
+        The transfer manifest that brought it there.
+    detail : str or None
+        Why the state is what it is (a verification problem, who removed it).
+    """
+
+    location: str
+    path: str
+    state: str
+    rank: int = 0
+    verified_at: _dt.datetime | None = None
+    manifest_id: str | None = None
+    detail: str | None = None
+
+    @property
+    def local(self) -> bool:
+        """Whether the path is a local path (not ``host:/path`` nor a URL)."""
+        text = self.path
+        if any(mark in text for mark in _REMOTE):
+            return False
+        head = text.split("/", 1)[0]
+        return not (":" in head and not text.startswith("/"))
+
+    @property
+    def readable(self) -> bool:
+        """Whether readers may use it: verified and local."""
+        return self.state == "verified" and self.local
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        return {
+            "location": self.location,
+            "path": self.path,
+            "state": self.state,
+            "rank": self.rank,
+            "verified_at": _iso(self.verified_at),
+            "manifest_id": self.manifest_id,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -22,7 +88,8 @@ class FileRecord:
     Attributes
     ----------
     path : pathlib.Path
-        Absolute path.
+        Absolute path to read it from: the best verified replica readable here (see
+        :attr:`replicas`), else where it was registered.
     role : str
         What the file is for: ``"data"`` (the primary array), ``"flats"``, ``"geometry"``,
         ``"notebook"``, ``"figure"``, ...
@@ -34,6 +101,10 @@ class FileRecord:
         ``"hdf5"``, ``"zarr"``, ``"npy"``, ``"png"``, ... (guessed from the suffix if not given).
     key : str or None
         Array inside the file (HDF5 dataset path or zarr component), if any.
+    original : pathlib.Path or None
+        Where the file was registered (the inbox for raw data); None when it is ``path``.
+    replicas : tuple of Replica
+        Its copies elsewhere, best first (empty for a file never transferred).
     """
 
     path: Path
@@ -42,10 +113,17 @@ class FileRecord:
     sha256: str | None = None
     format: str | None = None
     key: str | None = None
+    original: Path | None = None
+    replicas: tuple[Replica, ...] = ()
+
+    @property
+    def registered_path(self) -> Path:
+        """Where the file was registered (the catalog's key for it)."""
+        return self.original if self.original is not None else self.path
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
-        return {
+        out = {
             "path": str(self.path),
             "role": self.role,
             "size": self.size,
@@ -53,6 +131,10 @@ class FileRecord:
             "format": self.format,
             "key": self.key,
         }
+        if self.original is not None or self.replicas:
+            out["registered_path"] = str(self.registered_path)
+            out["replicas"] = [r.to_dict() for r in self.replicas]
+        return out
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4  #: version of the schema this spotkit writes
+SCHEMA_VERSION = 5  #: version of the schema this spotkit writes
 BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
 CACHE_KIB = 65_536  #: page cache per connection (SQLite's default is 2 MiB)
 
@@ -90,7 +90,8 @@ CREATE TABLE IF NOT EXISTS flow_items (
     beamline      TEXT,
     kind          TEXT,
     state         TEXT NOT NULL DEFAULT 'pending'
-                  CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked')),
+                  CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked',
+                                   'superseded', 'forgotten')),
     attempts      INTEGER NOT NULL DEFAULT 0,
     next_attempt  REAL NOT NULL DEFAULT 0,
     last_error    TEXT,
@@ -174,6 +175,81 @@ def _v3_to_v4(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS[3] = _v3_to_v4
+
+# Replicas (copies) of a dataset's files: the catalog's ``files.path`` is where a file was
+# registered (the inbox); each verified copy elsewhere (the warehouse, NERSC, tape) is a
+# row here, with its verification state, so readers can use the best verified one and the
+# inbox copy can be cleaned up without breaking the catalog.
+_REPLICA_TABLES = """
+CREATE TABLE IF NOT EXISTS replicas (
+    file_id     INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    location    TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    state       TEXT NOT NULL
+                CHECK (state IN ('verified', 'unverified', 'missing', 'removed')),
+    rank        INTEGER NOT NULL DEFAULT 0,
+    verified_at REAL,
+    manifest_id TEXT,
+    detail      TEXT,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (file_id, location)
+);
+CREATE INDEX IF NOT EXISTS replicas_location ON replicas (location, state);
+"""
+
+
+def _create_replica_tables(conn: sqlite3.Connection) -> None:
+    for statement in _REPLICA_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+_FLOW_STATES_V3 = "CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked'))"
+_FLOW_STATES_V5 = ("CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked',\n"
+                   "                                   'superseded', 'forgotten'))")
+
+
+def _loosen_check(conn: sqlite3.Connection, table: str, old: str, new: str) -> None:
+    """Replace a CHECK constraint by a looser one in place (no row is copied).
+
+    SQLite's documented procedure for loosening a CHECK constraint
+    (https://www.sqlite.org/lang_altertable.html#otheralter); the schema cookie is bumped
+    so every other open connection reloads the schema.
+    """
+    (sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    if " ".join(new.split()) in " ".join(sql.split()):
+        return
+    flat = " ".join(sql.split())
+    if " ".join(old.split()) not in flat:
+        raise CatalogError(f"unexpected definition of table {table}, cannot migrate it: {sql}")
+    cookie = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+            (flat.replace(" ".join(old.split()), new), table),
+        )
+        conn.execute(f"PRAGMA schema_version = {int(cookie) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    problems = conn.execute("PRAGMA integrity_check").fetchall()
+    if problems != [("ok",)]:
+        raise CatalogError(f"catalog integrity check failed after migrating {table}: {problems}")
+
+
+def _v4_to_v5(conn: sqlite3.Connection) -> None:
+    """Files get replicas (``replicas``), and flow items may be ``superseded`` (a good copy
+    of the same file was processed) or ``forgotten`` (an operator said so, with a reason).
+
+    A new table and a looser CHECK constraint: existing rows are kept as they are.
+    """
+    _create_replica_tables(conn)
+    _loosen_check(conn, "flow_items", _FLOW_STATES_V3, _FLOW_STATES_V5)
+
+
+MIGRATIONS[4] = _v4_to_v5
 
 # ``datasets.id`` is the key every other table refers to. ``seq`` is only the rowid, made
 # explicit so that VACUUM never renumbers it: the FTS index is keyed by it.
@@ -277,6 +353,7 @@ def _create(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
     _create_flow_tables(conn)
     _create_mark_tables(conn)
+    _create_replica_tables(conn)
     if fts5_available():
         conn.execute(_FTS)
     else:

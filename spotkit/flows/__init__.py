@@ -18,7 +18,15 @@ Examples
 
 from spotkit.errors import RulesError, TransferError
 from spotkit.flows._flow import FAULT_ENV, FAULT_POINTS, PassReport, Watcher
-from spotkit.flows._journal import STATES, STEPS, Item, Journal, StepRecord, make_owner
+from spotkit.flows._journal import (
+    FINAL_STATES,
+    STATES,
+    STEPS,
+    Item,
+    Journal,
+    StepRecord,
+    make_owner,
+)
 from spotkit.flows._movers import (
     LocalCopy,
     Mover,
@@ -57,6 +65,7 @@ __all__ = [
     "EXPECTED_DATASETS",
     "FAULT_ENV",
     "FAULT_POINTS",
+    "FINAL_STATES",
     "SENTINEL_SUFFIX",
     "STATES",
     "STEPS",

@@ -47,7 +47,7 @@ from spotkit.errors import (
     SubmitError,
     TransferError,
 )
-from spotkit.flows._journal import Item, Journal
+from spotkit.flows._journal import FINAL_STATES, Item, Journal
 from spotkit.flows._watch import Candidate, InboxScanner
 
 __all__ = ["FAULT_ENV", "FAULT_POINTS", "PassReport", "Watcher"]
@@ -297,7 +297,7 @@ class Watcher:
                           bytes=cand.size, kind=cand.kind)
             if cand.state == "corrupt":
                 item = self.journal.item(cand.key)
-                if item is not None and item.state not in ("parked", "done"):
+                if item is not None and item.state not in ("parked", *FINAL_STATES):
                     self._quarantine(item, cand.reason or "unreadable", report)
 
     def _quarantine(self, item: Item, reason: str, report: PassReport) -> None:
@@ -669,7 +669,7 @@ class Watcher:
             try:
                 if self.journal.acquire(item.key):
                     fresh = self.journal.item(item.key)  # another watcher may have finished it
-                    if fresh is None or fresh.state in ("done", "parked"):
+                    if fresh is None or fresh.state in ("parked", *FINAL_STATES):
                         self.journal.release(item.key)
                         continue
                     mine.append(fresh)
@@ -702,7 +702,7 @@ class Watcher:
             for key in list(self._held):
                 try:
                     item = self.journal.item(key)
-                    if item is not None and item.state not in ("done", "parked"):
+                    if item is not None and item.state not in ("parked", *FINAL_STATES):
                         self.journal.acquire(key)
                 except CatalogError as exc:
                     logger.warning("event=outage renewing lease on %s: %s", key, exc)
@@ -787,7 +787,7 @@ class Watcher:
 
     def pending(self) -> Iterable[Item]:
         """Datasets not done nor parked."""
-        return [i for i in self.journal.items() if i.state not in ("done", "parked")]
+        return [i for i in self.journal.items() if i.state not in ("parked", *FINAL_STATES)]
 
 
 class _RunFailed(SpotkitError):

@@ -31,15 +31,26 @@ from pathlib import Path
 from typing import Any
 
 from spotkit.catalog._schema import connect, write_transaction
-from spotkit.errors import CatalogError
+from spotkit.errors import CatalogError, FlowError
 
-__all__ = ["STATES", "STEPS", "Item", "Journal", "StepRecord", "make_owner"]
+__all__ = ["FINAL_STATES", "STATES", "STEPS", "Item", "Journal", "StepRecord", "make_owner"]
 
 logger = logging.getLogger(__name__)
 
-STATES = ("pending", "running", "done", "failed", "parked")
+STATES = ("pending", "running", "done", "failed", "parked", "superseded", "forgotten")
+#: states no watcher works on: finished, set aside by an operator, or replaced by a good copy
+FINAL_STATES = ("done", "superseded", "forgotten")
 #: the fixed steps, in order; ``processed/<action>`` steps come between verified and done
 STEPS = ("discovered", "ingested", "manifested", "transferred", "verified", "done")
+
+
+def _login() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no login name in some containers
+        return f"uid {os.getuid()}"
 
 
 def make_owner() -> str:
@@ -250,6 +261,191 @@ class Journal:
                 f"UPDATE flow_items SET {sets}, updated_at = ? WHERE key = ?",  # noqa: S608
                 (*fields.values(), time.time(), key),
             )
+
+    def find(self, item: str | os.PathLike) -> Item:
+        """The journal row for an item named by its key, inbox path or dataset id.
+
+        Parameters
+        ----------
+        item : str or path-like
+            The idempotency key, the path the watcher found (absolute or relative to the
+            working directory), or the catalog dataset id.
+
+        Returns
+        -------
+        Item
+            The newest matching row (a path re-written in the inbox has one row per version).
+
+        Raises
+        ------
+        spotkit.errors.FlowError
+            If nothing in the journal matches.
+        """
+        text = os.fspath(item)
+        row = self.item(text)
+        if row is not None:
+            return row
+        candidates = {text, os.path.abspath(os.path.expanduser(text))}
+        marks = ",".join("?" * len(candidates))
+        rows = self._read(
+            f"SELECT {_ITEM_COLUMNS} FROM flow_items "  # noqa: S608
+            f"WHERE path IN ({marks}) OR dataset_id = ? ORDER BY discovered_at DESC",
+            (*candidates, text),
+        )
+        if not rows:
+            raise FlowError(
+                f"{text!r} is not in the flow journal of {self.path}: give the inbox path or "
+                "the dataset id that `spotkit status` lists."
+            )
+        return _item(rows[0])
+
+    def _audit(self, conn, key: str, step: str, reason: str, by: str | None,
+               before: str) -> None:
+        now = time.time()
+        conn.execute(
+            "INSERT INTO flow_steps (key, step, state, attempts, started_at, ended_at, seconds, "
+            "result) VALUES (?, ?, 'done', 1, ?, ?, 0, ?) ON CONFLICT (key, step) DO UPDATE "
+            "SET attempts = attempts + 1, started_at = excluded.started_at, "
+            "ended_at = excluded.ended_at, result = excluded.result",
+            (key, step, now, now, json.dumps({"reason": reason, "by": by, "was": before},
+                                             sort_keys=True)),
+        )
+
+    def _check_reason(self, reason: str, what: str) -> str:
+        if not isinstance(reason, str) or not reason.strip():
+            raise FlowError(f"{what} needs a reason (e.g. --reason \"file re-exported\"); "
+                            "it is recorded with the item")
+        return reason.strip()
+
+    def retry(self, item: str | os.PathLike, *, reason: str, by: str | None = None) -> Item:
+        """Put a parked or failed item back in the queue, with the reason recorded.
+
+        Its failed and parked steps are cleared (steps done stay done, so a verified
+        transfer is not repeated) and its attempts start again from zero; the next pass of
+        any watcher picks it up. A quarantined file is read again from scratch (e.g. after
+        a spotkit upgrade that added a reader for its layout).
+
+        Parameters
+        ----------
+        item : str or path-like
+            Key, inbox path or dataset id (see :meth:`find`).
+        reason : str
+            Why (kept in the item's ``retried`` step).
+        by : str, optional
+            Who (default: the login name).
+
+        Returns
+        -------
+        Item
+            The row after the change.
+
+        Raises
+        ------
+        spotkit.errors.FlowError
+            If the item is unknown, done, or being worked on now.
+        """
+        reason = self._check_reason(reason, "retry")
+        found = self.find(item)
+        if found.state in ("done", "running", "pending"):
+            raise FlowError(
+                f"{found.path} is {found.state}: only parked, failed, superseded or forgotten "
+                "items can be retried" + (" (it is queued already)" if found.state == "pending"
+                                          else ""))
+        by = by or _login()
+        with self._write(f"journal: retrying {found.key}") as conn:
+            conn.execute(
+                "DELETE FROM flow_steps WHERE key = ? AND state IN ('failed', 'parked', "
+                "'running')", (found.key,))
+            quarantined = conn.execute(
+                "SELECT 1 FROM flow_steps WHERE key = ? AND step = 'ingested' "
+                "AND result LIKE '%\"quarantined\": true%'", (found.key,)).fetchone()
+            if quarantined:
+                conn.execute("DELETE FROM flow_steps WHERE key = ? AND step = 'ingested'",
+                             (found.key,))
+            conn.execute(
+                "UPDATE flow_items SET state = 'pending', attempts = 0, next_attempt = 0, "
+                "last_error = NULL, updated_at = ? WHERE key = ?", (time.time(), found.key))
+            self._audit(conn, found.key, "retried", reason, by, found.state)
+        logger.info("event=retried path=%s by=%s reason=%s", found.path, by, reason)
+        return self.item(found.key)  # type: ignore[return-value]
+
+    def forget(self, item: str | os.PathLike, *, reason: str, by: str | None = None) -> Item:
+        """Set an item aside for good: no watcher works on it again; the reason is recorded.
+
+        The raw file and any catalog dataset stay as they are (spotkit never deletes raw
+        data); a quarantined dataset's catalog status becomes ``forgotten`` through the
+        watcher's catalog (see :meth:`spotkit.flows.Watcher.forget`).
+
+        Parameters
+        ----------
+        item : str or path-like
+            Key, inbox path or dataset id (see :meth:`find`).
+        reason : str
+            Why (kept in the item's ``forgotten`` step and as its ``last_error``).
+        by : str, optional
+            Who (default: the login name).
+
+        Returns
+        -------
+        Item
+
+        Raises
+        ------
+        spotkit.errors.FlowError
+            If the item is unknown, done or being worked on now.
+        """
+        reason = self._check_reason(reason, "forget")
+        found = self.find(item)
+        if found.state == "done":
+            raise FlowError(f"{found.path} is done ({found.dataset_id}); there is nothing to "
+                            "forget")
+        owner = self.lease_owner(found.key)
+        if found.state == "running" and owner is not None and owner != self.owner:
+            raise FlowError(f"{found.path} is being processed by {owner} now; stop that "
+                            "watcher or wait, then forget it")
+        by = by or _login()
+        with self._write(f"journal: forgetting {found.key}") as conn:
+            conn.execute(
+                "UPDATE flow_items SET state = 'forgotten', last_error = ?, updated_at = ? "
+                "WHERE key = ?", (f"forgotten by {by}: {reason}", time.time(), found.key))
+            conn.execute("DELETE FROM flow_leases WHERE key = ?", (found.key,))
+            self._audit(conn, found.key, "forgotten", reason, by, found.state)
+        logger.info("event=forgotten path=%s by=%s reason=%s", found.path, by, reason)
+        return self.item(found.key)  # type: ignore[return-value]
+
+    def supersede(self, path: str | os.PathLike, *, by_key: str,
+                  dataset_id: str | None) -> list[Item]:
+        """Mark older parked or failed items of the same path as replaced by ``by_key``.
+
+        A file quarantined while it was being re-exported, then written again complete,
+        is found as a new item (new size and mtime); once that one is done, the old one is
+        history, not work: its state becomes ``superseded``.
+
+        Returns
+        -------
+        list of Item
+            The items superseded now.
+        """
+        rows = self._read(
+            f"SELECT {_ITEM_COLUMNS} FROM flow_items WHERE path = ? AND key != ? "  # noqa: S608
+            "AND state IN ('parked', 'failed', 'pending')",
+            (str(path), by_key),
+        )
+        old = [_item(r) for r in rows]
+        if not old:
+            return []
+        with self._write(f"journal: superseding older items of {path}") as conn:
+            for it in old:
+                conn.execute(
+                    "UPDATE flow_items SET state = 'superseded', last_error = ?, updated_at = ? "
+                    "WHERE key = ? AND state IN ('parked', 'failed', 'pending')",
+                    (f"superseded by a good copy ({dataset_id or by_key}); was {it.state}: "
+                     f"{it.last_error or ''}".rstrip(": "), time.time(), it.key),
+                )
+        for it in old:
+            logger.info("event=superseded path=%s was=%s by=%s", it.path, it.state,
+                        dataset_id or by_key)
+        return old
 
     def record_failure(self, key: str, error: str, *, park: bool = False,
                        retry_in: float = 0.0, count: bool = True) -> None:
