@@ -171,6 +171,18 @@ class Mover(ABC):
 
     name = "mover"
     dest: str | Path
+    #: the catalog location name of the copies this mover makes (see Catalog.add_replicas)
+    location = "warehouse"
+    #: their preference among verified copies readable here (the inbox copy ranks 10)
+    rank = 100
+
+    def replica_path(self, rel: str, dest=None) -> str:
+        """Where the file at ``rel`` (relative to the dataset root) lands: a local path, or
+        ``user@host:/path`` for a copy on another machine."""
+        base = str(self.dest if dest is None else dest)
+        if getattr(self, "_remote_dest", False) and getattr(self, "ssh", None):
+            return f"{self.ssh}:{posixpath.join(base, rel)}"
+        return posixpath.join(base, rel) if base.startswith("/") else str(Path(base) / rel)
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:
@@ -229,7 +241,30 @@ class Mover(ABC):
         return f"{type(self).__name__}({str(self.dest)!r})"
 
 
-def _copy_data(src_fd: int, dst_fd: int, size: int) -> None:
+#: seconds between progress lines while one file is being copied
+PROGRESS_SECONDS = 10.0
+
+
+class _Progress:
+    """Log ``copying <file>: 45 % (1.2 of 2.7 GB, 310 MB/s)`` at INFO every PROGRESS_SECONDS."""
+
+    def __init__(self, what: str, total: int):
+        self.what = what
+        self.total = max(1, int(total))
+        self.t0 = time.monotonic()
+        self.next = self.t0 + PROGRESS_SECONDS
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + PROGRESS_SECONDS
+        rate = done / max(now - self.t0, 1e-9) / 1e6
+        log.info("copying %s: %.0f %% (%.2f of %.2f GB, %.0f MB/s)", self.what,
+                 100.0 * done / self.total, done / 1e9, self.total / 1e9, rate)
+
+
+def _copy_data(src_fd: int, dst_fd: int, size: int, progress=None) -> None:
     """Copy ``size`` bytes in the kernel (copy_file_range), else through a 16 MiB buffer."""
     done = 0
     use_cfr = hasattr(os, "copy_file_range")
@@ -251,6 +286,8 @@ def _copy_data(src_fd: int, dst_fd: int, size: int) -> None:
         if n == 0:
             raise OSError(errno.EIO, "source file shrank while it was copied")
         done += n
+        if progress is not None:
+            progress(done)
 
 
 def _read_block(fd: int, view: memoryview) -> int:
@@ -490,11 +527,15 @@ class LocalCopy(Mover):
             crcs = []
             buf = bytearray(BLOCK_SIZE)
             view = memoryview(buf)
+            progress = _Progress(rel, before.st_size)
+            done = 0
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
                     while n := _read_block(src_fd, view):
+                        done += n
+                        progress(done)
                         out = view[:n]
                         h.update(out)
                         crcs.append(zlib.crc32(out))
@@ -565,7 +606,8 @@ class LocalCopy(Mover):
                 final.parent.mkdir(parents=True, exist_ok=True)
                 dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    _copy_data(src_fd, dst_fd, entry.size)
+                    _copy_data(src_fd, dst_fd, entry.size,
+                               _Progress(entry.path, entry.size))
                     os.fsync(dst_fd)
                     if self.drop_cache:
                         _drop_cache(dst_fd)
@@ -884,6 +926,10 @@ class Relay(Mover):
     def store_manifest(self, manifest: Manifest, dest=None) -> str:
         """Put the manifest's copy at the final destination."""
         return self.second.store_manifest(manifest, dest)
+
+    def replica_path(self, rel: str, dest=None) -> str:
+        """Where the file lands at the final destination."""
+        return self.second.replica_path(rel, dest)
 
 
 # -- retention ---------------------------------------------------------------------------

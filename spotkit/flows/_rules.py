@@ -520,6 +520,19 @@ def _is_secret_name(key: str) -> bool:
     return low in _SECRET_NAMES or any(w in low for w in _SECRET_WORDS)
 
 
+def _is_secret_setting(key, value, *, in_env: bool) -> bool:
+    """A name (with a value) that carries a secret: a secret word anywhere in the name, or
+    in an environment block also any ``..._KEY`` name (``SF_CLIENT_KEY``, ``AWS_..._KEY``)."""
+    low = str(key).lower()
+    if _looks_like_key_material(value):
+        return False  # reported as key material, with its own message
+    if low.endswith(("key_file", "_path", "_dir")) or value in (None, "", False):
+        return False
+    if any(w in low for w in _SECRET_WORDS):
+        return True
+    return in_env and (low in _SECRET_NAMES or low.endswith("_key") or low.endswith("key"))
+
+
 def _looks_like_key_material(value) -> bool:
     return isinstance(value, str) and ("-----BEGIN" in value or "PRIVATE KEY" in value)
 
@@ -602,19 +615,35 @@ class _Checker:
         return canonical, rules
 
     def _key_material(self, node, path) -> None:
-        """Refuse private keys pasted anywhere outside the targets (checked there)."""
-        if path[:1] == ("targets",):
+        """Refuse secrets at any depth: key material as any value, and secret-looking names
+        (``NERSC_PASSWORD``, ``SF_CLIENT_KEY``, ``api_token``...) anywhere, e.g. in a
+        target's ``env:``. A target's own settings are checked by ``_targets``."""
+        if len(path) == 3 and path[0] == "targets":
+            # a target's own setting: _targets has judged name and value; look deeper only
+            if isinstance(node, Mapping | list):
+                self._key_material_below(node, path)
             return
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                self._key_material(value, (*path, key))
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                self._key_material(value, (*path, i))
+        if isinstance(node, Mapping | list):
+            self._key_material_below(node, path)
         elif _looks_like_key_material(node):
             self.add(path, "looks like a private key: secrets never go in a rules file; "
                            "keep keys in a file readable only by you (chmod 600)",
                      fld=".".join(map(str, path)))
+
+    def _key_material_below(self, node, path) -> None:
+        items = node.items() if isinstance(node, Mapping) else enumerate(node)
+        in_env = bool(path) and str(path[-1]).lower() in ("env", "environment")
+        for key, value in items:
+            where = (*path, key)
+            if (isinstance(node, Mapping) and not (len(where) == 3 and where[0] == "targets")
+                    and _is_secret_setting(key, value, in_env=in_env)):
+                self.add(where, f"{key!r} looks like a secret: secrets never go in a rules "
+                         "file (it is shared and recorded with provenance). Keep it in a file "
+                         "readable only by you (chmod 600) and name the file instead (e.g. "
+                         "'key_file'), or set it in the environment of the process that "
+                         "runs the job", fld=".".join(map(str, where)))
+                continue
+            self._key_material(value, where)
 
     def _stages(self, stages) -> list[str]:
         if (not isinstance(stages, list) or not stages

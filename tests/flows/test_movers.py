@@ -151,8 +151,8 @@ def test_damaged_copy_is_removed_and_named(src, tmp_path, monkeypatch):
     dest.mkdir()
     real = _movers._copy_data
 
-    def flaky(src_fd, dst_fd, size):  # the bytes that land differ from those sent
-        real(src_fd, dst_fd, size)
+    def flaky(src_fd, dst_fd, size, progress=None):  # the bytes that land differ from those sent
+        real(src_fd, dst_fd, size, progress)
         if size > 1_000_000:
             os.pwrite(dst_fd, b"\xff\x00\xff", 12345)
 

@@ -298,3 +298,30 @@ def test_key_pasted_into_parameters_is_refused():
     problems = _problems(text)
     assert any("private key" in p.message for p in problems)
     assert not any("abc" in str(p) for p in problems)
+
+
+@pytest.mark.parametrize("env", [
+    '{SF_CLIENT_KEY: "-----BEGIN RSA PRIVATE KEY----- abc"}',
+    "{NERSC_PASSWORD: hunter2}",
+    "{MY_API_TOKEN: abc123}",
+    "{AWS_SECRET_ACCESS_KEY: abc123}",
+    "{nested: {deeper: [1, '-----BEGIN OPENSSH PRIVATE KEY----- abc']}}",
+])
+def test_secrets_at_any_depth_are_refused_with_their_line(env):
+    text = BASE.replace('  local: {kind: local, max_workers: 1, concurrency: 2}',
+                        f'  local: {{kind: local, max_workers: 1, concurrency: 2, env: {env}}}')
+    problems = _problems(text)
+    assert problems, f"env {env} was accepted"
+    assert all(p.line == 2 for p in problems), [str(p) for p in problems]
+    assert any("secret" in p.message or "private key" in p.message for p in problems)
+    # the secret itself is never echoed back
+    assert not any("abc" in str(p) or "hunter2" in str(p) for p in problems)
+
+
+def test_ordinary_environment_and_file_names_pass():
+    text = BASE.replace('  local: {kind: local, max_workers: 1, concurrency: 2}',
+                        "  local: {kind: local, max_workers: 1, concurrency: 2, env: "
+                        "{OMP_NUM_THREADS: '4', HDF5_USE_FILE_LOCKING: 'FALSE', "
+                        "SSH_KEY_FILE: ~/.ssh/id_spot, KEYBOARD_LAYOUT: us}}")
+    rules = load_rules(text)
+    assert rules.targets["local"]["env"]["OMP_NUM_THREADS"] == "4"
