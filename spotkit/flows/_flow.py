@@ -347,29 +347,51 @@ class Watcher:
                 ds = self.catalog.ingest(item.path)
             except InputFileError as exc:
                 raise _Quarantined(str(exc)) from exc
+            previous = item.dataset_id
             self.journal.update_item(item.key, dataset_id=ds.id, beamline=ds.beamline,
                                      kind=ds.kind)
+            if previous and previous != ds.id:
+                self._set_aside(previous, "superseded", f"read again as {ds.id}")
             self._fault("ingest.after")
             return {"dataset_id": ds.id}, item.size
 
         result = self._step(item, "ingested", do)
         return self.catalog[result["dataset_id"]]
 
+    def _dataset_root(self, item: Item, ds) -> Path:
+        """The folder the dataset's files are packed relative to: the inbox when it holds
+        them all (they land in the warehouse as they lay in the inbox), else their common
+        folder."""
+        files = [Path(os.path.abspath(f.registered_path)) for f in ds.files] or [item.path]
+        root = Path(os.path.abspath(item.inbox or item.path.parent))
+        if all(f == root or root in f.parents for f in files):
+            return root
+        common = Path(os.path.commonpath([root, *files]))
+        logger.warning("dataset %s has files outside the inbox %s (%s): packing them "
+                       "relative to %s", ds.id, root,
+                       ", ".join(str(f) for f in files if root not in f.parents), common)
+        return common
+
     def _manifest(self, item: Item, ds):
         from spotkit.flows._suitcase import Manifest, make_manifest
 
         def do():
-            man = make_manifest([item.path], root=item.inbox or item.path.parent,
+            # every file the catalog lists for the dataset travels (the PONI of a SAXS
+            # series, a metadata sidecar, a folder of frames), not only the one found
+            paths = [f.registered_path for f in ds.files] or [item.path]
+            man = make_manifest(paths, root=self._dataset_root(item, ds),
                                 metadata={"dataset_id": ds.id, "beamline": ds.beamline,
-                                          "kind": ds.kind})
+                                          "kind": ds.kind,
+                                          "files": [[str(f.registered_path), f.role]
+                                                    for f in ds.files]})
             self._fault("manifest.after")
             return {"manifest": man.to_json(indent=None), "manifest_id": man.id}, man.total_bytes
 
         result = self._step(item, "manifested", do)
         return Manifest.from_json(result["manifest"])
 
-    def _transfer(self, item: Item, man) -> None:
-        src_root = item.inbox or str(item.path.parent)
+    def _transfer(self, item: Item, ds, man) -> None:
+        src_root = man.root or item.inbox or str(item.path.parent)
         landed_now = []  # set when this process copied (and checked) the files just now
 
         def transfer():
@@ -404,9 +426,11 @@ class Watcher:
                     + "; ".join(str(p) for p in problems[:3]),
                     dest=str(self.mover.dest), reason="verification failed", transient=True)
             copy = self.mover.store_manifest(man)  # the suitcase travels with the data
+            replicas = self._record_replicas(ds, man)
             self._fault("verify.after")
             return ({"manifest_id": man.id, "files": len(man.files), "level": level,
-                     "manifest_copy": copy}, man.total_bytes)
+                     "manifest_copy": copy, "location": self.mover.location,
+                     "replicas": replicas}, man.total_bytes)
 
         self._step(item, "transferred", transfer)
         try:
@@ -414,12 +438,28 @@ class Watcher:
         except TransferError as exc:
             raise _Outage(str(exc)) from exc
 
+    def _record_replicas(self, ds, man) -> dict[str, str]:
+        """Tell the catalog where the verified copies are, so readers use them."""
+        root = Path(man.root) if man.root else None
+        paths = {}
+        for f in ds.files:
+            reg = Path(os.path.abspath(f.registered_path))
+            try:
+                rel = reg.resolve().relative_to(root.resolve()).as_posix() if root else reg.name
+            except ValueError:
+                continue  # not packed (cannot happen with _dataset_root; be safe)
+            paths[str(reg)] = self.mover.replica_path(rel)
+        if paths:
+            self.catalog.add_replicas(ds.id, self.mover.location, paths, rank=self.mover.rank,
+                                      manifest_id=man.id)
+        return paths
+
     def _prepare(self, item: Item, report: PassReport):
         """Ingest, manifest, transfer and verify one dataset; return it or None."""
         try:
             ds = self._ingest(item)
             man = self._manifest(item, ds)
-            self._transfer(item, man)
+            self._transfer(item, ds, man)
             return ds
         except BaseException as exc:
             self._failed(item, exc, report, max_attempts=self.rules.retry.attempts,
@@ -580,6 +620,15 @@ class Watcher:
                 return False
         return True
 
+    def _set_aside(self, dataset_id: str, status: str, reason: str) -> None:
+        """Give a quarantined catalog dataset a final status (it stays in the catalog)."""
+        try:
+            old = self.catalog.get(dataset_id)
+            if old is not None and old.status == "quarantined":
+                self.catalog.set_status(dataset_id, status, reason=reason)
+        except CatalogError as exc:
+            logger.warning("could not mark %s %s: %s", dataset_id, status, exc)
+
     def _finish(self, item: Item, ds, report: PassReport) -> None:
         self._fault("done.before")
         # the "done" step's seconds: from discovery to done (the dataset's whole latency)
@@ -592,6 +641,11 @@ class Watcher:
         report.done.append(ds.id)
         self._log(logging.INFO, "done", item, dataset=ds.id,
                   seconds=time.time() - item.discovered_at, bytes=item.size)
+        # an earlier, broken version of the same file (quarantined, parked) is history now
+        for old in self.journal.supersede(item.path, by_key=item.key, dataset_id=ds.id):
+            if old.dataset_id:
+                self._set_aside(old.dataset_id, "superseded",
+                                f"a good copy of {item.path} was processed as {ds.id}")
 
     # -- failures ---------------------------------------------------------------------
 

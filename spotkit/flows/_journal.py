@@ -372,9 +372,9 @@ class Journal:
     def forget(self, item: str | os.PathLike, *, reason: str, by: str | None = None) -> Item:
         """Set an item aside for good: no watcher works on it again; the reason is recorded.
 
-        The raw file and any catalog dataset stay as they are (spotkit never deletes raw
-        data); a quarantined dataset's catalog status becomes ``forgotten`` through the
-        watcher's catalog (see :meth:`spotkit.flows.Watcher.forget`).
+        The raw file and any catalog dataset stay (spotkit never deletes raw data); a
+        quarantined dataset's catalog status becomes ``forgotten``, so it leaves the
+        quarantine list of ``spotkit status``.
 
         Parameters
         ----------
@@ -411,7 +411,18 @@ class Journal:
             conn.execute("DELETE FROM flow_leases WHERE key = ?", (found.key,))
             self._audit(conn, found.key, "forgotten", reason, by, found.state)
         logger.info("event=forgotten path=%s by=%s reason=%s", found.path, by, reason)
+        if found.dataset_id:
+            self._set_catalog_status(found.dataset_id, "forgotten", f"by {by}: {reason}")
         return self.item(found.key)  # type: ignore[return-value]
+
+    def _set_catalog_status(self, dataset_id: str, status: str, reason: str) -> None:
+        """A quarantined dataset of a forgotten item leaves the quarantine list."""
+        from spotkit.catalog import Catalog
+
+        with Catalog(self.path) as cat:
+            ds = cat.get(dataset_id)
+            if ds is not None and ds.status == "quarantined":
+                cat.set_status(dataset_id, status, reason=reason)
 
     def supersede(self, path: str | os.PathLike, *, by_key: str,
                   dataset_id: str | None) -> list[Item]:
