@@ -147,7 +147,8 @@ def run_demo(
         watcher.close()
     paths = {str((inbox / name).resolve()) for name, _, _ in plan}
     report.raw = [d for d in cat.search(status="raw", limit=None)
-                  if str(Path(d.path).resolve()) in paths]
+                  if d.primary_file is not None
+                  and str(Path(d.primary_file.registered_path).resolve()) in paths]
     report.runs = [r for d in report.raw for r in cat.runs(dataset_id=d.id, limit=None)]
     step(f"export intake catalog {report.intake_catalog}")
     cat.export_intake(report.intake_catalog)
