@@ -66,6 +66,11 @@ FAULT_POINTS = (
 )
 
 
+#: seconds between the ``event=progress`` lines of steps still running (long copies and
+#: notebook runs); a copy also logs its own byte progress (``spotkit.flows._movers``)
+PROGRESS_SECONDS = 30.0
+
+
 class _Outage(SpotkitError):
     """A fault outside the dataset (destination, compute, catalog): retry, do not count."""
 
@@ -222,6 +227,7 @@ class Watcher:
             logger.warning("fault injection armed: %s", self._faults)
         self._stop = threading.Event()
         self._held: set[str] = set()  # leases this pass holds (renewed by the heartbeat)
+        self._active: dict[str, tuple[str, float, str]] = {}  # key: (step, start, path)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -261,12 +267,15 @@ class Watcher:
             raise _LeaseLost(item.key)
         self.journal.start_step(item.key, step, result=start_result or None)
         t0 = time.perf_counter()
+        self._active[item.key] = (step, t0, str(item.path))
         try:
             result, nbytes = func()
         except BaseException as exc:
             self.journal.finish_step(item.key, step, state="failed",
                                      seconds=time.perf_counter() - t0, error=str(exc))
             raise
+        finally:
+            self._active.pop(item.key, None)
         seconds = time.perf_counter() - t0
         self.journal.finish_step(item.key, step, seconds=seconds, nbytes=nbytes, result=result)
         dataset = result.get("dataset_id") or item.dataset_id
@@ -751,8 +760,16 @@ class Watcher:
         self.journal.release(item.key)
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        """Renew the leases of this pass's datasets while a long step (a notebook) runs."""
-        while not stop.wait(max(1.0, self.journal.lease_seconds / 3)):
+        """Renew the leases of this pass's datasets while a long step (a notebook) runs, and
+        say which steps are still running every :data:`PROGRESS_SECONDS`."""
+        next_progress = time.perf_counter() + PROGRESS_SECONDS
+        while not stop.wait(min(max(1.0, self.journal.lease_seconds / 3), PROGRESS_SECONDS)):
+            now = time.perf_counter()
+            if now >= next_progress:
+                next_progress = now + PROGRESS_SECONDS
+                for step, t0, path in list(self._active.values()):
+                    logger.info("event=progress path=%s step=%s running_s=%.0f", path, step,
+                                now - t0)
             for key in list(self._held):
                 try:
                     item = self.journal.item(key)
