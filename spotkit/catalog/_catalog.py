@@ -385,6 +385,7 @@ class Catalog(ReplicaMixin):
         *,
         status: str = "raw",
         extra_metadata: Mapping | None = None,
+        hasher: Callable | None = None,
     ) -> Dataset:
         """Register a raw data file (and the files that belong to it) as a new dataset.
 
@@ -405,6 +406,10 @@ class Catalog(ReplicaMixin):
             processing).
         extra_metadata : mapping, optional
             Added to (and overriding) the metadata read from the file.
+        hasher : callable, optional
+            ``hasher(path) -> (size, sha256 hex)`` for each file, instead of
+            :func:`spotkit.catalog._files.checksum`: the flow passes one that also computes
+            the transfer's block checksums in the same read, so each file is read once.
 
         Returns
         -------
@@ -429,9 +434,10 @@ class Catalog(ReplicaMixin):
         metadata = {**(info.metadata or {}), **(extra_metadata or {})}
         _dumps(metadata, "metadata")  # fail early, before hashing
         records = []
+        hasher = hasher or checksum
         for file_path, role in self._reader_files(primary, info.files):
             try:
-                size, sha = checksum(file_path)
+                size, sha = hasher(file_path)
             except OSError as exc:
                 raise InputFileError(
                     file_path,

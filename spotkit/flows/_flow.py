@@ -228,6 +228,7 @@ class Watcher:
         self._stop = threading.Event()
         self._held: set[str] = set()  # leases this pass holds (renewed by the heartbeat)
         self._active: dict[str, tuple[str, float, str]] = {}  # key: (step, start, path)
+        self._digests: dict[str, dict] = {}  # key: checksums computed at ingest, for the manifest
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -349,11 +350,32 @@ class Watcher:
 
     # -- the steps before processing --------------------------------------------------
 
+    def _hasher(self, item: Item):
+        """The catalog's checksum at ingest, computing the manifest's block checksums in the
+        same read (kept for the manifest step: each source file is read once for both)."""
+        from spotkit.catalog._files import checksum
+        from spotkit.flows._suitcase import digest_file
+
+        cache = self._digests.setdefault(item.key, {})
+
+        def hasher(path):
+            path = Path(path)
+            if path.is_dir():
+                return checksum(path)  # a folder's tree hash; the manifest hashes its files
+            before = path.stat()
+            sha, crcs = digest_file(path)
+            after = path.stat()
+            if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+                cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
+            return after.st_size, sha
+
+        return hasher
+
     def _ingest(self, item: Item):
         def do():
             self._fault("ingest.before")
             try:
-                ds = self.catalog.ingest(item.path)
+                ds = self.catalog.ingest(item.path, hasher=self._hasher(item))
             except InputFileError as exc:
                 raise _Quarantined(str(exc)) from exc
             previous = item.dataset_id
@@ -388,7 +410,16 @@ class Watcher:
             # every file the catalog lists for the dataset travels (the PONI of a SAXS
             # series, a metadata sidecar, a folder of frames), not only the one found
             paths = [f.registered_path for f in ds.files] or [item.path]
+            primary = ds.primary_file
+            doc = {"kind": ds.kind, "beamline": ds.beamline, "sample": ds.sample,
+                   "proposal": ds.proposal, "title": ds.title,
+                   "start_time": ds.start_time.isoformat() if ds.start_time else None,
+                   "end_time": ds.end_time.isoformat() if ds.end_time else None,
+                   "metadata": ds.metadata}
             man = make_manifest(paths, root=self._dataset_root(item, ds),
+                                known=self._digests.pop(item.key, None),
+                                file_metadata=({primary.registered_path: doc} if primary
+                                               else None),
                                 metadata={"dataset_id": ds.id, "beamline": ds.beamline,
                                           "kind": ds.kind,
                                           "files": [[str(f.registered_path), f.role]

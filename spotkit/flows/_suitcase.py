@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -450,7 +450,8 @@ def _hash_entry(p: Path, rel: str) -> FileEntry:
 
 def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | None = None,
                   beamline_config: dict | None = None, read_file_metadata: bool = True,
-                  workers: int | None = None) -> Manifest:
+                  workers: int | None = None, known: Mapping | None = None,
+                  file_metadata: Mapping | None = None) -> Manifest:
     """Pack one dataset's files into a manifest: sizes, sha256 checksums and metadata.
 
     Parameters
@@ -471,6 +472,13 @@ def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | N
         Read the metadata of HDF5 files with :func:`spotkit.io.read_metadata` (default).
     workers : int, optional
         Threads hashing files at the same time (default: :func:`default_workers`).
+    known : mapping, optional
+        ``{absolute path: (size, mtime_ns, sha256, crc32s)}`` computed earlier in the same
+        read as another checksum (the catalog's at ingest): a file whose size and mtime
+        still match is not read again.
+    file_metadata : mapping, optional
+        ``{absolute path: metadata dict}`` already read (the catalog's); those files are
+        not opened again for their metadata.
 
     Returns
     -------
@@ -488,10 +496,33 @@ def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | N
     >>> man.write("/inbox/scan.manifest.json")  # doctest: +SKIP
     """
     rels = _collect(paths, root)
+    known = {os.path.abspath(k): v for k, v in (known or {}).items()}
+
+    def entry(p: Path, rel: str) -> FileEntry:
+        got = known.get(os.path.abspath(p))
+        if got is not None:
+            size, mtime_ns, sha, crcs = got
+            try:
+                st = p.stat()
+            except OSError as exc:
+                raise InputFileError(p, f"cannot be read ({exc.strerror}).") from None
+            if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                return FileEntry(path=rel, size=size, sha256=sha, mtime=st.st_mtime,
+                                 crc32=tuple(crcs))
+        return _hash_entry(p, rel)
+
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        entries = list(pool.map(_hash_entry, rels.values(), rels.keys()))
+        entries = list(pool.map(entry, rels.values(), rels.keys()))
+    given = {}
+    for path, doc in (file_metadata or {}).items():
+        try:
+            rel = _relative(Path(path), Path(root).resolve())
+        except InputFileError:
+            continue
+        given[rel] = dict(doc)
     return _assemble(rels, entries, root=root, dataset=dataset, metadata=metadata,
-                     beamline_config=beamline_config, read_file_metadata=read_file_metadata)
+                     beamline_config=beamline_config, read_file_metadata=read_file_metadata,
+                     given=given)
 
 
 def _collect(paths, root) -> dict[str, Path]:
@@ -511,13 +542,13 @@ def _collect(paths, root) -> dict[str, Path]:
 
 
 def _assemble(rels: dict[str, Path], entries, *, root, dataset, metadata, beamline_config,
-              read_file_metadata) -> Manifest:
+              read_file_metadata, given: dict | None = None) -> Manifest:
     """The manifest from hashed entries: file metadata read, user metadata checked."""
     root = Path(root).resolve()
-    file_meta: dict[str, dict] = {}
+    file_meta: dict[str, dict] = {k: v for k, v in (given or {}).items() if k in rels}
     if read_file_metadata:
         for rel, p in rels.items():
-            if p.suffix.lower() in _HDF5_SUFFIXES:
+            if rel not in file_meta and p.suffix.lower() in _HDF5_SUFFIXES:
                 doc = _file_metadata(p, root)
                 if doc is not None:
                     file_meta[rel] = doc

@@ -226,3 +226,50 @@ def test_retry_runs_a_parked_item_again_and_keeps_done_steps(flow_env):
         # the verified transfer was not repeated
         assert journal.step(parked.key, "verified").ended_at == verified_at
     watcher.close()
+
+
+def test_ingest_and_manifest_read_each_source_file_once(flow_env, monkeypatch):
+    """The catalog's sha256 and the manifest's block crc32s come from one read."""
+    from spotkit.catalog import _catalog
+    from spotkit.flows import _suitcase
+    from spotkit.flows._flow import PassReport
+    from spotkit.sim import simulate_saxs_series
+
+    env = flow_env
+    simulate_saxs_series(env["inbox"] / "s.h5", n_frames=2, shape=(24, 24),
+                         module_shape=None, seed=2)
+    reads = Counter()
+    real = _suitcase.digest_file
+
+    def counting(path, **kw):
+        reads[Path(path).name] += 1
+        return real(path, **kw)
+
+    monkeypatch.setattr(_suitcase, "digest_file", counting)
+    monkeypatch.setattr(_catalog, "checksum", lambda p: pytest.fail(f"hashed again: {p}"))
+    rules = _saxs_rules(env["root"] / "r.yaml", env["notebook"])
+    watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=rules,
+                      warehouse=env["warehouse"], settle=0)
+    report = PassReport()
+    watcher._discover(report)
+    (item,) = watcher.journal.items()
+    assert watcher._prepare(item, report) is not None, report
+    watcher.close()
+    assert reads == Counter({"s.h5": 1, "s.poni": 1})
+    man = Manifest.read(next(env["warehouse"].glob("*.spotkit-manifest.json")))
+    assert man.file_metadata["s.h5"]["kind"] == "saxs/raw"
+
+
+def test_known_checksums_are_used_only_while_the_file_is_unchanged(tmp_path):
+    from spotkit.flows import make_manifest
+    from spotkit.flows._suitcase import digest_file
+
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"one" * 1000)
+    st = f.stat()
+    sha, crcs = digest_file(f)
+    fake = {f: (st.st_size, st.st_mtime_ns, "0" * 64, crcs)}
+    assert make_manifest([f], root=tmp_path, known=fake).files[0].sha256 == "0" * 64
+    f.write_bytes(b"two" * 1000)  # changed since: hashed again
+    assert make_manifest([f], root=tmp_path, known=fake).files[0].sha256 != "0" * 64
+    assert make_manifest([f], root=tmp_path, known=fake).files[0].sha256 != sha
