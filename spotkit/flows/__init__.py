@@ -34,6 +34,9 @@ from spotkit.flows._movers import (
     RetentionPolicy,
     Rsync,
     TransferResult,
+    make_mover,
+    mover_kinds,
+    register_mover,
 )
 from spotkit.flows._rules import (
     DEFAULT_STAGES,
@@ -95,7 +98,10 @@ __all__ = [
     "check_complete",
     "load_rules",
     "make_manifest",
+    "make_mover",
     "make_owner",
+    "mover_kinds",
+    "register_mover",
     "sha256_file",
     "verify_manifest",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from spotkit.errors import TransferError
-from spotkit.flows import _movers
+from spotkit.flows import _localcopy, _movers
 from spotkit.flows._movers import LocalCopy, Relay, RetentionPolicy, Rsync
 from spotkit.flows._suitcase import Manifest, make_manifest, verify_manifest
 
@@ -149,14 +149,14 @@ def test_damaged_copy_is_removed_and_named(src, tmp_path, monkeypatch):
     root, man = src
     dest = tmp_path / "wh"
     dest.mkdir()
-    real = _movers._copy_data
+    real = _localcopy._copy_data
 
     def flaky(src_fd, dst_fd, size, progress=None):  # the bytes that land differ from those sent
         real(src_fd, dst_fd, size, progress)
         if size > 1_000_000:
             os.pwrite(dst_fd, b"\xff\x00\xff", 12345)
 
-    monkeypatch.setattr(_movers, "_copy_data", flaky)
+    monkeypatch.setattr(_localcopy, "_copy_data", flaky)
     with pytest.raises(TransferError, match=r"checksum mismatch for scan7/scan7\.raw") as info:
         LocalCopy(dest).transfer(man, root)
     assert info.value.path == "scan7/scan7.raw"
@@ -197,9 +197,9 @@ def test_sigkill_mid_file_then_rerun_completes(tmp_path):
     dest.mkdir()
     child = textwrap.dedent(f"""
         import os, sys, time
-        from spotkit.flows import _movers
+        from spotkit.flows import _localcopy, _movers
         from spotkit.flows._suitcase import Manifest
-        _movers.COPY_CHUNK = 2**20
+        _localcopy.COPY_CHUNK = 2**20
         real = os.copy_file_range
         def slow(*a):
             time.sleep(0.02)
@@ -479,7 +479,7 @@ def test_pack_damaged_copy_is_removed(src, tmp_path, monkeypatch):
     root, _ = src
     dest = tmp_path / "wh"
     dest.mkdir()
-    real = _movers.LocalCopy._check_landed
+    real = _localcopy.LocalCopy._check_landed
 
     def corrupt_then_check(self, partial, src_path, entry, dest_dir):
         if entry.size > 1_000_000:
@@ -492,3 +492,26 @@ def test_pack_damaged_copy_is_removed(src, tmp_path, monkeypatch):
         LocalCopy(dest).pack(["scan7"], root=root)
     assert not (dest / "scan7" / "scan7.raw").exists()
     assert not _partials(dest)
+
+
+def test_movers_are_found_by_kind_in_one_registry(tmp_path):
+    from spotkit.flows import Mover, make_mover, mover_kinds, register_mover
+
+    assert {"local", "rsync", "relay"} <= set(mover_kinds())
+    mover = make_mover("local", tmp_path)
+    assert isinstance(mover, LocalCopy)
+    assert mover.location == "warehouse"
+    with pytest.raises(ValueError, match=r"unknown mover kind 'globus'; available: \["):
+        make_mover("globus", tmp_path)
+    with pytest.raises(ValueError, match="mover 'local'"):
+        make_mover("local", tmp_path, colour="blue")
+
+    class Tape(LocalCopy):
+        location = "tape"
+        rank = 1
+
+    register_mover("test-tape", Tape)
+    assert make_mover("test-tape", tmp_path).location == "tape"
+    with pytest.raises(TypeError, match="not a subclass"):
+        register_mover("bad", dict)
+    assert issubclass(Tape, Mover)

@@ -1,0 +1,271 @@
+"""The mover interface, what a transfer returns, and the registry of movers by kind.
+
+See :mod:`spotkit.flows._movers` for the built-in movers.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import posixpath
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from spotkit.errors import TransferError
+
+from ._suitcase import (
+    Manifest,
+    Problem,
+)
+
+__all__ = ["Mover", "TransferResult", "make_mover", "mover_kinds", "register_mover"]
+
+log = logging.getLogger("spotkit.flows._movers")
+
+COPY_CHUNK = 16 * 2**20
+PARTIAL_SUFFIX = ".spotkit-part"
+MANIFEST_SUFFIX = ".spotkit-manifest.json"
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+_GONE = {errno.ENOENT, errno.ENOTDIR, errno.ESTALE, errno.EIO, errno.ENOTCONN,
+         errno.EHOSTDOWN, errno.ETIMEDOUT}
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What one transfer did. Every file listed was verified at the destination.
+
+    Attributes
+    ----------
+    manifest_id : str
+    mover : str
+        The mover's name (``"local"``, ``"rsync"``, ``"relay"``).
+    dest : str
+        Where the files are now.
+    copied : tuple of str
+        Relative paths copied by this call.
+    skipped : tuple of str
+        Relative paths already there and verified (idempotent re-run).
+    bytes_copied : int
+    seconds : float
+        Wall time, verification included.
+    """
+
+    manifest_id: str
+    mover: str
+    dest: str
+    copied: tuple[str, ...]
+    skipped: tuple[str, ...]
+    bytes_copied: int
+    seconds: float
+
+    @property
+    def mb_per_s(self) -> float:
+        """Throughput of the copied bytes in MB/s (10**6 bytes), verification included."""
+        return self.bytes_copied / 1e6 / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _partial_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+
+
+def _os_error(exc: OSError, *, dest, path: str | None, what: str) -> TransferError:
+    """Turn an OSError at the destination into a TransferError with what to do."""
+    code = exc.errno
+    where = f" ({path})" if path else ""
+    if code in _FULL:
+        reason, todo = "disk full", "free space or raise the quota; the flow retries"
+    elif code in _READ_ONLY:
+        reason, todo = ("read-only or not writable",
+                        "remount it read-write or fix its permissions; the flow retries")
+    elif code in _GONE:
+        reason, todo = "unavailable", "check that it is mounted and reachable; the flow retries"
+    else:
+        reason, todo = "I/O error", "check the destination; the flow retries"
+    return TransferError(
+        f"cannot {what} at destination {dest}{where}: {reason} "
+        f"([Errno {code}] {exc.strerror}). Nothing partial kept its final name; {todo}.",
+        path=path, dest=str(dest), reason=reason, transient=True, errno=code)
+
+
+def _probe_dir(path: Path) -> tuple[bool, str]:
+    """Is ``path`` an existing folder we can create a file in?"""
+    if not path.exists():
+        return False, f"destination {path} does not exist (not mounted?)"
+    if not path.is_dir():
+        return False, f"destination {path} is not a folder"
+    # unique per call: several workers probe at once, and one must not unlink another's file
+    probe = path / f".spotkit-probe-{os.getpid()}-{uuid.uuid4().hex}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        return False, f"destination {path} is not writable ([Errno {exc.errno}] {exc.strerror})"
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return True, "ok"
+    if st.f_bavail == 0:
+        return False, f"destination {path} is full"
+    return True, f"ok, {st.f_bavail * st.f_frsize / 1e9:.1f} GB free"
+
+
+class Mover(ABC):
+    """Base of every mover: copy a manifest's files to a destination and verify them there.
+
+    Subclasses set :attr:`name` and implement :meth:`transfer`, :meth:`verify` and
+    :meth:`available`. A mover never modifies or deletes source files, never leaves a
+    partial file under its final name, and reports a file only once verified at the
+    destination.
+
+    Attributes
+    ----------
+    name : str
+        Short name recorded with each step (``"local"``, ``"rsync"``).
+    dest : str or pathlib.Path
+        The default destination.
+    """
+
+    name = "mover"
+    dest: str | Path
+    #: the catalog location name of the copies this mover makes (see Catalog.add_replicas)
+    location = "warehouse"
+    #: their preference among verified copies readable here (the inbox copy ranks 10)
+    rank = 100
+
+    def replica_path(self, rel: str, dest=None) -> str:
+        """Where the file at ``rel`` (relative to the dataset root) lands: a local path, or
+        ``user@host:/path`` for a copy on another machine."""
+        base = str(self.dest if dest is None else dest)
+        if getattr(self, "_remote_dest", False) and getattr(self, "ssh", None):
+            return f"{self.ssh}:{posixpath.join(base, rel)}"
+        return posixpath.join(base, rel) if base.startswith("/") else str(Path(base) / rel)
+
+    @abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """``(True, "ok...")`` when the destination can take files now, else ``(False, why)``."""
+
+    @abstractmethod
+    def transfer(self, manifest: Manifest, src_root, *, dest=None) -> TransferResult:
+        """Copy the manifest's files from ``src_root`` to ``dest``, and verify them there.
+
+        ``dest`` defaults to :attr:`dest`. Files already there and verified are skipped.
+
+        Raises
+        ------
+        TransferError
+            When a file cannot be copied or does not verify; ``transient`` says whether
+            retrying later may help.
+        """
+
+    @abstractmethod
+    def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
+        """Re-read the files at ``dest`` (default :attr:`dest`): size and checksum per file.
+
+        ``level`` is ``"sha256"`` (re-hash everything), ``"crc32"`` (the manifest's block
+        crc32s, where the mover can check them; otherwise sha256) or ``"size"``.
+        """
+
+    def manifest_path(self, manifest: Manifest) -> str:
+        """Where the manifest's copy goes, relative to the destination: beside the files.
+
+        ``<folder of the first file>/<dataset>.spotkit-manifest.json``.
+        """
+        folder = posixpath.dirname(manifest.files[0].path) if manifest.files else ""
+        return posixpath.join(folder, f"{manifest.dataset}{MANIFEST_SUFFIX}")
+
+    def store_manifest(self, manifest: Manifest, dest=None) -> str:
+        """Put a copy of the manifest beside the dataset at the destination (atomically).
+
+        The suitcase travels with its contents: whoever finds the files in the warehouse
+        can check them (:func:`~spotkit.flows.verify_manifest`) without the catalog.
+        Writing it again is harmless.
+
+        Returns
+        -------
+        str
+            The copy's path at the destination.
+        """
+        final = Path(self.dest if dest is None else dest) / self.manifest_path(manifest)
+        try:
+            manifest.write(final)
+        except OSError as exc:
+            raise _os_error(exc, dest=final.parent, path=final.name,
+                            what="write the manifest") from None
+        return str(final)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.dest)!r})"
+
+
+# -- the registry of movers ---------------------------------------------------------------
+
+#: entry-point group through which packages add movers (``kind = "pkg.module:Class"``)
+ENTRY_POINT_GROUP = "spotkit.movers"
+_REGISTRY: dict[str, type[Mover]] = {}
+
+
+def register_mover(kind: str, cls: type[Mover]) -> None:
+    """Make a mover class available by kind (``"local"``, ``"rsync"``, ``"relay"``...).
+
+    Parameters
+    ----------
+    kind : str
+        The name rules files and :func:`make_mover` use.
+    cls : type
+        A subclass of :class:`Mover`.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Mover)):
+        raise TypeError(f"mover {kind!r}: {cls!r} is not a subclass of spotkit.flows.Mover")
+    _REGISTRY[kind] = cls
+
+
+def _load_entry_points() -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        try:
+            register_mover(ep.name, ep.load())
+        except Exception as exc:  # a broken plug-in must not break the others
+            log.warning("mover plug-in %s (%s) cannot be loaded: %s", ep.name, ep.value, exc)
+
+
+def mover_kinds() -> list[str]:
+    """The kinds of mover available (built-in and from entry points), sorted."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def make_mover(kind: str, *args, **settings) -> Mover:
+    """Build a mover by kind: ``make_mover("local", "/warehouse")``.
+
+    Parameters
+    ----------
+    kind : str
+        One of :func:`mover_kinds`.
+    *args, **settings
+        The mover class's own parameters.
+
+    Returns
+    -------
+    Mover
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind (the message lists the known ones) or settings the mover does
+        not take.
+    """
+    _load_entry_points()
+    if kind not in _REGISTRY:
+        raise ValueError(f"unknown mover kind {kind!r}; available: {sorted(_REGISTRY)}")
+    try:
+        return _REGISTRY[kind](*args, **settings)
+    except TypeError as exc:
+        raise ValueError(f"mover {kind!r}: {exc}") from None

@@ -1,0 +1,81 @@
+"""A mover in two hops: source -> relay folder -> destination, verified at each."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ._mover_base import Mover, TransferResult
+from ._suitcase import (
+    Manifest,
+    Problem,
+)
+
+__all__ = ["Relay"]
+
+log = logging.getLogger("spotkit.flows._movers")
+
+
+class Relay(Mover):
+    """Source -> relay folder -> destination, verified at each hop (SPADE's relay mode).
+
+    Parameters
+    ----------
+    first : Mover
+        Moves from the source to the relay folder (its ``dest``).
+    second : Mover
+        Moves from the relay folder to the final destination (its ``dest``).
+    keep_relay_copy : bool, optional
+        Keep the files in the relay folder after the final destination verified them
+        (default False: they are removed then; the source is never touched).
+
+    Examples
+    --------
+    >>> Relay(LocalCopy("/scratch/relay"), Rsync("/warehouse", ssh="spot@dtn"))  # doctest: +SKIP
+    """
+
+    name = "relay"
+
+    def __init__(self, first: Mover, second: Mover, *, keep_relay_copy: bool = False):
+        self.first = first
+        self.second = second
+        self.keep_relay_copy = keep_relay_copy
+        self.dest = second.dest
+
+    def __repr__(self) -> str:
+        return f"Relay({self.first!r}, {self.second!r})"
+
+    def available(self) -> tuple[bool, str]:
+        """Both hops must be available."""
+        for hop, mover in (("relay", self.first), ("destination", self.second)):
+            ok, why = mover.available()
+            if not ok:
+                return False, f"{hop} hop: {why}"
+        return True, "ok"
+
+    def transfer(self, manifest: Manifest, src_root, *, dest=None) -> TransferResult:
+        """Copy to the relay and verify, then on to the destination and verify there."""
+        t0 = time.perf_counter()
+        hop1 = self.first.transfer(manifest, src_root)
+        hop2 = self.second.transfer(manifest, self.first.dest, dest=dest)
+        relay_is_local = not getattr(self.first, "_remote_dest", False)
+        if not self.keep_relay_copy and relay_is_local:
+            relay = Path(self.first.dest)
+            if relay.is_dir():
+                for f in manifest.files:
+                    (relay / f.path).unlink(missing_ok=True)
+        return TransferResult(manifest.id, self.name, hop2.dest, hop2.copied, hop2.skipped,
+                              hop1.bytes_copied + hop2.bytes_copied, time.perf_counter() - t0)
+
+    def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
+        """Verify at the final destination."""
+        return self.second.verify(manifest, dest, level=level)
+
+    def store_manifest(self, manifest: Manifest, dest=None) -> str:
+        """Put the manifest's copy at the final destination."""
+        return self.second.store_manifest(manifest, dest)
+
+    def replica_path(self, rel: str, dest=None) -> str:
+        """Where the file lands at the final destination."""
+        return self.second.replica_path(rel, dest)
