@@ -33,6 +33,13 @@ from spotkit.compute._job import Job, Poller, poll_jobs, retry_transient
 from spotkit.compute._local import Local
 from spotkit.compute._slurm import Slurm
 from spotkit.compute._submit import Environment, render_script, submit
+from spotkit.compute._targets import (
+    make_target,
+    register_target,
+    target_class,
+    target_kinds,
+    target_settings,
+)
 
 __all__ = [
     "NERSC",
@@ -47,11 +54,16 @@ __all__ = [
     "Target",
     "dask_cluster",
     "format_walltime",
+    "make_target",
     "parse_walltime",
     "poll_jobs",
+    "register_target",
     "render_script",
     "retry_transient",
     "submit",
+    "target_class",
+    "target_kinds",
+    "target_settings",
 ]
 
 

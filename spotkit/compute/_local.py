@@ -78,7 +78,7 @@ class Local(Target):
 
     name = "local"
 
-    def __init__(self, max_workers: int | None = None, *, time: str | None = None,
+    def __init__(self, max_workers: int | None = None, *, time: str | int | None = None,
                  kill_wait: float = 3.0, min_poll: float = 0.2, env: dict | None = None):
         if max_workers is None:
             max_workers = max(1, (os.cpu_count() or 2) // 2)

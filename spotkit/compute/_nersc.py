@@ -29,6 +29,7 @@ import re
 import shlex
 import threading
 import time as _time
+import typing
 import warnings
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -185,6 +186,9 @@ class NERSC(Target):
 
     max_ids_per_query = 200  # job ids in one status request (keeps the URL short)
 
+    #: rules files name the key *file* (``key_file``), never the key itself
+    settings_aliases: typing.ClassVar[dict[str, str]] = {"key_file": "key"}
+
     def __init__(
         self,
         machine: str = "perlmutter",
@@ -193,7 +197,7 @@ class NERSC(Target):
         account: str | None = None,
         qos: str = "regular",
         constraint: str = "cpu",
-        time: str = "00:30:00",
+        time: str | int = "00:30:00",
         api_base_url: str | None = None,
         token_url: str | None = None,
         client_id: str | None = None,

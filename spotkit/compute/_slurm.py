@@ -128,7 +128,7 @@ class Slurm(Target):
 
     def __init__(self, partition: str | None = None, account: str | None = None,
                  qos: str | None = None, constraint: str | None = None,
-                 time: str | None = None, nodes: int = 1, extra_sbatch=(),
+                 time: str | int | None = None, nodes: int = 1, extra_sbatch=(),
                  env: dict | None = None, *, min_poll: float = 2.0,
                  command_timeout: float = 30.0, accounting: str = "auto"):
         for what, value in (("partition", partition), ("account", account), ("qos", qos),

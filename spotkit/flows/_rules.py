@@ -66,19 +66,20 @@ _ACTION_KEYS = {"name", "notebook", "parameters", "target", "stage", "after", "r
 _RETRY_KEYS = {"attempts", "backoff", "factor", "max_backoff"}
 _TARGET_COMMON = {"kind", "concurrency", "description"}
 
-# constructor settings a rules file may give each kind of target (spotkit.compute)
-_TARGET_SETTINGS: dict[str, dict[str, tuple[type, ...]]] = {
-    "local": {"max_workers": (int,), "time": (str, int), "env": (dict,),
-              "kill_wait": (int, float), "min_poll": (int, float)},
-    "slurm": {"partition": (str,), "account": (str,), "qos": (str,), "constraint": (str,),
-              "time": (str, int), "nodes": (int,), "extra_sbatch": (list,), "env": (dict,),
-              "min_poll": (int, float), "command_timeout": (int, float),
-              "accounting": (str,)},
-    "nersc": {"machine": (str,), "key_file": (str,), "account": (str,), "qos": (str,),
-              "constraint": (str,), "time": (str, int), "api_base_url": (str,),
-              "token_url": (str,), "client_id": (str,), "remote_root": (str,),
-              "retries": (int,), "min_poll": (int, float)},
-}
+
+def _target_settings(kind) -> dict[str, tuple[type, ...]] | None:
+    """The settings a target kind takes (derived from its class), None for an unknown kind."""
+    from spotkit.compute import target_kinds, target_settings
+
+    if not isinstance(kind, str) or kind not in target_kinds():
+        return None
+    try:
+        return target_settings(kind)
+    except ValueError as exc:  # a plug-in that cannot be loaded
+        log.warning("%s", exc)
+        return None
+
+
 _SECRET_WORDS = ("secret", "token", "password", "passwd", "private", "credential")
 _SECRET_NAMES = {"key", "api_key", "apikey", "client_key", "pem", "jwk"}
 
@@ -372,19 +373,9 @@ class Rules:
         kind = settings.pop("kind")
         for key in _TARGET_COMMON - {"kind"}:
             settings.pop(key, None)
-        if kind == "local":
-            from spotkit.compute import Local
+        from spotkit.compute import make_target
 
-            return Local(**settings)
-        if kind == "slurm":
-            from spotkit.compute import Slurm
-
-            return Slurm(**settings)
-        from spotkit.compute import NERSC
-
-        if "key_file" in settings:
-            settings["key"] = os.path.expanduser(settings.pop("key_file"))
-        return NERSC(**settings)
+        return make_target(kind, **settings)
 
     def to_dict(self) -> dict[str, Any]:
         """The rules in canonical form; ``load_rules(rules.to_dict())`` gives equal rules."""
@@ -703,10 +694,14 @@ class _Checker:
                                "and its settings", rule=where)
                 continue
             kind = spec.get("kind")
-            if kind not in _TARGET_SETTINGS:
+            settings = _target_settings(kind)
+            known = settings is not None
+            if not known:
+                from spotkit.compute import target_kinds
+
                 self.add((*path, "kind"), f"unknown kind {kind!r}; choose one of "
-                         f"{sorted(_TARGET_SETTINGS)}", rule=where, fld="kind")
-            allowed = _TARGET_SETTINGS.get(kind, {})
+                         f"{target_kinds()}", rule=where, fld="kind")
+            allowed = settings or {}
             good = True
             for key, value in spec.items():
                 if _is_secret_name(key) or _looks_like_key_material(value):
@@ -723,11 +718,11 @@ class _Checker:
                 elif key in _TARGET_COMMON:
                     if key == "description" and not isinstance(value, str):
                         self.add((*path, key), "must be a string", rule=where, fld=key)
-                elif kind in _TARGET_SETTINGS and key not in allowed:
+                elif known and key not in allowed:
                     self.add((*path, key), f"not a setting of a {kind} target; allowed: "
                              f"{sorted(set(allowed) | _TARGET_COMMON)}", rule=where, fld=key)
                     good = False
-                elif kind in _TARGET_SETTINGS and not _isinstance(value, allowed[key]):
+                elif known and not _isinstance(value, allowed[key]):
                     self.add((*path, key), f"{_show(value)}: must be {_type_name(allowed[key])}",
                              rule=where, fld=key)
                     good = False
@@ -748,9 +743,9 @@ class _Checker:
                 elif key in ("max_workers", "nodes") and value < 1:
                     self.add((*path, key), f"{_show(value)}: must be >= 1", rule=where, fld=key)
                     good = False
-            if kind in _TARGET_SETTINGS and good:
+            if known and good:
                 out[str(name)] = {"concurrency": 1, **dict(spec)}
-            elif kind in _TARGET_SETTINGS:
+            elif known:
                 out[str(name)] = dict(spec)  # kept so that rules naming it are not blamed
         return out
 

@@ -271,15 +271,20 @@ def test_notebook_path_relative_to_the_rules_file(tmp_path):
 
 
 def test_nersc_target_settings(monkeypatch):
+    import functools
+
     import spotkit.compute._nersc as nersc_module
+    from spotkit.compute import _targets
 
     made = {}
+    real = nersc_module.NERSC
 
-    class FakeNERSC:
+    class FakeNERSC(real):  # the real settings (signature), nothing contacted
+        @functools.wraps(real.__init__)
         def __init__(self, machine="perlmutter", **kwargs):
             made.update(machine=machine, **kwargs)
 
-    monkeypatch.setattr(nersc_module, "NERSC", FakeNERSC)
+    monkeypatch.setitem(_targets._REGISTRY, "nersc", FakeNERSC)
     example = load_rules(EXAMPLE)
     assert isinstance(example.target("nersc"), FakeNERSC)
     assert made["key"] == "spotkit.pem"  # key_file names the file; the key stays in it
