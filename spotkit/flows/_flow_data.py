@@ -1,0 +1,242 @@
+"""The watcher's steps before processing: discover, quarantine, ingest, pack, move, verify.
+
+A mixin of :class:`spotkit.flows.Watcher` (it uses the watcher's journal, catalog, mover,
+step runner and fault points); kept apart so that each file does one thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from spotkit.errors import (
+    CatalogError,
+    InputFileError,
+    TransferError,
+)
+from spotkit.flows._journal import FINAL_STATES, Item
+from spotkit.flows._outcomes import PassReport, _Outage, _Quarantined
+
+logger = logging.getLogger("spotkit.flows._flow")
+
+
+class _DataSteps:
+    # -- discovery --------------------------------------------------------------------
+
+    def _discover(self, report: PassReport) -> None:
+        known = self.journal.keys()  # files already in the journal are not opened again
+        for cand in self.scanner.poll(known=known.__contains__):
+            try:
+                new = self.journal.discover(cand.key, cand.path, size=cand.size,
+                                            mtime_ns=cand.mtime_ns, inbox=cand.inbox,
+                                            kind=cand.kind)
+            except CatalogError as exc:
+                self.scanner.forget(cand.path)  # look again next pass
+                report.outages.append(str(exc))
+                continue
+            self._fault("discover.after")
+            if new:
+                report.discovered.append(str(cand.path))
+                self._log(logging.INFO, "discovered", cand, state=cand.state,
+                          bytes=cand.size, kind=cand.kind)
+            if cand.state == "corrupt":
+                item = self.journal.item(cand.key)
+                if item is not None and item.state not in ("parked", *FINAL_STATES):
+                    self._quarantine(item, cand.reason or "unreadable", report)
+
+    def _quarantine(self, item: Item, reason: str, report: PassReport) -> None:
+        """Register a corrupt raw file as a quarantined dataset and park it."""
+        from spotkit.catalog import Catalog
+        from spotkit.io._info import DatasetInfo
+
+        def reader(path):
+            return DatasetInfo(kind="unknown", beamline=None, sample=None, proposal=None,
+                               start_time=None, end_time=None, title=Path(path).name,
+                               metadata={"status_reason": reason}, files=())
+
+        try:
+            if not self.journal.acquire(item.key):
+                report.skipped.append(str(item.path))
+                return
+            with Catalog(self.catalog.path, reader=reader) as cat:
+                ds = cat.ingest(item.path, status="quarantined",
+                                extra_metadata={"status_reason": reason})
+            self.journal.update_item(item.key, dataset_id=ds.id, kind="unknown")
+            self.journal.finish_step(item.key, "ingested", state="parked", error=reason,
+                                     result={"dataset_id": ds.id, "quarantined": True})
+            self.journal.record_failure(item.key, f"quarantined: {reason}", park=True)
+            self.journal.release(item.key)
+        except CatalogError as exc:
+            report.outages.append(f"quarantining {item.path}: {exc}")
+            return
+        except (InputFileError, OSError) as exc:  # vanished or unreadable even to hash
+            current = self.journal.item(item.key)
+            attempts = (current.attempts if current else 0) + 1
+            park = attempts >= self.rules.retry.attempts
+            text = f"cannot quarantine {item.path}: {exc}"
+            self.journal.record_failure(item.key, text, park=park,
+                                        retry_in=self.rules.retry.delay(attempts))
+            (report.parked if park else report.failed)[str(item.path)] = text
+            self._log(logging.ERROR, "quarantine-failed", item, error=text)
+            return
+        report.parked[str(item.path)] = f"quarantined: {reason}"
+        self._log(logging.WARNING, "quarantined", item, dataset=ds.id, reason=reason)
+
+    # -- the steps before processing --------------------------------------------------
+
+    def _hasher(self, item: Item):
+        """The catalog's checksum at ingest, computing the manifest's block checksums in the
+        same read (kept for the manifest step: each source file is read once for both)."""
+        from spotkit.catalog._files import checksum
+        from spotkit.flows._suitcase import digest_file
+
+        cache = self._digests.setdefault(item.key, {})
+
+        def hasher(path):
+            path = Path(path)
+            if path.is_dir():
+                return checksum(path)  # a folder's tree hash; the manifest hashes its files
+            before = path.stat()
+            sha, crcs = digest_file(path)
+            after = path.stat()
+            if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+                cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
+            return after.st_size, sha
+
+        return hasher
+
+    def _ingest(self, item: Item):
+        def do():
+            self._fault("ingest.before")
+            try:
+                ds = self.catalog.ingest(item.path, hasher=self._hasher(item))
+            except InputFileError as exc:
+                raise _Quarantined(str(exc)) from exc
+            previous = item.dataset_id
+            self.journal.update_item(item.key, dataset_id=ds.id, beamline=ds.beamline,
+                                     kind=ds.kind)
+            if previous and previous != ds.id:
+                self._set_aside(previous, "superseded", f"read again as {ds.id}")
+            self._fault("ingest.after")
+            return {"dataset_id": ds.id}, item.size
+
+        result = self._step(item, "ingested", do)
+        return self.catalog[result["dataset_id"]]
+
+    def _dataset_root(self, item: Item, ds) -> Path:
+        """The folder the dataset's files are packed relative to: the inbox when it holds
+        them all (they land in the warehouse as they lay in the inbox), else their common
+        folder."""
+        files = [Path(os.path.abspath(f.registered_path)) for f in ds.files] or [item.path]
+        root = Path(os.path.abspath(item.inbox or item.path.parent))
+        if all(f == root or root in f.parents for f in files):
+            return root
+        common = Path(os.path.commonpath([root, *files]))
+        logger.warning("dataset %s has files outside the inbox %s (%s): packing them "
+                       "relative to %s", ds.id, root,
+                       ", ".join(str(f) for f in files if root not in f.parents), common)
+        return common
+
+    def _manifest(self, item: Item, ds):
+        from spotkit.flows._suitcase import Manifest, make_manifest
+
+        def do():
+            # every file the catalog lists for the dataset travels (the PONI of a SAXS
+            # series, a metadata sidecar, a folder of frames), not only the one found
+            paths = [f.registered_path for f in ds.files] or [item.path]
+            primary = ds.primary_file
+            doc = {"kind": ds.kind, "beamline": ds.beamline, "sample": ds.sample,
+                   "proposal": ds.proposal, "title": ds.title,
+                   "start_time": ds.start_time.isoformat() if ds.start_time else None,
+                   "end_time": ds.end_time.isoformat() if ds.end_time else None,
+                   "metadata": ds.metadata}
+            man = make_manifest(paths, root=self._dataset_root(item, ds),
+                                known=self._digests.pop(item.key, None),
+                                file_metadata=({primary.registered_path: doc} if primary
+                                               else None),
+                                metadata={"dataset_id": ds.id, "beamline": ds.beamline,
+                                          "kind": ds.kind,
+                                          "files": [[str(f.registered_path), f.role]
+                                                    for f in ds.files]})
+            self._fault("manifest.after")
+            return {"manifest": man.to_json(indent=None), "manifest_id": man.id}, man.total_bytes
+
+        result = self._step(item, "manifested", do)
+        return Manifest.from_json(result["manifest"])
+
+    def _transfer(self, item: Item, ds, man) -> None:
+        src_root = man.root or item.inbox or str(item.path.parent)
+        landed_now = []  # set when this process copied (and checked) the files just now
+
+        def transfer():
+            ok, why = self.mover.available()
+            if not ok:
+                raise _Outage(f"warehouse {self.mover!r} unavailable: {why}")
+            self._fault("transfer.before")
+            try:
+                res = self.mover.transfer(man, src_root)
+            except TransferError as exc:
+                if exc.transient:
+                    raise _Outage(f"transfer to {self.mover!r}: {exc}") from exc
+                raise
+            landed_now.append(True)
+            self._fault("transfer.after")
+            return {"dest": res.dest, "copied": list(res.copied), "skipped": list(res.skipped),
+                    "mb_per_s": round(res.mb_per_s, 3) if res.seconds > 0 else None,
+                    "manifest_id": man.id}, res.bytes_copied
+
+        def verify():
+            # The mover checked every file against the manifest as it landed, before giving
+            # it its final name. Right after that, presence and size suffice; after a restart
+            # (the files may have sat at the destination meanwhile) every block is re-read.
+            level = "size" if landed_now else "crc32"
+            problems = self.mover.verify(man, level=level)
+            if problems:
+                # the copy is not good: the transfer must run again
+                self.journal.finish_step(item.key, "transferred", state="failed",
+                                         error="; ".join(str(p) for p in problems))
+                raise TransferError(
+                    f"{man.dataset} does not verify at {self.mover!r}: "
+                    + "; ".join(str(p) for p in problems[:3]),
+                    dest=str(self.mover.dest), reason="verification failed", transient=True)
+            copy = self.mover.store_manifest(man)  # the suitcase travels with the data
+            replicas = self._record_replicas(ds, man)
+            self._fault("verify.after")
+            return ({"manifest_id": man.id, "files": len(man.files), "level": level,
+                     "manifest_copy": copy, "location": self.mover.location,
+                     "replicas": replicas}, man.total_bytes)
+
+        self._step(item, "transferred", transfer)
+        try:
+            self._step(item, "verified", verify)
+        except TransferError as exc:
+            raise _Outage(str(exc)) from exc
+
+    def _record_replicas(self, ds, man) -> dict[str, str]:
+        """Tell the catalog where the verified copies are, so readers use them."""
+        root = Path(man.root) if man.root else None
+        paths = {}
+        for f in ds.files:
+            reg = Path(os.path.abspath(f.registered_path))
+            try:
+                rel = reg.resolve().relative_to(root.resolve()).as_posix() if root else reg.name
+            except ValueError:
+                continue  # not packed (cannot happen with _dataset_root; be safe)
+            paths[str(reg)] = self.mover.replica_path(rel)
+        if paths:
+            self.catalog.add_replicas(ds.id, self.mover.location, paths, rank=self.mover.rank,
+                                      manifest_id=man.id)
+        return paths
+
+    def _prepare(self, item: Item, report: PassReport):
+        """Ingest, manifest, transfer and verify one dataset; return it or None."""
+        try:
+            ds = self._ingest(item)
+            man = self._manifest(item, ds)
+            self._transfer(item, ds, man)
+            return ds
+        except BaseException as exc:
+            self._failed(item, exc, report, max_attempts=self.rules.retry.attempts,
+                         retry=self.rules.retry)
+            return None
