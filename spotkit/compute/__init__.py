@@ -36,6 +36,7 @@ from spotkit.compute._submit import Environment, render_script, submit
 from spotkit.compute._targets import (
     make_target,
     register_target,
+    target_choices,
     target_class,
     target_kinds,
     target_settings,
@@ -61,6 +62,7 @@ __all__ = [
     "render_script",
     "retry_transient",
     "submit",
+    "target_choices",
     "target_class",
     "target_kinds",
     "target_settings",

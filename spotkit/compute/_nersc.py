@@ -188,6 +188,9 @@ class NERSC(Target):
 
     #: rules files name the key *file* (``key_file``), never the key itself
     settings_aliases: typing.ClassVar[dict[str, str]] = {"key_file": "key"}
+    #: the values a rules file may choose from
+    setting_choices: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "machine": MACHINES, "qos": QOS, "constraint": CONSTRAINTS}
 
     def __init__(
         self,

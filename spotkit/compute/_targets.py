@@ -22,6 +22,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "make_target",
     "register_target",
+    "target_choices",
     "target_class",
     "target_kinds",
     "target_settings",
@@ -153,6 +154,14 @@ def target_settings(kind: str) -> dict[str, tuple[type, ...]]:
             continue
         out[aliases.get(name, name)] = _types_of(param.annotation, param.default)
     return out
+
+
+def target_choices(kind: str) -> dict[str, tuple]:
+    """The settings of a target kind that take one of a fixed set of values, with the values.
+
+    From the class's ``setting_choices`` mapping (e.g. NERSC's machines and QOS names).
+    """
+    return dict(getattr(target_class(kind), "setting_choices", {}))
 
 
 def make_target(kind: str, **settings):

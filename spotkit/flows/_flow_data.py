@@ -48,7 +48,7 @@ class _DataSteps:
     def _quarantine(self, item: Item, reason: str, report: PassReport) -> None:
         """Register a corrupt raw file as a quarantined dataset and park it."""
         from spotkit.catalog import Catalog
-        from spotkit.io._info import DatasetInfo
+        from spotkit.io import DatasetInfo
 
         def reader(path):
             return DatasetInfo(kind="unknown", beamline=None, sample=None, proposal=None,
@@ -88,17 +88,16 @@ class _DataSteps:
     def _hasher(self, item: Item):
         """The catalog's checksum at ingest, computing the manifest's block checksums in the
         same read (kept for the manifest step: each source file is read once for both)."""
-        from spotkit.catalog._files import checksum
-        from spotkit.flows._suitcase import digest_file
+        from spotkit import checksums
 
         cache = self._digests.setdefault(item.key, {})
 
         def hasher(path):
             path = Path(path)
             if path.is_dir():
-                return checksum(path)  # a folder's tree hash; the manifest hashes its files
+                return checksums.checksum(path)  # a folder's tree hash (files hashed later)
             before = path.stat()
-            sha, crcs = digest_file(path)
+            sha, crcs = checksums.digest_file(path)
             after = path.stat()
             if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
                 cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)

@@ -498,10 +498,10 @@ def _digest(data) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _nersc_choices() -> dict[str, tuple[str, ...]]:
-    from spotkit.compute import _nersc
+def _choices(kind) -> dict[str, tuple]:
+    from spotkit.compute import target_choices
 
-    return {"machine": _nersc.MACHINES, "qos": _nersc.QOS, "constraint": _nersc.CONSTRAINTS}
+    return target_choices(kind)
 
 
 def _is_secret_name(key: str) -> bool:
@@ -726,11 +726,11 @@ class _Checker:
                     self.add((*path, key), f"{_show(value)}: must be {_type_name(allowed[key])}",
                              rule=where, fld=key)
                     good = False
-                elif kind == "nersc" and key in ("machine", "qos", "constraint"):
-                    choices = _nersc_choices()[key]
+                elif known and key in _choices(kind):
+                    choices = _choices(kind)[key]
                     if value not in choices:
-                        self.add((*path, key), f"unknown {key} {_show(value)} at NERSC; choose one "
-                                 f"of {list(choices)}", rule=where, fld=key)
+                        self.add((*path, key), f"unknown {key} {_show(value)} for a {kind} "
+                                 f"target; choose one of {list(choices)}", rule=where, fld=key)
                         good = False
                 elif key == "time":
                     from spotkit.compute import parse_walltime

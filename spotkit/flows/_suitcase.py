@@ -16,13 +16,18 @@ import json
 import logging
 import os
 import tempfile
-import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from spotkit.checksums import (  # BLOCK_SIZE, digest_file, sha256_file: re-exported
+    BLOCK_SIZE,
+    crc32_blocks_match,
+    digest_file,
+    sha256_file,
+)
 from spotkit.errors import InputFileError
 
 __all__ = [
@@ -39,105 +44,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 8 * 2**20
-"""Bytes read at a time when hashing (8 MiB)."""
 
 FORMAT_VERSION = 1
 LEVELS = ("sha256", "crc32", "size")
 """How :func:`verify_manifest` checks a file: full sha256, the per-block crc32s, or size only."""
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
-
-
-def sha256_file(path, *, block_size: int = BLOCK_SIZE) -> str:
-    """Hex sha256 of a file, read in ``block_size`` blocks (constant memory).
-
-    Parameters
-    ----------
-    path : path-like
-        The file.
-    block_size : int, optional
-        Bytes read at a time (8 MiB).
-
-    Returns
-    -------
-    str
-        64 hex digits.
-
-    Examples
-    --------
-    >>> sha256_file("scan.h5")  # doctest: +SKIP
-    'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
-    """
-    h = hashlib.sha256()
-    buf = bytearray(block_size)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
-def digest_file(path, *, block_size: int = BLOCK_SIZE) -> tuple[str, tuple[int, ...]]:
-    """sha256 of a file and the crc32 of each of its ``block_size`` blocks, in one read.
-
-    The sha256 is the checksum of record; the block crc32s (zlib, ~2.5x faster than sha256
-    here, and checkable block by block in parallel) let a destination copy be verified
-    quickly against the very bytes that were hashed.
-
-    Parameters
-    ----------
-    path : path-like
-        The file.
-    block_size : int, optional
-        Bytes per block (8 MiB, :data:`BLOCK_SIZE`).
-
-    Returns
-    -------
-    (str, tuple of int)
-        Hex sha256 and one crc32 per block (an empty file has no blocks).
-
-    Examples
-    --------
-    >>> sha, crcs = digest_file("scan.h5")  # doctest: +SKIP
-    """
-    h = hashlib.sha256()
-    crcs = []
-    buf = bytearray(block_size)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            block = view[:n]
-            h.update(block)
-            crcs.append(zlib.crc32(block))
-    return h.hexdigest(), tuple(crcs)
-
-
-def _block_crc(fd: int, index: int, block_size: int, size: int) -> int:
-    """crc32 of block ``index`` of an open file (pread: safe from several threads)."""
-    want = min(block_size, size - index * block_size)
-    data = os.pread(fd, want, index * block_size)
-    if len(data) != want:
-        raise OSError(5, "file shrank while it was verified")
-    return zlib.crc32(data)
-
-
-def crc32_blocks_match(path, crcs, size: int, *, workers: int = 1,
-                       block_size: int = BLOCK_SIZE) -> bool:
-    """Whether a file's blocks have the given crc32s, reading blocks in ``workers`` threads."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if os.fstat(fd).st_size != size:
-            return False
-        n = len(crcs)
-        if n != -(-size // block_size):
-            return False
-        if workers <= 1 or n <= 1:
-            return all(_block_crc(fd, i, block_size, size) == c for i, c in enumerate(crcs))
-        with ThreadPoolExecutor(max_workers=min(workers, n)) as pool:
-            got = pool.map(lambda i: _block_crc(fd, i, block_size, size), range(n))
-            return all(g == c for g, c in zip(got, crcs, strict=True))
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,7 @@ def test_retry_runs_a_parked_item_again_and_keeps_done_steps(flow_env):
 
 def test_ingest_and_manifest_read_each_source_file_once(flow_env, monkeypatch):
     """The catalog's sha256 and the manifest's block crc32s come from one read."""
+    from spotkit import checksums
     from spotkit.catalog import _ingest
     from spotkit.flows import _suitcase
     from spotkit.flows._flow import PassReport
@@ -246,6 +247,7 @@ def test_ingest_and_manifest_read_each_source_file_once(flow_env, monkeypatch):
         return real(path, **kw)
 
     monkeypatch.setattr(_suitcase, "digest_file", counting)
+    monkeypatch.setattr(checksums, "digest_file", counting)
     monkeypatch.setattr(_ingest, "checksum", lambda p: pytest.fail(f"hashed again: {p}"))
     rules = _saxs_rules(env["root"] / "r.yaml", env["notebook"])
     watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=rules,
