@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spotkit.backoff import Backoff
 from spotkit.compute._base import JobLogs, JobState, JobStatus, Target
 from spotkit.errors import (
     CatalogError,
@@ -75,7 +76,7 @@ def retry_transient(
         After ``attempts`` transient failures: says how often and for how long it tried,
         and the scheduler's last words. Permanent errors are raised at once, unchanged.
     """
-    delay = first_delay
+    waits = Backoff(first_delay, 2.0, max(first_delay, max_delay))
     t0 = time.monotonic()
     for attempt in range(1, max(1, attempts) + 1):
         try:
@@ -89,10 +90,10 @@ def retry_transient(
                     target=target, command=exc.command, returncode=exc.returncode,
                     detail=exc.detail,
                 ) from exc
+            delay = waits.delay(attempt)
             logger.warning("%s on %s failed (%s); retrying in %.1f s (attempt %d of %d)",
                            what, target, exc, delay, attempt + 1, attempts)
             sleep(delay)
-            delay = min(max_delay, delay * 2)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

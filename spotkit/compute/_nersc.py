@@ -34,6 +34,7 @@ import warnings
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+from ..backoff import Backoff
 from ..errors import SchedulerError, SpotkitError, SubmitError
 from ._base import JobLogs, JobState, JobStatus, Target, format_walltime, parse_walltime
 from ._credentials import ClientKey, CredentialsError, load_key, token_error
@@ -364,7 +365,7 @@ class NERSC(Target):
                     raise error from (None if isinstance(error, CredentialsError) else exc)
                 if attempt == attempts:
                     raise error.error from exc
-                delay = min(2.0 ** (attempt - 1), 30.0)
+                delay = Backoff(1.0, 2.0, 30.0).delay(attempt)
                 log.warning(
                     "NERSC API %s failed (%s); retrying in %.0f s (try %d of %d)",
                     what, _short(exc), delay, attempt + 1, attempts,

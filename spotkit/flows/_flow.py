@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from spotkit.backoff import Backoff
 from spotkit.errors import (
     CatalogError,
     ComputeError,
@@ -237,7 +238,7 @@ class Watcher(_DataSteps, _ActionSteps):
             if outage:
                 current = self.journal.item(item.key)
                 n = (current.attempts if current else 0) + 1
-                wait = min(self.max_outage_backoff, self.outage_backoff * 2 ** min(n, 10))
+                wait = Backoff(self.outage_backoff, 2.0, self.max_outage_backoff).delay(n + 1)
                 self.journal.record_failure(item.key, text, retry_in=wait, count=False)
                 self._let_go(item)
                 report.outages.append(text)

@@ -156,7 +156,9 @@ class RetryPolicy:
         """Seconds to wait after the failed try number ``attempt`` (1-based)."""
         if attempt < 1:
             raise ValueError(f"attempt numbers start at 1, got {attempt}")
-        return float(min(self.max_backoff, self.backoff * self.factor ** (attempt - 1)))
+        from spotkit.backoff import Backoff
+
+        return Backoff(self.backoff, self.factor, self.max_backoff).delay(attempt)
 
     def delays(self) -> list[float]:
         """The waits between all tries, in order (``attempts - 1`` of them)."""
