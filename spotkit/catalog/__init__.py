@@ -16,7 +16,8 @@ Examples
 from spotkit.catalog._catalog import Catalog, open_catalog
 from spotkit.catalog._dataset import Dataset, Provenance
 from spotkit.catalog._records import FileRecord, Run
-from spotkit.catalog._schema import SCHEMA_VERSION
+from spotkit.catalog._schema import SCHEMA_VERSION, loosen_check, register_tables, write_transaction
+from spotkit.catalog._schema import connect as connect_database
 from spotkit.catalog._search import SearchResult
 
 __all__ = [
@@ -27,5 +28,9 @@ __all__ = [
     "Provenance",
     "Run",
     "SearchResult",
+    "connect_database",
+    "loosen_check",
     "open_catalog",
+    "register_tables",
+    "write_transaction",
 ]

@@ -27,6 +27,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "connect",
     "fts5_available",
+    "loosen_check",
+    "register_tables",
     "write_transaction",
 ]
 
@@ -76,65 +78,40 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS[1] = _v1_to_v2
 
-# The flow journal (spotkit.flows): one row per dataset the watcher found, keyed by an
-# idempotency key (path, size, mtime), one row per step of its path, and the leases that
-# keep two watchers from working on the same dataset at once.
-_FLOW_TABLES = """
-CREATE TABLE IF NOT EXISTS flow_items (
-    key           TEXT PRIMARY KEY,
-    path          TEXT NOT NULL,
-    inbox         TEXT,
-    size          INTEGER NOT NULL,
-    mtime_ns      INTEGER NOT NULL,
-    dataset_id    TEXT,
-    beamline      TEXT,
-    kind          TEXT,
-    state         TEXT NOT NULL DEFAULT 'pending'
-                  CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked',
-                                   'superseded', 'forgotten')),
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    next_attempt  REAL NOT NULL DEFAULT 0,
-    last_error    TEXT,
-    discovered_at REAL NOT NULL,
-    updated_at    REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS flow_steps (
-    key        TEXT NOT NULL REFERENCES flow_items(key) ON DELETE CASCADE,
-    step       TEXT NOT NULL,
-    state      TEXT NOT NULL
-               CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked')),
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    started_at REAL,
-    ended_at   REAL,
-    seconds    REAL,
-    bytes      INTEGER,
-    last_error TEXT,
-    result     TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (key, step)
-);
-CREATE TABLE IF NOT EXISTS flow_leases (
-    key      TEXT PRIMARY KEY,
-    owner    TEXT NOT NULL,
-    expires  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS flow_items_state ON flow_items (state, next_attempt);
-CREATE INDEX IF NOT EXISTS flow_items_path ON flow_items (path);
-CREATE INDEX IF NOT EXISTS flow_items_dataset ON flow_items (dataset_id);
-"""
+# Tables that other parts of spotkit keep in the catalog database (the flow journal): they
+# register their statements here (:func:`register_tables`), and the catalog creates them
+# with its own tables and in the migration that introduced them.
+_EXTENSIONS: dict[str, Callable[[sqlite3.Connection], None]] = {}
 
 
-def _create_flow_tables(conn: sqlite3.Connection) -> None:
-    for statement in _FLOW_TABLES.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+def register_tables(name: str, create: Callable[[sqlite3.Connection], None]) -> None:
+    """Let a part of spotkit keep tables in the catalog database.
+
+    ``create(conn)`` must be idempotent (``CREATE TABLE IF NOT EXISTS``...) and bring its
+    tables up to date; it runs inside the catalog's schema transaction when a file is
+    created or migrated, and whenever the part opens the database itself.
+
+    Parameters
+    ----------
+    name : str
+        Who owns the tables (``"flows"``).
+    create : callable
+        ``create(conn) -> None``.
+    """
+    _EXTENSIONS[name] = create
+
+
+def _create_extension_tables(conn: sqlite3.Connection) -> None:
+    for create in _EXTENSIONS.values():
+        create(conn)
 
 
 def _v2_to_v3(conn: sqlite3.Connection) -> None:
-    """Add the flow journal and its leases (``flow_items``, ``flow_steps``, ``flow_leases``).
+    """Add the flow journal and its leases (now created by :mod:`spotkit.flows` itself).
 
     Only new tables: nothing existing changes, so an older catalog keeps all its rows.
     """
-    _create_flow_tables(conn)
+    _create_extension_tables(conn)
 
 
 MIGRATIONS[2] = _v2_to_v3
@@ -204,12 +181,7 @@ def _create_replica_tables(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-_FLOW_STATES_V3 = "CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked'))"
-_FLOW_STATES_V5 = ("CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked',\n"
-                   "                                   'superseded', 'forgotten'))")
-
-
-def _loosen_check(conn: sqlite3.Connection, table: str, old: str, new: str) -> None:
+def loosen_check(conn: sqlite3.Connection, table: str, old: str, new: str) -> None:
     """Replace a CHECK constraint by a looser one in place (no row is copied).
 
     SQLite's documented procedure for loosening a CHECK constraint
@@ -246,7 +218,7 @@ def _v4_to_v5(conn: sqlite3.Connection) -> None:
     A new table and a looser CHECK constraint: existing rows are kept as they are.
     """
     _create_replica_tables(conn)
-    _loosen_check(conn, "flow_items", _FLOW_STATES_V3, _FLOW_STATES_V5)
+    _create_extension_tables(conn)  # the flow journal loosens its own CHECK
 
 
 MIGRATIONS[4] = _v4_to_v5
@@ -351,9 +323,9 @@ def _create(conn: sqlite3.Connection) -> None:
     for statement in (_TABLES + _INDEXES).split(";"):
         if statement.strip():
             conn.execute(statement)
-    _create_flow_tables(conn)
     _create_mark_tables(conn)
     _create_replica_tables(conn)
+    _create_extension_tables(conn)
     if fts5_available():
         conn.execute(_FTS)
     else:

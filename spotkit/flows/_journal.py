@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spotkit.catalog._schema import connect, write_transaction
+from spotkit.catalog import connect_database, loosen_check, register_tables, write_transaction
 from spotkit.errors import CatalogError, FlowError
 
 __all__ = ["FINAL_STATES", "STATES", "STEPS", "Item", "Journal", "StepRecord", "make_owner"]
@@ -42,6 +42,79 @@ STATES = ("pending", "running", "done", "failed", "parked", "superseded", "forgo
 FINAL_STATES = ("done", "superseded", "forgotten")
 #: the fixed steps, in order; ``processed/<action>`` steps come between verified and done
 STEPS = ("discovered", "ingested", "manifested", "transferred", "verified", "done")
+
+
+# The journal's tables, kept in the catalog database: one row per dataset the watcher
+# found, keyed by an idempotency key (path, size, mtime), one row per step of its path, and
+# the leases that keep two watchers from working on the same dataset at once.
+_FLOW_TABLES = """
+CREATE TABLE IF NOT EXISTS flow_items (
+    key           TEXT PRIMARY KEY,
+    path          TEXT NOT NULL,
+    inbox         TEXT,
+    size          INTEGER NOT NULL,
+    mtime_ns      INTEGER NOT NULL,
+    dataset_id    TEXT,
+    beamline      TEXT,
+    kind          TEXT,
+    state         TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked',
+                                   'superseded', 'forgotten')),
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_attempt  REAL NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    discovered_at REAL NOT NULL,
+    updated_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_steps (
+    key        TEXT NOT NULL REFERENCES flow_items(key) ON DELETE CASCADE,
+    step       TEXT NOT NULL,
+    state      TEXT NOT NULL
+               CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    ended_at   REAL,
+    seconds    REAL,
+    bytes      INTEGER,
+    last_error TEXT,
+    result     TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (key, step)
+);
+CREATE TABLE IF NOT EXISTS flow_leases (
+    key      TEXT PRIMARY KEY,
+    owner    TEXT NOT NULL,
+    expires  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flow_items_state ON flow_items (state, next_attempt);
+CREATE INDEX IF NOT EXISTS flow_items_path ON flow_items (path);
+CREATE INDEX IF NOT EXISTS flow_items_dataset ON flow_items (dataset_id);
+"""
+
+
+_STATES_V3 = "CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked'))"
+_STATES_V5 = ("CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked',\n"
+              "                                   'superseded', 'forgotten'))")
+
+
+def _tables_current(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'flow_items'").fetchone()
+    return row is not None and "'forgotten'" in row[0]
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    """Create the journal's tables, or bring them up to date (idempotent)."""
+    if _tables_current(conn):
+        return
+    for statement in _FLOW_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    # catalogs written before schema 5: items may now be 'superseded' or 'forgotten'
+    loosen_check(conn, "flow_items", _STATES_V3, _STATES_V5)
+
+
+# the catalog creates them with its own tables (and in the migration that added them)
+register_tables("flows", _create_tables)
 
 
 def _login() -> str:
@@ -158,7 +231,11 @@ class Journal:
         self.owner = owner or make_owner()
         self.lease_seconds = float(lease_seconds)
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = connect(self.path)
+        self._conn: sqlite3.Connection | None = connect_database(self.path)
+        if not _tables_current(self._conn):  # a catalog made without the flow's tables
+            with write_transaction(self._conn, self.path, "creating the flow journal",
+                                   when_locked="will retry") as conn:
+                _create_tables(conn)
 
     def close(self) -> None:
         """Close the connection."""

@@ -166,3 +166,22 @@ def test_migration_adds_journal_tables_to_a_version_2_catalog(tmp_path):
     conn.close()
     with Journal(path) as journal:
         assert _discover(journal)
+
+
+def test_the_journal_creates_its_own_tables_in_a_catalog_made_without_it(tmp_path):
+    """The catalog schema does not define the flow's tables: the journal brings them."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "cat.db"
+    code = ("import sys; from spotkit.catalog import open_catalog; open_catalog(sys.argv[1]); "
+            "assert 'spotkit.flows' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, str(db)], check=True)
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "flow_items" not in names
+    with Journal(db) as journal:
+        assert journal.discover("k", tmp_path / "a.h5", size=1, mtime_ns=1)
+        assert journal.forget("k", reason="test", by="me").state == "forgotten"
