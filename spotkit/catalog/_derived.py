@@ -13,6 +13,7 @@ from spotkit.catalog._common import (
     _dataset_id,
     _dumps,
 )
+from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._dataset import Dataset
 from spotkit.catalog._files import absolute, checksum, guess_format
 from spotkit.catalog._records import FileRecord
@@ -22,7 +23,7 @@ from spotkit.errors import CatalogError, DatasetNotFoundError
 logger = logging.getLogger("spotkit.catalog._catalog")
 
 
-class DerivedMixin:
+class DerivedMixin(CatalogCore):
     """Derived datasets for :class:`~spotkit.catalog.Catalog`."""
 
     def _normalise_files(self, files: Iterable) -> list[tuple[Path, str, str | None, str | None]]:
@@ -85,6 +86,8 @@ class DerivedMixin:
             if row is None:
                 raise DatasetNotFoundError(parent, str(self.path))
             first = first or row
+        if first is None:  # pragma: no cover - parents is not empty
+            raise ValueError("a derived dataset needs at least one parent dataset")
         start = now_epoch()
         if run_id is not None:
             run = conn.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()

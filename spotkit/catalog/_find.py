@@ -11,13 +11,14 @@ from spotkit.catalog._common import (
     _WILDCARD,
     _fts_query,
 )
+from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._search import SearchResult
 from spotkit.catalog._time import to_epoch
 
 logger = logging.getLogger("spotkit.catalog._catalog")
 
 
-class SearchMixin:
+class SearchMixin(CatalogCore):
     """Search for :class:`~spotkit.catalog.Catalog`."""
 
     # -- search -----------------------------------------------------------------------

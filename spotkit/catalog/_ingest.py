@@ -12,6 +12,7 @@ from spotkit.catalog._common import (
     _dumps,
     _flatten_text,
 )
+from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._dataset import Dataset
 from spotkit.catalog._files import absolute, checksum, guess_format
 from spotkit.catalog._records import FileRecord
@@ -21,7 +22,7 @@ from spotkit.errors import InputFileError
 logger = logging.getLogger("spotkit.catalog._catalog")
 
 
-class IngestMixin:
+class IngestMixin(CatalogCore):
     """Ingest and bulk load for :class:`~spotkit.catalog.Catalog`."""
 
     def _reader_files(self, primary: Path, listed: Iterable) -> list[tuple[Path, str]]:

@@ -12,6 +12,7 @@ This module imports intake at import time; the catalog imports it only when expo
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 from collections.abc import Iterable
@@ -23,7 +24,6 @@ from intake.readers.entry import Catalog as IntakeCatalog
 from intake.readers.readers import DaskZarr, FileByteReader, FileReader, NumpyReader
 
 from spotkit.catalog._dataset import RAW_KEYS, Dataset
-from spotkit.catalog._time import from_epoch, now_epoch
 
 __all__ = ["HDF5ArrayReader", "dataset_reader", "write_intake_catalog"]
 
@@ -146,7 +146,7 @@ def write_intake_catalog(
             {
                 "description": "spotkit datasets exported from the spotkit catalog",
                 "generated_by": f"spotkit {__version__}",
-                "generated_at": from_epoch(now_epoch()).isoformat(),
+                "generated_at": _dt.datetime.now(_dt.UTC).isoformat(),
                 "source_catalog": str(source) if source else None,
                 "query": query or {},
             }

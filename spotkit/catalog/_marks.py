@@ -8,13 +8,14 @@ from collections.abc import Iterable
 from spotkit.catalog._common import (
     _dataset_id,
 )
+from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._time import from_epoch, now_epoch
 from spotkit.errors import CatalogError, DatasetNotFoundError
 
 logger = logging.getLogger("spotkit.catalog._catalog")
 
 
-class MarksMixin:
+class MarksMixin(CatalogCore):
     """Frame marks for :class:`~spotkit.catalog.Catalog`."""
 
     #: The labels :meth:`mark_frames` accepts.
@@ -80,7 +81,7 @@ class MarksMixin:
                                  "per frame or a single value")
             return value
 
-        labels = per_frame(labels, "labels")
+        labels = list(per_frame(labels, "labels"))
         reasons = per_frame(reasons, "reasons")
         bad = sorted({str(lb) for lb in labels} - set(self.FRAME_LABELS))
         if bad:

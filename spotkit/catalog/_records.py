@@ -123,7 +123,7 @@ class FileRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
-        out = {
+        out: dict[str, Any] = {
             "path": str(self.path),
             "role": self.role,
             "size": self.size,

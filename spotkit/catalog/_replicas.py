@@ -16,63 +16,26 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._files import absolute, checksum
 from spotkit.catalog._records import Replica
+from spotkit.catalog._replica_paths import (
+    COPY_RANK,
+    ORIGIN,
+    ORIGIN_RANK,
+    REPLICA_STATES,
+    _ordered,
+    best_path,
+    replica_rows,
+)
 from spotkit.catalog._time import from_epoch, now_epoch, to_epoch
 from spotkit.errors import CatalogError
 
-__all__ = ["ORIGIN", "REPLICA_STATES", "ReplicaMixin", "best_path"]
+__all__ = ["ORIGIN", "REPLICA_STATES", "ReplicaMixin", "best_path", "replica_rows"]
 
 logger = logging.getLogger(__name__)
 
-#: the location name of the place a file was registered (the inbox, for raw data)
-ORIGIN = "origin"
-REPLICA_STATES = ("verified", "unverified", "missing", "removed")
-#: default ranks: a verified warehouse copy is read before the inbox copy
-ORIGIN_RANK = 10
-COPY_RANK = 100
-
-_COLUMNS = "r.location, r.path, r.state, r.rank, r.verified_at, r.manifest_id, r.detail"
-
-
-def _replica(row) -> Replica:
-    return Replica(row[0], row[1], row[2], int(row[3]), from_epoch(row[4]), row[5], row[6])
-
-
-def _ordered(registered: Path, replicas: Iterable[Replica]) -> tuple[Replica, ...]:
-    """The replicas best first, the origin included (implicitly verified unless marked)."""
-    replicas = list(replicas)
-    if not any(r.location == ORIGIN for r in replicas):
-        replicas.append(Replica(ORIGIN, str(registered), "verified", ORIGIN_RANK))
-    # readable ones first, by rank; then the others (listed, not read)
-    return tuple(sorted(replicas, key=lambda r: (not r.readable, -r.rank, r.location)))
-
-
-def best_path(registered: Path, replicas: Iterable[Replica]) -> Path:
-    """The path a reader should use: the best readable replica that exists here.
-
-    Parameters
-    ----------
-    registered : pathlib.Path
-        Where the file was registered.
-    replicas : iterable of Replica
-        Its replicas (the origin is implied when not listed).
-
-    Returns
-    -------
-    pathlib.Path
-        The highest-ranked verified, local replica that exists (one ``stat`` per candidate
-        until one does); if none exists, the highest-ranked one, so that the reader's
-        error names the place the file was expected.
-    """
-    candidates = [r for r in _ordered(registered, replicas) if r.readable]
-    for r in candidates:
-        if os.path.exists(r.path):
-            return Path(r.path)
-    return Path(candidates[0].path) if candidates else registered
-
-
-class ReplicaMixin:
+class ReplicaMixin(CatalogCore):
     """Replica bookkeeping for :class:`~spotkit.catalog.Catalog` (see the module docs)."""
 
     def _file_ids(self, conn, dataset_id: str) -> dict[str, tuple[int, int | None, str | None]]:
@@ -86,19 +49,6 @@ class ReplicaMixin:
 
             raise DatasetNotFoundError(dataset_id)
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-    def _replica_rows(self, conn, file_ids: list[int]) -> dict[int, list[Replica]]:
-        out: dict[int, list[Replica]] = {}
-        for start in range(0, len(file_ids), 900):
-            chunk = file_ids[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT r.file_id, {_COLUMNS} FROM replicas r "  # noqa: S608
-                f"WHERE r.file_id IN ({marks})",
-                chunk,
-            ):
-                out.setdefault(row[0], []).append(_replica(row[1:]))
-        return out
 
     def add_replicas(
         self,
@@ -215,7 +165,7 @@ class ReplicaMixin:
             raise CatalogError(f"replica state {state!r} is not one of {REPLICA_STATES}")
         with self._read() as conn:
             files = self._file_ids(conn, dataset_id)
-            known = self._replica_rows(conn, [v[0] for v in files.values()])
+            known = replica_rows(conn, [v[0] for v in files.values()])
         wanted = set(files) if paths is None else {str(absolute(p)) for p in paths}
         unknown = wanted - set(files)
         if unknown:
@@ -250,7 +200,7 @@ class ReplicaMixin:
         """
         with self._read() as conn:
             files = self._file_ids(conn, dataset_id)
-            rows = self._replica_rows(conn, [v[0] for v in files.values()])
+            rows = replica_rows(conn, [v[0] for v in files.values()])
         return {Path(p): _ordered(Path(p), rows.get(v[0], [])) for p, v in files.items()}
 
     def verify_replicas(self, dataset_id: str, location: str | None = None) -> dict[str, list]:

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from spotkit.catalog._common import (
     _CHUNK,
@@ -20,6 +21,7 @@ from spotkit.catalog._common import (
     _dumps,
 )
 from spotkit.catalog._dataset import Dataset
+from spotkit.catalog._derived import DerivedMixin
 from spotkit.catalog._files import absolute
 from spotkit.catalog._records import Run
 from spotkit.catalog._time import from_epoch, now_epoch
@@ -28,7 +30,7 @@ from spotkit.errors import CatalogError, DatasetNotFoundError
 logger = logging.getLogger("spotkit.catalog._catalog")
 
 
-class RunsMixin:
+class RunsMixin(DerivedMixin):
     """Runs for :class:`~spotkit.catalog.Catalog`."""
 
     # -- runs -------------------------------------------------------------------------
@@ -334,7 +336,8 @@ class RunsMixin:
         """
         if state is not None and state not in RUN_STATES:
             raise ValueError(f"unknown run state {state!r}; choose one of {RUN_STATES}")
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if dataset_id is not None:
             where.append("dataset_id = ?")
             params.append(_dataset_id(dataset_id))

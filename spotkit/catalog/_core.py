@@ -1,0 +1,272 @@
+"""The catalog's core: its connection, transactions, and datasets read from rows.
+
+Every part of :class:`~spotkit.catalog.Catalog` (ingest, derived datasets, runs, search,
+frame marks, replicas) builds on this class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from spotkit.catalog import _schema
+from spotkit.catalog._common import (
+    _CHUNK,
+    _DS_COLUMNS,
+    _dataset_id,
+    _dumps,
+    _flatten_text,
+)
+from spotkit.catalog._dataset import Dataset, Provenance
+from spotkit.catalog._files import absolute
+from spotkit.catalog._ids import IdFactory
+from spotkit.catalog._records import FileRecord
+from spotkit.catalog._replica_paths import best_path, replica_rows
+from spotkit.catalog._time import from_epoch, now_epoch
+
+if typing.TYPE_CHECKING:
+    from spotkit.catalog._catalog import Catalog
+from spotkit.errors import CatalogError, DatasetNotFoundError
+
+__all__ = ["CatalogCore"]
+
+logger = logging.getLogger("spotkit.catalog._catalog")
+
+
+class CatalogCore:
+    """Connection, transactions and row loading shared by every part of the catalog."""
+
+    def __init__(self, path: str | os.PathLike, *, reader: Callable | None = None):
+        self.path = absolute(path)
+        self._reader = reader
+        self._ids = IdFactory()
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = _schema.connect(self.path)
+        self._fts = (
+            self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'datasets_fts'"
+            ).fetchone()
+            is not None
+        )
+
+    # -- connection -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connection (further use raises CatalogError)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else "open"
+        return f"<Catalog {self.path} ({state})>"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise CatalogError(f"catalog {self.path} is closed; open it again with open_catalog")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise CatalogError(f"reading catalog {self.path} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside commits together or not at all."""
+        with self._lock, _schema.write_transaction(
+            self._connection(), self.path, action,
+            when_locked="another process holds it. Try again, or check for a stuck process.",
+        ) as conn:
+            yield conn
+
+    # -- mapping-like access ----------------------------------------------------------
+
+    def __len__(self) -> int:
+        with self._read() as conn:
+            return conn.execute("SELECT count(*) FROM datasets").fetchone()[0]
+
+    def __contains__(self, dataset_id: object) -> bool:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM datasets WHERE id = ?", (_dataset_id(dataset_id),)
+            ).fetchone()
+        return row is not None
+
+    def __getitem__(self, dataset_id: str) -> Dataset:
+        with self._read() as conn:
+            found = self._load(conn, "WHERE d.id = ?", (_dataset_id(dataset_id),))
+        if not found:
+            raise DatasetNotFoundError(_dataset_id(dataset_id), str(self.path))
+        return found[0]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over dataset ids in registration order."""
+        last = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT seq, id FROM datasets WHERE seq > ? ORDER BY seq LIMIT 1000", (last,)
+                ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield from (r[1] for r in rows)
+
+    def get(self, dataset_id: str, default: Any = None) -> Dataset | Any:
+        """Return the dataset with this id, or ``default`` if there is none."""
+        try:
+            return self[dataset_id]
+        except DatasetNotFoundError:
+            return default
+
+    # -- loading rows -----------------------------------------------------------------
+
+    def _load(self, conn: sqlite3.Connection, clause: str, params: Iterable) -> list[Dataset]:
+        rows = conn.execute(f"SELECT {_DS_COLUMNS} FROM datasets d {clause}",  # noqa: S608
+                            tuple(params)).fetchall()
+        return self._datasets_from_rows(conn, rows)
+
+    def _datasets_from_rows(self, conn: sqlite3.Connection, rows: list) -> list[Dataset]:
+        files: dict[str, list[FileRecord]] = {r[0]: [] for r in rows}
+        ids = list(files)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = conn.execute(
+                "SELECT dataset_id, path, role, size, sha256, format, key, id FROM files "  # noqa: S608
+                f"WHERE dataset_id IN ({marks}) ORDER BY id",
+                chunk,
+            ).fetchall()
+            replicas = replica_rows(conn, [r[7] for r in found])
+            for ds_id, path, role, size, sha, fmt, key, file_id in found:
+                if file_id in replicas:
+                    # read from the best verified copy; the registered path stays its identity
+                    here = replicas[file_id]
+                    files[ds_id].append(FileRecord(
+                        best_path(Path(path), here), role, size, sha, fmt, key,
+                        original=Path(path), replicas=tuple(sorted(
+                            here, key=lambda r: (not r.readable, -r.rank, r.location)))))
+                else:
+                    files[ds_id].append(FileRecord(Path(path), role, size, sha, fmt, key))
+        return [
+            Dataset(
+                id=r[0],
+                kind=r[1],
+                beamline=r[2],
+                sample=r[3],
+                proposal=r[4],
+                title=r[5],
+                start_time=from_epoch(r[6]),
+                end_time=from_epoch(r[7]),
+                ingested_at=from_epoch(r[8]),
+                status=r[9],
+                run_id=r[10],
+                metadata=json.loads(r[11]),
+                files=tuple(files[r[0]]),
+                _catalog=typing.cast("Catalog", self),  # the core is always a Catalog
+            )
+            for r in rows
+        ]
+
+    def _related(self, dataset_id: str, direction: str) -> list[Dataset]:
+        mine, other = (
+            ("child_id", "parent_id") if direction == "parents" else ("parent_id", "child_id")
+        )
+        with self._read() as conn:
+            return self._load(
+                conn,
+                f"JOIN lineage l ON l.{other} = d.id WHERE l.{mine} = ? "
+                "ORDER BY d.start_time DESC, d.seq DESC",
+                (dataset_id,),
+            )
+
+    def _provenance(self, dataset_id: str) -> Provenance:
+        memo: dict[str, Provenance] = {}
+
+        def build(ds: Dataset, path: tuple[str, ...]) -> Provenance:
+            if ds.id in path:
+                raise CatalogError(f"lineage of {dataset_id} has a cycle through {ds.id}")
+            if ds.id not in memo:
+                parents = tuple(build(p, (*path, ds.id)) for p in ds.parents)
+                run = typing.cast("Catalog", self).get_run(ds.run_id) if ds.run_id else None
+                memo[ds.id] = Provenance(dataset=ds, run=run, parents=parents)
+            return memo[ds.id]
+
+        return build(self[dataset_id], ())
+
+    # -- writing datasets -------------------------------------------------------------
+
+    def _new_id(self, conn: sqlite3.Connection, table: str, prefix: str) -> str:
+        # Inside a write transaction, so no other process can take the id between the
+        # check and the insert.
+        while True:
+            new = self._ids.new(prefix)
+            if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (new,)).fetchone() is None:  # noqa: S608
+                return new
+
+    def _insert_dataset(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        kind: str,
+        beamline: str | None,
+        sample: str | None,
+        proposal: str | None,
+        title: str | None,
+        start_time: float | None,
+        end_time: float | None,
+        status: str,
+        metadata: dict,
+        files: list[FileRecord],
+        run_id: str | None = None,
+        parents: Iterable[str] = (),
+    ) -> str:
+        ds_id = self._new_id(conn, "datasets", "ds-")
+        cursor = conn.execute(
+            "INSERT INTO datasets (id, kind, beamline, sample, proposal, title, start_time, "
+            "end_time, ingested_at, status, run_id, metadata) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ds_id, kind, beamline, sample, proposal, title, start_time, end_time,
+                now_epoch(), status, run_id, _dumps(metadata, "metadata"),
+            ),
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO files (dataset_id, path, role, size, sha256, format, key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(ds_id, str(f.path), f.role, f.size, f.sha256, f.format, f.key) for f in files],
+        )
+        if self._fts:
+            conn.execute(
+                "INSERT INTO datasets_fts (rowid, title, sample, proposal, beamline, meta) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    cursor.lastrowid, title, sample, proposal, beamline,
+                    " ".join(_flatten_text(metadata, [])),
+                ),
+            )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO lineage (child_id, parent_id, run_id) VALUES (?, ?, ?)",
+            [(ds_id, parent, run_id) for parent in parents],
+        )
+        return ds_id
