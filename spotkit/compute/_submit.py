@@ -253,8 +253,12 @@ def submit(
 
     Raises
     ------
+    FileNotFoundError, InputFileError
+        No such notebook, or a file that is not one (nothing recorded).
     NotebookParameterError, ValueError
         Bad parameters (nothing recorded, nothing submitted).
+    NotebookKindError
+        The notebook does not accept the dataset's kind (nothing recorded).
     DatasetNotFoundError
         ``dataset`` is not in the catalog.
     SubmitError
@@ -275,15 +279,11 @@ def submit(
     """
     from spotkit.catalog import Catalog, open_catalog
     from spotkit.compute._local import Local
-    from spotkit.runs import pipeline_notebook
-    from spotkit.runs._execute import _sha256, _versions, check_parameters
+    from spotkit.runs import check_kind, check_parameters, read_notebook, resolve_notebook
+    from spotkit.runs._execute import _sha256, _versions
 
-    path = Path(notebook).expanduser()
-    if not path.is_file() and not path.suffix and os.sep not in str(notebook):
-        path = pipeline_notebook(str(notebook))
-    path = path.resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"notebook {path} does not exist")
+    path = resolve_notebook(notebook)
+    read_notebook(path)  # a file that is not a notebook: InputFileError, nothing recorded
     target = Local() if target is None else target
     if not isinstance(target, Target):
         raise TypeError(f"target must be a compute target (Local(), Slurm(...)), not "
@@ -300,6 +300,7 @@ def submit(
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     ds = cat[dataset if isinstance(dataset, str) else dataset.id]
+    check_kind(path, ds)
     run_id = cat.start_run(dataset_id=ds.id, notebook=str(path), notebook_sha256=_sha256(path),
                            parameters=params_json, target=target.name, versions=_versions(),
                            state="queued", context=context)

@@ -5,6 +5,12 @@ kernel of the same name shadows the environment's own. So the name spotkit regis
 unique to the environment (its prefix), and the spec is rewritten when it no longer points at
 this interpreter. Runs therefore never depend on whatever ``python3`` kernel happens to be
 installed.
+
+The kernel's sockets are encrypted (CurveZMQ keys provisioned by jupyter_client for a kernel
+spec that declares ``supported_encryption: ["curve"]``, as ipykernel's own spec does); where
+that is not possible they are Unix sockets (IPC transport) on POSIX. Either way ipykernel
+has no reason for its "Kernel is running over TCP without encryption" warning, which it would
+otherwise log in every run and into every executed notebook.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ensure_kernel", "kernel_name_for_env"]
+__all__ = ["ensure_kernel", "kernel_engine_options", "kernel_name_for_env"]
 
 
 def kernel_name_for_env(prefix: str | None = None) -> str:
@@ -64,7 +70,8 @@ def ensure_kernel(name: str | None = None) -> str:
     ksm = KernelSpecManager()
     try:
         spec = ksm.get_kernel_spec(name)
-        if spec.argv and os.path.realpath(spec.argv[0]) == os.path.realpath(sys.executable):
+        if spec.argv and os.path.realpath(spec.argv[0]) == os.path.realpath(sys.executable) \
+                and (_supports_curve(spec) or not _ipykernel_supports_curve()):
             return name
         logger.info("kernel %s points at %s; re-registering for %s", name, spec.argv[:1],
                     sys.executable)
@@ -80,3 +87,56 @@ def ensure_kernel(name: str | None = None) -> str:
     except OSError:
         install(kernel_name=name, display_name=display, user=True)
     return name
+
+
+def _supports_curve(spec) -> bool:
+    supported = (getattr(spec, "metadata", None) or {}).get("supported_encryption") or ()
+    if isinstance(supported, str):
+        supported = [supported]
+    return "curve" in {str(s).strip().lower() for s in supported}
+
+
+def _ipykernel_supports_curve() -> bool:
+    try:
+        from ipykernel.kernelspec import get_kernel_dict
+    except ImportError:  # pragma: no cover - ipykernel is a dependency
+        return False
+    return _supports_curve(type("Spec", (), {"metadata": get_kernel_dict().get("metadata")}))
+
+
+def kernel_engine_options(kernel_name: str) -> dict:
+    """Keyword arguments for papermill's engine that secure the kernel's connection.
+
+    With a kernel spec that declares CurveZMQ support and a pyzmq built with it, the kernel
+    manager provisions Curve keys (``transport_encryption="required"``); otherwise, on POSIX,
+    the kernel talks over Unix sockets (``transport="ipc"``), which no other machine can
+    reach. On Windows without Curve, nothing changes (TCP on localhost).
+
+    Parameters
+    ----------
+    kernel_name : str
+        The kernel the run uses.
+
+    Returns
+    -------
+    dict
+        ``{"config": traitlets.config.Config}``, or ``{}``.
+    """
+    import zmq
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        return {}
+    config = Config()
+    if zmq.has("curve") and _supports_curve(spec) and \
+            KernelManager.class_traits().get("transport_encryption") is not None:
+        config.KernelManager.transport_encryption = "required"
+    elif os.name == "posix":
+        config.KernelManager.transport = "ipc"
+    else:  # pragma: no cover - Windows without CurveZMQ
+        return {}
+    return {"config": config}

@@ -45,6 +45,8 @@ METHODS = ("bbox", "csr", "histogram", "lut", "no", "splitpixel")
 # Invalid pixels of a frame (negative: gaps, dead pixels; NaN) are set to this value and
 # ignored by pyFAI through ``dummy``; the mask itself stays constant, so pyFAI keeps its
 # cached lookup table (a changed mask would rebuild it, ~1 s for a Pilatus 2M).
+#: Default ``min_pixels`` of the 1-D integrations: a bin needs at least one whole pixel.
+MIN_PIXELS = 1.0
 _DUMMY = -1.0
 _DELTA_DUMMY = 0.5
 
@@ -155,23 +157,32 @@ def provenance(integrator, *, method, unit, mask, npt=None, extra=None) -> dict:
 
 
 def _call_1d(integrator, frame, npt, *, unit, method, mask, normalization, correct_solid_angle,
-             polarization_factor, radial_range):
+             polarization_factor, radial_range, min_pixels=MIN_PIXELS):
     res = integrator.integrate1d(
         frame, npt, unit=unit, method=method, mask=mask,
         dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
         correctSolidAngle=correct_solid_angle, polarization_factor=polarization_factor,
         normalization_factor=float(normalization), radial_range=radial_range,
     )
-    return (np.asarray(res.radial, dtype=np.float64), *_intensity_sigma(res))
+    return (np.asarray(res.radial, dtype=np.float64), *_intensity_sigma(res, min_pixels))
 
 
-def _intensity_sigma(res):
-    """A pyFAI result's intensity and sigma as float64, NaN in bins no pixel fell into."""
+def _check_min_pixels(min_pixels) -> float:
+    value = float(min_pixels)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"min_pixels must be a number >= 0, got {min_pixels!r}")
+    return value
+
+
+def _intensity_sigma(res, min_pixels=MIN_PIXELS):
+    """A pyFAI result's intensity and sigma as float64, NaN in bins with less than
+    ``min_pixels`` unmasked pixels (pyFAI's ``count``: split pixels count by their share)."""
     intensity = np.asarray(res.intensity, dtype=np.float64)
     sigma = np.asarray(res.sigma, dtype=np.float64)
     count = getattr(res, "count", None)
     if count is not None:
-        empty = np.asarray(count) <= 0
+        count = np.asarray(count)
+        empty = (count <= 0) | (count < min_pixels)
         intensity[empty] = np.nan
         sigma[empty] = np.nan
     return intensity, sigma
@@ -196,7 +207,8 @@ def _radial_coord(radial, unit):
 def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
                  method="csr", mask=None, normalization: float = 1.0,
                  correct_solid_angle: bool = True, polarization_factor: float | None = None,
-                 radial_range=None, check_orientation: bool = True):
+                 radial_range=None, check_orientation: bool = True,
+                 min_pixels: float = MIN_PIXELS):
     """Azimuthally integrate one frame to I(q) or I(2theta) with Poisson errors.
 
     Parameters
@@ -225,13 +237,20 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
         Check once per integrator that the geometry fits the image's rings and the mask's
         beamstop (:func:`check_orientation`: a few ms, ~0.1 s for a Pilatus 2M), warning with
         :class:`GeometryWarning` when a flipped geometry fits better (a Dioptas PONI).
+    min_pixels : float
+        Bins holding less than this many unmasked pixels (pyFAI's ``count``; a split pixel
+        counts by its share) are NaN. The default drops the slivers at the ends of the
+        range (the last bin reaches the detector's farthest corner and may hold a fraction
+        of one pixel: a spike, not a measurement); raise it to drop noisy, thinly covered
+        bins too (a few pixels in a detector corner), 0 keeps every bin with any pixel.
 
     Returns
     -------
     xarray.Dataset
         ``intensity`` and ``sigma`` (Poisson: ``sqrt(sum counts) / sum normalisation``) on
         the radial dimension ``q`` (``attrs["units"]`` "nm^-1" or "A^-1") or ``two_theta``
-        ("deg"); bins without any pixel hold NaN; provenance in ``attrs``.
+        ("deg"); bins without any pixel (or with less than ``min_pixels``: masked, e.g.
+        behind the beamstop, or beyond the detector) hold NaN; provenance in ``attrs``.
 
     Examples
     --------
@@ -246,19 +265,22 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
     mask = check_mask(mask, image.shape)
     if int(npt) < 1:
         raise ValueError(f"npt must be >= 1, got {npt}")
+    min_pixels = _check_min_pixels(min_pixels)
     if check_orientation:
         orientation_check(image, integrator, mask)
     radial, intensity, sigma = _call_1d(
         integrator, prepare_frame(image), int(npt), unit=unit, method=method, mask=mask,
         normalization=normalization, correct_solid_angle=correct_solid_angle,
-        polarization_factor=polarization_factor, radial_range=radial_range)
+        polarization_factor=polarization_factor, radial_range=radial_range,
+        min_pixels=min_pixels)
     dim, coord = _radial_coord(radial, unit)
     return xr.Dataset(
         {"intensity": (dim, intensity, {"long_name": "intensity", "units": "counts/pixel"}),
          "sigma": (dim, sigma, {"long_name": "Poisson standard error", "units": "counts/pixel"})},
         coords={dim: coord},
         attrs=provenance(integrator, method=method, unit=unit, mask=mask, npt=int(npt),
-                         extra={"normalization": float(normalization)}),
+                         extra={"normalization": float(normalization),
+                                "min_pixels": min_pixels}),
     )
 
 
@@ -309,7 +331,7 @@ def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
         mask=mask, dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
         correctSolidAngle=correct_solid_angle, polarization_factor=polarization_factor,
         normalization_factor=float(normalization), radial_range=radial_range)
-    intensity, sigma = _intensity_sigma(res)
+    intensity, sigma = _intensity_sigma(res, 0.0)  # a cake's small bins hold pixel shares
     dim, coord = _radial_coord(np.asarray(res.radial, np.float64), unit)
     chi = ("chi", np.asarray(res.azimuthal, np.float64),
            {"units": "deg", "long_name": "azimuthal angle chi"})
@@ -338,6 +360,7 @@ def integrate_frames(
     radial_range=None,
     source: str | None = None,
     check_orientation: bool = True,
+    min_pixels: float = MIN_PIXELS,
 ):
     """Reduce a frame series to I(q) per frame with Poisson errors, lazily with dask.
 
@@ -373,6 +396,8 @@ def integrate_frames(
         Check that the geometry fits the mask's beamstop and, for frames in memory, the
         first frame's rings (:func:`check_orientation`; lazy frames are not read for it:
         check one frame yourself). Warns with :class:`GeometryWarning`.
+    min_pixels : float
+        Bins with less than this many unmasked pixels are NaN (see :func:`integrate_1d`).
 
     Returns
     -------
@@ -422,6 +447,7 @@ def integrate_frames(
     if int(npt) < 1:
         raise ValueError(f"npt must be >= 1, got {npt}")
     npt = int(npt)
+    min_pixels = _check_min_pixels(min_pixels)
     check_geometry(integrator, (ny, nx), source=attrs_in.get("poni_path"))
     mask = check_mask(mask, (ny, nx))
     if check_orientation and (mask is not None or not lazy):
@@ -437,7 +463,8 @@ def integrate_frames(
         raise ValueError(f"frame_coords has {len(frame_coords)} values for {n_frames} frames")
     options = {"unit": unit, "method": method, "mask": mask,
                "correct_solid_angle": correct_solid_angle,
-               "polarization_factor": polarization_factor, "radial_range": radial_range}
+               "polarization_factor": polarization_factor, "radial_range": radial_range,
+               "min_pixels": min_pixels}
 
     # One blank integration: builds pyFAI's lookup table on this integrator (reused by
     # every chunk) and gives the radial axis, before any frame is read.
@@ -475,7 +502,8 @@ def integrate_frames(
         coords["time"] = ("frame", time, {"units": "s"})
     src = source or attrs_in.get("path") or ""
     extra = {"source": str(src),
-             "normalization": "per frame" if np.ndim(normalization) else float(norm[0])}
+             "normalization": "per frame" if np.ndim(normalization) else float(norm[0]),
+             "min_pixels": min_pixels}
     for key in ("sample", "beamline", "proposal", "mode", "incidence_angle_deg"):
         if attrs_in.get(key) is not None:
             extra[f"source_{key}"] = attrs_in[key]

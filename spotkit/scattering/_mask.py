@@ -86,6 +86,14 @@ def beamstop_mask(shape, center, radius: float, *, arm_width: float = 0.0,
     -------
     ndarray of bool
 
+    Raises
+    ------
+    ValueError
+        A bad parameter, or one that does not fit the detector: the mask would be empty
+        (centre off the detector and nothing reaching it, radius too small to cover a
+        pixel centre) or cover every pixel (a radius larger than the detector, often one
+        given in micrometres). The message names the parameter and the detector shape.
+
     Examples
     --------
     >>> beamstop_mask((5, 5), (2, 2), 1).sum()
@@ -95,11 +103,18 @@ def beamstop_mask(shape, center, radius: float, *, arm_width: float = 0.0,
     if arm_direction not in directions:
         raise ValueError(f"unknown arm_direction {arm_direction!r}; "
                          f"choose one of {sorted(directions)}")
-    if radius < 0 or arm_width < 0:
-        raise ValueError(f"radius and arm_width must be >= 0, got {radius}, {arm_width}")
-    i = np.arange(int(shape[0]))[:, None]
-    j = np.arange(int(shape[1]))[None, :]
-    r0, c0 = float(center[0]), float(center[1])
+    shape = _frame_shape(shape)
+    try:
+        r0, c0 = (float(v) for v in center)
+    except (TypeError, ValueError):
+        raise ValueError(f"center must be (row, col) in pixels, got {center!r}") from None
+    if not (np.isfinite(r0) and np.isfinite(c0)):
+        raise ValueError(f"center must be finite (row, col) in pixels, got {center!r}")
+    for name, value in (("radius", radius), ("arm_width", arm_width)):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number of pixels >= 0, got {value}")
+    i = np.arange(shape[0])[:, None]
+    j = np.arange(shape[1])[None, :]
     mask = (i - r0) ** 2 + (j - c0) ** 2 <= radius**2
     if arm_width > 0:
         half = arm_width / 2.0
@@ -109,7 +124,31 @@ def beamstop_mask(shape, center, radius: float, *, arm_width: float = 0.0,
         else:
             side = (j >= c0) if arm_direction == "right" else (j <= c0)
             mask = mask | ((np.abs(i - r0) <= half) & side)
+    where = f"the detector of shape {shape} (rows 0..{shape[0] - 1}, cols 0..{shape[1] - 1})"
+    if mask.all():
+        raise ValueError(
+            f"beamstop_mask: radius {radius} px (arm_width {arm_width} px) around centre "
+            f"({r0:g}, {c0:g}) masks every pixel of {where}; give the radius and arm width in "
+            "pixels (not micrometres) of this detector")
+    if not mask.any():
+        inside = 0 <= r0 <= shape[0] - 1 and 0 <= c0 <= shape[1] - 1
+        what = (f"radius {radius} px is too small to cover any pixel centre"
+                if inside else f"center ({r0:g}, {c0:g}) is outside {where} and neither "
+                f"the disc of radius {radius} px nor the arm reaches it")
+        raise ValueError(
+            f"beamstop_mask masks no pixel: {what}" + ("" if not inside else f" of {where}")
+            + "; check center (row, col) against the frame shape and the radius in pixels")
     return mask
+
+
+def _frame_shape(shape) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (rows, cols), got {shape!r}") from None
+    if rows < 1 or cols < 1:
+        raise ValueError(f"shape must be (rows, cols) with both >= 1, got {shape!r}")
+    return rows, cols
 
 
 def hot_pixel_mask(image, *, n_sigma: float = 8.0, size: int = 5,
@@ -315,7 +354,10 @@ def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200)
 
     Each pixel is compared with the median of the valid pixels at the same scattering angle
     (a ring of the detector); it is masked when below ``fraction`` of that median. Negative
-    pixels (Pilatus module gaps) are always masked.
+    pixels (Pilatus module gaps) are always masked. The innermost rings that lie wholly
+    behind the beamstop (their own median is dark) are masked too: from the beam outwards,
+    the rings before the first ring ``1 / fraction`` times brighter than the innermost one,
+    when that step lies in the inner third of the angular range.
 
     Parameters
     ----------
@@ -355,8 +397,41 @@ def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200)
     order = np.argsort(valid_ring, kind="stable")
     sorted_ring, sorted_vals = valid_ring[order], valid_vals[order]
     bounds = np.searchsorted(sorted_ring, np.arange(n_rings + 1))
+    filled = np.zeros(n_rings, bool)
     for k in range(n_rings):
         seg = sorted_vals[bounds[k]:bounds[k + 1]]
         if seg.size:
             medians[k] = np.median(seg)
-    return bad | (image < fraction * medians[ring])
+            filled[k] = True
+    shadow = bad | (image < fraction * medians[ring])
+    core = _shadowed_core(medians, filled, fraction)
+    if core:
+        logger.info("shadow_mask: the %d innermost ring(s) (2-theta < %.3g deg) are all in "
+                    "shadow (beamstop)", core, np.degrees(edges[core]))
+        shadow |= ring < core
+    return shadow
+
+
+def _shadowed_core(medians, filled, fraction) -> int:
+    """Number of innermost rings that lie wholly in the beamstop's shadow.
+
+    A ring entirely behind the beamstop has a dark median, so no pixel is darker than
+    ``fraction`` of it. Such rings are found from the beam outwards: the innermost rings
+    up to the first ring at least ``1 / fraction`` times brighter than the innermost one,
+    when all of them are darker than ``fraction`` of that first bright ring and they make
+    the inner part of the range only (a beamstop, not a dark inner region of a pattern).
+    """
+    rings = np.flatnonzero(filled)
+    if rings.size < 4:
+        return 0
+    inner = medians[rings[0]]
+    bright = rings[medians[rings] * fraction > inner]
+    if not bright.size:
+        return 0
+    edge = int(bright[0])
+    if edge > len(medians) // 3:
+        return 0
+    before = rings[rings < edge]
+    if np.all(medians[before] < fraction * medians[edge]):
+        return edge
+    return 0
