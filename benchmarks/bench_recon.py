@@ -6,8 +6,8 @@ tomopy's centre 1024 (= n/2, the detector middle), tiled to a stack of 8 slices 
 projection of one 2048 x 2048 slice takes ~90 s here; it is cached under
 ``benchmarks/_work/``). On that same stack, in one run and interleaved call by call:
 
-* spotkit's builtin gridrec (``spotkit.tomo.reconstruct``, filter shepp);
-* tomopy's gridrec through ``tomopy.recon`` directly (filter shepp, sinogram order),
+* spotkit's builtin gridrec (``spotkit.tomo.reconstruct``, ``--filter``, default hann);
+* tomopy's gridrec through ``tomopy.recon`` directly (same filter, sinogram order),
   (a) with the quantitative 2x zero padding that spotkit's tomopy backend applies
   (``(n+1)//2`` columns each side, centre moved by the same) and (b) plain, as a user calls
   it (tomopy pads only to the next power of two: not quantitative);
@@ -16,7 +16,10 @@ projection of one 2048 x 2048 slice takes ~90 s here; it is cached under
 * spotkit's builtin fbp (on fewer slices per call: it is ~40x slower; the time is per slice).
 
 Time per slice = best of ``--repeat`` calls after one warm-up call, divided by the slices per
-call, for each thread count (spotkit ``threads=``, tomopy ``ncore=``). Quality of the first
+call, for each thread count (spotkit ``threads=``, tomopy ``ncore=``); the calls go round
+robin (spotkit, tomopy, ..., spotkit, tomopy, ...), so besides the ratio of the best times the
+table gives the median over rounds of the ratio within a round (*paired*), which drifts least
+when other processes load the machine. Quality of the first
 slice: Pearson correlation and NRMSE against the phantom inside the inscribed circle. The
 load from other processes is measured while each block runs (from ``/proc/stat``, minus
 this process's own CPU time) and printed; ``--quiet`` waits for an idle machine first, and
@@ -33,6 +36,7 @@ NRMSE and SSIM against ``phantom_slice(units="1/pixel")`` inside the inscribed c
 Usage::
 
     python benchmarks/bench_recon.py                    # spotkit vs tomopy (~6 min)
+    python benchmarks/bench_recon.py --quick --repeat 7 # builtin vs tomopy plain, 2 threads
     python benchmarks/bench_recon.py --quiet --record   # wait for an idle machine; RESULTS.md
     python benchmarks/bench_recon.py --parts backends [--quick]   # every backend, twin
 """
@@ -65,7 +69,9 @@ TOMOPY_LABELS = ("tomopy gridrec, 2x padded (tomopy.recon)",
 NOTES = [
     "Definitions: s/slice = the best of the timed calls (each after one warm-up call) divided "
     "by the slices per call, the median beside it; all methods of a block are timed "
-    "interleaved, call by call. *corr*, *NRMSE*: the first slice against the phantom inside "
+    "interleaved, call by call (round robin); *paired* = the median over rounds of spotkit's "
+    "time over this method's time in the same round. *corr*, *NRMSE*: the first slice "
+    "against the phantom inside "
     "the inscribed circle (NRMSE = rms error / rms phantom; *gain* = least-squares scale of "
     "the image on the phantom, 1 = quantitative). *other load*: CPU used by other processes "
     "while the block ran (/proc/stat minus this process's CPU time); a block timed while "
@@ -229,33 +235,42 @@ def _builtin_state() -> str:
                                         ", unmodified")
 
 
-def _tomopy_jobs(tomopy, stack, theta, center, threads):
-    """The tomopy calls timed, as ``label -> callable``."""
+def _tomopy_filter(name: str) -> str:
+    """tomopy's name of spotkit's filter ``name``."""
+    return {"ramp": "ramlak"}.get(name, name)
+
+
+def _tomopy_jobs(tomopy, stack, theta, center, threads, *, filter_name="hann", quick=False):
+    """The tomopy calls timed, as ``label -> callable`` (``quick``: plain gridrec only)."""
     n = stack.shape[-1]
+    tomopy_filter = _tomopy_filter(filter_name)
     pad = (n + 1) // 2
     theta32 = theta.astype(np.float32)
 
     def padded():
         big = np.pad(stack, ((0, 0), (0, 0), (pad, pad)))
         return tomopy.recon(big, theta32, center=center + pad, sinogram_order=True,
-                            algorithm="gridrec", filter_name="shepp", num_gridx=n,
+                            algorithm="gridrec", filter_name=tomopy_filter, num_gridx=n,
                             num_gridy=n, ncore=threads)
 
     def plain():
         return tomopy.recon(stack, theta32, center=center, sinogram_order=True,
-                            algorithm="gridrec", filter_name="shepp", ncore=threads)
+                            algorithm="gridrec", filter_name=tomopy_filter, ncore=threads)
 
     def adapter():
         return reconstruct(stack, theta, center, backend="tomopy", algorithm="gridrec",
-                           filter="shepp", threads=threads)
+                           filter=filter_name, threads=threads)
 
+    if quick:
+        return {TOMOPY_LABELS[1]: plain}
     return dict(zip(TOMOPY_LABELS, (padded, plain, adapter), strict=True))
 
 
-def _best_of(jobs: dict, repeat: int) -> tuple[dict, dict, dict]:
+def _best_of(jobs: dict, repeat: int) -> tuple[dict, dict, dict, dict]:
     """Warm up each job, then time ``repeat`` rounds interleaved job by job.
 
-    Returns best seconds, median seconds and the last output per label.
+    Returns best seconds, median seconds, the last output and all times (in round order)
+    per label.
     """
     out, times = {}, {label: [] for label in jobs}
     for label, job in jobs.items():
@@ -266,7 +281,7 @@ def _best_of(jobs: dict, repeat: int) -> tuple[dict, dict, dict]:
             out[label] = job()
             times[label].append(time.perf_counter() - t0)
     return ({k: min(v) for k, v in times.items()},
-            {k: float(np.median(v)) for k, v in times.items()}, out)
+            {k: float(np.median(v)) for k, v in times.items()}, out, times)
 
 
 def tomopy_part(args) -> tuple[list, list, list]:
@@ -288,8 +303,8 @@ def tomopy_part(args) -> tuple[list, list, list]:
              f"builtin backend: {backends.get_backend('builtin').version()}; "
              f"{_builtin_state()}",
              f"data: Shepp-Logan {n} x {n} (max 1) projected by {projector}, "
-             f"{n_angles} angles in [0, pi), {n} columns, centre {center:g}; "
-             f"{args.slices} slices per call ({args.fbp_slices} for fbp); best of "
+             f"{n_angles} angles in [0, pi), {n} columns, centre {center:g}; filter "
+             f"{args.filter}; {args.slices} slices per call ({args.fbp_slices} for fbp); best of "
              f"{args.repeat} calls after a warm-up ({args.fbp_repeat} for fbp)"]
     for line in lines:
         print(line, flush=True)
@@ -304,18 +319,22 @@ def tomopy_part(args) -> tuple[list, list, list]:
             if args.quiet:
                 wait_for_quiet()
             with LoadMeter() as meter:
-                best, med, out = _best_of(jobs, repeat)
+                best, med, out, times = _best_of(jobs, repeat)
             print(f"  {what}, attempt {attempt + 1}: {meter}", flush=True)
-            attempts.append((meter.others, best, med, out))
+            attempts.append((meter.others, best, med, out, times))
             if meter.others < QUIET_CORES:
                 break
-        others, best, med, out = min(attempts, key=lambda a: a[0])
+        others, best, med, out, times = min(attempts, key=lambda a: a[0])
+        ours = times.get("spotkit builtin gridrec")
         result = []
         for label in jobs:
             corr, nrmse, gain = quality(out[label][0], phantom)
+            paired = (float(np.median(np.divide(ours, times[label]))) if ours is not None
+                      else None)
             result.append({"threads": threads, "label": label, "best": best[label] / slices,
                            "median": med[label] / slices, "corr": corr, "nrmse": nrmse,
-                           "gain": gain, "others": others, "attempts": len(attempts)})
+                           "gain": gain, "others": others, "attempts": len(attempts),
+                           "paired": paired})
             print(f"  {threads}T {label:42s} {best[label] / slices:8.4f} s/slice  corr "
                   f"{corr:.4f}  NRMSE {nrmse:.4f}  gain {gain:.3f}", flush=True)
         return result
@@ -323,38 +342,40 @@ def tomopy_part(args) -> tuple[list, list, list]:
     rows = []
     for threads in args.threads:
         jobs = {"spotkit builtin gridrec": lambda t=threads: reconstruct(
-            stack, theta, center, backend="builtin", algorithm="gridrec", filter="shepp",
+            stack, theta, center, backend="builtin", algorithm="gridrec", filter=args.filter,
             threads=t)}
         if tomopy is not None:
-            jobs.update(_tomopy_jobs(tomopy, stack, theta, center, threads))
+            jobs.update(_tomopy_jobs(tomopy, stack, theta, center, threads,
+                                     filter_name=args.filter, quick=args.quick))
         rows += timed(jobs, args.repeat, args.slices, threads,
                       f"{threads} thread(s), gridrec block")
         if tomopy is None:
             rows += [{"threads": threads, "label": label, "best": None}
-                     for label in TOMOPY_LABELS]
+                     for label in (TOMOPY_LABELS[1:2] if args.quick else TOMOPY_LABELS)]
         if args.fbp_repeat > 0:
             rows += timed({"spotkit builtin fbp": lambda t=threads: reconstruct(
                 fbp_stack, theta, center, backend="builtin", algorithm="fbp",
-                filter="shepp", threads=t)}, args.fbp_repeat, args.fbp_slices, threads,
+                filter=args.filter, threads=t)}, args.fbp_repeat, args.fbp_slices, threads,
                 f"{threads} thread(s), fbp block")
 
-    table = ["| threads | method | s/slice (best) | median | spotkit gridrec ÷ this | "
-             "corr | NRMSE | gain | other load (cores) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    table = ["| threads | method | s/slice (best) | median | spotkit gridrec ÷ this (best) | "
+             "paired | corr | NRMSE | gain | other load (cores) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ratios = []
     for r in rows:
         ours = next(o["best"] for o in rows
                     if o["threads"] == r["threads"] and o["label"] == "spotkit builtin gridrec")
         if r["best"] is None:
             table.append(f"| {r['threads']} | {r['label']} | not run: {tomopy_line} "
-                         "| | | | | | |")
+                         "| | | | | | | |")
             continue
         ratio = ours / r["best"]
         if r["label"].startswith("tomopy gridrec"):
             ratios.append((r["threads"], r["label"], ratio, r))
+        paired = "" if r.get("paired") is None else f"{r['paired']:.2f}"
         table.append(f"| {r['threads']} | {r['label']} | {r['best']:.4f} | {r['median']:.4f} "
-                     f"| {ratio:.2f} | {r['corr']:.4f} | {r['nrmse']:.4f} | {r['gain']:.3f} "
-                     f"| {r['others']:.2f} |")
+                     f"| {ratio:.2f} | {paired} | {r['corr']:.4f} | {r['nrmse']:.4f} "
+                     f"| {r['gain']:.3f} | {r['others']:.2f} |")
     print()
     print("\n".join(table))
     print()
@@ -366,7 +387,9 @@ def tomopy_part(args) -> tuple[list, list, list]:
                     if o["threads"] == threads and o["label"] == "spotkit builtin gridrec")
         summary.append(f"{threads} thread(s): spotkit builtin gridrec / {label} = "
                        f"**{ratio:.2f}** in time per slice ({ours['best']:.4f} / "
-                       f"{r['best']:.4f} s); correlation {ours['corr']:.4f} vs {r['corr']:.4f}")
+                       f"{r['best']:.4f} s; medians {ours['median']:.4f} / "
+                       f"{r['median']:.4f} s, paired {r['paired']:.2f}); correlation "
+                       f"{ours['corr']:.4f} vs {r['corr']:.4f}")
     for line in summary:
         print(line)
     return lines, table, summary
@@ -521,7 +544,11 @@ def backends_part(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", nargs="*", default=["tomopy"], choices=["tomopy", "backends"])
-    p.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    p.add_argument("--threads", nargs="*", type=int, default=None,
+                   help="thread counts (default 1 2; --quick: 2)")
+    p.add_argument("--filter", default="hann", choices=["ramp", "shepp", "cosine", "hann",
+                                                        "hamming"],
+                   help="tomopy part: window of the ramp filter, the same for every method")
     p.add_argument("--repeat", type=int, default=5,
                    help="timed calls after a warm-up (tomopy: best reported; backends: "
                         "median)")
@@ -542,7 +569,9 @@ def main(argv=None):
     p.add_argument("--record", action="store_true",
                    help="write the tomopy part's results to benchmarks/RESULTS.md")
     p.add_argument("--quick", action="store_true",
-                   help="backends part: at 1500x2048 time only builtin gridrec and fbp")
+                   help="tomopy part: only builtin gridrec vs tomopy's plain gridrec, 2 "
+                        "threads, no fbp (~2 min); backends part: at 1500x2048 time only "
+                        "builtin gridrec and fbp")
     p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES),
                    help="backends part: cases")
     p.add_argument("--sirt-iter", type=int, default=10,
@@ -550,6 +579,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.slices % 2:
         p.error("--slices must be even (gridrec reconstructs slices in pairs)")
+    if args.threads is None:
+        args.threads = [2] if args.quick else [1, 2]
+    if args.quick and "tomopy" in args.parts:
+        args.fbp_repeat = 0
     if "tomopy" in args.parts:
         t0 = time.perf_counter()
         setup, table, summary = tomopy_part(args)

@@ -113,9 +113,10 @@ def unpack_pairs(img, out, radius2):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def pack_pairs(spec, factor, out):  # pragma: no cover - compiled
-    """Strengths of gridrec's packed transforms, in one pass: with ``Ga = spec[2p] factor``
-    and ``Gb = spec[2p + 1] factor``, ``out[p, 0] = (Ga + i Gb) / 2`` (at +k) and
+def pack_pairs(spec, resp, corr, has_corr, factor, out):  # pragma: no cover - compiled
+    """Strengths of gridrec's packed transforms, in one pass: with
+    ``G = (spec * resp + corr) * factor`` (``corr`` only when ``has_corr``) for slices
+    ``2p`` (``Ga``) and ``2p + 1`` (``Gb``), ``out[p, 0] = (Ga + i Gb) / 2`` (at +k) and
     ``out[p, 1] = (conj Ga + i conj Gb) / 2`` (at -k); angles split over threads."""
     n_angles, n_freq = factor.shape
     for p in range(out.shape[0]):
@@ -123,7 +124,13 @@ def pack_pairs(spec, factor, out):  # pragma: no cover - compiled
             base = a * n_freq
             for k in range(n_freq):
                 f = factor[a, k]
-                ga = spec[2 * p, a, k] * f
-                gb = spec[2 * p + 1, a, k] * f
+                r = resp[k]
+                va = spec[2 * p, a, k] * r
+                vb = spec[2 * p + 1, a, k] * r
+                if has_corr:
+                    va += corr[2 * p, a, k]
+                    vb += corr[2 * p + 1, a, k]
+                ga = va * f
+                gb = vb * f
                 out[p, 0, base + k] = 0.5 * (ga + 1j * gb)
                 out[p, 1, base + k] = 0.5 * (np.conj(ga) + 1j * np.conj(gb))
