@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 def test_tomo_quicklook_reconstructs_the_phantom(tmp_path, catalog, tiny_tomo):
     path, truth = tiny_tomo
     raw = catalog.ingest(path)
-    res = spotkit.run_notebook(pipeline_notebook("tomo_quicklook"), raw.id, catalog=catalog,
+    # by name, as the CLI and submit take it
+    res = spotkit.run_notebook("tomo_quicklook", raw.id, catalog=catalog,
                                parameters={"n_slices": 2}, output_dir=tmp_path / "out")
     kinds = sorted(o.kind for o in res.outputs)
     assert kinds == ["image/png", "tomo/slices"]
@@ -38,13 +39,21 @@ def test_tomo_quicklook_reconstructs_the_phantom(tmp_path, catalog, tiny_tomo):
 def test_saxs_quicklook_reduces_every_frame(tmp_path, catalog, tiny_saxs):
     path, truth = tiny_saxs
     raw = catalog.ingest(path)
-    res = spotkit.run_notebook(pipeline_notebook("saxs_quicklook"), raw.id, catalog=catalog,
+    res = spotkit.run_notebook("saxs_quicklook.ipynb", raw.id, catalog=catalog,
                                parameters={"npt": 120}, output_dir=tmp_path / "out")
     iq = next(o for o in res.outputs if o.kind == "saxs/iq")
     with h5py.File(iq.path) as f:
         intensity = f["intensity"][...]
         q = f["q"][...]
     assert intensity.shape == (12, 120)
+    assert iq.metadata["min_pixels"] == 10
+    # no bin behind the beamstop: SAXS falls from the beamstop's edge outwards
+    measured = np.isfinite(intensity).all(axis=0)
+    assert measured.sum() > 100
+    profile = intensity[0, measured]
+    assert np.argmax(profile) <= 2
+    assert profile[:5].min() > 0.5 * profile.max()
+    assert "without encryption" not in res.output_notebook.read_text()
     # the ordering ring at ring_q_nm grows after the onset frame
     k = int(np.argmin(abs(q - truth.ring_q_nm)))
     before = intensity[: truth.onset_frame, k].mean()

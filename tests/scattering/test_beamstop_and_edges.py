@@ -110,3 +110,25 @@ def test_bins_with_too_few_pixels_are_nan(series):
     np.testing.assert_array_equal(np.isnan(lazy["intensity"].values[0]), count < 20)
     with pytest.raises(ValueError, match="min_pixels"):
         integrate_1d(first, ai, npt=100, mask=mask, min_pixels=-1)
+
+
+# -- calibrate uses pyFAI's current API ------------------------------------------------------
+
+def test_calibrate_triggers_no_pyfai_deprecation(fake_calibrant, caplog):
+    import logging
+    import warnings
+
+    from spotkit.scattering import calibrate, make_geometry
+
+    _, image = fake_calibrant("AgBh", distance_m=0.40, beam_center=(120.3, 135.7))
+    guess = make_geometry(energy_kev=12.4, distance_m=0.412, beam_center=(124.3, 132.7),
+                          pixel_size_um=172, shape=(256, 256))
+    with caplog.at_level(logging.DEBUG, logger="pyFAI"), warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error", PendingDeprecationWarning)
+        result = calibrate(image, "AgBh", geometry=guess, refine=("distance", "beam_center",
+                                                                  "tilt"))
+    assert result.n_rings >= 3
+    deprecations = [r.getMessage() for r in caplog.records
+                    if "deprecat" in r.getMessage().lower() or "DEPRECATION" in r.name]
+    assert deprecations == []
