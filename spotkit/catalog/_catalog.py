@@ -132,9 +132,12 @@ class Catalog(IngestMixin, RunsMixin, DerivedMixin, MarksMixin, SearchMixin, Rep
 
 
 def open_catalog(
-    path: str | os.PathLike | None = None, *, reader: Callable | None = None
+    path: str | os.PathLike | None = None,
+    *,
+    reader: Callable | None = None,
+    create: bool = True,
 ) -> Catalog:
-    """Open (creating if needed) the spotkit catalog.
+    """Open the spotkit catalog, creating it unless ``create=False``.
 
     Parameters
     ----------
@@ -144,10 +147,19 @@ def open_catalog(
     reader : callable, optional
         Metadata reader used by :meth:`Catalog.ingest`; defaults to
         :func:`spotkit.io.read_metadata`.
+    create : bool, optional
+        If True (default) a missing database file, and the folders above it, are
+        created. If False a missing file is an error and nothing is created: use this
+        where a mistyped path should be reported rather than start an empty catalog.
 
     Returns
     -------
     Catalog
+
+    Raises
+    ------
+    CatalogError
+        If the path is a URL, or ``create=False`` and there is no catalog at the path.
 
     Examples
     --------
@@ -155,6 +167,9 @@ def open_catalog(
     >>> cat = open_catalog(tmp_path / "catalog.db")      # doctest: +SKIP
     >>> len(cat)                                         # doctest: +SKIP
     0
+    >>> open_catalog(tmp_path / "typo.db", create=False)  # doctest: +SKIP
+    Traceback (most recent call last):
+    CatalogError: no catalog at .../typo.db; ...
     """
     if path is None:
         from spotkit.config import catalog_path
@@ -164,5 +179,16 @@ def open_catalog(
     if "://" in text:
         raise CatalogError(
             f"catalog {text!r}: only SQLite files are supported so far; give a file path"
+        )
+    if not create and not os.path.isfile(text):
+        where = absolute(text)
+        if os.path.isdir(text):
+            raise CatalogError(
+                f"no catalog at {where}: that is a folder; give the catalog's .db file "
+                "(e.g. catalog.db inside it)"
+            )
+        raise CatalogError(
+            f"no catalog at {where}; run `spotkit demo` or `spotkit ingest FILE` first, "
+            "or pass --catalog PATH (or set SPOTKIT_CATALOG) to an existing catalog"
         )
     return Catalog(path, reader=reader)
