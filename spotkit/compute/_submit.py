@@ -290,12 +290,12 @@ def submit(
                         f"{type(target).__name__}")
     environment = Environment() if environment is None else environment
     parameters = dict(parameters or {})
-    check_parameters(path, parameters)
     try:
         params_json = json.loads(json.dumps(parameters, default=_json_default))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"parameters must be JSON-serialisable to travel to the job: {exc}"
                         ) from None
+    check_parameters(path, params_json)  # the values the job will see (numpy -> Python)
     name = _JOB_NAME.sub("-", job_name or f"spotkit-{path.stem}").strip("-")[:64] or "spotkit"
 
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)

@@ -175,6 +175,10 @@ def _type_ok(value, names: list[str]) -> bool:
 
 
 def _value_problems(name: str, value, info: dict[str, Any]) -> list[str]:
+    import numpy as np
+
+    if isinstance(value, np.generic):  # a numpy scalar is its Python value to the notebook
+        value = value.item()
     problems = []
     names = info.get("type")
     if names and not _type_ok(value, names):

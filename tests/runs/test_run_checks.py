@@ -285,3 +285,13 @@ def test_kernel_connection_is_encrypted_or_local():
     config = kernel_engine_options(ensure_kernel())["config"]
     km = config.KernelManager
     assert km.get("transport_encryption") == "required" or km.get("transport") == "ipc"
+
+
+def test_numpy_scalars_are_their_python_values(tmp_path):
+    import numpy as np
+
+    nb = _notebook(tmp_path / "check.ipynb", PARAMS, META)
+    check_parameters(nb, {"n_slices": np.int64(4), "ratio": np.float32(0.5),
+                          "flag": np.bool_(True)})
+    with pytest.raises(NotebookParameterValueError, match="above the maximum 10"):
+        check_parameters(nb, {"n_slices": np.int64(40)})
