@@ -12,6 +12,9 @@ from spotkit.errors import NotebookParameterError, SpotkitError
 
 __all__ = ["NotebookKindError", "NotebookParameterValueError", "ParameterProblem"]
 
+#: Parameters spotkit injects itself (as ``spotkit.runs._execute.RESERVED_PARAMETERS``).
+_SET_BY_SPOTKIT = ("dataset_id", "catalog_path", "output_dir", "run_id")
+
 
 class ParameterProblem(tuple):
     """One bad parameter: ``(name, message)``."""
@@ -44,20 +47,20 @@ class NotebookParameterValueError(NotebookParameterError):
     unknown : list of str
         The names the notebook does not declare.
     allowed : list of str
-        The names it declares.
+        The names it declares that a caller may set.
     """
 
     def __init__(self, notebook, problems, declared):
         self.notebook = Path(notebook)
         self.problems = list(problems)
         self.unknown = sorted(p.name for p in self.problems if "not declared" in p.message)
-        self.allowed = sorted(declared)
+        self.allowed = sorted(n for n in declared if n not in _SET_BY_SPOTKIT)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         ValueError.__init__(
             self,
             f"notebook {self.notebook.name} refuses {len(self.problems)} parameter(s); "
             f"nothing was run or recorded:\n{lines}\n"
-            f"It declares {', '.join(map(repr, self.allowed)) or 'none'} "
+            f"Its parameters: {', '.join(map(repr, self.allowed)) or 'none'} "
             "(its parameters cell and first markdown cell say what each one accepts).",
         )
 

@@ -22,7 +22,12 @@ from spotkit.errors import (
     NotebookExecutionError,
     NotebookParameterError,
 )
-from spotkit.runs._errors import NotebookKindError, NotebookParameterValueError, ParameterProblem
+from spotkit.runs._errors import (
+    _SET_BY_SPOTKIT,
+    NotebookKindError,
+    NotebookParameterValueError,
+    ParameterProblem,
+)
 from spotkit.runs._kernel import ensure_kernel, kernel_engine_options
 from spotkit.runs._outputs import read_declared_outputs
 from spotkit.runs._paths import notebook_spec, read_notebook, resolve_notebook, shipped_notebooks
@@ -34,7 +39,7 @@ __all__ = ["RESERVED_PARAMETERS", "RunResult", "check_kind", "check_parameters",
 
 #: Parameters spotkit injects itself; a notebook declares the ones it uses (``run_id``: the
 #: catalog run executing it, for catalog writes made on the run's behalf, e.g. frame marks).
-RESERVED_PARAMETERS = ("dataset_id", "catalog_path", "output_dir", "run_id")
+RESERVED_PARAMETERS = _SET_BY_SPOTKIT
 
 _VERSION_PACKAGES = ("spotkit", "numpy", "scipy", "h5py", "dask", "xarray", "papermill",
                      "ipykernel", "pyFAI", "finufft", "tomopy")
@@ -88,8 +93,9 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     -------
     dict
         ``{name: {"default": ..., "inferred_type_name": ..., "help": ..., "type": ...,
-        "min": ..., "max": ..., "choices": ...}}``; ``type`` is the list of accepted type
-        names (None: any), the other checks are present when declared.
+        "min": ..., "max": ..., "exclusive_min": ..., "exclusive_max": ..., "choices": ...}}``;
+        ``type`` is the list of accepted type names (None: any), the other checks are
+        present when declared.
 
     Raises
     ------
@@ -118,9 +124,12 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     for name, info in declared.items():
         extra = dict(checks.get(name) or {})
         info["type"] = _accepted_types(info, extra.pop("type", None))
-        info.update({k: v for k, v in extra.items() if k in ("min", "max", "choices")})
+        info.update({k: v for k, v in extra.items() if k in _CHECKS})
     return declared
 
+
+#: Checks a notebook may declare for a parameter besides ``type``.
+_CHECKS = ("min", "max", "exclusive_min", "exclusive_max", "choices")
 
 #: Type names a notebook may give in ``metadata.spotkit.parameters.NAME.type``.
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -195,6 +204,11 @@ def _value_problems(name: str, value, info: dict[str, Any]) -> list[str]:
         problems.append(f"{value!r} is below the minimum {low!r}")
     if is_number and high is not None and value > high:
         problems.append(f"{value!r} is above the maximum {high!r}")
+    low, high = info.get("exclusive_min"), info.get("exclusive_max")
+    if is_number and low is not None and value <= low:
+        problems.append(f"{value!r} must be above {low!r}")
+    if is_number and high is not None and value >= high:
+        problems.append(f"{value!r} must be below {high!r}")
     return problems
 
 
@@ -214,8 +228,9 @@ def check_parameters(notebook: str | os.PathLike, parameters: dict[str, Any] | N
             "center_method": {"choices": ["vo", "pc", "sinusoid"]}}}}
 
     ``type`` (a name or list of ``int``, ``float``/``number``, ``str``, ``bool``, ``list``,
-    ``dict``, ``none``) overrides the default's type; ``min``/``max`` bound numbers;
-    ``choices`` lists the allowed values. An int is accepted where a float is expected.
+    ``dict``, ``none``) overrides the default's type; ``min``/``max`` bound numbers
+    (inclusive), ``exclusive_min``/``exclusive_max`` exclude the bound itself; ``choices``
+    lists the allowed values. An int is accepted where a float is expected.
 
     Parameters
     ----------

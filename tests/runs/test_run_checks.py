@@ -204,6 +204,8 @@ def test_shipped_notebooks_check_their_values(catalog, tomo_raw, saxs_raw):
            ("tomo_quicklook", tomo_raw, {"center": "auto"}, "float or None"),
            ("saxs_quicklook", saxs_raw, {"unit": "q_nm"}, "'q_A^-1'"),
            ("saxs_quicklook", saxs_raw, {"npt": "300"}, "expects int"),
+           ("saxs_quicklook", saxs_raw, {"dark_fraction": 0}, "must be above 0.0"),
+           ("saxs_quicklook", saxs_raw, {"dark_fraction": 1.0}, "must be below 1.0"),
            ("saxs_reduce", saxs_raw, {"keep_every": -1}, "minimum 0"),
            ("tomo_recon", tomo_raw, {"slice_start": 1.5}, "int or None"),
            ("tomo_recon", tomo_raw, {"binning": 0}, "minimum 1")]
