@@ -1,12 +1,17 @@
 """Finding finished scans in inbox folders: a polling scanner that works on any file system.
 
-A file is *complete* when its size and modification time have not changed for ``settle``
-seconds and it opens cleanly as a raw file spotkit knows, with the datasets its kind needs
-(:func:`spotkit.io.detect_kind`), or, when a sentinel is required, once the acquisition's
-sentinel file (``<file>.done``) exists. A file that stays unchanged but unreadable for
-``quarantine_after`` seconds (or that has its sentinel and is unreadable) is *corrupt*.
-Deciding is always done by polling, which behaves the same on NFS, GPFS and Lustre; on
-Linux, inotify (:class:`~spotkit.flows._inotify.InboxEvents`) only wakes the watcher early.
+What a raw dataset is, and when it is finished, is decided by its reader in the
+:mod:`spotkit.io` registry (:func:`spotkit.io.check_complete`): a file (Data Exchange, NXtomo,
+NeXus SAXS) or a folder (a series of CBF/EDF/TIFF frames with its PONI and sidecar, taken as
+*one* candidate, never one per frame). A candidate is *complete* when its size and
+modification time (for a folder: the total size and newest time of what it holds) have not
+changed for ``settle`` seconds and its reader finds it complete (every dataset its kind
+needs, or every frame the sidecar's ``n_frames`` announces), or, when a sentinel is required,
+once the acquisition's sentinel (``<file or folder>.done``) exists. A candidate that stays
+unchanged but incomplete or unreadable for ``quarantine_after`` seconds (or that has its
+sentinel and is unreadable) is *corrupt*. Deciding is always done by polling, which behaves
+the same on NFS, GPFS and Lustre; on Linux, inotify
+(:class:`~spotkit.flows._inotify.InboxEvents`) only wakes the watcher early.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RAW_SUFFIXES = (".h5", ".hdf5", ".nxs")  #: file names the scanner looks at
+#: file names the scanner looks at by default (the file layouts of the reader registry add
+#: theirs: see :func:`spotkit.io._registry.watched_suffixes`)
+RAW_SUFFIXES = (".h5", ".hdf5", ".nxs")
 SENTINEL_SUFFIX = ".done"  #: ``scan.h5.done`` marks ``scan.h5`` as finished
 #: datasets that must exist (and be readable) for a raw file of each kind to be complete
 EXPECTED_DATASETS = {
@@ -45,13 +52,14 @@ class Candidate:
     Attributes
     ----------
     path : pathlib.Path
-        The raw file (absolute).
+        The raw file, or the folder of a folder dataset (absolute).
     inbox : pathlib.Path
         The inbox folder it was found in.
     size : int
-        Size in bytes when it was found complete.
+        Size in bytes when it was found complete (a folder: the sum of its files).
     mtime_ns : int
-        Modification time (ns) when it was found complete.
+        Modification time (ns) when it was found complete (a folder: the newest of the
+        folder's and its files').
     state : {"complete", "corrupt"}
         Whether it can be ingested or must be quarantined.
     kind : str or None
@@ -75,38 +83,38 @@ class Candidate:
 
 
 def check_complete(path: str | os.PathLike) -> tuple[str | None, str | None]:
-    """Check that a raw file opens cleanly and holds the datasets its kind needs.
+    """Ask the dataset's reader whether a raw file or folder is complete.
 
     Parameters
     ----------
     path : path-like
-        The file.
+        The file, or the folder of a folder dataset (frames + PONI + sidecar).
 
     Returns
     -------
     (kind, problem) : tuple
-        ``(kind, None)`` when the file is complete, ``(None, reason)`` otherwise.
+        ``(kind, None)`` when it is complete, ``(None, reason)`` otherwise (no reader knows
+        it, it is unreadable, or it is still being written, e.g. ``"12 of 20 frames"``).
     """
-    import h5py
+    from spotkit.io import check_complete as reader_check
 
-    from spotkit.errors import SpotkitError
-    from spotkit.io import detect_kind
+    return reader_check(path)
 
-    try:
-        kind = detect_kind(path)
-    except (SpotkitError, OSError, ValueError) as exc:
-        return None, str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
-    try:
-        with h5py.File(path, "r") as f:
-            for name in EXPECTED_DATASETS.get(kind, ()):
-                obj = f.get(name)
-                if not isinstance(obj, h5py.Dataset):
-                    return None, f"{path}: dataset /{name} is missing (still being written?)"
-                if obj.size == 0:
-                    return None, f"{path}: dataset /{name} is empty"
-    except (OSError, ValueError, KeyError) as exc:
-        return None, f"{path}: cannot be read as HDF5 ({exc})"
-    return kind, None
+
+def _tree_signature(folder: Path) -> tuple[int, int]:
+    """(total size, newest mtime_ns) of a folder and everything below it."""
+    st = folder.stat()
+    size, newest = 0, st.st_mtime_ns
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            try:
+                fst = os.stat(os.path.join(root, name))
+            except OSError:  # vanished while listing
+                continue
+            size += fst.st_size
+            newest = max(newest, fst.st_mtime_ns)
+    return size, newest
 
 
 @dataclass
@@ -134,8 +142,10 @@ class InboxScanner:
     quarantine_after : float, optional
         Seconds a stable file may stay unreadable before it is reported corrupt (default:
         ``max(30, 10 * settle)``); with a sentinel it is reported at once.
-    suffixes : tuple of str
-        File name endings of raw files.
+    suffixes : tuple of str, optional
+        File name endings of raw files; default: :data:`RAW_SUFFIXES` plus those of the
+        file readers in the :mod:`spotkit.io` registry. Folders are offered to the registry's
+        folder readers (a folder of frames is one candidate).
 
     Examples
     --------
@@ -151,7 +161,7 @@ class InboxScanner:
         settle: float = 5.0,
         require_sentinel: bool = False,
         quarantine_after: float | None = None,
-        suffixes: tuple[str, ...] = RAW_SUFFIXES,
+        suffixes: tuple[str, ...] | None = None,
     ):
         self.inboxes = [Path(p).expanduser().resolve() for p in inboxes]
         if not self.inboxes:
@@ -163,21 +173,33 @@ class InboxScanner:
         self.quarantine_after = (
             max(30.0, 10 * self.settle) if quarantine_after is None else float(quarantine_after)
         )
-        self.suffixes = tuple(s.lower() for s in suffixes)
+        if suffixes is None:
+            from spotkit.io._registry import watched_suffixes
+
+            suffixes = (*RAW_SUFFIXES, *watched_suffixes())
+        self.suffixes = tuple(dict.fromkeys(s.lower() for s in suffixes))
         self._seen: dict[Path, _Seen] = {}
         self._reported: dict[Path, tuple[int, int]] = {}
 
     def _files(self) -> Iterable[tuple[Path, Path]]:
+        from spotkit.io._registry import folder_readers
+
+        folders = folder_readers()
         for inbox in self.inboxes:
             if not inbox.is_dir():
                 logger.warning("inbox %s does not exist or is not a folder (yet)", inbox)
                 continue
             for root, dirs, names in os.walk(inbox):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                here = Path(root)
+                if here != inbox and any(_sniffs(r, here) for r in folders):
+                    dirs[:] = []  # one dataset: the folder, not each file in it
+                    yield inbox, here
+                    continue
                 for name in sorted(names):
                     if name.startswith(".") or not name.lower().endswith(self.suffixes):
                         continue
-                    yield inbox, Path(root) / name
+                    yield inbox, here / name
 
     def next_due(self) -> float | None:
         """Seconds until the next file seen changing has been stable for ``settle``.
@@ -216,18 +238,16 @@ class InboxScanner:
         present: set[Path] = set()
         for inbox, path in self._files():
             present.add(path)
-            try:
-                st = path.stat()
-            except OSError:  # vanished between listing and stat
+            sig = _signature(path)
+            if sig is None:  # vanished between listing and stat
                 continue
-            sig = (st.st_size, st.st_mtime_ns)
             if self._reported.get(path) == sig:
                 continue
             seen = self._seen.get(path)
             if seen is None or (seen.size, seen.mtime_ns) != sig:
                 # first sight: a file whose mtime is already old counts as settled
-                age = max(0.0, wall - st.st_mtime_ns / 1e9)
-                self._seen[path] = seen = _Seen(st.st_size, st.st_mtime_ns, now - age)
+                age = max(0.0, wall - sig[1] / 1e9)
+                self._seen[path] = seen = _Seen(sig[0], sig[1], now - age)
             stable_for = now - seen.since
             if stable_for < self.settle:
                 continue
@@ -239,11 +259,8 @@ class InboxScanner:
             if self.require_sentinel and not has_sentinel:
                 continue
             kind, problem = check_complete(path)
-            try:
-                if (path.stat().st_size, path.stat().st_mtime_ns) != sig:
-                    continue  # changed while we read it
-            except OSError:
-                continue
+            if _signature(path) != sig:
+                continue  # changed while we read it (or vanished)
             if kind is not None:
                 state = "complete"
             elif has_sentinel or stable_for >= self.quarantine_after:
@@ -258,3 +275,22 @@ class InboxScanner:
             self._reported.pop(gone, None)
         found.sort(key=lambda c: (c.mtime_ns, str(c.path)))
         return found
+
+
+def _sniffs(reader, folder: Path) -> bool:
+    try:
+        return bool(reader.sniff(folder))
+    except Exception as exc:  # a broken plugin must not stop the watcher
+        logger.warning("reader %r failed to sniff %s: %s", reader.name, folder, exc)
+        return False
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a file, or of a folder's content; None when it vanished."""
+    try:
+        if path.is_dir():
+            return _tree_signature(path)
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns

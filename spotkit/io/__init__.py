@@ -1,10 +1,24 @@
 """Readers for what beamlines (and :mod:`spotkit.sim`) write.
 
-* :func:`detect_kind` sniffs a raw HDF5 file: ``"tomo/raw"`` (Data Exchange) or
-  ``"saxs/raw"`` (NeXus SAXS/GISAXS series with a PONI geometry file).
-* :func:`read_metadata` returns a :class:`DatasetInfo` for the catalog.
-* :func:`open_tomo` and :func:`open_saxs` return lazy (dask-backed) xarray objects;
-  :func:`open_array` opens derived arrays (HDF5 dataset, ``.npy``, zarr).
+Raw layouts are read through one registry of :class:`Reader` objects (built-ins plus the
+``spotkit.readers`` entry-point group, see :func:`list_readers`):
+
+==================  =========  ====================================================
+reader              kind       layout
+==================  =========  ====================================================
+``nxtomo``          tomo/raw   NeXus NXtomo (Diamond ``/entry1/tomo_entry``, ESRF
+                               nxtomomill ``/entry0000``, PSI ``/entry``)
+``dxchange``        tomo/raw   Data Exchange HDF5 (ALS 8.3.2, APS)
+``nexus-saxs``      saxs/raw   NeXus SAXS/GISAXS series naming its PONI file
+``frame-folder``    saxs/raw   a folder of numbered CBF/EDF/TIFF frames with its PONI
+                               file and a metadata sidecar (the folder is the dataset)
+==================  =========  ====================================================
+
+* :func:`find_reader` picks the reader of a file or folder; :func:`detect_kind`,
+  :func:`read_metadata` (a :class:`DatasetInfo` for the catalog) and
+  :func:`check_complete` (has the acquisition finished? for the watcher) go through it.
+* :func:`open_tomo` and :func:`open_saxs` return lazy (dask-backed) xarray objects, whatever
+  the layout; :func:`open_array` opens derived arrays (HDF5 dataset, ``.npy``, zarr).
 * :func:`open_frames` reads detector frame series (TIFF, EDF, CBF, HDF5/NeXus) through
   fabio as a lazy array.
 * :func:`write_frame_subset` writes a copy of a frame series with only some frames (the
@@ -18,18 +32,33 @@ with a file raises :class:`spotkit.errors.InputFileError` naming the file and th
 """
 
 from ._arrays import open_array
-from ._detect import detect_kind, read_metadata
-from ._dxchange import open_tomo
 from ._frames import FRAME_SUFFIXES, open_frames
 from ._info import DatasetInfo
 from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
-from ._saxs import open_saxs
+from ._reader import Reader
+from ._registry import (
+    check_complete,
+    detect_kind,
+    find_reader,
+    get_reader,
+    list_readers,
+    open_saxs,
+    open_tomo,
+    read_metadata,
+    register_reader,
+    supported_layouts,
+)
 from ._subset import write_frame_subset
 
 __all__ = [
     "FRAME_SUFFIXES",
     "DatasetInfo",
+    "Reader",
+    "check_complete",
     "detect_kind",
+    "find_reader",
+    "get_reader",
+    "list_readers",
     "open_array",
     "open_frames",
     "open_saxs",
@@ -37,6 +66,8 @@ __all__ = [
     "read_metadata",
     "read_nxcansas",
     "read_nxcansas_entries",
+    "register_reader",
+    "supported_layouts",
     "write_frame_subset",
     "write_nxcansas",
 ]

@@ -8,6 +8,8 @@ import xarray as xr
 from spotkit.errors import InputFileError
 
 from ._h5 import (
+    HDF5_SUFFIXES,
+    as_text,
     check_exists,
     get_number,
     get_str,
@@ -16,10 +18,12 @@ from ._h5 import (
     logger,
     normalise_chunks,
     open_hdf5,
+    quiet_hdf5,
 )
 from ._info import DatasetInfo
+from ._reader import Reader
 
-__all__ = ["open_tomo", "read_tomo_metadata"]
+__all__ = ["DataExchangeReader", "open_tomo", "read_tomo_metadata"]
 
 KIND = "tomo/raw"
 _INCOMPLETE = (
@@ -249,3 +253,42 @@ def _attrs(info: DatasetInfo) -> dict:
     }
     attrs.update(info.metadata)
     return attrs
+
+
+#: datasets that must exist and be non-empty for a Data Exchange scan to be complete
+EXPECTED_DATASETS = ("exchange/data", "exchange/data_white", "exchange/data_dark",
+                     "exchange/theta")
+
+
+class DataExchangeReader(Reader):
+    """Data Exchange HDF5 as written at ALS 8.3.2 and APS (``/exchange/data`` ...)."""
+
+    name = "dxchange"
+    kind = KIND
+    layout = ("Data Exchange HDF5 (/exchange/data, /exchange/data_white, "
+              "/exchange/data_dark, /exchange/theta), as written at ALS 8.3.2 and APS")
+    suffixes = HDF5_SUFFIXES
+    priority = 20
+
+    def sniff(self, path):
+        with quiet_hdf5(path) as f:
+            if f is None:
+                return False
+            return "exchange" in f or as_text(f.attrs.get("implements", "")).startswith(
+                "exchange")
+
+    def read_metadata(self, path):
+        return read_tomo_metadata(path)
+
+    def open(self, path, *, chunks=None):
+        return open_tomo(path, chunks=chunks)
+
+    def check_complete(self, path):
+        with open_hdf5(path) as f:
+            for name in EXPECTED_DATASETS:
+                obj = f.get(name)
+                if not hasattr(obj, "shape"):
+                    return False, f"{path}: dataset /{name} is missing (still being written?)"
+                if obj.size == 0:
+                    return False, f"{path}: dataset /{name} is empty"
+        return super().check_complete(path)

@@ -26,6 +26,9 @@ SUPPORTED_LAYOUTS = (
     "/entry/instrument/detector/geometry_file"
 )
 
+#: File name endings of HDF5/NeXus files.
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx", ".nx5")
+
 _TRUNCATED_HINT = (
     "The file is probably truncated or corrupt: if it is still being written, wait until "
     "the acquisition has finished (or its .done sentinel appears); otherwise copy it again "
@@ -41,6 +44,40 @@ def check_exists(path) -> Path:
     if path.is_dir():
         raise InputFileError(path, "is a directory, not a file.", hint="Pass the data file.")
     return path
+
+
+def sniff_hdf5(path) -> bool:
+    """True when ``path`` is a regular file with the HDF5 signature (never raises)."""
+    try:
+        return Path(path).is_file() and bool(h5py.is_hdf5(path))
+    except OSError:
+        return False
+
+
+@contextmanager
+def quiet_hdf5(path) -> Iterator[h5py.File | None]:
+    """The open HDF5 file, or None when it cannot be opened (for cheap sniffing)."""
+    if not sniff_hdf5(path):
+        yield None
+        return
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        yield None
+        return
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def as_text(value) -> str:
+    """An HDF5 attribute or scalar value as text (bytes decoded, arrays' first element)."""
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0] if value.size else ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 @contextmanager

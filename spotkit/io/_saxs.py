@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import xarray as xr
 
 from spotkit.errors import InputFileError
 
 from ._h5 import (
+    HDF5_SUFFIXES,
+    as_text,
     check_exists,
     get_number,
     get_str,
@@ -19,10 +22,12 @@ from ._h5 import (
     logger,
     normalise_chunks,
     open_hdf5,
+    quiet_hdf5,
 )
 from ._info import DatasetInfo
+from ._reader import Reader
 
-__all__ = ["open_saxs", "read_saxs_metadata"]
+__all__ = ["SaxsNexusReader", "open_saxs", "read_saxs_metadata"]
 
 KIND = "saxs/raw"
 DATA_KEY = "/entry/data/data"
@@ -224,3 +229,43 @@ def open_saxs(path, *, chunks=None) -> xr.DataArray:
         name="frames",
         attrs=attrs,
     )
+
+
+class SaxsNexusReader(Reader):
+    """NeXus-style SAXS/GISAXS series: ``/entry/data/data`` plus a PONI file it names."""
+
+    name = "nexus-saxs"
+    kind = KIND
+    layout = ("NeXus-style HDF5 with /entry/data/data (frames x rows x cols) and a pyFAI "
+              "PONI file named in /entry/instrument/detector/geometry_file")
+    suffixes = HDF5_SUFFIXES
+    priority = 10
+
+    def sniff(self, path):
+        with quiet_hdf5(path) as f:
+            if f is None:
+                return False
+            entry = f.get("/entry")
+            if not hasattr(entry, "keys"):
+                return False
+            definition = entry.get("definition")
+            if isinstance(definition, h5py.Dataset) and as_text(definition[()]).strip() in (
+                    "NXtomo", "NXcanSAS"):
+                return False  # raw tomography or reduced data: not a SAXS frame series
+            return ("data/data" in entry or "mode" in entry
+                    or "instrument/detector/geometry_file" in entry)
+
+    def read_metadata(self, path):
+        return read_saxs_metadata(path)
+
+    def open(self, path, *, chunks=None):
+        return open_saxs(path, chunks=chunks)
+
+    def check_complete(self, path):
+        with open_hdf5(path) as f:
+            obj = f.get(DATA_KEY)
+            if not hasattr(obj, "shape"):
+                return False, f"{path}: dataset {DATA_KEY} is missing (still being written?)"
+            if obj.size == 0:
+                return False, f"{path}: dataset {DATA_KEY} is empty"
+        return super().check_complete(path)

@@ -8,7 +8,9 @@
 
 Both write files the way a detector does (growing datasets, flushed block by block,
 completion metadata last, optional ``<file>.done`` sentinel), so that watchers and catalogs
-can be tested against them.
+can be tested against them. :func:`write_nxtomo` and :func:`write_frame_folder` rewrite them
+in the layouts other facilities write (NeXus NXtomo; a folder of CBF/EDF/TIFF frames with
+its PONI file and a metadata sidecar).
 
 Tomography geometry
 -------------------
@@ -28,15 +30,19 @@ pyFAI PONI geometry with no tilts; beam centre ``(row, col)`` in pixel-index coo
 ``q`` in nm^-1 (:func:`q_map`).
 """
 
+from ._formats import NXTOMO_VARIANTS, write_frame_folder, write_nxtomo
 from ._phantom import Ellipsoid
 from ._saxs import SaxsSeriesTruth, q_map, simulate_saxs_series
 from ._tomo import TomoScanTruth, simulate_tomo_scan
 
 __all__ = [
+    "NXTOMO_VARIANTS",
     "Ellipsoid",
     "SaxsSeriesTruth",
     "TomoScanTruth",
     "q_map",
     "simulate_saxs_series",
     "simulate_tomo_scan",
+    "write_frame_folder",
+    "write_nxtomo",
 ]

@@ -125,5 +125,6 @@ def test_saxs_without_frames(saxs_file):
 
 
 def test_open_tomo_on_a_saxs_file_names_the_problem(saxs_file):
-    with pytest.raises(InputFileError, match="no projections"):
+    with pytest.raises(InputFileError, match=r"is a saxs/raw dataset .*open_saxs") as info:
         open_tomo(saxs_file)
+    assert info.value.path == saxs_file
