@@ -90,26 +90,59 @@ def forward_project(img, cos_t, sin_t, center, out):  # pragma: no cover - compi
                     dst[k + 1] += f * v
 
 
+@njit(fastmath=True, cache=True, inline="always")
+def _unpack_row(img, out, radius2, i):
+    """Row ``i`` of :func:`unpack_pairs`."""
+    pairs, n, _ = img.shape
+    half = (n - 1) / 2.0
+    y = i - half
+    for j in range(n):
+        x = j - half
+        inside = x * x + y * y <= radius2
+        for p in range(pairs):
+            if inside:
+                v = img[p, i, j]
+                out[2 * p, i, j] = v.real
+                out[2 * p + 1, i, j] = v.imag
+            else:
+                out[2 * p, i, j] = 0.0
+                out[2 * p + 1, i, j] = 0.0
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def unpack_pairs(img, out, radius2):  # pragma: no cover - compiled
     """``out[2p] = img[p].real``, ``out[2p + 1] = img[p].imag`` inside the circle
     ``x² + y² <= radius2`` (pixel centres from the grid middle), 0 outside; one pass, rows
     split over threads (gridrec's packed transforms carry two slices each)."""
-    pairs, n, _ = img.shape
-    half = (n - 1) / 2.0
-    for i in prange(n):
-        y = i - half
-        for j in range(n):
-            x = j - half
-            inside = x * x + y * y <= radius2
-            for p in range(pairs):
-                if inside:
-                    v = img[p, i, j]
-                    out[2 * p, i, j] = v.real
-                    out[2 * p + 1, i, j] = v.imag
-                else:
-                    out[2 * p, i, j] = 0.0
-                    out[2 * p + 1, i, j] = 0.0
+    for i in prange(img.shape[1]):
+        _unpack_row(img, out, radius2, i)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def unpack_pairs_serial(img, out, radius2):  # pragma: no cover - compiled
+    """:func:`unpack_pairs` in the calling thread, without the GIL (one thread per slice
+    group)."""
+    for i in range(img.shape[1]):
+        _unpack_row(img, out, radius2, i)
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _pack_angle(spec, resp, corr, has_corr, factor, out, p, a):
+    """Angle ``a`` of pair ``p`` of :func:`pack_pairs`."""
+    n_freq = factor.shape[1]
+    base = a * n_freq
+    for k in range(n_freq):
+        f = factor[a, k]
+        r = resp[k]
+        va = spec[2 * p, a, k] * r
+        vb = spec[2 * p + 1, a, k] * r
+        if has_corr:
+            va += corr[2 * p, a, k]
+            vb += corr[2 * p + 1, a, k]
+        ga = va * f
+        gb = vb * f
+        out[p, 0, base + k] = 0.5 * (ga + 1j * gb)
+        out[p, 1, base + k] = 0.5 * (np.conj(ga) + 1j * np.conj(gb))
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -118,19 +151,14 @@ def pack_pairs(spec, resp, corr, has_corr, factor, out):  # pragma: no cover - c
     ``G = (spec * resp + corr) * factor`` (``corr`` only when ``has_corr``) for slices
     ``2p`` (``Ga``) and ``2p + 1`` (``Gb``), ``out[p, 0] = (Ga + i Gb) / 2`` (at +k) and
     ``out[p, 1] = (conj Ga + i conj Gb) / 2`` (at -k); angles split over threads."""
-    n_angles, n_freq = factor.shape
     for p in range(out.shape[0]):
-        for a in prange(n_angles):
-            base = a * n_freq
-            for k in range(n_freq):
-                f = factor[a, k]
-                r = resp[k]
-                va = spec[2 * p, a, k] * r
-                vb = spec[2 * p + 1, a, k] * r
-                if has_corr:
-                    va += corr[2 * p, a, k]
-                    vb += corr[2 * p + 1, a, k]
-                ga = va * f
-                gb = vb * f
-                out[p, 0, base + k] = 0.5 * (ga + 1j * gb)
-                out[p, 1, base + k] = 0.5 * (np.conj(ga) + 1j * np.conj(gb))
+        for a in prange(factor.shape[0]):
+            _pack_angle(spec, resp, corr, has_corr, factor, out, p, a)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def pack_pairs_serial(spec, resp, corr, has_corr, factor, out):  # pragma: no cover
+    """:func:`pack_pairs` in the calling thread, without the GIL."""
+    for p in range(out.shape[0]):
+        for a in range(factor.shape[0]):
+            _pack_angle(spec, resp, corr, has_corr, factor, out, p, a)
