@@ -45,8 +45,9 @@ METHODS = ("bbox", "csr", "histogram", "lut", "no", "splitpixel")
 # Invalid pixels of a frame (negative: gaps, dead pixels; NaN) are set to this value and
 # ignored by pyFAI through ``dummy``; the mask itself stays constant, so pyFAI keeps its
 # cached lookup table (a changed mask would rebuild it, ~1 s for a Pilatus 2M).
-#: Default ``min_pixels`` of the 1-D integrations: a bin needs at least one whole pixel.
-MIN_PIXELS = 1.0
+#: Default ``min_pixels`` of the 1-D integrations: only bins without any pixel are NaN
+#: (downstream analyses such as change detection need every measured bin).
+MIN_PIXELS = 0.0
 _DUMMY = -1.0
 _DELTA_DUMMY = 0.5
 
@@ -239,10 +240,10 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
         :class:`GeometryWarning` when a flipped geometry fits better (a Dioptas PONI).
     min_pixels : float
         Bins holding less than this many unmasked pixels (pyFAI's ``count``; a split pixel
-        counts by its share) are NaN. The default drops the slivers at the ends of the
-        range (the last bin reaches the detector's farthest corner and may hold a fraction
-        of one pixel: a spike, not a measurement); raise it to drop noisy, thinly covered
-        bins too (a few pixels in a detector corner), 0 keeps every bin with any pixel.
+        counts by its share) are NaN. pyFAI's radial range runs to the detector's farthest
+        corner, so the last bins hold only a few pixels (or a share of one): their values
+        are noise, the spike at the end of a plotted I(q). ``min_pixels=10`` leaves them
+        out; the default (0) keeps every bin that holds any pixel.
 
     Returns
     -------
