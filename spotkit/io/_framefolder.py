@@ -23,6 +23,7 @@ flow moves it whole); :attr:`DatasetInfo.files` lists the folder (role ``"data"`
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,7 +166,7 @@ def _poni(folder: Path, doc: dict, sidecar: Path | None) -> Path:
             raise InputFileError(sidecar or folder, f"names the geometry file {candidate}, "
                                  "which does not exist.", field="poni",
                                  hint="Copy the pyFAI PONI calibration there, or fix the name.")
-        return candidate.absolute()
+        return Path(os.path.abspath(candidate))  # "../calib/x.poni" without the ".."
     found = sorted(folder.glob("*.poni"))
     if not found:
         raise InputFileError(folder, "has no detector geometry: no *.poni file in the folder "
