@@ -13,13 +13,15 @@ from pathlib import Path
 __all__ = ["catalog_path", "spotkit_home"]
 
 
-def spotkit_home(home: str | os.PathLike | None = None) -> Path:
+def spotkit_home(home: str | os.PathLike | None = None, *, create: bool = True) -> Path:
     """Return the spotkit home directory, creating it if needed.
 
     Parameters
     ----------
     home : path-like, optional
         Explicit directory; defaults to ``$SPOTKIT_HOME`` or ``~/.spotkit``.
+    create : bool, optional
+        Create the directory if it does not exist (default True).
 
     Returns
     -------
@@ -27,12 +29,16 @@ def spotkit_home(home: str | os.PathLike | None = None) -> Path:
     """
     path = Path(home or os.environ.get("SPOTKIT_HOME") or Path.home() / ".spotkit")
     path = path.expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def catalog_path(home: str | os.PathLike | None = None) -> Path:
     """Return the path of the catalog database file.
+
+    Nothing is created: :func:`spotkit.catalog.open_catalog` makes the file and its folder
+    when it creates a catalog.
 
     Parameters
     ----------
@@ -46,4 +52,4 @@ def catalog_path(home: str | os.PathLike | None = None) -> Path:
     env = os.environ.get("SPOTKIT_CATALOG")
     if env and home is None:
         return Path(env).expanduser()
-    return spotkit_home(home) / "catalog.db"
+    return spotkit_home(home, create=False) / "catalog.db"

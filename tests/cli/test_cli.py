@@ -16,10 +16,34 @@ def _spotkit(*args, cwd=None):
 
 
 def test_version_and_help():
+    import spotkit
+
+    res = _spotkit("--version")
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"spotkit {spotkit.__version__}"
     res = _spotkit("--help")
     assert res.returncode == 0
-    for cmd in ("demo", "ingest", "catalog", "run"):
+    for cmd in ("demo", "ingest", "catalog", "run", "watch", "status", "flow", "kernel"):
         assert cmd in res.stdout
+
+
+def test_global_options_after_the_sub_command(tmp_path, tiny_tomo, capsys):
+    """catalogs/README.md writes `spotkit catalog export FILE --catalog ...`: both orders work."""
+    db = str(tmp_path / "cat.db")
+    assert main(["ingest", str(tiny_tomo[0]), "--catalog", db, "-q"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "intake.yaml"
+    assert main(["catalog", "export", str(out), "--catalog", db]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.is_file()
+    assert main(["catalog", "search", "--catalog", db, "-v"]) == 0
+    assert "1 shown of 1 matching" in capsys.readouterr().out
+    assert main(["--catalog", db, "catalog", "search"]) == 0
+    assert "1 shown of 1 matching" in capsys.readouterr().out
+    # the option after the sub-command wins over the one before it
+    assert main(["--catalog", str(tmp_path / "other.db"), "catalog", "search",
+                 "--catalog", db]) == 0
+    assert not (tmp_path / "other.db").exists()
 
 
 def test_ingest_search_show(tmp_path, tiny_tomo, capsys):
@@ -59,6 +83,9 @@ def test_show_lists_flow_provenance_and_frame_marks(tmp_path, tiny_saxs, capsys)
 
 
 def test_unknown_dataset_id_is_a_clear_error(tmp_path):
+    from spotkit.catalog import open_catalog
+
+    open_catalog(tmp_path / "c.db").close()
     res = _spotkit("--catalog", str(tmp_path / "c.db"), "catalog", "show", "ds-doesnotexist")
     assert res.returncode == 1
     assert "ds-doesnotexist" in res.stderr
@@ -79,8 +106,12 @@ def test_ingest_bad_file_exits_nonzero_and_leaves_catalog_unchanged(tmp_path, co
     assert str(bad) in res.stderr
     assert needle in res.stderr
     assert "Traceback" not in res.stderr
-    res = _spotkit("--catalog", str(db), "catalog", "search")
-    assert "0 shown of 0" in res.stdout
+    # printed once (not also as a log line), as one paragraph
+    assert res.stderr.count("spotkit: error:") == 1
+    assert "\n\n" not in res.stderr.strip()
+    # a catalog that only a failed ingest would have started is not left behind
+    assert not db.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.h5"]
 
 
 @pytest.mark.notebook
@@ -142,6 +173,7 @@ def test_ingest_broken_scan_names_file_and_field(tmp_path, tiny_tomo, make_bad, 
     assert str(bad) in res.stderr
     assert needle in res.stderr
     assert "Traceback" not in res.stderr
+    assert res.stderr.count("spotkit: error:") == 1
     assert _dump(db) == before  # the catalog is exactly as before the failed ingest
 
 
