@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 import time
 import traceback
 import warnings
@@ -86,23 +87,23 @@ def _table(rows: list[dict], columns: list[str], *, width: int | None = None,
                 row[c] = _one_line(row[c], None)
     widths = {c: max(len(c), *(len(row[c]) for row in cells)) for c in columns}
     if width is not None:
-        excess = sum(widths.values()) + 2 * (len(columns) - 1) - width
-        for c in sorted((c for c in columns if c in paths or c in texts),
-                        key=lambda c: -widths[c]):
-            if excess <= 0:
-                break
-            floor = max(len(c), 12)
-            cut = min(excess, widths[c] - floor)
-            if cut > 0:
-                widths[c] -= cut
-                excess -= cut
+        flexible = [c for c in columns if c in paths or c in texts]
+        room = width - 2 * (len(columns) - 1) - sum(
+            widths[c] for c in columns if c not in flexible)
+        if flexible and sum(widths[c] for c in flexible) > room:
+            # the widest flexible columns give way first, to a common cap (water-filling)
+            cap = max(widths[c] for c in flexible)
+            while cap > 1 and sum(min(widths[c], cap) for c in flexible) > room:
+                cap -= 1
+            for c in flexible:
+                widths[c] = min(widths[c], max(cap, len(c), 12))
         for row in cells:
             for c in columns:
                 if c in paths:
                     row[c] = _short_path(row[c], widths[c])
                 elif c in texts:
                     row[c] = _one_line(row[c], widths[c])
-    head = "  ".join(c.upper().ljust(widths[c]) for c in columns)
+    head = "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()
     lines = [head, "  ".join("-" * widths[c] for c in columns)]
     lines += ["  ".join(row[c].ljust(widths[c]) for c in columns).rstrip() for row in cells]
     return "\n".join(lines)
@@ -503,8 +504,7 @@ def cmd_status(args) -> int:
         _out(json.dumps(summary, indent=1, default=str))
         return 0
     width = None if args.wide else _terminal_width()
-    rows = [{"beamline": bl, **counts} for bl, counts in summary["counts"].items()]
-    _out(_table(rows, ["beamline", *STATES], width=width))
+    _out(_counts_table(summary["counts"], STATES, width))
     for state in ("running", "failed", "parked"):
         if summary[state]:
             _out(f"\n{state.capitalize()}")
@@ -516,8 +516,25 @@ def cmd_status(args) -> int:
                     paths=("path",), texts=("reason",)))
     if width is not None and any(summary[s] for s in ("running", "failed", "parked",
                                                         "quarantined")):
-        _out("\n(paths and errors shortened to fit; --wide or --json for the full text)")
+        _out("\n" + textwrap.fill("(paths and errors shortened to fit; --wide or --json for "
+                                  "the full text)", width, break_on_hyphens=False))
     return 0
+
+
+def _counts_table(counts: dict[str, dict[str, int]], states, width: int | None) -> str:
+    """Items per beamline and state; narrower forms when the full table does not fit."""
+    rows = [{"beamline": bl, **n} for bl, n in counts.items()]
+    table = _table(rows, ["beamline", *states])
+    if width is None or max(len(line) for line in table.splitlines()) <= width:
+        return table
+    used = [s for s in states if any(n.get(s) for n in counts.values())]
+    table = _table(rows, ["beamline", *used])
+    if max(len(line) for line in table.splitlines()) <= width:
+        return table + "\n(states with no items not shown)"
+    return "\n".join(
+        textwrap.fill(f"{bl}: " + ", ".join(f"{s} {n[s]}" for s in used if n.get(s)),
+                      width, subsequent_indent="  ")
+        for bl, n in counts.items())
 
 
 def cmd_flow(args) -> int:
@@ -787,6 +804,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("spotkit: interrupted\n")
         return 130
+    except BrokenPipeError:  # `spotkit catalog search | head`: the reader has gone
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except (SpotkitError, ValueError, OSError) as exc:
         _error(exc, verbose=args.verbose)
         return 1
