@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 #: theirs: see :func:`spotkit.io._registry.watched_suffixes`)
 RAW_SUFFIXES = (".h5", ".hdf5", ".nxs")
 SENTINEL_SUFFIX = ".done"  #: ``scan.h5.done`` marks ``scan.h5`` as finished
-#: datasets that must exist (and be readable) for a raw file of each kind to be complete
+#: datasets that must exist (and be readable) for a raw file of each kind to be complete, in
+#: spotkit's own HDF5 layouts (informational: the readers of :mod:`spotkit.io` decide)
 EXPECTED_DATASETS = {
     "tomo/raw": ("exchange/data", "exchange/data_white", "exchange/data_dark", "exchange/theta"),
     "saxs/raw": ("entry/data/data",),

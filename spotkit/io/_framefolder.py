@@ -5,6 +5,9 @@ Many SAXS/WAXS beamlines write one file per frame, numbered, into a folder per a
 the detector geometry in a pyFAI PONI file beside them. spotkit reads such a folder as one
 ``saxs/raw`` dataset:
 
+A folder that also holds HDF5/NeXus files is not taken as a frame folder (those files are
+datasets of their own, e.g. a scan with TIFF previews beside it).
+
 * **frames**: every file ``<prefix><number>.<ext>`` with ext in :data:`FRAME_FILE_SUFFIXES`,
   ordered by number; all of one series (one prefix, one extension), all one shape and dtype;
 * **geometry**: exactly one ``*.poni`` in the folder, or the file the sidecar names
@@ -33,7 +36,7 @@ import numpy as np
 from spotkit.errors import InputFileError
 
 from ._frames import _open, open_frames
-from ._h5 import logger
+from ._h5 import HDF5_SUFFIXES, logger
 from ._info import DatasetInfo
 from ._reader import Reader
 
@@ -316,10 +319,12 @@ class FrameFolderReader(Reader):
         if not path.is_dir():
             return False
         try:
-            return any(p.suffix.lower() in FRAME_FILE_SUFFIXES and not p.name.startswith(".")
-                       for p in path.iterdir())
+            suffixes = {p.suffix.lower() for p in path.iterdir() if not p.name.startswith(".")}
         except OSError:
             return False
+        # a folder that also holds HDF5 files is not a frame series (e.g. a Data Exchange
+        # scan with TIFF previews beside it): those files are datasets of their own
+        return bool(suffixes & set(FRAME_FILE_SUFFIXES)) and not suffixes & set(HDF5_SUFFIXES)
 
     def read_metadata(self, path):
         return read_frame_folder_metadata(path)

@@ -278,6 +278,13 @@ def test_a_yaml_sidecar_and_a_poni_named_outside_the_folder(twin_dir, tmp_path):
     assert info.metadata["n_frames_expected"] == 5
 
 
+def test_a_folder_with_hdf5_files_is_not_a_frame_folder(twin_dir, cbf_folder):
+    assert io.find_reader(cbf_folder).name == "frame-folder"
+    shutil.copy(twin_dir / "scan.h5", cbf_folder / "scan.h5")
+    assert not io.get_reader("frame-folder").sniff(cbf_folder)
+    assert io.find_reader(cbf_folder / "scan.h5").name == "dxchange"
+
+
 def test_an_unfinished_folder_is_not_complete(twin_dir, tmp_path):
     folder = write_frame_folder(tmp_path / "run", twin_dir / "series.h5", n_written=3)
     kind, problem = io.check_complete(folder)
