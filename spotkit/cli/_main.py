@@ -311,8 +311,9 @@ def cmd_ingest(args) -> int:
             ingested += 1
             _out(f"{ds.id}  {ds.kind}  {ds.sample}  {ds.path}")
     finally:
+        empty = not ingested and len(cat) == 0  # (another process may have used it meanwhile)
         cat.close()
-        if missing and not ingested:
+        if missing and empty:
             _remove_new_catalog(missing)
     return status
 

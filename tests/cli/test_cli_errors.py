@@ -296,3 +296,36 @@ def test_run_with_a_parameter_of_the_wrong_type(tmp_path, cat_db, capsys):
     assert "abc" in err
     assert _runs(cat_db) == []
     assert not (tmp_path / "out").exists()
+
+
+def test_warning_is_one_line_without_source(monkeypatch, capsys):
+    def command(args):
+        import warnings
+
+        warnings.warn("the flat field is 3% dimmer than the last scan's", UserWarning,
+                      stacklevel=1)
+        return 0
+
+    monkeypatch.setattr("spotkit.cli._main.cmd_kernel", command)
+    assert main(["kernel"]) == 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "WARNING: UserWarning: the flat field is 3% dimmer" in err
+    assert "warnings.warn" not in err
+    assert main(["kernel", "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_ingest_of_a_bad_file_then_a_good_one_keeps_the_new_catalog(tmp_path, tiny_tomo,
+                                                                   capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    db = tmp_path / "new" / "cat.db"
+    assert main(["--catalog", str(db), "ingest", str(bad), str(tiny_tomo[0])]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("spotkit: error:") == 1
+    assert str(bad) in captured.err
+    assert "tiny-sample" in captured.out
+    assert db.is_file()
+    assert main(["--catalog", str(db), "ingest", str(bad)]) == 1
+    assert db.is_file()  # an existing catalog is never removed
