@@ -180,9 +180,9 @@ def open_catalog(
         raise CatalogError(
             f"catalog {text!r}: only SQLite files are supported so far; give a file path"
         )
-    if not create and not os.path.isfile(text):
-        where = absolute(text)
-        if os.path.isdir(text):
+    where = absolute(text)
+    if not create and not where.is_file():
+        if where.is_dir():
             raise CatalogError(
                 f"no catalog at {where}: that is a folder; give the catalog's .db file "
                 "(e.g. catalog.db inside it)"
