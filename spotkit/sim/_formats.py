@@ -49,7 +49,9 @@ def write_nxtomo(path, source, *, variant: str = "esrf", alignment: bool = True,
         ``"esrf"``: ``/entry0000`` as nxtomomill writes it, with ``image_key_control`` and
         the energy in ``instrument/beam/incident_energy``; ``"diamond"``: an NXentry
         ``/entry1`` holding the instrument, sample and times, and the NXtomo subentry
-        ``/entry1/tomo_entry`` linking to them; ``"psi"``: ``/entry``.
+        ``/entry1/tomo_entry`` linking to them (``data/data``, ``data/rotation_angle``,
+        ``instrument/detector/image_key``: the paths Savu's NxtomoLoader reads);
+        ``"psi"``: ``/entry``.
     alignment : bool
         Add one alignment projection at the end (image_key 0, image_key_control -1) that a
         reader must leave out (``"esrf"`` only; nxtomomill writes them).
@@ -132,14 +134,13 @@ def write_nxtomo(path, source, *, variant: str = "esrf", alignment: bool = True,
         rot.attrs["units"] = "degree"
         tomo = _group(entry, sub_name, "NXsubentry") if sub_name else entry
         write_str(tomo, "definition", "NXtomo")
-        if sub_name:  # Diamond: the NXtomo subentry links to the entry's datasets
+        if sub_name:
+            # Diamond (as Savu's NxtomoLoader reads it): the NXtomo subentry holds
+            # instrument/detector/image_key and an NXdata with data and rotation_angle, all
+            # linked to the entry's datasets; sample and times stay in the entry above
             tinst = _group(tomo, "instrument", "NXinstrument")
             tdet = _group(tinst, "detector", "NXdetector")
-            tdet["data"] = data
             tdet["image_key"] = det["image_key"]
-            tsample = _group(tomo, "sample", "NXsample")
-            tsample["rotation_angle"] = rot
-            tsample["name"] = sample["name"]
         nxdata = _group(tomo, "data", "NXdata")
         nxdata.attrs["signal"] = "data"
         nxdata["data"] = data
