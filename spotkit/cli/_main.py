@@ -178,7 +178,12 @@ def _when(*, end: bool):
             return day + dt.timedelta(days=1) if end else day
         match = _RELATIVE.match(word)
         if match and match.group(2) in _UNITS:
-            return now - dt.timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+            try:
+                return now - dt.timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+            except OverflowError:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} reaches back before the year 1; give a shorter age or a "
+                    "date") from None
         try:
             if len(text.strip()) == 10:
                 dt.date.fromisoformat(text.strip())
