@@ -571,9 +571,9 @@ class _Parser(argparse.ArgumentParser):
                      "options.\n")
 
 
-def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
+def _common_options(*, suppress: bool) -> _Parser:
     """--catalog, -v and -q; on sub-commands with SUPPRESS defaults so both orders work."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     default = argparse.SUPPRESS if suppress else None
     p.add_argument("--catalog", default=default, metavar="PATH",
                    help="catalog database file (default: $SPOTKIT_CATALOG or "
