@@ -15,6 +15,7 @@ _FORMATS = {
     ".hdf": "hdf5",
     ".nxs": "hdf5",
     ".nx5": "hdf5",
+    ".nx": "hdf5",
     ".cxi": "hdf5",
     ".zarr": "zarr",
     ".npy": "npy",

@@ -278,9 +278,15 @@ def submit(
     ('ds-01xyz',)
     """
     from spotkit.catalog import Catalog, open_catalog
+    from spotkit.checksums import sha256_file
     from spotkit.compute._local import Local
-    from spotkit.runs import check_kind, check_parameters, read_notebook, resolve_notebook
-    from spotkit.runs._execute import _sha256, _versions
+    from spotkit.runs import (
+        check_kind,
+        check_parameters,
+        read_notebook,
+        resolve_notebook,
+        software_versions,
+    )
 
     path = resolve_notebook(notebook)
     read_notebook(path)  # a file that is not a notebook: InputFileError, nothing recorded
@@ -301,8 +307,8 @@ def submit(
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     ds = cat[dataset if isinstance(dataset, str) else dataset.id]
     check_kind(path, ds)
-    run_id = cat.start_run(dataset_id=ds.id, notebook=str(path), notebook_sha256=_sha256(path),
-                           parameters=params_json, target=target.name, versions=_versions(),
+    run_id = cat.start_run(dataset_id=ds.id, notebook=str(path), notebook_sha256=sha256_file(path),
+                           parameters=params_json, target=target.name, versions=software_versions(),
                            state="queued", context=context)
     try:
         workdir = (Path(cat.path).parent / "runs" / run_id).resolve()

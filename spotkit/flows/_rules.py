@@ -27,7 +27,6 @@ one :class:`~spotkit.errors.RulesError`, each problem with its rule, action, fie
 
 from __future__ import annotations
 
-import ast
 import copy
 import fnmatch
 import hashlib
@@ -783,6 +782,7 @@ class _Checker:
             match = self._match(spec.get("match"), (*path, "match"), where)
             actions = self._actions(spec.get("actions"), (*path, "actions"), where, name,
                                     canonical)
+            self._kinds(match, actions, (*path, "actions"), where)
             canon_rule = {"name": name, "match": match,
                           "actions": [a for a, _ in actions]}
             if spec.get("description") is not None:
@@ -798,6 +798,30 @@ class _Checker:
             objs.sort(key=lambda a: a.stage_index)  # stable: file order within a stage
             built.append(Rule(name=name, match=match, actions=tuple(objs)))
         return tuple(built)
+
+    def _kinds(self, match, actions, path, where) -> None:
+        """Refuse an action whose notebook does not accept the kinds the rule matches."""
+        import fnmatch
+
+        from spotkit.runs import notebook_kinds
+
+        kinds = match.get("kind")
+        if kinds is None:
+            return  # the rule matches any kind: run_notebook checks each dataset
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        for j, (_canon, obj) in enumerate(actions):
+            if obj["notebook_path"] is None:
+                continue
+            accepted = notebook_kinds(obj["notebook_path"])
+            if accepted is None:
+                continue
+            refused = [k for k in kinds if not any(
+                fnmatch.fnmatchcase(k, a) or fnmatch.fnmatchcase(a, k) for a in accepted)]
+            if refused:
+                self.add((*path, j, "notebook"), f"{obj['notebook_path'].name} accepts "
+                         f"datasets of kind {accepted}, but this rule matches {refused}; "
+                         "give a notebook for that kind (or narrow the rule's match)",
+                         rule=where, action=obj["name"], fld="notebook")
 
     def _match(self, match, path, where) -> dict:
         if not isinstance(match, Mapping) or not ({"beamline", "kind"} & set(match)):
@@ -956,25 +980,17 @@ class _Checker:
             self.add((*apath, "notebook"), declared, rule=where, action=label,
                      fld="notebook")
             return notebook, None, params
-        from spotkit.runs._execute import RESERVED_PARAMETERS
+        from spotkit.runs import NotebookParameterValueError, check_parameters
 
-        for pname, value in params.items():
-            ppath = (*apath, "parameters", pname)
-            fld = f"parameters.{pname}"
-            if pname in RESERVED_PARAMETERS:
-                self.add(ppath, "is set by spotkit for each run; remove it", rule=where,
-                         action=label, fld=fld)
-            elif pname not in declared:
-                self.add(ppath, f"not declared in the parameters cell of {nb_path.name}; "
-                         f"it declares {sorted(set(declared) - set(RESERVED_PARAMETERS))}",
-                         rule=where, action=label, fld=fld)
-            else:
-                expected = _default_type(declared[pname])
-                if expected is not None and not _isinstance(value, expected):
-                    self.add(ppath, f"{_show(value)}: {nb_path.name} expects "
-                             f"{_type_name(expected)} (its default is "
-                             f"{declared[pname].get('default')})", rule=where, action=label,
-                             fld=fld)
+        # the same checks run_notebook and submit make: names, types, ranges, choices (key
+        # material is reported on its own, and never echoed)
+        shown = {k: v for k, v in params.items() if not _looks_like_key_material(v)}
+        try:
+            check_parameters(nb_path, shown)
+        except NotebookParameterValueError as exc:
+            for problem in exc.problems:
+                self.add((*apath, "parameters", problem.name), problem.message,
+                         rule=where, action=label, fld=f"parameters.{problem.name}")
         return notebook, nb_path, params
 
     def _inspect(self, notebook: str):
@@ -985,7 +1001,7 @@ class _Checker:
 
 def _inspect_notebook(notebook: str, base: Path):
     """``(path, declared parameters)``, or ``(None, message)`` when it cannot be used."""
-    from spotkit.runs import notebook_parameters, pipeline_notebook
+    from spotkit.runs import notebook_parameters, resolve_notebook
 
     as_path = Path(notebook).expanduser()
     local = as_path if as_path.is_absolute() else base / as_path
@@ -996,7 +1012,7 @@ def _inspect_notebook(notebook: str, base: Path):
                          "name of a shipped pipeline notebook (tomo_quicklook, tomo_recon...)"
     else:
         try:
-            path = pipeline_notebook(notebook)
+            path = resolve_notebook(notebook)
         except FileNotFoundError as exc:
             return None, f"{exc} (or give a path to a .ipynb file)"
     try:
@@ -1009,22 +1025,3 @@ def _inspect_notebook(notebook: str, base: Path):
     return path, declared
 
 
-def _default_type(info: Mapping) -> tuple[type, ...] | None:
-    """The types a parameter accepts, judged from its default in the parameters cell."""
-    try:
-        default = ast.literal_eval(str(info.get("default")))
-    except (ValueError, SyntaxError):
-        return None
-    if default is None:
-        return None
-    if isinstance(default, bool):
-        return (bool,)
-    if isinstance(default, int | float):
-        return (int, float) if isinstance(default, float) else (int,)
-    if isinstance(default, str):
-        return (str,)
-    if isinstance(default, list | tuple):
-        return (list,)
-    if isinstance(default, dict):
-        return (dict,)
-    return None

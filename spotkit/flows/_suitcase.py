@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 LEVELS = ("sha256", "crc32", "size")
 """How :func:`verify_manifest` checks a file: full sha256, the per-block crc32s, or size only."""
-_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx", ".nx5", ".cxi")
 
 
 @dataclass(frozen=True)

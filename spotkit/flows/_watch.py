@@ -35,7 +35,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: file names the scanner looks at by default (the file layouts of the reader registry add
-#: theirs: see :func:`spotkit.io._registry.watched_suffixes`)
+#: theirs: see :func:`spotkit.io.watched_suffixes`)
 RAW_SUFFIXES = (".h5", ".hdf5", ".nxs")
 SENTINEL_SUFFIX = ".done"  #: ``scan.h5.done`` marks ``scan.h5`` as finished
 #: datasets that must exist (and be readable) for a raw file of each kind to be complete, in
@@ -175,7 +175,7 @@ class InboxScanner:
             max(30.0, 10 * self.settle) if quarantine_after is None else float(quarantine_after)
         )
         if suffixes is None:
-            from spotkit.io._registry import watched_suffixes
+            from spotkit.io import watched_suffixes
 
             suffixes = (*RAW_SUFFIXES, *watched_suffixes())
         self.suffixes = tuple(dict.fromkeys(s.lower() for s in suffixes))
@@ -183,7 +183,7 @@ class InboxScanner:
         self._reported: dict[Path, tuple[int, int]] = {}
 
     def _files(self) -> Iterable[tuple[Path, Path]]:
-        from spotkit.io._registry import folder_readers
+        from spotkit.io import folder_readers
 
         folders = folder_readers()
         for inbox in self.inboxes:

@@ -34,12 +34,14 @@ with a file raises :class:`spotkit.errors.InputFileError` naming the file and th
 from ._arrays import open_array
 from ._frames import FRAME_SUFFIXES, open_frames
 from ._info import DatasetInfo
+from ._masks import MASK_FORMATS, load_mask, save_mask
 from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
 from ._reader import Reader
 from ._registry import (
     check_complete,
     detect_kind,
     find_reader,
+    folder_readers,
     get_reader,
     list_readers,
     open_saxs,
@@ -47,18 +49,22 @@ from ._registry import (
     read_metadata,
     register_reader,
     supported_layouts,
+    watched_suffixes,
 )
 from ._subset import write_frame_subset
 
 __all__ = [
     "FRAME_SUFFIXES",
+    "MASK_FORMATS",
     "DatasetInfo",
     "Reader",
     "check_complete",
     "detect_kind",
     "find_reader",
+    "folder_readers",
     "get_reader",
     "list_readers",
+    "load_mask",
     "open_array",
     "open_frames",
     "open_saxs",
@@ -67,7 +73,9 @@ __all__ = [
     "read_nxcansas",
     "read_nxcansas_entries",
     "register_reader",
+    "save_mask",
     "supported_layouts",
+    "watched_suffixes",
     "write_frame_subset",
     "write_nxcansas",
 ]

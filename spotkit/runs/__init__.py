@@ -11,12 +11,14 @@ notebook file, for the CLI, :func:`run_notebook` and :func:`spotkit.compute.subm
 
 from spotkit.runs._errors import NotebookKindError, NotebookParameterValueError, ParameterProblem
 from spotkit.runs._execute import (
+    RESERVED_PARAMETERS,
     RunResult,
     check_kind,
     check_parameters,
     notebook_kinds,
     notebook_parameters,
     run_notebook,
+    software_versions,
 )
 from spotkit.runs._kernel import ensure_kernel, kernel_name_for_env
 from spotkit.runs._outputs import RESULT_MIMETYPE, declare_output, read_declared_outputs
@@ -28,6 +30,7 @@ from spotkit.runs._paths import (
 )
 
 __all__ = [
+    "RESERVED_PARAMETERS",
     "RESULT_MIMETYPE",
     "NotebookKindError",
     "NotebookParameterValueError",
@@ -46,4 +49,5 @@ __all__ = [
     "resolve_notebook",
     "run_notebook",
     "shipped_notebooks",
+    "software_versions",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import difflib
 import fnmatch
-import hashlib
 import logging
 import os
 import platform
@@ -23,7 +22,6 @@ from spotkit.errors import (
     NotebookParameterError,
 )
 from spotkit.runs._errors import (
-    _SET_BY_SPOTKIT,
     NotebookKindError,
     NotebookParameterValueError,
     ParameterProblem,
@@ -34,12 +32,21 @@ from spotkit.runs._paths import notebook_spec, read_notebook, resolve_notebook, 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RESERVED_PARAMETERS", "RunResult", "check_kind", "check_parameters",
-           "notebook_kinds", "notebook_parameters", "run_notebook"]
+__all__ = [
+    "RESERVED_PARAMETERS",
+    "RunResult",
+    "check_kind",
+    "check_parameters",
+    "notebook_kinds",
+    "notebook_parameters",
+    "run_notebook",
+    "software_versions",
+]
 
 #: Parameters spotkit injects itself; a notebook declares the ones it uses (``run_id``: the
 #: catalog run executing it, for catalog writes made on the run's behalf, e.g. frame marks).
-RESERVED_PARAMETERS = _SET_BY_SPOTKIT
+#: Parameters spotkit injects itself into every run (a caller may not set them)
+RESERVED_PARAMETERS = ("dataset_id", "catalog_path", "output_dir", "run_id")
 
 _VERSION_PACKAGES = ("spotkit", "numpy", "scipy", "h5py", "dask", "xarray", "papermill",
                      "ipykernel", "pyFAI", "finufft", "tomopy")
@@ -272,7 +279,7 @@ def check_parameters(notebook: str | os.PathLike, parameters: dict[str, Any] | N
             problems += [ParameterProblem(name, m)
                          for m in _value_problems(name, value, declared[name])]
     if problems:
-        raise NotebookParameterValueError(path, problems, declared)
+        raise NotebookParameterValueError(path, problems, declared, RESERVED_PARAMETERS)
     return declared
 
 
@@ -327,7 +334,15 @@ def check_kind(notebook: str | os.PathLike, dataset) -> None:
                             accepted=accepted, alternatives=others)
 
 
-def _versions() -> dict[str, str]:
+def software_versions() -> dict[str, str]:
+    """The software a run records: Python, the platform, and spotkit's main packages.
+
+    Returns
+    -------
+    dict
+        ``{"python": "3.11.9", "spotkit": "...", "numpy": "...", ...}`` (packages not
+        installed are left out).
+    """
     versions = {"python": platform.python_version(), "platform": platform.platform(),
                 "executable": sys.executable}
     for name in _VERSION_PACKAGES:
@@ -338,8 +353,14 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _versions() -> dict[str, str]:
+    return software_versions()
+
+
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    from spotkit.checksums import sha256_file
+
+    return sha256_file(path)
 
 
 def run_notebook(

@@ -13,8 +13,9 @@ rewrite it. Install it with ``pip install "spotkit[scattering]"``.
   reports residuals per ring (:class:`RingResidual`) and refuses an inconsistent fit
   (:class:`CalibrationError`) or warns (:class:`CalibrationWarning`).
 * Masks (True = invalid): :func:`gap_mask`, :func:`beamstop_mask`, :func:`hot_pixel_mask`,
-  :func:`threshold_mask`, :func:`shadow_mask`, :func:`combine_masks`, saved and loaded as
-  EDF/TIFF images (pyFAI-calib2's format) by :func:`save_mask` and :func:`load_mask`.
+  :func:`threshold_mask`, :func:`shadow_mask`, :func:`combine_masks` (saved and loaded as
+  EDF/TIFF images, pyFAI-calib2's format, by :func:`spotkit.io.save_mask` and
+  :func:`spotkit.io.load_mask`).
 * Integration: :func:`integrate_1d` (I(q) or I(2theta) with Poisson errors),
   :func:`integrate_2d` (cake, chi x q), :func:`integrate_grazing` (GISAXS/GIWAXS maps,
   q_oop x q_ip, incidence angle in degrees) and :func:`integrate_frames` (a frame series,
@@ -56,9 +57,7 @@ from spotkit.scattering._mask import (
     combine_masks,
     gap_mask,
     hot_pixel_mask,
-    load_mask,
     mask_summary,
-    save_mask,
     shadow_mask,
     threshold_mask,
 )
@@ -90,11 +89,24 @@ __all__ = [
     "integrate_frames",
     "integrate_grazing",
     "load_geometry",
-    "load_mask",
     "make_geometry",
     "mask_summary",
     "save_geometry",
-    "save_mask",
     "shadow_mask",
     "threshold_mask",
 ]
+
+
+_MOVED = {"save_mask": "spotkit.io", "load_mask": "spotkit.io"}
+
+
+def __getattr__(name):
+    # file I/O left the science package: deprecated aliases for one release
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        warnings.warn(f"spotkit.scattering.{name} moved to {_MOVED[name]}.{name}; the old "
+                      "name goes in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

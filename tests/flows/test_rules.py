@@ -330,3 +330,20 @@ def test_ordinary_environment_and_file_names_pass():
                         "SSH_KEY_FILE: ~/.ssh/id_spot, KEYBOARD_LAYOUT: us}}")
     rules = load_rules(text)
     assert rules.targets["local"]["env"]["OMP_NUM_THREADS"] == "4"
+
+
+def test_a_notebook_that_does_not_accept_the_rules_kind_is_refused_at_load():
+    text = BASE.replace("{name: quick, notebook: saxs_quicklook,",
+                        "{name: quick, notebook: tomo_quicklook,")
+    (problem,) = _problems(text)
+    assert problem.field == "notebook"
+    assert problem.rule.endswith("'saxs'")
+    assert "tomo_quicklook.ipynb accepts datasets of kind ['tomo/raw']" in problem.message
+    assert "saxs/raw" in problem.message
+
+
+def test_parameters_are_checked_as_run_notebook_checks_them():
+    text = BASE.replace("parameters: {n_slices: 3}", "parameters: {n_slices: 0, n_slice: 2}")
+    problems = {p.field: p.message for p in _problems(text)}
+    assert "parameters.n_slices" in problems  # below the notebook's declared minimum
+    assert "did you mean 'n_slices'" in problems["parameters.n_slice"]

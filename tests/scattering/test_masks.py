@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from spotkit.errors import InputFileError
+from spotkit.io import load_mask, save_mask
 from spotkit.scattering import (
     beamstop_mask,
     combine_masks,
     gap_mask,
     hot_pixel_mask,
-    load_mask,
     mask_summary,
-    save_mask,
     shadow_mask,
     threshold_mask,
 )
@@ -86,3 +85,15 @@ def test_mask_file_errors(tmp_path, saxs):
         load_mask(tmp_path / "missing.edf")
     with pytest.raises(ValueError, match=r"unknown mask file type '\.png'"):
         save_mask(np.zeros((2, 2), bool), tmp_path / "m.png")
+
+
+def test_the_old_scattering_names_of_the_mask_files_still_work_and_warn(tmp_path):
+    import spotkit.scattering as sc
+
+    with pytest.warns(DeprecationWarning, match="moved to spotkit.io.save_mask"):
+        old_save = sc.save_mask
+    assert old_save is save_mask
+    with pytest.warns(DeprecationWarning, match="spotkit.io.load_mask"):
+        assert sc.load_mask is load_mask
+    with pytest.raises(AttributeError):
+        sc.no_such_function  # noqa: B018
