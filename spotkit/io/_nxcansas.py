@@ -300,7 +300,7 @@ def _iso(t) -> str:
 
 def _write_common(entry, *, title, run, sample, instrument, radiation, wavelength_a,
                   parameters, date):
-    from spotkit import __version__
+    from spotkit._version import __version__
 
     _str(entry, "definition", "NXcanSAS")
     _str(entry, "title", title)

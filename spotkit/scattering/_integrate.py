@@ -131,7 +131,7 @@ def poni_text(integrator) -> str:
 
 def provenance(integrator, *, method, unit, mask, npt=None, extra=None) -> dict:
     """Attributes that say how a reduced product was made (netCDF-compatible values)."""
-    from spotkit import __version__ as spotkit_version
+    from spotkit._version import __version__ as spotkit_version
 
     geo = geometry_summary(integrator)
     masked = mask_summary(mask)
