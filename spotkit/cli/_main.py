@@ -229,6 +229,11 @@ def _catalog_file(args) -> Path:
 
 # ---------------------------------------------------------------- commands
 def cmd_demo(args) -> int:
+    if args.catalog is not None:
+        raise SpotkitError(
+            f"spotkit demo makes its own catalog, {Path(args.workdir) / 'catalog.db'}, and "
+            f"does not use --catalog {args.catalog}; drop --catalog (choose the folder with "
+            "--workdir)")
     from tqdm import tqdm
 
     from spotkit.demo import SAXS_SERIES, TOMO_SCANS, run_demo

@@ -331,3 +331,12 @@ def test_ingest_of_a_bad_file_then_a_good_one_keeps_the_new_catalog(tmp_path, ti
     assert db.is_file()
     assert main(["--catalog", str(db), "ingest", str(bad)]) == 1
     assert db.is_file()  # an existing catalog is never removed
+
+
+def test_demo_refuses_a_catalog_it_would_not_use(tmp_path, capsys):
+    argv = ["demo", "--workdir", str(tmp_path / "demo"), "--catalog", str(tmp_path / "c.db")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    _one_paragraph(err)
+    assert "--workdir" in err
+    assert _tree(tmp_path) == []
