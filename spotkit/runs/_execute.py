@@ -162,9 +162,9 @@ def _accepted_types(info: dict[str, Any], declared_type) -> list[str] | None:
     annotation = str(info.get("inferred_type_name") or "None")
     if annotation != "None":
         parts = annotation.replace("Optional[", "None|").replace("Union[", "").strip("]")
-        names = {_type_name(p.strip(" []")) for p in parts.replace(",", "|").split("|")}
-        if None not in names:
-            return sorted(names)
+        found = {_type_name(p.strip(" []")) for p in parts.replace(",", "|").split("|")}
+        if None not in found:
+            return sorted(n for n in found if n is not None)
         return None
     try:
         default = ast.literal_eval(str(info.get("default")))

@@ -172,7 +172,8 @@ def load_geometry(poni: str | os.PathLike, *, shape: tuple[int, int] | None = No
         raise InputFileError(poni, f"the PONI geometry has no {field_}.", field=field_,
                              hint="Recalibrate with pyFAI-calib2 and save the PONI file again.")
     if shape is not None:
-        shape = tuple(int(s) for s in tuple(shape)[-2:])
+        rows, cols = (int(s) for s in tuple(shape)[-2:])
+        shape = (rows, cols)
         check_geometry(ai, shape, source=str(poni))
     declared = _declared_orientation(poni)
     code = int(getattr(ai.detector, "orientation", 3) or 3)

@@ -64,7 +64,10 @@ def orientation_check(image, integrator, mask) -> None:
     key = id(integrator)
     ref, tries = _ORIENTATION_CHECKED.get(key, (None, 0))
     if ref is None or ref() is not integrator:
-        ref, tries = weakref.ref(integrator, lambda _, k=key: _ORIENTATION_CHECKED.pop(k, None)), 0
+        def forget(_ref, k: int = key) -> None:
+            _ORIENTATION_CHECKED.pop(k, None)
+
+        ref, tries = weakref.ref(integrator, forget), 0
     if tries >= _ORIENTATION_TRIES:
         return
     check = _check_orientation(image, integrator, mask=mask, warn=False)

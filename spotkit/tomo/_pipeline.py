@@ -413,7 +413,7 @@ class TomoPipeline:
     def __eq__(self, other) -> bool:
         return isinstance(other, TomoPipeline) and self.to_dict() == other.to_dict()
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable: not hashable
 
     def __repr__(self) -> str:
         chain = " -> ".join(f"{s['id']}" for s in self.steps)

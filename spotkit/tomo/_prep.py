@@ -189,6 +189,7 @@ def remove_zingers(
             f"proj must be 3-D [frames, rows, cols] (or 2-D with along='frame'), "
             f"got shape {arr.shape}"
         )
+    footprint: tuple[int, ...]
     if along == "angle":
         footprint = (size, 1, 1)
     else:

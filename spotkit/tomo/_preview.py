@@ -108,6 +108,7 @@ def preview(
     sino = np.ascontiguousarray(np.swapaxes(sino, 0, 1))  # (rows, angles, cols)
     theta = np.deg2rad(theta_deg[angles])
 
+    c_bin: float  # a CenterEstimate (a float) when found here
     if center is None:
         try:
             c_bin = find_center(sino, theta, method=center_method)

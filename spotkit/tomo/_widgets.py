@@ -269,6 +269,7 @@ class CenterFinder(widgets.VBox):
 
     @staticmethod
     def _candidates(centers, center_range, auto, around, step, n_cols) -> np.ndarray:
+        out: np.ndarray
         if centers is not None:
             out = np.atleast_1d(np.asarray(centers, dtype=np.float64))
             if out.ndim != 1 or out.size == 0:
