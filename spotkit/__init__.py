@@ -6,29 +6,75 @@ The most used entry points are re-exported here:
 - :func:`run_notebook` — run a pipeline notebook for one dataset through papermill;
 - :func:`submit` — the same run as a batch job on a compute target (local, Slurm, NERSC);
 - :class:`SpotkitError` — the root of every error spotkit raises.
+
+The subpackages (``spotkit.tomo``, ``spotkit.widgets``, ...) are imported on first
+attribute access, so ``import spotkit`` stays cheap and ``spotkit.widgets.JobMonitor``
+works without importing ``spotkit.widgets`` first.
+
+Examples
+--------
+>>> import spotkit
+>>> spotkit.tomo.__name__          # imported on first use
+'spotkit.tomo'
+>>> isinstance(spotkit.__version__, str)
+True
 """
+
+from __future__ import annotations
+
+import importlib
 
 from spotkit._version import __version__
 from spotkit.errors import SpotkitError
 
 __all__ = ["SpotkitError", "__version__", "open_catalog", "run_notebook", "submit"]
 
+#: Subpackages loaded on first attribute access (``spotkit.widgets.JobMonitor``).
+SUBPACKAGES = frozenset({
+    "backoff", "catalog", "change", "checksums", "cli", "compute", "config", "demo", "errors",
+    "flows", "io", "runs", "scattering", "sim", "tomo", "widgets",
+})
 
-def open_catalog(path=None):
+
+def __getattr__(name: str):
+    """Import a subpackage the first time it is used as an attribute of :mod:`spotkit`."""
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | SUBPACKAGES)
+
+
+def open_catalog(path=None, **kwargs):
     """Open the spotkit catalog (SQLite) at ``path`` or at the default location.
 
     Parameters
     ----------
     path : path-like, optional
         Catalog database file; defaults to :func:`spotkit.config.catalog_path`.
+    **kwargs
+        Passed to :func:`spotkit.catalog.open_catalog` (e.g. ``create=False`` to refuse a
+        catalog that does not exist yet).
 
     Returns
     -------
     spotkit.catalog.Catalog
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, spotkit
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     cat = spotkit.open_catalog(pathlib.Path(tmp) / "catalog.db")
+    ...     n = len(cat.search())
+    ...     cat.close()
+    >>> n
+    0
     """
     from spotkit.catalog import open_catalog as _open
 
-    return _open(path)
+    return _open(path, **kwargs)
 
 
 def run_notebook(notebook, dataset, **kwargs):

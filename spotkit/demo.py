@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ SAXS_SERIES = (
       "proposal": "ALS-10417"}),
 )
 
+#: Time between the starts of the demo session's scans (the session ends when the demo runs).
+SCAN_INTERVAL = timedelta(minutes=20)
 
 #: The demo facility's rules: the quick-look notebook of each kind, on this machine.
 DEMO_RULES = """\
@@ -80,7 +83,9 @@ def run_demo(
     ``<workdir>/rules.yaml`` ingests them into the catalog at ``<workdir>/catalog.db``, copies
     them to ``<workdir>/warehouse`` (verified), runs each one's quick-look pipeline notebook
     through papermill (products under ``<workdir>/runs/<run id>``), and the catalog is
-    exported as an intake catalog ``<workdir>/catalogs/demo.yaml``. Running it again reuses
+    exported as an intake catalog ``<workdir>/catalogs/demo.yaml``. The scans are dated as a
+    session that has just ended (start times :data:`SCAN_INTERVAL` apart, up to the time the
+    demo runs), so time searches such as ``since=<today>`` find them. Running it again reuses
     the raw files (raw data is never overwritten) and, like ``spotkit watch``, processes each
     scan exactly once.
 
@@ -120,13 +125,16 @@ def run_demo(
 
     plan = [(name, kw, simulate_tomo_scan) for name, kw in TOMO_SCANS]
     plan += [(name, kw, simulate_saxs_series) for name, kw in SAXS_SERIES]
-    for name, kwargs, simulate in plan:
+    # the session happened just now: scans start SCAN_INTERVAL apart, the last one now, so
+    # searches such as `spotkit catalog search --since yesterday` find them
+    session_start = datetime.now(UTC).replace(microsecond=0) - SCAN_INTERVAL * len(plan)
+    for i, (name, kwargs, simulate) in enumerate(plan):
         path = inbox / name
         if path.exists():
             step(f"reusing raw file {path.name}")
             continue
         step(f"beamline writes {path.name}")
-        simulate(path, **kwargs)
+        simulate(path, start_time=session_start + i * SCAN_INTERVAL, **kwargs)
 
     step("watch the inbox: ingest, copy to the warehouse, run the rules' notebooks")
     watcher = Watcher([inbox], catalog=cat, rules=rules, warehouse=workdir / "warehouse",

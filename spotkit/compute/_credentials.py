@@ -132,7 +132,7 @@ def load_key(key: str | Path | None = None, *, client_id: str | None = None) -> 
     Examples
     --------
     >>> key = load_key("~/.superfacility/key.pem")  # doctest: +SKIP
-    >>> key
+    >>> key                                          # doctest: +SKIP
     ClientKey(client_id='abcdefghijklm', path='/home/me/.superfacility/key.pem', secret=<hidden>)
     """
     path = _find(key)

@@ -109,7 +109,6 @@ def test_profiles_without_change_or_sigma():
 
 
 def test_integrated_twin_profiles(changing):
-    pytest.importorskip("pyFAI")
     import warnings
 
     from spotkit.scattering import integrate_frames, load_geometry

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+# distributed and dask-jobqueue come with spotkit[hpc] (part of [all], which the tests
+# install): a broken install must fail here, not skip
+import dask_jobqueue  # noqa: F401
+import distributed
 import h5py
 import numpy as np
 import pytest
 
 from spotkit.compute import Local, Slurm, dask_cluster
-
-distributed = pytest.importorskip("distributed", reason='needs pip install "spotkit[hpc]"')
-pytest.importorskip("dask_jobqueue", reason='needs pip install "spotkit[hpc]"')
 
 
 def _sinograms(path):

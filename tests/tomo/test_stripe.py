@@ -10,8 +10,6 @@ from spotkit.sim import simulate_tomo_scan
 from spotkit.tomo._prep import minus_log, normalize
 from spotkit.tomo._stripe import remove_stripes
 
-pytest.importorskip("pywt")
-
 
 @pytest.fixture(scope="module")
 def ringy(tmp_path_factory):

@@ -10,8 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("ipywidgets", reason='needs ipywidgets: pip install "spotkit[lab]"')
-
 from spotkit.tomo import CenterFinder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
