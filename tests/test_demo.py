@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -28,6 +29,9 @@ def test_demo_end_to_end(tmp_path):
     raw = cat.search(status="raw")
     assert raw.total == 3
     assert sorted(d.kind for d in raw) == ["saxs/raw", "tomo/raw", "tomo/raw"]
+    # the session is dated as one that has just ended, so time searches find it (README)
+    recent = cat.search(status="raw", since=datetime.now(UTC) - timedelta(hours=2))
+    assert recent.total == 3
     derived = cat.search(status="derived")
     assert derived.total == 10  # a product and a PNG per run; + change report, kept frames
     (saxs,) = cat.search(kind="saxs/raw")

@@ -167,3 +167,16 @@ def test_no_dangling_design_reference():
     for target in re.findall(r"\]\(([^)#]+)\)", text):
         if "://" not in target:
             assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def test_subpackages_load_on_first_use():
+    """README writes `spotkit.widgets.JobMonitor(...)` after a bare `import spotkit`."""
+    code = ("import sys, spotkit\n"
+            "assert 'spotkit.widgets' not in sys.modules and 'spotkit.tomo' not in sys.modules\n"
+            "assert spotkit.widgets.JobMonitor and spotkit.tomo.reconstruct\n"
+            "assert 'widgets' in dir(spotkit)\n"
+            "try:\n    spotkit.nonexistent\nexcept AttributeError as e:\n    print(e)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "has no attribute 'nonexistent'" in res.stdout

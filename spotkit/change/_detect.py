@@ -406,11 +406,16 @@ def detect_changes(series, *, detect=None, features=None, mask=None, warmup: int
 
     Examples
     --------
-    >>> result = detect_changes(frames)  # doctest: +SKIP
-    >>> result.onsets, [round(e.confidence, 2) for e in result.events]  # doctest: +SKIP
-    ((25,), [1.0])
-    >>> result.events[0].feature, result.events[0].region  # doctest: +SKIP
-    ('band_shift', {'q': (0.011, 0.041)})
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import open_saxs
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=30, onset_frame=18, seed=3)
+    >>> result = detect_changes(open_saxs(path))
+    >>> result.onsets, [round(e.confidence, 2) for e in result.events]
+    ((18,), [1.0])
+    >>> result.events[0].region
+    {'y': (...), 'x': (...)}
     """
     s = as_series(series, sigma=sigma)
     detect, features = _check_detect(detect, s.kind, features, bands)
@@ -553,10 +558,16 @@ class OnlineDetector:
     >>> det = OnlineDetector(warmup=8)
     >>> det.frames_needed, det.ready
     (8, False)
-    >>> for frame in frames:  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import open_saxs
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=40, onset_frame=20, seed=3)
+    >>> for frame in open_saxs(path).values:
     ...     r = det.update(frame)
     ...     if r.event:
     ...         print(r.event.onset, r.event.confidence)
+    20 ...
     """
 
     def __init__(self, *, detect=None, features=None, mask=None, warmup: int = 8,

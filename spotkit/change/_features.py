@@ -774,8 +774,15 @@ def frame_features(series, *, features=None, mask=None, warmup: int = 8, smooth:
 
     Examples
     --------
-    >>> feats = frame_features(frames, warmup=5)  # doctest: +SKIP
-    >>> feats["difference"].plot()  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import open_saxs
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=12, onset_frame=8)
+    >>> feats = frame_features(open_saxs(path), warmup=5)
+    >>> feats["difference"].sizes["frame"]
+    12
+    >>> feats["difference"].plot()  # a line per feature in JupyterLab  # doctest: +SKIP
     """
     s = as_series(series, sigma=sigma)
     table, _, engine = _compute(s, features=features, mask=mask, warmup=warmup, smooth=smooth,

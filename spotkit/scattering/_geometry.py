@@ -150,9 +150,14 @@ def load_geometry(poni: str | os.PathLike, *, shape: tuple[int, int] | None = No
 
     Examples
     --------
-    >>> ai = load_geometry("series.poni", shape=(195, 487))  # doctest: +SKIP
-    >>> ai = load_geometry("dioptas.poni", shape=(195, 487),
-    ...                    orientation="dioptas")  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> poni = pathlib.Path(tempfile.mkdtemp()) / "series.poni"
+    >>> _ = save_geometry(make_geometry(energy_kev=10, distance_m=1.5, beam_center=(97, 243),
+    ...                                 pixel_size_um=172, shape=(195, 487)), poni)
+    >>> ai = load_geometry(poni, shape=(195, 487))
+    >>> round(ai.dist, 3)
+    1.5
+    >>> flipped = load_geometry(poni, shape=(195, 487), orientation="dioptas")  # Dioptas' view
     """
     pyFAI = pyfai()
     if orientation not in ORIENTATIONS:
@@ -331,7 +336,11 @@ def flip_geometry(integrator, flip: str, *, shape: tuple[int, int] | None = None
 
     Examples
     --------
-    >>> ai_file = flip_geometry(ai_dioptas, "flipud", shape=frame.shape)  # doctest: +SKIP
+    >>> ai_dioptas = make_geometry(energy_kev=10, distance_m=1.5, beam_center=(97, 243),
+    ...                            pixel_size_um=172, shape=(195, 487))
+    >>> ai_file = flip_geometry(ai_dioptas, "flipud", shape=(195, 487))
+    >>> [round(v, 1) for v in geometry_summary(ai_file)["beam_center"]]
+    [97.0, 243.0]
     """
     if flip not in FLIPS:
         raise ValueError(f"unknown flip {flip!r}; choose one of {list(FLIPS)}")
@@ -363,7 +372,9 @@ def check_geometry(integrator, shape, *, source: str | None = None) -> None:
 
     Examples
     --------
-    >>> check_geometry(ai, frames.shape[-2:])  # doctest: +SKIP
+    >>> ai = make_geometry(energy_kev=10, distance_m=1.5, beam_center=(97, 243),
+    ...                    pixel_size_um=172, shape=(195, 487))
+    >>> check_geometry(ai, (195, 487))
     """
     shape = tuple(int(s) for s in tuple(shape)[-2:])
     det = integrator.detector
@@ -434,7 +445,9 @@ def make_geometry(*, energy_kev=None, wavelength_nm=None, distance_m, beam_cente
     Examples
     --------
     >>> ai = make_geometry(energy_kev=10, distance_m=1.5, beam_center=(97, 243),
-    ...                    pixel_size_um=172, shape=(195, 487))  # doctest: +SKIP
+    ...                    pixel_size_um=172, shape=(195, 487))
+    >>> round(geometry_summary(ai)["wavelength_nm"], 4)
+    0.124
     """
     pyfai()
     from pyFAI.detectors import Detector
@@ -503,8 +516,13 @@ def geometry_from_metadata(metadata):
 
     Examples
     --------
-    >>> frames = spotkit.io.open_saxs("series.h5")  # doctest: +SKIP
-    >>> ai = geometry_from_metadata(frames)  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> import spotkit.io, spotkit.sim
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = spotkit.sim.simulate_saxs_series(path, n_frames=2, onset_frame=1)
+    >>> frames = spotkit.io.open_saxs(path)
+    >>> ai = geometry_from_metadata(frames)
+    >>> check_geometry(ai, frames.shape[-2:])
     """
     if hasattr(metadata, "attrs") and not isinstance(metadata, Mapping):
         metadata = metadata.attrs
@@ -539,7 +557,11 @@ def save_geometry(integrator, path) -> Path:
 
     Examples
     --------
-    >>> save_geometry(result.integrator, "refined.poni")  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> ai = make_geometry(energy_kev=10, distance_m=1.5, beam_center=(97, 243),
+    ...                    pixel_size_um=172, shape=(195, 487))
+    >>> save_geometry(ai, pathlib.Path(tempfile.mkdtemp()) / "refined.poni").name
+    'refined.poni'
     """
     path = Path(path)
     if path.exists():
@@ -565,7 +587,9 @@ def geometry_summary(integrator) -> dict:
 
     Examples
     --------
-    >>> geometry_summary(ai)["distance_m"]  # doctest: +SKIP
+    >>> ai = make_geometry(energy_kev=10, distance_m=1.48, beam_center=(97, 243),
+    ...                    pixel_size_um=172, shape=(195, 487))
+    >>> round(geometry_summary(ai)["distance_m"], 3)
     1.48
     """
     p1, p2 = integrator.detector.pixel1, integrator.detector.pixel2
@@ -763,8 +787,14 @@ def check_orientation(image, integrator, *, mask=None, warn: bool = True,
 
     Examples
     --------
-    >>> check = check_orientation(frame, ai, mask=mask)  # doctest: +SKIP
-    >>> check.consistent, check.sharpness  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> import spotkit.io, spotkit.sim
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = spotkit.sim.simulate_saxs_series(path, n_frames=12, onset_frame=2)
+    >>> frames = spotkit.io.open_saxs(path)
+    >>> check = check_orientation(frames[-1].values, geometry_from_metadata(frames))
+    >>> check.consistent
+    True
     """
     sharp = {}
     valid = None

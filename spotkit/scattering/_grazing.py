@@ -92,8 +92,15 @@ def integrate_grazing(image, integrator, *, incidence_angle_deg: float,
 
     Examples
     --------
-    >>> gi = integrate_grazing(frame, ai, incidence_angle_deg=0.2)  # doctest: +SKIP
-    >>> gi.plot(robust=True)  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from spotkit.scattering import make_geometry
+    >>> ai = make_geometry(energy_kev=10, distance_m=1.5, beam_center=(20, 243),
+    ...                    pixel_size_um=172, shape=(195, 487))
+    >>> frame = np.random.default_rng(0).poisson(100, size=(195, 487)).astype(float)
+    >>> gi = integrate_grazing(frame, ai, incidence_angle_deg=0.2, npt_ip=100, npt_oop=80)
+    >>> gi.shape
+    (80, 100)
+    >>> gi.plot(robust=True)  # in JupyterLab  # doctest: +SKIP
     """
     import xarray as xr
 

@@ -373,8 +373,10 @@ def simulate_saxs_series(
 
     Examples
     --------
-    >>> truth = simulate_saxs_series(tmp_path / "series.h5", n_frames=10)  # doctest: +SKIP
-    >>> truth.ring_amplitude[truth.onset_frame - 1]  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> truth = simulate_saxs_series(tmp / "series.h5", n_frames=10, onset_frame=6)
+    >>> float(truth.ring_amplitude[truth.onset_frame - 1])
     0.0
     """
     if mode not in _MODES:

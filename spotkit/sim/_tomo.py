@@ -145,7 +145,11 @@ class TomoScanTruth:
 
         Examples
         --------
-        >>> img = truth.phantom_slice(8, units="1/pixel")  # doctest: +SKIP
+        >>> import pathlib, tempfile
+        >>> truth = simulate_tomo_scan(pathlib.Path(tempfile.mkdtemp()) / "scan.h5",
+        ...                            shape=(91, 8, 64))
+        >>> truth.phantom_slice(8, units="1/pixel").shape
+        (64, 64)
         """
         scale = self._unit_scale(units)
         return slice_image(
@@ -368,8 +372,10 @@ def simulate_tomo_scan(
 
     Examples
     --------
-    >>> truth = simulate_tomo_scan(tmp_path / "scan.h5", shape=(91, 8, 64))  # doctest: +SKIP
-    >>> truth.center  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> truth = simulate_tomo_scan(tmp / "scan.h5", shape=(91, 8, 64))
+    >>> truth.center
     37.25
     """
     shape = tuple(int(s) for s in shape)

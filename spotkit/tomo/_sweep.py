@@ -224,7 +224,15 @@ def plot_sweep(sweep: xr.DataArray, ax=None, *, metric: xr.DataArray | None = No
 
     Examples
     --------
-    >>> axes = plot_sweep(sweep)  # doctest: +SKIP
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from spotkit.tomo import center_sweep
+    >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
+    >>> sino = np.ones((90, 64))
+    >>> axes = plot_sweep(center_sweep(sino, theta, [31.0, 32.0, 33.0]))
+    >>> len(axes)
+    3
     """
     import matplotlib.pyplot as plt
 

@@ -159,15 +159,19 @@ class ChangeTimelineModel:
     --------
     >>> from spotkit.io import open_saxs
     >>> from spotkit.scattering import load_geometry
+    >>> from spotkit.sim import simulate_saxs_series
     >>> from spotkit.widgets import ChangeTimelineModel
-    >>> frames = open_saxs("series.h5")                                # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=40, onset_frame=25, seed=3)
+    >>> frames = open_saxs(path)
     >>> model = ChangeTimelineModel(frames, integrator=load_geometry(
-    ...     frames.attrs["poni_path"]))                                # doctest: +SKIP
-    >>> model.onsets                                                   # doctest: +SKIP
+    ...     frames.attrs["poni_path"]))
+    >>> model.onsets
     (25,)
-    >>> model.next_onset()                                             # doctest: +SKIP
+    >>> model.next_onset()
     25
-    >>> model.change_map(25).dims, model.profile(25).intensity.dims    # doctest: +SKIP
+    >>> model.change_map(25).dims, model.profile(25).intensity.dims
     (('y', 'x'), ('q',))
     """
 
@@ -725,13 +729,17 @@ class ChangeTimeline:
     >>> from spotkit.change import detect_changes, reduction_policy
     >>> from spotkit.io import open_saxs
     >>> from spotkit.scattering import load_geometry
+    >>> from spotkit.sim import simulate_saxs_series
     >>> from spotkit.widgets import ChangeTimeline
-    >>> frames = open_saxs("series.h5")                                  # doctest: +SKIP
-    >>> result = detect_changes(frames)                                  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=40, onset_frame=25, seed=3)
+    >>> frames = open_saxs(path)
+    >>> result = detect_changes(frames)
     >>> view = ChangeTimeline(frames, result=result, plan=reduction_policy(result),
-    ...     integrator=load_geometry(frames.attrs["poni_path"]))         # doctest: +SKIP
-    >>> view                                                             # doctest: +SKIP
-    >>> view.next_onset()                                                # doctest: +SKIP
+    ...     integrator=load_geometry(frames.attrs["poni_path"]))
+    >>> view                     # displays the widget in JupyterLab   # doctest: +SKIP
+    >>> view.next_onset()
     25
     """
 
