@@ -119,8 +119,8 @@ class Slurm(Target):
     Examples
     --------
     >>> from spotkit.compute import Slurm
-    >>> target = Slurm(partition="debug", account="m1234", time="0:30:00")  # doctest: +SKIP
-    >>> job = spotkit.submit("tomo_quicklook.ipynb", ds, target=target)    # doctest: +SKIP
+    >>> target = Slurm(partition="debug", account="m1234", time="0:30:00")
+    >>> job = spotkit.submit("tomo_quicklook", ds, target=target)  # needs Slurm # doctest: +SKIP
     """
 
     name = "slurm"

@@ -151,12 +151,16 @@ class CenterFinder(widgets.VBox):
 
     Examples
     --------
-    >>> from spotkit.tomo import CenterFinder  # doctest: +SKIP
-    >>> finder = CenterFinder(sino, theta, around=8, step=0.5)  # doctest: +SKIP
-    >>> finder  # displays the widget  # doctest: +SKIP
-    >>> finder.on_select(lambda c: print("centre", c))  # doctest: +SKIP
-    >>> finder.value  # after "Use this centre"  # doctest: +SKIP
-    1023.5
+    >>> import numpy as np
+    >>> from spotkit.tomo import CenterFinder
+    >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
+    >>> cols = np.arange(64)
+    >>> sino = np.exp(-((cols[None, :] - 32 - 10 * np.cos(theta)[:, None]) / 3.0) ** 2)
+    >>> finder = CenterFinder(sino, theta, around=2, step=0.5)
+    >>> finder  # displays the widget in JupyterLab  # doctest: +SKIP
+    >>> finder.on_select(lambda c: print("centre", c))
+    >>> finder.value is None  # set by "Use this centre"
+    True
     """
 
     value = traitlets.Float(None, allow_none=True, help="the chosen centre of rotation")
