@@ -252,9 +252,9 @@ _GRIDREC_BATCH_BYTES = 512 * 2**20
 def _gridrec_slice_bytes(n_angles: int, n_cols: int, n: int) -> int:
     """Work memory per slice of a gridrec batch.
 
-    Fine grid (1.25x upsampled, complex64) 12.5 n², complex output 8 n², strengths, the
-    spectrum and the wrap correction of :func:`_filtered_spectrum` about 13 bytes per
-    sinogram sample.
+    Fine grid (1.25x upsampled, complex64) 12.5 n², complex output 8 n², the spectrum of
+    the projections (~4 bytes per sinogram sample) and the strengths (~4), with
+    room for the numpy path's wrap-around correction (:func:`_wrap_spectrum`, ~4).
     """
     return int(20.5 * n * n + 13 * n_angles * n_cols)
 
@@ -332,7 +332,7 @@ def _wrap_correction(n_cols, name, lo, length, taper) -> tuple[np.ndarray, np.nd
     float32 and ``F`` ``(r, 2 (L // 2 + 1))`` float32 (the complex64 spectra of the
     rank-one terms, viewed as float pairs), such that ``(p @ V) @ F`` viewed as complex is
     the spectrum of the correction of projection rows ``p``. Randomized range finder, a
-    few ms at 2048 columns.
+    few ms at 2048 columns. The third array is ``V.T``, contiguous (for the numba kernel).
     """
     import scipy.fft
 
@@ -358,7 +358,8 @@ def _wrap_correction(n_cols, name, lo, length, taper) -> tuple[np.ndarray, np.nd
     logger.debug("gridrec wrap-around correction: rank %d of %d (sigma %.1e .. %.1e)",
                  rank, k, s[0], s[rank - 1])
     return (np.ascontiguousarray(vt[:rank].T, dtype=np.float32),
-            np.ascontiguousarray(spectra).view(np.float32))
+            np.ascontiguousarray(spectra).view(np.float32),
+            np.ascontiguousarray(vt[:rank], dtype=np.float32))
 
 
 class _GridrecCache(threading.local):
@@ -428,21 +429,12 @@ def _gridrec_factor(key, theta, shift, amp, length) -> np.ndarray:
     return _CACHE.factor
 
 
-def _filtered_spectrum(sino, resp, wrap, length, workers):
-    """Spectrum of the projections on the window (``length`` samples, index 0 = column 0,
-    periodic) and the spectrum of the wrap-around correction (see :func:`_gridrec`).
-
-    Returns ``(spec, corr)`` complex64 ``(slices, angles, length // 2 + 1)``: the
-    ramp-filtered spectrum is ``spec * resp + corr``.
-    """
-    import scipy.fft
-
-    spec = scipy.fft.rfft(sino, n=length, axis=-1, workers=workers)
-    if wrap is None:
-        return spec, None
-    v, f = wrap
-    corr = np.matmul(np.matmul(sino, v), f)  # (slices, angles, 2 * freqs) float32
-    return spec, corr.view(np.complex64)
+def _wrap_spectrum(sino, wrap) -> np.ndarray:
+    """Spectrum of the wrap-around correction of :func:`_wrap_correction` for ``sino``:
+    complex64 ``(slices, angles, length // 2 + 1)``; the ramp-filtered spectrum of the
+    projections is ``rfft(sino, n=length) * resp`` plus this."""
+    v, f = wrap[0], wrap[1]
+    return np.matmul(np.matmul(sino, v), f).view(np.complex64)
 
 
 def _gridrec(req: ReconRequest, finufft) -> np.ndarray:
@@ -545,13 +537,14 @@ class _GridrecWork:
     def run(self, sino, out, batch, threads, *, serial) -> None:
         """Reconstruct ``sino`` into ``out``, ``batch`` slices at a time, with ``threads``
         threads in every stage (``serial``: one thread, numba kernels without the GIL)."""
+        import scipy.fft
+
         n, theta, length = self.n, self.theta, self.length
         geometry = (*self.geometry, threads)
         for start in range(0, sino.shape[0], batch):
             stop = min(sino.shape[0], start + batch)
             count = stop - start
-            spec, corr = _filtered_spectrum(sino[start:stop], self.resp, self.wrap, length,
-                                            threads)
+            spec = scipy.fft.rfft(sino[start:stop], n=length, axis=-1, workers=threads)
             block = out[start:stop]
             pairs = count // 2
             if pairs:
@@ -559,9 +552,8 @@ class _GridrecWork:
                 # (conj G_a + i conj G_b) / 2 at -k sum to f_a + i f_b; half the FFTs
                 plan = _gridrec_plan(self.finufft, geometry, theta, length, n, pairs, threads,
                                      packed=True)
-                strengths = _pack_pairs(spec[: 2 * pairs], self.resp,
-                                        None if corr is None else corr[: 2 * pairs],
-                                        self.factor, threads, serial=serial)
+                strengths = _pack_pairs(spec[: 2 * pairs], self.resp, sino[start:stop],
+                                        self.wrap, self.factor, threads, serial=serial)
                 img = plan.execute(strengths if pairs > 1 else strengths[0])
                 del strengths
                 _unpack_pairs(img.reshape(pairs, n, n), block[: 2 * pairs], self.mask,
@@ -569,26 +561,27 @@ class _GridrecWork:
             if count % 2:
                 plan = _gridrec_plan(self.finufft, geometry, theta, length, n, 1, threads)
                 q = spec[-1] * self.resp
-                if corr is not None:
-                    q += corr[-1]
+                if self.wrap is not None:
+                    q += _wrap_spectrum(sino[stop - 1:stop], self.wrap)[0]
                 block[-1] = plan.execute((q * self.factor).ravel()).real.reshape(n, n)
                 block[-1][~self.mask] = 0.0
-            del spec, corr
+            del spec
 
 
-def _pack_pairs(spec, resp, corr, factor, threads, *, serial=False) -> np.ndarray:
+def _pack_pairs(spec, resp, sino, wrap, factor, threads, *, serial=False) -> np.ndarray:
     """``(pairs, 2 * angles * freqs)`` strengths of the packed transforms (see
-    :func:`_gridrec`): with ``G = (spec * resp + corr) * factor`` for slices ``2p`` and
-    ``2p + 1``, ``(G_a + i G_b) / 2`` at +k and ``(conj G_a + i conj G_b) / 2`` at -k;
-    one parallel pass with numba (``serial``: one thread, without the GIL). ``corr`` may be
-    None (no correction)."""
+    :func:`_gridrec`): with ``G = (spec * resp + C) * factor`` for slices ``2p`` and
+    ``2p + 1`` (``C`` the wrap-around correction of ``sino`` by ``wrap``, none when
+    ``wrap`` is None), ``(G_a + i G_b) / 2`` at +k and ``(conj G_a + i conj G_b) / 2`` at -k;
+    one parallel pass with numba (``serial``: one thread, without the GIL), the correction
+    computed per angle inside it (BLAS threads would spin against the NUFFT's)."""
     pairs = spec.shape[0] // 2
     out = np.empty((pairs, 2, factor.size), dtype=np.complex64)
     loaded = _load_numba()
     if loaded is None:
         g = spec * resp
-        if corr is not None:
-            g += corr
+        if wrap is not None:
+            g += _wrap_spectrum(sino[: 2 * pairs], wrap)
         g = (g * factor).reshape(pairs, 2, -1)
         np.multiply(g[:, 1], 1j, out=out[:, 0])
         out[:, 0] += g[:, 0]
@@ -599,11 +592,11 @@ def _pack_pairs(spec, resp, corr, factor, threads, *, serial=False) -> np.ndarra
     else:
         numba, kernels = loaded
         kernel = kernels.pack_pairs_serial if serial else kernels.pack_pairs
+        has_corr = wrap is not None
+        if not has_corr:  # placeholders of the right types
+            wrap = (None, np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32))
         with _numba_threads(numba, None if serial else threads):
-            if corr is None:
-                kernel(spec, resp, spec[:, :1, :1], False, factor, out)
-            else:
-                kernel(spec, resp, corr, True, factor, out)
+            kernel(spec, resp, sino, wrap[2], wrap[1], has_corr, factor, out)
     return out.reshape(pairs, -1)
 
 

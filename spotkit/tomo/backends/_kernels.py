@@ -127,38 +127,51 @@ def unpack_pairs_serial(img, out, radius2):  # pragma: no cover - compiled
 
 
 @njit(fastmath=True, cache=True, inline="always")
-def _pack_angle(spec, resp, corr, has_corr, factor, out, p, a):
+def _pack_angle(spec, resp, sino, vt, f, has_corr, factor, out, p, a):
     """Angle ``a`` of pair ``p`` of :func:`pack_pairs`."""
     n_freq = factor.shape[1]
     base = a * n_freq
+    corr = np.zeros((2, 2 * n_freq), dtype=np.float32)
+    if has_corr:
+        # the wrap-around correction's spectrum: (row . V) @ F, rank r (~20) dot products
+        # and rows; the row stays in L1 (no (angles, freqs) array goes through memory)
+        for s in range(2):
+            row = sino[2 * p + s, a]
+            dst = corr[s]
+            for i in range(vt.shape[0]):
+                basis = vt[i]
+                c = np.float32(0.0)
+                for j in range(row.shape[0]):
+                    c += row[j] * basis[j]
+                fi = f[i]
+                for k2 in range(2 * n_freq):
+                    dst[k2] += c * fi[k2]
     for k in range(n_freq):
-        f = factor[a, k]
+        fk = factor[a, k]
         r = resp[k]
-        va = spec[2 * p, a, k] * r
-        vb = spec[2 * p + 1, a, k] * r
-        if has_corr:
-            va += corr[2 * p, a, k]
-            vb += corr[2 * p + 1, a, k]
-        ga = va * f
-        gb = vb * f
+        va = spec[2 * p, a, k] * r + (corr[0, 2 * k] + 1j * corr[0, 2 * k + 1])
+        vb = spec[2 * p + 1, a, k] * r + (corr[1, 2 * k] + 1j * corr[1, 2 * k + 1])
+        ga = va * fk
+        gb = vb * fk
         out[p, 0, base + k] = 0.5 * (ga + 1j * gb)
         out[p, 1, base + k] = 0.5 * (np.conj(ga) + 1j * np.conj(gb))
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def pack_pairs(spec, resp, corr, has_corr, factor, out):  # pragma: no cover - compiled
+def pack_pairs(spec, resp, sino, vt, f, has_corr, factor, out):  # pragma: no cover
     """Strengths of gridrec's packed transforms, in one pass: with
-    ``G = (spec * resp + corr) * factor`` (``corr`` only when ``has_corr``) for slices
-    ``2p`` (``Ga``) and ``2p + 1`` (``Gb``), ``out[p, 0] = (Ga + i Gb) / 2`` (at +k) and
-    ``out[p, 1] = (conj Ga + i conj Gb) / 2`` (at -k); angles split over threads."""
+    ``G = (spec * resp + C) * factor`` for slices ``2p`` (``Ga``) and ``2p + 1`` (``Gb``),
+    ``out[p, 0] = (Ga + i Gb) / 2`` (at +k) and ``out[p, 1] = (conj Ga + i conj Gb) / 2``
+    (at -k); ``C`` (only when ``has_corr``) is the spectrum of the wrap-around correction,
+    ``(sino[., a] @ vt.T) @ f`` viewed as complex; angles split over threads."""
     for p in range(out.shape[0]):
         for a in prange(factor.shape[0]):
-            _pack_angle(spec, resp, corr, has_corr, factor, out, p, a)
+            _pack_angle(spec, resp, sino, vt, f, has_corr, factor, out, p, a)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def pack_pairs_serial(spec, resp, corr, has_corr, factor, out):  # pragma: no cover
+def pack_pairs_serial(spec, resp, sino, vt, f, has_corr, factor, out):  # pragma: no cover
     """:func:`pack_pairs` in the calling thread, without the GIL."""
     for p in range(out.shape[0]):
         for a in range(factor.shape[0]):
-            _pack_angle(spec, resp, corr, has_corr, factor, out, p, a)
+            _pack_angle(spec, resp, sino, vt, f, has_corr, factor, out, p, a)
