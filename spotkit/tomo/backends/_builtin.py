@@ -659,7 +659,7 @@ class BuiltinBackend(ReconBackend):
 
     def version(self) -> str:
         """spotkit's version plus the optional engines found."""
-        from spotkit import __version__
+        from spotkit._version import __version__
 
         parts = [f"spotkit {__version__}"]
         finufft = _load_finufft()
