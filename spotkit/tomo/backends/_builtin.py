@@ -318,7 +318,8 @@ _WRAP_RANK_TOL = 1e-5  # singular values kept, relative to the largest: image er
 _WRAP_MAX_RANK = 48
 
 
-def _wrap_correction(n_cols, name, lo, length, taper) -> tuple[np.ndarray, np.ndarray]:
+def _wrap_correction(n_cols, name, lo, length, taper
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Low-rank correction that turns the ramp filter applied on the short window into
     the exact (linear, zero-padded) ramp filter.
 
