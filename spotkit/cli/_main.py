@@ -481,13 +481,23 @@ def cmd_watch(args) -> int:
         if args.once:
             # one pass finds what is complete now; further passes finish what it started
             report = watcher.run_once()
-            while watcher.pending() and args.drain:
-                time.sleep(min(args.poll, 1.0))
+            while args.drain:
+                # files still being written (or written just now) settle first: wait for them
+                due = watcher.scanner.next_due()
+                if due is None and not watcher.pending():
+                    break
+                time.sleep(min(args.poll, 1.0) if due is None else due + 0.05)
                 more = watcher.run_once()
                 report.done += more.done
+                report.failed.update(more.failed)
                 report.parked.update(more.parked)
-                if not (more.done or more.failed or more.outages or more.discovered):
+                report.outages += more.outages
+                if due is None and not (more.done or more.failed or more.outages
+                                        or more.discovered):
                     break
+            if watcher.scanner.next_due() is not None:
+                _out("some files are still changing (written in the last --settle seconds); "
+                     "run again once the acquisition has finished")
             _out(f"done {len(report.done)}, failed {len(report.failed)}, parked "
                  f"{len(report.parked)}, outages {len(report.outages)}")
             for path, reason in report.parked.items():
