@@ -304,6 +304,8 @@ def submit(
     check_parameters(path, params_json)  # the values the job will see (numpy -> Python)
     name = _JOB_NAME.sub("-", job_name or f"spotkit-{path.stem}").strip("-")[:64] or "spotkit"
 
+    if catalog is None and getattr(dataset, "_catalog", None) is not None:
+        catalog = dataset._catalog  # a Dataset object: the catalog it came from
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     ds = cat[dataset if isinstance(dataset, str) else dataset.id]
     check_kind(path, ds)

@@ -457,6 +457,8 @@ def run_notebook(
 
     notebook = resolve_notebook(notebook)
     read_notebook(notebook)  # a file that is not a notebook: InputFileError, nothing recorded
+    if catalog is None and getattr(dataset, "_catalog", None) is not None:
+        catalog = dataset._catalog  # a Dataset object: the catalog it came from
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     ds = cat[dataset if isinstance(dataset, str) else dataset.id]
 

@@ -261,7 +261,9 @@ class CenterFinder(widgets.VBox):
             )
         if theta is None:
             raise ValueError("theta (angles in radians) is required with a sinogram")
-        theta = np.asarray(theta, dtype=np.float64)
+        from spotkit.tomo._angles import as_radians
+
+        theta = as_radians(theta, what="theta")  # an xarray theta in degrees is converted
         if theta.shape != (sino.shape[0],):
             raise ValueError(
                 f"theta has shape {theta.shape} but the sinogram has {sino.shape[0]} angles; "

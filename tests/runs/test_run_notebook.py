@@ -141,3 +141,13 @@ def test_notebook_parameters_lists_declared():
 
     params = notebook_parameters(pipeline_notebook("tomo_quicklook"))
     assert {"dataset_id", "catalog_path", "output_dir", "center", "n_slices"} <= set(params)
+
+
+def test_a_dataset_object_runs_against_the_catalog_it_came_from(tmp_path, catalog, raw,
+                                                                monkeypatch):
+    # the default catalog is elsewhere (and empty): the Dataset's own catalog is used
+    monkeypatch.setenv("SPOTKIT_CATALOG", str(tmp_path / "other" / "catalog.db"))
+    nb = _write_nb(tmp_path / "produce.ipynb", PRODUCE)
+    result = spotkit.run_notebook(nb, raw, output_dir=tmp_path / "out")
+    assert catalog.get_run(result.run_id).state == "completed"
+    assert not (tmp_path / "other" / "catalog.db").exists()

@@ -198,3 +198,14 @@ def test_missing_ipywidgets_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "spotkit.tomo._widgets")
     with pytest.raises(ImportError, match=r'pip install "spotkit\[lab\]"'):
         importlib.import_module("spotkit.tomo._widgets")
+
+
+def test_an_xarray_theta_in_degrees_is_converted(recon_scan):
+    import xarray as xr
+
+    theta = recon_scan["theta"]
+    in_degrees = xr.DataArray(np.rad2deg(theta), dims="angle", attrs={"units": "degrees"})
+    sino = recon_scan["noisy"]
+    a = CenterFinder(sino, theta, centers=[67.5])
+    b = CenterFinder(sino, in_degrees, centers=[67.5])
+    np.testing.assert_allclose(b.sweep.values, a.sweep.values, rtol=1e-5, atol=1e-6)
