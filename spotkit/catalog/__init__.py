@@ -7,10 +7,19 @@ through :attr:`Dataset.provenance`; export an intake v2 catalog for others.
 
 Examples
 --------
+>>> import pathlib, tempfile
 >>> from spotkit.catalog import open_catalog
->>> cat = open_catalog()                                  # doctest: +SKIP
->>> raw = cat.ingest("/data/als/8.3.2/scan_0001.h5")       # doctest: +SKIP
->>> cat.search(beamline="8.3.2", sample="lyso*")           # doctest: +SKIP
+>>> from spotkit.sim import simulate_tomo_scan
+>>> work = pathlib.Path(tempfile.mkdtemp())
+>>> _ = simulate_tomo_scan(work / "scan_0001.h5", shape=(32, 2, 32), seed=0)
+>>> cat = open_catalog(work / "catalog.db")
+>>> raw = cat.ingest(work / "scan_0001.h5")
+>>> raw.kind, raw.beamline
+('tomo/raw', '8.3.2')
+>>> [d.id for d in cat.search(beamline="8.3.2", sample="simulated*")] == [raw.id]
+True
+>>> raw.provenance.dataset.id == raw.id
+True
 """
 
 from spotkit.catalog._catalog import Catalog, open_catalog

@@ -47,10 +47,16 @@ class Catalog(IngestMixin, RunsMixin, DerivedMixin, MarksMixin, SearchMixin, Rep
 
     Examples
     --------
+    >>> import pathlib, tempfile
     >>> from spotkit.catalog import open_catalog
-    >>> with open_catalog(tmp_path / "catalog.db") as cat:     # doctest: +SKIP
-    ...     raw = cat.ingest("scan_0001.h5")
-    ...     hits = cat.search(sample="lyso*", since="2024-05-01")
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(work / "scan_0001.h5", shape=(32, 2, 32), seed=0)
+    >>> with open_catalog(work / "catalog.db") as cat:
+    ...     raw = cat.ingest(work / "scan_0001.h5")
+    ...     hits = cat.search(sample="simulated*", since="2024-01-01")
+    >>> hits.total
+    1
     """
 
     def set_status(self, dataset_id: str, status: str, *, reason: str | None = None) -> Dataset:
@@ -163,13 +169,17 @@ def open_catalog(
 
     Examples
     --------
+    >>> import pathlib, tempfile
     >>> from spotkit.catalog import open_catalog
-    >>> cat = open_catalog(tmp_path / "catalog.db")      # doctest: +SKIP
-    >>> len(cat)                                         # doctest: +SKIP
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> len(cat)
     0
-    >>> open_catalog(tmp_path / "typo.db", create=False)  # doctest: +SKIP
+    >>> open_catalog(work / "typo.db", create=False)
     Traceback (most recent call last):
-    CatalogError: no catalog at .../typo.db; ...
+    spotkit.errors.CatalogError: no catalog at .../typo.db; ...
+    >>> (work / "typo.db").exists()
+    False
     """
     if path is None:
         from spotkit.config import catalog_path

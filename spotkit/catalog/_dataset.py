@@ -59,10 +59,17 @@ class Dataset:
 
     Examples
     --------
-    >>> ds = cat["ds-01HZX3K9Q2AB"]                      # doctest: +SKIP
-    >>> ds.to_dask().shape                               # doctest: +SKIP
-    (181, 16, 256)
-    >>> ds.provenance                                    # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(work / "scan_0001.h5", shape=(32, 2, 32), seed=0)
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> ds = cat[cat.ingest(work / "scan_0001.h5").id]
+    >>> ds.to_dask().shape
+    (32, 2, 32)
+    >>> [f.role for f in ds.files], ds.provenance.raw_sources == (ds.id,)
+    (['data'], True)
     """
 
     id: str

@@ -119,7 +119,16 @@ class SearchMixin(CatalogCore):
 
         Examples
         --------
-        >>> cat.search(beamline="8.3.2", sample="lyso*", since="2024-05-01")  # doctest: +SKIP
+        >>> import pathlib, tempfile
+        >>> from spotkit.catalog import open_catalog
+        >>> from spotkit.sim import simulate_tomo_scan
+        >>> work = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = simulate_tomo_scan(work / "scan_0001.h5", shape=(32, 2, 32), seed=0)
+        >>> cat = open_catalog(work / "catalog.db")
+        >>> raw = cat.ingest(work / "scan_0001.h5")
+        >>> hits = cat.search(beamline="8.3.2", sample="sim*", since="2024-01-01")
+        >>> [d.id for d in hits] == [raw.id]
+        True
         """
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")

@@ -35,10 +35,18 @@ class SearchResult(Sequence[Dataset]):
 
     Examples
     --------
-    >>> hits = cat.search(beamline="8.3.2", since="2024-05-01")   # doctest: +SKIP
-    >>> hits.total, len(hits)                                   # doctest: +SKIP
-    (1234, 100)
-    >>> hits[0].to_dask()                                       # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(work / "scan_0001.h5", shape=(32, 2, 32), seed=0)
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> _ = cat.ingest(work / "scan_0001.h5")
+    >>> hits = cat.search(beamline="8.3.2", since="2024-01-01", limit=100)
+    >>> hits.total, len(hits)
+    (1, 1)
+    >>> hits[0].to_dask().shape
+    (32, 2, 32)
     """
 
     def __init__(

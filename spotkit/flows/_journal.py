@@ -221,8 +221,16 @@ class Journal:
 
     Examples
     --------
-    >>> journal = Journal(cat.path)                      # doctest: +SKIP
-    >>> journal.summary()                                # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> db = pathlib.Path(tempfile.mkdtemp()) / "catalog.db"
+    >>> journal = Journal(db)
+    >>> journal.discover("k1", "/inbox/scan.h5", size=10, mtime_ns=1)
+    True
+    >>> journal.summary()["counts"]["?"]["pending"]
+    1
+    >>> journal.forget("/inbox/scan.h5", reason="a test pattern", by="operator").state
+    'forgotten'
+    >>> journal.close()
     """
 
     def __init__(self, path: str | os.PathLike, *, owner: str | None = None,

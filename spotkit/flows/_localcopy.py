@@ -138,10 +138,17 @@ class LocalCopy(Mover):
 
     Examples
     --------
-    >>> mover = LocalCopy("/warehouse/8.3.2")  # doctest: +SKIP
-    >>> mover.available()  # doctest: +SKIP
-    (True, 'ok, 812.4 GB free')
-    >>> result = mover.transfer(manifest, "/inbox")  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.flows import make_manifest
+    >>> inbox, warehouse = (pathlib.Path(tempfile.mkdtemp()) for _ in range(2))
+    >>> _ = (inbox / "scan.h5").write_bytes(b"raw detector bytes" * 100)
+    >>> manifest = make_manifest(["scan.h5"], root=inbox, read_file_metadata=False)
+    >>> mover = LocalCopy(warehouse)
+    >>> mover.available()  # doctest: +ELLIPSIS
+    (True, 'ok, ... GB free')
+    >>> result = mover.transfer(manifest, inbox)
+    >>> result.copied, (warehouse / "scan.h5").read_bytes() == (inbox / "scan.h5").read_bytes()
+    (('scan.h5',), True)
     """
 
     name = "local"

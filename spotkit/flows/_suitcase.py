@@ -403,8 +403,17 @@ def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | N
 
     Examples
     --------
-    >>> man = make_manifest(["scan.h5"], root="/inbox")  # doctest: +SKIP
-    >>> man.write("/inbox/scan.manifest.json")  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> inbox = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (inbox / "scan.h5").write_bytes(b"raw detector bytes" * 100)
+    >>> _ = (inbox / "scan.poni").write_text("Distance: 0.5")
+    >>> man = make_manifest(["scan.h5", "scan.poni"], root=inbox, read_file_metadata=False)
+    >>> [(f.path, f.size) for f in man.files]
+    [('scan.h5', 1800), ('scan.poni', 13)]
+    >>> man.write(inbox / "scan.manifest.json").name
+    'scan.manifest.json'
+    >>> verify_manifest(man, inbox)
+    []
     """
     rels = _collect(paths, root)
     known = {os.path.abspath(k): v for k, v in (known or {}).items()}
