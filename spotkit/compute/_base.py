@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import re
 import threading
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -225,6 +226,10 @@ _WALLTIME = re.compile(
 )
 
 
+@typing.overload
+def parse_walltime(value: None) -> None: ...
+@typing.overload
+def parse_walltime(value: str | float | timedelta) -> float: ...
 def parse_walltime(value) -> float | None:
     """Seconds in a wall-time limit written as Slurm writes it.
 

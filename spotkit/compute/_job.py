@@ -9,6 +9,7 @@ cached answer) is given a grace period before it is declared lost.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -218,7 +219,7 @@ class Poller:
         for start in range(0, len(watched), self._max_ids):
             chunk = watched[start:start + self._max_ids]
             answer = retry_transient(
-                lambda chunk=chunk: self.target.status(chunk),
+                functools.partial(self.target.status, chunk),
                 what=f"status of {len(chunk)} job(s)", target=self.target.name,
                 attempts=self.attempts, first_delay=self.first_delay,
                 max_delay=self.max_delay, sleep=self._sleep,
@@ -482,7 +483,7 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         st = self.refresh()
         while not st.state.finished:
-            if deadline is not None and time.monotonic() >= deadline:
+            if timeout is not None and deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeoutError(job_id=self.id, target=self.target.name,
                                       timeout=float(timeout), state=st.state)
             pause = interval if deadline is None else min(interval,

@@ -268,6 +268,8 @@ class Local(Target):
                 self._end(p, JobState.FAILED, exit_code, "NonZeroExitCode")
 
     def _signal(self, p: _Proc, sig: int) -> None:
+        if p.popen is None:  # not started yet: nothing to signal
+            return
         try:
             os.killpg(p.popen.pid, sig)
         except ProcessLookupError:

@@ -373,7 +373,7 @@ class NERSC(Target):
                 _sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _translate(self, exc: Exception, what: str) -> SpotkitError | _Retry:
+    def _translate(self, exc: BaseException, what: str) -> SpotkitError | _Retry:
         """One spotkit error for whatever sfapi-client, authlib, httpx or tenacity raised;
         wrapped in :class:`_Retry` when sending the request again may work."""
         import httpx
@@ -583,7 +583,7 @@ class NERSC(Target):
             except sfapi.SfApiError as exc:
                 raise self._refused(str(exc.message)) from None
             except Exception as exc:
-                inner = exc
+                inner: BaseException | None = exc
                 if isinstance(exc, tenacity.RetryError) and exc.last_attempt.exception():
                     inner = exc.last_attempt.exception()
                 request = inner.request if isinstance(inner, httpx.HTTPStatusError) else None
@@ -592,7 +592,7 @@ class NERSC(Target):
                 if method == "GET" and "/tasks/" in url_path:
                     task_id = url_path.rstrip("/").rsplit("/", 1)[-1]
                     log.warning("lost track of submission task %s (%s); following it again",
-                                task_id, _short(inner))
+                                task_id, _short(inner or exc))
                     return self._finish_task(compute, task_id)
                 error = self._translate(exc, "submit")
                 if method == "POST":

@@ -351,5 +351,5 @@ def submit(
         raise
     cat.set_job_id(run_id, job_id)
     logger.info("run %s submitted to %s as job %s", run_id, target.name, job_id)
-    kwargs = {} if unknown_grace is None else {"unknown_grace": unknown_grace}
+    kwargs: dict[str, Any] = {} if unknown_grace is None else {"unknown_grace": unknown_grace}
     return Job(job_id, target, run_id=run_id, catalog=cat, workdir=workdir, **kwargs)
