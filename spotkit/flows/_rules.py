@@ -304,12 +304,21 @@ class Rules:
 
     Examples
     --------
-    >>> rules = load_rules("catalogs/rules.example.yaml")  # doctest: +SKIP
+    >>> rules = load_rules('''
+    ... targets:
+    ...   local: {kind: local, max_workers: 2}
+    ... rules:
+    ...   - name: tomo
+    ...     match: {beamline: "8.3.2", kind: tomo/raw}
+    ...     actions:
+    ...       - {name: preview, notebook: tomo_quicklook, stage: preview, target: local}
+    ...       - {name: recon, notebook: tomo_recon, stage: full, target: local}
+    ... ''')
     >>> ds = {"beamline": "8.3.2", "kind": "tomo/raw"}
-    >>> [a.name for a in rules.actions_for(ds)]  # doctest: +SKIP
+    >>> [a.name for a in rules.actions_for(ds)]
     ['preview', 'recon']
-    >>> rules.target("local")  # doctest: +SKIP
-    Local(max_workers=2)
+    >>> rules.target("local").max_workers
+    2
     """
 
     def __init__(self, data: dict[str, Any], rules: tuple[Rule, ...], *,

@@ -150,8 +150,12 @@ class InboxScanner:
 
     Examples
     --------
-    >>> scanner = InboxScanner(["/data/inbox"], settle=5)          # doctest: +SKIP
-    >>> [c.path.name for c in scanner.poll() if c.state == "complete"]  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> inbox = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(inbox / "scan_0001.h5", shape=(32, 2, 32), seed=0)
+    >>> scanner = InboxScanner([inbox], settle=0)
+    >>> [c.path.name for c in scanner.poll() if c.state == "complete"]
     ['scan_0001.h5']
     """
 
