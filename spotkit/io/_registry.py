@@ -214,8 +214,13 @@ def find_reader(path) -> Reader:
 
     Examples
     --------
-    >>> find_reader("scan.nxs").name  # doctest: +SKIP
-    'nxtomo'
+    >>> import pathlib, tempfile
+    >>> from spotkit.sim import simulate_tomo_scan, write_nxtomo
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(work / "scan.h5", shape=(32, 2, 32), seed=0)
+    >>> _ = write_nxtomo(work / "scan.nxs", work / "scan.h5", variant="esrf")
+    >>> find_reader(work / "scan.nxs").name, find_reader(work / "scan.h5").name
+    ('nxtomo', 'dxchange')
     """
     path = Path(path).expanduser().absolute()
     if not path.exists():
@@ -284,9 +289,13 @@ def read_metadata(path) -> DatasetInfo:
 
     Examples
     --------
-    >>> info = read_metadata("scan.h5")  # doctest: +SKIP
-    >>> info.kind, info.metadata["n_angles"]  # doctest: +SKIP
-    ('tomo/raw', 181)
+    >>> import pathlib, tempfile
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "scan.h5"
+    >>> _ = simulate_tomo_scan(path, shape=(32, 2, 32), seed=0)
+    >>> info = read_metadata(path)
+    >>> info.kind, info.metadata["n_angles"]
+    ('tomo/raw', 32)
     """
     path = Path(path).expanduser().absolute()
     return find_reader(path).read_metadata(path)
@@ -364,8 +373,13 @@ def open_tomo(path, *, chunks=None):
 
     Examples
     --------
-    >>> ds = open_tomo("scan.h5")  # doctest: +SKIP
-    >>> sino = ds.data[:, 8, :].compute()  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "scan.h5"
+    >>> _ = simulate_tomo_scan(path, shape=(32, 2, 32), seed=0)
+    >>> ds = open_tomo(path)
+    >>> ds.data[:, 1, :].compute().shape  # the sinogram of row 1: (angles, columns)
+    (32, 32)
     """
     return _open_kind(path, "tomo/raw", chunks, "open_tomo")
 
@@ -395,8 +409,16 @@ def open_saxs(path, *, chunks=None):
 
     Examples
     --------
-    >>> frames = open_saxs("series.h5")  # doctest: +SKIP
-    >>> frames = open_saxs("run_0007/")  # a folder of CBF frames  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.sim import simulate_saxs_series, write_frame_folder
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_saxs_series(work / "series.h5", n_frames=3, shape=(24, 32),
+    ...                          module_shape=None, seed=0)
+    >>> open_saxs(work / "series.h5").shape
+    (3, 24, 32)
+    >>> _ = write_frame_folder(work / "run_0007", work / "series.h5")  # CBF frames + PONI
+    >>> open_saxs(work / "run_0007").shape
+    (3, 24, 32)
     """
     return _open_kind(path, "saxs/raw", chunks, "open_saxs")
 
