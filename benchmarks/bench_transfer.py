@@ -6,6 +6,8 @@ same run and on the same disk:
 * ``cp -r`` of the dataset folder (what the issue compares against; its writes may still
   sit in the page cache when it returns);
 * ``cp -r`` then fsync of every copied file (a durable copy, what a mover must do);
+* ``cp -r``, fsync, then every copy read back once from the device (its pages dropped): the
+  physical floor of a *verified* copy, the I/O that checking the destination cannot avoid;
 * ``sha256sum`` of the source files, ``cp -r``, ``sha256sum`` of the copies: a copy checked
   by hand with coreutils ("cp including checksums"; the second pass reads the page cache);
 * spotkit, as the flow does it: ``make_manifest`` (sha256 of record plus one crc32 per
@@ -98,6 +100,39 @@ def _run_cp(src: Path, dest: Path, *, durable: bool) -> float:
     return time.perf_counter() - t0
 
 
+def _read_back(root: Path) -> None:
+    """Read every copy once from the device (its pages dropped first), as fast as the device
+    allows: 8 MiB blocks read by as many threads as spotkit's movers use (pread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from spotkit.flows._suitcase import default_workers
+
+    _drop(root)
+    block = 8 * 2**20
+    jobs = [(p, off) for p in _files(root) for off in range(0, p.stat().st_size, block)]
+
+    def read(job):
+        path, off = job
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return len(os.pread(fd, block, off))
+        finally:
+            os.close(fd)
+
+    with ThreadPoolExecutor(max_workers=default_workers()) as pool:
+        sum(pool.map(read, jobs))
+
+
+def _run_floor(src: Path, dest: Path) -> float:
+    """The physical floor of a verified copy: cp, fsync, and one read of the copy back from
+    the device (the I/O that verifying the destination cannot avoid), no checksums."""
+    t0 = time.perf_counter()
+    subprocess.run(["cp", "-r", str(src), str(dest)], check=True)
+    _fsync_all(dest)
+    _read_back(dest)
+    return time.perf_counter() - t0
+
+
 def _run_cp_sums(src: Path, dest: Path) -> float:
     t0 = time.perf_counter()
     before = subprocess.run(["sha256sum", *map(str, _files(src))], check=True,
@@ -147,6 +182,7 @@ def main(argv=None) -> int:
         runners = {
             "cp": lambda d: (_run_cp(src, d, durable=False), None),
             "cp + fsync": lambda d: (_run_cp(src, d, durable=True), None),
+            "cp + fsync + read-back": lambda d: (_run_floor(src, d), None),
             "sha256sum + cp + sha256sum": lambda d: (_run_cp_sums(src, d), None),
             "spotkit": lambda d: _run_spotkit(src, d, drop_cache=True),
             "spotkit (drop_cache=False)": lambda d: _run_spotkit(src, d, drop_cache=False),
@@ -172,6 +208,7 @@ def main(argv=None) -> int:
                 cp_med = statistics.median(times["cp"])
                 cps_med = statistics.median(times["cp + fsync"])
                 sums_med = statistics.median(times["sha256sum + cp + sha256sum"])
+                floor_med = statistics.median(times["cp + fsync + read-back"])
                 for name, ts in times.items():
                     med = statistics.median(ts)
                     row = {"set": label, "cache": cache, "method": name, "bytes": total,
@@ -179,14 +216,16 @@ def main(argv=None) -> int:
                            "mb_per_s": round(total / 1e6 / med, 1),
                            "ratio_vs_cp": round(cp_med / med, 2),
                            "ratio_vs_cp_fsync": round(cps_med / med, 2),
-                           "ratio_vs_cp_sums": round(sums_med / med, 2)}
+                           "ratio_vs_cp_sums": round(sums_med / med, 2),
+                           "ratio_vs_floor": round(floor_med / med, 2)}
                     if manifest_s[name]:
                         row["manifest_s"] = round(statistics.median(manifest_s[name]), 3)
                     results.append(row)
                     print(f"{label:11s} {cache:4s} {name:28s} {row['median_s']:7.2f} s "
                           f"{row['mb_per_s']:7.0f} MB/s  x{row['ratio_vs_cp']:.2f} vs cp  "
                           f"x{row['ratio_vs_cp_fsync']:.2f} vs cp+fsync  "
-                          f"x{row['ratio_vs_cp_sums']:.2f} vs cp+sums"
+                          f"x{row['ratio_vs_cp_sums']:.2f} vs cp+sums  "
+                          f"x{row['ratio_vs_floor']:.2f} vs cp+fsync+read-back"
                           + (f"  (manifest {row['manifest_s']:.2f} s)" if "manifest_s" in row
                              else ""), flush=True)
             _drop(src)
