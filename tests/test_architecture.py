@@ -80,3 +80,8 @@ def test_types():
 
     out, err, status = api.run(["--config-file", str(ROOT / "mypy.ini"), "--no-incremental"])
     assert status == 0, out[-6000:] + err
+
+
+def test_package_says_it_is_typed():
+    # PEP 561: type checkers use spotkit's inline hints only when the package ships py.typed
+    assert (PACKAGE / "py.typed").is_file()
