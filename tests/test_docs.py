@@ -180,3 +180,33 @@ def test_subpackages_load_on_first_use():
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert "has no attribute 'nonexistent'" in res.stdout
+
+
+def _layout_names() -> set[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Layout\n"):text.index("## Development\n")]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name.rstrip("/") for row in rows for name in re.findall(r"`([^`]+)`", row)}
+
+
+def test_readme_layout_matches_the_tree():
+    """README's layout tables name every tracked top-level path and every spotkit package."""
+    names = _layout_names()
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    # top-level entries; a dot-folder is named with its file (`.ci/run`)
+    top = {path if path.startswith(".ci/") else path.split("/")[0]
+           for path in tracked.stdout.split()}
+    top -= {".gitignore", "README.md"}
+    packages = {f"spotkit.{p.name}" for p in (ROOT / "spotkit").iterdir()
+                if (p / "__init__.py").is_file()}
+    packages |= {f"spotkit.{p.stem}" for p in (ROOT / "spotkit").glob("*.py")
+                 if not p.stem.startswith("_")}
+    missing = sorted((top | packages) - names)
+    stale = sorted(n for n in names - top - packages
+                   if n.startswith("spotkit.") and n.count(".") == 1
+                   and not (ROOT / "spotkit" / n.split(".")[1]).exists()
+                   and not (ROOT / "spotkit" / f"{n.split('.')[1]}.py").exists())
+    assert not missing, f"README's layout tables do not mention {missing}"
+    assert not stale, f"README's layout tables name packages that no longer exist: {stale}"
