@@ -84,8 +84,9 @@ class JobMonitor:
     The table refreshes itself every ``refresh`` seconds in a background thread, without
     blocking the kernel (cells can run meanwhile, and the table keeps moving while a cell
     waits in ``job.wait()``); :mod:`spotkit.widgets._jobmonitor_refresh` says why a thread.
-    Each refresh makes at most one status query per target, for all its jobs. The thread ends when every job
-    has finished; :meth:`add` starts it again, :meth:`stop` and :meth:`close` end it.
+    Each refresh makes at most one status query per target, for all its jobs. The thread
+    ends when every job has finished; :meth:`add` starts it again, :meth:`stop` and
+    :meth:`close` end it.
 
     Display it by making it the last expression of a cell (or with ``display``).
 
