@@ -242,8 +242,9 @@ class ChangeTimelineModel:
 
     @property
     def default_feature(self) -> str:
-        """The feature to show first: the one the first change was detected on (else
-        ``"difference"`` when present, else the first of :attr:`feature_names`)."""
+        """The feature to show first: the one the first change was detected on (without
+        a change: ``"difference"``); when that is not a per-frame feature (a band feature
+        of the detector), the first of :attr:`feature_names`."""
         names = self.feature_names
         first = self.events[0].feature if self.events else "difference"
         return first if first in names else names[0]

@@ -263,6 +263,35 @@ def test_without_ipywidgets_the_view_says_what_to_install(twin, monkeypatch):
     assert model.next_onset() == result.onsets[0]
 
 
+def test_default_feature_is_the_one_the_first_change_was_found_on(twin):
+    _, _, frames, result = twin
+    model = ChangeTimelineModel(frames, result=result)
+    assert result.events[0].feature == "band_difference"  # not a per-frame feature
+    assert model.default_feature == model.feature_names[0] == "unique_count"
+    feats = frame_features(frames).assign(band_difference=result.features["difference"])
+    shown = ChangeTimelineModel(frames, result=result, features=feats)
+    assert shown.default_feature == "band_difference"
+    quiet = ChangeTimelineModel(frames[:ONSET - 2], warmup=5)  # before the change
+    assert quiet.onsets == ()
+    assert quiet.default_feature == "difference"
+
+
+def test_the_panels_draw_without_widgets(twin, monkeypatch):
+    from spotkit.widgets._change_timeline_plots import Panels
+
+    _, _, frames, result = twin
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    model = ChangeTimelineModel(frames, result=result)
+    panels = Panels(model, cmap="gray", map_cmap="RdBu_r", dpi=40)
+    onset = result.onsets[0]
+    image, change = panels.image_png(onset), panels.map_png(onset)
+    assert image.startswith(b"\x89PNG")
+    assert change.startswith(b"\x89PNG")
+    assert panels.image_png(onset) == image  # the same frame gives the same bytes
+    assert panels.profile_png(onset) is None  # no profiles, no integrator
+    assert panels.timeline_png(model.default_feature, onset).startswith(b"\x89PNG")
+
+
 # -- the view, driven as a person would (button clicks), without a browser ---------------
 
 
