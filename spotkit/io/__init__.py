@@ -25,6 +25,10 @@ reader              kind       layout
   frames of interest that change detection marked).
 * :func:`write_nxcansas` and :func:`read_nxcansas` write and read reduced SAS data in
   NXcanSAS (the canSAS standard; one SASentry per time step of a series).
+* :func:`load_geometry` and :func:`save_geometry` read and write detector geometries (pyFAI
+  PONI files, converted to the image orientation of the data file, see
+  :data:`ORIENTATIONS`); :func:`load_mask` and :func:`save_mask` read and write detector
+  masks (EDF/TIFF, pyFAI-calib2's format).
 
 Files are always opened read-only, and the dask graphs hold no open file handle (each
 chunk read opens and closes the file), so they pickle and ship to workers. Every problem
@@ -36,6 +40,7 @@ from ._frames import FRAME_SUFFIXES, open_frames
 from ._info import DatasetInfo
 from ._masks import MASK_FORMATS, load_mask, save_mask
 from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
+from ._poni import ORIENTATIONS, load_geometry, save_geometry
 from ._reader import Reader
 from ._registry import (
     check_complete,
@@ -56,6 +61,7 @@ from ._subset import write_frame_subset
 __all__ = [
     "FRAME_SUFFIXES",
     "MASK_FORMATS",
+    "ORIENTATIONS",
     "DatasetInfo",
     "Reader",
     "check_complete",
@@ -64,6 +70,7 @@ __all__ = [
     "folder_readers",
     "get_reader",
     "list_readers",
+    "load_geometry",
     "load_mask",
     "open_array",
     "open_frames",
@@ -73,6 +80,7 @@ __all__ = [
     "read_nxcansas",
     "read_nxcansas_entries",
     "register_reader",
+    "save_geometry",
     "save_mask",
     "supported_layouts",
     "watched_suffixes",

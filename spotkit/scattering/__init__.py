@@ -3,10 +3,11 @@
 pyFAI is the field's standard for azimuthal integration; spotkit wraps it, it does not
 rewrite it. Install it with ``pip install "spotkit[scattering]"``.
 
-* Geometry: :func:`load_geometry` (PONI file, with the image orientation it was made for:
-  ``orientation="dioptas"``), :func:`make_geometry`, :func:`geometry_from_metadata` (the
-  NeXus metadata of a series), :func:`save_geometry`, :func:`check_geometry`,
-  :func:`geometry_summary`, :func:`flip_geometry`; :func:`check_orientation` warns
+* Geometry: :func:`make_geometry`, :func:`geometry_from_metadata` (the NeXus metadata of a
+  series), :func:`check_geometry`, :func:`geometry_summary`, :func:`flip_geometry`; PONI
+  files are read (with the image orientation they were made for: ``orientation="dioptas"``)
+  and written by :func:`spotkit.io.load_geometry` and :func:`spotkit.io.save_geometry`;
+  :func:`check_orientation` warns
   (:class:`GeometryWarning`) when an image's rings or a mask's beamstop say the geometry
   is for a flipped image. :func:`calibrate` refines distance and beam centre on an image of
   a standard (AgBh, LaB6) from a coarse search over beam centre and ring assignment,
@@ -31,18 +32,13 @@ from spotkit.scattering._calibrate import (
 )
 from spotkit.scattering._geometry import (
     FLIPS,
-    ORIENTATIONS,
     GeometryError,
     GeometryWarning,
-    OrientationCheck,
     check_geometry,
-    check_orientation,
     flip_geometry,
     geometry_from_metadata,
     geometry_summary,
-    load_geometry,
     make_geometry,
-    save_geometry,
 )
 from spotkit.scattering._grazing import integrate_grazing
 from spotkit.scattering._integrate import (
@@ -61,11 +57,11 @@ from spotkit.scattering._mask import (
     shadow_mask,
     threshold_mask,
 )
+from spotkit.scattering._orientation import OrientationCheck, check_orientation
 
 __all__ = [
     "FLIPS",
     "METHODS",
-    "ORIENTATIONS",
     "UNITS",
     "CalibrationError",
     "CalibrationResult",
@@ -88,19 +84,20 @@ __all__ = [
     "integrate_2d",
     "integrate_frames",
     "integrate_grazing",
-    "load_geometry",
     "make_geometry",
     "mask_summary",
-    "save_geometry",
     "shadow_mask",
     "threshold_mask",
 ]
 
 
-_MOVED = {"save_mask": "spotkit.io", "load_mask": "spotkit.io"}
+#: public names that left the science package (file I/O) -> their new module
+_MOVED = {"save_mask": "spotkit.io", "load_mask": "spotkit.io",
+          "load_geometry": "spotkit.io", "save_geometry": "spotkit.io",
+          "ORIENTATIONS": "spotkit.io"}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     # file I/O left the science package: deprecated aliases for one release
     if name in _MOVED:
         import importlib

@@ -43,13 +43,11 @@ import numpy as np
 from spotkit.errors import SpotkitError
 from spotkit.scattering._geometry import (
     GeometryError,
-    _beam_pixel,
-    _eta2,
-    _local_contrast,
     check_geometry,
     geometry_summary,
     pyfai,
 )
+from spotkit.scattering._orientation import _beam_pixel, _eta2, _local_contrast
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +147,7 @@ class CalibrationResult:
     Attributes
     ----------
     integrator : AzimuthalIntegrator
-        The refined geometry (save it with :func:`save_geometry`).
+        The refined geometry (save it with :func:`spotkit.io.save_geometry`).
     calibrant : str
         Name of the standard.
     distance_m : float

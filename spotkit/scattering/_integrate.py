@@ -25,8 +25,8 @@ from spotkit.scattering._geometry import (
     geometry_summary,
     pyfai,
 )
-from spotkit.scattering._geometry import check_orientation as _check_orientation
 from spotkit.scattering._mask import mask_summary
+from spotkit.scattering._orientation import check_orientation as _check_orientation
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
     image : array_like, shape (rows, cols)
         Counts. Negative and non-finite pixels (detector gaps) are ignored.
     integrator : AzimuthalIntegrator
-        Geometry (:func:`load_geometry`, :func:`make_geometry`...).
+        Geometry (:func:`spotkit.io.load_geometry`, :func:`make_geometry`...).
     npt : int
         Number of radial bins.
     unit : {"q_nm^-1", "q_A^-1", "2th_deg"}
@@ -379,7 +379,7 @@ def integrate_frames(
         Detector frames, e.g. ``spotkit.io.open_saxs(path)`` (its ``time`` coordinate and
         source path are carried over). Negative pixels (gaps) are ignored.
     integrator : AzimuthalIntegrator
-        Geometry, e.g. from :func:`load_geometry`; one object is reused for all frames.
+        Geometry, e.g. from :func:`spotkit.io.load_geometry`; one object is reused for all frames.
     npt : int
         Number of radial bins.
     unit : {"q_nm^-1", "q_A^-1", "2th_deg"}

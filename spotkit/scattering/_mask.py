@@ -1,8 +1,8 @@
 """Detector masks: gaps, beamstop, hot pixels, thresholds; combined, saved and loaded.
 
 A mask is a boolean array of the frame shape, True where a pixel is invalid (pyFAI's
-convention). Files use the format of pyFAI-calib2: EDF (or TIFF) images with 1 on masked
-pixels, read and written with fabio.
+convention). Mask files (pyFAI-calib2's EDF or TIFF images, 1 on masked pixels) are read and
+written by :func:`spotkit.io.load_mask` and :func:`spotkit.io.save_mask`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import logging
 
 import numpy as np
 
+from spotkit.scattering._geometry import check_geometry
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "MASK_FORMATS",
     "beamstop_mask",
     "combine_masks",
     "gap_mask",
@@ -24,9 +25,6 @@ __all__ = [
     "threshold_mask",
 ]
 
-#: File suffixes :func:`spotkit.io.save_mask` writes (through fabio), as pyFAI-calib2 does.
-MASK_FORMATS = {".edf": "EDF (ESRF data format, pyFAI-calib2's mask format)",
-                ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def _image2d(image, name="image") -> np.ndarray:
@@ -301,8 +299,6 @@ def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200)
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     image = np.asarray(image, dtype=np.float64)
-    from spotkit.scattering._geometry import check_geometry
-
     check_geometry(integrator, image.shape)
     tth = integrator.center_array(image.shape, unit="2th_rad", scale=False)
     if tth.shape != image.shape:

@@ -111,7 +111,8 @@ def test_profiles_without_change_or_sigma():
 def test_integrated_twin_profiles(changing):
     import warnings
 
-    from spotkit.scattering import integrate_frames, load_geometry
+    from spotkit.io import load_geometry
+    from spotkit.scattering import integrate_frames
 
     truth, frames = changing[2]
     with warnings.catch_warnings():

@@ -17,8 +17,8 @@ import pytest
 import xarray as xr
 
 from spotkit.change import detect_changes
-from spotkit.io import read_nxcansas, read_nxcansas_entries, write_nxcansas
-from spotkit.scattering import integrate_frames, load_geometry
+from spotkit.io import load_geometry, read_nxcansas, read_nxcansas_entries, write_nxcansas
+from spotkit.scattering import integrate_frames
 from spotkit.sim import simulate_saxs_series
 
 

@@ -44,7 +44,7 @@ def saxs_frames(saxs):
 
 @pytest.fixture
 def saxs_ai(saxs):
-    from spotkit.scattering import load_geometry
+    from spotkit.io import load_geometry
 
     return load_geometry(saxs.poni_path)
 

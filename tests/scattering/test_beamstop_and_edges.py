@@ -13,8 +13,7 @@ SHAPE = (195, 487)
 
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):
-    from spotkit.io import open_saxs
-    from spotkit.scattering import load_geometry
+    from spotkit.io import load_geometry, open_saxs
     from spotkit.sim import simulate_saxs_series
 
     path = tmp_path_factory.mktemp("saxs") / "film.h5"

@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 
 from spotkit.errors import InputFileError
+from spotkit.io import load_geometry, save_geometry
 from spotkit.scattering import (
     GeometryError,
     check_geometry,
     geometry_from_metadata,
     geometry_summary,
     integrate_frames,
-    load_geometry,
     make_geometry,
-    save_geometry,
 )
 
 
@@ -82,3 +81,24 @@ def test_missing_and_bad_poni_files(tmp_path):
     bad.write_text("Distance: 1.0\n")
     with pytest.raises(InputFileError, match=r"bad\.poni"):
         load_geometry(bad)
+
+
+def test_the_old_scattering_names_of_the_geometry_files_still_work_and_warn(tmp_path, saxs_ai):
+    import spotkit.io
+    import spotkit.scattering as sc
+
+    with pytest.warns(DeprecationWarning, match=r"moved to spotkit\.io\.save_geometry"):
+        old_save = sc.save_geometry
+    assert old_save is save_geometry
+    with pytest.warns(DeprecationWarning, match=r"spotkit\.io\.load_geometry"):
+        old_load = sc.load_geometry
+    assert old_load is load_geometry
+    with pytest.warns(DeprecationWarning, match=r"spotkit\.io\.ORIENTATIONS"):
+        assert sc.ORIENTATIONS is spotkit.io.ORIENTATIONS
+    # the old names still do the work
+    with pytest.warns(DeprecationWarning, match="save_geometry"):
+        path = sc.save_geometry(saxs_ai, tmp_path / "old.poni")
+    with pytest.warns(DeprecationWarning, match="load_geometry"):
+        assert sc.load_geometry(path).dist == pytest.approx(saxs_ai.dist)
+    # and they are no longer in the science package's public list
+    assert not {"load_geometry", "save_geometry", "ORIENTATIONS"} & set(sc.__all__)

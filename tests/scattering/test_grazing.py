@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from spotkit.scattering import integrate_grazing, load_geometry
+from spotkit.io import load_geometry
+from spotkit.scattering import integrate_grazing
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from spotkit.io import load_geometry
 from spotkit.scattering import (
     beamstop_mask,
     integrate_1d,
     integrate_2d,
     integrate_frames,
-    load_geometry,
 )
 
 

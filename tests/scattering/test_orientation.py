@@ -14,9 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
+from spotkit.io import ORIENTATIONS, load_geometry, save_geometry
 from spotkit.scattering import (
     FLIPS,
-    ORIENTATIONS,
     GeometryError,
     GeometryWarning,
     OrientationCheck,
@@ -26,9 +26,7 @@ from spotkit.scattering import (
     geometry_summary,
     integrate_1d,
     integrate_frames,
-    load_geometry,
     make_geometry,
-    save_geometry,
 )
 
 SHAPE = (256, 256)
