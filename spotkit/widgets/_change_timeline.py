@@ -82,7 +82,7 @@ class ChangeTimeline:
     --------
     >>> from spotkit.change import detect_changes, reduction_policy
     >>> from spotkit.io import open_saxs
-    >>> from spotkit.scattering import load_geometry
+    >>> from spotkit.io import load_geometry
     >>> from spotkit.sim import simulate_saxs_series
     >>> from spotkit.widgets import ChangeTimeline
     >>> import pathlib, tempfile
@@ -146,10 +146,9 @@ class ChangeTimeline:
         self.next_button.add_class("spotkit-ct-next")
         self.label = w.HTML()
         self.label.add_class("spotkit-ct-label")
-        for name in ("image", "map", "profile"):  # three side by side; narrow pages shrink them
-            panel = w.Image(format="png", layout=w.Layout(max_width="33%", height="auto"))
-            panel.add_class(f"spotkit-ct-{name}")
-            setattr(self, name, panel)
+        # three side by side; narrow pages shrink them
+        self.image, self.map, self.profile = (self._panel(name)
+                                              for name in ("image", "map", "profile"))
         self.profile.layout.display = None if m.has_profiles else "none"
         self.profile_note = w.HTML("<i>no I(q) panel: give profiles= or integrator=</i>",
                                    layout=w.Layout(display="none" if m.has_profiles
@@ -175,6 +174,12 @@ class ChangeTimeline:
             panels,
         ])
         self.widget.add_class("spotkit-change-timeline")
+
+    def _panel(self, name: str):
+        w = self._w
+        panel = w.Image(format="png", layout=w.Layout(max_width="33%", height="auto"))
+        panel.add_class(f"spotkit-ct-{name}")
+        return panel
 
     # -- actions ----------------------------------------------------------------------------
 

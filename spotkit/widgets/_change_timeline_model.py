@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
@@ -137,7 +138,7 @@ class ChangeTimelineModel:
     Examples
     --------
     >>> from spotkit.io import open_saxs
-    >>> from spotkit.scattering import load_geometry
+    >>> from spotkit.io import load_geometry
     >>> from spotkit.sim import simulate_saxs_series
     >>> from spotkit.widgets import ChangeTimelineModel
     >>> import pathlib, tempfile
@@ -221,8 +222,8 @@ class ChangeTimelineModel:
         self._images = _LRU(_CACHE)
         self._maps = _LRU(_CACHE)
         self._profiles = _LRU(_CACHE)
-        self._reference = None
-        self._reference_profile = None
+        self._reference: np.ndarray | None = None
+        self._reference_profile: Any = None
 
     def __repr__(self) -> str:
         return (f"<ChangeTimelineModel: {self.n_frames} frames of {self.frame_shape}, "

@@ -9,6 +9,7 @@ from a :class:`~spotkit.widgets.ChangeTimelineModel`.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class Panels:
                                  extent=(-0.5, nx - 0.5, ny - 0.5, -0.5))
         fig.colorbar(self.map_art, ax=ax, label="change (noise σ)", shrink=0.8)
         self._tidy_image_axes(ax)
-        self.map_line = None  # for maps in q (results on profiles)
+        self.map_line: Any = None  # for maps in q (results on profiles)
 
         # I(q), log-log, with the reference
         self.profile_fig = fig = _figure(panel_w, img_h, dpi)
@@ -93,8 +94,8 @@ class Panels:
         # timeline
         self.timeline_fig = fig = _figure(11.0, 2.6, dpi)
         self.timeline_ax = fig.add_subplot()
-        self.current_line = None
-        self._feature = None
+        self.current_line: Any = None
+        self._feature: str | None = None
 
     def _grey_range(self) -> tuple[float, float]:
         m = self.model
@@ -164,7 +165,7 @@ class Panels:
             self.map_line.set_data(q, values)
             self.map_line.set_visible(True)
             ax.set_xlim(float(np.nanmin(q)), float(np.nanmax(q)))
-            lim = self.map_norm.vmax
+            lim = float(self.map_norm.vmax or 1.0)
             ax.set_ylim(-lim, lim)
             ax.set_aspect("auto")
             ax.set_xlabel(m.dims[0], fontsize=8)

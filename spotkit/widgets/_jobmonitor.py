@@ -303,7 +303,7 @@ class JobMonitor:
         if model.refreshed_at is not None:
             stamp = model.refreshed_at.astimezone().strftime("%H:%M:%S")
             text += f" &middot; refreshed {stamp}"
-        if self.running and not model.done:
+        if self.refresher.refreshing and not model.done:
             text += f", every {self.interval:g} s"
         elif model.jobs and model.done:
             text += " &middot; all finished"
@@ -341,6 +341,8 @@ class JobMonitor:
 
     def _update_logs(self) -> str:
         job = self._logs_job
+        if job is None:
+            return ""
         text = self.model.logs(job, lines=self.log_lines)
         title = (f"<b>logs of {html.escape(job.target.name)} job {html.escape(job.id)}</b>"
                  f" (last {self.log_lines} lines of each)")
@@ -368,7 +370,7 @@ class JobMonitor:
         self.start()  # refresh soon to show CANCELLED
 
     def _refresh_clicked(self) -> None:
-        if self.running:
+        if self.refresher.refreshing:
             self.refresher.wake()
         else:
             self.refresh()

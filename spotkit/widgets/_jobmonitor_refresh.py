@@ -88,7 +88,9 @@ class Refresher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._closed = False
+        #: the last refresh thread started (it may still be ending)
         self.thread: threading.Thread | None = None
+        self._active: threading.Thread | None = None  # the thread inside its refresh loop
 
     def __repr__(self) -> str:
         state = "running" if self.running else "idle"
@@ -96,9 +98,15 @@ class Refresher:
 
     @property
     def running(self) -> bool:
-        """The refresh thread runs."""
+        """The refresh thread is alive (refreshing, or drawing its last refresh)."""
         thread = self.thread
         return thread is not None and thread.is_alive()
+
+    @property
+    def refreshing(self) -> bool:
+        """The refresh thread is in its loop: more refreshes will come."""
+        active = self._active
+        return active is not None and active.is_alive()
 
     @property
     def closed(self) -> bool:
@@ -117,7 +125,7 @@ class Refresher:
         with self._lock:
             if self._closed:
                 return False
-            if self.thread is not None and self.thread.is_alive():
+            if self.refreshing:
                 self._wake.set()
                 return True
             if self.model.done:
@@ -126,9 +134,10 @@ class Refresher:
             self._wake.clear()
             # the thread's messages go out under the cell that started it
             context = contextvars.copy_context()
-            self.thread = threading.Thread(target=context.run, args=(self._loop, self._stop),
-                                           name=THREAD_NAME, daemon=True)
-            self.thread.start()
+            thread = threading.Thread(target=context.run, args=(self._loop, self._stop),
+                                      name=THREAD_NAME, daemon=True)
+            self.thread = self._active = thread
+            thread.start()
             return True
 
     def wake(self) -> None:
@@ -165,18 +174,21 @@ class Refresher:
                 self.on_refresh()
             except Exception as exc:  # a bug must not die silently in a thread
                 logger.exception("job monitor refresh failed; refreshing stopped")
-                with self._lock:
-                    if self.thread is threading.current_thread():
-                        self.thread = None
+                self._leave()
                 if self.on_error is not None:
                     self.on_error(exc)
                 return
-            with self._lock:
+            with self._lock:  # one step with start(): a job added now starts a new thread
                 if self.model.done or stop.is_set():
-                    if self.thread is threading.current_thread():
-                        self.thread = None
+                    self._leave()
                     break
             self._wake.wait(max(0.0, self.interval - (time.monotonic() - t0)))
             self._wake.clear()
-        self.on_refresh()
+        self._leave()
+        self.on_refresh()  # the last drawing: not refreshing any more
         logger.debug("job monitor stopped refreshing")
+
+    def _leave(self) -> None:
+        with self._lock:
+            if self._active is threading.current_thread():
+                self._active = None

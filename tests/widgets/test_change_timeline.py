@@ -40,7 +40,7 @@ def twin(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def integrator(twin):
-    from spotkit.scattering import load_geometry
+    from spotkit.io import load_geometry
 
     return load_geometry(twin[0].poni_path)
 
@@ -345,8 +345,7 @@ def test_view_buttons_slider_and_dropdown(twin, integrator):
 
 @pytest.mark.slow
 def test_one_frame_renders_well_under_a_second(tmp_path):
-    from spotkit.io import open_saxs
-    from spotkit.scattering import load_geometry
+    from spotkit.io import load_geometry, open_saxs
     from spotkit.sim import simulate_saxs_series
     from spotkit.widgets import ChangeTimeline
 
