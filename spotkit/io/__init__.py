@@ -25,6 +25,8 @@ reader              kind       layout
   frames of interest that change detection marked).
 * :func:`write_nxcansas` and :func:`read_nxcansas` write and read reduced SAS data in
   NXcanSAS (the canSAS standard; one SASentry per time step of a series).
+* :func:`write_preview_png` draws a tomography preview (:func:`spotkit.tomo.preview`) into
+  a PNG file.
 * :func:`load_geometry` and :func:`save_geometry` read and write detector geometries (pyFAI
   PONI files, converted to the image orientation of the data file, see
   :data:`ORIENTATIONS`); :func:`load_mask` and :func:`save_mask` read and write detector
@@ -41,6 +43,7 @@ from ._info import DatasetInfo
 from ._masks import MASK_FORMATS, load_mask, save_mask
 from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
 from ._poni import ORIENTATIONS, load_geometry, save_geometry
+from ._preview_png import write_preview_png
 from ._reader import Reader
 from ._registry import (
     check_complete,
@@ -86,4 +89,5 @@ __all__ = [
     "watched_suffixes",
     "write_frame_subset",
     "write_nxcansas",
+    "write_preview_png",
 ]

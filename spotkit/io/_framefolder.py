@@ -186,7 +186,8 @@ def _poni(folder: Path, doc: dict, sidecar: Path | None) -> Path:
 def _frame_header(path: Path) -> tuple[tuple[int, int], np.dtype]:
     img = _open(str(path))
     try:
-        return tuple(int(s) for s in img.shape[-2:]), np.dtype(img.dtype)
+        rows, cols = (int(s) for s in img.shape[-2:])
+        return (rows, cols), np.dtype(img.dtype)
     finally:
         close = getattr(img, "close", None)
         if close is not None:

@@ -12,11 +12,16 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spotkit.errors import InputFileError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 logger = logging.getLogger("spotkit.io")
 
@@ -62,7 +67,7 @@ def _read_frame(spec: str, index: int, n_frames: int) -> np.ndarray:
             close()
 
 
-def _expand(source) -> list[str]:
+def _expand(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
     if isinstance(source, str | os.PathLike):
         text = str(source)
         if any(c in text for c in "*?[") and "::" not in text:
@@ -80,7 +85,8 @@ def _expand(source) -> list[str]:
     return files
 
 
-def open_frames(source, *, dataset: str | None = None, chunks: int = 1):
+def open_frames(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                dataset: str | None = None, chunks: int = 1) -> xr.DataArray:
     """Open a series of detector frames lazily, through fabio.
 
     Parameters
@@ -121,8 +127,9 @@ def open_frames(source, *, dataset: str | None = None, chunks: int = 1):
     if int(chunks) < 1:
         raise ValueError(f"chunks must be >= 1, got {chunks}")
     files = _expand(source)
-    entries = []  # (spec, index in file, n frames in file)
-    shape = dtype = None
+    entries: list[tuple[str, int, int]] = []  # (spec, index in file, n frames in file)
+    shape: tuple[int, int] | None = None
+    dtype: np.dtype | None = None
     first = None
     kind = None
     for name in files:
@@ -131,7 +138,8 @@ def open_frames(source, *, dataset: str | None = None, chunks: int = 1):
         img = _open(spec)
         try:
             n = int(getattr(img, "nframes", 1) or 1)
-            fshape = tuple(int(s) for s in img.shape[-2:])
+            rows, cols = (int(s) for s in img.shape[-2:])
+            fshape = (rows, cols)
             fdtype = np.dtype(img.dtype)
             kind = kind or type(img).__name__
         finally:
@@ -156,6 +164,8 @@ def open_frames(source, *, dataset: str | None = None, chunks: int = 1):
                 hint="Remove the stray file (e.g. a processed image among raw frames), or "
                 "convert the files to one dtype first.")
         entries.extend((spec, k, n) for k in range(n))
+    assert shape is not None  # _expand returns at least one file
+    assert dtype is not None
     read = dask.delayed(_read_frame, pure=True)
     lazy = [da.from_delayed(read(spec, k, n), shape=shape, dtype=dtype)
             for spec, k, n in entries]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, overload
 
 import dask.array as da
 import h5py
@@ -257,7 +259,14 @@ def get_number(
     return float(f"{value * factor:.12g}")  # drop float noise of the conversion
 
 
-def get_time(f: h5py.File, key: str, path, *, required: bool) -> datetime | None:
+@overload
+def get_time(f: h5py.File, key: str, path: str | os.PathLike[str], *,
+             required: Literal[True]) -> datetime: ...
+@overload
+def get_time(f: h5py.File, key: str, path: str | os.PathLike[str], *,
+             required: bool) -> datetime | None: ...
+def get_time(f: h5py.File, key: str, path: str | os.PathLike[str], *,
+             required: bool) -> datetime | None:
     """Timezone-aware UTC datetime from an ISO-8601 string field.
 
     A missing required time falls back to the file's modification time (with a warning);

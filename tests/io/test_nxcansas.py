@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from spotkit.errors import InputFileError
-from spotkit.io import _nxcansas
+from spotkit.io import _nxcansas_write
 from spotkit.io._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
 
 HAVE_SASDATA = importlib.util.find_spec("sasdata") is not None
@@ -317,7 +317,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, existing):
     if existing:
         write_nxcansas(path, _series(n=1), title="old")
     before = path.read_bytes() if existing else None
-    real = _nxcansas._write_sasdata
+    real = _nxcansas_write._write_sasdata
     calls = []
 
     def crash_on_third(*args, **kwargs):
@@ -326,7 +326,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, existing):
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_nxcansas, "_write_sasdata", crash_on_third)
+    monkeypatch.setattr(_nxcansas_write, "_write_sasdata", crash_on_third)
     with pytest.raises(OSError, match="disk full"):
         write_nxcansas(path, _series(n=5), overwrite=True)
     assert len(calls) == 3
