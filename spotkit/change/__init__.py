@@ -16,23 +16,13 @@ Pilatus gaps) or ``(frame or time, q)`` reduced profiles with optional ``sigma``
 * what to keep: :func:`reduction_policy` labels frames "of interest" or "redundant".
 """
 
-from spotkit.change._detect import (
-    ChangeEvent,
-    ChangeResult,
-    FrameResult,
-    OnlineDetector,
-    WarmupWarning,
-    detect_changes,
-)
-from spotkit.change._features import (
-    BAND_FEATURES,
-    FEATURES,
-    change_map,
-    frame_features,
-    structural_similarity,
-    unique_count,
-)
+from spotkit.change._detect import detect_changes
+from spotkit.change._feature_names import BAND_FEATURES, FEATURES
+from spotkit.change._features import frame_features
+from spotkit.change._measures import change_map, structural_similarity, unique_count
+from spotkit.change._online import OnlineDetector
 from spotkit.change._policy import LABELS, ReductionPlan, reduction_policy
+from spotkit.change._results import ChangeEvent, ChangeResult, FrameResult, WarmupWarning
 
 __all__ = [
     "BAND_FEATURES",

@@ -116,9 +116,10 @@ def test_profile_chi2_is_about_one_without_change():
 
 def test_numba_pass_gives_the_numpy_features(changing, monkeypatch):
     """The fused numba kernel (unique count + block sums) matches the numpy path exactly."""
-    import spotkit.change._features as features_mod
+    import spotkit.change._engine as engine_mod
+    from spotkit.change import frame_features, unique_count
 
-    if features_mod._load_kernels() is None:
+    if engine_mod._load_kernels() is None:
         pytest.skip("numba is not installed: only the numpy path exists")
     _truth, frames = changing[0]
     frames = frames.copy()
@@ -126,10 +127,10 @@ def test_numba_pass_gives_the_numpy_features(changing, monkeypatch):
     mask = np.zeros(frames.shape[1:], bool)
     mask[10:14, 20:30] = True
     names = ("unique_count", "difference", "ssim")
-    fast = features_mod.frame_features(frames, features=names, mask=mask, warmup=6)
-    monkeypatch.setattr(features_mod, "_load_kernels", lambda: None)
-    slow = features_mod.frame_features(frames, features=names, mask=mask, warmup=6)
+    fast = frame_features(frames, features=names, mask=mask, warmup=6)
+    monkeypatch.setattr(engine_mod, "_load_kernels", lambda: None)
+    slow = frame_features(frames, features=names, mask=mask, warmup=6)
     np.testing.assert_array_equal(fast["unique_count"], slow["unique_count"])
     np.testing.assert_allclose(fast["difference"], slow["difference"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(fast["ssim"], slow["ssim"], rtol=1e-4, atol=1e-6)
-    assert int(fast["unique_count"][3]) == features_mod.unique_count(frames[3], mask=mask)
+    assert int(fast["unique_count"][3]) == unique_count(frames[3], mask=mask)
