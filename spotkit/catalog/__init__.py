@@ -1,7 +1,9 @@
 """The spotkit dataset catalog with provenance.
 
 Raw scans, derived products and the notebook runs that made them live in one SQLite file
-(WAL mode, safe for a watcher and a notebook at once). Search by beamline, sample,
+(WAL mode, safe for a watcher and a notebook at once), or, for a facility, in one
+PostgreSQL database (``open_catalog("postgresql://user@host:5432/spotkit")``, with
+``pip install "spotkit[postgres]"``): the same API on both. Search by beamline, sample,
 proposal, kind, status, time range or free text; follow any dataset back to its raw data
 through :attr:`Dataset.provenance`; export an intake v2 catalog for others.
 
@@ -22,10 +24,18 @@ True
 True
 """
 
+from spotkit.catalog._backend import database_errors, mask_url
 from spotkit.catalog._catalog import Catalog, open_catalog
 from spotkit.catalog._dataset import Dataset, Provenance
 from spotkit.catalog._records import FileRecord, Run
-from spotkit.catalog._schema import SCHEMA_VERSION, loosen_check, register_tables, write_transaction
+from spotkit.catalog._schema import (
+    SCHEMA_VERSION,
+    loosen_check,
+    register_tables,
+    run_ddl,
+    table_exists,
+    write_transaction,
+)
 from spotkit.catalog._schema import connect as connect_database
 from spotkit.catalog._search import SearchResult
 
@@ -38,8 +48,12 @@ __all__ = [
     "Run",
     "SearchResult",
     "connect_database",
+    "database_errors",
     "loosen_check",
+    "mask_url",
     "open_catalog",
     "register_tables",
+    "run_ddl",
+    "table_exists",
     "write_transaction",
 ]

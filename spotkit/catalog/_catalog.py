@@ -1,4 +1,5 @@
-"""The catalog: datasets, their files, notebook runs and lineage in one SQLite file."""
+"""The catalog: datasets, their files, notebook runs and lineage in one SQLite file (the
+embedded default) or one PostgreSQL database (a ``postgresql://`` URL, for a facility)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from spotkit.catalog._backend import connect_postgres, is_url, mask_url, normalise_url
 from spotkit.catalog._common import (
     _check_name,
     _dataset_id,
     _dumps,
-    _flatten_text,
 )
 from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._dataset import Dataset
@@ -27,20 +28,41 @@ from spotkit.errors import CatalogError, DatasetNotFoundError
 
 __all__ = ["Catalog", "open_catalog"]
 
+
+def _require_tables(url: str) -> None:
+    """``create=False`` on PostgreSQL: the database must already hold a catalog."""
+    from spotkit.catalog._schema import table_exists
+
+    conn = connect_postgres(url)
+    try:
+        present = table_exists(conn, "schema_version")
+    finally:
+        conn.close()
+    if not present:
+        raise CatalogError(
+            f"no catalog in database {mask_url(url)}; run `spotkit ingest FILE` (or "
+            "open_catalog(url)) once to create its tables, or check the database name"
+        )
+
 logger = logging.getLogger(__name__)
 class Catalog(IngestMixin, RunsMixin, DerivedMixin, MarksMixin, SearchMixin, ReplicaMixin,
               CatalogCore):
-    """The spotkit dataset catalog with provenance, stored in one SQLite file.
+    """The spotkit dataset catalog with provenance, stored in one SQLite file or in a
+    PostgreSQL database.
 
     Several processes (a watcher and a notebook) may open the same file at once: the
     database is in WAL mode, every write is one ``BEGIN IMMEDIATE`` transaction, and a
     writer waits up to :data:`spotkit.catalog._schema.BUSY_TIMEOUT_MS` for another's lock.
-    One ``Catalog`` object may be shared by threads.
+    On PostgreSQL, processes on any number of hosts may: every write transaction takes the
+    catalog's advisory write lock (see :mod:`spotkit.catalog._backend`). One ``Catalog``
+    object may be shared by threads.
 
     Parameters
     ----------
-    path : path-like
-        The database file, created with the schema if it does not exist.
+    path : path-like or str
+        The database file, created with the schema if it does not exist; or a
+        ``postgresql://user@host:port/dbname`` URL of an existing database (its tables are
+        created if it has none).
     reader : callable, optional
         ``reader(path) -> DatasetInfo`` used by :meth:`ingest`; defaults to
         :func:`spotkit.io.read_metadata`, looked up when ``ingest`` is called.
@@ -77,9 +99,11 @@ class Catalog(IngestMixin, RunsMixin, DerivedMixin, MarksMixin, SearchMixin, Rep
         _check_name(status, "status")
         ds_id = _dataset_id(dataset_id)
         with self._write(f"setting the status of {ds_id}") as conn:
-            row = conn.execute("SELECT metadata FROM datasets WHERE id = ?", (ds_id,)).fetchone()
+            row = conn.execute(
+                "SELECT metadata, seq, title, sample, proposal, beamline FROM datasets "
+                "WHERE id = ?", (ds_id,)).fetchone()
             if row is None:
-                raise DatasetNotFoundError(ds_id, str(self.path))
+                raise DatasetNotFoundError(ds_id, self._where_name())
             metadata = json.loads(row[0])
             if reason is not None:
                 metadata["status_reason"] = reason
@@ -87,12 +111,7 @@ class Catalog(IngestMixin, RunsMixin, DerivedMixin, MarksMixin, SearchMixin, Rep
                 "UPDATE datasets SET status = ?, metadata = ? WHERE id = ?",
                 (status, _dumps(metadata, "metadata"), ds_id),
             )
-            if self._fts:
-                conn.execute(
-                    "UPDATE datasets_fts SET meta = ? "
-                    "WHERE rowid = (SELECT seq FROM datasets WHERE id = ?)",
-                    (" ".join(_flatten_text(metadata, [])), ds_id),
-                )
+            self._write_fts(conn, [(*row[1:], metadata)], update=True)
         logger.info("dataset %s is now %s%s", ds_id, status, f" ({reason})" if reason else "")
         return self[ds_id]
 
@@ -132,7 +151,7 @@ class Catalog(IngestMixin, RunsMixin, DerivedMixin, MarksMixin, SearchMixin, Rep
             absolute(path),
             hits,
             parents={ds.id: [p.id for p in ds.parents] for ds in hits},
-            source=self.path,
+            source=self._where_name(),
             query=hits.query,
         )
 
@@ -147,16 +166,20 @@ def open_catalog(
 
     Parameters
     ----------
-    path : path-like, optional
-        The SQLite file; defaults to :func:`spotkit.config.catalog_path` (``$SPOTKIT_CATALOG``
-        or ``<spotkit home>/catalog.db``).
+    path : path-like or str, optional
+        The SQLite file, or a ``postgresql://user@host:port/dbname`` URL (psycopg 3:
+        ``pip install "spotkit[postgres]"``; give the password through ``PGPASSWORD`` or
+        ``~/.pgpass`` rather than in the URL). Defaults to ``$SPOTKIT_CATALOG`` (a file or
+        a URL), else ``<spotkit home>/catalog.db`` (:func:`spotkit.config.catalog_path`).
     reader : callable, optional
         Metadata reader used by :meth:`Catalog.ingest`; defaults to
         :func:`spotkit.io.read_metadata`.
     create : bool, optional
         If True (default) a missing database file, and the folders above it, are
-        created. If False a missing file is an error and nothing is created: use this
-        where a mistyped path should be reported rather than start an empty catalog.
+        created (on PostgreSQL: the tables, in the existing database). If False a missing
+        file (a database without the catalog's tables) is an error and nothing is
+        created: use this where a mistyped path should be reported rather than start an
+        empty catalog.
 
     Returns
     -------
@@ -165,7 +188,8 @@ def open_catalog(
     Raises
     ------
     CatalogError
-        If the path is a URL, or ``create=False`` and there is no catalog at the path.
+        If ``create=False`` and there is no catalog at the path; if the URL is not a
+        PostgreSQL one, its server cannot be reached, or psycopg is not installed.
 
     Examples
     --------
@@ -182,13 +206,23 @@ def open_catalog(
     False
     """
     if path is None:
-        from spotkit.config import catalog_path
+        env = os.environ.get("SPOTKIT_CATALOG", "")
+        if is_url(env):  # (spotkit.config.catalog_path would make a Path of it)
+            path = env
+        else:
+            from spotkit.config import catalog_path
 
-        path = catalog_path()
+            path = catalog_path()
     text = os.fspath(path)
+    if is_url(text):
+        if not create:
+            _require_tables(normalise_url(text))
+        return Catalog(text, reader=reader)
     if "://" in text:
+        scheme = text.split("://", 1)[0]
         raise CatalogError(
-            f"catalog {text!r}: only SQLite files are supported so far; give a file path"
+            f"catalog {mask_url(text)!r}: {scheme}:// is not a catalog database; give a "
+            "SQLite file path or a postgresql://user@host:port/dbname URL"
         )
     where = absolute(text)
     if not create and not where.is_file():

@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from spotkit.catalog._dataset import Dataset
@@ -82,6 +83,70 @@ def _fts_query(text: str) -> str:
         if any(ch.isalnum() for ch in word):
             terms.append(f'"{word}"' + ("*" if prefix else ""))
     return " ".join(terms)
+
+
+def _plain(text: str) -> str:
+    """Text without diacritics ("Élan" -> "Elan"), as FTS5's ``remove_diacritics 2``."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _fts_document(fields: Iterable[Any], metadata: Any) -> str:
+    """The words a PostgreSQL catalog indexes for a dataset (its tsvector's source)."""
+    words = [str(f) for f in fields if f is not None]
+    return _plain(" ".join(words + _flatten_text(metadata, [])))
+
+
+def _tsquery(text: str) -> str:
+    """User text as a PostgreSQL ``to_tsquery('simple', ...)`` query: every word must occur;
+    ``word*`` is a prefix (the FTS5 rules of :func:`_fts_query`). Each word is quoted, so
+    no user text is read as tsquery operators."""
+    terms = []
+    for word in text.split():
+        prefix = word.endswith("*")
+        word = _plain(word.rstrip("*"))
+        if any(ch.isalnum() for ch in word):
+            quoted = word.replace("\\", "\\\\").replace("'", "''")
+            terms.append(f"'{quoted}'" + (":*" if prefix else ""))
+    return " & ".join(terms)
+
+
+def _glob_regex(pattern: str) -> str:
+    """A SQLite GLOB pattern (``*``, ``?``, ``[abc]``, ``[^abc]``; case-sensitive) as an
+    anchored POSIX regular expression for PostgreSQL's ``~``."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("]", "^") else i + 1)
+            if end < 0:
+                out.append("\\[")
+            else:
+                body = pattern[i + 1 : end]
+                negate = body.startswith("^")
+                body = body[1:] if negate else body
+                body = body.replace("\\", "\\\\")
+                out.append("[" + ("^" if negate else "") + body + "]")
+                i = end
+        else:
+            out.append(re.escape(ch) if not ch.isalnum() else ch)
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+def _glob_like(pattern: str) -> str | None:
+    """A GLOB pattern with only ``*`` and ``?`` as a LIKE pattern (escape ``\\``), which
+    PostgreSQL answers from a btree index when it has a fixed prefix; None if it has a
+    ``[...]`` class (then use :func:`_glob_regex`)."""
+    if "[" in pattern:
+        return None
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
 
 
 def _check_name(value: str, what: str) -> str:

@@ -10,20 +10,20 @@ import contextlib
 import json
 import logging
 import os
-import sqlite3
 import threading
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from spotkit.catalog import _schema
+from spotkit.catalog import _backend, _schema
 from spotkit.catalog._common import (
     _CHUNK,
     _DS_COLUMNS,
     _dataset_id,
     _dumps,
     _flatten_text,
+    _fts_document,
 )
 from spotkit.catalog._dataset import Dataset, Provenance
 from spotkit.catalog._files import absolute
@@ -45,17 +45,30 @@ class CatalogCore:
     """Connection, transactions and row loading shared by every part of the catalog."""
 
     def __init__(self, path: str | os.PathLike, *, reader: Callable | None = None):
-        self.path = absolute(path)
+        #: the SQLite file (a Path), or the PostgreSQL URL (a str) as given
+        self.path: Path | str = (
+            _backend.normalise_url(path) if _backend.is_url(path) else absolute(path))
         self._reader = reader
         self._ids = IdFactory()
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = _schema.connect(self.path)
-        self._fts = (
-            self._conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'datasets_fts'"
-            ).fetchone()
-            is not None
-        )
+        self._conn: Any = _schema.connect(self.path)
+        self._pg = _backend.is_postgres(self._conn)
+        self._fts = _schema.table_exists(self._conn, "datasets_fts")
+
+    @property
+    def url(self) -> str:
+        """Where this catalog is, as :func:`open_catalog` takes it: the SQLite file's path,
+        or the ``postgresql://`` URL (hand it to batch jobs and other processes)."""
+        return str(self.path)
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "postgresql" if self._pg else "sqlite"
+
+    def _where_name(self) -> str:
+        """The catalog's location for messages (a URL without its password)."""
+        return _backend.display(self.path)
 
     # -- connection -------------------------------------------------------------------
 
@@ -74,24 +87,25 @@ class CatalogCore:
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else "open"
-        return f"<Catalog {self.path} ({state})>"
+        return f"<Catalog {self._where_name()} ({state})>"
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Any:
         if self._conn is None:
-            raise CatalogError(f"catalog {self.path} is closed; open it again with open_catalog")
+            raise CatalogError(
+                f"catalog {self._where_name()} is closed; open it again with open_catalog")
         return self._conn
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Any]:
         with self._lock:
             conn = self._connection()
             try:
                 yield conn
-            except sqlite3.Error as exc:
-                raise CatalogError(f"reading catalog {self.path} failed: {exc}") from exc
+            except _backend.database_errors() as exc:
+                raise CatalogError(f"reading catalog {self._where_name()} failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+    def _write(self, action: str) -> Iterator[Any]:
         """One write transaction: everything inside commits together or not at all."""
         with self._lock, _schema.write_transaction(
             self._connection(), self.path, action,
@@ -116,7 +130,7 @@ class CatalogCore:
         with self._read() as conn:
             found = self._load(conn, "WHERE d.id = ?", (_dataset_id(dataset_id),))
         if not found:
-            raise DatasetNotFoundError(_dataset_id(dataset_id), str(self.path))
+            raise DatasetNotFoundError(_dataset_id(dataset_id), self._where_name())
         return found[0]
 
     def __iter__(self) -> Iterator[str]:
@@ -141,12 +155,12 @@ class CatalogCore:
 
     # -- loading rows -----------------------------------------------------------------
 
-    def _load(self, conn: sqlite3.Connection, clause: str, params: Iterable) -> list[Dataset]:
+    def _load(self, conn: Any, clause: str, params: Iterable) -> list[Dataset]:
         rows = conn.execute(f"SELECT {_DS_COLUMNS} FROM datasets d {clause}",  # noqa: S608
                             tuple(params)).fetchall()
         return self._datasets_from_rows(conn, rows)
 
-    def _datasets_from_rows(self, conn: sqlite3.Connection, rows: list) -> list[Dataset]:
+    def _datasets_from_rows(self, conn: Any, rows: list) -> list[Dataset]:
         files: dict[str, list[FileRecord]] = {r[0]: [] for r in rows}
         ids = list(files)
         for start in range(0, len(ids), _CHUNK):
@@ -196,7 +210,7 @@ class CatalogCore:
             return self._load(
                 conn,
                 f"JOIN lineage l ON l.{other} = d.id WHERE l.{mine} = ? "
-                "ORDER BY d.start_time DESC, d.seq DESC",
+                f"ORDER BY {self._newest_first}",
                 (dataset_id,),
             )
 
@@ -216,7 +230,40 @@ class CatalogCore:
 
     # -- writing datasets -------------------------------------------------------------
 
-    def _new_id(self, conn: sqlite3.Connection, table: str, prefix: str) -> str:
+    @property
+    def _newest_first(self) -> str:
+        """ORDER BY for "newest first": datasets without a start time last, as SQLite
+        sorts NULL lowest (PostgreSQL sorts it highest unless told)."""
+        if self._pg:
+            return "d.start_time DESC NULLS LAST, d.seq DESC"
+        return "d.start_time DESC, d.seq DESC"
+
+    def _write_fts(self, conn: Any, rows: list[tuple], *, update: bool = False) -> None:
+        """Index datasets for free text: ``rows`` of (seq, title, sample, proposal,
+        beamline, metadata); FTS5 on SQLite, a tsvector on PostgreSQL."""
+        if not self._fts or not rows:
+            return
+        if self._pg:
+            docs = [(r[0], _fts_document(r[1:5], r[5])) for r in rows]
+            if update:
+                conn.executemany("UPDATE datasets_fts SET doc = to_tsvector('simple', ?) "
+                                 "WHERE seq = ?", [(d, q) for q, d in docs])
+            else:
+                conn.executemany("INSERT INTO datasets_fts (seq, doc) "
+                                 "VALUES (?, to_tsvector('simple', ?))", docs)
+            return
+        flat = [(*r[:5], " ".join(_flatten_text(r[5], []))) for r in rows]
+        if update:
+            conn.executemany("UPDATE datasets_fts SET meta = ? WHERE rowid = ?",
+                             [(r[5], r[0]) for r in flat])
+        else:
+            conn.executemany(
+                "INSERT INTO datasets_fts (rowid, title, sample, proposal, beamline, meta) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                flat,
+            )
+
+    def _new_id(self, conn: Any, table: str, prefix: str) -> str:
         # Inside a write transaction, so no other process can take the id between the
         # check and the insert.
         while True:
@@ -226,7 +273,7 @@ class CatalogCore:
 
     def _insert_dataset(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         *,
         kind: str,
         beamline: str | None,
@@ -245,26 +292,19 @@ class CatalogCore:
         cursor = conn.execute(
             "INSERT INTO datasets (id, kind, beamline, sample, proposal, title, start_time, "
             "end_time, ingested_at, status, run_id, metadata) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + (" RETURNING seq" if self._pg else ""),
             (
                 ds_id, kind, beamline, sample, proposal, title, start_time, end_time,
                 now_epoch(), status, run_id, _dumps(metadata, "metadata"),
             ),
         )  # fmt: skip
+        seq = cursor.fetchone()[0] if self._pg else cursor.lastrowid
         conn.executemany(
             "INSERT INTO files (dataset_id, path, role, size, sha256, format, key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(ds_id, str(f.path), f.role, f.size, f.sha256, f.format, f.key) for f in files],
         )
-        if self._fts:
-            conn.execute(
-                "INSERT INTO datasets_fts (rowid, title, sample, proposal, beamline, meta) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    cursor.lastrowid, title, sample, proposal, beamline,
-                    " ".join(_flatten_text(metadata, [])),
-                ),
-            )  # fmt: skip
+        self._write_fts(conn, [(seq, title, sample, proposal, beamline, metadata)])
         conn.executemany(
             "INSERT INTO lineage (child_id, parent_id, run_id) VALUES (?, ?, ?)",
             [(ds_id, parent, run_id) for parent in parents],

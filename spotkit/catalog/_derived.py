@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from spotkit.catalog._common import (
     _FILE_KEYS,
@@ -66,7 +66,7 @@ class DerivedMixin(CatalogCore):
 
     def _register_derived_in(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         *,
         records: list[FileRecord],
         kind: str,
@@ -84,7 +84,7 @@ class DerivedMixin(CatalogCore):
                 "SELECT beamline, sample, proposal, title FROM datasets WHERE id = ?", (parent,)
             ).fetchone()
             if row is None:
-                raise DatasetNotFoundError(parent, str(self.path))
+                raise DatasetNotFoundError(parent, self._where_name())
             first = first or row
         if first is None:  # pragma: no cover - parents is not empty
             raise ValueError("a derived dataset needs at least one parent dataset")
@@ -92,7 +92,7 @@ class DerivedMixin(CatalogCore):
         if run_id is not None:
             run = conn.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
             if run is None:
-                raise CatalogError(f"no run with id {run_id!r} in catalog {self.path}")
+                raise CatalogError(f"no run with id {run_id!r} in catalog {self._where_name()}")
             start = run[0]
         return self._insert_dataset(
             conn,

@@ -10,6 +10,9 @@ from typing import Any
 from spotkit.catalog._common import (
     _WILDCARD,
     _fts_query,
+    _glob_like,
+    _glob_regex,
+    _tsquery,
 )
 from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._search import SearchResult
@@ -23,11 +26,10 @@ class SearchMixin(CatalogCore):
 
     # -- search -----------------------------------------------------------------------
 
-    @staticmethod
-    def _match(column: str, value: Any, where: list[str], params: list) -> None:
+    def _match(self, column: str, value: Any, where: list[str], params: list) -> None:
         values = [value] if isinstance(value, str) else list(value)
         if not values:
-            where.append("0")
+            where.append("FALSE" if self._pg else "0")
             return
         exact = [v for v in values if not _WILDCARD.search(v)]
         globs = [v for v in values if _WILDCARD.search(v)]
@@ -36,7 +38,16 @@ class SearchMixin(CatalogCore):
             terms.append(f"{column} = ?")
         elif exact:
             terms.append(f"{column} IN ({','.join('?' * len(exact))})")
-        terms += [f"{column} GLOB ?"] * len(globs)
+        if self._pg:
+            # GLOB's meaning on PostgreSQL: LIKE where it can be (an index serves a fixed
+            # prefix: text columns compare byte-wise, COLLATE "C"), else a regex
+            likes = [_glob_like(g) for g in globs]
+            terms += [f"{column} LIKE ? ESCAPE '\\'" if like is not None else f"{column} ~ ?"
+                      for like in likes]
+            globs = [like if like is not None else _glob_regex(g)
+                     for like, g in zip(likes, globs, strict=True)]
+        else:
+            terms += [f"{column} GLOB ?"] * len(globs)
         params += exact + globs
         where.append(terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")")
 
@@ -61,7 +72,13 @@ class SearchMixin(CatalogCore):
             params.append(until)
         text = query.get("text")
         if text:
-            if self._fts:
+            if self._pg:
+                match = _tsquery(text)
+                if match:
+                    where.append("d.seq IN (SELECT seq FROM datasets_fts "
+                                 "WHERE doc @@ to_tsquery('simple', ?))")
+                    params.append(match)
+            elif self._fts:
                 match = _fts_query(text)
                 if match:
                     where.append(
@@ -143,11 +160,11 @@ class SearchMixin(CatalogCore):
             if v is not None
         }  # fmt: skip
         where, params = self._where(**query)
-        order = "ORDER BY d.start_time DESC, d.seq DESC"
+        order = f"ORDER BY {self._newest_first}"
         with self._read() as conn:
             source = "datasets d"
             fts_total = None
-            match = _fts_query(text) if text and self._fts else ""
+            match = _fts_query(text) if text and self._fts and not self._pg else ""
             if match and set(query) <= {"text", "since", "until"}:
                 # Free text (and time) only. For a common word, walking the start-time index
                 # newest first until the page is full beats reading every match's row to
@@ -167,7 +184,9 @@ class SearchMixin(CatalogCore):
             page_params = list(params)
             if limit is not None or offset:
                 page += " LIMIT ? OFFSET ?"
-                page_params += [-1 if limit is None else limit, offset]
+                # no limit: -1 on SQLite, NULL (LIMIT ALL) on PostgreSQL
+                no_limit = None if self._pg else -1
+                page_params += [no_limit if limit is None else limit, offset]
             datasets = self._load(conn, f"WHERE d.seq IN ({page}) {order}", page_params)
             if limit is None or (len(datasets) < limit and (datasets or offset == 0)):
                 total = offset + len(datasets)

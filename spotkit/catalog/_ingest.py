@@ -10,7 +10,6 @@ from pathlib import Path
 from spotkit.catalog._common import (
     _check_name,
     _dumps,
-    _flatten_text,
 )
 from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._dataset import Dataset
@@ -174,15 +173,22 @@ class IngestMixin(CatalogCore):
         """
         total = 0
         with self._write("bulk load") as conn:
-            seq = conn.execute("SELECT coalesce(max(seq), 0) FROM datasets").fetchone()[0]
+            seq = 0
+            if not self._pg:
+                seq = conn.execute("SELECT coalesce(max(seq), 0) FROM datasets").fetchone()[0]
             batch: list[Mapping] = []
 
             def flush() -> None:
                 nonlocal seq
                 now = now_epoch()
                 ds_rows, file_rows, fts_rows = [], [], []
-                for rec in batch:
-                    seq += 1
+                seqs: list[int] = []
+                if self._pg:  # keys from the table's own sequence, safe with other writers
+                    seqs = [r[0] for r in conn.execute(
+                        "SELECT nextval(pg_get_serial_sequence('datasets', 'seq')) "
+                        "FROM generate_series(1, ?)", (len(batch),)).fetchall()]
+                for i, rec in enumerate(batch):
+                    seq = seqs[i] if self._pg else seq + 1
                     ds_id = self._ids.new("ds-")
                     meta = rec.get("metadata") or {}
                     ds_rows.append(
@@ -203,13 +209,12 @@ class IngestMixin(CatalogCore):
                                 f.get("key"),
                             )
                         )  # fmt: skip
-                    if self._fts:
-                        fts_rows.append(
-                            (
-                                seq, rec.get("title"), rec.get("sample"), rec.get("proposal"),
-                                rec.get("beamline"), " ".join(_flatten_text(meta, [])),
-                            )
-                        )  # fmt: skip
+                    fts_rows.append(
+                        (
+                            seq, rec.get("title"), rec.get("sample"), rec.get("proposal"),
+                            rec.get("beamline"), meta,
+                        )
+                    )  # fmt: skip
                 conn.executemany(
                     "INSERT INTO datasets (seq, id, kind, beamline, sample, proposal, title, "
                     "start_time, end_time, ingested_at, status, metadata) "
@@ -221,12 +226,7 @@ class IngestMixin(CatalogCore):
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     file_rows,
                 )
-                if fts_rows:
-                    conn.executemany(
-                        "INSERT INTO datasets_fts (rowid, title, sample, proposal, beamline, "
-                        "meta) VALUES (?, ?, ?, ?, ?, ?)",
-                        fts_rows,
-                    )
+                self._write_fts(conn, fts_rows)
                 batch.clear()
 
             for rec in records:
@@ -239,6 +239,7 @@ class IngestMixin(CatalogCore):
         with self._read() as conn:
             # fresh planner statistics, and fold the (large) WAL back into the database
             conn.execute("ANALYZE")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        logger.info("bulk-loaded %d datasets into %s", total, self.path)
+            if not self._pg:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        logger.info("bulk-loaded %d datasets into %s", total, self._where_name())
         return total

@@ -117,7 +117,7 @@ def write_intake_catalog(
     datasets: Iterable[Dataset],
     *,
     parents: dict[str, list[str]] | None = None,
-    source: Path | None = None,
+    source: Path | str | None = None,
     query: dict | None = None,
 ) -> Path:
     """Write datasets as an intake v2 YAML catalog, built with intake's own API.
@@ -129,7 +129,7 @@ def write_intake_catalog(
     datasets : iterable of Dataset
     parents : dict, optional
         Parent ids per dataset id.
-    source : pathlib.Path, optional
+    source : pathlib.Path or str, optional
         The spotkit catalog they came from (recorded in the catalog metadata).
     query : dict, optional
         The search that selected them (recorded in the catalog metadata).

@@ -91,10 +91,10 @@ class MarksMixin(CatalogCore):
         now = now_epoch()
         with self._write(f"marking {n} frames of {ds_id}") as conn:
             if conn.execute("SELECT 1 FROM datasets WHERE id = ?", (ds_id,)).fetchone() is None:
-                raise DatasetNotFoundError(ds_id, str(self.path))
+                raise DatasetNotFoundError(ds_id, self._where_name())
             if run_id is not None and conn.execute(
                     "SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                raise CatalogError(f"no run with id {run_id!r} in catalog {self.path}")
+                raise CatalogError(f"no run with id {run_id!r} in catalog {self._where_name()}")
             conn.executemany(
                 "INSERT INTO frame_marks (dataset_id, frame, label, reason, run_id, marked_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dataset_id, frame) DO UPDATE SET "

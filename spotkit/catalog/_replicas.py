@@ -130,8 +130,8 @@ class ReplicaMixin(CatalogCore):
                 "manifest_id, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (file_id, location) DO UPDATE SET path = excluded.path, "
                 "state = excluded.state, rank = excluded.rank, "
-                "verified_at = coalesce(excluded.verified_at, verified_at), "
-                "manifest_id = coalesce(excluded.manifest_id, manifest_id), "
+                "verified_at = coalesce(excluded.verified_at, replicas.verified_at), "
+                "manifest_id = coalesce(excluded.manifest_id, replicas.manifest_id), "
                 "detail = excluded.detail, updated_at = excluded.updated_at",
                 rows,
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -96,7 +95,7 @@ class RunsMixin(DerivedMixin):
         context_json = _dumps(dict(context or {}), "context")
         with self._write(f"starting a run on {ds_id}") as conn:
             if conn.execute("SELECT 1 FROM datasets WHERE id = ?", (ds_id,)).fetchone() is None:
-                raise DatasetNotFoundError(ds_id, str(self.path))
+                raise DatasetNotFoundError(ds_id, self._where_name())
             run_id = self._new_id(conn, "runs", "run-")
             conn.execute(
                 f"INSERT INTO runs ({_RUN_COLUMNS}) "  # noqa: S608
@@ -146,7 +145,7 @@ class RunsMixin(DerivedMixin):
         with self._write(f"starting queued run {run_id}") as conn:
             row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
-                raise CatalogError(f"no run with id {run_id!r} in catalog {self.path}")
+                raise CatalogError(f"no run with id {run_id!r} in catalog {self._where_name()}")
             if row[0] != "queued":
                 raise CatalogError(
                     f"run {run_id} is {row[0]}, not queued; it cannot start (again). Submit "
@@ -166,7 +165,7 @@ class RunsMixin(DerivedMixin):
         with self._write(f"setting the job id of {run_id}") as conn:
             cursor = conn.execute("UPDATE runs SET job_id = ? WHERE id = ?", (job_id, run_id))
             if cursor.rowcount == 0:
-                raise CatalogError(f"no run with id {run_id!r} in catalog {self.path}")
+                raise CatalogError(f"no run with id {run_id!r} in catalog {self._where_name()}")
 
     def finish_run(
         self,
@@ -231,7 +230,7 @@ class RunsMixin(DerivedMixin):
                 "SELECT dataset_id, state FROM runs WHERE id = ?", (run_id,)
             ).fetchone()
             if row is None:
-                raise CatalogError(f"no run with id {run_id!r} in catalog {self.path}")
+                raise CatalogError(f"no run with id {run_id!r} in catalog {self._where_name()}")
             if row[1] not in ("running", "queued"):
                 raise CatalogError(f"run {run_id} is already {row[1]}; it cannot finish again")
             conn.execute(
@@ -260,7 +259,7 @@ class RunsMixin(DerivedMixin):
         logger.info("run %s %s with %d output(s)", run_id, state, len(ids))
         return [self[i] for i in ids]
 
-    def _runs_from_rows(self, conn: sqlite3.Connection, rows: list) -> list[Run]:
+    def _runs_from_rows(self, conn: Any, rows: list) -> list[Run]:
         outputs: dict[str, list[str]] = {r[0]: [] for r in rows}
         ids = list(outputs)
         for start in range(0, len(ids), _CHUNK):
@@ -309,7 +308,7 @@ class RunsMixin(DerivedMixin):
             ).fetchall()
             if not rows:
                 raise CatalogError(
-                    f"no run with id {run_id!r} in catalog {self.path}; list runs with "
+                    f"no run with id {run_id!r} in catalog {self._where_name()}; list runs with "
                     "`Catalog.runs()`"
                 )
             return self._runs_from_rows(conn, rows)[0]

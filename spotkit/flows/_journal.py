@@ -9,6 +9,14 @@ expiry) taken in one write transaction, so two watchers on one inbox never proce
 same dataset at once. A lease whose owner process is gone (same host, dead pid) or whose
 expiry has passed can be taken over.
 
+On PostgreSQL (the catalog given as a ``postgresql://`` URL) the tables live in the catalog's
+database and the same statements run there; a lease is taken in a write transaction that
+holds the catalog's advisory write lock (see :mod:`spotkit.catalog._backend`), so watchers on
+different hosts take turns exactly as watchers on one host do with SQLite's ``BEGIN
+IMMEDIATE``: of two watchers asking for the same dataset, one gets it. (A ``SELECT ... FOR
+UPDATE SKIP LOCKED`` queue would let writers run in parallel; with one short transaction
+per lease it is not needed, and it would give the two backends different semantics.)
+
 The journal only records; exactly-once comes from each step being either idempotent by
 construction (ingest, transfer of verified files) or checked against its own effect in
 the catalog before it is redone (a notebook run that completed is adopted, not re-run).
@@ -20,7 +28,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -30,7 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spotkit.catalog import connect_database, loosen_check, register_tables, write_transaction
+from spotkit.catalog import (
+    connect_database,
+    database_errors,
+    loosen_check,
+    mask_url,
+    register_tables,
+    run_ddl,
+    table_exists,
+    write_transaction,
+)
 from spotkit.errors import CatalogError, FlowError
 
 __all__ = ["FINAL_STATES", "STATES", "STEPS", "Item", "Journal", "StepRecord", "make_owner"]
@@ -96,19 +112,19 @@ _STATES_V5 = ("CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked'
               "                                   'superseded', 'forgotten'))")
 
 
-def _tables_current(conn: sqlite3.Connection) -> bool:
+def _tables_current(conn: Any) -> bool:
+    if getattr(conn, "dialect", "sqlite") == "postgresql":  # created current (schema 5 on)
+        return table_exists(conn, "flow_items")
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'flow_items'").fetchone()
     return row is not None and "'forgotten'" in row[0]
 
 
-def _create_tables(conn: sqlite3.Connection) -> None:
+def _create_tables(conn: Any) -> None:
     """Create the journal's tables, or bring them up to date (idempotent)."""
     if _tables_current(conn):
         return
-    for statement in _FLOW_TABLES.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    run_ddl(conn, _FLOW_TABLES)
     # catalogs written before schema 5: items may now be 'superseded' or 'forgotten'
     loosen_check(conn, "flow_items", _STATES_V3, _STATES_V5)
 
@@ -201,19 +217,22 @@ def _item(row) -> Item:
 
 
 def _step(row) -> StepRecord:
-    return StepRecord(*row[:9], result=json.loads(row[9] or "{}"))
+    key, step, state, attempts, started_at, ended_at, seconds, nbytes, error = row[:9]
+    return StepRecord(key, step, state, attempts, started_at, ended_at, seconds, nbytes, error,
+                      result=json.loads(row[9] or "{}"))
 
 
 class Journal:
     """Per-dataset step records and leases in a catalog database.
 
     The journal opens its own connection to the catalog file (WAL: the watcher, the
-    notebooks it runs and ``spotkit status`` use the file at once).
+    notebooks it runs and ``spotkit status`` use the file at once), or to the catalog's
+    PostgreSQL database.
 
     Parameters
     ----------
-    path : path-like
-        The catalog database (``Catalog.path``).
+    path : path-like or str
+        The catalog database (``Catalog.path``): a SQLite file or a ``postgresql://`` URL.
     owner : str, optional
         Lease owner name (default: :func:`make_owner`).
     lease_seconds : float
@@ -235,11 +254,13 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike, *, owner: str | None = None,
                  lease_seconds: float = 120.0):
-        self.path = Path(path)
+        text = os.fspath(path)
+        url = "://" in text or text.lower().startswith(("postgresql:/", "postgres:/"))
+        self.path: Path | str = text if url else Path(text)
         self.owner = owner or make_owner()
         self.lease_seconds = float(lease_seconds)
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = connect_database(self.path)
+        self._conn: Any = connect_database(self.path)
         if not _tables_current(self._conn):  # a catalog made without the flow's tables
             with write_transaction(self._conn, self.path, "creating the flow journal",
                                    when_locked="will retry") as conn:
@@ -257,13 +278,17 @@ class Journal:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _connection(self) -> sqlite3.Connection:
+    def _where(self) -> str:
+        """The database for messages (a URL without its password)."""
+        return mask_url(str(self.path))
+
+    def _connection(self) -> Any:
         if self._conn is None:
-            raise CatalogError(f"journal on {self.path} is closed")
+            raise CatalogError(f"journal on {self._where()} is closed")
         return self._conn
 
     @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+    def _write(self, action: str) -> Iterator[Any]:
         with self._lock, write_transaction(self._connection(), self.path, action,
                                            when_locked="will retry") as conn:
             yield conn
@@ -272,8 +297,9 @@ class Journal:
         try:
             with self._lock:
                 return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise CatalogError(f"reading the flow journal in {self.path} failed: {exc}") from exc
+        except database_errors() as exc:
+            raise CatalogError(
+                f"reading the flow journal in {self._where()} failed: {exc}") from exc
 
     # -- items ------------------------------------------------------------------------
 
@@ -283,16 +309,18 @@ class Journal:
         now = time.time()
         with self._write(f"journal: discovering {path}") as conn:
             cur = conn.execute(
-                f"INSERT OR IGNORE INTO flow_items ({_ITEM_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, 'pending', 0, 0, NULL, ?, ?)",
+                f"INSERT INTO flow_items ({_ITEM_COLUMNS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, 'pending', 0, 0, NULL, ?, ?) "
+                "ON CONFLICT (key) DO NOTHING",
                 (key, str(path), str(inbox) if inbox else None, int(size), int(mtime_ns),
                  kind, now, now),
             )
             new = cur.rowcount == 1
             if new:
                 conn.execute(
-                    "INSERT OR IGNORE INTO flow_steps (key, step, state, attempts, started_at, "
-                    "ended_at, seconds, bytes) VALUES (?, 'discovered', 'done', 1, ?, ?, 0, ?)",
+                    "INSERT INTO flow_steps (key, step, state, attempts, started_at, "
+                    "ended_at, seconds, bytes) VALUES (?, 'discovered', 'done', 1, ?, ?, 0, ?) "
+                    "ON CONFLICT (key, step) DO NOTHING",
                     (key, now, now, int(size)),
                 )
         return new
@@ -379,7 +407,7 @@ class Journal:
         )
         if not rows:
             raise FlowError(
-                f"{text!r} is not in the flow journal of {self.path}: give the inbox path or "
+                f"{text!r} is not in the flow journal of {self._where()}: give the inbox path or "
                 "the dataset id that `spotkit status` lists."
             )
         return _item(rows[0])
@@ -390,7 +418,7 @@ class Journal:
         conn.execute(
             "INSERT INTO flow_steps (key, step, state, attempts, started_at, ended_at, seconds, "
             "result) VALUES (?, ?, 'done', 1, ?, ?, 0, ?) ON CONFLICT (key, step) DO UPDATE "
-            "SET attempts = attempts + 1, started_at = excluded.started_at, "
+            "SET attempts = flow_steps.attempts + 1, started_at = excluded.started_at, "
             "ended_at = excluded.ended_at, result = excluded.result",
             (key, step, now, now, json.dumps({"reason": reason, "by": by, "was": before},
                                              sort_keys=True)),
@@ -603,8 +631,9 @@ class Journal:
             conn.execute(
                 "INSERT INTO flow_steps (key, step, state, attempts, started_at, result) "
                 "VALUES (?, ?, 'running', 1, ?, ?) ON CONFLICT (key, step) DO UPDATE SET "
-                "state = 'running', attempts = attempts + 1, started_at = excluded.started_at, "
-                "ended_at = NULL, result = CASE WHEN excluded.result = '{}' THEN result "
+                "state = 'running', attempts = flow_steps.attempts + 1, "
+                "started_at = excluded.started_at, ended_at = NULL, "
+                "result = CASE WHEN excluded.result = '{}' THEN flow_steps.result "
                 "ELSE excluded.result END",
                 (key, step, now, json.dumps(result or {}, sort_keys=True)),
             )

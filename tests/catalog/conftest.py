@@ -1,9 +1,18 @@
-"""Fixtures for the catalog tests: a fake metadata reader and small fake scan files."""
+"""Fixtures for the catalog tests: a fake metadata reader and small fake scan files, and
+the catalog on both backends.
+
+``cat`` (and ``catalog_url``) are parametrised: every test that uses them runs once on the
+embedded SQLite file and once on a fresh database of a real PostgreSQL server (one server
+for the test session, started by ``tests/_postgres.py``; those runs skip, saying why, where
+PostgreSQL is not installed). Tests of SQLite-only matters (PRAGMAs, migrations of old
+files) open a file themselves.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +20,9 @@ import pytest
 
 from spotkit.catalog import open_catalog
 from spotkit.errors import InputFileError
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from _postgres import dump_postgres, postgres_server  # noqa: F401 (a fixture)
 
 UTC = dt.UTC
 
@@ -101,18 +113,33 @@ def scans(tmp_path, reader):
     return ScanFactory(root, reader)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request, tmp_path):
+    """Where a fresh catalog goes: a SQLite file, or the URL of a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "catalog.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
 @pytest.fixture
-def cat(tmp_path, reader):
-    with open_catalog(tmp_path / "catalog.db", reader=reader) as catalog:
+def cat(catalog_url, reader):
+    with open_catalog(catalog_url, reader=reader) as catalog:
         yield catalog
 
 
-def _dump(path: Path) -> list[str]:
-    with sqlite3.connect(path) as conn:
+def _dump(location) -> list[str]:
+    if isinstance(location, str) and location.startswith("postgresql://"):
+        return dump_postgres(location)
+    with sqlite3.connect(location) as conn:
         return list(conn.iterdump())
 
 
 @pytest.fixture
 def dump():
-    """``dump(path)``: every table of a database file as SQL text (as another process sees it)."""
+    """``dump(cat.url)``: every table of a catalog database as text, as another process
+    (a new connection) sees it."""
     return _dump

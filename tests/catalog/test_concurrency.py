@@ -98,8 +98,12 @@ def test_not_a_database_and_default_location(tmp_path, monkeypatch):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(CatalogError, match=r"junk\.db"):
         open_catalog(bad)
-    with pytest.raises(CatalogError, match="SQLite"):
-        open_catalog("postgresql://host/db")
+    with pytest.raises(CatalogError, match="SQLite file path or a postgresql://"):
+        open_catalog("mysql://host/db")
+    with pytest.raises(CatalogError, match=r"cannot connect to catalog postgresql://u:\*\*\*@"
+                                           r"127\.0\.0\.1:1/db") as err:
+        open_catalog("postgresql://u:secret@127.0.0.1:1/db")  # nothing listens on port 1
+    assert "secret" not in str(err.value)
     monkeypatch.setenv("SPOTKIT_CATALOG", str(tmp_path / "env" / "cat.db"))
     with open_catalog() as cat:
         assert cat.path == tmp_path / "env" / "cat.db"

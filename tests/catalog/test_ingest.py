@@ -68,12 +68,12 @@ def test_ids_are_unique_and_sort_by_creation(cat, scans):
 def test_reingest_is_idempotent(cat, scans, tmp_path, caplog, dump):
     path = scans()
     first = cat.ingest(path)
-    before = dump(tmp_path / "catalog.db")
+    before = dump(cat.url)
     with caplog.at_level("INFO", logger="spotkit.catalog"):
         again = cat.ingest(path)
     assert again.id == first.id
     assert len(cat) == 1
-    assert dump(tmp_path / "catalog.db") == before
+    assert dump(cat.url) == before
     assert "already catalogued" in caplog.text
 
 
@@ -88,28 +88,28 @@ def test_changed_content_at_same_path_is_a_new_dataset(cat, scans):
 
 def test_reader_error_leaves_catalog_untouched(cat, scans, tmp_path, dump):
     cat.ingest(scans())
-    before = dump(tmp_path / "catalog.db")
+    before = dump(cat.url)
     unknown = tmp_path / "beamline" / "garbage.h5"
     unknown.write_bytes(b"not hdf5")
     with pytest.raises(InputFileError, match=r"garbage\.h5"):
         cat.ingest(unknown)
-    assert dump(tmp_path / "catalog.db") == before
+    assert dump(cat.url) == before
 
 
 def test_file_vanishing_before_hashing_leaves_catalog_untouched(cat, scans, reader, tmp_path, dump):
     cat.ingest(scans())
-    before = dump(tmp_path / "catalog.db")
+    before = dump(cat.url)
     path = scans(extra_files=[("flats.h5", "flats")])
     (tmp_path / "beamline" / "flats.h5").unlink()  # listed by the reader, gone before hashing
     with pytest.raises(InputFileError, match=r"flats\.h5") as info:
         cat.ingest(path)
     assert info.value.path.name == "flats.h5"
-    assert dump(tmp_path / "catalog.db") == before
+    assert dump(cat.url) == before
 
 
 def test_constraint_failure_mid_transaction_rolls_back(cat, scans, reader, tmp_path, dump):
     cat.ingest(scans())
-    before = dump(tmp_path / "catalog.db")
+    before = dump(cat.url)
     path = scans()
     extra = tmp_path / "beamline" / "same.dat"
     extra.write_text("x")
@@ -119,7 +119,7 @@ def test_constraint_failure_mid_transaction_rolls_back(cat, scans, reader, tmp_p
     reader.infos[path] = dataclasses.replace(info, files=(*info.files, (extra, "a"), (extra, "b")))
     with pytest.raises(CatalogError, match="nothing was written"):
         cat.ingest(path)
-    assert dump(tmp_path / "catalog.db") == before
+    assert dump(cat.url) == before
     assert len(cat) == 1
 
 

@@ -107,7 +107,7 @@ def test_finish_run_with_missing_output_registers_nothing(cat, scans, tmp_path, 
     run = _run(cat, raw, notebook)
     good = tmp_path / "good.npy"
     np.save(good, np.ones(3))
-    before = dump(tmp_path / "catalog.db")
+    before = dump(cat.url)
     missing = tmp_path / "never_written.h5"
     with pytest.raises(CatalogError, match=r"never_written\.h5"):
         cat.finish_run(
@@ -115,7 +115,7 @@ def test_finish_run_with_missing_output_registers_nothing(cat, scans, tmp_path, 
             state="completed",
             outputs=[{"path": good, "kind": "x/y"}, {"path": missing, "kind": "x/z"}],
         )
-    assert dump(tmp_path / "catalog.db") == before
+    assert dump(cat.url) == before
     assert cat.get_run(run).state == "running"
     # the caller then records the failure
     cat.finish_run(run, state="failed", error_name="CatalogError", error_message="no output")

@@ -55,7 +55,7 @@ def test_best_verified_replica_is_read_and_falls_back(cat, scans, tmp_path, dump
 
 def test_add_replicas_refuses_bad_input_and_writes_nothing(cat, scans, tmp_path, dump):
     ds = cat.ingest(scans())
-    before = dump(cat.path)
+    before = dump(cat.url)
     with pytest.raises(CatalogError, match="is not a file of dataset"):
         cat.add_replicas(ds.id, "warehouse", {ds.path: tmp_path / "a",
                                               tmp_path / "other.h5": tmp_path / "b"})
@@ -65,7 +65,7 @@ def test_add_replicas_refuses_bad_input_and_writes_nothing(cat, scans, tmp_path,
         cat.add_replicas(ds.id, "", {ds.path: tmp_path / "a"})
     with pytest.raises(DatasetNotFoundError):
         cat.add_replicas("ds-nope", "warehouse", {ds.path: tmp_path / "a"})
-    assert dump(cat.path) == before
+    assert dump(cat.url) == before
 
 
 def test_a_schema_4_catalog_gains_replicas_and_final_flow_states(tmp_path, scans, reader):
