@@ -31,16 +31,9 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from spotkit.backoff import Backoff
 from spotkit.errors import (
     CatalogError,
-    ComputeError,
-    JobFailedError,
-    JobLostError,
-    SpotkitError,
-    SubmitError,
 )
 from spotkit.flows._faults import FAULT_ENV, FAULT_POINTS, FaultInjector
 from spotkit.flows._flow_actions import _ActionSteps
@@ -48,12 +41,8 @@ from spotkit.flows._flow_data import _DataSteps
 from spotkit.flows._journal import FINAL_STATES, Item, Journal
 from spotkit.flows._outcomes import (
     PassReport,
-    _is_lock_error,
-    _LeaseLost,
-    _Outage,
-    _Quarantined,
 )
-from spotkit.flows._watch import Candidate, InboxScanner
+from spotkit.flows._watch import InboxScanner
 
 __all__ = ["FAULT_ENV", "FAULT_POINTS", "PassReport", "Watcher"]
 
@@ -165,110 +154,6 @@ class Watcher(_DataSteps, _ActionSteps):
         self._active: dict[str, tuple[str, float, str]] = {}  # key: (step, start, path)
         self._digests: dict[str, dict] = {}  # key: checksums computed at ingest, for the manifest
 
-    # -- helpers ----------------------------------------------------------------------
-
-    def _fault(self, point: str) -> None:
-        """Fault injection for tests: SIGKILL this process at the configured point."""
-        self._faults(point)
-
-    def _log(self, level: int, event: str, item: Item | Candidate, **fields: Any) -> None:
-        fields = {"event": event, "path": str(item.path), **fields}
-        text = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in fields.items())
-        logger.log(level, "%s", text, extra={"spotkit": fields})
-
-    def _semaphore(self, target: str, limit: int) -> threading.BoundedSemaphore:
-        with self._sem_lock:
-            if target not in self._semaphores:
-                self._semaphores[target] = threading.BoundedSemaphore(max(1, int(limit)))
-            return self._semaphores[target]
-
-    def _step(self, item: Item, step: str, func, **start_result) -> Any:
-        """Run ``func()`` as journal step ``step`` unless it is done; return its result.
-
-        ``func`` returns ``(result_dict, nbytes)``; the record (timing, size) is written
-        after the effect, so a crash in between repeats the (idempotent) effect.
-        """
-        rec = self.journal.step(item.key, step)
-        if rec is not None and rec.state == "done":
-            return rec.result
-        if not self.journal.acquire(item.key):
-            raise _LeaseLost(item.key)
-        self.journal.start_step(item.key, step, result=start_result or None)
-        t0 = time.perf_counter()
-        self._active[item.key] = (step, t0, str(item.path))
-        try:
-            result, nbytes = func()
-        except BaseException as exc:
-            self.journal.finish_step(item.key, step, state="failed",
-                                     seconds=time.perf_counter() - t0, error=str(exc))
-            raise
-        finally:
-            self._active.pop(item.key, None)
-        seconds = time.perf_counter() - t0
-        self.journal.finish_step(item.key, step, seconds=seconds, nbytes=nbytes, result=result)
-        dataset = result.get("dataset_id") or item.dataset_id
-        if dataset is None:
-            current = self.journal.item(item.key)
-            dataset = current.dataset_id if current else None
-        self._log(logging.INFO, "step", item, step=step, state="done", seconds=seconds,
-                  bytes=nbytes, dataset=dataset)
-        return result
-
-    # -- failures ---------------------------------------------------------------------
-
-    def _failed(self, item: Item, exc: BaseException, report: PassReport, *,
-                max_attempts: int, retry, step: str | None = None) -> None:
-        if isinstance(exc, _LeaseLost):
-            report.skipped.append(str(item.path))
-            return
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise exc
-        # a job the scheduler ran and that failed, or lost, counts against the dataset;
-        # a scheduler that cannot be reached or refuses jobs is an outage
-        outage = isinstance(exc, _Outage | SubmitError) or _is_lock_error(exc) or (
-            isinstance(exc, ComputeError)
-            and not isinstance(exc, JobFailedError | JobLostError))
-        text = f"{type(exc).__name__}: {exc}"
-        try:
-            if isinstance(exc, _Quarantined):
-                reason = str(exc)
-                self._quarantine(item, reason, report)
-                return
-            if outage:
-                current = self.journal.item(item.key)
-                n = (current.attempts if current else 0) + 1
-                wait = Backoff(self.outage_backoff, 2.0, self.max_outage_backoff).delay(n + 1)
-                self.journal.record_failure(item.key, text, retry_in=wait, count=False)
-                self._let_go(item)
-                report.outages.append(text)
-                self._log(logging.WARNING, "outage", item, error=text, retry_in=wait)
-                return
-            if step is not None:
-                rec = self.journal.step(item.key, step)
-                attempts = rec.attempts if rec else 1
-            else:
-                current = self.journal.item(item.key)
-                attempts = (current.attempts if current else 0) + 1
-            park = attempts >= max_attempts
-            wait = retry.delay(max(1, attempts))
-            self.journal.record_failure(item.key, text, park=park, retry_in=wait)
-            if park and step is not None:
-                self.journal.finish_step(item.key, step, state="parked", error=text)
-            if park:
-                report.parked[str(item.path)] = text
-                self._log(logging.ERROR, "parked", item, step=step, attempts=attempts,
-                          error=text)
-            self._let_go(item)
-            if not park:
-                report.failed[str(item.path)] = text
-                self._log(logging.WARNING, "failed", item, step=step, attempts=attempts,
-                          retry_in=wait, error=text)
-        except CatalogError as inner:
-            report.outages.append(f"recording the failure of {item.path}: {inner}")
-        if not (isinstance(exc, SpotkitError | OSError)):
-            logger.exception("unexpected error on %s", item.path, exc_info=exc)
-
     # -- passes -----------------------------------------------------------------------
 
     def run_once(self) -> PassReport:
@@ -313,11 +198,6 @@ class Watcher(_DataSteps, _ActionSteps):
             beat.join()
         return report
 
-    def _let_go(self, item: Item) -> None:
-        """Release the lease after a failed attempt, so that any watcher may retry it."""
-        self._held.discard(item.key)
-        self.journal.release(item.key)
-
     def _heartbeat(self, stop: threading.Event) -> None:
         """Renew the leases of this pass's datasets while a long step (a notebook) runs, and
         say which steps are still running every :data:`PROGRESS_SECONDS`."""
@@ -343,7 +223,8 @@ class Watcher(_DataSteps, _ActionSteps):
             prepared = list(pool.map(lambda it: self._prepare(it, report), mine))
             ready = [(it, ds) for it, ds in zip(mine, prepared, strict=True) if ds is not None]
             for stage in self.rules.stages:
-                flags = list(pool.map(lambda p, s=stage: self._process(*p, s, report), ready))
+                flags = list(pool.map(lambda p, s=stage: self._process(p[0], p[1], s, report),
+                                      ready))
                 ready = [p for p, ok in zip(ready, flags, strict=True) if ok]
             for item, ds in ready:
                 try:

@@ -10,18 +10,18 @@ import logging
 import time
 
 from spotkit.errors import (
-    CatalogError,
     JobFailedError,
     JobLostError,
     SubmitError,
 )
+from spotkit.flows._flow_base import _WatcherBase
 from spotkit.flows._journal import Item
 from spotkit.flows._outcomes import PassReport, _Outage, _RunFailed
 
 logger = logging.getLogger("spotkit.flows._flow")
 
 
-class _ActionSteps:
+class _ActionSteps(_WatcherBase):
     # -- processing -------------------------------------------------------------------
 
     def _action_step(self, action) -> str:
@@ -175,15 +175,6 @@ class _ActionSteps:
                              retry=action.retry, step=self._action_step(action))
                 return False
         return True
-
-    def _set_aside(self, dataset_id: str, status: str, reason: str) -> None:
-        """Give a quarantined catalog dataset a final status (it stays in the catalog)."""
-        try:
-            old = self.catalog.get(dataset_id)
-            if old is not None and old.status == "quarantined":
-                self.catalog.set_status(dataset_id, status, reason=reason)
-        except CatalogError as exc:
-            logger.warning("could not mark %s %s: %s", dataset_id, status, exc)
 
     def _finish(self, item: Item, ds, report: PassReport) -> None:
         self._fault("done.before")

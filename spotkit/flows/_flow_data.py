@@ -15,13 +15,14 @@ from spotkit.errors import (
     InputFileError,
     TransferError,
 )
+from spotkit.flows._flow_base import _WatcherBase
 from spotkit.flows._journal import FINAL_STATES, Item
 from spotkit.flows._outcomes import PassReport, _Outage, _Quarantined
 
 logger = logging.getLogger("spotkit.flows._flow")
 
 
-class _DataSteps:
+class _DataSteps(_WatcherBase):
     # -- discovery --------------------------------------------------------------------
 
     def _discover(self, report: PassReport) -> None:

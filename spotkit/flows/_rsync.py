@@ -94,7 +94,7 @@ class Rsync(Mover):
             return False, "the rsync program is not installed (e.g. apt-get install rsync)"
         if not self._remote_dest:
             return _probe_dir(Path(self.dest))
-        res = self._run(self._ssh_argv("test", "-d", self.dest, "-a", "-w", self.dest),
+        res = self._run(self._ssh_argv("test", "-d", str(self.dest), "-a", "-w", str(self.dest)),
                         timeout=60)
         if res.returncode == 0:
             return True, "ok"
