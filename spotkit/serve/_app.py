@@ -1,0 +1,138 @@
+"""The Tiled application over the spotkit catalog, and the server that runs it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tiled.server.protocols import InternalAuthenticator
+
+from spotkit.serve._adapters import CatalogAdapter
+from spotkit.serve._config import KEYS_PROVIDER, ServeConfig, load_config
+from spotkit.serve._policy import ProposalAccessPolicy
+
+__all__ = ["KeysOnlyAuthenticator", "RedactKeys", "build_app", "default_auth_database", "serve"]
+
+logger = logging.getLogger("spotkit.serve")
+
+_KEY_IN_URL = re.compile(r"(api_key=)[^&\s\"']+", re.IGNORECASE)
+_KEY_IN_HEADER = re.compile(r"(apikey\s+)[0-9a-f]{8,}", re.IGNORECASE)
+
+
+class KeysOnlyAuthenticator(InternalAuthenticator):
+    """The ``spotkit`` identity provider: users come in with API keys only.
+
+    Keys are issued by ``spotkit serve keys create USER``; there is no password login
+    (every attempt is refused), so this provider adds no way in besides the keys.
+    """
+
+    async def authenticate(self, username: str, password: str) -> None:
+        """Refuse every password login."""
+        return None
+
+
+class RedactKeys(logging.Filter):
+    """A logging filter that replaces API keys in log records (``?api_key=…`` in access
+    logs, ``Apikey …`` headers) with ``[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the message and its arguments; always keep the record."""
+        if isinstance(record.msg, str):
+            record.msg = self._clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+    @staticmethod
+    def _clean(text: str) -> str:
+        return _KEY_IN_HEADER.sub(r"\1[redacted]", _KEY_IN_URL.sub(r"\1[redacted]", text))
+
+
+def default_auth_database(catalog: Any) -> str:
+    """The authentication database used when the configuration names none: a SQLite file
+    beside a SQLite catalog (``<catalog>.serve-auth.db``), else in the spotkit home."""
+    path = getattr(catalog, "path", None)
+    if isinstance(path, Path) and path.suffix:
+        where = path.with_name(path.name + ".serve-auth.db")
+    else:
+        from spotkit.config import spotkit_home
+
+        where = Path(spotkit_home()) / "serve-auth.db"
+    return f"sqlite:///{where}"
+
+
+def build_app(catalog: Any, config: ServeConfig | str | os.PathLike, *,
+              auth_database: str | None = None) -> Any:
+    """The Tiled (FastAPI) application serving ``catalog`` under ``config``.
+
+    Parameters
+    ----------
+    catalog : spotkit.catalog.Catalog
+        An open catalog (SQLite or PostgreSQL).
+    config : ServeConfig or path-like
+        Staff, user -> proposals, authentication (``serve.yaml``).
+    auth_database : str, optional
+        SQLAlchemy URL of Tiled's authentication database; default: the configuration's,
+        else :func:`default_auth_database`.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        Every request needs an API key (or a token from a configured provider); users see
+        the datasets of their proposals, staff all; nothing can be written.
+    """
+    from tiled.config import Authentication, Database
+    from tiled.server.app import build_app as tiled_app
+
+    from spotkit.serve._keys import init_auth_database
+
+    if not isinstance(config, ServeConfig):
+        config = load_config(config)
+    database = auth_database or config.database or default_auth_database(catalog)
+    init_auth_database(database)
+    providers = [{"provider": KEYS_PROVIDER,
+                  "authenticator": "spotkit.serve._app:KeysOnlyAuthenticator"}]
+    providers += [dict(p) for p in config.providers]
+    settings: dict[str, Any] = {"providers": providers, "allow_anonymous_access": False}
+    keys = config.secret_keys()
+    if keys:
+        settings["secret_keys"] = keys
+    if config.access_token_max_age:
+        settings["access_token_max_age"] = config.access_token_max_age
+    if config.refresh_token_max_age:
+        settings["refresh_token_max_age"] = config.refresh_token_max_age
+    authentication = Authentication(**settings)
+    server_settings = {"database": Database(uri=database, init_if_not_exists=False)}
+    app = tiled_app(CatalogAdapter(catalog), authentication=authentication,
+                    server_settings=server_settings,
+                    access_policy=ProposalAccessPolicy(config))
+    return app
+
+
+def serve(catalog: Any, config: ServeConfig | str | os.PathLike, *, host: str = "127.0.0.1",
+          port: int = 8000, auth_database: str | None = None, log_level: str = "info") -> None:
+    """Run the server until interrupted (uvicorn).
+
+    Parameters
+    ----------
+    catalog : spotkit.catalog.Catalog
+    config : ServeConfig or path-like
+    host, port : str, int
+        Where to listen (use a TLS-terminating proxy in front for ``https://``).
+    auth_database : str, optional
+        See :func:`build_app`.
+    log_level : str
+        uvicorn's log level.
+    """
+    import uvicorn
+
+    app = build_app(catalog, config, auth_database=auth_database)
+    redact = RedactKeys()
+    for name in ("uvicorn.access", "uvicorn.error", "tiled", "spotkit"):
+        logging.getLogger(name).addFilter(redact)
+    logger.info("serving the catalog on http://%s:%s/api", host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
