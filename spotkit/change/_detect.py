@@ -129,7 +129,7 @@ def detect_changes(series, *, detect=None, features=None, mask=None, warmup: int
             z = _adjusted_z(z.max(axis=1), n_band)
         score = np.maximum(score, z)
 
-    events = []
+    events: list[tuple[int, int, float, str, dict | None]] = []
     todo = [(0, n)]
     while todo and len(events) < max_changes:
         lo, hi = todo.pop(0)
@@ -145,7 +145,7 @@ def detect_changes(series, *, detect=None, features=None, mask=None, warmup: int
         if k is None or excess < 0:
             continue
         t = excess + thresholds[f]
-        early = []
+        early: list[bool] = []
         onset, end = _refine(vectors[lo:hi], k, lo, hi, search, floor=max(warmup, lo),
                              early=early)
         if early[-1] and onset == warmup:
@@ -192,7 +192,7 @@ def _series_map(s, engine, onset, end, *, mask, warmup, smooth):
     acc = None
     count = 0
     for k in range(onset, end + 1):
-        _, vals, binned, var = (k, *engine._reduce(s.item(k), s.sigma_item(k)))
+        vals, binned, var = engine._reduce(s.item(k), s.sigma_item(k))
         _, _, _, smap = engine._row(k, vals, binned, var, loo=None)
         acc = smap if acc is None else acc + smap
         count += 1

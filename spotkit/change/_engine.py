@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -84,13 +85,31 @@ class _Engine:
         self._band_feats = tuple(f for f in features if f in BAND_FEATURES)
         if self._band_feats and self.bands == 0:
             raise ValueError(f"the features {list(self._band_feats)} need bands > 0 (or 'auto')")
-        self._bandset = None  # made when the warm-up ends (validity is final then)
+        self._bandset: _BandSet | None = None  # made when the warm-up ends (validity final)
         self.index = 0
-        self._buffer = []  # warm-up (index, partial features, binned, var)
-        self._ref = None
+        #: the warm-up so far: (index, partial features, binned frame, variance or None)
+        self._buffer: list[tuple[int, dict[str, Any], np.ndarray, np.ndarray | None]] = []
+        self._ref: np.ndarray | None = None
         self._prev = None
         self._static = None
         self._fused_masks = None
+
+    @property
+    def bandset(self) -> _BandSet:
+        """The bands or detector regions (made when the warm-up ends)."""
+        if self._bandset is None:
+            raise RuntimeError("the bands are made when the warm-up ends; push more frames")
+        return self._bandset
+
+    @property
+    def warmup_left(self) -> int:
+        """Frames still needed to complete the reference (0 once it is made)."""
+        return 0 if self._ref is not None else self.warmup - len(self._buffer)
+
+    def restart(self) -> None:
+        """Forget the reference: the next frames make a new warm-up."""
+        self._ref = None
+        self._buffer = []
 
     # -- per-frame reduction -------------------------------------------------------------
     def _setup(self, first):

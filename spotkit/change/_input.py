@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -12,17 +13,26 @@ __all__ = ["Series", "as_series", "check_frame", "check_mask"]
 TIME_DIMS = ("frame", "time")
 
 
+class FrameStack(Protocol):
+    """What a series' data offers: a shape and indexing by frame (numpy, dask, xarray)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+
 @dataclass(frozen=True, eq=False)
 class Series:
     """A validated series: ``data`` is ``(n, y, x)`` frames or ``(n, q)`` profiles."""
 
-    data: object  # numpy, dask or xarray-backed array, indexed frame by frame
+    data: FrameStack  # numpy, dask or xarray-backed array, indexed frame by frame
     kind: str  # "frames" or "profiles"
     time_dim: str
     time: np.ndarray
     axis_dims: tuple[str, ...]
     axis_coords: dict
-    sigma: object | None = None  # (n, q) errors for profiles
+    sigma: FrameStack | None = None  # (n, q) errors for profiles
 
     @property
     def n(self) -> int:

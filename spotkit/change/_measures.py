@@ -201,7 +201,7 @@ def change_map(frame, reference, *, smooth: float = 2.0, mask=None, sigma=None,
         # would bias the map upwards where counts are low
         var = np.maximum(_smooth(np.where(valid, ref, 0.0), valid.astype(np.float64),
                                  max(smooth, 1.0)), 1.0)
-        dims = ("y", "x")
+        dims: tuple[str, ...] = ("y", "x")
     else:
         if sigma is None:
             raise ValueError("profiles need sigma (their errors) to be normalised")

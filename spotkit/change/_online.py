@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -105,11 +106,11 @@ class OnlineDetector:
         self.threshold, self.drift, self.confirm = float(threshold), float(drift), int(confirm)
         self.search, self.window, self.holdoff = int(search), int(window), int(holdoff)
         self.band_threshold, self.band_drift = float(band_threshold), float(band_drift)
-        self._engine = None
-        self._kind = None
+        self._engine: _Engine | None = None
+        self._kind = "frames"  # or "profiles": set by the first update
         self.events: list[ChangeEvent] = []
-        self._rows = {}
-        self._scores = {}
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._scores: dict[int, float] = {}
         self._warm_end = 0
         self._n = 0
         self._reset_watch()
@@ -140,9 +141,7 @@ class OnlineDetector:
             return self._hold_until - self._n + 1 + self.warmup
         if self._engine is None:
             return self.warmup
-        if self._engine._ref is None:
-            return self.warmup - len(self._engine._buffer)
-        return 0
+        return self._engine.warmup_left
 
     @property
     def ready(self) -> bool:
@@ -182,8 +181,7 @@ class OnlineDetector:
             self._n += 1
             self._engine.index += 1
             if idx == self._hold_until:
-                self._engine._ref = None
-                self._engine._buffer = []
+                self._engine.restart()
             return FrameResult(index=idx, state="holdoff", score=math.nan, flagged=False)
         rows = self._engine.push(a, sigma)
         self._n += 1
@@ -191,13 +189,17 @@ class OnlineDetector:
             return FrameResult(index=idx, state="warmup", score=math.nan, flagged=False)
         if len(rows) > 1:  # the warm-up just ended: the reference is new
             self._warm_end = rows[-1][0] + 1
-        result = None
-        for ridx, vals, vec, smap in rows:
-            result = self._score(ridx, vals, vec, smap)
-        return result
+        results = [self._score(ridx, vals, vec, smap) for ridx, vals, vec, smap in rows]
+        return results[-1]
 
     def _band_vector(self, vals):
         return np.concatenate([_band_values(vals[f], f) for f in self._band_detect])
+
+    def _started(self) -> _Engine:
+        """The feature engine, made by the first update."""
+        if self._engine is None:
+            raise RuntimeError("no frame has been given to update() yet")
+        return self._engine
 
     def _score(self, idx, vals, vec, smap) -> FrameResult:
         self._buffer.append((idx, vec))
@@ -207,11 +209,13 @@ class OnlineDetector:
         bvec = self._band_vector(vals) if bands else None
         if self._base is None:
             self._base = {f: deque(maxlen=self.window) for f in self._detect}
-            if bands:
+            if bvec is not None:
                 self._bbase = deque(maxlen=self.window)  # NaN where a band was excluded
-                self._bnoise = deque(maxlen=self.window)  # whole rows, for the noise
-                nb = self._engine._bandset.size
-                self._blevel = np.tile(self._engine._bandset.level, len(self._band_detect))
+                # whole rows, for the noise
+                self._bnoise: deque[np.ndarray] = deque(maxlen=self.window)
+                bandset = self._started().bandset
+                nb = bandset.size
+                self._blevel = np.tile(bandset.level, len(self._band_detect))
                 self._bdir = np.repeat([BAND_FEATURES[f] for f in self._band_detect], nb)
                 self._bfeat = np.repeat(np.arange(len(self._band_detect)), nb)
                 # one CUSUM per band and direction: a feature that may move either way
@@ -241,7 +245,7 @@ class OnlineDetector:
         shown = z
         if self._detect:
             self._cusum = max(0.0, self._cusum + z - self.drift)
-        if bands:
+        if bvec is not None:
             noise = np.asarray(self._bnoise)
             sd = _band_sigma(noise, self._blevel, conservative=True) * (1.0 + 2.0 / len(noise))
             zb = (bvec - _nanmedian_cols(np.asarray(self._bbase))) / sd
@@ -313,13 +317,13 @@ class OnlineDetector:
         else:
             run = int(self._brun[which])
             k = run if 0 <= run <= self._alarm_at else self._alarm_at
-            nb = self._engine._bandset.size
+            nb = self._started().bandset.size
             col = int(self._bcol[which])
             feature = self._band_detect[int(self._bfeat[col])]
-            region = band_extent(self._engine, self._dummy_series(), col % nb)
+            region = band_extent(self._started(), self._dummy_series(), col % nb)
             thr = self._bthreshold
         k = max(k, self._warm_end)
-        early = []
+        early: list[bool] = []
         onset, end = _refine(vectors, k, lo, hi, self.search, floor=self._warm_end,
                              last=self._alarm_at, early=early)
         if early and early[-1] and onset == self._warm_end:
@@ -327,7 +331,7 @@ class OnlineDetector:
         maps = [m for i, m in self._maps if onset <= i <= end]
         cmap = None
         if maps:
-            cmap = _make_map(self._engine, np.mean(maps, axis=0), self._dummy_series(),
+            cmap = _make_map(self._started(), np.mean(maps, axis=0), self._dummy_series(),
                              n_avg=len(maps))
         stat = self._peak
         ev = ChangeEvent(onset=int(onset), end=int(end),
@@ -339,8 +343,7 @@ class OnlineDetector:
         self._reset_watch()
         self._hold_until = idx + self.holdoff
         if self.holdoff == 0:
-            self._engine._ref = None
-            self._engine._buffer = []
+            self._started().restart()
         return ev
 
     @property

@@ -113,7 +113,7 @@ def reduction_policy(changes, *, n_frames: int | None = None, before: int = 3,
                              "frames (or ends before it starts)")
         spans.append((max(0, onset - before), min(n_frames - 1, end + after)))
     spans.sort()
-    windows = []
+    windows: list[tuple[int, int]] = []
     for a, b in spans:  # merge overlapping windows
         if windows and a <= windows[-1][1] + 1:
             windows[-1] = (windows[-1][0], max(windows[-1][1], b))
