@@ -101,11 +101,15 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+_LITERAL = re.compile(r"('(?:[^']|'')*')")
+
+
 @functools.lru_cache(maxsize=1024)
 def _to_psycopg(sql: str) -> str:
-    """``?`` placeholders to ``%s`` (a literal ``%`` doubled). The catalog's SQL has no
-    ``?`` inside string literals, so a plain replacement is exact."""
-    return sql.replace("%", "%%").replace("?", "%s")
+    """``?`` placeholders to ``%s``, outside string literals (``'?'`` stays a question
+    mark); every literal ``%`` doubled, as psycopg reads the whole text."""
+    parts = _LITERAL.split(sql.replace("%", "%%"))
+    return "".join(part if i % 2 else part.replace("?", "%s") for i, part in enumerate(parts))
 
 
 class PgConnection:

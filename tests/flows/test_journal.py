@@ -1,23 +1,52 @@
-"""The flow journal: idempotent discovery, step records, leases, failures, the migration."""
+"""The flow journal: idempotent discovery, step records, leases, failures, the migration.
+
+``db`` is parametrised: each test that uses it runs on a SQLite catalog file and on a fresh
+database of a real PostgreSQL server (tests/_postgres.py; skipped, saying why, where
+PostgreSQL is not installed).
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
 from spotkit.catalog import SCHEMA_VERSION, open_catalog
 from spotkit.flows import Journal
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from _postgres import postgres_server  # noqa: F401 (a fixture)
 
-@pytest.fixture
-def db(tmp_path):
-    path = tmp_path / "catalog.db"
-    open_catalog(path).close()
-    return path
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        path = tmp_path / "catalog.db"
+        open_catalog(path).close()
+        yield path
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database("journal")
+    open_catalog(url).close()
+    yield url
+    server.drop_database(url)
+
+
+def _tables(db) -> set[str]:
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return {r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    with sqlite3.connect(db) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
 
 
 def _discover(journal, key="k1", path="/inbox/a.h5"):
@@ -168,20 +197,90 @@ def test_migration_adds_journal_tables_to_a_version_2_catalog(tmp_path):
         assert _discover(journal)
 
 
-def test_the_journal_creates_its_own_tables_in_a_catalog_made_without_it(tmp_path):
-    """The catalog schema does not define the flow's tables: the journal brings them."""
-    import subprocess
-    import sys
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request, tmp_path):
+    """A location with no catalog yet: a file path, or an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "cat.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database("bare")
+    yield url
+    server.drop_database(url)
 
-    db = tmp_path / "cat.db"
+
+def test_the_journal_creates_its_own_tables_in_a_catalog_made_without_it(empty_db, tmp_path):
+    """The catalog schema does not define the flow's tables: the journal brings them."""
+    db = empty_db
     code = ("import sys; from spotkit.catalog import open_catalog; open_catalog(sys.argv[1]); "
             "assert 'spotkit.flows' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, str(db)], check=True)
-    import sqlite3
-
-    with sqlite3.connect(db) as conn:
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    names = _tables(db)
+    assert "datasets" in names
     assert "flow_items" not in names
     with Journal(db) as journal:
         assert journal.discover("k", tmp_path / "a.h5", size=1, mtime_ns=1)
         assert journal.forget("k", reason="test", by="me").state == "forgotten"
+
+
+# One watcher's loop over the journal, as the flow does it: lease, check the step's own
+# record, do the work, record it, release. Run as separate processes with owners on two
+# different "hosts", so only the lease (not a dead-pid check) keeps them apart.
+_WATCHER = textwrap.dedent("""
+    import json, sys, time
+    from spotkit.flows import Journal
+    db, host, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    done = []
+    with Journal(db, owner=f"{host}:1:tok", lease_seconds=60) as journal:
+        while True:
+            due = journal.due()
+            if not due:
+                break
+            for item in due:
+                if not journal.acquire(item.key):
+                    continue
+                try:
+                    if journal.is_done(item.key, "processed/x"):
+                        continue
+                    journal.start_step(item.key, "processed/x")
+                    time.sleep(0.002)
+                    journal.finish_step(item.key, "processed/x", result={"by": host})
+                    journal.update_item(item.key, state="done")
+                    done.append(item.key)
+                finally:
+                    journal.release(item.key)
+            time.sleep(0.01)
+    with open(out, "w") as f:
+        json.dump(done, f)
+""")
+
+
+def test_two_watchers_on_two_hosts_share_the_work_exactly_once(db, tmp_path):
+    n = 40
+    with Journal(db) as setup:
+        for i in range(n):
+            setup.discover(f"k{i:02d}", f"/inbox/{i}.h5", size=1, mtime_ns=1)
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    procs = [subprocess.Popen([sys.executable, "-c", _WATCHER, str(db), host, str(out)])
+             for host, out in zip(("hostA", "hostB"), outs, strict=True)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    a, b = (json.loads(out.read_text()) for out in outs)
+    assert not set(a) & set(b)
+    assert sorted(a + b) == [f"k{i:02d}" for i in range(n)]
+    with Journal(db) as journal:
+        steps = [s for s in journal.steps() if s.step == "processed/x"]
+        assert len(steps) == n
+        assert all(s.attempts == 1 and s.state == "done" for s in steps)
+        assert {i.state for i in journal.items()} == {"done"}
+        assert journal.lease_owner("k00") is None
+
+
+def test_journal_on_postgresql_keeps_its_url(db):
+    with Journal(db) as journal:
+        assert str(journal.path) == str(db)
+        if isinstance(db, str):
+            assert journal.path == db  # a URL stays a URL (not a pathlib.Path)
+        assert _discover(journal)
+        with pytest.raises(Exception, match="not in the flow journal"):
+            journal.find("/inbox/never.h5")
