@@ -32,7 +32,7 @@ __all__ = ["SpotkitError", "__version__", "open_catalog", "run_notebook", "submi
 #: Subpackages loaded on first attribute access (``spotkit.widgets.JobMonitor``).
 SUBPACKAGES = frozenset({
     "backoff", "catalog", "change", "checksums", "cli", "compute", "config", "demo", "errors",
-    "flows", "io", "kinds", "runs", "scattering", "sim", "tomo", "widgets",
+    "flows", "io", "kinds", "pipelines", "runs", "scattering", "sim", "tomo", "widgets",
 })
 
 
@@ -89,3 +89,8 @@ def submit(notebook, dataset, **kwargs):
     from spotkit.compute import submit as _submit
 
     return _submit(notebook, dataset, **kwargs)
+
+
+# The orchestration package registers the runners that the science packages' whole-scan
+# calls delegate to (TomoPipeline.run, tomo.preview); importing it is cheap (lazy modules).
+import spotkit.pipelines  # noqa: E402, F401

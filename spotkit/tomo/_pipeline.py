@@ -1,5 +1,4 @@
-"""A tomography pipeline as data: steps with ids and parameters, validated, then run block
-by block under a memory budget.
+"""A tomography pipeline as data: steps with ids and parameters, validated, planned.
 
 A pipeline is a list of steps. Each step names a spotkit function and its keyword
 parameters. Steps of three kinds follow one another:
@@ -11,11 +10,12 @@ parameters. Steps of three kinds follow one another:
   ``"$<step id>.center"``;
 - one final *reconstruct* step turns each block's sinograms into slices.
 
-The runner reads the scan lazily, cuts the selected rows into blocks that fit ``max_memory``,
-processes the blocks with dask, and streams the slices into an HDF5 volume with physical
-coordinates and full provenance (every parameter, the side outputs, backend and versions).
-The volume is written under a temporary name and renamed when complete: a failed run leaves
-no half-written output.
+This module is the spec: the steps, their validation (every problem at once, as data) and
+the memory plan (:meth:`TomoPipeline.plan`, in :mod:`spotkit.tomo._plan`); the steps applied
+to arrays are in :mod:`spotkit.tomo._pipeline_steps`. Running it on a scan on disk (reading
+the rows block by block with dask, streaming the slices into an HDF5 volume with provenance)
+is orchestration: :func:`spotkit.pipelines.run_tomo`, which :meth:`TomoPipeline.run`
+delegates to through the runner that :mod:`spotkit.pipelines` registers.
 """
 
 from __future__ import annotations
@@ -23,13 +23,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import json
-import logging
 import os
-import re
-import threading
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,35 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from spotkit.errors import MemoryBudgetError, PipelineValidationError
-from spotkit.tomo._angles import as_radians
-from spotkit.tomo._center import CenterEstimate, CenterWarning
-from spotkit.tomo.backends._base import CONVENTION
-
-logger = logging.getLogger(__name__)
+from spotkit._runners import get_runner
+from spotkit.errors import PipelineValidationError
+from spotkit.tomo._pipeline_steps import _REF, STEP_FUNCTIONS, StepRunner, _StepKind, tomo_function
+from spotkit.tomo._plan import parse_memory, plan_blocks
 
 __all__ = ["PipelineResult", "Problem", "TomoPipeline", "parse_memory"]
-
-_REF = re.compile(r"^\$([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)$")
-
-
-@dataclass(frozen=True)
-class _StepKind:
-    kind: str  # "projection" | "center" | "reconstruct"
-    supplied: tuple[str, ...]  # arguments the runner passes itself
-    side_outputs: tuple[str, ...] = ()
-
-
-#: The functions a pipeline step may name, with how the runner calls them.
-STEP_FUNCTIONS: dict[str, _StepKind] = {
-    "normalize": _StepKind("projection", ("proj", "flats", "darks", "out")),
-    "remove_zingers": _StepKind("projection", ("proj",)),
-    "remove_stripes": _StepKind("projection", ("sino_or_proj", "data", "arr", "proj")),
-    "minus_log": _StepKind("projection", ("trans", "out")),
-    "downsample": _StepKind("projection", ("arr", "data", "proj")),
-    "find_center": _StepKind("center", ("sinogram", "theta"), ("center",)),
-    "reconstruct": _StepKind("reconstruct", ("sinograms", "theta")),
-}
 
 
 @dataclass(frozen=True)
@@ -131,51 +102,6 @@ class PipelineResult:
     backend: dict = field(default_factory=dict)
 
 
-def parse_memory(value: str | int | float) -> int:
-    """Parse a memory size such as ``"4GB"``, ``"512 MiB"`` or ``2e9`` into bytes.
-
-    Parameters
-    ----------
-    value : str or number
-        Size; decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB) units are understood.
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> parse_memory("4GB"), parse_memory("1.5 GiB")
-    (4000000000, 1610612736)
-    """
-    if isinstance(value, int | float):
-        if value <= 0:
-            raise ValueError(f"memory size must be positive, got {value}")
-        return int(value)
-    m = re.fullmatch(r"\s*([0-9.]+(?:[eE][0-9]+)?)\s*([kKMGT]i?B|B)?\s*", str(value))
-    if not m:
-        raise ValueError(f"cannot read memory size {value!r}; write e.g. '4GB' or '512MiB'")
-    number, unit = float(m.group(1)), (m.group(2) or "B")
-    scale = {
-        "B": 1,
-        "kB": 1e3,
-        "KB": 1e3,
-        "MB": 1e6,
-        "GB": 1e9,
-        "TB": 1e12,
-        "KiB": 2**10,
-        "kiB": 2**10,
-        "MiB": 2**20,
-        "GiB": 2**30,
-        "TiB": 2**40,
-    }
-    if unit not in scale:
-        raise ValueError(
-            f"unknown memory unit {unit!r} in {value!r}; use kB, MB, GB or KiB, MiB, GiB"
-        )
-    return int(number * scale[unit])
-
-
 @functools.lru_cache(maxsize=1)
 def _choices() -> dict[tuple[str, str], tuple]:
     """Allowed values of the pipeline parameters that take a name."""
@@ -223,13 +149,7 @@ def _check_values(sid: str, fname: str, params: dict) -> list[Problem]:
     return problems
 
 
-def _tomo_function(name: str):
-    import spotkit.tomo
-
-    return getattr(spotkit.tomo, name, None)
-
-
-class TomoPipeline:
+class TomoPipeline(StepRunner):
     """A tomography pipeline: an ordered list of steps, each a function with parameters.
 
     Parameters
@@ -472,7 +392,7 @@ class TomoPipeline:
     def _check_params(self, step, kind: _StepKind, seen) -> list[Problem]:
         problems = []
         sid, fname = step["id"], step["function"]
-        func = _tomo_function(fname)
+        func = tomo_function(fname)
         if func is None:
             return [Problem(sid, "function", f"{fname!r} is not available in this spotkit")]
         sig = inspect.signature(func)
@@ -536,57 +456,17 @@ class TomoPipeline:
                 )
         return problems
 
-    def _factors(self, steps=None) -> tuple[int, int, int]:
-        """Binning of (angles, rows, columns) by the downsample steps among ``steps``."""
-        factors = [1, 1, 1]
-        for step in self.steps if steps is None else steps:
-            if step.get("function") != "downsample":
-                continue
-            axes = step["params"].get("axis", -1)
-            axes = list(axes) if isinstance(axes, list | tuple) else [axes]
-            fac = step["params"].get("factor", 2)
-            fac = list(fac) if isinstance(fac, list | tuple) else [fac] * len(axes)
-            for a, f in zip(axes, fac, strict=False):
-                factors[int(a) % 3] *= int(f)
-        return factors[0], factors[1], factors[2]
-
     def check(self) -> None:
         """Raise :class:`PipelineValidationError` listing every problem, if there are any."""
         problems = self.validate()
         if problems:
             raise PipelineValidationError(problems, self.name)
 
-    # ------------------------------------------------------------------ running
-    def _resolve(self, params: dict, side: dict) -> dict:
-        out = {}
-        for k, v in params.items():
-            m = _REF.match(v) if isinstance(v, str) else None
-            out[k] = side[m.group(1)][m.group(2)] if m else v
-        return out
 
-    def _rows_through(self, steps, scan, rows, side):
-        """Read detector ``rows`` (with their flats and darks) and apply projection steps."""
-        return self._apply_projection_steps(
-            steps,
-            read_rows(scan["data"], rows),
-            read_rows(scan["flats"], rows),
-            read_rows(scan["darks"], rows),
-            side,
-        )
-
-    def _apply_projection_steps(self, steps, block, flats, darks, side):
-        data = block
-        for step in steps:
-            func = _tomo_function(step["function"])
-            params = self._resolve(step["params"], side)
-            if step["function"] == "normalize":
-                data = func(data, flats, darks, **params)
-            else:
-                data = func(data, **params)
-        return data
-
+    # ------------------------------------------------------------------ plan and run
     def plan(
-        self, shape, *, max_memory="4GB", workers: int = 1, n_flats: int = 0, n_darks: int = 0
+        self, shape, *, max_memory: str | int | float = "4GB", workers: int = 1,
+        n_flats: int = 0, n_darks: int = 0,
     ) -> tuple[int, int]:
         """Rows per block and the estimated peak bytes for a scan of ``shape``.
 
@@ -609,33 +489,16 @@ class TomoPipeline:
         ------
         MemoryBudgetError
             When not even one row fits.
-        """
-        budget = parse_memory(max_memory)
-        n_angles, _n_rows, n_cols = shape
-        recon = self.steps[-1]["params"] if self.steps else {}
-        f_angles, f_rows, f_cols = self._factors()
-        n = int(recon.get("n") or max(1, n_cols // f_cols))
-        fixed_work, per_slice_work = _recon_work_bytes(
-            recon, max(1, n_angles // f_angles), max(1, n_cols // f_cols), n
-        )
-        per_slice_work = -(-per_slice_work // f_rows)  # one slice per f_rows detector rows
-        n_proj_steps = sum(STEP_FUNCTIONS[s["function"]].kind == "projection" for s in self.steps)
-        raw = n_angles * n_cols * 2 + (n_flats + n_darks) * n_cols * 4
-        floats = n_angles * n_cols * 4 * (2 + 0.5 * n_proj_steps)
-        sino = n_angles * n_cols * 4  # the contiguous (rows, angles, cols) copy
-        per_row = int(raw + floats + sino + per_slice_work)
-        fixed = int(fixed_work) * max(1, workers)  # each worker's reconstruction work arrays
-        fixed += 256 * 2**20  # interpreter and libraries (~180 MB measured), h5py buffers
-        if any(s["function"] == "remove_stripes" for s in self.steps):
-            from spotkit.tomo._stripe import _CHUNK_BYTES
 
-            # stripe filters work a few sinograms at a time: ~10x a chunk (measured 9.5x)
-            fixed += 10 * min(_CHUNK_BYTES, n_angles * n_cols * 4) * max(1, workers)
-        rows = (budget - fixed) // (per_row * max(1, workers)) // f_rows * f_rows
-        if rows < 1:
-            raise MemoryBudgetError(budget, fixed + per_row * f_rows * max(1, workers))
-        rows = min(rows, -(-max(1, _n_rows) // f_rows) * f_rows)  # no bigger than the scan
-        return int(rows), int(fixed + rows * per_row * max(1, workers))
+        Examples
+        --------
+        >>> pipe = TomoPipeline.default(center=1024.0, algorithm="fbp")
+        >>> rows, planned = pipe.plan((1500, 2160, 2560), max_memory="4GB")
+        >>> rows > 0 and planned <= 4e9
+        True
+        """
+        return plan_blocks(self, shape, max_memory=max_memory, workers=workers,
+                           n_flats=n_flats, n_darks=n_darks)
 
     def run(
         self,
@@ -650,6 +513,10 @@ class TomoPipeline:
         overwrite: bool = False,
     ) -> PipelineResult:
         """Run the pipeline on a scan, streaming slices into an HDF5 volume.
+
+        Reading the scan and writing the volume are orchestration: this calls the runner
+        that :mod:`spotkit.pipelines` registers (:func:`spotkit.pipelines.run_tomo`, the same
+        call as ``run_tomo(pipeline, source, output, ...)``).
 
         Parameters
         ----------
@@ -681,342 +548,20 @@ class TomoPipeline:
             Before reading anything, if the pipeline has problems.
         MemoryBudgetError
             If one row does not fit in ``max_memory``.
+        spotkit._runners.RunnerNotRegisteredError
+            If no runner is registered (``spotkit.pipelines`` was not imported).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from spotkit.sim import simulate_tomo_scan
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     truth = simulate_tomo_scan(pathlib.Path(tmp) / "scan.h5", shape=(61, 4, 48))
+        ...     pipe = TomoPipeline.default(center=truth.center, algorithm="fbp")
+        ...     result = pipe.run(truth.path, pathlib.Path(tmp) / "volume.h5")
+        >>> result.shape, result.n_blocks
+        ((4, 48, 48), 1)
         """
-        import dask
-        import h5py
-
-        from spotkit._version import __version__
-
-        self.check()
-        t0 = time.perf_counter()
-        output = Path(output)
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} exists; pass overwrite=True or choose another path")
-        scan, source_info = _open_source(source)
-        n_angles, n_rows, n_cols = scan["data"].shape
-        r0, r1 = (0, n_rows) if rows is None else (int(rows[0]), int(rows[1]))
-        if not 0 <= r0 < r1 <= n_rows:
-            raise ValueError(f"rows={rows} is outside the detector's 0..{n_rows} rows")
-        f_rows = self._factors()[1]
-        if r1 - r0 < f_rows:
-            raise ValueError(
-                f"rows={rows} selects {r1 - r0} detector rows, fewer than the row binning "
-                f"({f_rows}) of the pipeline's downsample step"
-            )
-        if (r1 - r0) % f_rows:
-            logger.info("row binning %d: the last %d row(s) are left out", f_rows,
-                        (r1 - r0) % f_rows)
-            r1 -= (r1 - r0) % f_rows
-        n_slices = (r1 - r0) // f_rows
-        theta_da = scan["theta"]
-        theta = (as_radians(theta_da, what="scan theta") if "units" in theta_da.attrs
-                 else np.deg2rad(np.asarray(theta_da.values, dtype=np.float64)))  # DX: degrees
-        if theta.size != n_angles:
-            raise ValueError(
-                f"theta has {theta.size} angles but the scan has {n_angles} projections"
-            )
-        pixel_cm = float(scan.attrs.get("pixel_size_um") or 1.0) * 1e-4
-        flats_all, darks_all = scan["flats"], scan["darks"]
-        block_rows, planned = self.plan(
-            (n_angles, r1 - r0, n_cols),
-            max_memory=max_memory,
-            workers=workers,
-            n_flats=flats_all.shape[0],
-            n_darks=darks_all.shape[0],
-        )
-        proj_steps = [s for s in self.steps if STEP_FUNCTIONS[s["function"]].kind == "projection"]
-
-        # side outputs (centre) on a few sample rows, before any block is processed
-        side: dict[str, dict[str, Any]] = {}
-        done_steps: list[dict] = []
-        for step in self.steps:
-            kind = STEP_FUNCTIONS[step["function"]].kind
-            if kind == "projection":
-                done_steps.append(step)
-            elif kind == "center":
-                params = self._resolve(step["params"], side)
-                frac = params.pop("rows", [0.5])
-                starts = sorted(
-                    {r0 + f_rows * round(f * (n_slices - 1)) for f in frac}
-                )  # each sample is one binned slice: f_rows consecutive rows
-                sample = [s + i for s in starts for i in range(f_rows)]
-                block = self._rows_through(done_steps, scan, sample, side)
-                sinos = np.ascontiguousarray(np.swapaxes(block, 0, 1))
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", CenterWarning)
-                    found = _tomo_function("find_center")(
-                        sinos, _theta_for(block, theta), **params)
-                center = float(found)
-                side[step["id"]] = {"center": center}
-                if isinstance(found, CenterEstimate):  # how far to trust it: provenance
-                    side[step["id"]]["center_check"] = found.to_dict()
-                for w in caught:  # shown to the user, and recorded above with the run
-                    if issubclass(w.category, CenterWarning):
-                        logger.warning("step %s: %s", step["id"], w.message)
-                    else:
-                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-                f_cols = self._factors(done_steps)[2]
-                if f_cols > 1:  # also where the axis is on the unbinned detector
-                    side[step["id"]]["center_full_resolution"] = center * f_cols
-                logger.info("step %s: centre %.2f from rows %s", step["id"], center, sample)
-        recon_step = self.steps[-1]
-        recon_params = self._resolve(recon_step["params"], side)
-        from spotkit.tomo import reconstruct
-
-        # output geometry from a dry run of the projection steps on one row
-        probe = self._rows_through(proj_steps, scan, slice(r0, r0 + f_rows), side)
-        theta_block = _theta_for(probe, theta)
-        # one slice end to end now, so bad parameters fail before hours of compute
-        reconstruct(np.swapaxes(probe, 0, 1), theta_block, **recon_params)
-        n_out = int(recon_params.get("n") or probe.shape[2])
-        blocks = [(a, min(a + block_rows, r1)) for a in range(r0, r1, block_rows)]
-        logger.info(
-            "pipeline %s: %d rows in %d block(s) of %d, planned peak %.2f GB of %s",
-            self.name,
-            r1 - r0,
-            len(blocks),
-            block_rows,
-            planned / 1e9,
-            max_memory,
-        )
-
-        tmp = output.with_name(f".{output.name}.partial")
-        lock = threading.Lock()
-        backend_used: dict[str, Any] = {}
-        engines: set[str] = set()
-        try:
-            with h5py.File(tmp, "w") as f:
-                dset = f.create_dataset(
-                    "recon", shape=(n_slices, n_out, n_out), dtype="f4", chunks=(1, n_out, n_out)
-                )
-                dset.attrs["units"] = "1/cm"
-                pixel_um = pixel_cm * 1e4 * (n_cols / probe.shape[2])
-                coord = (np.arange(n_out) - (n_out - 1) / 2) * pixel_um
-                z_rows = r0 + f_rows * np.arange(n_slices) + (f_rows - 1) / 2
-                for name, values in (
-                    ("x", coord),
-                    ("y", coord),
-                    ("z", z_rows * pixel_cm * 1e4),
-                ):
-                    f.create_dataset(name, data=values).attrs["units"] = "um"
-                dset.dims[0].label, dset.dims[1].label, dset.dims[2].label = "z", "y", "x"
-
-                block_args = (self.to_dict(), scan, side, theta_block, recon_params, pixel_um)
-
-                def store(a: int, b: int, vol: np.ndarray, record: dict) -> int:
-                    with lock:
-                        dset[(a - r0) // f_rows : (b - r0) // f_rows] = vol
-                        engines.add(record.pop("engine"))
-                        backend_used.update(record)
-                    return b - a
-
-                if client is not None:
-                    # distributed pickles what it runs: ship a top-level function and the
-                    # (picklable, lazily read) scan; write the volumes here as they arrive
-                    futures = [client.submit(_block_volume, a, b, *block_args, pure=False)
-                               for a, b in blocks]
-                    _store_futures(futures, store, progress)
-                else:
-
-                    def process(a: int, b: int) -> int:
-                        return store(*_block_volume(a, b, *block_args))
-
-                    tasks = [dask.delayed(process)(a, b) for a, b in blocks]
-                    _compute_threads(tasks, workers, progress)
-                backend_used["engine"] = ", ".join(sorted(engines))
-                dset.attrs["provenance"] = json.dumps(
-                    {
-                        "pipeline": self.to_dict(),
-                        "side_outputs": side,
-                        "source": source_info,
-                        "rows": [r0, r1],
-                        "backend": backend_used,
-                        "spotkit": __version__,
-                        "max_memory": str(max_memory),
-                        "rows_per_block": block_rows,
-                    },
-                    default=str,
-                )
-                dset.attrs["pixel_size_um"] = pixel_um
-                dset.attrs["convention"] = json.dumps(CONVENTION)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, output)
-        seconds = time.perf_counter() - t0
-        logger.info("pipeline %s wrote %s in %.1f s", self.name, output, seconds)
-        return PipelineResult(
-            output=output,
-            shape=(n_slices, n_out, n_out),
-            side_outputs=side,
-            rows_per_block=block_rows,
-            n_blocks=len(blocks),
-            workers=workers,
-            planned_bytes=planned,
-            seconds=seconds,
-            backend=backend_used,
-        )
-
-
-def read_rows(var, rows, angles: slice | None = None) -> np.ndarray:
-    """Detector ``rows`` of a lazy ``(angle, row, col)`` variable, reading only those rows.
-
-    Parameters
-    ----------
-    var : xarray.DataArray
-        Projections, flats or darks from :func:`spotkit.io.open_tomo`.
-    rows : slice or sequence of int
-        Rows to read, in this order.
-    angles : slice, optional
-        Frames to read (a slice, e.g. every 4th: ``slice(None, None, 4)``).
-
-    Returns
-    -------
-    ndarray
-        ``(angles, len(rows), cols)``.
-
-    Notes
-    -----
-    Dask folds a slice into the read of each HDF5 chunk, but a list of rows makes it read
-    whole frames and then pick: on a 14 GB scan stored one frame per chunk that is the
-    whole file. Lists are therefore read as runs of consecutive rows, one slice each.
-    """
-    sel = {} if angles is None else {var.dims[0]: angles}
-    # one isel with both selections: dask folds one getitem into the chunk reads, not two
-    if isinstance(rows, slice):
-        return var.isel({**sel, "row": rows}).values
-    rows = [int(r) for r in rows]
-    runs: list[list[int]] = []
-    for r in rows:
-        if runs and r == runs[-1][-1] + 1:
-            runs[-1].append(r)
-        else:
-            runs.append([r])
-    parts = [var.isel({**sel, "row": slice(run[0], run[-1] + 1)}).values for run in runs]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-
-def _theta_for(block, theta):
-    """Angles after angle binning by a downsample step (block has fewer projections)."""
-    if block.shape[0] == theta.size:
-        return theta
-    factor = theta.size // block.shape[0]
-    return theta[: block.shape[0] * factor].reshape(block.shape[0], factor).mean(axis=1)
-
-
-def _recon_work_bytes(params: dict, n_angles: int, n_cols: int, n: int) -> tuple[int, int]:
-    """``(fixed, per_slice)`` work memory of the reconstruct step's backend."""
-    from spotkit.tomo._recon import _choose_backend
-    from spotkit.tomo.backends import get_backend
-
-    algorithm = str(params.get("algorithm", "gridrec"))
-    try:
-        name = _choose_backend(str(params.get("backend", "auto")), algorithm,
-                               str(params.get("filter", "shepp")))
-        return get_backend(name).work_bytes(n_angles, n_cols, n, algorithm)
-    except (ValueError, ImportError):  # reported by validate() / the dry run
-        return get_backend("builtin").work_bytes(n_angles, n_cols, n, algorithm)
-
-
-def _block_volume(a, b, pipeline: dict, scan, side, theta, recon_params, pixel_um):
-    """Rows ``a:b`` through the projection steps and the reconstruction, in 1/cm.
-
-    Top-level (picklable) so a dask.distributed worker can run it; returns
-    ``(a, b, volume, backend record)``.
-    """
-    from spotkit.tomo import reconstruct_with_info
-
-    pipe = TomoPipeline(pipeline["steps"], name=pipeline.get("name", "tomo"))  # validated
-    proj_steps = [s for s in pipe.steps if STEP_FUNCTIONS[s["function"]].kind == "projection"]
-    data = pipe._rows_through(proj_steps, scan, slice(a, b), side)
-    sinos = np.ascontiguousarray(np.swapaxes(data, 0, 1))
-    del data
-    vol, info = reconstruct_with_info(sinos, theta, **recon_params)
-    del sinos
-    vol /= np.float32(pixel_um * 1e-4)  # per binned pixel -> 1/cm
-    record = _info_record(info)
-    record["engine"] = info.engine
-    return a, b, vol, record
-
-
-def _store_futures(futures, store, progress) -> None:
-    """Write each finished block as it arrives, with progress; cancel the rest on error."""
-    from dask.distributed import as_completed
-
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(futures), desc="reconstruct", unit="block")
-    total = len(futures)
-    pending = as_completed(futures)
-    futures.clear()  # a block's result is freed on the workers once nothing refers to it
-    try:
-        for i, fut in enumerate(pending, 1):
-            store(*fut.result())
-            del fut
-            if bar is not None:
-                bar.update(1)
-            elif callable(progress):
-                progress(i, total)
-    except BaseException:
-        for fut in list(pending.futures):
-            fut.cancel()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _info_record(info) -> dict[str, Any]:
-    """Backend provenance of a block: what ran, without the per-block timing."""
-    record = info.to_dict()
-    record.pop("seconds", None)
-    record.pop("engine", None)
-    return record
-
-
-def _open_source(source):
-    from spotkit.io import open_tomo
-
-    if hasattr(source, "to_xarray") and hasattr(source, "id"):
-        return source.to_xarray(), {"dataset_id": source.id, "path": str(source.path)}
-    if isinstance(source, str | os.PathLike):
-        return open_tomo(source), {"path": str(Path(source).resolve())}
-    if hasattr(source, "data_vars") and "data" in source:
-        return source, {"path": source.attrs.get("path", "")}
-    raise TypeError(
-        f"cannot read a scan from {type(source).__name__}; pass a Dataset, a path "
-        "or an xarray.Dataset from spotkit.io.open_tomo"
-    )
-
-
-def _compute_threads(tasks, workers: int, progress) -> None:
-    import dask
-    from dask.callbacks import Callback
-
-    total = len(tasks)
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="reconstruct", unit="block")
-
-    done = [0]
-
-    class _Progress(Callback):
-        def _posttask(self, key, result, dsk, state, id):
-            if isinstance(result, int):
-                done[0] += 1
-                if bar is not None:
-                    bar.update(1)
-                elif callable(progress):
-                    progress(done[0], total)
-                logger.debug("block %d/%d done", done[0], total)
-
-    try:
-        with _Progress():
-            dask.compute(*tasks, scheduler="threads", num_workers=max(1, workers))
-    finally:
-        if bar is not None:
-            bar.close()
+        runner = get_runner("tomo.pipeline", what="TomoPipeline.run")
+        return runner(self, source, output, max_memory=max_memory, rows=rows, workers=workers,
+                      client=client, progress=progress, overwrite=overwrite)

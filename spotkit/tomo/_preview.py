@@ -1,9 +1,15 @@
 """The fast-preview branch: a first look at a scan within seconds.
 
-:func:`preview` reads only what it needs — a few detector rows (all angles) and two
-projections 90 degrees apart — bins them, finds the rotation axis, reconstructs the rows and
-returns, as one xarray Dataset, three orthogonal-ish views (the 0° and 90° radiographs and the
-axial slices) for the automated flow to send first. :func:`save_preview_png` draws it.
+:func:`preview_from_arrays` turns a few detector rows (all angles, or every few) and two
+projections 90 degrees apart into a binned first look: it finds the rotation axis (and
+whether it is tilted), reconstructs the rows and returns, as one xarray Dataset, three
+orthogonal-ish views (the 0° and 90° radiographs and the axial slices) for the automated
+flow to send first.
+
+:func:`preview` does the same from a scan on disk: reading only what it needs is
+orchestration, so it calls the runner that :mod:`spotkit.pipelines` registers
+(:func:`spotkit.pipelines.preview_tomo`). Drawing the preview into a PNG file is
+:func:`spotkit.io.write_preview_png`.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import logging
 import os
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
+from spotkit._runners import get_runner
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["preview", "save_preview_png"]
+__all__ = ["preview", "preview_from_arrays"]
 
 
 def _bin_last(arr: np.ndarray, factor: int) -> np.ndarray:
@@ -48,6 +55,10 @@ def preview(
 ):
     """Reconstruct a binned first look at a scan, reading as little as possible.
 
+    Reading the scan (and writing ``png``) is done by the runner that
+    :mod:`spotkit.pipelines` registers: this is :func:`spotkit.pipelines.preview_tomo`
+    (same parameters); the numbers come from :func:`preview_from_arrays`.
+
     Parameters
     ----------
     source : Dataset, path-like or xarray.Dataset
@@ -69,7 +80,7 @@ def preview(
     n_flats : int
         Flat and dark frames averaged for the radiographs.
     png : path-like, optional
-        Also draw the preview into this PNG file.
+        Also draw the preview into this PNG file (:func:`spotkit.io.write_preview_png`).
 
     Returns
     -------
@@ -79,34 +90,117 @@ def preview(
         with 3 slices or more also ``axis_tilted`` (0/1), ``tilt_px_per_row``, ``tilt_deg``
         and ``row_centers`` (the centre found on each previewed row, see
         :func:`spotkit.tomo.detect_tilt`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     truth = simulate_tomo_scan(pathlib.Path(tmp) / "scan.h5", shape=(90, 8, 64))
+    ...     pv = preview(truth.path, n_slices=2, binning=2, algorithm="fbp")
+    >>> pv["slices"].shape, abs(pv.attrs["center"] - truth.center) < 1.5
+    ((2, 32, 32), True)
+    """
+    runner = get_runner("tomo.preview", what="spotkit.tomo.preview")
+    return runner(source, n_slices=n_slices, binning=binning, angle_step=angle_step,
+                  center=center, center_method=center_method, algorithm=algorithm,
+                  n_flats=n_flats, png=png)
+
+
+def preview_from_arrays(
+    proj,
+    flats,
+    darks,
+    theta,
+    *,
+    rows,
+    radiographs,
+    radiograph_flat,
+    radiograph_dark,
+    view_angles,
+    binning: int = 4,
+    center: float | None = None,
+    center_method: str = "vo",
+    algorithm: str = "gridrec",
+    pixel_size_um: float = 1.0,
+    attrs: dict | None = None,
+):
+    """A binned first look from a few detector rows and two radiographs (arrays in).
+
+    Parameters
+    ----------
+    proj : ndarray, shape (angles, len(rows), columns)
+        Raw projections of the previewed detector rows (all angles, or every few).
+    flats, darks : ndarray, shape (frames, len(rows), columns)
+        Flat and dark frames of the same rows.
+    theta : array_like, shape (angles,)
+        Angles of ``proj`` in radians.
+    rows : array_like of int
+        The detector rows (full resolution), for the coordinates and the tilt fit.
+    radiographs : ndarray, shape (2, detector rows, columns)
+        Two raw projections about 90 degrees apart.
+    radiograph_flat, radiograph_dark : ndarray, shape (detector rows, columns)
+        Flat and dark frames for them (e.g. medians of a few).
+    view_angles : sequence of float
+        Angles of the two radiographs in degrees.
+    binning : int
+        Detector binning (columns; and rows for the radiographs).
+    center : float, optional
+        Rotation axis in full-resolution columns; found when omitted.
+    center_method, algorithm : str
+        As for :func:`preview`, with the same fall-backs.
+    pixel_size_um : float
+        Detector pixel size, for slices in 1/cm and coordinates in µm.
+    attrs : dict, optional
+        More attributes for the result (where the data came from).
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`preview` returns, with ``seconds`` the time spent here.
+
+    Raises
+    ------
+    ValueError
+        For ``binning`` < 1, no rows, or shapes that disagree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
+    >>> u = np.arange(64.0) + 0.5                                    # column centres
+    >>> sino = np.exp(-0.5 * ((u - 33 - 9 * np.cos(theta)[:, None]) / 3) ** 2)
+    >>> proj = 1000 * np.exp(-np.stack([sino, sino], axis=1))         # two detector rows
+    >>> flats, darks = np.full((2, 2, 64), 1000.0), np.zeros((2, 2, 64))
+    >>> frames = 1000 * np.exp(-np.repeat(sino[[0, 45]][:, None], 16, axis=1))
+    >>> pv = preview_from_arrays(proj, flats, darks, theta, rows=[5, 10], radiographs=frames,
+    ...                          radiograph_flat=np.full((16, 64), 1000.0),
+    ...                          radiograph_dark=np.zeros((16, 64)), view_angles=[0, 90],
+    ...                          binning=2, algorithm="fbp")
+    >>> pv["slices"].shape, pv["radiographs"].shape, abs(pv.attrs["center"] - 33) < 1
+    ((2, 32, 32), (2, 8, 32), True)
     """
     import xarray as xr
 
     from spotkit.tomo import CenterEstimate, find_center, minus_log, normalize, reconstruct
-    from spotkit.tomo._pipeline import _open_source, read_rows
 
-    if binning < 1 or n_slices < 1:
-        raise ValueError(f"binning and n_slices must be >= 1, got {binning} and {n_slices}")
+    if binning < 1:
+        raise ValueError(f"binning must be >= 1, got {binning}")
+    rows = np.asarray(rows, dtype=int).ravel()
+    proj = np.asarray(proj)
+    theta = np.asarray(theta, dtype=np.float64)
+    if rows.size < 1 or proj.ndim != 3 or proj.shape[1] != rows.size:
+        raise ValueError(f"proj must be (angles, {rows.size} rows, columns) for rows "
+                         f"{rows.tolist()}, got shape {proj.shape}")
+    if theta.shape != (proj.shape[0],):
+        raise ValueError(f"theta has {theta.size} angles but proj has {proj.shape[0]}")
     t0 = time.perf_counter()
-    scan, info = _open_source(source)
-    n_angles, n_rows, _ = scan["data"].shape
-    step = angle_step or max(1, binning // 2)
-    theta_deg = np.asarray(scan["theta"].values, dtype=np.float64)
-    pixel_cm = float(scan.attrs.get("pixel_size_um") or 1.0) * 1e-4
-
-    rows = np.unique(
-        np.linspace(0.2 * (n_rows - 1), 0.8 * (n_rows - 1), n_slices).round().astype(int)
-    )
-    angles = np.arange(0, n_angles, step)
-    proj = read_rows(scan["data"], rows, angles=slice(0, None, step))
-    flats = read_rows(scan["flats"], rows)
-    darks = read_rows(scan["darks"], rows)
-    t_read = time.perf_counter() - t0
+    pixel_cm = float(pixel_size_um) * 1e-4
     sino = minus_log(
-        normalize(_bin_last(proj, binning), _bin_last(flats, binning), _bin_last(darks, binning))
+        normalize(_bin_last(proj, binning), _bin_last(np.asarray(flats), binning),
+                  _bin_last(np.asarray(darks), binning))
     )
     sino = np.ascontiguousarray(np.swapaxes(sino, 0, 1))  # (rows, angles, cols)
-    theta = np.deg2rad(theta_deg[angles])
 
     c_bin: float  # a CenterEstimate (a float) when found here
     if center is None:
@@ -130,15 +224,11 @@ def preview(
     slices = slices / (pixel_cm * binning)
     t_slices = time.perf_counter() - t0
 
-    # two radiographs 90 degrees apart: orthogonal views of the sample
-    views = [int(np.argmin(abs(theta_deg - theta_deg[0] - d))) for d in (0.0, 90.0)]
-    frames = np.concatenate(  # one slice per view: a list would read whole dask chunks
-        [scan["data"].isel(angle=slice(v, v + 1)).values for v in views]
-    )
-    flat = np.median(scan["flats"][: max(1, n_flats)].values, axis=0)
-    dark = np.median(scan["darks"][: max(1, n_flats)].values, axis=0)
+    views = np.asarray(view_angles, dtype=np.float64)
+    frames = np.asarray(radiographs)
     radiographs = np.clip(
-        normalize(_bin2(frames, binning), _bin2(flat, binning)[None], _bin2(dark, binning)[None]),
+        normalize(_bin2(frames, binning), _bin2(np.asarray(radiograph_flat), binning)[None],
+                  _bin2(np.asarray(radiograph_dark), binning)[None]),
         0,
         2,
     )
@@ -159,7 +249,7 @@ def preview(
             "slice": rows,
             "x": coord,
             "y": coord,
-            "view": theta_deg[views],
+            "view": views,
             "v": np.arange(radiographs.shape[1]) * binning,
             "u": np.arange(radiographs.shape[2]) * binning,
         },
@@ -169,24 +259,15 @@ def preview(
             **({"center_check": json.dumps(_full_resolution(c_bin, binning))}
                if isinstance(c_bin, CenterEstimate) else {}),
             "binning": binning,
-            "angle_step": step,
             "seconds": seconds,
             "seconds_to_first_slices": t_slices,
-            "seconds_reading": t_read,
-            "sample": str(scan.attrs.get("sample", "")),
             **(tilt or {}),
-            **{f"source_{k}": v for k, v in info.items()},
+            **(attrs or {}),
         },
     )
     ds["x"].attrs["units"] = ds["y"].attrs["units"] = "um"
-    logger.info(
-        "preview: centre %.2f, slices after %.2f s, all views after %.2f s",
-        center,
-        t_slices,
-        seconds,
-    )
-    if png is not None:
-        ds.attrs["png"] = str(save_preview_png(ds, png))
+    logger.info("preview: centre %.2f, slices after %.2f s, all views after %.2f s",
+                center, t_slices, seconds)
     return ds
 
 
@@ -226,47 +307,3 @@ def _tilt(sino, theta, rows, binning: int, method: str) -> dict | None:
         "tilt_deg": float(fit.tilt_deg),
         "row_centers": centers.tolist(),
     }
-
-
-def save_preview_png(preview_ds, path: str | os.PathLike, *, dpi: int = 80) -> Path:
-    """Draw a preview (radiographs with the slice rows marked, then the slices) into a PNG.
-
-    Parameters
-    ----------
-    preview_ds : xarray.Dataset
-        The result of :func:`preview`.
-    path : path-like
-        PNG file to write.
-    dpi : int
-        Resolution.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    n_sl = preview_ds.sizes["slice"]
-    fig = Figure(figsize=(3.2 * (2 + n_sl), 3.4))
-    axes = fig.subplots(1, 2 + n_sl)
-    for ax, view in zip(axes[:2], range(2), strict=True):
-        img = preview_ds["radiographs"][view]
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1.05, aspect="auto")
-        for r in preview_ds["slice"].values:
-            ax.axhline(r / preview_ds.attrs["binning"], color="tab:orange", lw=0.8)
-        ax.set_title(f"radiograph {float(preview_ds['view'][view]):.0f}°", fontsize=9)
-        ax.axis("off")
-    sl = preview_ds["slices"].values
-    lo, hi = np.percentile(sl, [1, 99.8])
-    for ax, k in zip(axes[2:], range(n_sl), strict=True):
-        ax.imshow(sl[k], cmap="gray", vmin=lo, vmax=hi)
-        ax.set_title(f"row {int(preview_ds['slice'][k])}", fontsize=9)
-        ax.axis("off")
-    fig.suptitle(
-        f"{preview_ds.attrs.get('sample', '')}  centre {preview_ds.attrs['center']:.2f}",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    return path

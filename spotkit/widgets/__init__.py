@@ -6,10 +6,16 @@
 - :class:`ChangeTimeline` — a scattering series by its change features: feature against
   frame with the detected onsets, and for the selected frame its image, spatial change map
   and I(q) (:mod:`spotkit.change`);
-- :class:`ChangeTimelineModel` — the same series, onsets, maps and selection in plain Python.
+- :class:`ChangeTimelineModel` — the same series, onsets, maps and selection in plain Python;
+- :class:`CenterFinder` — pick the centre of rotation by eye: a slider over the slices
+  reconstructed at candidate centres (:func:`spotkit.tomo.center_sweep`), their score and
+  the automatic estimate, and a "Use this centre" button;
+- :class:`CenterFinderModel` — the same candidates, slices, scores and choice in plain Python.
 
 ipywidgets is an optional dependency (``pip install "spotkit[lab]"``): it is imported when
-a :class:`JobMonitor` or a :class:`ChangeTimeline` is made, so the models work without it.
+a :class:`JobMonitor` or a :class:`ChangeTimeline` is made, and :class:`CenterFinder` (with
+its model, which reads scans through :mod:`spotkit.pipelines`) on first use, so the models
+work without it.
 
 Examples
 --------
@@ -24,9 +30,28 @@ from spotkit.widgets._change_timeline import ChangeTimeline, ChangeTimelineModel
 from spotkit.widgets._jobmonitor import JobMonitor, JobMonitorModel, format_seconds
 
 __all__ = [
+    "CenterFinder",
+    "CenterFinderModel",
     "ChangeTimeline",
     "ChangeTimelineModel",
     "JobMonitor",
     "JobMonitorModel",
     "format_seconds",
 ]
+
+#: Loaded on first use: CenterFinder subclasses an ipywidgets widget, and its model reads
+#: scans through spotkit.pipelines (spotkit.io, spotkit.tomo).
+_LAZY = {
+    "CenterFinder": "spotkit.widgets._center_finder",
+    "CenterFinderModel": "spotkit.widgets._center_finder_model",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -170,7 +170,7 @@ def test_default_pipeline_runs(tmp_path, scan):
 
 def test_read_rows_reads_only_the_rows_it_is_asked_for(scan, monkeypatch):
     from spotkit.io import open_tomo
-    from spotkit.tomo._pipeline import read_rows
+    from spotkit.pipelines import read_rows
 
     path, _ = scan
     ds = open_tomo(path)

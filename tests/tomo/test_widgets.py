@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from spotkit.tomo import CenterFinder
+from spotkit.widgets import CenterFinder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -186,18 +186,32 @@ def test_bad_sinogram_or_theta(recon_scan, tiny_tomo):
         CenterFinder(object(), theta)
 
 
-def test_importing_spotkit_tomo_does_not_import_ipywidgets():
-    code = ("import sys, spotkit.tomo as t; assert 'ipywidgets' not in sys.modules; "
-            "assert 'CenterFinder' in t.__all__; t.CenterFinder; "
+def test_importing_spotkit_tomo_or_widgets_does_not_import_ipywidgets():
+    code = ("import sys, spotkit.tomo, spotkit.widgets as w; "
+            "assert 'ipywidgets' not in sys.modules; "
+            "assert 'CenterFinder' in w.__all__; w.CenterFinderModel; "
+            "assert 'ipywidgets' not in sys.modules; w.CenterFinder; "
             "assert 'ipywidgets' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_missing_ipywidgets_names_the_extra(monkeypatch):
+    importlib.import_module("spotkit.widgets._center_finder")
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
-    monkeypatch.delitem(sys.modules, "spotkit.tomo._widgets")
+    monkeypatch.delitem(sys.modules, "spotkit.widgets._center_finder")
     with pytest.raises(ImportError, match=r'pip install "spotkit\[lab\]"'):
-        importlib.import_module("spotkit.tomo._widgets")
+        importlib.import_module("spotkit.widgets._center_finder")
+
+
+def test_old_name_in_spotkit_tomo_warns_and_still_works(recon_scan):
+    import spotkit.tomo
+
+    assert "CenterFinder" not in spotkit.tomo.__all__
+    with pytest.warns(DeprecationWarning, match=r"spotkit\.widgets\.CenterFinder"):
+        old = spotkit.tomo.CenterFinder
+    assert old is CenterFinder
+    finder = old(recon_scan["noisy"], recon_scan["theta"], centers=[66.0, 67.5])
+    assert finder.select(67.4) == 67.5
 
 
 def test_an_xarray_theta_in_degrees_is_converted(recon_scan):
