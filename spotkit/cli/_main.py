@@ -52,6 +52,7 @@ from spotkit.cli._output import (
     _terminal_width,
 )
 from spotkit.cli._run_cmds import cmd_kernel, cmd_run
+from spotkit.cli._serve_cmd import add_serve_parser
 from spotkit.cli._types import TIME_FORMS, _parse_value, _seconds, _when, _whole
 from spotkit.errors import SpotkitError
 
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernel", parents=common,
                        help="register this environment's Jupyter kernel, print its name")
     k.set_defaults(func=cmd_kernel)
+    add_serve_parser(sub, common)
     return p
 
 

@@ -46,6 +46,7 @@ logger = logging.getLogger("spotkit.serve")
 CHUNK_BYTES = 64 * 2**20
 #: most extra arrays of a derived HDF5 file served beside ``data``
 MAX_EXTRA_ARRAYS = 64
+_ALL = NDSlice(...)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DXCHANGE = {"data": "exchange/data", "flats": "exchange/data_white",
              "darks": "exchange/data_dark"}
@@ -138,7 +139,7 @@ class HDF5ArrayAdapter:
         """Shape, dtype and the declared (slab) chunks."""
         return self._structure
 
-    def read(self, slice: NDSlice = NDSlice(...)) -> np.ndarray:  # noqa: A002 (Tiled's name)
+    def read(self, slice: NDSlice = _ALL) -> np.ndarray:
         """Read a selection (a whole slab in one h5py read)."""
         shape = self._structure.shape
         index = tuple(NDSlice(slice).expand_for_shape(shape)) if slice else ()
@@ -165,7 +166,7 @@ class HDF5ArrayAdapter:
             out = out[tuple(rest)]
         return np.asarray(out)
 
-    def read_block(self, block: NDBlock, slice: NDSlice = NDSlice(...)) -> np.ndarray:  # noqa: A002
+    def read_block(self, block: NDBlock, slice: NDSlice = _ALL) -> np.ndarray:
         """Read one declared chunk (optionally a selection inside it)."""
         box = NDBlock(block).slice_from_chunks(self._structure.chunks)
         out = self.read(box)
@@ -181,7 +182,7 @@ def _dask_adapter(array: Any, *, dims: tuple[str, ...] | None, proposal: str | N
     chunks = slab_chunks(tuple(array.shape), array.dtype.itemsize)
     adapter = ArrayAdapter.from_array(array.rechunk(chunks), dims=dims,
                                       metadata=metadata or {})
-    adapter.proposal = proposal  # type: ignore[attr-defined]
+    adapter.proposal = proposal
     return adapter
 
 
@@ -298,9 +299,9 @@ class DatasetAdapter:
         if key not in self._list():
             raise KeyError(key)
         path = Path(ds.primary_file.path)
-        assert self._hdf5 is not None  # noqa: S101 (set by _discover)
-        if key in self._hdf5:
-            return HDF5ArrayAdapter(path, self._hdf5[key], proposal=ds.proposal,
+        hdf5 = self._hdf5 or {}
+        if key in hdf5:
+            return HDF5ArrayAdapter(path, hdf5[key], proposal=ds.proposal,
                                     dims=_dims(ds.kind, key))
         from spotkit import io
 

@@ -59,8 +59,12 @@ class RemoteDataset:
         md = dict(node.metadata)
         self.record = md
         self.id: str = md.get("id") or node.item["id"]
-        for name in (*_FIELDS, "title"):
-            setattr(self, name, md.get(name))
+        self.kind: str | None = md.get("kind")
+        self.beamline: str | None = md.get("beamline")
+        self.sample: str | None = md.get("sample")
+        self.proposal: str | None = md.get("proposal")
+        self.status: str | None = md.get("status")
+        self.title: str | None = md.get("title")
         self.start_time = _time(md.get("start_time"))
         self.end_time = _time(md.get("end_time"))
         self.metadata: dict = dict(md.get("metadata") or {})
@@ -79,7 +83,7 @@ class RemoteDataset:
         server only what you need."""
         return self._node[name]
 
-    def read(self, name: str = "data", slice: Any = None) -> Any:  # noqa: A002
+    def read(self, name: str = "data", slice: Any = None) -> Any:
         """Read an array (or a selection of it) into memory as numpy."""
         arr = self._node[name]
         out = arr.read(slice) if slice is not None else arr.read()

@@ -31,7 +31,7 @@ from typing import Any
 
 from tiled.queries import Comparison, Contains, Eq, FullText, In, QueryValueError
 
-__all__ = ["FIELDS", "MAX_VALUE_LENGTH", "MAX_VALUES", "Criteria", "ProposalAccess"]
+__all__ = ["FIELDS", "MAX_VALUES", "MAX_VALUE_LENGTH", "Criteria", "ProposalAccess"]
 
 #: catalog fields a query may name (``Eq``, ``In``, ``Contains``)
 FIELDS = ("beamline", "sample", "proposal", "kind", "status")
