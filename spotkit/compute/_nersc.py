@@ -12,6 +12,12 @@ How a job travels::
     cancel(id)     DELETE compute/jobs/perlmutter/{id}
     logs(id)       GET utilities/download   slurm-<id>.out / .err in the job's folder
 
+Collaborators: :class:`~spotkit.compute._sfapi_session.SfapiSession` (the API client,
+credentials, retries and error translation, commands and file transfer),
+:mod:`~spotkit.compute._nersc_script` (the ``#SBATCH`` lines and staged files) and
+:mod:`~spotkit.compute._nersc_status` (``sacct`` rows as job states). This module is the
+:class:`~spotkit.compute.Target` itself: settings, submission, status, cancel, logs.
+
 Transient answers (HTTP 500, dropped connections; ``sfapi-client`` itself retries
 429/502/503/504 up to 10 times) are retried with backoff for requests that can be repeated
 safely; a submission is never sent twice. What still fails becomes a :class:`NERSCError`
@@ -22,22 +28,25 @@ refused job is a :class:`~spotkit.errors.SubmitError`; a refused key is a
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import re
-import shlex
-import threading
 import time as _time
 import typing
-import warnings
-from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from ..backoff import Backoff
-from ..errors import SchedulerError, SpotkitError, SubmitError
+from ..errors import SpotkitError, SubmitError
 from ._base import JobLogs, JobState, JobStatus, Target, format_walltime, parse_walltime
-from ._credentials import ClientKey, CredentialsError, load_key, token_error
+from ._credentials import ClientKey, CredentialsError, load_key
+from ._nersc_errors import MachineUnavailableError, NERSCError
+from ._nersc_script import (
+    MAX_STAGED_BYTES,
+    STAGED_SUFFIXES,
+    safe_name,
+    staged_files,
+    with_directives,
+)
+from ._nersc_status import exit_code, row_status, sacct_rows, slurm_time
+from ._sfapi_session import SfapiSession, _detail, _Retry, _sfapi, _short
 
 __all__ = ["CONSTRAINTS", "MACHINES", "NERSC", "QOS", "MachineUnavailableError", "NERSCError"]
 
@@ -52,83 +61,13 @@ QOS = ("regular", "debug", "shared", "preempt", "premium", "overrun", "realtime"
 CONSTRAINTS = ("cpu", "gpu", "gpu&hbm40g", "gpu&hbm80g")
 """Perlmutter node types (``--constraint``)."""
 
-STAGED_SUFFIXES = (".json", ".yaml", ".yml")
-"""Files of the local run folder that are uploaded next to the batch script."""
-
-MAX_STAGED_BYTES = 8 * 2**20
-_RETRY_STATUS = {500}  # sfapi-client retries 429/502/503/504 itself
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_]+$")
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]+$")
-_HEADER = ("job-name", "qos", "constraint", "time", "account")  # added when missing
-_LOGS = ("chdir", "output", "error")  # always ours: the logs are read from there
-_SHORT = {"J": "job-name", "q": "qos", "C": "constraint", "t": "time", "A": "account",
-          "D": "chdir", "o": "output", "e": "error"}
-_DIRECTIVE = re.compile(r"^#SBATCH\s+(--?[\w-]+)")
-_sleep = _time.sleep  # tests replace this to make the backoff instant
 
-
-class NERSCError(SchedulerError):
-    """A Superfacility API operation failed; the message says which and what to do.
-
-    Attributes
-    ----------
-    machine : str
-    operation : str
-        What spotkit was doing (``"submit"``, ``"job status"``, ``"cancel"``, ...).
-    status_code : int or None
-        The last HTTP status, when the API answered.
-    """
-
-    def __init__(self, message: str, *, machine: str, operation: str,
-                 status_code: int | None = None, detail: str = ""):
-        self.machine = machine
-        self.operation = operation
-        self.status_code = status_code
-        super().__init__(message, target=f"nersc:{machine}", command=operation,
-                         detail=detail)
-
-
-class MachineUnavailableError(SubmitError):
-    """The machine's status is ``unavailable`` (maintenance, outage): nothing was submitted.
-
-    Attributes
-    ----------
-    machine : str
-    """
-
-    def __init__(self, machine: str, notes: str, *, run_id: str | None = None):
-        self.machine = machine
-        super().__init__(
-            target=f"nersc:{machine}", run_id=run_id,
-            detail=f"NERSC {machine} is unavailable ({notes}); nothing was staged. Submit "
-                   "again when it is back (https://www.nersc.gov/live-status/motd/), or use "
-                   "another target",
-        )
-
-
-def _sfapi():
-    """Import sfapi-client (optional dependency), keeping authlib's import warning quiet."""
-    try:
-        with warnings.catch_warnings():
-            # authlib warns that it prefers httpx2 (a filter it installs first says "always")
-            import authlib.deprecate  # noqa: F401
-
-            warnings.filterwarnings("ignore", message="The httpx module is deprecated")
-            import sfapi_client
-            import sfapi_client.compute
-            import sfapi_client.paths
-    except ImportError as exc:
-        raise ImportError(
-            "spotkit.compute.NERSC needs sfapi-client: pip install \"spotkit[hpc]\""
-        ) from exc
-    return sfapi_client
-
-
-class _Retry(Exception):
-    """Internal: ``error`` may go away if the same request is sent again."""
-
-    def __init__(self, error: SpotkitError):
-        self.error = error
+# the helpers' former names here (private: for code that reached into this module)
+_safe_name, _with_directives, _staged = safe_name, with_directives, staged_files
+_exit_code, _when = exit_code, slurm_time
+_MOVED = (MAX_STAGED_BYTES, STAGED_SUFFIXES, _detail, _sfapi, _short)
 
 
 class NERSC(Target):
@@ -245,9 +184,9 @@ class NERSC(Target):
         self._init_runtime()
 
     def _init_runtime(self) -> None:
-        self._lock = threading.RLock()
-        self._client = None
-        self._compute = None
+        self._session = SfapiSession(self._key, self.machine, api_base_url=self.api_base_url,
+                                     token_url=self.token_url, retries=self.retries)
+        self._lock = self._session.lock  # one request at a time, and the job folders
         self._root: str | None = self.remote_root
         self._job_dirs: dict[str, str] = {}
 
@@ -299,40 +238,20 @@ class NERSC(Target):
             **self._key.describe(),
         }
 
-    # -- sfapi-client plumbing -----------------------------------------------------------
+    # -- the API session (sfapi-client, retries, errors, commands and files) ------------
 
     @property
     def client(self):
         """The ``sfapi_client.Client`` (made on first use; it fetches and renews tokens)."""
-        with self._lock:
-            if self._client is None:
-                sfapi = _sfapi()
-                from sfapi_client._sync.client import SFAPI_BASE_URL, SFAPI_TOKEN_URL
-
-                self._client = sfapi.Client(
-                    self._key.client_id,
-                    self._key.secret,
-                    api_base_url=self.api_base_url or SFAPI_BASE_URL,
-                    token_url=self.token_url or SFAPI_TOKEN_URL,
-                )
-            return self._client
+        return self._session.client
 
     def close(self) -> None:
         """Release the HTTP connection (a later call opens a new one)."""
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
-            self._compute = None
+        self._session.close()
 
     def compute(self, *, refresh: bool = False):
         """The ``sfapi_client`` compute object for the machine (``GET status/{machine}``)."""
-        with self._lock:
-            if self._compute is None or refresh:
-                self._compute = self._call(
-                    "machine status", lambda: self.client.compute(self.machine)
-                )
-            return self._compute
+        return self._session.compute(refresh=refresh)
 
     def check_available(self):
         """Fetch the machine's status; raise :class:`MachineUnavailableError` when it is down.
@@ -341,104 +260,13 @@ class NERSC(Target):
         -------
         sfapi_client.compute.Compute
         """
-        compute = self.compute(refresh=True)
-        status = getattr(compute.status, "value", compute.status)
-        if status == "unavailable":
-            notes = "; ".join(compute.notes or []) or compute.description or "no reason given"
-            raise MachineUnavailableError(self.machine, notes)
-        if status != "active":
-            log.warning("NERSC %s status is %s: %s", self.machine, status, compute.description)
-        return compute
+        return self._session.check_available()
 
     def _call(self, what: str, fn, *, repeatable: bool = True):
-        """Run one API operation; retry transient failures with backoff; translate errors."""
-        attempts = 1 + (self.retries if repeatable else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                with self._lock:
-                    return fn()
-            except SpotkitError:
-                raise
-            except Exception as exc:
-                error = self._translate(exc, what)
-                if not isinstance(error, _Retry):
-                    raise error from (None if isinstance(error, CredentialsError) else exc)
-                if attempt == attempts:
-                    raise error.error from exc
-                delay = Backoff(1.0, 2.0, 30.0).delay(attempt)
-                log.warning(
-                    "NERSC API %s failed (%s); retrying in %.0f s (try %d of %d)",
-                    what, _short(exc), delay, attempt + 1, attempts,
-                )
-                _sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._session.call(what, fn, repeatable=repeatable)
 
     def _translate(self, exc: BaseException, what: str) -> SpotkitError | _Retry:
-        """One spotkit error for whatever sfapi-client, authlib, httpx or tenacity raised;
-        wrapped in :class:`_Retry` when sending the request again may work."""
-        import httpx
-        import tenacity
-        from authlib.common.errors import AuthlibBaseError
-
-        sfapi = _sfapi()
-        gave_up = ""
-        if isinstance(exc, tenacity.RetryError):
-            inner = exc.last_attempt.exception()
-            gave_up = f" after {exc.last_attempt.attempt_number} tries by sfapi-client"
-            exc = inner if inner is not None else exc
-        machine = self.machine
-        if isinstance(exc, AuthlibBaseError):
-            return token_error(exc.error, exc.description, key=self._key)
-        if isinstance(exc, httpx.HTTPStatusError):
-            code = exc.response.status_code
-            detail = _detail(exc.response)
-            if self._is_token_request(exc.request):
-                error = NERSCError(
-                    f"NERSC token endpoint failed during {what}: HTTP {code} {detail}"
-                    f"{gave_up}. NERSC's login service may be down; try again later.",
-                    machine=machine, operation=what, status_code=code, detail=detail,
-                )
-                return _Retry(error) if code in _RETRY_STATUS and not gave_up else error
-            if code == 401:
-                return CredentialsError(
-                    f"the Superfacility API did not accept the access token for {what} "
-                    f"({detail}); the NERSC key {self._key.path} may have been revoked. "
-                    "Create a new key at https://iris.nersc.gov.",
-                    reason="rejected", path=self._key.path,
-                )
-            if code == 403:
-                return token_error("access_denied", f"HTTP 403 for {what}: {detail}",
-                                   key=self._key)
-            hint = ("The API had a transient problem; try again in a few minutes "
-                    "(status: https://www.nersc.gov/live-status/motd/)."
-                    if code >= 500 or code == 429 else "The request was refused.")
-            error = NERSCError(
-                f"NERSC API {what} failed: HTTP {code} {detail}{gave_up}. {hint}",
-                machine=machine, operation=what, status_code=code, detail=detail,
-            )
-            return _Retry(error) if code in _RETRY_STATUS and not gave_up else error
-        if isinstance(exc, httpx.TransportError):
-            error = NERSCError(
-                f"cannot reach the NERSC API for {what}: {exc.__class__.__name__}{gave_up}. "
-                "Check the network (and api_base_url), then try again.",
-                machine=machine, operation=what,
-            )
-            return error if gave_up else _Retry(error)
-        if isinstance(exc, sfapi.SfApiError):
-            return NERSCError(f"NERSC API {what} failed: {exc.message}",
-                              machine=machine, operation=what, detail=str(exc.message))
-        return NERSCError(
-            f"NERSC API {what} gave an unexpected answer: {exc.__class__.__name__}: {exc}",
-            machine=machine, operation=what,
-        )
-
-    def _is_token_request(self, request) -> bool:
-        from sfapi_client._sync.client import SFAPI_TOKEN_URL
-
-        url = str(request.url).split("?", 1)[0]
-        return url == (self.token_url or SFAPI_TOKEN_URL)
-
-    # -- files and commands at NERSC -----------------------------------------------------
+        return self._session.translate(exc, what)
 
     def run(self, command: str | list[str], *, repeatable: bool = False) -> str:
         """Run a short command on a login node (``compute.run``); return its output.
@@ -450,34 +278,15 @@ class NERSC(Target):
         repeatable : bool
             The command may safely run twice (``mkdir -p``): retry it after an HTTP 500.
         """
-        text = shlex.join(command) if isinstance(command, list) else command
-        return self._call(f"command {text[:40]!r}", lambda: self.compute().run(text),
-                          repeatable=repeatable)
+        return self._session.run(command, repeatable=repeatable)
 
     def upload(self, data: bytes, remote: str) -> str:
         """Write ``data`` to the file ``remote`` at NERSC (its folder must exist)."""
-        sfapi = _sfapi()
-
-        def put():
-            path = sfapi.paths.RemotePath(path=remote, compute=self.compute())
-            return str(path.upload(io.BytesIO(data)))
-
-        return self._call(f"upload of {PurePosixPath(remote).name}", put)
+        return self._session.upload(data, remote)
 
     def download(self, remote: str) -> bytes | None:
         """The content of the file ``remote`` at NERSC, or ``None`` when it does not exist."""
-        sfapi = _sfapi()
-
-        def get():
-            try:
-                [path] = self.compute().ls(remote)
-                return path.download(binary=True).read()
-            except sfapi.SfApiError as exc:
-                if "No such file" in str(exc.message):
-                    return None
-                raise
-
-        return self._call(f"download of {PurePosixPath(remote).name}", get)
+        return self._session.download(remote)
 
     def remote_root_dir(self) -> str:
         """The folder at NERSC that holds one folder per job (``$SCRATCH/spotkit/jobs``)."""
@@ -504,7 +313,7 @@ class NERSC(Target):
         """
         limit = format_walltime(parse_walltime(time)) if time else self.time
         lines = [
-            f"#SBATCH --job-name={_safe_name(job_name)[:64]}",
+            f"#SBATCH --job-name={safe_name(job_name)[:64]}",
             f"#SBATCH --qos={self.qos}",
             f"#SBATCH --constraint={self.constraint}",
             f"#SBATCH --time={limit}",
@@ -545,8 +354,8 @@ class NERSC(Target):
         if not script.is_file():
             raise FileNotFoundError(f"batch script {script} does not exist")
         compute = self.check_available()
-        remote_dir = f"{self.remote_root_dir()}/{_safe_name(workdir.name or job_name)}"
-        text = _with_directives(
+        remote_dir = f"{self.remote_root_dir()}/{safe_name(workdir.name or job_name)}"
+        text = with_directives(
             script.read_text(),
             add=self.script_header(job_name=job_name, workdir=workdir),
             replace=[f"#SBATCH --chdir={remote_dir}",
@@ -554,7 +363,7 @@ class NERSC(Target):
                      f"#SBATCH --error={remote_dir}/slurm-%j.err"],
         )
         self.run(["mkdir", "-p", remote_dir], repeatable=True)
-        for path in _staged(workdir, script):
+        for path in staged_files(workdir, script):
             self.upload(path.read_bytes(), f"{remote_dir}/{path.name}")
         remote_script = f"{remote_dir}/{script.name}"
         self.upload(text.encode(), remote_script)
@@ -609,7 +418,7 @@ class NERSC(Target):
                     raise error from (None if isinstance(error, CredentialsError) else exc)
                 if attempt > self.retries:
                     raise error.error from exc
-                _sleep(min(2.0 ** (attempt - 1), 30.0))
+                self._session.pause(min(2.0 ** (attempt - 1), 30.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _finish_task(self, compute, task_id: str) -> str:
@@ -625,7 +434,7 @@ class NERSC(Target):
                 if result is None or result.status == "error" or extra.get("jobid") is None:
                     raise self._refused(str(getattr(result, "error", None) or status))
                 return str(extra["jobid"])
-            _sleep(1)
+            self._session.pause(1)
         raise NERSCError(
             f"submission task {task_id} did not finish in 5 minutes; check `squeue --me` on "
             f"{self.machine}", machine=self.machine, operation="submit",
@@ -673,33 +482,13 @@ class NERSC(Target):
         answer = self._call(
             "job status", lambda: self.client.get(f"compute/jobs/{self.machine}", params).json()
         )
-        if not isinstance(answer, dict):
-            raise NERSCError(f"NERSC API job status answered {answer!r}",
-                             machine=self.machine, operation="job status")
-        if str(answer.get("status", "OK")).upper() == "ERROR":
-            error = str(answer.get("error") or "")
-            if "invalid job id" in error.lower():
-                return []
-            raise NERSCError(f"NERSC API job status failed: {error}", machine=self.machine,
-                             operation="job status", detail=error)
-        return [row for row in answer.get("output") or [] if isinstance(row, dict)]
+        return sacct_rows(answer, machine=self.machine)
 
     def _row_status(self, jobid: str, row: dict) -> JobStatus:
-        state = JobState.from_scheduler(row.get("state"))
-        exit_code = _exit_code(row.get("exitcode"))
-        reason = str(row.get("reason") or "")
-        reason = "" if reason in {"None", "(null)"} else reason
-        if state is JobState.COMPLETED and exit_code not in (None, 0):
-            state = JobState.FAILED
-            reason = reason or f"exit code {exit_code}"
         if row.get("workdir"):
             with self._lock:
                 self._job_dirs.setdefault(jobid, str(row["workdir"]))
-        return JobStatus(
-            job_id=jobid, state=state, exit_code=exit_code, reason=reason,
-            submitted=_when(row.get("submit")), started=_when(row.get("start")),
-            ended=_when(row.get("end")),
-        )
+        return row_status(jobid, row)
 
     def cancel(self, job_id: str) -> None:
         """Cancel the job (``DELETE compute/jobs/{machine}/{id}``); a finished job is fine."""
@@ -737,88 +526,3 @@ class NERSC(Target):
             texts[name] = data.decode(errors="replace") if data else ""
         return JobLogs(stdout=texts["stdout"], stderr=texts["stderr"],
                        paths={k: f"{self.machine}:{v}" for k, v in paths.items()})
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _safe_name(name: str) -> str:
-    """A file/job name made of ``[A-Za-z0-9_.-]`` (nothing a shell or #SBATCH line parses)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "job"
-    return safe[:100]
-
-
-def _directive_name(line: str) -> str | None:
-    match = _DIRECTIVE.match(line.strip())
-    if not match:
-        return None
-    name = match.group(1).lstrip("-")
-    return _SHORT.get(name, name)
-
-
-def _with_directives(text: str, *, add: list[str], replace: list[str]) -> str:
-    """The script with ``replace`` lines instead of same-named ones, and the ``add`` lines
-    whose option the script does not set yet, right after the shebang."""
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    replaced = {_directive_name(d) for d in replace}
-    kept = [ln for ln in lines if _directive_name(ln) not in replaced]
-    present = {_directive_name(ln) for ln in kept} - {None}
-    new = [d for d in add if _directive_name(d) not in present] + list(replace)
-    if kept and kept[0].startswith("#!"):
-        head, body = kept[:1], kept[1:]
-    else:
-        head, body = ["#!/bin/bash\n"], kept
-    return "".join(head + [d + "\n" for d in new] + body)
-
-
-def _staged(workdir: Path, script: Path) -> list[Path]:
-    """Small job files of the run folder that travel with the script."""
-    if not workdir.is_dir():
-        return []
-    files = []
-    for path in sorted(workdir.iterdir()):
-        if not path.is_file() or path.resolve() == script.resolve():
-            continue
-        if path.suffix not in STAGED_SUFFIXES:
-            continue
-        if path.stat().st_size > MAX_STAGED_BYTES:
-            log.warning("not uploading %s to NERSC: larger than %d MiB", path,
-                        MAX_STAGED_BYTES // 2**20)
-            continue
-        files.append(path)
-    return files
-
-
-def _exit_code(text) -> int | None:
-    """``"3:0"`` -> 3 (the exit status; after ``:`` is the signal)."""
-    if text in (None, ""):
-        return None
-    head = str(text).split(":", 1)[0].strip()
-    return int(head) if head.lstrip("-").isdigit() else None
-
-
-def _when(text) -> datetime | None:
-    """A Slurm timestamp (the machine's local time) as an aware datetime, or None."""
-    if not text or str(text) in {"Unknown", "None", "N/A", "(null)"}:
-        return None
-    try:
-        return datetime.fromisoformat(str(text)).astimezone()
-    except ValueError:
-        return None
-
-
-def _detail(response) -> str:
-    try:
-        data = response.json()
-    except (ValueError, json.JSONDecodeError):
-        return (response.text or "")[:200]
-    if isinstance(data, dict):
-        return str(data.get("detail") or data.get("error") or data)[:200]
-    return str(data)[:200]
-
-
-def _short(exc: BaseException) -> str:
-    code = getattr(getattr(exc, "response", None), "status_code", None)
-    return f"HTTP {code}" if code else exc.__class__.__name__

@@ -83,7 +83,7 @@ def fast_waits(monkeypatch):
     from sfapi_client._sync import compute as sf_compute
     from sfapi_client._sync import jobs as sf_jobs
 
-    from spotkit.compute import _nersc
+    from spotkit.compute import _sfapi_session
 
     monkeypatch.setattr(sf_compute, "_SLEEP", lambda *a: time.sleep(0.05))
     monkeypatch.setattr(sf_jobs, "_SLEEP", lambda *a: time.sleep(0.05))
@@ -91,7 +91,7 @@ def fast_waits(monkeypatch):
         retrying = getattr(sfapi.Client, method).retry
         monkeypatch.setattr(retrying, "sleep", lambda seconds: None)
     delays: list[float] = []
-    monkeypatch.setattr(_nersc, "_sleep", delays.append)
+    monkeypatch.setattr(_sfapi_session, "_sleep", delays.append)
     return delays
 
 
@@ -300,7 +300,7 @@ def test_http_500_is_retried_then_succeeds(nersc, api, tmp_path, fast_waits, cap
     job_id = nersc.submit_script(script, job_name="r500", workdir=workdir)
     wait_final(nersc, job_id)
     api.fail_next(500, 2, method="GET", path="compute/jobs")
-    with caplog.at_level(logging.WARNING, logger="spotkit.compute._nersc"):
+    with caplog.at_level(logging.WARNING, logger="spotkit.compute._sfapi_session"):
         status = nersc.status([job_id])[job_id]
     assert status.state is JobState.COMPLETED
     assert fast_waits == [1.0, 2.0]  # backoff
