@@ -10,10 +10,29 @@ started again finishes every dataset exactly once.
 
 Examples
 --------
+A watcher over a simulated inbox. Its rules ask for a notebook for SAXS data only, so the
+tomography scan is ingested, packed, moved and verified, and no notebook runs
+(``catalogs/rules.example.yaml`` has rules for both kinds):
+
+>>> import pathlib, tempfile
 >>> from spotkit.flows import Watcher, load_rules
->>> watcher = Watcher("/data/inbox", catalog="catalog.db",
-...                   rules=load_rules("rules.yaml"), warehouse="/warehouse")  # doctest: +SKIP
->>> watcher.run_forever()                                                      # doctest: +SKIP
+>>> from spotkit.sim import simulate_tomo_scan
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> (root / "warehouse").mkdir()
+>>> _ = simulate_tomo_scan(root / "inbox" / "scan.h5", shape=(32, 2, 32), seed=1)
+>>> RULES = '''
+... targets: {local: {kind: local, max_workers: 1}}
+... rules:
+...   - {name: saxs, match: {kind: saxs/raw},
+...      actions: [{name: quick, notebook: saxs_quicklook, target: local}]}
+... '''
+>>> watcher = Watcher(root / "inbox", catalog=root / "catalog.db",
+...                   rules=load_rules(RULES), warehouse=root / "warehouse",
+...                   settle=0)
+>>> watcher.run_forever(max_passes=1)  # a service runs until watcher.stop()
+>>> [(item.path.name, item.state) for item in watcher.journal.items()]
+[('scan.h5', 'done')]
+>>> watcher.close()
 """
 
 from spotkit.errors import RulesError, TransferError

@@ -96,11 +96,34 @@ class Watcher(_DataSteps, _ActionSteps):
 
     Examples
     --------
-    >>> from spotkit.flows import Watcher, load_rules
-    >>> w = Watcher("/data/inbox", catalog="catalog.db", rules=load_rules("rules.yaml"),
-    ...             warehouse="/warehouse", settle=5)          # doctest: +SKIP
-    >>> report = w.run_once()                                  # doctest: +SKIP
-    >>> w.run_forever()                                        # doctest: +SKIP
+    A simulated scan in an inbox, taken through the flow; the rules here ask for notebooks
+    for SAXS data only, so the tomography scan is ingested, packed, copied and verified,
+    and no notebook runs:
+
+    >>> import pathlib, tempfile
+    >>> from spotkit.flows import load_rules
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "warehouse").mkdir()
+    >>> _ = simulate_tomo_scan(root / "inbox" / "scan_0001.h5", shape=(32, 2, 32), seed=0)
+    >>> rules = load_rules('''
+    ... targets: {local: {kind: local, max_workers: 1}}
+    ... rules:
+    ...   - name: saxs
+    ...     match: {kind: saxs/raw}
+    ...     actions: [{name: quick, notebook: saxs_quicklook, target: local}]
+    ... ''')
+    >>> w = Watcher(root / "inbox", catalog=root / "catalog.db", rules=rules,
+    ...             warehouse=root / "warehouse", settle=0)
+    >>> report = w.run_once()
+    >>> [pathlib.Path(p).name for p in report.discovered], len(report.done)
+    (['scan_0001.h5'], 1)
+    >>> sorted(p.name for p in (root / "warehouse").iterdir())  # the data and its manifest
+    ['scan_0001.h5', 'scan_0001.spotkit-manifest.json']
+    >>> [ds.kind for ds in w.catalog.search()]
+    ['tomo/raw']
+    >>> w.run_forever(max_passes=1)  # a service runs until stop(); nothing new here
+    >>> w.close()
     """
 
     def __init__(

@@ -57,8 +57,15 @@ class InboxEvents:
 
     Examples
     --------
-    >>> events = InboxEvents.open(["/data/inbox"])  # doctest: +SKIP
-    >>> events.wait(5.0)  # True when something happened before the 5 s ran out  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> inbox = pathlib.Path(tempfile.mkdtemp())
+    >>> events = InboxEvents.open([inbox])  # None where inotify cannot be used (not Linux)
+    >>> events.wait(0.1)  # nothing happened within 0.1 s
+    False
+    >>> _ = (inbox / "scan_0001.h5").write_bytes(b"detector data")  # written and closed
+    >>> events.wait(5.0)  # True as soon as something happened, before the 5 s ran out
+    True
+    >>> events.close()
     """
 
     def __init__(self, fd: int, libc):

@@ -32,7 +32,24 @@ class Relay(Mover):
 
     Examples
     --------
-    >>> Relay(LocalCopy("/scratch/relay"), Rsync("/warehouse", ssh="spot@dtn"))  # doctest: +SKIP
+    Through a relay folder to the warehouse, both on this machine:
+
+    >>> import pathlib, tempfile
+    >>> from spotkit.flows import LocalCopy, make_manifest
+    >>> inbox, relay, warehouse = (pathlib.Path(tempfile.mkdtemp()) for _ in range(3))
+    >>> _ = (inbox / "scan.h5").write_bytes(b"raw detector bytes" * 100)
+    >>> manifest = make_manifest(["scan.h5"], root=inbox, read_file_metadata=False)
+    >>> mover = Relay(LocalCopy(relay), LocalCopy(warehouse))
+    >>> result = mover.transfer(manifest, inbox)
+    >>> result.copied, mover.verify(manifest), list(relay.iterdir())  # relay copy removed
+    (('scan.h5',), [], [])
+
+    At a facility the second hop usually leaves over ssh for the data transfer node
+    (not run here: it needs an ssh login to ``dtn``):
+
+    >>> from spotkit.flows import Rsync
+    >>> Relay(LocalCopy("/scratch/relay"), Rsync("/warehouse", ssh="spot@dtn"))
+    Relay(LocalCopy('/scratch/relay'), Rsync('/warehouse', ssh='spot@dtn', mode='push'))
     """
 
     name = "relay"

@@ -33,9 +33,25 @@ class RetentionPolicy:
 
     Examples
     --------
-    >>> policy = RetentionPolicy(keep_days=30, require_verified_copies=2)  # doctest: +SKIP
-    >>> dests = [LocalCopy("/wh1"), LocalCopy("/wh2")]  # doctest: +SKIP
-    >>> policy.prunable(manifest, "/inbox", dests)  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.flows import LocalCopy, make_manifest
+    >>> inbox, wh1, wh2 = (pathlib.Path(tempfile.mkdtemp()) for _ in range(3))
+    >>> _ = (inbox / "scan.h5").write_bytes(b"raw detector bytes" * 100)
+    >>> manifest = make_manifest(["scan.h5"], root=inbox, read_file_metadata=False)
+    >>> dests = [LocalCopy(wh1), LocalCopy(wh2)]
+    >>> RetentionPolicy().prunable(manifest, inbox, dests)  # the default keeps everything
+    []
+    >>> policy = RetentionPolicy(keep_days=0, require_verified_copies=2)
+    >>> policy.prunable(manifest, inbox, dests)  # no verified copy anywhere yet
+    []
+    >>> _ = dests[0].transfer(manifest, inbox)
+    >>> policy.prunable(manifest, inbox, dests)  # one copy, two required
+    []
+    >>> _ = dests[1].transfer(manifest, inbox)
+    >>> [p.name for p in policy.prunable(manifest, inbox, dests)]
+    ['scan.h5']
+    >>> (inbox / "scan.h5").exists()  # the policy only answers; it never deletes
+    True
     """
 
     keep_days: float | None = None

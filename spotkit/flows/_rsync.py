@@ -57,7 +57,26 @@ class Rsync(Mover):
 
     Examples
     --------
-    >>> Rsync("/global/cfs/warehouse", ssh="spot@dtn01.nersc.gov")  # doctest: +SKIP
+    A local copy (needs the ``rsync`` program):
+
+    >>> import pathlib, tempfile
+    >>> from spotkit.flows import make_manifest
+    >>> inbox, warehouse = (pathlib.Path(tempfile.mkdtemp()) for _ in range(2))
+    >>> _ = (inbox / "scan.h5").write_bytes(b"raw detector bytes" * 100)
+    >>> manifest = make_manifest(["scan.h5"], root=inbox, read_file_metadata=False)
+    >>> mover = Rsync(warehouse)
+    >>> mover.available()
+    (True, 'ok...')
+    >>> mover.transfer(manifest, inbox).copied
+    ('scan.h5',)
+    >>> mover.transfer(manifest, inbox).skipped  # verified there already: not sent again
+    ('scan.h5',)
+
+    Pushing to a data transfer node over ssh (not run here: it needs an ssh login with a
+    key to that host):
+
+    >>> remote = Rsync("/global/cfs/warehouse", ssh="spot@dtn01.nersc.gov")
+    >>> remote.transfer(manifest, inbox)  # doctest: +SKIP
     """
 
     name = "rsync"
