@@ -23,12 +23,12 @@ rewrite it. Install it with ``pip install "spotkit[scattering]"``.
   lazily with dask, to an xarray Dataset with provenance).
 """
 
-from spotkit.scattering._calibrate import (
+from spotkit.scattering._calibrate import calibrate
+from spotkit.scattering._calibration_results import (
     CalibrationError,
     CalibrationResult,
     CalibrationWarning,
     RingResidual,
-    calibrate,
 )
 from spotkit.scattering._geometry import (
     FLIPS,
