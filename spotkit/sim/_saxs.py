@@ -23,6 +23,9 @@ Every frame has Ornstein-Zernike diffuse scattering ``A / (1 + (q xi)^2) + B``. 
 enhanced on the Yoneda band). Frames before the onset are statistically stationary.
 A beamstop (disc plus arm) shadows the direct beam; module gaps of a Pilatus-like tiling
 hold -1 (masked); counts are Poisson, stored as int32.
+
+The physics and detector are in :mod:`spotkit.sim._saxs_model`, the truth record in
+:mod:`spotkit.sim._saxs_truth`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -48,201 +50,20 @@ from ._common import (
     write_num,
     write_str,
 )
+from ._saxs_model import (
+    _BEAMSTOP_TRANSMISSION,
+    _MODES,
+    _beamstop_mask,
+    _gap_mask,
+    _gisaxs_images,
+    _ring_amplitude,
+    q_map,
+)
+from ._saxs_truth import SaxsSeriesTruth
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SaxsSeriesTruth", "q_map", "simulate_saxs_series"]
-
-_MODES = ("saxs", "gisaxs")
-_CRITICAL_ANGLE_DEG = 0.15  # of the simulated film: position of the Yoneda band
-_BEAMSTOP_TRANSMISSION = 1e-3
-
-
-def q_map(shape, *, pixel_size_um, distance_m, beam_center, energy_kev) -> np.ndarray:
-    """Scattering vector modulus per pixel, nm^-1, for an untilted flat detector.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        Detector ``(rows, cols)``.
-    pixel_size_um : float
-        Square pixel size in micrometres.
-    distance_m : float
-        Sample-detector distance in metres.
-    beam_center : (float, float)
-        Direct beam ``(row, col)`` in pixel-index coordinates.
-    energy_kev : float
-        Photon energy.
-
-    Returns
-    -------
-    ndarray
-        ``(rows, cols)`` float64, ``q = 4 pi sin(theta) / lambda`` in nm^-1.
-    """
-    p = pixel_size_um * 1e-6
-    y = (np.arange(shape[0]) + 0.5) * p - (beam_center[0] + 0.5) * p
-    x = (np.arange(shape[1]) + 0.5) * p - (beam_center[1] + 0.5) * p
-    r = np.hypot(y[:, None], x[None, :])
-    two_theta = np.arctan2(r, distance_m)
-    wavelength_nm = HC_KEV_NM / energy_kev
-    return 4.0 * np.pi * np.sin(two_theta / 2.0) / wavelength_nm
-
-
-@dataclass(frozen=True, eq=False)
-class SaxsSeriesTruth:
-    """What the simulated SAXS/GISAXS series really contains.
-
-    Attributes
-    ----------
-    path, poni_path : pathlib.Path
-        The HDF5 series and its PONI geometry file.
-    onset_frame : int
-        First frame that contains the ordering peak.
-    ring_q_nm : float
-        Peak position, nm^-1.
-    ring_amplitude : ndarray
-        Per-frame peak height relative to the diffuse intensity at ``ring_q_nm``
-        (0 before the onset, ``ring_strength`` once fully grown).
-    mode : str
-        ``"saxs"`` or ``"gisaxs"``.
-    shape : (int, int)
-        Detector shape.
-    energy_kev, distance_m, pixel_size_um : float
-        Geometry.
-    beam_center : (float, float)
-        Direct beam ``(row, col)`` in pixel-index coordinates.
-    beamstop_radius_px : float
-        Radius of the beamstop disc.
-    incidence_angle_deg : float or None
-        GISAXS incidence angle.
-    frame_interval_s : float
-        Nominal time between frames.
-    seed : int
-        The seed.
-    """
-
-    path: Path
-    poni_path: Path
-    onset_frame: int
-    ring_q_nm: float
-    ring_amplitude: np.ndarray
-    mode: str
-    shape: tuple[int, int]
-    energy_kev: float
-    distance_m: float
-    pixel_size_um: float
-    beam_center: tuple[float, float]
-    beamstop_radius_px: float
-    incidence_angle_deg: float | None
-    frame_interval_s: float
-    seed: int
-    module_shape: tuple[int, int] | None = None
-    module_gap: tuple[int, int] = (0, 0)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def n_frames(self) -> int:
-        """Number of frames."""
-        return int(self.ring_amplitude.size)
-
-    @property
-    def wavelength_nm(self) -> float:
-        """Wavelength in nm."""
-        return HC_KEV_NM / self.energy_kev
-
-    def q_map(self) -> np.ndarray:
-        """``(rows, cols)`` scattering vector modulus in nm^-1 (see :func:`q_map`)."""
-        return q_map(
-            self.shape,
-            pixel_size_um=self.pixel_size_um,
-            distance_m=self.distance_m,
-            beam_center=self.beam_center,
-            energy_kev=self.energy_kev,
-        )
-
-    def gap_mask(self) -> np.ndarray:
-        """Boolean ``(rows, cols)``: True on module-gap pixels (stored as -1)."""
-        return _gap_mask(self.shape, self.module_shape, self.module_gap)
-
-    def beamstop_mask(self) -> np.ndarray:
-        """Boolean ``(rows, cols)``: True where the beamstop shadows the detector."""
-        return _beamstop_mask(self.shape, self.beam_center, self.beamstop_radius_px)
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable description of the truth."""
-        return {
-            "kind": "saxs",
-            "path": str(self.path),
-            "poni_path": str(self.poni_path),
-            "onset_frame": self.onset_frame,
-            "ring_q_nm": self.ring_q_nm,
-            "ring_amplitude": [float(a) for a in self.ring_amplitude],
-            "mode": self.mode,
-            "shape": list(self.shape),
-            "energy_kev": self.energy_kev,
-            "distance_m": self.distance_m,
-            "pixel_size_um": self.pixel_size_um,
-            "beam_center": list(self.beam_center),
-            "beamstop_radius_px": self.beamstop_radius_px,
-            "incidence_angle_deg": self.incidence_angle_deg,
-            "frame_interval_s": self.frame_interval_s,
-            "seed": self.seed,
-            "module_shape": None if self.module_shape is None else list(self.module_shape),
-            "module_gap": list(self.module_gap),
-            "extra": self.extra,
-        }
-
-    def save(self, path) -> Path:
-        """Write the truth as JSON; return the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def load(cls, path) -> SaxsSeriesTruth:
-        """Read a truth written by :meth:`save`."""
-        d = json.loads(Path(path).read_text())
-        d.pop("kind", None)
-        d["path"] = Path(d["path"])
-        d["poni_path"] = Path(d["poni_path"])
-        d["ring_amplitude"] = np.asarray(d["ring_amplitude"], dtype=np.float64)
-        d["shape"] = tuple(d["shape"])
-        d["beam_center"] = tuple(d["beam_center"])
-        d["module_shape"] = None if d["module_shape"] is None else tuple(d["module_shape"])
-        d["module_gap"] = tuple(d["module_gap"])
-        return cls(**d)
-
-
-def _gap_mask(shape, module_shape, module_gap) -> np.ndarray:
-    mask = np.zeros(shape, dtype=bool)
-    if module_shape is None:
-        return mask
-    for axis in (0, 1):
-        period = module_shape[axis] + module_gap[axis]
-        idx = np.arange(shape[axis]) % period >= module_shape[axis]
-        if axis == 0:
-            mask[idx, :] = True
-        else:
-            mask[:, idx] = True
-    return mask
-
-
-def _beamstop_mask(shape, beam_center, radius) -> np.ndarray:
-    i = np.arange(shape[0])[:, None]
-    j = np.arange(shape[1])[None, :]
-    disc = (i - beam_center[0]) ** 2 + (j - beam_center[1]) ** 2 <= radius**2
-    arm = (np.abs(j - beam_center[1]) <= 0.4 * radius) & (i >= beam_center[0])
-    return disc | arm
-
-
-def _ring_amplitude(n_frames, onset_frame, growth, strength) -> np.ndarray:
-    t = np.arange(n_frames, dtype=np.float64)
-    if growth <= 0:
-        frac = (t >= onset_frame).astype(np.float64)
-    else:
-        frac = np.clip((t - onset_frame + 1) / growth, 0.0, 1.0)
-    return strength * frac
-
 
 def _write_poni(path: Path, *, pixel_m, shape, distance_m, poni1, poni2, wavelength_m):
     config = json.dumps({"pixel1": pixel_m, "pixel2": pixel_m, "max_shape": list(shape)})
@@ -545,8 +366,8 @@ def simulate_saxs_series(
         incidence_angle_deg=float(incidence_angle_deg) if mode == "gisaxs" else None,
         frame_interval_s=float(frame_interval_s),
         seed=int(seed),
-        module_shape=None if module_shape is None else tuple(module_shape),
-        module_gap=tuple(module_gap),
+        module_shape=None if module_shape is None else _pair(module_shape),
+        module_gap=_pair(module_gap),
         extra={
             "ring_width_nm": sigma_q,
             "correlation_length_nm": correlation_length_nm,
@@ -560,42 +381,6 @@ def simulate_saxs_series(
     if truth_path is not None:
         truth.save(truth_path)
     return truth
-
-
-def _gisaxs_images(
-    shape,
-    q,
-    oz,
-    oz_at_ring,
-    background,
-    sigma_q,
-    ring_q_nm,
-    pixel_size_um,
-    distance_m,
-    beam_center,
-    wavelength_nm,
-    incidence_angle_deg,
-):
-    """Diffuse and Bragg-rod images in grazing incidence (distorted-wave flavour)."""
-    p = pixel_size_um * 1e-6
-    vert = (beam_center[0] - np.arange(shape[0]))[:, None] * p  # up is positive
-    horiz = (np.arange(shape[1]) - beam_center[1])[None, :] * p
-    alpha_i = math.radians(incidence_angle_deg)
-    alpha_c = math.radians(_CRITICAL_ANGLE_DEG)
-    alpha_f = np.arctan2(vert, distance_m) - alpha_i
-    two_theta_f = np.arctan2(horiz, distance_m)
-    k = 2.0 * np.pi / wavelength_nm
-    q_y = k * np.sin(two_theta_f) * np.cos(alpha_f)
-    q_z = k * (np.sin(alpha_f) + math.sin(alpha_i))
-    above = alpha_f > 0
-    width = 0.3 * alpha_c
-    yoneda = 1.0 + 2.0 * np.exp(-0.5 * ((alpha_f - alpha_c) / width) ** 2)
-    horizon = np.where(above, 1.0, 0.02)
-    base = oz * yoneda * horizon + background
-    rods = np.exp(-0.5 * ((np.abs(q_y) - ring_q_nm) / sigma_q) ** 2)
-    rod_decay = np.exp(-np.clip(q_z, 0, None) / (1.5 * ring_q_nm))
-    peak = oz_at_ring * rods * rod_decay * yoneda * np.where(above, 1.0, 0.0)
-    return base, np.broadcast_to(peak, shape).copy()
 
 
 def _write_instrument(
@@ -633,3 +418,9 @@ def _write_instrument(
     write_num(det, "frame_time", frame_interval_s, "s")
     write_num(det, "count_time", exposure_s, "s")
     write_str(det, "geometry_file", poni_name)
+
+
+def _pair(values) -> tuple[int, int]:
+    """Two integers, e.g. (rows, cols) of a detector module."""
+    a, b = (int(v) for v in values)
+    return a, b

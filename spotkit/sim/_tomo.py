@@ -378,22 +378,24 @@ def simulate_tomo_scan(
     >>> truth.center
     37.25
     """
-    shape = tuple(int(s) for s in shape)
-    _validate(shape, flat_counts, dark_level, ring_columns, n_flats, n_darks, pixel_size_um)
-    n_angles, n_rows, n_cols = shape
+    dims = tuple(int(s) for s in shape)
+    _validate(dims, flat_counts, dark_level, ring_columns, n_flats, n_darks, pixel_size_um)
+    n_angles, n_rows, n_cols = dims
+    shape = (n_angles, n_rows, n_cols)
     path = prepare_path(path, overwrite)
     center = n_cols / 2.0 + float(center_offset)
     theta = np.linspace(0.0, 180.0, n_angles, endpoint=False)
     pixel_size_cm = pixel_size_um * 1e-4
 
     # Phantom in relative units, rescaled to the target optical depth, then to 1/cm.
-    ells = make_phantom(np.random.default_rng([seed, 0]), n_rows, n_cols, center)
-    probe_rows = sorted({float(np.clip(round(e.z0), 0, n_rows - 1)) for e in ells})
+    shape_ells = make_phantom(np.random.default_rng([seed, 0]), n_rows, n_cols, center)
+    probe_rows = sorted({float(np.clip(round(e.z0), 0, n_rows - 1)) for e in shape_ells})
     probe = line_integrals(
-        ells, probe_rows, np.linspace(0, 180, 60, endpoint=False), n_cols, center
+        shape_ells, probe_rows, np.linspace(0, 180, 60, endpoint=False), n_cols, center
     )
     mu_scale = _TARGET_OPTICAL_DEPTH / probe.max() / pixel_size_cm
-    ells = tuple(Ellipsoid(e.x0, e.y0, e.z0, e.a, e.b, e.c, e.phi, e.mu * mu_scale) for e in ells)
+    ells = tuple(Ellipsoid(e.x0, e.y0, e.z0, e.a, e.b, e.c, e.phi, e.mu * mu_scale)
+                 for e in shape_ells)
 
     rng_ring = np.random.default_rng([seed, 2])
     lo, hi = int(0.2 * n_cols), int(0.8 * n_cols)
