@@ -9,10 +9,10 @@ import os
 import shutil
 import threading
 import time
-import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from spotkit.checksums import DEFAULT_BLOCK_CHECK, block_check, read_block
 from spotkit.errors import TransferError
 
 from ._mover_base import (
@@ -66,8 +66,29 @@ class _Progress:
                  100.0 * done / self.total, done / 1e9, self.total / 1e9, rate)
 
 
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing ``length`` bytes at ``offset`` to the device now, without waiting.
+
+    On Linux, POSIX_FADV_DONTNEED on dirty pages starts their writeback (and drops them
+    once clean). Without it nothing reaches the disk before the final fsync (the kernel
+    waits for 10 % of memory to be dirty), so the copy and its writes would not overlap.
+    """
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _copy_data(src_fd: int, dst_fd: int, size: int, progress=None) -> None:
-    """Copy ``size`` bytes in the kernel (copy_file_range), else through a 16 MiB buffer."""
+    """Copy ``size`` bytes in the kernel (copy_file_range), else through a 16 MiB buffer;
+    each chunk's writeback starts as soon as it is written."""
     done = 0
     use_cfr = hasattr(os, "copy_file_range")
     while done < size:
@@ -82,25 +103,54 @@ def _copy_data(src_fd: int, dst_fd: int, size: int, progress=None) -> None:
         else:
             buf = os.read(src_fd, min(COPY_CHUNK, size - done))
             n = len(buf)
-            view = memoryview(buf)
-            while view:
-                view = view[os.write(dst_fd, view):]
+            _write_all(dst_fd, buf)
         if n == 0:
             raise OSError(errno.EIO, "source file shrank while it was copied")
+        _start_writeback(dst_fd, done, n)
         done += n
         if progress is not None:
             progress(done)
 
 
-def _read_block(fd: int, view: memoryview) -> int:
-    """Fill ``view`` from ``fd`` (short only at end of file); return the bytes read."""
-    got = 0
-    while got < len(view):
-        n = os.readv(fd, [view[got:]])
-        if n == 0:
-            break
-        got += n
-    return got
+def _copy_hashing_data(src_fd: int, dst_fd: int, *, block_size: int, kind: str,
+                       progress=None) -> tuple[str, tuple[int, ...], int]:
+    """Copy ``src_fd`` to ``dst_fd`` in one read, hashing the very bytes written.
+
+    Each block is read once into an immutable ``bytes``; its block check is computed and it
+    is written while a second thread adds it to the sha256 (hashlib releases the GIL), at
+    most one block behind the reader; its writeback starts at once. A file of one block
+    is hashed inline (no thread). Returns (hex sha256, block checks, bytes copied).
+    """
+    check = block_check(kind)
+    h = hashlib.sha256()
+    crcs: list[int] = []
+    done = 0
+    hasher: ThreadPoolExecutor | None = None
+    pending: Future | None = None
+    try:
+        while block := read_block(src_fd, block_size):
+            hashed: Future | None = None
+            if pending is None and len(block) < block_size:  # the only block: no thread
+                h.update(block)
+            else:
+                if hasher is None:
+                    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+                hashed = hasher.submit(h.update, block)  # in order: one thread
+            crcs.append(check(block))
+            _write_all(dst_fd, block)
+            _start_writeback(dst_fd, done, len(block))
+            done += len(block)
+            if progress is not None:
+                progress(done)
+            if pending is not None:
+                pending.result()  # bounds the blocks in flight to two
+            pending = hashed
+    finally:
+        if hasher is not None:
+            hasher.shutdown(wait=True)
+    if pending is not None:
+        pending.result()
+    return h.hexdigest(), tuple(crcs), done
 
 
 def _drop_cache(fd: int) -> None:
@@ -152,6 +202,7 @@ class LocalCopy(Mover):
     """
 
     name = "local"
+    dest: Path
 
     def __init__(self, dest_root, *, marker: str | None = None, drop_cache: bool = True,
                  workers: int | None = None):
@@ -327,29 +378,20 @@ class LocalCopy(Mover):
         partial = _partial_name(final)
         try:
             before = os.fstat(src_fd)
+            kind = DEFAULT_BLOCK_CHECK
             if final.exists():
-                sha, crcs = digest_file(src)
-                entry = FileEntry(rel, before.st_size, sha, before.st_mtime, crcs)
+                sha, crcs = digest_file(src, kind=kind)
+                entry = FileEntry(rel, before.st_size, sha, before.st_mtime, crcs,
+                                  crc32_kind=kind)
                 if self._already_there(final, entry):
                     return entry, "skipped"
-            h = hashlib.sha256()
-            crcs = []
-            buf = bytearray(BLOCK_SIZE)
-            view = memoryview(buf)
-            progress = _Progress(rel, before.st_size)
-            done = 0
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    while n := _read_block(src_fd, view):
-                        done += n
-                        progress(done)
-                        out = view[:n]
-                        h.update(out)
-                        crcs.append(zlib.crc32(out))
-                        while out:
-                            out = out[os.write(dst_fd, out):]
+                    sha, crcs, _ = _copy_hashing_data(
+                        src_fd, dst_fd, block_size=BLOCK_SIZE, kind=kind,
+                        progress=_Progress(rel, before.st_size))
                     os.fsync(dst_fd)
                     if self.drop_cache:
                         _drop_cache(dst_fd)
@@ -364,7 +406,7 @@ class LocalCopy(Mover):
                     f"{after.st_size}); is it still being written? Nothing was kept; the flow "
                     "retries.", path=rel, dest=str(dest), reason="source changed",
                     transient=True)
-            entry = FileEntry(rel, after.st_size, h.hexdigest(), after.st_mtime, tuple(crcs))
+            entry = FileEntry(rel, after.st_size, sha, after.st_mtime, crcs, crc32_kind=kind)
             self._check_landed(partial, src, entry, dest)
             try:
                 shutil.copystat(src, partial)

@@ -143,8 +143,9 @@ class Mover(ABC):
         """Where the file at ``rel`` (relative to the dataset root) lands: a local path, or
         ``user@host:/path`` for a copy on another machine."""
         base = str(self.dest if dest is None else dest)
-        if getattr(self, "_remote_dest", False) and getattr(self, "ssh", None):
-            return f"{self.ssh}:{posixpath.join(base, rel)}"
+        ssh = getattr(self, "ssh", None)  # movers that copy to another machine have one
+        if getattr(self, "_remote_dest", False) and ssh:
+            return f"{ssh}:{posixpath.join(base, rel)}"
         return posixpath.join(base, rel) if base.startswith("/") else str(Path(base) / rel)
 
     @abstractmethod

@@ -23,7 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spotkit.checksums import (  # BLOCK_SIZE, digest_file, sha256_file: re-exported
+    BLOCK_CHECKS,
     BLOCK_SIZE,
+    DEFAULT_BLOCK_CHECK,
+    block_check_available,
     crc32_blocks_match,
     digest_file,
     sha256_file,
@@ -45,7 +48,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds ``crc32_kind`` to file entries (``"crc32c"`` block checks); a manifest
+whose block checks are all zlib CRC-32 is still written as version 1, byte for byte as
+before (same digest, same id), and both versions are read."""
+_VERSIONS = (1, 2)
 LEVELS = ("sha256", "crc32", "size")
 """How :func:`verify_manifest` checks a file: full sha256, the per-block crc32s, or size only."""
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx", ".nx5", ".cxi")
@@ -66,10 +73,13 @@ class FileEntry:
     mtime : float
         Modification time (seconds since the epoch) when the manifest was made.
     crc32 : tuple of int or None
-        crc32 of each :data:`BLOCK_SIZE` block, computed in the same read as the sha256;
-        movers verify copies against them (fast, parallel). None in older manifests.
+        The block check of each ``crc32_block`` block, computed in the same read as the
+        sha256; movers verify copies against them (fast, parallel). None in older manifests.
     crc32_block : int
-        Bytes per crc32 block.
+        Bytes per block.
+    crc32_kind : {"crc32", "crc32c"}
+        Which block check ``crc32`` holds: zlib's CRC-32 (manifest version 1) or CRC-32C
+        (version 2; see :mod:`spotkit.checksums`).
     """
 
     path: str
@@ -78,6 +88,12 @@ class FileEntry:
     mtime: float
     crc32: tuple[int, ...] | None = None
     crc32_block: int = BLOCK_SIZE
+    crc32_kind: str = "crc32"
+
+    def __post_init__(self) -> None:
+        if self.crc32_kind not in BLOCK_CHECKS:
+            raise ValueError(f"{self.path}: unknown block check {self.crc32_kind!r}; choose "
+                             f"one of {BLOCK_CHECKS}")
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
@@ -85,6 +101,8 @@ class FileEntry:
         if self.crc32 is not None:
             doc["crc32"] = list(self.crc32)
             doc["crc32_block"] = self.crc32_block
+            if self.crc32_kind != "crc32":  # version 1 had only zlib's CRC-32
+                doc["crc32_kind"] = self.crc32_kind
         return doc
 
 
@@ -144,9 +162,17 @@ class Manifest:
     root: str = ""
     created: str = ""
 
+    @property
+    def version(self) -> int:
+        """The format version this manifest is written in: 1 unless a file's block checks
+        are CRC-32C (2)."""
+        if any(f.crc32 is not None and f.crc32_kind != "crc32" for f in self.files):
+            return FORMAT_VERSION
+        return 1
+
     def _body(self) -> dict:
         return {
-            "version": FORMAT_VERSION,
+            "version": self.version,
             "dataset": self.dataset,
             "files": [f.to_dict() for f in self.files],
             "metadata": self.metadata,
@@ -199,15 +225,17 @@ class Manifest:
                                  hint="Rebuild it with make_manifest().") from None
         try:
             version = doc["version"]
-            if version != FORMAT_VERSION:
+            if version not in _VERSIONS:
                 raise InputFileError(source, f"has manifest format version {version!r}; this "
-                                     f"spotkit reads version {FORMAT_VERSION}.", field="version",
+                                     f"spotkit reads versions {_VERSIONS}.", field="version",
                                      hint="Upgrade spotkit or rebuild the manifest.")
             files = tuple(FileEntry(path=str(f["path"]), size=int(f["size"]),
                                     sha256=str(f["sha256"]), mtime=float(f["mtime"]),
                                     crc32=(None if f.get("crc32") is None
                                            else tuple(int(c) for c in f["crc32"])),
-                                    crc32_block=int(f.get("crc32_block", BLOCK_SIZE)))
+                                    crc32_block=int(f.get("crc32_block", BLOCK_SIZE)),
+                                    crc32_kind=(str(f.get("crc32_kind", "crc32"))
+                                                if version > 1 else "crc32"))
                           for f in doc["files"])
             man = cls(dataset=doc["dataset"], files=files, metadata=doc.get("metadata") or {},
                       file_metadata=doc.get("file_metadata") or {},
@@ -349,14 +377,15 @@ def default_workers() -> int:
 def _hash_entry(p: Path, rel: str) -> FileEntry:
     try:
         st = p.stat()
-        digest, crcs = digest_file(p)
+        digest, crcs = digest_file(p, kind=DEFAULT_BLOCK_CHECK)
         after = p.stat()
     except OSError as exc:
         raise InputFileError(p, f"cannot be read ({exc.strerror}).") from None
     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
         raise InputFileError(p, f"changed while it was checksummed (size {st.st_size} -> "
                              f"{after.st_size}).", hint="Wait until the file is complete.")
-    return FileEntry(path=rel, size=st.st_size, sha256=digest, mtime=st.st_mtime, crc32=crcs)
+    return FileEntry(path=rel, size=st.st_size, sha256=digest, mtime=st.st_mtime, crc32=crcs,
+                     crc32_kind=DEFAULT_BLOCK_CHECK)
 
 
 def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | None = None,
@@ -384,9 +413,10 @@ def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | N
     workers : int, optional
         Threads hashing files at the same time (default: :func:`default_workers`).
     known : mapping, optional
-        ``{absolute path: (size, mtime_ns, sha256, crc32s)}`` computed earlier in the same
-        read as another checksum (the catalog's at ingest): a file whose size and mtime
-        still match is not read again.
+        ``{absolute path: (size, mtime_ns, sha256, block checks)}`` computed earlier in the
+        same read as another checksum (the catalog's at ingest, by
+        :func:`~spotkit.checksums.digest_file` with its defaults; a fifth item may name the
+        block check kind): a file whose size and mtime still match is not read again.
     file_metadata : mapping, optional
         ``{absolute path: metadata dict}`` already read (the catalog's); those files are
         not opened again for their metadata.
@@ -421,14 +451,15 @@ def make_manifest(paths, *, root, dataset: str | None = None, metadata: dict | N
     def entry(p: Path, rel: str) -> FileEntry:
         got = known.get(os.path.abspath(p))
         if got is not None:
-            size, mtime_ns, sha, crcs = got
+            size, mtime_ns, sha, crcs, *rest = got
+            kind = rest[0] if rest else DEFAULT_BLOCK_CHECK
             try:
                 st = p.stat()
             except OSError as exc:
                 raise InputFileError(p, f"cannot be read ({exc.strerror}).") from None
             if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
                 return FileEntry(path=rel, size=size, sha256=sha, mtime=st.st_mtime,
-                                 crc32=tuple(crcs))
+                                 crc32=tuple(crcs), crc32_kind=kind)
         return _hash_entry(p, rel)
 
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
@@ -505,9 +536,10 @@ def check_file(path, entry: FileEntry, *, level: str = "sha256", workers: int = 
     entry : FileEntry
         What it must be.
     level : {"sha256", "crc32", "size"}
-        ``"sha256"`` re-hashes the whole file; ``"crc32"`` checks the per-block crc32s
-        recorded with the sha256 (blocks read in ``workers`` threads; falls back to sha256
-        for entries without them); ``"size"`` checks presence and size only.
+        ``"sha256"`` re-hashes the whole file; ``"crc32"`` checks the block checks recorded
+        with the sha256 (CRC-32 or CRC-32C, blocks read in ``workers`` threads; falls back
+        to sha256 for entries without them, or whose kind cannot be computed here);
+        ``"size"`` checks presence and size only.
     workers : int
         Threads reading blocks for ``"crc32"``.
 
@@ -528,10 +560,11 @@ def check_file(path, entry: FileEntry, *, level: str = "sha256", workers: int = 
     if level == "size":
         return None
     try:
-        if level == "crc32" and entry.crc32 is not None:
+        if (level == "crc32" and entry.crc32 is not None
+                and block_check_available(entry.crc32_kind)):
             if not crc32_blocks_match(path, entry.crc32, entry.size, workers=workers,
-                                      block_size=entry.crc32_block):
-                return "crc32 of a block differs from the manifest"
+                                      block_size=entry.crc32_block, kind=entry.crc32_kind):
+                return f"{entry.crc32_kind} of a block differs from the manifest"
             return None
         if sha256_file(path) != entry.sha256:
             return "sha256 differs from the manifest"

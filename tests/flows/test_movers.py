@@ -322,7 +322,7 @@ def test_rsync_mismatch_removes_bad_copy(src, tmp_path):
     log = root / "scan7" / "scan7.log"
     log.write_text("KO\n")  # changed after the manifest: what lands does not verify
     with pytest.raises(TransferError,
-                       match=r"scan7/scan7\.log: (sha256|crc32 of a block) differs") as info:
+                       match=r"scan7/scan7\.log: (sha256|crc32c? of a block) differs") as info:
         Rsync(dest).transfer(man, root)
     assert info.value.path == "scan7/scan7.log"
     assert not (dest / "scan7" / "scan7.log").exists()

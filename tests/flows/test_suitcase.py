@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from spotkit.checksums import DEFAULT_BLOCK_CHECK
 from spotkit.errors import InputFileError
 from spotkit.flows._suitcase import (
     FileEntry,
@@ -38,28 +39,36 @@ def test_sha256_matches_hashlib_across_blocks(tmp_path):
     assert sha256_file(p, block_size=1024) == hashlib.sha256(data).hexdigest()
 
 
-def test_digest_file_gives_sha256_and_one_crc32_per_block(tmp_path):
+@pytest.mark.parametrize("kind", ["crc32", "crc32c"])
+def test_digest_file_gives_sha256_and_one_block_check_per_block(tmp_path, kind):
     import zlib
 
+    if kind == "crc32c":
+        google_crc32c = pytest.importorskip("google_crc32c")  # zarr's dependency
+        reference = google_crc32c.value
+    else:
+        reference = zlib.crc32
     p = tmp_path / "f.bin"
     data = os.urandom(3 * 1024 + 7)
     p.write_bytes(data)
-    sha, crcs = digest_file(p, block_size=1024)
+    sha, crcs = digest_file(p, block_size=1024, kind=kind)
     assert sha == hashlib.sha256(data).hexdigest()
-    assert crcs == tuple(zlib.crc32(data[i:i + 1024]) for i in range(0, len(data), 1024))
+    assert crcs == tuple(reference(data[i:i + 1024]) for i in range(0, len(data), 1024))
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    assert digest_file(empty)[1] == ()
+    assert digest_file(empty, kind=kind)[1] == ()
 
 
-@pytest.mark.parametrize("level", ["sha256", "crc32"])
-def test_each_level_finds_one_flipped_bit_in_a_middle_block(tmp_path, level):
+@pytest.mark.parametrize(("level", "kind"), [("sha256", DEFAULT_BLOCK_CHECK),
+                                             ("crc32", "crc32"),
+                                             ("crc32", DEFAULT_BLOCK_CHECK)])
+def test_each_level_finds_one_flipped_bit_in_a_middle_block(tmp_path, level, kind):
     root = tmp_path / "d"
     root.mkdir()
     data = bytearray(os.urandom(5 * 4096 + 100))
     (root / "a.bin").write_bytes(data)
-    sha, crcs = digest_file(root / "a.bin", block_size=4096)
-    entry = FileEntry("a.bin", len(data), sha, 0.0, crcs, crc32_block=4096)
+    sha, crcs = digest_file(root / "a.bin", block_size=4096, kind=kind)
+    entry = FileEntry("a.bin", len(data), sha, 0.0, crcs, crc32_block=4096, crc32_kind=kind)
     man = Manifest("d", (entry,))
     assert verify_manifest(man, root, level=level, workers=3) == []
     data[2 * 4096 + 17] ^= 0x04
