@@ -14,13 +14,10 @@ returns them.
 from spotkit.tomo._angles import as_radians
 from spotkit.tomo._center import (
     CENTER_METHODS,
-    AxisTilt,
     CenterEstimate,
     CenterWarning,
-    detect_tilt,
     find_center,
     find_center_pc,
-    find_center_per_row,
     find_center_vo,
 )
 from spotkit.tomo._pipeline import PipelineResult, Problem, TomoPipeline, parse_memory
@@ -36,6 +33,7 @@ from spotkit.tomo._preview import preview, preview_from_arrays
 from spotkit.tomo._recon import ALGORITHMS, FILTERS, ReconInfo, reconstruct, reconstruct_with_info
 from spotkit.tomo._stripe import STRIPE_METHODS, remove_stripes
 from spotkit.tomo._sweep import SWEEP_METRICS, center_sweep, plot_sweep, sweep_metric
+from spotkit.tomo._tilt import AxisTilt, detect_tilt, find_center_per_row
 from spotkit.tomo.backends._base import CONVENTION
 
 __all__ = [

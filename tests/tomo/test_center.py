@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from spotkit.sim import simulate_tomo_scan
-from spotkit.tomo._center import (
+from spotkit.tomo import (
     AxisTilt,
     detect_tilt,
     find_center,
@@ -157,7 +157,7 @@ def test_tilt_detected_on_sheared_scan(tall_scan, caplog):
                                         band=3)
     mid = (proj.shape[1] - 1) / 2
     assert np.nanmax(np.abs(centres - (truth.center + slope * (rows - mid)))) < 0.5
-    with caplog.at_level(logging.WARNING, logger="spotkit.tomo._center"):
+    with caplog.at_level(logging.WARNING, logger="spotkit.tomo._tilt"):
         tilt = detect_tilt(rows, centres)
     assert isinstance(tilt, AxisTilt)
     assert tilt.tilted
@@ -172,7 +172,7 @@ def test_no_tilt_reported_on_straight_scan(tall_scan, caplog):
     truth, proj, theta = tall_scan
     rows, centres = find_center_per_row(proj.transpose(1, 0, 2), theta, rows=range(2, 22, 2),
                                         band=3, layout="sinograms")
-    with caplog.at_level(logging.WARNING, logger="spotkit.tomo._center"):
+    with caplog.at_level(logging.WARNING, logger="spotkit.tomo._tilt"):
         tilt = detect_tilt(rows, centres)
     assert not tilt.tilted
     assert abs(tilt.center_at(12) - truth.center) < 0.5
