@@ -146,7 +146,17 @@ def open_array(path, *, key: str | None = None) -> da.Array:
 
     Examples
     --------
-    >>> vol = open_array("recon.h5", key="/volume")  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> import h5py, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "recon.h5"
+    >>> with h5py.File(path, "w") as f:
+    ...     _ = f.create_dataset("volume", data=np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    >>> vol = open_array(path, key="/volume")
+    >>> vol.shape, float(vol[1].sum().compute())
+    ((2, 3, 4), 210.0)
+    >>> np.save(path.with_suffix(".npy"), np.ones((3, 5)))
+    >>> open_array(path.with_suffix(".npy")).shape
+    (3, 5)
     """
     p = Path(path).expanduser().absolute()
     if _is_zarr(p):

@@ -201,8 +201,16 @@ def open_tomo(path, *, chunks=None) -> xr.Dataset:
 
     Examples
     --------
-    >>> ds = open_tomo("scan.h5")  # doctest: +SKIP
-    >>> sino = ds.data[:, 8, :].compute()  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "scan.h5"
+    >>> truth = simulate_tomo_scan(path, shape=(31, 4, 32))
+    >>> ds = open_tomo(path)
+    >>> ds.data.shape
+    (31, 4, 32)
+    >>> sino = ds.data[:, 2, :].compute()  # one sinogram, read now
+    >>> sino.shape
+    (31, 32)
     """
     path = check_exists(path)
     with open_hdf5(path) as f:

@@ -117,8 +117,18 @@ def open_frames(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
 
     Examples
     --------
-    >>> frames = open_frames("run_0001/frame_*.tif")  # doctest: +SKIP
-    >>> frames = open_frames("series.h5", dataset="/entry/data/data")  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.sim import simulate_saxs_series, write_frame_folder
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> truth = simulate_saxs_series(work / "series.h5", n_frames=3, shape=(40, 50),
+    ...                              onset_frame=1)
+    >>> folder = write_frame_folder(work / "run_0001", work / "series.h5", fmt="tiff")
+    >>> frames = open_frames(str(folder / "frame_*.tif*"))  # one file per frame
+    >>> frames.shape
+    (3, 40, 50)
+    >>> frames = open_frames(work / "series.h5", dataset="/entry/data/data")  # HDF5 via fabio
+    >>> int(frames[0].max()) > 0
+    True
     """
     import dask
     import dask.array as da

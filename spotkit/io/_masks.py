@@ -46,7 +46,12 @@ def save_mask(mask, path) -> Path:
 
     Examples
     --------
-    >>> save_mask(mask, "detector_mask.edf")  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> mask = np.zeros((40, 50), bool)
+    >>> mask[18:22, 23:27] = True  # a beamstop
+    >>> save_mask(mask, pathlib.Path(tempfile.mkdtemp()) / "detector_mask.edf").name
+    'detector_mask.edf'
     """
     fabio = fabio_module()
     path = Path(path)
@@ -85,7 +90,12 @@ def load_mask(path, *, shape=None) -> np.ndarray:
 
     Examples
     --------
-    >>> mask = load_mask("detector_mask.edf", shape=frames.shape[-2:])  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> path = save_mask(np.eye(40, 50, dtype=bool), pathlib.Path(tempfile.mkdtemp()) / "m.edf")
+    >>> mask = load_mask(path, shape=(3, 40, 50))  # the frames' shape: checked
+    >>> mask.dtype, int(mask.sum())
+    (dtype('bool'), 40)
     """
     fabio = fabio_module()
     path = Path(path)

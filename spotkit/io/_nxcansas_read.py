@@ -370,8 +370,17 @@ def read_nxcansas_entries(path, *, q_unit: str | None = None) -> list[xr.Dataset
 
     Examples
     --------
-    >>> for ds in read_nxcansas_entries("VTMA.h5"):  # doctest: +SKIP
-    ...     print(ds.attrs["title"], ds.sizes["q"])
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from spotkit.io import write_nxcansas
+    >>> q = np.linspace(0.1, 2.0, 40)
+    >>> path = write_nxcansas(pathlib.Path(tempfile.mkdtemp()) / "series.h5",
+    ...                       (q, np.stack([1 / q**2, 2 / q**2])), q_unit="1/nm",
+    ...                       title="anneal")
+    >>> for ds in read_nxcansas_entries(path):
+    ...     print(ds.attrs["entry"], ds.sizes["q"])
+    sasentry01 40
+    sasentry02 40
     """
     return [ds for ds, _ in _read_blocks(path, _check_q_unit(q_unit))]
 
@@ -442,8 +451,16 @@ def read_nxcansas(path, *, entry: str | int | None = None,
 
     Examples
     --------
-    >>> ds = read_nxcansas("series.h5", q_unit="1/nm")  # doctest: +SKIP
-    >>> ds["intensity"].sel(q=0.5, method="nearest").plot()  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from spotkit.io import write_nxcansas
+    >>> q = np.linspace(0.01, 0.2, 40)  # 1/angstrom
+    >>> path = write_nxcansas(pathlib.Path(tempfile.mkdtemp()) / "series.h5",
+    ...                       (q, np.stack([1 / q, 2 / q, 3 / q])), q_unit="1/angstrom")
+    >>> ds = read_nxcansas(path, q_unit="1/nm")  # the three entries stacked, q converted
+    >>> ds["intensity"].dims, round(float(ds.q.max()), 3)
+    (('frame', 'q'), 2.0)
+    >>> curve = ds["intensity"].sel(q=0.5, method="nearest")  # .plot() in JupyterLab
     """
     path = check_exists(path)
     pairs = _read_blocks(path, _check_q_unit(q_unit), entry)

@@ -315,10 +315,29 @@ def write_nxcansas(
 
     Examples
     --------
+    A profile from plain arrays:
+
+    >>> import pathlib, tempfile
     >>> import numpy as np
+    >>> work = pathlib.Path(tempfile.mkdtemp())
     >>> q = np.linspace(0.1, 2.0, 50); I = 1 / q**2
-    >>> write_nxcansas("profile.h5", (q, I, np.sqrt(I)), q_unit="1/nm")  # doctest: +SKIP
-    >>> write_nxcansas("series.h5", integrate_frames(frames, ai), sample="P3HT")  # doctest: +SKIP
+    >>> write_nxcansas(work / "profile.h5", (q, I, np.sqrt(I)), q_unit="1/nm").name
+    'profile.h5'
+
+    A reduced series, one SASentry per frame:
+
+    >>> from spotkit.io import load_geometry, open_saxs
+    >>> from spotkit.scattering import integrate_frames
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> truth = simulate_saxs_series(work / "film.h5", n_frames=3, shape=(40, 50),
+    ...                              onset_frame=1)
+    >>> frames = open_saxs(work / "film.h5")
+    >>> iq = integrate_frames(frames, load_geometry(truth.poni_path), npt=30)
+    >>> path = write_nxcansas(work / "series.h5", iq, sample="P3HT")
+    >>> import h5py
+    >>> with h5py.File(path) as f:
+    ...     sorted(f)
+    ['sasentry01', 'sasentry02', 'sasentry03']
     """
     path = Path(path).expanduser().absolute()
     q_unit = _check_q_unit(q_unit)

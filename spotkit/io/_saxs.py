@@ -185,8 +185,15 @@ def open_saxs(path, *, chunks=None) -> xr.DataArray:
 
     Examples
     --------
-    >>> frames = open_saxs("series.h5")  # doctest: +SKIP
-    >>> import pyFAI; ai = pyFAI.load(frames.attrs["poni_path"])  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import load_geometry
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=3, shape=(40, 50), onset_frame=1)
+    >>> frames = open_saxs(path)
+    >>> frames.dims, frames.shape
+    (('frame', 'y', 'x'), (3, 40, 50))
+    >>> ai = load_geometry(frames.attrs["poni_path"], shape=frames.shape[1:])
     """
     path = check_exists(path)
     with open_hdf5(path) as f:

@@ -88,8 +88,16 @@ def write_frame_subset(src, dst, frames, *, data_key: str = DATA_KEY, overwrite:
 
     Examples
     --------
-    >>> plan = spotkit.change.reduction_policy(result)  # doctest: +SKIP
-    >>> write_frame_subset("film.h5", "film_kept.h5", plan.keep)  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import open_saxs
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> truth = simulate_saxs_series(work / "film.h5", n_frames=6, shape=(40, 50),
+    ...                              onset_frame=3)
+    >>> keep = [0, 3, 4]  # e.g. spotkit.change.reduction_policy(result).keep
+    >>> out = write_frame_subset(work / "film.h5", work / "film_kept.h5", keep)
+    >>> open_saxs(out).shape
+    (3, 40, 50)
     """
     import h5py
 

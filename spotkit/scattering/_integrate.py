@@ -258,8 +258,26 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
 
     Examples
     --------
-    >>> iq = integrate_1d(frame, ai, npt=200, unit="q_A^-1")  # doctest: +SKIP
-    >>> float(iq.q[iq.intensity.argmax()])  # doctest: +SKIP
+    The ordering ring of the twin's series (at q = 1 nm^-1) is where the last frame gains
+    most over the first:
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from spotkit.io import load_geometry, open_saxs
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "film.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=4, onset_frame=2, ring_growth_frames=1,
+    ...                              ring_strength=2.0, seed=3)
+    >>> frames = open_saxs(path)
+    >>> ai = load_geometry(truth.poni_path, shape=frames.shape[1:])
+    >>> gaps = frames[0].values < 0
+    >>> before = integrate_1d(frames[0].values, ai, npt=200, mask=gaps)
+    >>> after = integrate_1d(frames[-1].values, ai, npt=200, mask=gaps)
+    >>> gain = after.intensity - before.intensity
+    >>> round(float(gain.q[int(np.nanargmax(gain.values))]), 1), truth.ring_q_nm
+    (1.0, 1.0)
+    >>> integrate_1d(frames[0].values, ai, npt=200, unit="q_A^-1").q.attrs["units"]
+    'A^-1'
     """
     import xarray as xr
 
@@ -317,8 +335,15 @@ def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
 
     Examples
     --------
-    >>> cake = integrate_2d(frame, ai, npt_rad=200, npt_azim=180)  # doctest: +SKIP
-    >>> cake.intensity.plot()  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import load_geometry, open_saxs
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "film.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=2, onset_frame=1)
+    >>> frame = open_saxs(path)[-1].values
+    >>> cake = integrate_2d(frame, load_geometry(truth.poni_path), npt_rad=100, npt_azim=36)
+    >>> cake.intensity.dims, cake.intensity.shape  # cake.intensity.plot() in JupyterLab
+    (('chi', 'q'), (36, 100))
     """
     import xarray as xr
 
@@ -421,9 +446,18 @@ def integrate_frames(
 
     Examples
     --------
-    >>> frames = spotkit.io.open_saxs("series.h5")  # doctest: +SKIP
-    >>> iq = integrate_frames(frames, load_geometry(frames.attrs["poni_path"]))  # doctest: +SKIP
-    >>> iq.isel(frame=slice(0, 3)).compute()  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> import spotkit.io, spotkit.sim
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "series.h5"
+    >>> truth = spotkit.sim.simulate_saxs_series(path, n_frames=4, onset_frame=2)
+    >>> frames = spotkit.io.open_saxs(path)
+    >>> iq = integrate_frames(frames, spotkit.io.load_geometry(frames.attrs["poni_path"]),
+    ...                       npt=100)  # lazy: nothing is integrated yet
+    >>> iq.intensity.dims, iq.sizes["frame"]
+    (('frame', 'q'), 4)
+    >>> first = iq.isel(frame=slice(0, 2)).compute()  # integrates two frames
+    >>> first.intensity.shape
+    (2, 100)
     """
     import dask.array as da
     import xarray as xr

@@ -294,7 +294,16 @@ def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200)
 
     Examples
     --------
-    >>> mask = shadow_mask(frames[:5].mean(axis=0), ai)  # doctest: +SKIP
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import load_geometry, open_saxs
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "film.h5"
+    >>> truth = simulate_saxs_series(path, n_frames=3, onset_frame=2)
+    >>> frames = open_saxs(path)
+    >>> mask = shadow_mask(frames[:2].mean(axis=0).values, load_geometry(truth.poni_path))
+    >>> row, col = (round(v) for v in truth.beam_center)
+    >>> bool(mask[row, col])  # the beamstop's shadow (and the module gaps) are masked
+    True
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")

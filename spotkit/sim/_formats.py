@@ -67,9 +67,14 @@ def write_nxtomo(path, source, *, variant: str = "esrf", alignment: bool = True,
 
     Examples
     --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import find_reader, open_tomo
     >>> from spotkit.sim import simulate_tomo_scan, write_nxtomo
-    >>> truth = simulate_tomo_scan("scan.h5", shape=(31, 2, 32))  # doctest: +SKIP
-    >>> write_nxtomo("scan.nx", "scan.h5", variant="diamond")  # doctest: +SKIP
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> truth = simulate_tomo_scan(work / "scan.h5", shape=(31, 2, 32))
+    >>> nx = write_nxtomo(work / "scan.nx", work / "scan.h5", variant="diamond")
+    >>> find_reader(nx).name, open_tomo(nx).data.shape
+    ('nxtomo', (31, 2, 32))
     """
     from spotkit.io import open_tomo
 
@@ -181,9 +186,16 @@ def write_frame_folder(folder, source, *, fmt: str = "cbf", n_written: int | Non
 
     Examples
     --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.io import open_saxs
     >>> from spotkit.sim import simulate_saxs_series, write_frame_folder
-    >>> truth = simulate_saxs_series("series.h5", n_frames=4)  # doctest: +SKIP
-    >>> write_frame_folder("run_0001", "series.h5")  # doctest: +SKIP
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> truth = simulate_saxs_series(work / "series.h5", n_frames=4, shape=(40, 50))
+    >>> folder = write_frame_folder(work / "run_0001", work / "series.h5")
+    >>> len(list(folder.glob("frame_*.cbf"))), len(list(folder.glob("*.poni")))
+    (4, 1)
+    >>> open_saxs(folder).shape  # the folder is the dataset
+    (4, 40, 50)
     """
     import fabio.cbfimage
     import fabio.edfimage
