@@ -153,7 +153,7 @@ def main(argv=None):
         print(json.dumps(child(json.loads(args.child)), default=str))
         return
 
-    from spotkit.tomo._pipeline import parse_memory
+    from spotkit.tomo import parse_memory
 
     budget = parse_memory(args.max_memory)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 STEP = 0.5
 CELLS = [
     "from spotkit.sim import simulate_tomo_scan\n"
-    "from spotkit.tomo import CenterFinder\n"
+    "from spotkit.widgets import CenterFinder\n"
     "truth = simulate_tomo_scan('scan.h5', shape=(121, 3, 96), center_offset=3.5, seed=3,\n"
     "                           ring_columns=0, overwrite=True)",
     f"finder = CenterFinder('scan.h5', around=3, step={STEP})\n"

@@ -252,3 +252,53 @@ def test_parameter_values_are_checked_before_anything_runs():
     text = str(info.value)
     for allowed in ("'fw'", "'gridrec'", "'builtin'", "'vo'"):
         assert allowed in text
+
+
+def test_run_is_the_registered_runner_and_run_tomo_gives_the_same_volume(tmp_path, scan):
+    from spotkit._runners import get_runner
+    from spotkit.pipelines import run_tomo
+
+    path, _ = scan
+    pipe = TomoPipeline.from_dict(SIMPLE)
+    assert get_runner("tomo.pipeline").__name__ == "run_tomo"
+    a = pipe.run(path, tmp_path / "a.h5", rows=(3, 5))
+    b = run_tomo(pipe, path, tmp_path / "b.h5", rows=(3, 5))
+    assert (a.shape, a.side_outputs, a.n_blocks) == (b.shape, b.side_outputs, b.n_blocks)
+    with h5py.File(a.output) as fa, h5py.File(b.output) as fb:
+        np.testing.assert_allclose(fa["recon"][...], fb["recon"][...], rtol=1e-5, atol=1e-5)
+
+
+def test_without_a_registered_runner_run_says_what_to_import(tmp_path, scan, monkeypatch):
+    from spotkit import _runners
+
+    monkeypatch.setattr(_runners, "_RUNNERS", {})
+    with pytest.raises(_runners.RunnerNotRegisteredError, match=r"import spotkit\.pipelines") \
+            as info:
+        TomoPipeline.from_dict(SIMPLE).run(scan[0], tmp_path / "never.h5")
+    assert info.value.name == "tomo.pipeline"
+    assert "TomoPipeline.run" in str(info.value)
+    assert not (tmp_path / "never.h5").exists()
+
+
+def test_the_steps_on_arrays_match_a_run(tmp_path, scan):
+    """The science half (apply_projections, center_output, reconstruct_block) on arrays
+    gives the runner's volume: nothing but reading and writing happens in the runner."""
+    from spotkit.io import open_tomo
+
+    path, truth = scan
+    pipe = TomoPipeline.from_dict(SIMPLE)
+    ds = open_tomo(path)
+    proj, flats, darks = (ds[k].values for k in ("data", "flats", "darks"))
+    theta = np.deg2rad(ds["theta"].values)
+    rows = pipe.center_rows(pipe.steps[2], 0, proj.shape[1])
+    block = pipe.apply_projections(proj[:, rows], flats[:, rows], darks[:, rows],
+                                   steps=pipe.steps[:2])
+    side = {"center": pipe.center_output(pipe.steps[2], block, theta, {})}
+    assert side["center"]["center"] == pytest.approx(truth.center, abs=0.5)
+    done = pipe.apply_projections(proj, flats, darks, side)
+    vol, info = pipe.reconstruct_block(done, theta, side, pixel_um=truth.pixel_size_um)
+    res = pipe.run(path, tmp_path / "run.h5")
+    assert res.side_outputs["center"]["center"] == side["center"]["center"]
+    with h5py.File(res.output) as f:
+        np.testing.assert_allclose(f["recon"][...], vol, rtol=1e-4, atol=1e-4)
+    assert info.backend == res.backend["backend"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spotkit import tomo
 from spotkit.tomo import preview
 
 
@@ -65,3 +66,43 @@ def test_preview_reports_a_tilted_axis(tmp_path, scan):
     assert pv.attrs["axis_tilted"] == 1
     assert pv.attrs["tilt_px_per_row"] == pytest.approx(slope, abs=0.03)
     assert len(pv.attrs["row_centers"]) == 4
+
+
+def test_preview_from_arrays_is_the_science_of_preview(scan):
+    from spotkit.io import open_tomo
+
+    path, _ = scan
+    pv = preview(path, n_slices=2, binning=2, center_method="sinusoid", algorithm="fbp")
+    ds = open_tomo(path)
+    rows = pv["slice"].values
+    theta = np.deg2rad(ds["theta"].values)
+    views = [0, int(np.argmin(abs(ds["theta"].values - 90)))]
+    same = tomo.preview_from_arrays(
+        ds["data"].values[::1, rows], ds["flats"].values[:, rows], ds["darks"].values[:, rows],
+        theta, rows=rows, radiographs=ds["data"].values[views],
+        radiograph_flat=np.median(ds["flats"].values[:5], axis=0),
+        radiograph_dark=np.median(ds["darks"].values[:5], axis=0),
+        view_angles=ds["theta"].values[views], binning=2, center_method="sinusoid",
+        algorithm="fbp", pixel_size_um=float(ds.attrs["pixel_size_um"]))
+    assert same.attrs["center"] == pytest.approx(pv.attrs["center"])
+    np.testing.assert_allclose(same["slices"].values, pv["slices"].values, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(same["radiographs"].values, pv["radiographs"].values)
+    with pytest.raises(ValueError, match=r"proj must be \(angles, 2 rows, columns\)"):
+        tomo.preview_from_arrays(ds["data"].values[:, :3], ds["flats"].values[:, :3],
+                                 ds["darks"].values[:, :3], theta, rows=rows,
+                                 radiographs=None, radiograph_flat=None, radiograph_dark=None,
+                                 view_angles=[0, 90])
+
+
+def test_the_png_is_written_by_spotkit_io_and_the_old_name_warns(tmp_path, scan):
+    from spotkit.io import write_preview_png
+
+    pv = preview(scan[0], n_slices=1, binning=4, center=scan[1].center, algorithm="fbp")
+    png = write_preview_png(pv, tmp_path / "new.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*partial"))
+    with pytest.warns(DeprecationWarning, match=r"spotkit\.io\.write_preview_png"):
+        old = tomo.save_preview_png
+    assert old is write_preview_png
+    assert old(pv, tmp_path / "old.png").stat().st_size > 1000
+    assert "save_preview_png" not in tomo.__all__
