@@ -22,7 +22,15 @@ the ``full`` reconstruction), and rules. Each rule matches datasets by beamline 
              target: cluster, parameters: {binning: 2}}
 
 :func:`load_rules` validates the whole file on load and reports every problem at once in
-one :class:`~spotkit.errors.RulesError`, each problem with its rule, action, field and line.
+one :class:`~spotkit.errors.RulesError`, each problem with its file, line, rule, action and
+field, and what to write instead.
+
+The parts, each in its own module: ``_rules_yaml`` reads the text and keeps the line of every
+key; ``_rules_schema`` holds the pydantic models of the file (a target kind's model is built
+from the compute target registry); ``_rules_checks`` checks across parts (secrets, names,
+references) and against the notebooks (parameters, dataset kinds); ``_rules_objects`` holds
+the objects the watcher uses (:class:`Rules`, :class:`Rule`, :class:`Action`). This module
+puts them together.
 """
 
 from __future__ import annotations
@@ -76,7 +84,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def load_rules(source, *, base_dir: str | os.PathLike | None = None) -> Rules:
+def load_rules(source: str | os.PathLike | Mapping[str, Any], *,
+               base_dir: str | os.PathLike | None = None) -> Rules:
     """Read and validate a facility's rules.
 
     Parameters

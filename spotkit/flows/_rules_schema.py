@@ -434,6 +434,9 @@ def _findings(exc: ValidationError, model: type[_Spec], prefix: Loc) -> list[Fin
         kind = err["type"]
         if kind == "spotkit":
             message = str((err.get("ctx") or {}).get("message"))
+        elif "[key]" in err["loc"]:
+            message = (f"{show(err.get('input'))}: a name here is text; write it in quotes "
+                       f"(\"{err.get('input')}\")")
         elif kind == "extra_forbidden":
             owner, _hint = _describe(model, loc[:-1])
             message = (owner.unknown(loc[-1]) if owner is not None
