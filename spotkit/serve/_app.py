@@ -14,7 +14,8 @@ from spotkit.serve._adapters import CatalogAdapter
 from spotkit.serve._config import KEYS_PROVIDER, ServeConfig, load_config
 from spotkit.serve._policy import ProposalAccessPolicy
 
-__all__ = ["KeysOnlyAuthenticator", "RedactKeys", "build_app", "default_auth_database", "serve"]
+__all__ = ["KeysOnlyAuthenticator", "RedactKeys", "build_app", "default_auth_database",
+           "redact_keys_in_logs", "serve"]
 
 logger = logging.getLogger("spotkit.serve")
 
@@ -50,6 +51,19 @@ class RedactKeys(logging.Filter):
     @staticmethod
     def _clean(text: str) -> str:
         return _KEY_IN_HEADER.sub(r"\1[redacted]", _KEY_IN_URL.sub(r"\1[redacted]", text))
+
+
+#: loggers whose records may carry a request URL or headers
+REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "tiled", "spotkit")
+
+
+def redact_keys_in_logs() -> None:
+    """Install :class:`RedactKeys` on the server's loggers and their handlers (once)."""
+    for name in REDACTED_LOGGERS:
+        log = logging.getLogger(name)
+        for target in (log, *log.handlers):
+            if not any(isinstance(f, RedactKeys) for f in target.filters):
+                target.addFilter(RedactKeys())
 
 
 def default_auth_database(catalog: Any) -> str:
@@ -131,8 +145,7 @@ def serve(catalog: Any, config: ServeConfig | str | os.PathLike, *, host: str = 
     import uvicorn
 
     app = build_app(catalog, config, auth_database=auth_database)
-    redact = RedactKeys()
-    for name in ("uvicorn.access", "uvicorn.error", "tiled", "spotkit"):
-        logging.getLogger(name).addFilter(redact)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    redact_keys_in_logs()  # after uvicorn has configured its loggers
     logger.info("serving the catalog on http://%s:%s/api", host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    server.run()
