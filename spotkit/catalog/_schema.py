@@ -63,7 +63,12 @@ Connection = sqlite3.Connection | PgConnection
 def table_exists(conn: Any, name: str) -> bool:
     """Whether the catalog database has a table (or view) called ``name``."""
     if is_postgres(conn):
-        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+        # read pg_class with the statement's snapshot (to_regclass() may answer from this
+        # session's catalog cache, which can miss a table another session just committed)
+        return conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relname = ? "
+            "AND n.nspname = ANY (current_schemas(false)))", (name,)).fetchone()[0]
     return conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     ).fetchone() is not None

@@ -38,8 +38,8 @@ def test_ingest_simulated_scan_with_spotkit_io(tmp_path, scan):
         assert cat.search(sample=raw.sample).ids == [raw.id]
 
 
-def test_export_intake_round_trip(tmp_path, scan):
-    with open_catalog(tmp_path / "catalog.db") as cat:
+def test_export_intake_round_trip(catalog_url, tmp_path, scan):
+    with open_catalog(catalog_url) as cat:
         raw = cat.ingest(scan)
         recon = tmp_path / "recon.npy"
         np.save(recon, np.arange(24, dtype="f4").reshape(2, 3, 4))

@@ -164,7 +164,7 @@ def test_result_displays(filled):
     assert ids[-1] in hits[0]._repr_html_()
 
 
-def test_search_over_20000_datasets_counts(tmp_path):
+def test_search_over_20000_datasets_counts(catalog_url):
     rng = random.Random(1)
     beamlines = [f"BL{i}" for i in range(20)]
     t0 = dt.datetime(2015, 1, 1, tzinfo=dt.UTC).timestamp()
@@ -182,7 +182,7 @@ def test_search_over_20000_datasets_counts(tmp_path):
         for i in range(20_000)
     ]
     rng.shuffle(records)
-    with open_catalog(tmp_path / "big.db") as cat:
+    with open_catalog(catalog_url) as cat:
         assert cat.bulk_load(records, batch_size=7_000) == 20_000
         assert len(cat) == 20_000
         assert cat.search(beamline="BL3", limit=10).total == 1_000
