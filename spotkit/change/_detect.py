@@ -6,11 +6,12 @@ import logging
 import warnings
 
 import numpy as np
+import numpy.typing as npt
 
 from ._bands import band_extent
 from ._feature_names import _ALL, BAND_FEATURES, FEATURES
 from ._features import _compute, _to_dataset
-from ._input import as_series
+from ._input import Bands, Binning, Names, SeriesLike, as_series
 from ._results import ChangeEvent, ChangeResult, WarmupWarning
 from ._statistics import (
     _adjusted_z,
@@ -30,10 +31,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["detect_changes"]
 
-def detect_changes(series, *, detect=None, features=None, mask=None, warmup: int = 8,
+def detect_changes(series: SeriesLike, *, detect: Names = None, features: Names = None,
+                   mask: npt.ArrayLike | None = None, warmup: int = 8,
                    threshold: float = 6.0, min_size: int = 3, search: int = 8,
-                   max_changes: int = 5, smooth: float = 2.0, bin="auto", sigma=None,
-                   maps: bool = True, bands="auto") -> ChangeResult:
+                   max_changes: int = 5, smooth: float = 2.0, bin: Binning = "auto",
+                   sigma: npt.ArrayLike | None = None, maps: bool = True,
+                   bands: Bands = "auto") -> ChangeResult:
     """Find when a series of frames (or of I(q) profiles) changes, from the whole series.
 
     Each frame gets the features of :func:`frame_features`; each detection feature is
@@ -133,7 +136,7 @@ def detect_changes(series, *, detect=None, features=None, mask=None, warmup: int
     todo = [(0, n)]
     while todo and len(events) < max_changes:
         lo, hi = todo.pop(0)
-        best = (None, -np.inf, None, None)
+        best: tuple[int | None, float, str | None, int | None] = (None, -np.inf, None, None)
         for f in detect:
             if f in BAND_FEATURES:
                 k, t, j = _best_split(ys[f], lo, hi, min_size, _ALL[f], k_min=warmup)
@@ -142,7 +145,7 @@ def detect_changes(series, *, detect=None, features=None, mask=None, warmup: int
             if k is not None and t - thresholds[f] > best[1]:
                 best = (k, t - thresholds[f], f, j)
         k, excess, f, j = best
-        if k is None or excess < 0:
+        if k is None or f is None or excess < 0:
             continue
         t = excess + thresholds[f]
         early: list[bool] = []

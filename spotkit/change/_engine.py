@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
 from ._bands import _BandSet, check_bands
@@ -25,7 +26,7 @@ from ._feature_names import (
     FRAME_DEFAULT,
     PROFILE_DEFAULT,
 )
-from ._input import check_frame, check_mask
+from ._input import Bands, Binning, Names, check_frame, check_mask
 from ._measures import _count_unique, _noise_factor, _ssim_map, unique_count
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class _Engine:
     ``(index, {feature: value}, coarse residual vector)``; memory is bounded by the warm-up.
     """
 
-    def __init__(self, *, kind, shape, mask=None, warmup=8, smooth=2.0, bin="auto",
-                 features=None, ssim_sigma=1.5, bands="auto"):
+    def __init__(self, *, kind: str, shape: tuple[int, ...], mask: npt.ArrayLike | None = None,
+                 warmup: int = 8, smooth: float = 2.0, bin: Binning = "auto",
+                 features: Names = None, ssim_sigma: float = 1.5,
+                 bands: Bands = "auto") -> None:
         if kind not in ("frames", "profiles"):
             raise ValueError(f"unknown kind {kind!r}")
         if features is None:

@@ -5,20 +5,27 @@ SSIM, I(q) chi^2, band features (:func:`frame_features`).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from ._bands import band_coords
 from ._engine import _Engine
 from ._feature_names import BAND_FEATURES
-from ._input import as_series
+from ._input import Bands, Binning, Names, SeriesLike, as_series
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["frame_features"]
 
-def frame_features(series, *, features=None, mask=None, warmup: int = 8, smooth: float = 2.0,
-                   bin="auto", sigma=None, bands="auto"):
+def frame_features(series: SeriesLike, *, features: Names = None,
+                   mask: npt.ArrayLike | None = None, warmup: int = 8, smooth: float = 2.0,
+                   bin: Binning = "auto", sigma: npt.ArrayLike | None = None,
+                   bands: Bands = "auto") -> xr.Dataset:
     """Change features of every frame (or I(q) profile) of a series.
 
     * ``unique_count``: number of distinct integer values (:func:`unique_count`);

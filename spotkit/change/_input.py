@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
-__all__ = ["Series", "as_series", "check_frame", "check_mask"]
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["Bands", "Binning", "FrameStack", "Names", "Series", "SeriesLike", "as_series",
+           "check_frame", "check_mask"]
+
+#: a series: frames ``(n, y, x)`` or profiles ``(n, q)``, as numpy, dask or xarray (a Dataset
+#: with ``intensity`` and optionally ``sigma``)
+SeriesLike: TypeAlias = "npt.ArrayLike | xr.DataArray | xr.Dataset"
+#: feature names (``detect=``, ``features=``); None: the defaults
+Names: TypeAlias = Sequence[str] | None
+#: ``bin=``: pixels per side of the square blocks frames are binned by, or "auto"
+Binning: TypeAlias = int | Literal["auto"]
+#: ``bands=``: finest number of q bands / regions per detector axis, "auto", or 0/None (none)
+Bands: TypeAlias = int | Literal["auto"] | None
 
 #: names accepted for the leading (time-like) dimension of xarray inputs
 TIME_DIMS = ("frame", "time")
@@ -82,7 +98,7 @@ def _from_xarray(obj, sigma):
     return obj.data, dims[0], time, dims[1:], axis_coords, sigma
 
 
-def as_series(series, *, sigma=None) -> Series:
+def as_series(series: SeriesLike, *, sigma: SeriesLike | None = None) -> Series:
     """Validate ``series`` and return a :class:`Series` (no data is read beyond shapes)."""
     import xarray as xr
 
@@ -126,10 +142,20 @@ def as_series(series, *, sigma=None) -> Series:
             raise ValueError(f"sigma shape {np.shape(sigma)} differs from the profiles' "
                              f"{tuple(data.shape)}")
     return Series(data=data, kind=kind, time_dim=tdim, time=time, axis_dims=tuple(axis_dims),
-                  axis_coords=axis_coords, sigma=sigma)
+                  axis_coords=axis_coords, sigma=_as_stack(sigma))
 
 
-def check_frame(item, *, shape=None, index=None) -> np.ndarray:
+def _as_stack(values: Any) -> FrameStack | None:
+    """Values indexable frame by frame: numpy and dask arrays as they are, others as numpy."""
+    if values is None:
+        return None
+    if hasattr(values, "shape") and hasattr(values, "__getitem__"):
+        return values
+    return np.asarray(values)
+
+
+def check_frame(item: npt.ArrayLike, *, shape: tuple[int, ...] | None = None,
+                index: int | None = None) -> np.ndarray:
     """A frame or profile as an array; NaN, infinities or a shape change raise ValueError."""
     a = np.asarray(item)
     where = "" if index is None else f" (frame {index})"
@@ -148,7 +174,7 @@ def check_frame(item, *, shape=None, index=None) -> np.ndarray:
     return a
 
 
-def check_mask(mask, shape) -> np.ndarray:
+def check_mask(mask: npt.ArrayLike | None, shape: tuple[int, ...]) -> np.ndarray:
     """Boolean mask (True = invalid) of ``shape``, or all False."""
     if mask is None:
         return np.zeros(shape, dtype=bool)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
 from ._input import check_frame, check_mask
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +26,7 @@ __all__ = ["change_map", "structural_similarity", "unique_count"]
 _SSIM_K1, _SSIM_K2 = 0.01, 0.03
 
 
-def unique_count(frame, *, mask=None) -> int:
+def unique_count(frame: npt.ArrayLike, *, mask: npt.ArrayLike | None = None) -> int:
     """Number of distinct integer values among the valid pixels of a frame.
 
     DEDUCE (Ushizima et al.) found that this simple count follows the temporal onset of
@@ -81,7 +87,9 @@ def _count_unique(v, *, buf=None, masked=None) -> int:
     return int(np.count_nonzero(np.bincount(buf)[1:]))
 
 
-def structural_similarity(a, b, *, sigma: float = 1.5, mask=None, data_range=None) -> float:
+def structural_similarity(a: npt.ArrayLike, b: npt.ArrayLike, *, sigma: float = 1.5,
+                          mask: npt.ArrayLike | None = None,
+                          data_range: float | None = None) -> float:
     """Mean structural similarity (SSIM) of two images with a Gaussian window.
 
     Wang et al. (2004): ``SSIM = (2 mu_a mu_b + C1)(2 cov_ab + C2) /
@@ -149,8 +157,10 @@ def _noise_factor(smooth: float, ndim: int) -> float:
     return (2.0 * math.sqrt(math.pi) * smooth) ** (-ndim / 2.0)
 
 
-def change_map(frame, reference, *, smooth: float = 2.0, mask=None, sigma=None,
-               reference_sigma=None, coords=None):
+def change_map(frame: npt.ArrayLike, reference: npt.ArrayLike, *, smooth: float = 2.0,
+               mask: npt.ArrayLike | None = None, sigma: npt.ArrayLike | None = None,
+               reference_sigma: npt.ArrayLike | None = None,
+               coords: Mapping[str, Any] | None = None) -> xr.DataArray:
     """Where a frame (or an I(q) profile) differs from a reference, in units of the noise.
 
     For detector frames the difference is normalised by the Poisson noise

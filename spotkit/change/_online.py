@@ -8,13 +8,14 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._bands import band_extent, check_bands
 from ._detect import _warn_warmup
 from ._engine import _Engine
 from ._feature_names import BAND_FEATURES, FEATURES
 from ._features import _to_dataset
-from ._input import Series, check_frame
+from ._input import Bands, Binning, Names, Series, check_frame
 from ._results import ChangeEvent, ChangeResult, FrameResult
 from ._statistics import (
     _adjusted_z,
@@ -87,11 +88,12 @@ class OnlineDetector:
     20 ...
     """
 
-    def __init__(self, *, detect=None, features=None, mask=None, warmup: int = 8,
+    def __init__(self, *, detect: Names = None, features: Names = None,
+                 mask: npt.ArrayLike | None = None, warmup: int = 8,
                  threshold: float = 12.0, drift: float = 2.0, confirm: int = 4,
                  search: int = 8, window: int = 64, holdoff: int = 16, smooth: float = 2.0,
-                 bin="auto", bands="auto", band_threshold: float = 7.0,
-                 band_drift: float = 1.5):
+                 bin: Binning = "auto", bands: Bands = "auto", band_threshold: float = 7.0,
+                 band_drift: float = 1.5) -> None:
         _check_positive(threshold=threshold, drift=drift, search=search, window=window,
                         band_threshold=band_threshold, band_drift=band_drift)
         if int(warmup) != warmup or warmup < 3:
@@ -101,8 +103,9 @@ class OnlineDetector:
                 raise ValueError(f"{name} must be an integer >= 0, got {v}")
         check_bands(bands, "frames")
         self.warmup = int(warmup)
-        self._opts = dict(detect=detect, features=features, mask=mask, warmup=int(warmup),
-                          smooth=smooth, bin=bin, bands=bands)
+        self._opts: dict[str, Any] = dict(detect=detect, features=features, mask=mask,
+                                          warmup=int(warmup), smooth=smooth, bin=bin,
+                                          bands=bands)
         self.threshold, self.drift, self.confirm = float(threshold), float(drift), int(confirm)
         self.search, self.window, self.holdoff = int(search), int(window), int(holdoff)
         self.band_threshold, self.band_drift = float(band_threshold), float(band_drift)
@@ -148,7 +151,7 @@ class OnlineDetector:
         """True once the reference is complete and frames are scored."""
         return self.frames_needed == 0
 
-    def update(self, frame, *, sigma=None) -> FrameResult:
+    def update(self, frame: npt.ArrayLike, *, sigma: npt.ArrayLike | None = None) -> FrameResult:
         """Add the next frame (2-D) or profile (1-D, with optional ``sigma``).
 
         Frames of the warm-up come back with state ``"warmup"``: never flagged, never an

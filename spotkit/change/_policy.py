@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._results import ChangeEvent, ChangeResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ class ReductionPlan:
                 "reduction_factor": round(self.reduction_factor, 3),
                 "windows": [list(w) for w in self.windows]}
 
-    def to_dataframe(self):
+    def to_dataframe(self) -> pd.DataFrame:
         """One row per frame: ``label``, ``keep``, ``reason`` (needs pandas)."""
         import pandas as pd
 
@@ -58,7 +65,8 @@ class ReductionPlan:
                              "reason": list(self.reasons)})
 
 
-def reduction_policy(changes, *, n_frames: int | None = None, before: int = 3,
+def reduction_policy(changes: ChangeResult | Sequence[ChangeEvent | int | Sequence[int]], *,
+                     n_frames: int | None = None, before: int = 3,
                      after: int = 3, every: int = 20) -> ReductionPlan:
     """Label frames of interest around changes and keep a sparse sample of the rest.
 
@@ -92,7 +100,7 @@ def reduction_policy(changes, *, n_frames: int | None = None, before: int = 3,
     for name, v in (("before", before), ("after", after), ("every", every)):
         if int(v) != v or v < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-    if hasattr(changes, "events") and hasattr(changes, "n_frames"):
+    if isinstance(changes, ChangeResult):
         n_frames = changes.n_frames if n_frames is None else n_frames
         changes = changes.events
     if n_frames is None:
@@ -102,9 +110,9 @@ def reduction_policy(changes, *, n_frames: int | None = None, before: int = 3,
     n_frames = int(n_frames)
     spans = []
     for c in changes:
-        if hasattr(c, "onset"):
+        if isinstance(c, ChangeEvent):
             onset, end = int(c.onset), int(c.end)
-        elif np.ndim(c) == 0:
+        elif isinstance(c, int | float | np.number):
             onset = end = int(c)
         else:
             onset, end = (int(v) for v in c)
