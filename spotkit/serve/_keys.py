@@ -13,6 +13,7 @@ import datetime as _dt
 import hashlib
 import logging
 import secrets
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,9 @@ def init_auth_database(url: str) -> bool:
     full = _async_url(url)
     created = asyncio.run(_init(full))
     if created:
-        stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, full)
+        with warnings.catch_warnings():  # alembic's note on Tiled's own alembic.ini template
+            warnings.filterwarnings("ignore", "No path_separator", DeprecationWarning)
+            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, full)
         logger.info("initialised the authentication database")
     return created
 
@@ -171,18 +174,18 @@ async def _revoke(url: str, user: str, first_eight: str | None) -> int:
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
     from tiled.authn_database import orm
 
-    ids = [row.id for row, _ in await _keys(url, user)
-           if first_eight is None or row.first_eight == first_eight]
-    if not ids:
+    hashes = [row.hashed_secret for row, _ in await _keys(url, user)
+              if first_eight is None or row.first_eight == first_eight]
+    if not hashes:
         return 0
     engine = create_async_engine(url)
     try:
         async with AsyncSession(engine) as db:
-            await db.execute(delete(orm.APIKey).where(orm.APIKey.id.in_(ids)))
+            await db.execute(delete(orm.APIKey).where(orm.APIKey.hashed_secret.in_(hashes)))
             await db.commit()
     finally:
         await engine.dispose()
-    return len(ids)
+    return len(hashes)
 
 
 def revoke_api_keys(database: str, user: str, *, first_eight: str | None = None) -> int:

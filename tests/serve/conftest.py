@@ -87,9 +87,9 @@ def build_site(work: Path) -> tuple[object, dict[str, str]]:
     return cat, ids
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    """The running server; torn down after the module."""
+    """The running server, shared by the serve tests; torn down at the end."""
     import uvicorn
 
     from spotkit.serve import build_app, create_api_key, parse_config
