@@ -93,5 +93,5 @@ def test_spotkit_remote_catalog(site):
 def test_remote_catalog_refuses_bad_urls_and_keys(site):
     with pytest.raises(ValueError, match="http"):
         open_remote("ftp://example.org/api")
-    with pytest.raises(Exception, match="401|Invalid API key|nauthori"):
+    with pytest.raises(Exception, match=r"401|Invalid API key|nauthori"):
         open_remote(site.url, api_key="0" * 72)

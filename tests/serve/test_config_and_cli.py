@@ -178,12 +178,12 @@ def test_serve_command_errors(setup, capsys):
 def test_spotkit_serve_runs_a_server(setup, capsys):
     work, ds_id = setup
     common = ["--catalog", work / "catalog.db", "--config", work / "serve.yaml"]
-    code, out, _ = run(capsys, "serve", "keys", "create", "ann", *common)
+    _code, out, _ = run(capsys, "serve", "keys", "create", "ann", *common)
     key = out.strip()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "spotkit.cli", "serve", *map(str, common), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
