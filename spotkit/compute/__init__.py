@@ -12,6 +12,25 @@ success.
 
 Examples
 --------
+Any batch script, run by the default target in a temporary folder; the job's state comes
+from the target, and a failure is never reported as success:
+
+>>> import pathlib, tempfile
+>>> from spotkit.compute import Job, Local
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> script = folder / "fails.sh"
+>>> _ = script.write_text("echo working; exit 3")
+>>> target = Local(min_poll=0.05)
+>>> job = Job(target.submit_script(script, job_name="fails", workdir=folder), target)
+>>> status = job.wait(timeout=60)
+>>> status.state, status.exit_code, status.succeeded
+(<JobState.FAILED: 'FAILED'>, 3, False)
+>>> job.logs().stdout
+'working\\n'
+
+A pipeline notebook on a Slurm cluster (this needs ``sbatch`` and a running Slurm, so it
+is not run here; :func:`submit` shows the same on ``Local``):
+
 >>> import spotkit
 >>> from spotkit.compute import Slurm
 >>> job = spotkit.submit("tomo_quicklook", "ds-01abc", target=Slurm(partition="debug"),

@@ -131,9 +131,22 @@ def load_key(key: str | Path | None = None, *, client_id: str | None = None) -> 
 
     Examples
     --------
-    >>> key = load_key("~/.superfacility/key.pem")  # doctest: +SKIP
-    >>> key                                          # doctest: +SKIP
-    ClientKey(client_id='abcdefghijklm', path='/home/me/.superfacility/key.pem', secret=<hidden>)
+    A key file as iris.nersc.gov gives it (here a freshly made RSA key, as JSON) in a
+    temporary folder; the private key is never shown:
+
+    >>> import json, pathlib, tempfile
+    >>> from joserfc.jwk import RSAKey
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "key.json"
+    >>> jwk = RSAKey.generate_key(2048).as_dict(private=True)
+    >>> _ = path.write_text(json.dumps({"client_id": "abcdefghijklm", "secret": jwk}))
+    >>> load_key(path)                                  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    spotkit.compute._credentials.CredentialsError: ...can be read by others...chmod 600...
+    >>> path.chmod(0o600)
+    >>> key = load_key(path)
+    >>> key.client_id, jwk["d"] in repr(key), key.describe() == {"key": str(path)}
+    ('abcdefghijklm', False, True)
     """
     path = _find(key)
     _check_mode(path)

@@ -12,6 +12,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["dask_cluster"]
 
 _HPC_EXTRA = 'pip install "spotkit[hpc]"'
+_FREE_PORT = ":0"  # the dashboard on a free port (see cluster.dashboard_link)
 
 
 def dask_cluster(target: Target | None = None, **kwargs: Any):
@@ -26,7 +27,7 @@ def dask_cluster(target: Target | None = None, **kwargs: Any):
       ``cluster.scale(jobs=n)`` (or ``adapt``).
 
     Connect with ``distributed.Client(cluster)``; close the cluster when done (it is a
-    context manager).
+    context manager). The dashboard listens on a free port (``cluster.dashboard_link``).
 
     Parameters
     ----------
@@ -52,8 +53,26 @@ def dask_cluster(target: Target | None = None, **kwargs: Any):
 
     Examples
     --------
+    On this machine (threads in this process here, to start fast):
+
     >>> from distributed import Client
-    >>> from spotkit.compute import Slurm, dask_cluster
+    >>> from spotkit.compute import Local, Slurm, dask_cluster
+    >>> with dask_cluster(Local(max_workers=1), processes=False) as cluster:
+    ...     with Client(cluster) as client:
+    ...         client.submit(sum, [1, 2, 3]).result()
+    6
+
+    On Slurm, each worker is a batch job with the target's settings; the job script is
+    made without a cluster:
+
+    >>> with dask_cluster(Slurm(partition="debug", time="30"), cores=4, memory="16GB",
+    ...                   scheduler_options={"host": "127.0.0.1"}) as cluster:
+    ...     script = cluster.job_script()
+    >>> "#SBATCH -p debug" in script, "#SBATCH -t 00:30:00" in script
+    (True, True)
+
+    Starting the workers needs a running Slurm (``sbatch``), so it is not run here:
+
     >>> with dask_cluster(Slurm(partition="debug", time="30"), cores=4,
     ...                   memory="16GB") as cluster:                        # doctest: +SKIP
     ...     cluster.scale(jobs=2)
@@ -68,7 +87,8 @@ def dask_cluster(target: Target | None = None, **kwargs: Any):
             from distributed import LocalCluster
         except ImportError as exc:
             raise ImportError(f"dask_cluster needs dask.distributed: {_HPC_EXTRA}") from exc
-        options: dict[str, Any] = {"threads_per_worker": 1, "dashboard_address": None}
+        # None would mean distributed's default, port 8787, taken on a shared machine
+        options: dict[str, Any] = {"threads_per_worker": 1, "dashboard_address": _FREE_PORT}
         options["n_workers"] = target.max_workers if target is not None else None
         if options["n_workers"] is None:
             del options["n_workers"]
@@ -92,7 +112,7 @@ def dask_cluster(target: Target | None = None, **kwargs: Any):
             "walltime": format_walltime(parse_walltime(target.time)) if target.time
             else "01:00:00",
             "job_extra_directives": directives,
-            "scheduler_options": {"dashboard_address": None},
+            "scheduler_options": {"dashboard_address": _FREE_PORT},
         }
         for key, value in kwargs.items():
             if key == "scheduler_options":

@@ -68,12 +68,31 @@ class Job:
 
     Examples
     --------
-    >>> job = spotkit.submit("tomo_quicklook.ipynb", ds, target=Slurm(partition="debug"))
-    ... # doctest: +SKIP
-    >>> job.state                                    # doctest: +SKIP
-    <JobState.PENDING: 'PENDING'>
-    >>> job.wait(timeout=3600, check=True)           # doctest: +SKIP
-    JobStatus(job_id='1234', state=<JobState.COMPLETED: 'COMPLETED'>, exit_code=0, ...)
+    A script on the :class:`~spotkit.compute.Local` target, in a temporary folder
+    (:func:`spotkit.submit` returns such a Job for a notebook run, on any target):
+
+    >>> import pathlib, tempfile
+    >>> from spotkit.compute import Job, Local
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> script = folder / "nap.sh"
+    >>> _ = script.write_text("sleep 0.3; echo rested")
+    >>> target = Local(min_poll=0.05)
+    >>> job = Job(target.submit_script(script, job_name="nap", workdir=folder), target)
+    >>> job.state in (JobState.PENDING, JobState.RUNNING)
+    True
+    >>> job.wait(timeout=60, check=True)              # doctest: +ELLIPSIS
+    JobStatus(job_id='local-...', state=<JobState.COMPLETED: 'COMPLETED'>, exit_code=0, ...)
+    >>> job.succeeded, job.elapsed > 0.2
+    (True, True)
+
+    ``check=True`` raises for any other end:
+
+    >>> _ = script.write_text("exit 2")
+    >>> failing = Job(target.submit_script(script, job_name="bad", workdir=folder), target)
+    >>> failing.wait(timeout=60, check=True)          # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    spotkit.errors.JobFailedError: ...
     """
 
     def __init__(self, job_id: str, target: Target, *, run_id: str | None = None,

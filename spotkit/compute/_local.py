@@ -71,9 +71,21 @@ class Local(Target):
 
     Examples
     --------
+    The target runs batch scripts (:func:`spotkit.submit` writes one for a notebook run);
+    one past its time limit is stopped and reported ``TIMEOUT``:
+
+    >>> import pathlib, tempfile
     >>> from spotkit.compute import Local
-    >>> job = spotkit.submit("tomo_quicklook.ipynb", ds, target=Local(max_workers=2))
-    ... # doctest: +SKIP
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> script = folder / "long.sh"
+    >>> _ = script.write_text("#SPOTKIT --time=0:01\\nsleep 30")
+    >>> local = Local(max_workers=2, kill_wait=1, min_poll=0.05)
+    >>> job_id = local.submit_script(script, job_name="long", workdir=folder)
+    >>> job_id.startswith("local-")
+    True
+    >>> from spotkit.compute import Job
+    >>> Job(job_id, local).wait(timeout=60).state
+    <JobState.TIMEOUT: 'TIMEOUT'>
     """
 
     name = "local"

@@ -117,6 +117,10 @@ class NERSC(Target):
 
     Examples
     --------
+    These need a Superfacility API key (``~/.superfacility/key.pem``) and NERSC on the
+    network, so they are not run here (tests/compute/test_nersc.py runs the same against
+    a local stand-in of the API):
+
     >>> from spotkit.compute import NERSC
     >>> nersc = NERSC(key="key.pem", account="m1234", qos="debug")  # doctest: +SKIP
     >>> job = spotkit.submit("tomo_recon", ds, target=nersc)  # doctest: +SKIP

@@ -268,14 +268,42 @@ def submit(
 
     Examples
     --------
+    A small notebook (a cell tagged ``parameters``, then one that writes and declares a
+    product) run as a batch job on this machine, for a simulated scan in a temporary
+    catalog:
+
+    >>> import pathlib, tempfile
+    >>> import nbformat
+    >>> from nbformat.v4 import new_code_cell, new_notebook
     >>> import spotkit
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(folder / "scan.h5", shape=(31, 2, 32), seed=1)
+    >>> cat = spotkit.open_catalog(folder / "catalog.db")
+    >>> ds = cat.ingest(folder / "scan.h5")
+    >>> params = new_code_cell('dataset_id = ""\\nlabel = "x"',
+    ...                        metadata={"tags": ["parameters"]})
+    >>> body = new_code_cell('from spotkit.runs import declare_output\\n'
+    ...                      'with open("label.txt", "w") as f:\\n'
+    ...                      '    f.write(label)\\n'
+    ...                      'declare_output("label.txt", kind="test/label")')
+    >>> nbformat.write(new_notebook(cells=[params, body]), folder / "label.ipynb")
+    >>> from spotkit.compute import Local
+    >>> job = spotkit.submit(folder / "label.ipynb", ds, parameters={"label": "hi"},
+    ...                      target=Local(min_poll=0.1))
+    >>> job.wait(timeout=300, check=True).state
+    <JobState.COMPLETED: 'COMPLETED'>
+    >>> job.run.state, [cat[out].kind for out in job.run.outputs]
+    ('completed', ['test/label'])
+
+    The same on a Slurm cluster (needs ``sbatch`` and a running Slurm, so it is not run
+    here):
+
     >>> from spotkit.compute import Slurm
-    >>> job = spotkit.submit("tomo_quicklook", "ds-01abc", parameters={"n_slices": 3},
+    >>> job = spotkit.submit("tomo_quicklook", ds, parameters={"n_slices": 3},
     ...                      target=Slurm(partition="debug", time="0:20:00"))  # doctest: +SKIP
     >>> job.wait(check=True).state                                            # doctest: +SKIP
     <JobState.COMPLETED: 'COMPLETED'>
-    >>> job.run.outputs                                                       # doctest: +SKIP
-    ('ds-01xyz',)
     """
     from spotkit.catalog import Catalog, open_catalog
     from spotkit.checksums import sha256_file

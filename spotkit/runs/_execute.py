@@ -446,8 +446,37 @@ def run_notebook(
 
     Examples
     --------
+    A small notebook (a cell tagged ``parameters``, then one that writes and declares a
+    product) run for a simulated scan, in a temporary catalog:
+
+    >>> import pathlib, tempfile
+    >>> import nbformat
+    >>> from nbformat.v4 import new_code_cell, new_notebook
     >>> import spotkit
-    >>> result = spotkit.run_notebook("tomo_quicklook", "ds-01abc",
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(folder / "scan.h5", shape=(31, 2, 32), seed=1)
+    >>> cat = spotkit.open_catalog(folder / "catalog.db")
+    >>> ds = cat.ingest(folder / "scan.h5")
+    >>> params = new_code_cell('dataset_id = ""\\nlabel = "x"',
+    ...                        metadata={"tags": ["parameters"]})
+    >>> body = new_code_cell('from spotkit.runs import declare_output\\n'
+    ...                      'with open("label.txt", "w") as f:\\n'
+    ...                      '    f.write(label)\\n'
+    ...                      'declare_output("label.txt", kind="test/label")')
+    >>> nbformat.write(new_notebook(cells=[params, body]), folder / "label.ipynb")
+    >>> result = spotkit.run_notebook(folder / "label.ipynb", ds, parameters={"label": "hi"})
+    >>> [out.kind for out in result.outputs]
+    ['test/label']
+    >>> pathlib.Path(result.outputs[0].path).read_text()
+    'hi'
+    >>> cat.get_run(result.run_id).state, result.output_notebook.exists()
+    ('completed', True)
+
+    A shipped pipeline notebook is named without a path (``"tomo_quicklook"``); it
+    reconstructs slices, which takes longer than an example should, so it is not run here:
+
+    >>> result = spotkit.run_notebook("tomo_quicklook", ds,
     ...                               parameters={"n_slices": 3})  # doctest: +SKIP
     """
     import papermill

@@ -58,7 +58,23 @@ def declare_output(
 
     Examples
     --------
-    >>> declare_output("slices.h5", kind="tomo/slices", key="/slices")  # doctest: +SKIP
+    In a notebook the declaration becomes an output of the cell; outside a kernel it is
+    printed:
+
+    >>> decl = declare_output("slices.h5", kind="tomo/slices", key="/slices")
+    ... # doctest: +ELLIPSIS
+    {'application/vnd.spotkit.result+json': {...}, 'text/plain': 'spotkit output: ...'}
+    >>> decl["format"], decl["key"], decl["path"].endswith("slices.h5")
+    ('hdf5', '/slices', True)
+
+    A run reads the declarations back from the executed notebook
+    (:func:`read_declared_outputs`):
+
+    >>> from nbformat.v4 import new_code_cell, new_notebook, new_output
+    >>> shown = new_output("display_data", data={RESULT_MIMETYPE: decl})
+    >>> nb = new_notebook(cells=[new_code_cell(outputs=[shown])])
+    >>> [d["kind"] for d in read_declared_outputs(nb)]
+    ['tomo/slices']
     """
     path = Path(path).resolve()
     if format is None:
