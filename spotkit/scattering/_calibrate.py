@@ -39,8 +39,11 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from spotkit.scattering._calibration_results import (
     CalibrationError,
@@ -62,6 +65,10 @@ from spotkit.scattering._geometry import (
     pyfai,
 )
 from spotkit.scattering._orientation import _beam_pixel
+
+if TYPE_CHECKING:  # pyFAI has no type information: Any for the type checker
+    from pyFAI.calibrant import Calibrant
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +132,10 @@ def _inliers(res_px, ring, floor_px: float = 0.5, n_mad: float = 4.0) -> np.ndar
     return keep
 
 
-def calibrate(image, calibrant, *, geometry, refine=("distance", "beam_center"), mask=None,
+def calibrate(image: npt.ArrayLike, calibrant: str | Calibrant, *,
+              geometry: AzimuthalIntegrator,
+              refine: Sequence[str] = ("distance", "beam_center"),
+              mask: npt.ArrayLike | None = None,
               max_rings: int | None = None, n_iter: int = 3,
               points_per_degree: float = 1.0, max_error_px: float = 1.0,
               search: bool = True, search_distance: float = 0.3,

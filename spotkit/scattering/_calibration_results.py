@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from spotkit.errors import SpotkitError
@@ -35,8 +36,9 @@ class CalibrationError(SpotkitError, ValueError):
         The refused fit itself, to inspect; never use it for data.
     """
 
-    def __init__(self, message: str, *, calibrant: str, reason: str, rings=(),
-                 result=None):
+    def __init__(self, message: str, *, calibrant: str, reason: str,
+                 rings: Sequence[RingResidual] = (),
+                 result: CalibrationResult | None = None) -> None:
         self.calibrant = calibrant
         self.reason = reason
         self.rings = tuple(rings)

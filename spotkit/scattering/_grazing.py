@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from spotkit.scattering._geometry import pyfai
 from spotkit.scattering._integrate import (
@@ -21,6 +23,10 @@ from spotkit.scattering._integrate import (
     prepare_frame,
     provenance,
 )
+
+if TYPE_CHECKING:  # pyFAI has no type information: Any for the type checker
+    import xarray as xr
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +54,14 @@ def as_fiber_integrator(integrator):
     return integrator.promote("pyFAI.integrator.fiber.FiberIntegrator")
 
 
-def integrate_grazing(image, integrator, *, incidence_angle_deg: float,
-                      tilt_angle_deg: float = 0.0, npt_ip: int = 300, npt_oop: int = 300,
-                      unit: str = "nm^-1", ip_range=None, oop_range=None,
+def integrate_grazing(image: npt.ArrayLike, integrator: AzimuthalIntegrator, *,
+                      incidence_angle_deg: float, tilt_angle_deg: float = 0.0,
+                      npt_ip: int = 300, npt_oop: int = 300, unit: str = "nm^-1",
+                      ip_range: tuple[float, float] | None = None,
+                      oop_range: tuple[float, float] | None = None,
                       sample_orientation: int = SAMPLE_ORIENTATION_IMAGE, method: str = "csr",
-                      mask=None, correct_solid_angle: bool = True):
+                      mask: npt.ArrayLike | None = None,
+                      correct_solid_angle: bool = True) -> xr.DataArray:
     """Map a grazing-incidence frame to reciprocal space: intensity against (q_oop, q_ip).
 
     Parameters

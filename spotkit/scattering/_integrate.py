@@ -16,8 +16,10 @@ import threading
 import uuid
 import warnings
 import weakref
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from spotkit.scattering._geometry import (
     GeometryWarning,
@@ -27,6 +29,10 @@ from spotkit.scattering._geometry import (
 )
 from spotkit.scattering._mask import mask_summary
 from spotkit.scattering._orientation import check_orientation as _check_orientation
+
+if TYPE_CHECKING:  # pyFAI has no type information: Any for the type checker
+    import xarray as xr
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ UNITS = {
 #: pyFAI integration methods spotkit accepts by name (``"csr"``: bounding-box pixel
 #: splitting with a CSR sparse matrix, the fast default for series).
 METHODS = ("bbox", "csr", "histogram", "lut", "no", "splitpixel")
+#: ``method=``: a name of :data:`METHODS` or pyFAI's (splitting, algorithm, implementation)
+Method: TypeAlias = str | tuple[str, ...]
 
 # Invalid pixels of a frame (negative: gaps, dead pixels; NaN) are set to this value and
 # ignored by pyFAI through ``dummy``; the mask itself stays constant, so pyFAI keeps its
@@ -85,7 +93,7 @@ def check_unit(unit) -> tuple[str, str]:
     return UNITS[unit]
 
 
-def check_method(method):
+def check_method(method: Method) -> Method:
     """A method pyFAI accepts: one of :data:`METHODS`, or pyFAI's (split, algo, impl) tuple."""
     if isinstance(method, str):
         if method not in METHODS:
@@ -97,17 +105,17 @@ def check_method(method):
     raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
 
 
-def check_mask(mask, shape):
+def check_mask(mask: npt.ArrayLike | None, shape: tuple[int, ...]) -> np.ndarray | None:
     """Boolean mask of the frame shape (or None); ValueError for another shape."""
     if mask is None:
         return None
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != tuple(shape):
-        raise ValueError(f"the mask is {mask.shape[0] if mask.ndim else ''} x "
-                         f"{mask.shape[-1] if mask.ndim else ''} pixels but the frames are "
+    out = np.asarray(mask, dtype=bool)
+    if out.shape != tuple(shape):
+        raise ValueError(f"the mask is {out.shape[0] if out.ndim else ''} x "
+                         f"{out.shape[-1] if out.ndim else ''} pixels but the frames are "
                          f"{shape[0]} x {shape[1]}: build or load the mask for this detector "
                          "(spotkit.scattering.combine_masks(..., shape=frame_shape))")
-    return mask
+    return out
 
 
 def prepare_frame(frame) -> np.ndarray:
@@ -192,7 +200,7 @@ def _intensity_sigma(res, min_pixels=MIN_PIXELS):
     return intensity, sigma
 
 
-def _check_image(image, integrator):
+def _check_image(image: npt.ArrayLike, integrator: AzimuthalIntegrator) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (rows, cols), got shape {image.shape}")
@@ -208,11 +216,13 @@ def _radial_coord(radial, unit):
     return dim, (dim, radial, {"units": units, "long_name": long})
 
 
-def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
-                 method="csr", mask=None, normalization: float = 1.0,
+def integrate_1d(image: npt.ArrayLike, integrator: AzimuthalIntegrator, *, npt: int = 300,
+                 unit: str = "q_nm^-1", method: Method = "csr",
+                 mask: npt.ArrayLike | None = None, normalization: float = 1.0,
                  correct_solid_angle: bool = True, polarization_factor: float | None = None,
-                 radial_range=None, check_orientation: bool = True,
-                 min_pixels: float = MIN_PIXELS):
+                 radial_range: tuple[float, float] | None = None,
+                 check_orientation: bool = True,
+                 min_pixels: float = MIN_PIXELS) -> xr.Dataset:
     """Azimuthally integrate one frame to I(q) or I(2theta) with Poisson errors.
 
     Parameters
@@ -283,15 +293,15 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
 
     check_unit(unit)
     method = check_method(method)
-    image = _check_image(image, integrator)
-    mask = check_mask(mask, image.shape)
+    img = _check_image(image, integrator)
+    valid_mask = check_mask(mask, img.shape)
     if int(npt) < 1:
         raise ValueError(f"npt must be >= 1, got {npt}")
     min_pixels = _check_min_pixels(min_pixels)
     if check_orientation:
-        orientation_check(image, integrator, mask)
+        orientation_check(img, integrator, valid_mask)
     radial, intensity, sigma = _call_1d(
-        integrator, prepare_frame(image), int(npt), unit=unit, method=method, mask=mask,
+        integrator, prepare_frame(img), int(npt), unit=unit, method=method, mask=valid_mask,
         normalization=normalization, correct_solid_angle=correct_solid_angle,
         polarization_factor=polarization_factor, radial_range=radial_range,
         min_pixels=min_pixels)
@@ -300,16 +310,19 @@ def integrate_1d(image, integrator, *, npt: int = 300, unit: str = "q_nm^-1",
         {"intensity": (dim, intensity, {"long_name": "intensity", "units": "counts/pixel"}),
          "sigma": (dim, sigma, {"long_name": "Poisson standard error", "units": "counts/pixel"})},
         coords={dim: coord},
-        attrs=provenance(integrator, method=method, unit=unit, mask=mask, npt=int(npt),
+        attrs=provenance(integrator, method=method, unit=unit, mask=valid_mask, npt=int(npt),
                          extra={"normalization": float(normalization),
                                 "min_pixels": min_pixels}),
     )
 
 
-def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
-                 unit: str = "q_nm^-1", method="csr", mask=None, normalization: float = 1.0,
-                 correct_solid_angle: bool = True, polarization_factor: float | None = None,
-                 radial_range=None, check_orientation: bool = True):
+def integrate_2d(image: npt.ArrayLike, integrator: AzimuthalIntegrator, *,
+                 npt_rad: int = 300, npt_azim: int = 360, unit: str = "q_nm^-1",
+                 method: Method = "csr", mask: npt.ArrayLike | None = None,
+                 normalization: float = 1.0, correct_solid_angle: bool = True,
+                 polarization_factor: float | None = None,
+                 radial_range: tuple[float, float] | None = None,
+                 check_orientation: bool = True) -> xr.Dataset:
     """Regroup one frame into a cake: intensity against (chi, q) or (chi, 2theta).
 
     Parameters
@@ -349,15 +362,15 @@ def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
 
     check_unit(unit)
     method = check_method(method)
-    image = _check_image(image, integrator)
-    mask = check_mask(mask, image.shape)
+    img = _check_image(image, integrator)
+    valid_mask = check_mask(mask, img.shape)
     if int(npt_rad) < 1 or int(npt_azim) < 1:
         raise ValueError(f"npt_rad and npt_azim must be >= 1, got {npt_rad}, {npt_azim}")
     if check_orientation:
-        orientation_check(image, integrator, mask)
+        orientation_check(img, integrator, valid_mask)
     res = integrator.integrate2d_ng(
-        prepare_frame(image), int(npt_rad), int(npt_azim), unit=unit, method=method,
-        mask=mask, dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
+        prepare_frame(img), int(npt_rad), int(npt_azim), unit=unit, method=method,
+        mask=valid_mask, dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
         correctSolidAngle=correct_solid_angle, polarization_factor=polarization_factor,
         normalization_factor=float(normalization), radial_range=radial_range)
     intensity, sigma = _intensity_sigma(res, 0.0)  # a cake's small bins hold pixel shares
@@ -368,29 +381,30 @@ def integrate_2d(image, integrator, *, npt_rad: int = 300, npt_azim: int = 360,
         {"intensity": (("chi", dim), intensity, {"units": "counts/pixel"}),
          "sigma": (("chi", dim), sigma, {"units": "counts/pixel"})},
         coords={dim: coord, "chi": chi},
-        attrs=provenance(integrator, method=method, unit=unit, mask=mask, npt=int(npt_rad),
+        attrs=provenance(integrator, method=method, unit=unit, mask=valid_mask,
+                         npt=int(npt_rad),
                          extra={"npt_azim": int(npt_azim),
                                 "normalization": float(normalization)}),
     )
 
 
 def integrate_frames(
-    frames,
-    integrator,
+    frames: npt.ArrayLike | xr.DataArray,
+    integrator: AzimuthalIntegrator,
     *,
     npt: int = 300,
     unit: str = "q_nm^-1",
-    mask=None,
-    method="csr",
-    frame_coords=None,
-    normalization=None,
+    mask: npt.ArrayLike | None = None,
+    method: Method = "csr",
+    frame_coords: npt.ArrayLike | None = None,
+    normalization: float | npt.ArrayLike | None = None,
     correct_solid_angle: bool = True,
     polarization_factor: float | None = None,
-    radial_range=None,
+    radial_range: tuple[float, float] | None = None,
     source: str | None = None,
     check_orientation: bool = True,
     min_pixels: float = MIN_PIXELS,
-):
+) -> xr.Dataset:
     """Reduce a frame series to I(q) per frame with Poisson errors, lazily with dask.
 
     Everything is checked before any frame is integrated (shapes, dtype, mask, geometry,
@@ -464,42 +478,44 @@ def integrate_frames(
 
     time = None
     attrs_in = {}
+    raw: Any = frames
     if isinstance(frames, xr.DataArray):
         attrs_in = dict(frames.attrs)
         if "time" in frames.coords and frames.coords["time"].dims == (frames.dims[0],):
             time = np.asarray(frames.coords["time"].values)
-        frames = frames.data
+        raw = frames.data
     check_unit(unit)
     method = check_method(method)
-    lazy = isinstance(frames, da.Array)
-    if not lazy:
-        frames = np.asarray(frames)
-    if frames.ndim != 3:
-        raise ValueError(f"frames must be 3-D (frame, rows, cols), got shape {frames.shape}")
-    n_frames, ny, nx = (int(s) for s in frames.shape)
+    lazy = isinstance(raw, da.Array)
+    stack: Any = raw if lazy else np.asarray(raw)  # a dask or numpy (frame, rows, cols) array
+    if stack.ndim != 3:
+        raise ValueError(f"frames must be 3-D (frame, rows, cols), got shape {stack.shape}")
+    n_frames, ny, nx = (int(s) for s in stack.shape)
     if n_frames == 0:
         raise ValueError("the frame series is empty (0 frames): there is nothing to integrate; "
                          "check the file or glob pattern, or wait for the detector to write")
-    if np.dtype(frames.dtype).kind not in "biuf":
-        raise ValueError(f"frames must hold numbers, got dtype {frames.dtype}")
+    if np.dtype(stack.dtype).kind not in "biuf":
+        raise ValueError(f"frames must hold numbers, got dtype {stack.dtype}")
     if int(npt) < 1:
         raise ValueError(f"npt must be >= 1, got {npt}")
     npt = int(npt)
     min_pixels = _check_min_pixels(min_pixels)
     check_geometry(integrator, (ny, nx), source=attrs_in.get("poni_path"))
-    mask = check_mask(mask, (ny, nx))
+    valid_mask = check_mask(mask, (ny, nx))
     if check_orientation and (mask is not None or not lazy):
-        orientation_check(None if lazy else frames[0], integrator, mask)
-    norm = np.asarray(1.0 if normalization is None else normalization, dtype=np.float64)
+        orientation_check(None if lazy else stack[0], integrator, valid_mask)
+    norm_in = np.asarray(1.0 if normalization is None else normalization, dtype=np.float64)
+    norm = norm_in
     if norm.ndim > 1 or (norm.ndim == 1 and norm.size != n_frames):
         raise ValueError(f"normalization has {norm.size} values for {n_frames} frames; "
                          "give one value or one per frame")
     norm = np.broadcast_to(norm, (n_frames,))
     if not np.all(np.isfinite(norm) & (norm > 0)):
         raise ValueError("normalization values must be finite and > 0")
-    if frame_coords is not None and len(frame_coords) != n_frames:
-        raise ValueError(f"frame_coords has {len(frame_coords)} values for {n_frames} frames")
-    options = {"unit": unit, "method": method, "mask": mask,
+    coord_values = None if frame_coords is None else np.asarray(frame_coords)
+    if coord_values is not None and len(coord_values) != n_frames:
+        raise ValueError(f"frame_coords has {len(coord_values)} values for {n_frames} frames")
+    options = {"unit": unit, "method": method, "mask": valid_mask,
                "correct_solid_angle": correct_solid_angle,
                "polarization_factor": polarization_factor, "radial_range": radial_range,
                "min_pixels": min_pixels}
@@ -524,7 +540,7 @@ def integrate_frames(
                                                    normalization=norm[start + k], **options)
         return out
 
-    arr = frames if lazy else da.from_array(frames, chunks=(1, ny, nx))
+    arr = stack if lazy else da.from_array(stack, chunks=(1, ny, nx))
     arr = arr.rechunk({1: -1, 2: -1})
     # an explicit name: dask would otherwise hash the closure, pickling the integrator
     reduced = arr.map_blocks(_block, dtype=np.float64, chunks=(arr.chunks[0], (2,), (npt,)),
@@ -534,13 +550,13 @@ def integrate_frames(
         reduced = reduced.compute()
     intensity, sigma = reduced[:, 0, :], reduced[:, 1, :]
     rdim, rcoord = _radial_coord(radial, unit)
-    coords = {"frame": np.arange(n_frames) if frame_coords is None else np.asarray(frame_coords),
-              rdim: rcoord}
+    coords: dict[str, Any] = {
+        "frame": np.arange(n_frames) if coord_values is None else coord_values, rdim: rcoord}
     if time is not None and len(time) == n_frames:
         coords["time"] = ("frame", time, {"units": "s"})
     src = source or attrs_in.get("path") or ""
     extra = {"source": str(src),
-             "normalization": "per frame" if np.ndim(normalization) else float(norm[0]),
+             "normalization": "per frame" if norm_in.ndim else float(norm[0]),
              "min_pixels": min_pixels}
     for key in ("sample", "beamline", "proposal", "mode", "incidence_angle_deg"):
         if attrs_in.get(key) is not None:
@@ -550,7 +566,8 @@ def integrate_frames(
          "sigma": (("frame", rdim), sigma,
                    {"units": "counts/pixel", "long_name": "Poisson standard error"})},
         coords=coords,
-        attrs=provenance(integrator, method=method, unit=unit, mask=mask, npt=npt, extra=extra),
+        attrs=provenance(integrator, method=method, unit=unit, mask=valid_mask, npt=npt,
+                         extra=extra),
     )
     logger.debug("integrate_frames: %d frames of %s -> %d bins (%s, %s)", n_frames,
                  (ny, nx), npt, unit, method)

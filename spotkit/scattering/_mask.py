@@ -8,10 +8,15 @@ written by :func:`spotkit.io.load_mask` and :func:`spotkit.io.save_mask`.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from spotkit.scattering._geometry import check_geometry
+
+if TYPE_CHECKING:  # pyFAI has no type information: Any for the type checker
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ def _image2d(image, name="image") -> np.ndarray:
     return image
 
 
-def gap_mask(image, *, below: float = 0) -> np.ndarray:
+def gap_mask(image: npt.ArrayLike, *, below: float = 0) -> np.ndarray:
     """Mask detector gaps and dead pixels, which photon-counting detectors mark as negative.
 
     Parameters
@@ -57,7 +62,8 @@ def gap_mask(image, *, below: float = 0) -> np.ndarray:
     return _image2d(image) < below
 
 
-def beamstop_mask(shape, center, radius: float, *, arm_width: float = 0.0,
+def beamstop_mask(shape: tuple[int, ...], center: tuple[float, float], radius: float, *,
+                  arm_width: float = 0.0,
                   arm_direction: str = "down") -> np.ndarray:
     """Mask a round beamstop and, optionally, the arm that holds it.
 
@@ -143,7 +149,7 @@ def _frame_shape(shape) -> tuple[int, int]:
     return rows, cols
 
 
-def hot_pixel_mask(image, *, n_sigma: float = 8.0, size: int = 5,
+def hot_pixel_mask(image: npt.ArrayLike, *, n_sigma: float = 8.0, size: int = 5,
                    min_counts: float = 10.0) -> np.ndarray:
     """Mask hot pixels: counts far above the median of their neighbourhood.
 
@@ -184,7 +190,8 @@ def hot_pixel_mask(image, *, n_sigma: float = 8.0, size: int = 5,
     return (excess > n_sigma * np.sqrt(np.maximum(med, 1.0))) & (excess > min_counts)
 
 
-def threshold_mask(image, *, low: float | None = None, high: float | None = None) -> np.ndarray:
+def threshold_mask(image: npt.ArrayLike, *, low: float | None = None,
+                   high: float | None = None) -> np.ndarray:
     """Mask pixels below ``low`` or above ``high`` (e.g. saturated or overflow values).
 
     Parameters
@@ -211,7 +218,8 @@ def threshold_mask(image, *, low: float | None = None, high: float | None = None
     return mask
 
 
-def combine_masks(*masks, shape=None) -> np.ndarray:
+def combine_masks(*masks: npt.ArrayLike | None,
+                  shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Combine masks: a pixel is invalid when any mask says so.
 
     Parameters
@@ -251,7 +259,7 @@ def combine_masks(*masks, shape=None) -> np.ndarray:
     return out
 
 
-def mask_summary(mask) -> dict:
+def mask_summary(mask: npt.ArrayLike | None) -> dict[str, Any]:
     """Number and fraction of masked pixels, for provenance.
 
     Examples
@@ -266,7 +274,8 @@ def mask_summary(mask) -> dict:
             "fraction": float(mask.mean()) if mask.size else 0.0}
 
 
-def shadow_mask(image, integrator, *, fraction: float = 0.2, n_rings: int = 200) -> np.ndarray:
+def shadow_mask(image: npt.ArrayLike, integrator: AzimuthalIntegrator, *, fraction: float = 0.2,
+                n_rings: int = 200) -> np.ndarray:
     """Mask pixels far darker than their ring: beamstop and its arm, dead pixels, gaps.
 
     Each pixel is compared with the median of the valid pixels at the same scattering angle
