@@ -12,6 +12,7 @@ from dask.base import tokenize
 from spotkit.errors import InputFileError
 
 from ._h5 import check_exists, lazy_dataset, open_hdf5
+from ._types import PathLike
 
 __all__ = ["open_array"]
 
@@ -123,7 +124,7 @@ def _open_zarr(path: Path, key: str | None) -> da.Array:
         ) from exc
 
 
-def open_array(path, *, key: str | None = None) -> da.Array:
+def open_array(path: PathLike, *, key: str | None = None) -> da.Array:
     """Open a derived array lazily as a dask array.
 
     Parameters

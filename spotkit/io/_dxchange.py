@@ -22,6 +22,7 @@ from ._h5 import (
 )
 from ._info import DatasetInfo
 from ._reader import Reader
+from ._types import Chunks, PathLike
 
 __all__ = ["DataExchangeReader", "open_tomo", "read_tomo_metadata"]
 
@@ -174,7 +175,7 @@ def read_tomo_metadata(path) -> DatasetInfo:
     return info
 
 
-def open_tomo(path, *, chunks=None) -> xr.Dataset:
+def open_tomo(path: PathLike, *, chunks: Chunks = None) -> xr.Dataset:
     """Open a Data Exchange tomography scan lazily.
 
     Parameters

@@ -10,10 +10,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from spotkit.errors import InputFileError
 
 from ._frames import fabio_module
+from ._types import PathLike
 
 __all__ = ["MASK_FORMATS", "load_mask", "save_mask"]
 
@@ -31,7 +33,7 @@ def _mask2d(mask) -> np.ndarray:
     return mask
 
 
-def save_mask(mask, path) -> Path:
+def save_mask(mask: npt.ArrayLike, path: PathLike) -> Path:
     """Save a mask as an image file that pyFAI-calib2 and pyFAI read (1 = masked).
 
     Parameters
@@ -69,7 +71,7 @@ def save_mask(mask, path) -> Path:
     return path
 
 
-def load_mask(path, *, shape=None) -> np.ndarray:
+def load_mask(path: PathLike, *, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Read a mask file (EDF, TIFF, CBF, .npy: anything fabio reads; non-zero = masked).
 
     Parameters

@@ -31,6 +31,7 @@ from ._nxcansas_common import (
     _text,
     _units,
 )
+from ._types import PathLike
 
 __all__ = ["read_nxcansas", "read_nxcansas_entries"]
 
@@ -340,7 +341,7 @@ def _separable(qx, qy) -> bool:
     return False
 
 
-def read_nxcansas_entries(path, *, q_unit: str | None = None) -> list[xr.Dataset]:
+def read_nxcansas_entries(path: PathLike, *, q_unit: str | None = None) -> list[xr.Dataset]:
     """Read every SASdata of every SASentry of an NXcanSAS file, one Dataset each.
 
     Parameters
@@ -414,7 +415,7 @@ def _read_blocks(path, q_unit, entry=None) -> list[tuple[xr.Dataset, dict]]:
     return out
 
 
-def read_nxcansas(path, *, entry: str | int | None = None,
+def read_nxcansas(path: PathLike, *, entry: str | int | None = None,
                   q_unit: str | None = None) -> xr.Dataset:
     """Read an NXcanSAS file into one Dataset; a time series is stacked along one dimension.
 

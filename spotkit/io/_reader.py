@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._info import DatasetInfo
+from ._types import Chunks
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["Reader"]
 
@@ -48,7 +53,7 @@ class Reader:
         """What the dataset says about itself, checked; :class:`InputFileError` otherwise."""
         raise NotImplementedError
 
-    def open(self, path: Path, *, chunks=None):
+    def open(self, path: Path, *, chunks: Chunks = None) -> xr.Dataset | xr.DataArray:
         """The dataset as a lazy (dask-backed) xarray object."""
         raise NotImplementedError
 

@@ -23,11 +23,16 @@ import threading
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spotkit.errors import InputFileError
 
 from ._info import DatasetInfo
 from ._reader import Reader
+from ._types import Chunks, PathLike
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 logger = logging.getLogger("spotkit.io")
 
@@ -195,7 +200,7 @@ def watched_suffixes() -> tuple[str, ...]:
     return tuple(out)
 
 
-def find_reader(path) -> Reader:
+def find_reader(path: PathLike) -> Reader:
     """The reader that understands ``path`` (a file, or a folder for folder layouts).
 
     Parameters
@@ -246,7 +251,7 @@ def find_reader(path) -> Reader:
                          hint=f"Supported layouts: {supported_layouts()}.")
 
 
-def detect_kind(path) -> str:
+def detect_kind(path: PathLike) -> str:
     """The dataset kind of a raw file or folder: ``"tomo/raw"`` or ``"saxs/raw"``...
 
     Parameters
@@ -266,7 +271,7 @@ def detect_kind(path) -> str:
     return find_reader(path).kind
 
 
-def read_metadata(path) -> DatasetInfo:
+def read_metadata(path: PathLike) -> DatasetInfo:
     """Read the metadata a raw dataset holds about itself, through its reader.
 
     Parameters
@@ -301,7 +306,7 @@ def read_metadata(path) -> DatasetInfo:
     return find_reader(path).read_metadata(path)
 
 
-def check_complete(path) -> tuple[str | None, str | None]:
+def check_complete(path: PathLike) -> tuple[str | None, str | None]:
     """Whether a raw dataset's acquisition has finished, as its reader judges it.
 
     Parameters
@@ -345,7 +350,7 @@ def _open_kind(path, kind: str, chunks, opener: str):
     return reader.open(path, chunks=chunks)
 
 
-def open_tomo(path, *, chunks=None):
+def open_tomo(path: PathLike, *, chunks: Chunks = None) -> xr.Dataset:
     """Open a tomography scan lazily, whatever layout it was written in.
 
     Parameters
@@ -384,7 +389,7 @@ def open_tomo(path, *, chunks=None):
     return _open_kind(path, "tomo/raw", chunks, "open_tomo")
 
 
-def open_saxs(path, *, chunks=None):
+def open_saxs(path: PathLike, *, chunks: Chunks = None) -> xr.DataArray:
     """Open a SAXS/GISAXS series lazily, whatever layout it was written in.
 
     Parameters

@@ -26,6 +26,7 @@ from ._h5 import (
 )
 from ._info import DatasetInfo
 from ._reader import Reader
+from ._types import Chunks, PathLike
 
 __all__ = ["SaxsNexusReader", "open_saxs", "read_saxs_metadata"]
 
@@ -160,7 +161,7 @@ def read_saxs_metadata(path) -> DatasetInfo:
     return info
 
 
-def open_saxs(path, *, chunks=None) -> xr.DataArray:
+def open_saxs(path: PathLike, *, chunks: Chunks = None) -> xr.DataArray:
     """Open a SAXS/GISAXS series lazily.
 
     Parameters

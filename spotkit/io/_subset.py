@@ -12,11 +12,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from spotkit.errors import InputFileError
+
+from ._types import PathLike
 
 __all__ = ["write_frame_subset"]
 
@@ -47,7 +51,8 @@ def _check_frames(frames, n: int, src: Path) -> np.ndarray:
     return idx
 
 
-def write_frame_subset(src, dst, frames, *, data_key: str = DATA_KEY, overwrite: bool = False,
+def write_frame_subset(src: PathLike, dst: PathLike, frames: Sequence[int] | npt.ArrayLike, *,
+                       data_key: str = DATA_KEY, overwrite: bool = False,
                        block: int = 16) -> Path:
     """Write a copy of a frame series (NeXus-style HDF5) that holds only ``frames``.
 
