@@ -1,29 +1,42 @@
-"""Benchmark: suitcase + transfer throughput (MB/s) against plain ``cp`` on the same disk.
+"""Benchmark: a verified transfer against the physical floor of one, cp and cp + fsync.
 
-For each file set (default 4 x 500 MB and 200 x 5 MB of random bytes) it times, in the
-same run and on the same disk:
+For each file set (4 x 500 MB and 200 x 5 MB of random bytes), cold and warm, it times in
+the same run and on the same disk:
 
-* ``cp -r`` of the dataset folder (what the issue compares against; its writes may still
-  sit in the page cache when it returns);
-* ``cp -r`` then fsync of every copied file (a durable copy, what a mover must do);
-* ``cp -r``, fsync, then every copy read back once from the device (its pages dropped): the
-  physical floor of a *verified* copy, the I/O that checking the destination cannot avoid;
-* ``sha256sum`` of the source files, ``cp -r``, ``sha256sum`` of the copies: a copy checked
-  by hand with coreutils ("cp including checksums"; the second pass reads the page cache);
-* spotkit, as the flow does it: ``make_manifest`` (sha256 of record plus one crc32 per
-  8 MiB block, in one read of each source file) + ``LocalCopy.transfer`` (copy_file_range
-  to a hidden partial name, fsync, re-read at the destination checking every block's
-  crc32, rename) + the flow's ``verify`` step right after it (presence and size), with the
-  destination pages dropped before the re-read (default) and kept (``drop_cache=False``);
-* spotkit ``LocalCopy.pack``: the same manifest and verified copy, reading each source
-  file once (sha256 and crc32s computed from the bytes written), then fsync and the same
-  re-read at the destination.
+* ``cp``: ``cp -r`` of the dataset folder (returns with its writes still in the page cache);
+* ``cp + fsync``: ``cp -r`` then fsync of every copy (a durable copy);
+* ``floor``: ``cp -r``, fsync, then every copy read back once from the device (its pages
+  dropped; 8 MiB blocks read by as many threads as spotkit's movers use): the physical
+  floor of a *verified* copy, the I/O that checking the destination cannot avoid;
+* ``sha256sum + cp + sha256sum``: a copy checked by hand with coreutils (full runs only);
+* ``spotkit manifest + transfer``: what the flow does today, in two steps:
+  ``make_manifest`` (sha256 of record + one CRC-32C per 8 MiB block, one read of each
+  source file) then ``LocalCopy.transfer`` (copy_file_range to a hidden partial name,
+  writeback started per chunk, fsync, the copy's pages dropped, every block re-read from
+  the device and checked, rename) and the flow's verify step (presence and size);
+* ``spotkit manifest + transfer (drop_cache=False)``: the same, the copy checked from the
+  page cache (full runs only);
+* ``spotkit pack (one read)``: ``LocalCopy.pack``, ingest + manifest + transfer sharing one
+  read of each source file: each block is read once, written and block-checked while a
+  second thread hashes it (sha256 of record), then fsync and the same device re-read.
 
 Cold runs drop the source files from the page cache first (posix_fadvise DONTNEED after an
-fsync); warm runs read them once first. Each timing is the median of ``--repeat`` runs, the
-destination removed (and ``sync``ed) between runs. MB = 10**6 bytes.
+fsync); warm runs read them once first. Methods are interleaved within each repeat (the
+order rotates), the destination removed and ``sync``ed between runs. Each cell is the
+median of ``--repeat`` runs; ``paired`` is the median over repeats of floor time / method
+time measured in the same repeat (robust to load that drifts between repeats). The load
+average is printed with each block: on a shared machine re-run when it is above ~1.
+MB = 10**6 bytes. Peak scratch space: twice the largest set (~4 GB).
 
-    python benchmarks/bench_transfer.py [--dir /work/tmp] [--repeat 3] [--json out.json]
+Configurations (times on the 2-core reference machine, quiet):
+
+    python benchmarks/bench_transfer.py --quick --dir /work     # ~3 min: floor, cp + fsync,
+                                                               # both spotkit paths, repeat 3
+    python benchmarks/bench_transfer.py --dir /work             # ~10 min: every method,
+                                                               # repeat 5
+    python benchmarks/bench_transfer.py --sets "4 x 500 MB" --repeat 3 --json out.json
+
+Target (issue 13): spotkit's verified transfer >= 0.9 of the floor, cold and warm.
 """
 
 from __future__ import annotations
@@ -153,7 +166,8 @@ def _run_spotkit(src: Path, dest: Path, *, drop_cache: bool) -> tuple[float, flo
     dest.mkdir()
     mover = LocalCopy(dest, drop_cache=drop_cache)
     mover.transfer(man, src)
-    assert mover.verify(man, level="size") == []
+    if mover.verify(man, level="size") != []:
+        raise RuntimeError("spotkit's transfer left a copy that does not verify")
     t2 = time.perf_counter()
     return t2 - t0, t1 - t0
 
@@ -161,75 +175,106 @@ def _run_spotkit(src: Path, dest: Path, *, drop_cache: bool) -> tuple[float, flo
 def _run_pack(src: Path, dest: Path) -> tuple[float, float | None]:
     t0 = time.perf_counter()
     dest.mkdir()
-    LocalCopy(dest).pack([src], root=src, dataset=src.name)
-    return time.perf_counter() - t0, None
+    mover = LocalCopy(dest)
+    man, _ = mover.pack([src], root=src, dataset=src.name)
+    elapsed = time.perf_counter() - t0
+    if mover.verify(man, level="size") != []:
+        raise RuntimeError("spotkit's pack left a copy that does not verify")
+    return elapsed, None
+
+
+FLOOR = "floor (cp + fsync + read-back)"
+QUICK = ("cp + fsync", FLOOR, "spotkit manifest + transfer", "spotkit pack (one read)")
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", default=None, help="scratch folder (default: a temp dir)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Configurations"):],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default=None, help="scratch folder on the disk to measure "
+                    "(default: a temp dir); needs ~4 GB free")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"only {', '.join(QUICK)}; repeat 3 unless --repeat is given")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="runs per method and cache state (default 5, --quick 3)")
     ap.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--caches", nargs="*", default=["cold", "warm"], choices=["cold", "warm"])
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    repeat = args.repeat or (3 if args.quick else 5)
 
     results = []
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-transfer-") as tmp:
         tmp = Path(tmp)
         print(f"# {platform.python_version()} {platform.platform()} nproc={os.cpu_count()}"
-              f" scratch={tmp}")
+              f" scratch={tmp} repeat={repeat} load={_load()}")
         src = tmp / "src"
         runners = {
             "cp": lambda d: (_run_cp(src, d, durable=False), None),
             "cp + fsync": lambda d: (_run_cp(src, d, durable=True), None),
-            "cp + fsync + read-back": lambda d: (_run_floor(src, d), None),
+            FLOOR: lambda d: (_run_floor(src, d), None),
             "sha256sum + cp + sha256sum": lambda d: (_run_cp_sums(src, d), None),
-            "spotkit": lambda d: _run_spotkit(src, d, drop_cache=True),
-            "spotkit (drop_cache=False)": lambda d: _run_spotkit(src, d, drop_cache=False),
-            "spotkit LocalCopy.pack": lambda d: _run_pack(src, d),
+            "spotkit manifest + transfer": lambda d: _run_spotkit(src, d, drop_cache=True),
+            "spotkit manifest + transfer (drop_cache=False)":
+                lambda d: _run_spotkit(src, d, drop_cache=False),
+            "spotkit pack (one read)": lambda d: _run_pack(src, d),
         }
+        if args.quick:
+            runners = {k: v for k, v in runners.items() if k in QUICK}
+        names = list(runners)
         for label in args.sets:
             n, size = SETS[label]
             _make_files(src, n, size)
             total = n * size
-            for cache in ("cold", "warm"):
+            for cache in args.caches:
+                load_before = _load()
                 times: dict[str, list[float]] = {k: [] for k in runners}
                 manifest_s: dict[str, list[float]] = {k: [] for k in runners}
-                for _ in range(args.repeat):
-                    for name, run in runners.items():  # interleaved, so drift hits all alike
+                for r in range(repeat):
+                    # interleaved, so drift hits all alike; the order rotates each repeat
+                    for name in names[r % len(names):] + names[:r % len(names)]:
                         dest = tmp / "dest"
                         _clean(dest)
                         _drop(src) if cache == "cold" else _warm(src)
-                        secs, man_s = run(dest)
+                        secs, man_s = runners[name](dest)
                         times[name].append(secs)
                         if man_s is not None:
                             manifest_s[name].append(man_s)
                 _clean(tmp / "dest")
-                cp_med = statistics.median(times["cp"])
-                cps_med = statistics.median(times["cp + fsync"])
-                sums_med = statistics.median(times["sha256sum + cp + sha256sum"])
-                floor_med = statistics.median(times["cp + fsync + read-back"])
+                load = f"{load_before} -> {_load()}"
+                meds = {k: statistics.median(v) for k, v in times.items()}
+                floor = times[FLOOR]
                 for name, ts in times.items():
-                    med = statistics.median(ts)
+                    med = meds[name]
+                    paired = statistics.median(f / t for f, t in zip(floor, ts, strict=True))
                     row = {"set": label, "cache": cache, "method": name, "bytes": total,
                            "median_s": round(med, 3), "runs_s": [round(t, 3) for t in ts],
                            "mb_per_s": round(total / 1e6 / med, 1),
-                           "ratio_vs_cp": round(cp_med / med, 2),
-                           "ratio_vs_cp_fsync": round(cps_med / med, 2),
-                           "ratio_vs_cp_sums": round(sums_med / med, 2),
-                           "ratio_vs_floor": round(floor_med / med, 2)}
+                           "ratio_vs_floor": round(meds[FLOOR] / med, 2),
+                           "paired_vs_floor": round(paired, 2),
+                           "ratio_vs_cp_fsync": round(meds["cp + fsync"] / med, 2),
+                           "load": load}
+                    if "cp" in meds:
+                        row["ratio_vs_cp"] = round(meds["cp"] / med, 2)
                     if manifest_s[name]:
                         row["manifest_s"] = round(statistics.median(manifest_s[name]), 3)
                     results.append(row)
-                    print(f"{label:11s} {cache:4s} {name:28s} {row['median_s']:7.2f} s "
-                          f"{row['mb_per_s']:7.0f} MB/s  x{row['ratio_vs_cp']:.2f} vs cp  "
-                          f"x{row['ratio_vs_cp_fsync']:.2f} vs cp+fsync  "
-                          f"x{row['ratio_vs_cp_sums']:.2f} vs cp+sums  "
-                          f"x{row['ratio_vs_floor']:.2f} vs cp+fsync+read-back"
+                    print(f"{label:11s} {cache:4s} {name:47s} {row['median_s']:6.2f} s "
+                          f"{row['mb_per_s']:6.0f} MB/s  x{row['ratio_vs_cp_fsync']:.2f} vs "
+                          f"cp+fsync  x{row['ratio_vs_floor']:.2f} vs floor (paired "
+                          f"{row['paired_vs_floor']:.2f})"
                           + (f"  (manifest {row['manifest_s']:.2f} s)" if "manifest_s" in row
                              else ""), flush=True)
+                print(f"{label:11s} {cache:4s} load average {load}", flush=True)
             _drop(src)
             shutil.rmtree(src)
+    print(f"# done in {time.perf_counter() - t_start:.0f} s, load={_load()}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -4,7 +4,7 @@ crc32s, and a tree hash for folders.
 * :func:`checksum` — size and sha256 of a file, or a tree hash of a folder (the catalog's);
 * :func:`digest_file` — sha256 and one block check per block in the same read (the flow's:
   the catalog's checksum and the manifest's block checks come from one read of the source);
-* :func:`sha256_file`, :func:`crc32_blocks_match` — check a copy.
+* :func:`sha256_file`, :func:`first_bad_block`, :func:`crc32_blocks_match` — check a copy.
 
 Block checks are CRC-32C (Castagnoli; hardware-accelerated through ``google-crc32c``,
 ~25 GB/s per core here) where that package's compiled extension is installed, else zlib's
@@ -32,6 +32,7 @@ __all__ = [
     "checksum",
     "crc32_blocks_match",
     "digest_file",
+    "first_bad_block",
     "read_block",
     "sha256_file",
 ]
@@ -202,18 +203,25 @@ def _block_crc(fd: int, index: int, block_size: int, size: int,
 def crc32_blocks_match(path, crcs, size: int, *, workers: int = 1,
                        block_size: int = BLOCK_SIZE, kind: str = "crc32") -> bool:
     """Whether a file's blocks have the given block checks, reading blocks in ``workers``
-    threads.
+    threads (see :func:`first_bad_block`, which says which block differs)."""
+    return first_bad_block(path, crcs, size, workers=workers, block_size=block_size,
+                           kind=kind) is None
+
+
+def first_bad_block(path, crcs, size: int, *, workers: int = 1,
+                    block_size: int = BLOCK_SIZE, kind: str = "crc32") -> int | None:
+    """The index of the first block of a file whose block check differs, or None.
 
     Parameters
     ----------
     path : path-like
-        The file (a copy to check).
+        The file (a copy to check); only read.
     crcs : sequence of int
         One block check per ``block_size`` block, as :func:`digest_file` gives them.
     size : int
         The size the file must have.
     workers : int, optional
-        Threads reading blocks at once (pread).
+        Threads reading blocks at once (pread; the checks release the GIL).
     block_size : int, optional
         Bytes per block.
     kind : {"crc32", "crc32c"}, optional
@@ -221,23 +229,38 @@ def crc32_blocks_match(path, crcs, size: int, *, workers: int = 1,
 
     Returns
     -------
-    bool
-        False at the first size, count or block mismatch.
+    int or None
+        None when every block matches; -1 when the size or the number of blocks is wrong.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "frame.raw"
+    >>> _ = path.write_bytes(bytes(3000))
+    >>> _, crcs = digest_file(path, block_size=1024, kind="crc32")
+    >>> with open(path, "r+b") as f:
+    ...     _ = f.seek(1500)
+    ...     _ = f.write(b"x")
+    >>> first_bad_block(path, crcs, 3000, block_size=1024, kind="crc32")
+    1
     """
     check = block_check(kind)
     fd = os.open(path, os.O_RDONLY)
     try:
         if os.fstat(fd).st_size != size:
-            return False
+            return -1
         n = len(crcs)
         if n != -(-size // block_size):
-            return False
+            return -1
+        def one(i: int) -> int:
+            return _block_crc(fd, i, block_size, size, check)
+
         if workers <= 1 or n <= 1:
-            return all(_block_crc(fd, i, block_size, size, check) == c
-                       for i, c in enumerate(crcs))
+            return next((i for i, c in enumerate(crcs) if one(i) != c), None)
         with ThreadPoolExecutor(max_workers=min(workers, n)) as pool:
-            got = pool.map(lambda i: _block_crc(fd, i, block_size, size, check), range(n))
-            return all(g == c for g, c in zip(got, crcs, strict=True))
+            got = pool.map(one, range(n))
+            return next((i for i, (g, c) in enumerate(zip(got, crcs, strict=True)) if g != c),
+                        None)
     finally:
         os.close(fd)
 

@@ -185,6 +185,11 @@ class LocalCopy(Mover):
     workers : int, optional
         Files copied and verified at the same time (default: CPU count, 4 to 8), so that
         one file's checksum overlaps another's fsync.
+    copy_slots : int, optional
+        Of those, how many may be in their copy phase (read, hash, write) at once (default:
+        the CPU count, at least 2, at most ``workers``). The others fsync or re-read their
+        copy meanwhile, so the device's writes and reads overlap the hashing instead of all
+        files reaching each phase together.
 
     Examples
     --------
@@ -205,11 +210,13 @@ class LocalCopy(Mover):
     dest: Path
 
     def __init__(self, dest_root, *, marker: str | None = None, drop_cache: bool = True,
-                 workers: int | None = None):
+                 workers: int | None = None, copy_slots: int | None = None):
         self.dest = Path(dest_root)
         self.marker = marker
         self.drop_cache = drop_cache
         self.workers = workers or default_workers()
+        self.copy_slots = copy_slots or min(self.workers, max(2, os.cpu_count() or 1))
+        self._copying = threading.BoundedSemaphore(self.copy_slots)
 
     def available(self) -> tuple[bool, str]:
         """Check that the destination exists, is a folder, carries the marker and is writable."""
@@ -389,9 +396,10 @@ class LocalCopy(Mover):
                 final.parent.mkdir(parents=True, exist_ok=True)
                 dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    sha, crcs, _ = _copy_hashing_data(
-                        src_fd, dst_fd, block_size=BLOCK_SIZE, kind=kind,
-                        progress=_Progress(rel, before.st_size))
+                    with self._copying:
+                        sha, crcs, _ = _copy_hashing_data(
+                            src_fd, dst_fd, block_size=BLOCK_SIZE, kind=kind,
+                            progress=_Progress(rel, before.st_size))
                     os.fsync(dst_fd)
                     if self.drop_cache:
                         _drop_cache(dst_fd)
@@ -457,8 +465,9 @@ class LocalCopy(Mover):
                 final.parent.mkdir(parents=True, exist_ok=True)
                 dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    _copy_data(src_fd, dst_fd, entry.size,
-                               _Progress(entry.path, entry.size))
+                    with self._copying:
+                        _copy_data(src_fd, dst_fd, entry.size,
+                                   _Progress(entry.path, entry.size))
                     os.fsync(dst_fd)
                     if self.drop_cache:
                         _drop_cache(dst_fd)

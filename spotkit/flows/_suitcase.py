@@ -27,8 +27,8 @@ from spotkit.checksums import (  # BLOCK_SIZE, digest_file, sha256_file: re-expo
     BLOCK_SIZE,
     DEFAULT_BLOCK_CHECK,
     block_check_available,
-    crc32_blocks_match,
     digest_file,
+    first_bad_block,
     sha256_file,
 )
 from spotkit.errors import InputFileError
@@ -562,10 +562,16 @@ def check_file(path, entry: FileEntry, *, level: str = "sha256", workers: int = 
     try:
         if (level == "crc32" and entry.crc32 is not None
                 and block_check_available(entry.crc32_kind)):
-            if not crc32_blocks_match(path, entry.crc32, entry.size, workers=workers,
-                                      block_size=entry.crc32_block, kind=entry.crc32_kind):
-                return f"{entry.crc32_kind} of a block differs from the manifest"
-            return None
+            bad = first_bad_block(path, entry.crc32, entry.size, workers=workers,
+                                  block_size=entry.crc32_block, kind=entry.crc32_kind)
+            if bad is None:
+                return None
+            if bad < 0:
+                return "size changed while it was checked"
+            start = bad * entry.crc32_block
+            end = min(start + entry.crc32_block, entry.size)
+            return (f"{entry.crc32_kind} of a block differs from the manifest (block {bad}, "
+                    f"bytes {start}-{end - 1})")
         if sha256_file(path) != entry.sha256:
             return "sha256 differs from the manifest"
     except OSError as exc:

@@ -515,3 +515,78 @@ def test_movers_are_found_by_kind_in_one_registry(tmp_path):
     with pytest.raises(TypeError, match="not a subclass"):
         register_mover("bad", dict)
     assert issubclass(Tape, Mover)
+
+
+# -- block checks catch one bad block in the middle of a large file -----------------------
+
+
+@pytest.fixture
+def big(tmp_path):
+    """A file of three block-check blocks (8 MiB each), the last one short."""
+    from spotkit.checksums import BLOCK_SIZE
+
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "big.raw").write_bytes(os.urandom(2 * BLOCK_SIZE + 4321))
+    return root, BLOCK_SIZE
+
+
+def _flip_middle_block(read_fd: int, write_fd: int, block_size: int) -> None:
+    """One bit of the middle block differs at the destination from the source."""
+    at = block_size + 12345
+    (byte,) = os.pread(read_fd, 1, at)
+    os.pwrite(write_fd, bytes([byte ^ 0x10]), at)
+
+
+def test_transfer_finds_one_bad_block_in_the_middle(big, tmp_path, monkeypatch):
+    root, block = big
+    man = make_manifest(["big.raw"], root=root, read_file_metadata=False)
+    assert len(man.files[0].crc32) == 3
+    real = _localcopy._copy_data
+
+    def flaky(src_fd, dst_fd, size, progress=None):
+        real(src_fd, dst_fd, size, progress)
+        _flip_middle_block(src_fd, dst_fd, block)
+
+    monkeypatch.setattr(_localcopy, "_copy_data", flaky)
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    with pytest.raises(TransferError, match=r"checksum mismatch for big\.raw") as info:
+        LocalCopy(dest).transfer(man, root)
+    assert info.value.transient
+    assert "damaged on the way" in str(info.value)
+    assert list(dest.iterdir()) == []  # nothing kept, under any name
+    # the same damage at rest is named by block (the flow's verify after a restart)
+    monkeypatch.undo()
+    LocalCopy(dest).transfer(man, root)
+    fd = os.open(dest / "big.raw", os.O_RDWR)
+    try:
+        _flip_middle_block(fd, fd, block)
+    finally:
+        os.close(fd)
+    (problem,) = LocalCopy(dest).verify(man, level="crc32")
+    assert f"block 1, bytes {block}-{2 * block - 1}" in problem.problem
+
+
+def test_pack_finds_one_bad_block_in_the_middle(big, tmp_path, monkeypatch):
+    root, block = big
+    real = _localcopy._copy_hashing_data
+
+    def flaky(src_fd, dst_fd, **kw):
+        out = real(src_fd, dst_fd, **kw)
+        _flip_middle_block(src_fd, dst_fd, block)
+        return out
+
+    monkeypatch.setattr(_localcopy, "_copy_hashing_data", flaky)
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    with pytest.raises(TransferError, match=r"checksum mismatch for big\.raw") as info:
+        LocalCopy(dest).pack(["big.raw"], root=root, read_file_metadata=False)
+    assert info.value.transient
+    assert list(dest.iterdir()) == []
+    monkeypatch.undo()
+    man, res = LocalCopy(dest).pack(["big.raw"], root=root, read_file_metadata=False)
+    assert res.copied == ("big.raw",)
+    assert man.id == make_manifest(["big.raw"], root=root, read_file_metadata=False).id
+    assert verify_manifest(man, dest, level="sha256") == []
+    assert (dest / "big.raw").read_bytes() == (root / "big.raw").read_bytes()

@@ -192,3 +192,88 @@ def test_damaged_hdf5_raises_but_unknown_layout_is_recorded_without_metadata(dat
     with pytest.raises(InputFileError) as info:
         make_manifest(["scan1"], root=dataset)
     assert info.value.path.name == "broken.h5"
+
+
+# -- manifest format versions: 1 (zlib CRC-32 blocks), 2 (CRC-32C blocks) ------------------
+
+#: a manifest exactly as spotkit wrote it before CRC-32C (format version 1), for a 10240-byte
+#: file of bytes 0..255 repeated
+OLD_MANIFEST = (
+    '{"beamline_config": null, "created": "2026-12-01T10:00:00+00:00", "dataset": "scan", '
+    '"digest": "a94ed7250748a894125f26f4f6efb3b91166e2fede141425511a4ac48bf87137", '
+    '"file_metadata": {}, "files": [{"crc32": [3150855069], "crc32_block": 8388608, '
+    '"mtime": 1764583200.0, "path": "scan.raw", "sha256": '
+    '"e96760a87768717bcebcfd25ddc7d46b4dbc95a4b0014def080c08539f7d90d0", "size": 10240}], '
+    '"metadata": {}, "root": "/beamline/inbox", "version": 1}')
+
+
+def test_version_1_manifest_still_reads_verifies_and_keeps_its_id(tmp_path):
+    man = Manifest.from_json(OLD_MANIFEST)
+    assert man.id == "m-a94ed7250748a894"  # the id the journal and catalog recorded
+    (entry,) = man.files
+    assert (entry.crc32_kind, entry.crc32) == ("crc32", (3150855069,))
+    assert man.version == 1
+    assert json.loads(man.to_json())["digest"] == json.loads(OLD_MANIFEST)["digest"]
+    data = bytearray(bytes(range(256)) * 40)
+    (tmp_path / "scan.raw").write_bytes(data)
+    assert verify_manifest(man, tmp_path, level="crc32") == []
+    data[5000] ^= 1
+    (tmp_path / "scan.raw").write_bytes(data)
+    problems = verify_manifest(man, tmp_path, level="crc32")
+    assert [p.problem for p in problems] == [
+        "crc32 of a block differs from the manifest (block 0, bytes 0-10239)"]
+
+
+def test_crc32c_manifest_is_version_2_and_round_trips(tmp_path):
+    pytest.importorskip("google_crc32c")
+    p = tmp_path / "a.bin"
+    p.write_bytes(os.urandom(5000))
+    man = make_manifest([p], root=tmp_path, read_file_metadata=False)
+    (entry,) = man.files
+    assert entry.crc32_kind == DEFAULT_BLOCK_CHECK == "crc32c"
+    doc = json.loads(man.to_json())
+    assert (doc["version"], doc["files"][0]["crc32_kind"]) == (2, "crc32c")
+    back = Manifest.from_json(man.to_json())
+    assert back == man
+    assert verify_manifest(back, tmp_path, level="crc32") == []
+
+
+def test_unknown_version_or_block_check_is_refused_by_name():
+    doc = json.loads(OLD_MANIFEST)
+    doc["version"] = 3
+    with pytest.raises(InputFileError, match=r"format version 3.*reads versions \(1, 2\)"):
+        Manifest.from_json(json.dumps(doc))
+    doc["version"] = 2
+    doc["files"][0]["crc32_kind"] = "adler32"
+    with pytest.raises(InputFileError, match="unknown block check 'adler32'"):
+        Manifest.from_json(json.dumps(doc))
+
+
+def test_crc32c_blocks_without_their_library_are_checked_by_sha256(tmp_path, monkeypatch):
+    from spotkit.flows import _suitcase
+
+    pytest.importorskip("google_crc32c")
+    p = tmp_path / "a.bin"
+    p.write_bytes(os.urandom(5000))
+    man = make_manifest([p], root=tmp_path, read_file_metadata=False)
+    monkeypatch.setattr(_suitcase, "block_check_available", lambda kind: kind == "crc32")
+    assert verify_manifest(man, tmp_path, level="crc32") == []
+    p.write_bytes(os.urandom(5000))
+    problems = verify_manifest(man, tmp_path, level="crc32")
+    assert [q.problem for q in problems] == ["sha256 differs from the manifest"]
+
+
+def test_known_checksums_from_ingest_keep_their_block_check_kind(tmp_path):
+    p = tmp_path / "a.bin"
+    p.write_bytes(os.urandom(5000))
+    st = p.stat()
+    sha, crcs = digest_file(p, kind="crc32")
+    man = make_manifest([p], root=tmp_path, read_file_metadata=False,
+                        known={p: (st.st_size, st.st_mtime_ns, sha, crcs, "crc32")})
+    assert man.files[0].crc32_kind == "crc32"
+    assert verify_manifest(man, tmp_path, level="crc32") == []
+    sha, crcs = digest_file(p)  # what the flow's ingest passes: four items, default kind
+    man = make_manifest([p], root=tmp_path, read_file_metadata=False,
+                        known={p: (st.st_size, st.st_mtime_ns, sha, crcs)})
+    assert man.files[0].crc32_kind == DEFAULT_BLOCK_CHECK
+    assert verify_manifest(man, tmp_path, level="crc32") == []
