@@ -132,7 +132,7 @@ def _names(value: Any) -> list[str] | None:
 
 
 def _version(value: Any) -> int:
-    if type(value) is not int or value != FORMAT_VERSION:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != FORMAT_VERSION:
         raise _fail(f"format version {show(value)}; this spotkit reads version "
                     f"{FORMAT_VERSION}")
     return value
