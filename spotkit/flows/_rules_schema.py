@@ -135,7 +135,7 @@ def _version(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != FORMAT_VERSION:
         raise _fail(f"format version {show(value)}; this spotkit reads version "
                     f"{FORMAT_VERSION}")
-    return value
+    return FORMAT_VERSION
 
 
 def _unique(stages: list[str]) -> list[str]:
