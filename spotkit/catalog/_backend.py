@@ -54,6 +54,12 @@ __all__ = [
 WRITE_LOCK = 0x2F1C_5B0A_7D3E_4C21
 #: how long a PostgreSQL writer waits for another's write lock (as SQLite's busy timeout)
 LOCK_TIMEOUT_S = 30
+#: a session that stalls inside a transaction (a frozen process, a host that vanished) is
+#: ended by the server after this long, so it cannot hold the write lock for everyone
+IDLE_IN_TRANSACTION_S = 60
+#: the server probes an idle connection after this long (then every 10 s, 3 times), so a
+#: dead host's session, and its lock, go within about a minute, not TCP's two hours
+KEEPALIVE_IDLE_S = 30
 
 _URL = re.compile(r"^(postgresql|postgres)(\+psycopg)?:/+", re.IGNORECASE)
 
@@ -136,9 +142,16 @@ class PgConnection:
         return cursor
 
     @property
+    def broken(self) -> bool:
+        """Whether the connection was lost (server restart, network): reconnect then."""
+        return bool(self.raw.broken or self.raw.closed)
+
+    @property
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
+        if self.broken:  # the server ended the session, and its transaction with it
+            return False
         return self.raw.info.transaction_status != TransactionStatus.IDLE
 
     def close(self) -> None:
@@ -188,7 +201,13 @@ def connect_postgres(url: str) -> PgConnection:
     try:
         raw = psycopg.connect(url, autocommit=True, application_name="spotkit",
                               connect_timeout=30)
-        raw.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+        for setting, value in (("lock_timeout", f"{LOCK_TIMEOUT_S}s"),
+                               ("idle_in_transaction_session_timeout",
+                                f"{IDLE_IN_TRANSACTION_S}s"),
+                               ("tcp_keepalives_idle", str(KEEPALIVE_IDLE_S)),
+                               ("tcp_keepalives_interval", "10"),
+                               ("tcp_keepalives_count", "3")):
+            raw.execute(f"SET {setting} = '{value}'")
     except psycopg.Error as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CatalogError(

@@ -93,6 +93,13 @@ class CatalogCore:
         if self._conn is None:
             raise CatalogError(
                 f"catalog {self._where_name()} is closed; open it again with open_catalog")
+        if self._pg and self._conn.broken:
+            # the server restarted or the network dropped: the call that found it out
+            # failed with a CatalogError; this one connects again
+            logger.warning("connection to catalog %s was lost; connecting again",
+                           self._where_name())
+            self._conn.close()
+            self._conn = _schema.connect(self.path)
         return self._conn
 
     @contextlib.contextmanager

@@ -285,6 +285,11 @@ class Journal:
     def _connection(self) -> Any:
         if self._conn is None:
             raise CatalogError(f"journal on {self._where()} is closed")
+        if getattr(self._conn, "broken", False):  # PostgreSQL: server restart, network
+            logger.warning("connection to the flow journal in %s was lost; connecting again",
+                           self._where())
+            self._conn.close()
+            self._conn = connect_database(self.path)
         return self._conn
 
     @contextmanager

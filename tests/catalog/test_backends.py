@@ -259,3 +259,58 @@ def test_a_writer_waits_for_the_lock_then_says_what_to_do(pg_url, monkeypatch):
         holder.rollback()
     with open_catalog(pg_url) as cat:
         assert cat.bulk_load([{"kind": "x/y"}]) == 1
+
+
+def test_a_stalled_writer_cannot_hold_the_lock_for_everyone(pg_url, monkeypatch):
+    """A session that stops inside a transaction (a frozen process, a vanished host) is
+    ended by the server, and its write lock goes with it."""
+    from spotkit.catalog import _backend
+
+    monkeypatch.setattr(_backend, "IDLE_IN_TRANSACTION_S", 1)
+    with open_catalog(pg_url) as stalled, open_catalog(pg_url) as other:
+        stalled._conn.execute("BEGIN")
+        stalled._conn.execute("SELECT pg_advisory_xact_lock(?)", (_backend.WRITE_LOCK,))
+        # ... and never commits: the other writer gets the lock within seconds
+        assert other.bulk_load([{"kind": "x/y"}]) == 1
+        with pytest.raises(CatalogError, match="idle-in-transaction timeout"):
+            len(stalled)  # its session was ended: the first call says so ...
+        assert len(stalled) == 1  # ... and the next one connects again
+
+
+def test_a_lost_connection_is_reopened(pg_url, scans, reader):
+    import psycopg
+
+    with open_catalog(pg_url, reader=reader) as cat:
+        ds = cat.ingest(scans())
+        pid = cat._conn.raw.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(CatalogError, match="reading catalog"):
+            len(cat)  # the call that finds the connection gone says so ...
+        assert cat[ds.id] == ds  # ... and the next one connects again
+        assert cat._conn.raw.info.backend_pid != pid
+
+
+def test_a_connection_lost_inside_a_write_rolls_back_cleanly(pg_url, scans, reader):
+    import psycopg
+
+    with open_catalog(pg_url, reader=reader) as cat:
+        pid = cat._conn.raw.info.backend_pid
+        with pytest.raises(CatalogError, match="nothing was written"):
+            with cat._write("a test write") as conn:
+                conn.execute("INSERT INTO runs (id, dataset_id, notebook, state, started_at) "
+                             "VALUES ('run-x', 'ds-x', 'nb', 'running', 0)")
+
+        def write_and_lose_the_connection():
+            with cat._write("a test write") as conn:
+                conn.execute("INSERT INTO datasets (id, kind, ingested_at) "
+                             "VALUES ('ds-y', 'x/y', 0)")
+                with psycopg.connect(pg_url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                conn.execute("SELECT 1")
+
+        with pytest.raises(CatalogError, match="a test write failed and nothing was written"):
+            write_and_lose_the_connection()
+        assert "ds-y" not in cat
+        ds = cat.ingest(scans())
+        assert cat[ds.id] == ds
