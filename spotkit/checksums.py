@@ -20,7 +20,7 @@ import hashlib
 import os
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 __all__ = [
@@ -161,24 +161,37 @@ def digest_file(path, *, block_size: int = BLOCK_SIZE,
     h = hashlib.sha256()
     crcs = []
     fd = os.open(path, os.O_RDONLY)
+    hasher: ThreadPoolExecutor | None = None
+    pending: Future | None = None
     try:
-        with ThreadPoolExecutor(max_workers=1) as hasher:  # sha256 in order, one block behind
-            pending = None
-            while block := read_block(fd, block_size):
+        while block := read_block(fd, block_size, prefetch=True):
+            hashed: Future | None = None
+            if pending is None and len(block) < block_size:  # the only block: no thread
+                h.update(block)
+            else:
+                if hasher is None:  # sha256 in order, at most one block behind the reader
+                    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
                 hashed = hasher.submit(h.update, block)
-                crcs.append(check(block))
-                if pending is not None:
-                    pending.result()
-                pending = hashed
+            crcs.append(check(block))
             if pending is not None:
                 pending.result()
+            pending = hashed
     finally:
         os.close(fd)
+        if hasher is not None:
+            hasher.shutdown(wait=True)
+    if pending is not None:
+        pending.result()
     return h.hexdigest(), tuple(crcs)
 
 
-def read_block(fd: int, size: int) -> bytes:
-    """Read up to ``size`` bytes from ``fd`` at its position, short only at end of file."""
+def read_block(fd: int, size: int, *, prefetch: bool = False) -> bytes:
+    """Read up to ``size`` bytes from ``fd`` at its position, short only at end of file.
+
+    With ``prefetch``, ask the kernel to start reading the next ``size`` bytes now
+    (POSIX_FADV_WILLNEED, asynchronous), so a cold file's next block arrives from the device
+    while this one is hashed and written.
+    """
     block = os.read(fd, size)
     if 0 < len(block) < size:
         parts = [block]
@@ -187,6 +200,11 @@ def read_block(fd: int, size: int) -> bytes:
             parts.append(more)
             got += len(more)
         block = b"".join(parts)
+    if prefetch and len(block) == size and hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, os.lseek(fd, 0, os.SEEK_CUR), size, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
     return block
 
 

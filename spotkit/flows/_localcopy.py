@@ -112,6 +112,10 @@ def _copy_data(src_fd: int, dst_fd: int, size: int, progress=None) -> None:
             progress(done)
 
 
+class _SourceUnreadable(Exception):
+    """A read of the source failed (not the destination): carries the OSError."""
+
+
 def _copy_hashing_data(src_fd: int, dst_fd: int, *, block_size: int, kind: str,
                        progress=None) -> tuple[str, tuple[int, ...], int]:
     """Copy ``src_fd`` to ``dst_fd`` in one read, hashing the very bytes written.
@@ -119,7 +123,9 @@ def _copy_hashing_data(src_fd: int, dst_fd: int, *, block_size: int, kind: str,
     Each block is read once into an immutable ``bytes``; its block check is computed and it
     is written while a second thread adds it to the sha256 (hashlib releases the GIL), at
     most one block behind the reader; its writeback starts at once. A file of one block
-    is hashed inline (no thread). Returns (hex sha256, block checks, bytes copied).
+    is hashed inline (no thread); the next block is prefetched from the source while this
+    one is processed. Returns (hex sha256, block checks, bytes copied); a failed source
+    read raises :class:`_SourceUnreadable`.
     """
     check = block_check(kind)
     h = hashlib.sha256()
@@ -128,7 +134,13 @@ def _copy_hashing_data(src_fd: int, dst_fd: int, *, block_size: int, kind: str,
     hasher: ThreadPoolExecutor | None = None
     pending: Future | None = None
     try:
-        while block := read_block(src_fd, block_size):
+        while True:
+            try:
+                block = read_block(src_fd, block_size, prefetch=True)
+            except OSError as exc:
+                raise _SourceUnreadable(exc) from exc
+            if not block:
+                break
             hashed: Future | None = None
             if pending is None and len(block) < block_size:  # the only block: no thread
                 h.update(block)
@@ -405,6 +417,13 @@ class LocalCopy(Mover):
                         _drop_cache(dst_fd)
                 finally:
                     os.close(dst_fd)
+            except _SourceUnreadable as exc:
+                err = exc.args[0]
+                raise TransferError(
+                    f"source file {src} could not be read ([Errno {err.errno}] "
+                    f"{err.strerror}); nothing was kept. Check the inbox's disk.", path=rel,
+                    dest=str(dest), reason="source unreadable", errno=err.errno,
+                    transient=True) from None
             except OSError as exc:
                 raise _os_error(exc, dest=dest, path=rel, what="write") from None
             after = os.fstat(src_fd)

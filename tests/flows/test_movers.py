@@ -590,3 +590,24 @@ def test_pack_finds_one_bad_block_in_the_middle(big, tmp_path, monkeypatch):
     assert man.id == make_manifest(["big.raw"], root=root, read_file_metadata=False).id
     assert verify_manifest(man, dest, level="sha256") == []
     assert (dest / "big.raw").read_bytes() == (root / "big.raw").read_bytes()
+
+
+def test_pack_names_a_source_read_error_and_keeps_nothing(big, tmp_path, monkeypatch):
+    root, _ = big
+    real = _localcopy.read_block
+    calls = []
+
+    def failing(fd, size, **kw):
+        calls.append(size)
+        if len(calls) == 2:  # the disk under the inbox fails mid-file
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, size, **kw)
+
+    monkeypatch.setattr(_localcopy, "read_block", failing)
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    with pytest.raises(TransferError, match=r"source file .*big\.raw could not be read "
+                       r"\(\[Errno 5\]") as info:
+        LocalCopy(dest).pack(["big.raw"], root=root, read_file_metadata=False)
+    assert info.value.reason == "source unreadable"
+    assert list(dest.iterdir()) == []
