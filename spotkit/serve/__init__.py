@@ -22,6 +22,9 @@ Needs the ``serve`` extra: ``pip install "spotkit[serve]"``.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 try:
     import tiled  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -29,12 +32,19 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         'spotkit.serve needs Tiled: pip install "spotkit[serve]"'
     ) from exc
 
-from spotkit.serve._adapters import CatalogAdapter, DatasetAdapter, HDF5ArrayAdapter
-from spotkit.serve._app import build_app, default_auth_database, serve
-from spotkit.serve._client import RemoteCatalog, RemoteDataset, open_remote
-from spotkit.serve._config import ServeConfig, ServeConfigError, load_config, parse_config
-from spotkit.serve._keys import create_api_key, init_auth_database, list_api_keys, revoke_api_keys
-from spotkit.serve._policy import ProposalAccessPolicy
+#: where each public name lives; the server side (FastAPI, uvicorn, h5py adapters) is only
+#: imported when used, so a notebook needs only Tiled's client for :func:`open_remote`
+_WHERE = {
+    "CatalogAdapter": "_adapters", "DatasetAdapter": "_adapters",
+    "HDF5ArrayAdapter": "_adapters",
+    "build_app": "_app", "default_auth_database": "_app", "serve": "_app",
+    "RemoteCatalog": "_client", "RemoteDataset": "_client", "open_remote": "_client",
+    "ServeConfig": "_config", "ServeConfigError": "_config", "load_config": "_config",
+    "parse_config": "_config",
+    "create_api_key": "_keys", "init_auth_database": "_keys", "list_api_keys": "_keys",
+    "revoke_api_keys": "_keys",
+    "ProposalAccessPolicy": "_policy",
+}
 
 __all__ = [
     "CatalogAdapter",
@@ -56,3 +66,29 @@ __all__ = [
     "revoke_api_keys",
     "serve",
 ]
+
+if TYPE_CHECKING:
+    from spotkit.serve._adapters import CatalogAdapter, DatasetAdapter, HDF5ArrayAdapter
+    from spotkit.serve._app import build_app, default_auth_database, serve
+    from spotkit.serve._client import RemoteCatalog, RemoteDataset, open_remote
+    from spotkit.serve._config import ServeConfig, ServeConfigError, load_config, parse_config
+    from spotkit.serve._keys import (
+        create_api_key,
+        init_auth_database,
+        list_api_keys,
+        revoke_api_keys,
+    )
+    from spotkit.serve._policy import ProposalAccessPolicy
+
+
+def __getattr__(name: str):
+    """Import the module of a public name the first time it is used."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

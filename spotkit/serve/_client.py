@@ -79,23 +79,24 @@ class RemoteDataset:
         return list(self._node)
 
     def __getitem__(self, name: str) -> Any:
-        """Tiled's client for one array: slice it (``ds["data"][10:20]``) to read on the
-        server only what you need."""
+        """Tiled's client for one array: slicing it (``ds["data"][10:20]``) reads only that
+        selection, on the server, into numpy."""
         return self._node[name]
 
     def read(self, name: str = "data", slice: Any = None) -> Any:
         """Read an array (or a selection of it) into memory as numpy."""
         arr = self._node[name]
-        out = arr.read(slice) if slice is not None else arr.read()
-        return out.compute() if hasattr(out, "compute") else out
+        return arr.read(slice) if slice is not None else arr.read()
 
     def to_dask(self, name: str = "data") -> Any:
-        """The array as a dask array whose blocks are read from the server on compute."""
+        """The array as a dask array whose blocks (the server's slabs, ~64 MiB) are read
+        from the server on compute."""
         import dask.array as da
+        import numpy as np
 
         arr = self._node[name]
-        out = arr.read()
-        return out if isinstance(out, da.Array) else da.from_array(out)
+        return da.from_array(arr, chunks=arr.chunks, name=f"spotkit-remote-{arr.uri}",
+                             meta=np.empty((0,) * len(arr.shape), dtype=arr.dtype))
 
     def to_xarray(self) -> Any:
         """``tomo/raw``: an :class:`xarray.Dataset` (data, flats, darks; theta as the angle
@@ -285,6 +286,6 @@ def open_remote(uri: str, *, api_key: str | None = None, verify: bool = True,
     headers = dict(kwargs.pop("headers", None) or {})
     if not compression:
         headers["accept-encoding"] = "identity"
-    client = from_uri(uri, structure_clients="dask", api_key=key, verify=verify,
+    client = from_uri(uri, structure_clients="numpy", api_key=key, verify=verify,
                       remember_me=False, headers=headers, **kwargs)
     return RemoteCatalog(client, uri)

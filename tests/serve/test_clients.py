@@ -80,6 +80,11 @@ def test_spotkit_remote_catalog(site):
     assert scan["data"].dims == ("angle", "row", "col")
     with h5py.File(site.work / "b.h5") as f:
         np.testing.assert_array_equal(scan["data"][7].values, f["exchange/data"][7])
+        one = ds["data"][7, 1:]
+        assert isinstance(one, np.ndarray)
+        np.testing.assert_array_equal(one, f["exchange/data"][7, 1:])
+        np.testing.assert_array_equal(ds.read("darks"), f["exchange/data_dark"][()])
+    assert scan["theta"].values[1] > scan["theta"].values[0]
     assert site.ids["a"] not in cat
     with pytest.raises(DatasetNotFoundError):
         cat[site.ids["a"]]
