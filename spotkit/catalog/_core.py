@@ -58,7 +58,9 @@ class CatalogCore:
     @property
     def url(self) -> str:
         """Where this catalog is, as :func:`open_catalog` takes it: the SQLite file's path,
-        or the ``postgresql://`` URL (hand it to batch jobs and other processes)."""
+        or the ``postgresql://`` URL (hand it to batch jobs and other processes). A password
+        written in the URL is part of it: give passwords through ``PGPASSWORD`` or
+        ``~/.pgpass`` instead, so the URL can be passed around and shown."""
         return str(self.path)
 
     @property

@@ -144,17 +144,17 @@ def test_quarantine_with_reason(cat, scans):
         cat.set_status("ds-missing", "raw")
 
 
-def test_default_reader_is_spotkit_io(tmp_path, monkeypatch, scans, reader):
+def test_default_reader_is_spotkit_io(catalog_url, monkeypatch, scans, reader):
     io = pytest.importorskip("spotkit.io")
     path = scans()
     monkeypatch.setattr(io, "read_metadata", reader)
-    with open_catalog(tmp_path / "c.db") as cat:
+    with open_catalog(catalog_url) as cat:
         assert cat.ingest(path).sample == "lysozyme"
     assert reader.calls == 1
 
 
-def test_closed_catalog_raises(tmp_path):
-    cat = open_catalog(tmp_path / "c.db")
+def test_closed_catalog_raises(catalog_url):
+    cat = open_catalog(catalog_url)
     cat.close()
     with pytest.raises(CatalogError, match="closed"):
         len(cat)

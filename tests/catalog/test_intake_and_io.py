@@ -21,8 +21,8 @@ def scan(tmp_path):
     return path
 
 
-def test_ingest_simulated_scan_with_spotkit_io(tmp_path, scan):
-    with open_catalog(tmp_path / "catalog.db") as cat:
+def test_ingest_simulated_scan_with_spotkit_io(catalog_url, scan):
+    with open_catalog(catalog_url) as cat:
         raw = cat.ingest(scan)
         assert raw.kind == "tomo/raw"
         assert raw.beamline
