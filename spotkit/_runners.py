@@ -28,10 +28,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from spotkit.errors import SpotkitError
+from spotkit.errors import RunnerNotRegisteredError
 
 __all__ = ["RunnerNotRegisteredError", "get_runner", "register_runner", "registered_runners"]
-
 
 
 def _shared_registry() -> dict[str, Callable[..., Any]]:
@@ -47,23 +46,6 @@ def _shared_registry() -> dict[str, Callable[..., Any]]:
 
 _LOCK = threading.Lock()
 _RUNNERS: dict[str, Callable[..., Any]] = _shared_registry()
-
-
-class RunnerNotRegisteredError(SpotkitError, RuntimeError):
-    """No runner is registered under a name a science entry point needs.
-
-    Attributes
-    ----------
-    name : str
-        The runner looked up (e.g. ``"tomo.pipeline"``).
-    """
-
-    def __init__(self, name: str, *, what: str, provider: str):
-        self.name = name
-        super().__init__(
-            f"{what} needs the runner {name!r}, which reads and writes the files, and none is "
-            f"registered: import {provider} (``import spotkit`` does it), or call the runner "
-            "directly")
 
 
 def register_runner(name: str, runner: Callable[..., Any]) -> None:

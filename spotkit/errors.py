@@ -27,6 +27,7 @@ __all__ = [
     "ParameterProblem",
     "PipelineValidationError",
     "RulesError",
+    "RunnerNotRegisteredError",
     "SchedulerError",
     "SpotkitError",
     "SubmitError",
@@ -485,3 +486,20 @@ class NotebookKindError(SpotkitError, ValueError):
             f"{', '.join(self.accepted)}, but dataset {dataset_id} is {kind}; nothing was run "
             f"or recorded. {other}"
         )
+
+
+class RunnerNotRegisteredError(SpotkitError, RuntimeError):
+    """No runner is registered under a name a science entry point needs.
+
+    Attributes
+    ----------
+    name : str
+        The runner looked up (e.g. ``"tomo.pipeline"``).
+    """
+
+    def __init__(self, name: str, *, what: str, provider: str):
+        self.name = name
+        super().__init__(
+            f"{what} needs the runner {name!r}, which reads and writes the files, and none is "
+            f"registered: import {provider} (``import spotkit`` does it), or call the runner "
+            "directly")
