@@ -70,7 +70,7 @@ from spotkit.change import (
     structural_similarity,
     unique_count,
 )
-from spotkit.change._features import _Engine
+from spotkit.change._engine import _Engine
 from spotkit.sim import simulate_saxs_series
 
 HEADING = "## Change detection (spotkit.change)"
@@ -86,7 +86,8 @@ def _pyfai():
             warnings.simplefilter("ignore")
             import pyFAI  # noqa: F401
 
-            from spotkit.scattering import integrate_frames, load_geometry
+            from spotkit.io import load_geometry
+            from spotkit.scattering import integrate_frames
         return integrate_frames, load_geometry
     except ImportError:
         return None

@@ -262,14 +262,13 @@ def orientation(args) -> str:
     from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
     from spotkit import sim
-    from spotkit.io import open_saxs
+    from spotkit.io import load_geometry, open_saxs
     from spotkit.scattering import (
         FLIPS,
         GeometryWarning,
         check_orientation,
         flip_geometry,
         integrate_1d,
-        load_geometry,
         make_geometry,
     )
 

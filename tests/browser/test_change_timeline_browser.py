@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 CELLS = [
     "from spotkit.change import detect_changes, reduction_policy\n"
     "from spotkit.io import open_saxs\n"
-    "from spotkit.scattering import load_geometry\n"
+    "from spotkit.io import load_geometry\n"
     "from spotkit.sim import simulate_saxs_series\n"
     "from spotkit.widgets import ChangeTimeline\n"
     "truth = simulate_saxs_series('series.h5', n_frames=30, onset_frame=14, seed=1,\n"
