@@ -64,6 +64,18 @@ class CatalogCore:
         return str(self.path)
 
     @property
+    def home(self) -> Path:
+        """The folder where spotkit keeps this catalog's files (run outputs go in
+        ``home / "runs"``): beside a SQLite file; for a PostgreSQL catalog, which has no
+        folder, the spotkit home (``$SPOTKIT_HOME``, on each host: point it at shared
+        storage where batch jobs must see the outputs)."""
+        if isinstance(self.path, Path):
+            return self.path.parent
+        from spotkit.config import spotkit_home
+
+        return spotkit_home(create=False)
+
+    @property
     def backend(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return "postgresql" if self._pg else "sqlite"

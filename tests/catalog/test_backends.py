@@ -177,6 +177,13 @@ def test_migration_hook_runs_on_both_backends(catalog_url, monkeypatch):
         open_catalog(catalog_url)
 
 
+def test_backend_name_and_home(cat, catalog_url):
+    assert cat.backend == ("postgresql" if isinstance(catalog_url, str) else "sqlite")
+    if cat.backend == "sqlite":
+        assert cat.home == catalog_url.parent
+        assert cat.url == str(catalog_url)
+
+
 def test_large_files_and_times_fit(cat, tmp_path):
     """Sizes past 2**31 and sub-second epoch times survive the round trip."""
     t = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
@@ -200,10 +207,12 @@ def pg_url(postgres_server):
 
 def test_postgres_catalog_from_the_environment_and_url_forms(pg_url, monkeypatch):
     monkeypatch.setenv("SPOTKIT_CATALOG", pg_url)
+    monkeypatch.setenv("SPOTKIT_HOME", "/somewhere/shared")
     with open_catalog() as cat:
         assert cat.backend == "postgresql"
         assert cat.url == pg_url
         assert cat.path == pg_url
+        assert cat.home == Path("/somewhere/shared")  # run outputs: not under the URL
     # a URL that went through pathlib.Path ("postgresql:/...") and SQLAlchemy's form
     with open_catalog(Path(pg_url)) as cat:
         assert cat.url == pg_url
