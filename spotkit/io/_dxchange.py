@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from spotkit import kinds
 from spotkit.errors import InputFileError
 
 from ._h5 import (
@@ -26,7 +27,7 @@ from ._types import Chunks, PathLike
 
 __all__ = ["DataExchangeReader", "open_tomo", "read_tomo_metadata"]
 
-KIND = "tomo/raw"
+KIND = kinds.TOMO_RAW
 _INCOMPLETE = (
     "The acquisition may not have finished (Data Exchange writers add it last): wait for the "
     "scan to complete, or copy the file again."
@@ -265,8 +266,7 @@ def _attrs(info: DatasetInfo) -> dict:
 
 
 #: datasets that must exist and be non-empty for a Data Exchange scan to be complete
-EXPECTED_DATASETS = ("exchange/data", "exchange/data_white", "exchange/data_dark",
-                     "exchange/theta")
+EXPECTED_DATASETS = kinds.raw_layout(kinds.TOMO_RAW).required
 
 
 class DataExchangeReader(Reader):

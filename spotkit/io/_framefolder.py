@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spotkit import kinds
 from spotkit.errors import InputFileError
 
 from ._frames import _open, open_frames
@@ -42,7 +43,7 @@ from ._reader import Reader
 
 __all__ = ["FRAME_FILE_SUFFIXES", "SIDECAR_NAMES", "FrameFolderReader", "frame_files"]
 
-KIND = "saxs/raw"
+KIND = kinds.SAXS_RAW
 #: single-frame file types a frame folder may hold
 FRAME_FILE_SUFFIXES = (".cbf", ".edf", ".tif", ".tiff")
 #: sidecar names looked for first (then the one *.json / *.yaml / *.yml in the folder)

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
+from spotkit import kinds
 from spotkit.errors import InputFileError
 
 from ._dxchange import _attrs
@@ -46,7 +47,7 @@ from ._reader import Reader
 
 __all__ = ["NXtomoReader", "find_nxtomo_entry"]
 
-KIND = "tomo/raw"
+KIND = kinds.TOMO_RAW
 PROJECTION, FLAT, DARK, INVALID = 0, 1, 2, 3
 ALIGNMENT = -1  # image_key_control of an alignment projection (nxtomomill)
 _INCOMPLETE = ("The acquisition may not have finished: wait for the scan to complete (or its "

@@ -25,6 +25,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spotkit import kinds
 from spotkit.errors import InputFileError
 
 from ._info import DatasetInfo
@@ -340,7 +341,7 @@ def _open_kind(path, kind: str, chunks, opener: str):
     path = Path(path).expanduser().absolute()
     reader = find_reader(path)
     if reader.kind != kind:
-        other = {"tomo/raw": "open_tomo", "saxs/raw": "open_saxs"}.get(reader.kind)
+        other = {kinds.TOMO_RAW: "open_tomo", kinds.SAXS_RAW: "open_saxs"}.get(reader.kind)
         raise InputFileError(
             path, f"is a {reader.kind} dataset ({reader.name} layout), not {kind}.",
             hint=(f"Open it with spotkit.io.{other}." if other else
@@ -386,7 +387,7 @@ def open_tomo(path: PathLike, *, chunks: Chunks = None) -> xr.Dataset:
     >>> ds.data[:, 1, :].compute().shape  # the sinogram of row 1: (angles, columns)
     (32, 32)
     """
-    return _open_kind(path, "tomo/raw", chunks, "open_tomo")
+    return _open_kind(path, kinds.TOMO_RAW, chunks, "open_tomo")
 
 
 def open_saxs(path: PathLike, *, chunks: Chunks = None) -> xr.DataArray:
@@ -425,5 +426,5 @@ def open_saxs(path: PathLike, *, chunks: Chunks = None) -> xr.DataArray:
     >>> open_saxs(work / "run_0007").shape
     (3, 24, 32)
     """
-    return _open_kind(path, "saxs/raw", chunks, "open_saxs")
+    return _open_kind(path, kinds.SAXS_RAW, chunks, "open_saxs")
 

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
+from spotkit import kinds
 from spotkit.errors import InputFileError
 
 from ._h5 import (
@@ -30,8 +31,8 @@ from ._types import Chunks, PathLike
 
 __all__ = ["SaxsNexusReader", "open_saxs", "read_saxs_metadata"]
 
-KIND = "saxs/raw"
-DATA_KEY = "/entry/data/data"
+KIND = kinds.SAXS_RAW
+DATA_KEY = kinds.raw_layout(kinds.SAXS_RAW).key
 GEOMETRY_KEY = "/entry/instrument/detector/geometry_file"
 MASK_VALUE = -1
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from spotkit import kinds
 from spotkit.errors import InputFileError
 
 from ._types import PathLike
@@ -26,7 +27,7 @@ __all__ = ["write_frame_subset"]
 
 logger = logging.getLogger(__name__)
 
-DATA_KEY = "/entry/data/data"
+DATA_KEY = kinds.raw_layout(kinds.SAXS_RAW).key
 INDEX_KEY = "/entry/data/frame_index"
 GEOMETRY_KEY = "/entry/instrument/detector/geometry_file"
 
