@@ -19,9 +19,11 @@ dataset a container of arrays read lazily from its files on the server.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,42 @@ def _token_of_served(array: ServedArray) -> tuple:
     return ("spotkit-served", array.source, array.dtype.str, array.shape)
 
 
+@dataclass(frozen=True)
+class _Array:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    units: str | None
+
+
+@functools.lru_cache(maxsize=512)
+def _layout_cached(path: str, size: int, mtime_ns: int) -> dict[str, _Array]:
+    arrays: dict[str, _Array] = {}
+    with h5py.File(path, "r") as f:
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "biufc":
+                units = obj.attrs.get("units")
+                if isinstance(units, bytes):
+                    units = units.decode(errors="replace")
+                arrays[name] = _Array(tuple(int(n) for n in obj.shape), np.dtype(obj.dtype),
+                                      None if units is None else str(units))
+        f.visititems(visit)
+    return arrays
+
+
+def hdf5_layout(path: str | Path) -> dict[str, _Array] | None:
+    """The numeric datasets of an HDF5 file (name -> shape, dtype, units), or None if the
+    file is not HDF5. Cached by path, size and modification time: a request for a slice
+    opens the file once, to read."""
+    where = Path(path)
+    try:
+        stat = where.stat()
+    except OSError:
+        return None
+    if not where.is_file() or not h5py.is_hdf5(where):
+        return None
+    return _layout_cached(str(where), stat.st_size, stat.st_mtime_ns)
+
+
 class HDF5ArrayAdapter:
     """One HDF5 dataset served as an array: each read opens the file, reads, closes.
 
@@ -122,15 +160,12 @@ class HDF5ArrayAdapter:
     def __init__(self, path: str | Path, key: str, *, proposal: str | None,
                  dims: tuple[str, ...] | None = None, metadata: dict | None = None):
         self.path = str(path)
-        self.key = key
+        self.key = key.strip("/")
         self.proposal = proposal
-        with h5py.File(self.path, "r") as f:
-            dset = f[key]
-            if not isinstance(dset, h5py.Dataset):
-                raise KeyError(key)
-            shape = tuple(int(s) for s in dset.shape)
-            dtype = np.dtype(dset.dtype)
-            units = dset.attrs.get("units")
+        found = (hdf5_layout(self.path) or {}).get(self.key)
+        if found is None:
+            raise KeyError(key)
+        shape, dtype, units = found.shape, found.dtype, found.units
         if dims is not None and len(dims) != len(shape):
             dims = None
         self._structure = ArrayStructure(
@@ -141,8 +176,7 @@ class HDF5ArrayAdapter:
         )
         self._metadata = dict(metadata or {})
         if units is not None:
-            self._metadata.setdefault("units", units.decode() if isinstance(units, bytes)
-                                      else str(units))
+            self._metadata.setdefault("units", units)
 
     def metadata(self) -> dict:
         """Array metadata (units when the file gives them)."""
@@ -208,14 +242,9 @@ def _dask_adapter(array: Any, *, dims: tuple[str, ...] | None, proposal: str | N
     return adapter
 
 
-def _hdf5_arrays(path: Path, primary: str | None, limit: int) -> list[str]:
+def _hdf5_arrays(layout: dict[str, _Array], primary: str | None, limit: int) -> list[str]:
     """Array datasets of a file, the primary one first (at most ``limit`` others)."""
-    names: list[str] = []
-    with h5py.File(path, "r") as f:
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset) and obj.ndim > 0 and obj.dtype.kind in "biufc":
-                names.append(name)
-        f.visititems(visit)
+    names = [name for name, array in layout.items() if array.shape]
     primary = primary.strip("/") if primary else None
     others = [n for n in names if n != primary][:limit]
     return ([primary] if primary in names else []) + others
@@ -295,21 +324,17 @@ class DatasetAdapter:
             return []
         path = Path(record.path)
         kind = self.dataset.kind
-        is_h5 = path.is_file() and h5py.is_hdf5(path)
+        layout = hdf5_layout(path)
         if kind == kinds.TOMO_RAW:
-            if is_h5:
-                with h5py.File(path, "r") as f:
-                    if all(k in f for k in _DXCHANGE.values()):
-                        self._hdf5 = {**_DXCHANGE}
+            if layout is not None and all(k in layout for k in _DXCHANGE.values()):
+                self._hdf5 = {**_DXCHANGE}
             return ["data", "flats", "darks", "theta"]
         if kind == kinds.SAXS_RAW:
-            if is_h5:
-                with h5py.File(path, "r") as f:
-                    if kinds.raw_layout(kind).data in f:
-                        self._hdf5 = {"data": kinds.raw_layout(kind).data}
+            if layout is not None and kinds.raw_layout(kind).data in layout:
+                self._hdf5 = {"data": kinds.raw_layout(kind).data}
             return ["data"]
-        if record.format in ("hdf5", None) and is_h5:
-            names = _hdf5_arrays(path, record.key, MAX_EXTRA_ARRAYS)
+        if record.format in ("hdf5", None) and layout is not None:
+            names = _hdf5_arrays(layout, record.key, MAX_EXTRA_ARRAYS)
             if not names:
                 return []
             keys = ["data"] + [n.replace("/", ".") for n in names[1:]]
