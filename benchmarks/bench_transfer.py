@@ -212,7 +212,8 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-transfer-") as tmp:
         tmp = Path(tmp)
-        print(f"# {platform.python_version()} {platform.platform()} nproc={os.cpu_count()}"
+        print(f"# {platform.python_version()} {platform.platform()} nproc={os.cpu_count()} "
+              f"usable={len(os.sched_getaffinity(0))}"
               f" scratch={tmp} repeat={repeat} load={_load()}")
         src = tmp / "src"
         runners = {

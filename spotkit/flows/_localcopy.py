@@ -35,6 +35,7 @@ from ._suitcase import (
     default_workers,
     digest_file,
     sha256_file,
+    usable_cpus,
     verify_manifest,
 )
 
@@ -227,7 +228,7 @@ class LocalCopy(Mover):
         self.marker = marker
         self.drop_cache = drop_cache
         self.workers = workers or default_workers()
-        self.copy_slots = copy_slots or min(self.workers, max(2, os.cpu_count() or 1))
+        self.copy_slots = copy_slots or min(self.workers, max(2, usable_cpus()))
         self._copying = threading.BoundedSemaphore(self.copy_slots)
 
     def available(self) -> tuple[bool, str]:
