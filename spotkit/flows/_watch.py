@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spotkit import kinds
+
 __all__ = [
     "EXPECTED_DATASETS",
     "RAW_SUFFIXES",
@@ -40,10 +42,8 @@ RAW_SUFFIXES = (".h5", ".hdf5", ".nxs")
 SENTINEL_SUFFIX = ".done"  #: ``scan.h5.done`` marks ``scan.h5`` as finished
 #: datasets that must exist (and be readable) for a raw file of each kind to be complete, in
 #: spotkit's own HDF5 layouts (informational: the readers of :mod:`spotkit.io` decide)
-EXPECTED_DATASETS = {
-    "tomo/raw": ("exchange/data", "exchange/data_white", "exchange/data_dark", "exchange/theta"),
-    "saxs/raw": ("entry/data/data",),
-}
+EXPECTED_DATASETS = {kind: kinds.raw_layout(kind).required
+                     for kind in (kinds.TOMO_RAW, kinds.SAXS_RAW)}
 
 
 @dataclass(frozen=True)
