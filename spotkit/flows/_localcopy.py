@@ -177,11 +177,18 @@ def _drop_cache(fd: int) -> None:
 class LocalCopy(Mover):
     """Copy to a folder on a mounted file system (the default mover).
 
-    Each file is copied to a hidden partial name beside its final place, fsynced, then
-    re-read *at the destination* and checked against the manifest's size and sha256; only
-    then is it renamed to its final name (and the folder fsynced). A file already at its
-    final name with the right checksum is skipped, so re-running after a crash finishes
-    the job without copying twice. Source files are only read.
+    Each file is copied to a hidden partial name beside its final place (its writeback
+    started chunk by chunk as it is written), fsynced, its pages dropped, then re-read *from
+    the device* and every block checked against the manifest's block checks (CRC-32C or
+    CRC-32, computed in the same read as the sha256 of record; sha256 for manifests without
+    them); only then is it renamed to its final name (and the folder fsynced). A file
+    already at its final name with the right checksums is skipped, so re-running after a
+    crash finishes the job without copying twice. Source files are only read.
+
+    :meth:`transfer` copies the files of a manifest made earlier (the flow's path: the
+    checksums come from ingest); :meth:`pack` makes the manifest and the copy in one read
+    of each source file (the sha256 and block checks are computed from the very bytes
+    written, in a second thread beside the writer).
 
     Parameters
     ----------

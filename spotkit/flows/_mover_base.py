@@ -170,7 +170,8 @@ class Mover(ABC):
         """Re-read the files at ``dest`` (default :attr:`dest`): size and checksum per file.
 
         ``level`` is ``"sha256"`` (re-hash everything), ``"crc32"`` (the manifest's block
-        crc32s, where the mover can check them; otherwise sha256) or ``"size"``.
+        checks, CRC-32C or CRC-32, where the mover can check them; otherwise sha256) or
+        ``"size"``.
         """
 
     def manifest_path(self, manifest: Manifest) -> str:

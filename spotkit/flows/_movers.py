@@ -6,7 +6,8 @@ later without touching the flow:
 * ``available() -> (ok, reason)`` — is the destination there and writable (outage detection);
 * ``transfer(manifest, src_root, *, dest=None) -> TransferResult`` — copy, then verify;
 * ``verify(manifest, dest=None, *, level="sha256") -> list[Problem]`` — re-read what is at
-  the destination (``level="crc32"``: against the manifest's block crc32s, faster).
+  the destination (``level="crc32"``: against the manifest's block checks, CRC-32C or
+  CRC-32, read in parallel; much faster than a second sha256).
 
 Built-ins: :class:`LocalCopy` (default; any mounted file system), :class:`Rsync` (local or
 over ssh, push or pull) and :class:`Relay` (source -> relay -> destination, verified at each
