@@ -2,7 +2,8 @@
 
 The home directory is, in order of precedence, the ``home`` argument, the ``SPOTKIT_HOME``
 environment variable, or ``~/.spotkit``. The catalog is ``<home>/catalog.db`` unless
-``SPOTKIT_CATALOG`` names another file (or, later, a SQLAlchemy URL).
+``SPOTKIT_CATALOG`` names another file or a ``postgresql://`` URL (a catalog shared by a
+facility: see :func:`catalog_location`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["catalog_path", "spotkit_home"]
+__all__ = ["catalog_location", "catalog_path", "is_catalog_url", "spotkit_home"]
 
 
 def spotkit_home(home: str | os.PathLike | None = None, *, create: bool = True) -> Path:
@@ -34,8 +35,42 @@ def spotkit_home(home: str | os.PathLike | None = None, *, create: bool = True) 
     return path
 
 
+def is_catalog_url(location: str | os.PathLike) -> bool:
+    """Whether ``location`` is a database URL (``postgresql://...``) rather than a file."""
+    return isinstance(location, str) and "://" in location
+
+
+def catalog_location(home: str | os.PathLike | None = None) -> str | Path:
+    """Where the catalog is: a ``postgresql://`` URL from ``SPOTKIT_CATALOG``, or a file.
+
+    Parameters
+    ----------
+    home : path-like, optional
+        Explicit spotkit home; see :func:`spotkit_home`.
+
+    Returns
+    -------
+    str or pathlib.Path
+        The URL as given, or the path :func:`catalog_path` gives.
+
+    Examples
+    --------
+    >>> from unittest import mock
+    >>> with mock.patch.dict("os.environ", SPOTKIT_CATALOG="postgresql://spot@db/spotkit"):
+    ...     catalog_location()
+    'postgresql://spot@db/spotkit'
+    """
+    env = os.environ.get("SPOTKIT_CATALOG")
+    if env and home is None and is_catalog_url(env):
+        return env
+    return catalog_path(home)
+
+
 def catalog_path(home: str | os.PathLike | None = None) -> Path:
     """Return the path of the catalog database file.
+
+    A ``postgresql://`` URL in ``SPOTKIT_CATALOG`` is not a path: use
+    :func:`catalog_location`, which returns it as given.
 
     Nothing is created: :func:`spotkit.catalog.open_catalog` makes the file and its folder
     when it creates a catalog.
