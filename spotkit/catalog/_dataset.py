@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spotkit import kinds
 from spotkit.catalog._records import FileRecord, Run
 from spotkit.errors import CatalogError
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["Dataset", "Provenance"]
 
 #: HDF5 array of the primary data in raw files of each kind (used for intake export)
-RAW_KEYS = {"tomo/raw": "/exchange/data", "saxs/raw": "/entry/data/data"}
+RAW_KEYS = {kind: kinds.raw_layout(kind).key for kind in (kinds.TOMO_RAW, kinds.SAXS_RAW)}
 
 
 def _iso(value: _dt.datetime | None) -> str | None:
@@ -165,9 +166,9 @@ class Dataset:
         from spotkit import io
 
         record = self._data_file()
-        if self.kind == "tomo/raw":
+        if self.kind == kinds.TOMO_RAW:
             return io.open_tomo(record.path)["data"].data
-        if self.kind == "saxs/raw":
+        if self.kind == kinds.SAXS_RAW:
             return io.open_saxs(record.path).data
         self._check_array_format(record)
         return io.open_array(record.path, key=record.key)
@@ -187,9 +188,9 @@ class Dataset:
         from spotkit import io
 
         record = self._data_file()
-        if self.kind == "tomo/raw":
+        if self.kind == kinds.TOMO_RAW:
             return io.open_tomo(record.path)
-        if self.kind == "saxs/raw":
+        if self.kind == kinds.SAXS_RAW:
             return io.open_saxs(record.path)
         self._check_array_format(record)
         import xarray as xr
