@@ -405,8 +405,15 @@ class JobMonitor:
 
     @property
     def interval(self) -> float:
-        """Seconds between refreshes."""
+        """Seconds between refreshes (settable; the next wait uses the new value)."""
         return self.refresher.interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        seconds = float(seconds)
+        if not seconds > 0:
+            raise ValueError(f"refresh must be a positive number of seconds, not {seconds!r}")
+        self.refresher.interval = seconds
 
     @property
     def running(self) -> bool:
