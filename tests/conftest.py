@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+# one real PostgreSQL server for the whole test session (started on first use)
+from _postgres import postgres_server  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(autouse=True)

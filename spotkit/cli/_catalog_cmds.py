@@ -18,18 +18,21 @@ def _catalog(args, *, create: bool = False):
     return open_catalog(args.catalog, create=create)
 
 
-def _catalog_file(args) -> Path:
-    if args.catalog is not None:
-        return Path(args.catalog).expanduser()
-    from spotkit.config import catalog_path
+def _catalog_file(args) -> Path | None:
+    """The catalog's database file, or None for a database server's URL."""
+    from spotkit.config import catalog_location, is_catalog_url
 
-    return catalog_path()
+    location = args.catalog if args.catalog is not None else catalog_location()
+    if is_catalog_url(str(location)):
+        return None
+    return Path(location).expanduser()
 
 
 
 def cmd_ingest(args) -> int:
     db = _catalog_file(args)
-    missing = [p for p in (db, *db.parents) if not p.exists()]  # what opening will create
+    # what opening will create (nothing on a database server)
+    missing = [p for p in (db, *db.parents) if not p.exists()] if db is not None else []
     cat = _catalog(args, create=True)
     status, ingested = 0, 0
     try:

@@ -81,9 +81,9 @@ def _common_options(*, suppress: bool) -> _Parser:
     """--catalog, -v and -q; on sub-commands with SUPPRESS defaults so both orders work."""
     p = _Parser(add_help=False)
     default = argparse.SUPPRESS if suppress else None
-    p.add_argument("--catalog", default=default, metavar="PATH",
-                   help="catalog database file (default: $SPOTKIT_CATALOG or "
-                   "$SPOTKIT_HOME/catalog.db)")
+    p.add_argument("--catalog", default=default, metavar="PATH|URL",
+                   help="catalog database file or postgresql:// URL (default: "
+                   "$SPOTKIT_CATALOG or $SPOTKIT_HOME/catalog.db)")
     p.add_argument("-v", "--verbose", action="count",
                    default=argparse.SUPPRESS if suppress else 0,
                    help="more log output, and tracebacks of errors (-vv: debug)")

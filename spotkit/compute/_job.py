@@ -152,8 +152,8 @@ class Job:
             raise ValueError(f"run {run.id} was submitted to {run.target!r}, not to "
                              f"{target.name!r}")
         workdir = Path(run.output_notebook).parent if run.output_notebook else None
-        if workdir is None and catalog is not None and hasattr(catalog, "path"):
-            workdir = Path(catalog.path).parent / "runs" / run.id
+        if workdir is None and catalog is not None and hasattr(catalog, "home"):
+            workdir = catalog.home / "runs" / run.id
         if workdir is not None:
             target.adopt(run.job_id, workdir=workdir)
         return cls(run.job_id, target, run_id=run.id, catalog=catalog, workdir=workdir,

@@ -341,7 +341,7 @@ def submit(
                            parameters=params_json, target=target.name, versions=software_versions(),
                            state="queued", context=context)
     try:
-        workdir = (Path(cat.path).parent / "runs" / run_id).resolve()
+        workdir = (cat.home / "runs" / run_id).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         spec_path = workdir / JOB_SPEC
         spec = {
@@ -349,15 +349,18 @@ def submit(
             "run_id": run_id,
             "notebook": str(path),
             "dataset_id": ds.id,
-            "catalog": str(Path(cat.path).resolve()),
+            # a SQLite file is reached through the shared file system; a PostgreSQL
+            # catalog through its URL (the job registers its outcome over the network)
+            "catalog": (str(Path(cat.path).resolve()) if cat.backend == "sqlite"
+                        else cat.url),
             "parameters": params_json,
             "output_dir": str(workdir),
             "target": target.name,
             "cell_timeout": cell_timeout,
         }
         spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
-        mounts = (workdir, Path(cat.path).resolve().parent, path.parent,
-                  *{Path(f.path).parent for f in ds.files})
+        catalog_dir = (Path(cat.path).resolve().parent,) if cat.backend == "sqlite" else ()
+        mounts = (workdir, *catalog_dir, path.parent, *{Path(f.path).parent for f in ds.files})
         script = workdir / SCRIPT
         script.write_text(render_script(target=target, job_name=name, workdir=workdir,
                                         spec=spec_path, environment=environment, time=time,

@@ -514,11 +514,11 @@ def run_notebook(
                 f"not {notebook.name} on {ds.id}"
             )
         cat.begin_run(run_id, notebook_sha256=_sha256(notebook), versions=_versions())
-    out_dir = Path(output_dir) if output_dir else Path(cat.path).parent / "runs" / run_id
+    out_dir = Path(output_dir) if output_dir else cat.home / "runs" / run_id
     out_dir = out_dir.expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / f"{notebook.stem}-{run_id}.ipynb"
-    injected = {"dataset_id": ds.id, "catalog_path": str(cat.path), "output_dir": str(out_dir),
+    injected = {"dataset_id": ds.id, "catalog_path": cat.url, "output_dir": str(out_dir),
                 "run_id": run_id}
     injected = {k: v for k, v in injected.items() if k in declared}
     injected.update(parameters)

@@ -22,7 +22,7 @@ from spotkit.catalog import open_catalog
 from spotkit.errors import InputFileError
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from _postgres import dump_postgres, postgres_server  # noqa: F401 (a fixture)
+from _postgres import dump_postgres
 
 UTC = dt.UTC
 

@@ -21,7 +21,6 @@ from spotkit.catalog import SCHEMA_VERSION, open_catalog
 from spotkit.flows import Journal
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from _postgres import postgres_server  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

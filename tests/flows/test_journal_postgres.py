@@ -19,7 +19,6 @@ import pytest
 from spotkit.flows import FAULT_ENV, Journal, Manifest, verify_manifest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from _postgres import postgres_server  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebook]
 
