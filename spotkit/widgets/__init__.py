@@ -19,11 +19,18 @@ work without it.
 
 Examples
 --------
->>> import spotkit
->>> from spotkit.compute import Local
->>> from spotkit.widgets import JobMonitor
->>> job = spotkit.submit("tomo_quicklook", ds, target=Local())   # doctest: +SKIP
->>> JobMonitor([job], refresh=2)                                  # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> from spotkit.compute import Job, Local
+>>> from spotkit.widgets import JobMonitor, JobMonitorModel
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> script = folder / "hello.sh"
+>>> _ = script.write_text("echo hello")
+>>> target = Local(min_poll=0.05)
+>>> job = Job(target.submit_script(script, job_name="hello", workdir=folder), target)
+>>> _ = job.wait(timeout=60)
+>>> JobMonitorModel([job]).refresh()[0]["outcome"]
+'succeeded'
+>>> JobMonitor([job], refresh=2)        # the live table, shown in JupyterLab  # doctest: +SKIP
 """
 
 from spotkit.widgets._change_timeline import ChangeTimeline, ChangeTimelineModel
