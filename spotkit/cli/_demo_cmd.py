@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from spotkit import kinds
 from spotkit.cli._output import _out, _table
 from spotkit.errors import SpotkitError
 
@@ -72,10 +73,10 @@ def _change_summary(cat, report) -> None:
 
     truth = {name: kw.get("onset_frame") for name, kw in SAXS_SERIES}
     for ds in report.raw:
-        if ds.kind != "saxs/raw":
+        if ds.kind != kinds.SAXS_RAW:
             continue
         reports = [cat[o] for r in report.runs if r.dataset_id == ds.id for o in r.outputs
-                   if cat[o].kind == "saxs/change-report"]
+                   if cat[o].kind == kinds.SAXS_CHANGE_REPORT]
         if not reports:
             continue
         doc = json.loads(Path(reports[0].path).read_text())
