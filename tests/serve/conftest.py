@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tiled.server")
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from _postgres import postgres_server  # noqa: F401 (a fixture)
 
 
 @dataclass
@@ -43,7 +47,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_site(work: Path) -> tuple[object, dict[str, str]]:
+def build_site(work: Path, location: object) -> tuple[object, dict[str, str]]:
     """A catalog: proposal P-A (tomo scan, SAXS series with marks, volume, I(q), a product
     of an A and a B scan), proposal P-B (tomo scan, volume), one dataset with no proposal."""
     from spotkit.catalog import open_catalog
@@ -57,7 +61,7 @@ def build_site(work: Path) -> tuple[object, dict[str, str]]:
                        proposal=None)
     simulate_saxs_series(work / "s.h5", n_frames=6, onset_frame=3, seed=3, sample="film-a",
                          proposal="P-A")
-    cat = open_catalog(work / "catalog.db")
+    cat = open_catalog(location)
     a = cat.ingest(work / "a.h5")
     b = cat.ingest(work / "b.h5")
     n = cat.ingest(work / "n.h5")
@@ -87,16 +91,20 @@ def build_site(work: Path) -> tuple[object, dict[str, str]]:
     return cat, ids
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory):
-    """The running server, shared by the serve tests; torn down at the end."""
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def site(request, tmp_path_factory):
+    """The running server over a SQLite catalog, then over a PostgreSQL one (skipped, saying
+    why, where PostgreSQL is not installed); each shared by the serve tests."""
     import uvicorn
 
     from spotkit.serve import build_app, create_api_key, parse_config
     from spotkit.serve._app import redact_keys_in_logs
 
     work = tmp_path_factory.mktemp("serve")
-    cat, ids = build_site(work)
+    location: object = work / "catalog.db"
+    if request.param == "postgresql":
+        location = request.getfixturevalue("postgres_server").create_database()
+    cat, ids = build_site(work, location)
     config = parse_config({"staff": ["sam"], "users": {"ann": ["P-A"], "bob": ["P-B"],
                                                        "eve": []}},
                           work / "serve.yaml")
