@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,9 +15,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tiled.server")
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from _postgres import postgres_server  # noqa: F401 (a fixture)
 
 
 @dataclass
