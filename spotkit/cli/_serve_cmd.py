@@ -71,12 +71,13 @@ def cmd_serve(args) -> int:
     serve = _serve_module()
     config = serve.load_config(args.config)
     cat = _open(args)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not config.providers:
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
         import logging
 
         logging.getLogger("spotkit.cli").warning(
-            "serving on %s over plain HTTP: put a TLS proxy in front (https://) so API keys "
-            "do not cross the network in clear text", args.host)
+            "serving on %s over plain HTTP: put a TLS proxy (nginx, Caddy) in front and give "
+            "users its https:// URL, so that API keys never cross the network in clear text",
+            args.host)
     _out(f"spotkit serve: http://{args.host}:{args.port}/api  (catalog {cat.path}; "
          f"{len(config.staff)} staff, {len(config.users)} users). Ctrl-C stops it.")
     try:
