@@ -32,7 +32,7 @@ __all__ = ["SpotkitError", "__version__", "open_catalog", "run_notebook", "submi
 #: Subpackages loaded on first attribute access (``spotkit.widgets.JobMonitor``).
 SUBPACKAGES = frozenset({
     "backoff", "catalog", "change", "checksums", "cli", "compute", "config", "demo", "errors",
-    "flows", "io", "kinds", "pipelines", "runs", "scattering", "sim", "tomo", "widgets",
+    "flows", "io", "kinds", "pipelines", "runs", "scattering", "serve", "sim", "tomo", "widgets",
 })
 
 
@@ -48,19 +48,23 @@ def __dir__() -> list[str]:
 
 
 def open_catalog(path=None, **kwargs):
-    """Open the spotkit catalog (SQLite) at ``path`` or at the default location.
+    """Open the spotkit catalog: a SQLite file, a PostgreSQL database or a ``spotkit serve``.
 
     Parameters
     ----------
-    path : path-like, optional
-        Catalog database file; defaults to :func:`spotkit.config.catalog_path`.
+    path : path-like or str, optional
+        Catalog database file, a ``postgresql://`` URL, or the ``http(s)://.../api`` address
+        of a ``spotkit serve`` (read-only, through :func:`spotkit.serve.open_remote`; needs
+        ``pip install "spotkit[serve]"``). Defaults to ``$SPOTKIT_CATALOG`` or
+        :func:`spotkit.config.catalog_path`.
     **kwargs
         Passed to :func:`spotkit.catalog.open_catalog` (e.g. ``create=False`` to refuse a
-        catalog that does not exist yet).
+        catalog that does not exist yet), or to :func:`spotkit.serve.open_remote` for a
+        server (``api_key=...``).
 
     Returns
     -------
-    spotkit.catalog.Catalog
+    spotkit.catalog.Catalog or spotkit.serve.RemoteCatalog
 
     Examples
     --------
@@ -72,6 +76,10 @@ def open_catalog(path=None, **kwargs):
     >>> n
     0
     """
+    if isinstance(path, str) and path.startswith(("http://", "https://")):
+        from spotkit.serve import open_remote
+
+        return open_remote(path, **kwargs)
     from spotkit.catalog import open_catalog as _open
 
     return _open(path, **kwargs)

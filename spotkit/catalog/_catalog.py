@@ -218,6 +218,11 @@ def open_catalog(
         if not create:
             _require_tables(normalise_url(text))
         return Catalog(text, reader=reader)
+    if text.startswith(("http://", "https://")):
+        raise CatalogError(
+            f"{mask_url(text)} is a spotkit serve address, not a catalog database: open it "
+            "read-only with spotkit.open_catalog(url, api_key=...) (spotkit.serve.open_remote)"
+        )
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise CatalogError(

@@ -15,6 +15,8 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from spotkit.errors import CatalogError
+
 __all__ = ["RemoteCatalog", "RemoteDataset", "RemoteSearchResult", "open_remote"]
 
 _FIELDS = ("beamline", "sample", "proposal", "kind", "status")
@@ -286,6 +288,18 @@ def open_remote(uri: str, *, api_key: str | None = None, verify: bool = True,
     headers = dict(kwargs.pop("headers", None) or {})
     if not compression:
         headers["accept-encoding"] = "identity"
-    client = from_uri(uri, structure_clients="numpy", api_key=key, verify=verify,
-                      remember_me=False, headers=headers, **kwargs)
+    import httpx
+
+    try:
+        client = from_uri(uri, structure_clients="numpy", api_key=key, verify=verify,
+                          remember_me=False, headers=headers, **kwargs)
+    except httpx.HTTPStatusError as exc:
+        status = exc.response.status_code
+        why = ("it refused the API key (give api_key=... or set SPOTKIT_API_KEY)"
+               if status in (401, 403) else f"it answered HTTP {status}")
+        raise CatalogError(f"cannot open the spotkit serve catalog at {uri}: {why}") from exc
+    except httpx.TransportError as exc:
+        raise CatalogError(
+            f"cannot reach a spotkit serve at {uri} ({exc}); check the address and that "
+            "the server is running (spotkit serve --config serve.yaml)") from exc
     return RemoteCatalog(client, uri)

@@ -10,7 +10,7 @@ import pytest
 from tiled.client import from_uri
 from tiled.queries import Comparison, Contains, Eq, FullText, In
 
-from spotkit.errors import DatasetNotFoundError
+from spotkit.errors import CatalogError, DatasetNotFoundError
 from spotkit.serve import open_remote
 
 
@@ -98,5 +98,18 @@ def test_spotkit_remote_catalog(site):
 def test_remote_catalog_refuses_bad_urls_and_keys(site):
     with pytest.raises(ValueError, match="http"):
         open_remote("ftp://example.org/api")
-    with pytest.raises(Exception, match=r"401|Invalid API key|nauthori"):
+    with pytest.raises(CatalogError, match=r"refused the API key"):
         open_remote(site.url, api_key="0" * 72)
+
+
+def test_spotkit_open_catalog_takes_a_serve_address(site):
+    """spotkit.open_catalog(url) is the one entry point: a server's address opens it
+    read-only; spotkit.catalog.open_catalog (the data layer) says where to go instead."""
+    import spotkit
+    from spotkit.catalog import open_catalog as open_database
+
+    cat = spotkit.open_catalog(site.url, api_key=site.keys["ann"])
+    assert site.ids["a"] in cat
+    assert site.ids["b"] not in cat
+    with pytest.raises(CatalogError, match=r"spotkit serve address.*open_catalog\(url, api_key"):
+        open_database(site.url)
