@@ -28,13 +28,19 @@ time measured in the same repeat (robust to load that drifts between repeats). T
 average is printed with each block: on a shared machine re-run when it is above ~1.
 MB = 10**6 bytes. Peak scratch space: twice the largest set (~4 GB).
 
-Configurations (times on the 2-core reference machine, quiet):
+Configurations (wall times measured 2026-12-04 on 2 CPUs):
 
-    python benchmarks/bench_transfer.py --quick --dir /work     # ~3 min: floor, cp + fsync,
-                                                               # both spotkit paths, repeat 3
-    python benchmarks/bench_transfer.py --dir /work             # ~10 min: every method,
-                                                               # repeat 5
-    python benchmarks/bench_transfer.py --sets "4 x 500 MB" --repeat 3 --json out.json
+    python benchmarks/bench_transfer.py --quick --dir /work
+        floor, cp + fsync and both spotkit paths, both sets, cold and warm, repeat 3:
+        ~2.7 min on a quiet machine (160 s); 3-4 min on the shared 2-core reference machine
+        at load 4-6 (180-214 s), 7 min at load 7-10
+    python benchmarks/bench_transfer.py --quick --repeat 5 --dir /work
+        the same with 5 repeats: ~5 min quiet (298 s)
+    python benchmarks/bench_transfer.py --dir /work
+        the full run, every method (incl. sha256sum at ~0.35 GB/s), repeat 5: ~10 min on the
+        reference machine at load 3-6 (589 s)
+    python benchmarks/bench_transfer.py --sets "4 x 500 MB" --caches warm --json out.json
+        one cell, e.g. while profiling
 
 Target (issue 13): spotkit's verified transfer >= 0.9 of the floor, cold and warm.
 """
