@@ -93,13 +93,13 @@ class _ActionSteps(_WatcherBase):
                                context=self._context(item, action))
             run_id, outputs = res.run_id, [o.id for o in res.outputs]
         else:
-            import spotkit
+            from spotkit.compute import submit
 
             try:
-                job = spotkit.submit(action.notebook_path, ds.id,
-                                     target=self.rules.target(action.target),
-                                     parameters=dict(action.parameters), catalog=self.catalog,
-                                     context=self._context(item, action))
+                job = submit(action.notebook_path, ds.id,
+                             target=self.rules.target(action.target),
+                             parameters=dict(action.parameters), catalog=self.catalog,
+                             context=self._context(item, action))
             except SubmitError as exc:
                 raise _Outage(f"target {action.target}: {exc}") from exc
             self._fault("run.started")
