@@ -16,9 +16,9 @@ logger = logging.getLogger("spotkit.flows._flow")
 #: the watcher (its parent) from inside a running cell; the watcher never fires it itself.
 FAULT_ENV = "SPOTKIT_FAULT_AT"
 FAULT_POINTS = (
-    "discover.after", "ingest.before", "ingest.after", "manifest.after", "transfer.before",
-    "transfer.after", "verify.after", "run.before", "run.started", "run.notebook", "run.after",
-    "done.before", "done.after",
+    "discover.after", "ingest.before", "stage.after", "ingest.after", "manifest.after",
+    "transfer.before", "transfer.placed", "transfer.after", "verify.after", "run.before",
+    "run.started", "run.notebook", "run.after", "done.before", "done.after",
 )
 
 

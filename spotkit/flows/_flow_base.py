@@ -154,6 +154,7 @@ class _WatcherBase:
             if park and step is not None:
                 self.journal.finish_step(item.key, step, state="parked", error=text)
             if park:
+                self.mover.discard_staged(item.key)  # staged copies are not kept for it
                 report.parked[str(item.path)] = text
                 self._log(logging.ERROR, "parked", item, step=step, attempts=attempts,
                           error=text)

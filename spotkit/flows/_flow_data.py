@@ -68,6 +68,7 @@ class _DataSteps(_WatcherBase):
                                      result={"dataset_id": ds.id, "quarantined": True})
             self.journal.record_failure(item.key, f"quarantined: {reason}", park=True)
             self.journal.release(item.key)
+            self.mover.discard_staged(item.key)  # a file staged before another failed
         except CatalogError as exc:
             report.outages.append(f"quarantining {item.path}: {exc}")
             return
@@ -88,29 +89,51 @@ class _DataSteps(_WatcherBase):
 
     def _hasher(self, item: Item):
         """The catalog's checksum at ingest, computing the manifest's block checksums in the
-        same read (kept for the manifest step: each source file is read once for both)."""
+        same read (kept for the manifest step: each source file is read once for both).
+
+        With a mover that can stage (a LocalCopy to a mounted warehouse), that same read
+        also writes the copy into the warehouse's staging folder for this dataset
+        (:meth:`LocalCopy.stage`): the transfer then only checks it, re-read from the
+        device, and renames it into place. ``staged`` (returned) says whether any was.
+        """
         from spotkit import checksums
 
         cache = self._digests.setdefault(item.key, {})
+        staged: list[str] = []
+        stage = bool(getattr(self.mover, "can_stage", False)) and self.mover.available()[0]
 
         def hasher(path):
+            nonlocal stage
             path = Path(path)
             if path.is_dir():
                 return checksums.checksum(path)  # a folder's tree hash (files hashed later)
             before = path.stat()
+            if stage:
+                try:
+                    size, mtime_ns, sha, crcs, kind = self.mover.stage(item.key, path)
+                except TransferError as exc:  # the warehouse's problem, not the file's
+                    stage = False
+                    self._log(logging.WARNING, "stage-failed", item, error=str(exc))
+                else:
+                    if (size, mtime_ns) == (before.st_size, before.st_mtime_ns):
+                        cache[os.path.abspath(path)] = (size, mtime_ns, sha, crcs, kind)
+                        staged.append(str(path))
+                    self._fault("stage.after")
+                    return size, sha
             sha, crcs = checksums.digest_file(path)
             after = path.stat()
             if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
                 cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
             return after.st_size, sha
 
-        return hasher
+        return hasher, staged
 
     def _ingest(self, item: Item):
         def do():
             self._fault("ingest.before")
+            hasher, staged = self._hasher(item)
             try:
-                ds = self.catalog.ingest(item.path, hasher=self._hasher(item))
+                ds = self.catalog.ingest(item.path, hasher=hasher)
             except InputFileError as exc:
                 raise _Quarantined(str(exc)) from exc
             previous = item.dataset_id
@@ -119,7 +142,7 @@ class _DataSteps(_WatcherBase):
             if previous and previous != ds.id:
                 self._set_aside(previous, "superseded", f"read again as {ds.id}")
             self._fault("ingest.after")
-            return {"dataset_id": ds.id}, item.size
+            return {"dataset_id": ds.id, "staged": len(staged)}, item.size
 
         result = self._step(item, "ingested", do)
         return self.catalog[result["dataset_id"]]
@@ -174,8 +197,14 @@ class _DataSteps(_WatcherBase):
             if not ok:
                 raise _Outage(f"warehouse {self.mover!r} unavailable: {why}")
             self._fault("transfer.before")
+            ingested = self.journal.step(item.key, "ingested")
+            staged = bool(ingested and ingested.result and ingested.result.get("staged"))
             try:
-                res = self.mover.transfer(man, src_root)
+                if staged:  # the copies made at ingest: checked, then renamed into place
+                    res = self.mover.transfer_staged(
+                        man, src_root, item.key, placed=lambda rel: self._fault("transfer.placed"))
+                else:
+                    res = self.mover.transfer(man, src_root)
             except TransferError as exc:
                 if exc.transient:
                     raise _Outage(f"transfer to {self.mover!r}: {exc}") from exc
@@ -202,6 +231,7 @@ class _DataSteps(_WatcherBase):
                     dest=str(self.mover.dest), reason="verification failed", transient=True)
             copy = self.mover.store_manifest(man)  # the suitcase travels with the data
             replicas = self._record_replicas(ds, man)
+            self.mover.discard_staged(item.key)  # what was staged is in place (or not used)
             self._fault("verify.after")
             return ({"manifest_id": man.id, "files": len(man.files), "level": level,
                      "manifest_copy": copy, "location": self.mover.location,

@@ -9,6 +9,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from spotkit.errors import TransferError
 
 from ._mover_base import (
     COPY_CHUNK,
+    PARTIAL_SUFFIX,
+    STAGING_PREFIX,
     Mover,
     TransferResult,
     _os_error,
@@ -174,6 +177,13 @@ def _drop_cache(fd: int) -> None:
             pass
 
 
+def _staged_name(src) -> str:
+    """The staging file name of a source file: a hash of its absolute path (its name kept
+    at the end for people looking)."""
+    path = os.path.abspath(src)
+    return f"{hashlib.sha256(path.encode()).hexdigest()[:24]}-{os.path.basename(path)}"
+
+
 class LocalCopy(Mover):
     """Copy to a folder on a mounted file system (the default mover).
 
@@ -250,7 +260,13 @@ class LocalCopy(Mover):
         return verify_manifest(manifest, self.dest if dest is None else dest, level=level,
                                workers=self.workers)
 
-    def transfer(self, manifest: Manifest, src_root, *, dest=None) -> TransferResult:
+    def transfer_staged(self, manifest: Manifest, src_root, key: str,
+                        placed=None) -> TransferResult:
+        """:meth:`transfer` with ``stage_key=key`` (``placed(rel)`` after each rename)."""
+        return self.transfer(manifest, src_root, stage_key=key, placed=placed)
+
+    def transfer(self, manifest: Manifest, src_root, *, dest=None,
+                 stage_key: str | None = None, placed=None) -> TransferResult:
         """Copy, verify at the destination, then rename each file into place.
 
         Parameters
@@ -261,6 +277,15 @@ class LocalCopy(Mover):
             Where the files are now (the manifest's paths are relative to it).
         dest : path-like, optional
             Destination folder (default: ``dest_root``).
+        stage_key : str, optional
+            The key files were staged under by :meth:`stage` (the flow's ingest): a file's
+            staged copy is fsynced, its blocks re-read from the device and checked against
+            the manifest, and it is renamed into place instead of copied again; a staged
+            copy that is missing or does not verify is dropped and the file copied from
+            the source as usual. The staging folder stays until :meth:`discard_staged`.
+        placed : callable, optional
+            ``placed(relative path)`` after each staged copy got its final name (the
+            flow's fault point).
 
         Returns
         -------
@@ -282,11 +307,19 @@ class LocalCopy(Mover):
                                 reason="unavailable", transient=True)
         t0 = time.perf_counter()
 
+        staging = None if stage_key is None or dest != self.dest else self.staging_dir(stage_key)
+
         def one(entry):
             final = dest / entry.path
             if self._already_there(final, entry):
                 return "skipped"
-            self._copy_one(src_root / entry.path, final, entry, dest)
+            src = src_root / entry.path
+            if staging is not None and self._place_staged(staging / _staged_name(src), src,
+                                                          final, entry, dest):
+                if placed is not None:
+                    placed(entry.path)
+                return "copied"
+            self._copy_one(src, final, entry, dest)
             return "copied"
 
         outcomes = self._in_pool(one, manifest.files, dest, [e.path for e in manifest.files])
@@ -454,6 +487,128 @@ class LocalCopy(Mover):
         finally:
             os.close(src_fd)
         return entry, "copied"
+
+    # -- staging: the flow's ingest copies while it hashes -------------------------------
+
+    #: this mover can stage a copy while the flow's ingest hashes (see :meth:`stage`)
+    can_stage = True
+
+    def staging_dir(self, key: str) -> Path:
+        """The hidden folder of the warehouse where the files staged under ``key`` wait."""
+        return self.dest / f"{STAGING_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+    def stage(self, key: str, src) -> tuple[int, int, str, tuple[int, ...], str]:
+        """Copy one source file into the staging folder of ``key`` in one read, hashing it.
+
+        The flow's ingest calls this as the catalog's hasher: each block of the source is
+        read once, written to a hidden staging file in the warehouse (its writeback started
+        at once) and block-checked while a second thread adds it to the sha256 of record.
+        The copy is not at any final path; :meth:`transfer` with ``stage_key=key`` checks it
+        against the manifest (re-read from the device) and renames it into place. A staged
+        file is written under a partial name and renamed when complete, so one that exists
+        is whole (and is still verified before use). The source is only read.
+
+        Parameters
+        ----------
+        key : str
+            What the staged files belong to (the flow's journal key of the dataset).
+        src : path-like
+            A regular source file.
+
+        Returns
+        -------
+        (size, mtime_ns, sha256, block checks, block check kind)
+            Of the bytes read. When the source changed while it was read, nothing is kept
+            staged (the values are still those of the bytes read).
+
+        Raises
+        ------
+        OSError
+            The source cannot be read (as a plain hash would).
+        TransferError
+            The staging copy cannot be written (disk full, unavailable...): hash instead.
+        """
+        src = Path(src)
+        src_fd = os.open(src, os.O_RDONLY)  # OSError: the source's, as a plain hash's
+        staging = self.staging_dir(key)
+        staged = staging / _staged_name(src)
+        # unique: a watcher that lost its lease may still be staging the same file
+        partial = staging / f".{staged.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+        kept = False
+        try:
+            before = os.fstat(src_fd)
+            kind = DEFAULT_BLOCK_CHECK
+            try:
+                staging.mkdir(parents=True, exist_ok=True)
+                dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    with self._copying:
+                        sha, crcs, _ = _copy_hashing_data(
+                            src_fd, dst_fd, block_size=BLOCK_SIZE, kind=kind,
+                            progress=_Progress(src.name, before.st_size))
+                finally:
+                    os.close(dst_fd)
+            except _SourceUnreadable as exc:
+                raise exc.args[0] from None
+            except OSError as exc:
+                raise _os_error(exc, dest=staging, path=src.name, what="stage") from None
+            after = os.fstat(src_fd)
+            unchanged = ((after.st_size, after.st_mtime_ns)
+                         == (before.st_size, before.st_mtime_ns))
+            if unchanged:
+                try:
+                    os.replace(partial, staged)
+                    kept = True
+                except OSError as exc:
+                    raise _os_error(exc, dest=staging, path=src.name, what="stage") from None
+            return after.st_size, after.st_mtime_ns, sha, crcs, kind
+        finally:
+            if not kept:
+                partial.unlink(missing_ok=True)
+            os.close(src_fd)
+
+    def discard_staged(self, key: str) -> None:
+        """Remove the staging folder of ``key`` (after its transfer, or when it is given up)."""
+        shutil.rmtree(self.staging_dir(key), ignore_errors=True)
+
+    def _place_staged(self, staged: Path, src: Path, final: Path, entry, dest: Path) -> bool:
+        """Verify a staged copy from the device and rename it to its final name.
+
+        False (and the staged copy dropped) when it is missing or does not match the
+        manifest: the caller copies from the source instead. Never leaves a partial file at
+        ``final``: the rename is the only step that makes the copy visible there.
+        """
+        try:
+            fd = os.open(staged, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _os_error(exc, dest=dest, path=entry.path, what="read the staged copy") from None
+        try:
+            os.fsync(fd)  # staged during ingest: make it durable, then read it from the device
+            if self.drop_cache:
+                _drop_cache(fd)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            raise _os_error(exc, dest=dest, path=entry.path, what="write") from None
+        finally:
+            os.close(fd)
+        problem = check_file(staged, entry, level="crc32", workers=self.workers)
+        if problem is not None:
+            log.warning("staged copy of %s does not match the manifest (%s): copying it "
+                        "from the source again", entry.path, problem)
+            staged.unlink(missing_ok=True)
+            return False
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copystat(src, staged)
+            os.replace(staged, final)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:  # staging on another file system: copy as usual
+                staged.unlink(missing_ok=True)
+                return False
+            raise _os_error(exc, dest=dest, path=entry.path, what="rename") from None
+        return True
 
     def _already_there(self, final: Path, entry) -> bool:
         try:

@@ -28,6 +28,8 @@ log = logging.getLogger("spotkit.flows._movers")
 
 COPY_CHUNK = 16 * 2**20
 PARTIAL_SUFFIX = ".spotkit-part"
+#: hidden folders of a warehouse where the flow's ingest stages copies (see LocalCopy.stage)
+STAGING_PREFIX = ".spotkit-stage-"
 MANIFEST_SUFFIX = ".spotkit-manifest.json"
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -147,6 +149,29 @@ class Mover(ABC):
         if getattr(self, "_remote_dest", False) and ssh:
             return f"{ssh}:{posixpath.join(base, rel)}"
         return posixpath.join(base, rel) if base.startswith("/") else str(Path(base) / rel)
+
+    #: whether :meth:`stage` can copy a file while the flow's ingest hashes it (LocalCopy);
+    #: movers that cannot (over ssh, through a relay) copy at :meth:`transfer` as before
+    can_stage = False
+
+    def stage(self, key: str, src) -> tuple[int, int, str, tuple[int, ...], str]:
+        """Copy ``src`` into a staging area of the destination while hashing it, in one read.
+
+        Only for movers with :attr:`can_stage`; see :meth:`LocalCopy.stage`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot stage files")
+
+    def transfer_staged(self, manifest: Manifest, src_root, key: str,
+                        placed=None) -> TransferResult:
+        """:meth:`transfer` using the copies staged under ``key`` where they verify.
+
+        The default (movers that cannot stage) is a plain :meth:`transfer`.
+        """
+        return self.transfer(manifest, src_root)
+
+    def discard_staged(self, key: str) -> None:
+        """Remove what was staged under ``key`` (nothing for movers that cannot stage)."""
+        return None
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:

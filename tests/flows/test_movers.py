@@ -611,3 +611,95 @@ def test_pack_names_a_source_read_error_and_keeps_nothing(big, tmp_path, monkeyp
         LocalCopy(dest).pack(["big.raw"], root=root, read_file_metadata=False)
     assert info.value.reason == "source unreadable"
     assert list(dest.iterdir()) == []
+
+
+# -- staging: the flow's ingest copies while it hashes -------------------------------------
+
+
+def _stage_all(mover, root, man, key="k"):
+    got = {}
+    for f in man.files:
+        size, _, sha, crcs, kind = mover.stage(key, root / f.path)
+        got[f.path] = (size, sha, crcs, kind)
+    return got
+
+
+def test_staged_copies_are_checked_then_renamed_into_place(src, tmp_path, monkeypatch):
+    root, man = src
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    mover = LocalCopy(dest)
+    got = _stage_all(mover, root, man)
+    for f in man.files:  # the checksums of record and block checks come from the copy's read
+        assert got[f.path] == (f.size, f.sha256, f.crc32, f.crc32_kind)
+    assert mover.staging_dir("k").is_dir()
+    assert not (dest / "scan7").exists()
+    monkeypatch.setattr(_localcopy.LocalCopy, "_copy_one",
+                        lambda *a: pytest.fail("the source was read again"))
+    placed = []
+    before = {p: p.stat().st_mtime for p in root.rglob("*") if p.is_file()}
+    res = mover.transfer_staged(man, root, "k", placed=placed.append)
+    assert sorted(res.copied) == sorted(placed) == sorted(f.path for f in man.files)
+    assert verify_manifest(man, dest) == []
+    assert {p: p.stat().st_mtime for p in root.rglob("*") if p.is_file()} == before
+    assert (dest / "scan7" / "scan7.raw").stat().st_mtime == pytest.approx(
+        (root / "scan7" / "scan7.raw").stat().st_mtime)
+    assert not any(p.is_file() for p in mover.staging_dir("k").rglob("*"))
+    mover.discard_staged("k")
+    assert sorted(p.name for p in dest.iterdir()) == ["scan7"]
+    assert not _partials(dest)
+
+
+def test_a_damaged_or_missing_staged_copy_is_never_used(src, tmp_path, caplog):
+    root, man = src
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    mover = LocalCopy(dest)
+    _stage_all(mover, root, man)
+    staging = mover.staging_dir("k")
+    raw = next(p for p in staging.iterdir() if p.name.endswith("scan7.raw"))
+    with open(raw, "r+b") as f:  # one bad byte in the middle (a torn write, a bad disk)
+        f.seek(1_500_000)
+        f.write(b"\xff")
+    next(p for p in staging.iterdir() if p.name.endswith("flat.bin")).unlink()
+    # a crashed ingest's partial staging file is not a staged copy
+    (staging / f".x{_movers.PARTIAL_SUFFIX}").write_bytes(b"half")
+    res = mover.transfer_staged(man, root, "k")
+    assert sorted(res.copied) == sorted(f.path for f in man.files)
+    assert verify_manifest(man, dest) == []  # the bad copy was replaced from the source
+    assert "does not match the manifest" in caplog.text
+    mover.discard_staged("k")
+    assert not staging.exists()
+
+
+def test_a_changed_source_is_not_kept_staged(tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    root.mkdir()
+    f = root / "a.raw"
+    f.write_bytes(os.urandom(3 * 2**20))
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    mover = LocalCopy(dest)
+    real = _localcopy._copy_hashing_data
+
+    def grow(src_fd, dst_fd, **kw):
+        out = real(src_fd, dst_fd, **kw)
+        with open(f, "ab") as g:  # still being written by the detector
+            g.write(b"more")
+        return out
+
+    monkeypatch.setattr(_localcopy, "_copy_hashing_data", grow)
+    mover.stage("k", f)
+    assert not any(mover.staging_dir("k").iterdir())
+
+
+def test_staging_to_a_full_warehouse_says_so_and_keeps_nothing(src, mount_tmpfs):
+    root, _ = src
+    dest = mount_tmpfs("full", "1m")
+    mover = LocalCopy(dest)
+    with pytest.raises(TransferError, match="disk full") as info:
+        mover.stage("k", root / "scan7" / "scan7.raw")
+    assert info.value.transient
+    assert not any(p.is_file() for p in dest.rglob("*"))
+    with pytest.raises(FileNotFoundError):  # the source's own error, as a plain hash
+        mover.stage("k", root / "nope.raw")

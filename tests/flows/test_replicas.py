@@ -228,11 +228,12 @@ def test_retry_runs_a_parked_item_again_and_keeps_done_steps(flow_env):
     watcher.close()
 
 
-def test_ingest_and_manifest_read_each_source_file_once(flow_env, monkeypatch):
-    """The catalog's sha256 and the manifest's block crc32s come from one read."""
+def test_ingest_manifest_and_transfer_read_each_source_file_once(flow_env, monkeypatch):
+    """The catalog's sha256, the manifest's block checks and the warehouse copy come from one
+    read of each source file: ingest stages the copy, transfer checks it and renames it."""
     from spotkit import checksums
     from spotkit.catalog import _ingest
-    from spotkit.flows import _suitcase
+    from spotkit.flows import _localcopy, _suitcase
     from spotkit.flows._flow import PassReport
     from spotkit.sim import simulate_saxs_series
 
@@ -240,15 +241,25 @@ def test_ingest_and_manifest_read_each_source_file_once(flow_env, monkeypatch):
     simulate_saxs_series(env["inbox"] / "s.h5", n_frames=2, shape=(24, 24),
                          module_shape=None, seed=2)
     reads = Counter()
-    real = _suitcase.digest_file
+    real_stage = _localcopy.LocalCopy.stage
 
     def counting(path, **kw):
-        reads[Path(path).name] += 1
-        return real(path, **kw)
+        reads["hash " + Path(path).name] += 1
+        return checksums.sha256_file(path), ()
+
+    def staging(self, key, path):
+        reads["stage " + Path(path).name] += 1
+        return real_stage(self, key, path)
+
+    def copying(self, src, *a):
+        reads["copy " + Path(src).name] += 1
+        pytest.fail(f"the transfer read the source again: {src}")
 
     monkeypatch.setattr(_suitcase, "digest_file", counting)
     monkeypatch.setattr(checksums, "digest_file", counting)
     monkeypatch.setattr(_ingest, "checksum", lambda p: pytest.fail(f"hashed again: {p}"))
+    monkeypatch.setattr(_localcopy.LocalCopy, "stage", staging)
+    monkeypatch.setattr(_localcopy.LocalCopy, "_copy_one", copying)
     rules = _saxs_rules(env["root"] / "r.yaml", env["notebook"])
     watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=rules,
                       warehouse=env["warehouse"], settle=0)
@@ -256,10 +267,48 @@ def test_ingest_and_manifest_read_each_source_file_once(flow_env, monkeypatch):
     watcher._discover(report)
     (item,) = watcher.journal.items()
     assert watcher._prepare(item, report) is not None, report
+    assert watcher.journal.step(item.key, "ingested").result["staged"] == 2
+    assert watcher.journal.step(item.key, "transferred").result["copied"] == ["s.h5", "s.poni"]
     watcher.close()
-    assert reads == Counter({"s.h5": 1, "s.poni": 1})
+    assert reads == Counter({"stage s.h5": 1, "stage s.poni": 1})
     man = Manifest.read(next(env["warehouse"].glob("*.spotkit-manifest.json")))
     assert man.file_metadata["s.h5"]["kind"] == "saxs/raw"
+    assert verify_manifest(man, env["warehouse"]) == []
+    assert verify_manifest(man, env["inbox"]) == []  # the raw data untouched
+    # nothing staged is left: the warehouse holds the data and its manifest only
+    assert sorted(p.name for p in env["warehouse"].iterdir()) == [
+        "s.h5", "s.poni", "s.spotkit-manifest.json"]
+
+
+def test_without_a_staging_warehouse_ingest_hashes_and_transfer_copies(flow_env, monkeypatch):
+    """A warehouse that cannot take the staged copy at ingest (here: not mounted yet) costs
+    a second read at transfer, nothing else; so does a staging copy that fails."""
+    from spotkit.flows import LocalCopy, _localcopy
+    from spotkit.flows._flow import PassReport
+    from spotkit.sim import simulate_saxs_series
+
+    env = flow_env
+    simulate_saxs_series(env["inbox"] / "s.h5", n_frames=2, shape=(24, 24),
+                         module_shape=None, seed=2)
+
+    def full(self, key, path):
+        raise _localcopy.TransferError("cannot stage: disk full", reason="disk full",
+                                       transient=True)
+
+    monkeypatch.setattr(_localcopy.LocalCopy, "stage", full)
+    rules = _saxs_rules(env["root"] / "r.yaml", env["notebook"])
+    watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=rules,
+                      warehouse=LocalCopy(env["warehouse"]), settle=0)
+    report = PassReport()
+    watcher._discover(report)
+    (item,) = watcher.journal.items()
+    assert watcher._prepare(item, report) is not None, report
+    assert watcher.journal.step(item.key, "ingested").result["staged"] == 0
+    watcher.close()
+    man = Manifest.read(next(env["warehouse"].glob("*.spotkit-manifest.json")))
+    assert verify_manifest(man, env["warehouse"]) == []
+    assert sorted(p.name for p in env["warehouse"].iterdir()) == [
+        "s.h5", "s.poni", "s.spotkit-manifest.json"]
 
 
 def test_known_checksums_are_used_only_while_the_file_is_unchanged(tmp_path):
