@@ -16,6 +16,10 @@ derived datasets, frame marks), so it serves a SQLite or a PostgreSQL catalog al
   in Tiled's authentication database (stored as SHA-256 hashes).
 * :func:`open_remote` — the read-only client a notebook uses
   (``spotkit.open_catalog("https://host/api", api_key=...)``).
+* :class:`FederatedCatalog` — the local catalog plus read-only mounts (another
+  ``spotkit serve``, a plain Tiled server, an intake catalog) searched in one call; each
+  :class:`Hit` names its source. ``serve.yaml`` can declare mounts that the server shows as
+  read-only nodes beside the local datasets.
 
 Needs the ``serve`` extra: ``pip install "spotkit[serve]"``.
 """
@@ -44,17 +48,26 @@ _WHERE = {
     "create_api_key": "_keys", "init_auth_database": "_keys", "list_api_keys": "_keys",
     "revoke_api_keys": "_keys",
     "ProposalAccessPolicy": "_policy",
+    "FederatedCatalog": "_federation", "FederatedResult": "_federation",
+    "FederationError": "_federation", "Hit": "_federation", "IntakeMount": "_federation",
+    "TiledMount": "_federation",
 }
 
 __all__ = [
     "CatalogAdapter",
     "DatasetAdapter",
+    "FederatedCatalog",
+    "FederatedResult",
+    "FederationError",
     "HDF5ArrayAdapter",
+    "Hit",
+    "IntakeMount",
     "ProposalAccessPolicy",
     "RemoteCatalog",
     "RemoteDataset",
     "ServeConfig",
     "ServeConfigError",
+    "TiledMount",
     "build_app",
     "create_api_key",
     "default_auth_database",
@@ -72,6 +85,14 @@ if TYPE_CHECKING:
     from spotkit.serve._app import build_app, default_auth_database, serve
     from spotkit.serve._client import RemoteCatalog, RemoteDataset, open_remote
     from spotkit.serve._config import ServeConfig, ServeConfigError, load_config, parse_config
+    from spotkit.serve._federation import (
+        FederatedCatalog,
+        FederatedResult,
+        FederationError,
+        Hit,
+        IntakeMount,
+        TiledMount,
+    )
     from spotkit.serve._keys import (
         create_api_key,
         init_auth_database,
