@@ -12,10 +12,11 @@ through ``spotkit.io``, sha256 of the file, one write transaction) into a fresh 
    same file is ingested by several processes at the same moment (idempotency under
    concurrency).
 
-Worker processes (``spawn``) import spotkit, open the catalog and read one file's metadata
-(the readers' imports; nothing is written) first, then wait at a barrier; the clock runs from the barrier until the last worker is done. Throughput is
-catalogued datasets per second (and ``ingest`` calls per second), with the ratio to the
-single process.
+Worker processes (``spawn``) import spotkit, open the catalog and read one file's
+metadata (the readers' imports; nothing is written) first, then wait at a barrier; the
+clock runs from the barrier until the last worker is done. Throughput is catalogued
+datasets per second (and ``ingest`` calls per second), with the ratio to the single
+process.
 
 Each run is checked: the number of datasets equals the number of distinct files; no path
 has two file rows or two datasets; dataset ids are unique; every file is catalogued with
@@ -24,7 +25,7 @@ that file's one dataset; no ingest call failed (a failure is counted and shown, 
 
 PostgreSQL: a throw-away server from ``tests/_postgres.py`` (initdb in a temporary
 folder, free port; ``fsync=off``, as in the tests) unless ``--pg-url`` names a server
-(each run then creates and drops its own database there, so that URL needs CREATEDB).
+(each run then creates its own database there and drops it afterwards: CREATEDB needed).
 SQLite: a WAL catalog file in a temporary folder on the local disk.
 
 Runtime on a 2-core machine: about 1-2 minutes with the defaults (480 files, overlap 8:
@@ -160,8 +161,10 @@ def check(url: str, files: list[Path], digests: dict[str, str], reports: list) -
     }
 
 
-def bench_backend(name: str, new_catalog, files: list[Path], digests, args) -> list[dict]:
-    """The three scenarios on fresh catalogs made by ``new_catalog()`` (returns a URL)."""
+def bench_backend(name: str, new_catalog, drop_catalog, files: list[Path], digests,
+                  args) -> list[dict]:
+    """The three scenarios on fresh catalogs made by ``new_catalog()`` (returns a URL),
+    removed by ``drop_catalog(url)`` once checked."""
     rng = random.Random(args.seed)
     paths = [str(p) for p in files]
     eighths = [paths[i :: args.processes] for i in range(args.processes)]
@@ -181,6 +184,7 @@ def bench_backend(name: str, new_catalog, files: list[Path], digests, args) -> l
         url = new_catalog()
         out = run_scenario(url, lists)
         result = check(url, files, digests, out["reports"])
+        drop_catalog(url)
         calls = sum(len(x) for x in lists)
         row = {"backend": name, "scenario": label, "processes": len(lists), "calls": calls,
                "wall": out["wall"], "datasets/s": result["datasets"] / out["wall"],
@@ -227,8 +231,13 @@ def main(argv=None) -> int:
         print(f"wrote {len(files)} scans in {time.perf_counter() - t:.1f} s", flush=True)
         if args.backend in ("sqlite", "both"):
             counter = iter(range(10**6))
-            rows += bench_backend(
-                "SQLite", lambda: str(work / f"catalog_{next(counter)}.db"), files, digests, args)
+
+            def drop_file(path: str) -> None:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(path + suffix).unlink(missing_ok=True)
+
+            rows += bench_backend("SQLite", lambda: str(work / f"catalog_{next(counter)}.db"),
+                                  drop_file, files, digests, args)
         if args.backend in ("postgresql", "both"):
             pg = test_postgres_module()
             if args.pg_url:
@@ -243,13 +252,21 @@ def main(argv=None) -> int:
                     with psycopg.connect(admin_url, autocommit=True) as conn:
                         conn.execute(f'CREATE DATABASE "{name}"')
                     return admin_url.rsplit("/", 1)[0] + "/" + name
+
+                def drop_database(url: str) -> None:
+                    import psycopg
+
+                    with psycopg.connect(admin_url, autocommit=True) as conn:
+                        name = url.rsplit("/", 1)[1]
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             else:
                 reason = pg.skip_reason()
                 if reason:
                     raise SystemExit(f"cannot start a PostgreSQL server: {reason}")
                 server = pg.start_server()
-                new_database = server.create_database
-            rows += bench_backend("PostgreSQL", new_database, files, digests, args)
+                new_database, drop_database = server.create_database, server.drop_database
+            rows += bench_backend("PostgreSQL", new_database, drop_database, files, digests,
+                                  args)
     finally:
         if server is not None:
             server.stop()

@@ -170,20 +170,6 @@ def _encode(number: int, width: int) -> str:
     return "".join(reversed(out))
 
 
-def _words(value, out: list[str]) -> list[str]:
-    """Keys and scalar values of the metadata, as the catalog indexes them for free text."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out.append(str(key))
-            _words(item, out)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _words(item, out)
-    elif value is not None and not isinstance(value, bool):
-        out.append(str(value))
-    return out
-
-
 def pg_fill_copy(url: str, n: int, seed: int, chunk: int = 50_000) -> dict[str, float]:
     """Fill an empty PostgreSQL catalog with ``synthetic_records(n, seed)`` using COPY.
 
@@ -195,6 +181,10 @@ def pg_fill_copy(url: str, n: int, seed: int, chunk: int = 50_000) -> dict[str, 
     the rows are consistent by construction. Returns the seconds of each phase.
     """
     import psycopg
+
+    # the catalog's own text of a dataset's search document (Catalog._write_fts uses it), so
+    # the COPY fill indexes exactly the words the catalog would
+    from spotkit.catalog._common import _fts_document as fts_document
 
     times: dict[str, float] = {}
     t = time.perf_counter()
@@ -246,9 +236,9 @@ def pg_fill_copy(url: str, n: int, seed: int, chunk: int = 50_000) -> dict[str, 
                     file_lines.append("\t".join(map(_field, (
                         seq, ds_id, os.path.abspath(f["path"]), f["role"], f["size"],
                         f["sha256"], "hdf5", None))) + "\n")
-                words = [str(v) for v in (rec["title"], rec["sample"], rec["proposal"],
-                                          rec["beamline"]) if v is not None]
-                fts_lines.append(f"{seq}\t{_field(' '.join(_words(meta, words)))}\n")
+                doc = fts_document((rec["title"], rec["sample"], rec["proposal"],
+                                    rec["beamline"]), meta)
+                fts_lines.append(f"{seq}\t{_field(doc)}\n")
                 if len(ds_lines) >= chunk:
                     flush()
             flush()
