@@ -71,7 +71,11 @@ class IngestMixin(CatalogCore):
         hasher : callable, optional
             ``hasher(path) -> (size, sha256 hex)`` for each file, instead of
             :func:`spotkit.catalog._files.checksum`: the flow passes one that also computes
-            the transfer's block checksums in the same read, so each file is read once.
+            the transfer's block checksums (and stages the warehouse copy) in the same read,
+            so each file is read once. If it has a ``prepare`` method, ``prepare(paths)`` is
+            called once with every file of the dataset before the first ``hasher(path)``
+            (to hash them concurrently); the checksums it returns are used exactly as
+            computed ones (same dedup, same idempotency).
 
         Returns
         -------
@@ -97,7 +101,11 @@ class IngestMixin(CatalogCore):
         _dumps(metadata, "metadata")  # fail early, before hashing
         records = []
         hasher = hasher or checksum
-        for file_path, role in self._reader_files(primary, info.files):
+        files = self._reader_files(primary, info.files)
+        prepare = getattr(hasher, "prepare", None)
+        if prepare is not None:
+            prepare([file_path for file_path, _ in files])
+        for file_path, role in files:
             try:
                 size, sha = hasher(file_path)
             except OSError as exc:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from spotkit.errors import (
@@ -87,62 +89,27 @@ class _DataSteps(_WatcherBase):
 
     # -- the steps before processing --------------------------------------------------
 
-    def _hasher(self, item: Item):
-        """The catalog's checksum at ingest, computing the manifest's block checksums in the
-        same read (kept for the manifest step: each source file is read once for both).
-
-        With a mover that can stage (a LocalCopy to a mounted warehouse), that same read
-        also writes the copy into the warehouse's staging folder for this dataset
-        (:meth:`LocalCopy.stage`): the transfer then only checks it, re-read from the
-        device, and renames it into place. ``staged`` (returned) says whether any was.
-        """
-        from spotkit import checksums
-
-        cache = self._digests.setdefault(item.key, {})
-        staged: list[str] = []
+    def _hasher(self, item: Item) -> _IngestHasher:
+        """The catalog's hasher at ingest (see :class:`_IngestHasher`)."""
         stage = bool(getattr(self.mover, "can_stage", False)) and self.mover.available()[0]
-
-        def hasher(path):
-            nonlocal stage
-            path = Path(path)
-            if path.is_dir():
-                return checksums.checksum(path)  # a folder's tree hash (files hashed later)
-            before = path.stat()
-            if stage:
-                try:
-                    size, mtime_ns, sha, crcs, kind = self.mover.stage(item.key, path)
-                except TransferError as exc:  # the warehouse's problem, not the file's
-                    stage = False
-                    self._log(logging.WARNING, "stage-failed", item, error=str(exc))
-                else:
-                    if (size, mtime_ns) == (before.st_size, before.st_mtime_ns):
-                        cache[os.path.abspath(path)] = (size, mtime_ns, sha, crcs, kind)
-                        staged.append(str(path))
-                    self._fault("stage.after")
-                    return size, sha
-            sha, crcs = checksums.digest_file(path)
-            after = path.stat()
-            if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
-                cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
-            return after.st_size, sha
-
-        return hasher, staged
+        return _IngestHasher(self, item, stage=stage)
 
     def _ingest(self, item: Item):
         def do():
             self._fault("ingest.before")
-            hasher, staged = self._hasher(item)
-            try:
-                ds = self.catalog.ingest(item.path, hasher=hasher)
-            except InputFileError as exc:
-                raise _Quarantined(str(exc)) from exc
+            with self._hasher(item) as hasher:
+                try:
+                    ds = self.catalog.ingest(item.path, hasher=hasher)
+                except InputFileError as exc:
+                    raise _Quarantined(str(exc)) from exc
+            self._digests[item.key] = hasher.cache
             previous = item.dataset_id
             self.journal.update_item(item.key, dataset_id=ds.id, beamline=ds.beamline,
                                      kind=ds.kind)
             if previous and previous != ds.id:
                 self._set_aside(previous, "superseded", f"read again as {ds.id}")
             self._fault("ingest.after")
-            return {"dataset_id": ds.id, "staged": len(staged)}, item.size
+            return {"dataset_id": ds.id, "staged": len(hasher.staged)}, item.size
 
         result = self._step(item, "ingested", do)
         return self.catalog[result["dataset_id"]]
@@ -270,3 +237,91 @@ class _DataSteps(_WatcherBase):
             self._failed(item, exc, report, max_attempts=self.rules.retry.attempts,
                          retry=self.rules.retry)
             return None
+
+
+class _IngestHasher:
+    """The catalog's checksum at ingest, computing the manifest's block checks in the same
+    read (kept in :attr:`cache` for the manifest step: each source file is read once).
+
+    With a mover that can stage (a LocalCopy to a mounted warehouse), that same read also
+    writes the copy into the warehouse's staging folder for this dataset
+    (:meth:`LocalCopy.stage`): the transfer then only checks it, re-read from the device,
+    and renames it into place. A staging copy that fails at the destination (disk full...)
+    is not the file's fault: the file is hashed instead and copied at transfer. The
+    catalog calls :meth:`prepare` with all of the dataset's files first: they are staged
+    concurrently (the mover's copy slots bound how many copy at once), so one file's
+    hashing overlaps another's reads and writes. Use it as a context manager: leaving it
+    waits for staging still under way (after a failure, files not begun are not begun).
+    """
+
+    def __init__(self, steps: _DataSteps, item: Item, *, stage: bool):
+        self.steps = steps
+        self.item = item
+        self.stage = stage
+        self.cache: dict[str, tuple] = {}
+        self.staged: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[str, Future] = {}
+
+    def __enter__(self) -> _IngestHasher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def prepare(self, paths) -> None:
+        """Start staging the dataset's files (when there are several to stage)."""
+        files = [Path(p) for p in paths]
+        files = [p for p in files if p.is_file()]
+        if not self.stage or len(files) < 2:
+            return
+        workers = min(len(files), int(getattr(self.steps.mover, "workers", 2)))
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spotkit-stage")
+        for p in files:
+            self._pending[os.path.abspath(p)] = self._pool.submit(self._started, p)
+
+    def _started(self, path: Path):
+        return None if self._stop.is_set() else self._one(path)
+
+    def __call__(self, path) -> tuple[int, str]:
+        path = Path(path)
+        fut = self._pending.pop(os.path.abspath(path), None)
+        if fut is not None:
+            try:
+                got = fut.result()
+            except BaseException:
+                self._stop.set()  # the catalog gives up on the dataset: start no more
+                raise
+            if got is not None:
+                return got
+        return self._one(path)
+
+    def _one(self, path: Path) -> tuple[int, str]:
+        from spotkit import checksums
+
+        if path.is_dir():
+            return checksums.checksum(path)  # a folder's tree hash (files hashed later)
+        before = path.stat()
+        if self.stage:
+            try:
+                size, mtime_ns, sha, crcs, kind = self.steps.mover.stage(self.item.key, path)
+            except TransferError as exc:  # the warehouse's problem, not the file's
+                self.stage = False
+                self.steps._log(logging.WARNING, "stage-failed", self.item, error=str(exc))
+            else:
+                if (size, mtime_ns) == (before.st_size, before.st_mtime_ns):
+                    with self._lock:
+                        self.cache[os.path.abspath(path)] = (size, mtime_ns, sha, crcs, kind)
+                        self.staged.append(str(path))
+                self.steps._fault("stage.after")
+                return size, sha
+        sha, crcs = checksums.digest_file(path)
+        after = path.stat()
+        if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+            with self._lock:
+                self.cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
+        return after.st_size, sha

@@ -324,3 +324,35 @@ def test_known_checksums_are_used_only_while_the_file_is_unchanged(tmp_path):
     f.write_bytes(b"two" * 1000)  # changed since: hashed again
     assert make_manifest([f], root=tmp_path, known=fake).files[0].sha256 != "0" * 64
     assert make_manifest([f], root=tmp_path, known=fake).files[0].sha256 != sha
+
+
+def test_a_file_that_cannot_be_read_while_staging_quarantines_and_keeps_nothing(
+        flow_env, monkeypatch):
+    """Files of one dataset are staged concurrently; a source that fails to read makes the
+    catalog refuse the dataset (quarantined, as before) and nothing staged is kept."""
+    from spotkit.flows import _localcopy
+    from spotkit.flows._flow import PassReport
+    from spotkit.sim import simulate_saxs_series
+
+    env = flow_env
+    simulate_saxs_series(env["inbox"] / "s.h5", n_frames=2, shape=(24, 24),
+                         module_shape=None, seed=2)
+    real = _localcopy.LocalCopy.stage
+
+    def flaky(self, key, path):
+        if Path(path).suffix == ".poni":
+            raise OSError(5, "Input/output error")
+        return real(self, key, path)
+
+    monkeypatch.setattr(_localcopy.LocalCopy, "stage", flaky)
+    rules = _saxs_rules(env["root"] / "r.yaml", env["notebook"])
+    watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=rules,
+                      warehouse=env["warehouse"], settle=0)
+    report = PassReport()
+    watcher._discover(report)
+    (item,) = watcher.journal.items()
+    assert watcher._prepare(item, report) is None
+    assert "Input/output error" in report.parked[str(item.path)]
+    assert len(watcher.catalog.search(kind="saxs/raw")) == 0
+    watcher.close()
+    assert not any(p.is_file() for p in env["warehouse"].rglob("*"))
