@@ -61,6 +61,7 @@ class _WatcherBase:
     _held: set[str]
     _active: dict[str, tuple[str, float, str]]
     _digests: dict[str, dict]
+    _swept: bool  # leftovers of the staging area removed (once per watcher)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class _DataSteps(_WatcherBase):
     # -- discovery --------------------------------------------------------------------
 
     def _discover(self, report: PassReport) -> None:
+        if not getattr(self, "_swept", False):
+            self._sweep_staged()
         known = self.journal.keys()  # files already in the journal are not opened again
         for cand in self.scanner.poll(known=known.__contains__):
             try:
@@ -47,6 +49,20 @@ class _DataSteps(_WatcherBase):
                 item = self.journal.item(cand.key)
                 if item is not None and item.state not in ("parked", *FINAL_STATES):
                     self._quarantine(item, cand.reason or "unreadable", report)
+
+    def _sweep_staged(self) -> None:
+        """Once per watcher: remove staged copies left by datasets that are finished,
+        parked or forgotten (a watcher killed before it cleaned up)."""
+        if not getattr(self.mover, "can_stage", False):
+            self._swept = True
+            return
+        def keep() -> list[str]:
+            return [i.key for i in self.journal.items()
+                    if i.state not in ("parked", *FINAL_STATES)]
+
+        for folder in self.mover.sweep_staged(keep):
+            logger.info("event=staging-removed folder=%s", folder)
+        self._swept = True
 
     def _quarantine(self, item: Item, reason: str, report: PassReport) -> None:
         """Register a corrupt raw file as a quarantined dataset and park it."""

@@ -571,6 +571,31 @@ class LocalCopy(Mover):
         """Remove the staging folder of ``key`` (after its transfer, or when it is given up)."""
         shutil.rmtree(self.staging_dir(key), ignore_errors=True)
 
+    def sweep_staged(self, keep) -> list[str]:
+        """Remove the staging folders of every key not in ``keep`` (the datasets still on
+        their way; or a callable giving them, asked after the folders are listed); return
+        the folders removed.
+
+        Leftovers of datasets that finished, were parked or forgotten while a watcher was
+        down; a folder of a key in ``keep`` stays, to be used (after its check) or
+        replaced when the dataset is ingested again.
+        """
+        try:
+            names = [n for n in os.listdir(self.dest) if n.startswith(STAGING_PREFIX)]
+        except OSError:
+            return []
+        if not names:
+            return []
+        # asked after listing: a folder another watcher creates meanwhile is not listed,
+        # and one listed belongs to a dataset already in the journal
+        wanted = {self.staging_dir(k).name for k in (keep() if callable(keep) else keep)}
+        gone = []
+        for name in names:
+            if name not in wanted:
+                shutil.rmtree(self.dest / name, ignore_errors=True)
+                gone.append(str(self.dest / name))
+        return gone
+
     def _place_staged(self, staged: Path, src: Path, final: Path, entry, dest: Path) -> bool:
         """Verify a staged copy from the device and rename it to its final name.
 

@@ -173,6 +173,10 @@ class Mover(ABC):
         """Remove what was staged under ``key`` (nothing for movers that cannot stage)."""
         return None
 
+    def sweep_staged(self, keep) -> list[str]:
+        """Remove staged leftovers of every key not in ``keep``; return what was removed."""
+        return []
+
     @abstractmethod
     def available(self) -> tuple[bool, str]:
         """``(True, "ok...")`` when the destination can take files now, else ``(False, why)``."""

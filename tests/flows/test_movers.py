@@ -703,3 +703,25 @@ def test_staging_to_a_full_warehouse_says_so_and_keeps_nothing(src, mount_tmpfs)
     assert not any(p.is_file() for p in dest.rglob("*"))
     with pytest.raises(FileNotFoundError):  # the source's own error, as a plain hash
         mover.stage("k", root / "nope.raw")
+
+
+def test_staging_leftovers_of_finished_datasets_are_swept(src, tmp_path):
+    root, man = src
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    mover = LocalCopy(dest)
+    _stage_all(mover, root, man, key="done-long-ago")
+    _stage_all(mover, root, man, key="still-pending")
+    asked = []
+
+    def keep():
+        asked.append(True)
+        return ["still-pending"]
+
+    assert mover.sweep_staged(keep) == [str(mover.staging_dir("done-long-ago"))]
+    assert asked == [True]
+    assert not mover.staging_dir("done-long-ago").exists()
+    assert mover.transfer_staged(man, root, "still-pending").copied  # still usable
+    assert verify_manifest(man, dest) == []
+    assert mover.sweep_staged([]) == [str(mover.staging_dir("still-pending"))]
+    assert sorted(p.name for p in dest.iterdir()) == ["scan7"]

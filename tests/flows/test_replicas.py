@@ -356,3 +356,19 @@ def test_a_file_that_cannot_be_read_while_staging_quarantines_and_keeps_nothing(
     assert len(watcher.catalog.search(kind="saxs/raw")) == 0
     watcher.close()
     assert not any(p.is_file() for p in env["warehouse"].rglob("*"))
+
+
+def test_a_restarted_watcher_sweeps_staging_left_by_finished_datasets(flow_env):
+    from spotkit.flows import LocalCopy
+
+    env = flow_env
+    mover = LocalCopy(env["warehouse"])
+    stale = env["root"] / "stale.bin"
+    stale.write_bytes(b"x" * 1000)
+    mover.stage("a dataset finished or forgotten meanwhile", stale)
+    rules = _saxs_rules(env["root"] / "r.yaml", env["notebook"])
+    watcher = Watcher(env["inbox"], catalog=env["catalog"], rules=rules, warehouse=mover,
+                      settle=0)
+    watcher.run_once()
+    watcher.close()
+    assert list(env["warehouse"].iterdir()) == []
