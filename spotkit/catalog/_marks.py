@@ -64,9 +64,19 @@ class MarksMixin(CatalogCore):
 
         Examples
         --------
-        >>> cat.mark_frames("ds-01abc", [40, 41, 42], "of interest",
-        ...                 reasons="onset at frame 41")  # doctest: +SKIP
+        >>> import pathlib, tempfile
+        >>> from spotkit.catalog import open_catalog
+        >>> from spotkit.sim import simulate_saxs_series
+        >>> work = pathlib.Path(tempfile.mkdtemp())
+        >>> truth = simulate_saxs_series(work / "series.h5", n_frames=8, onset_frame=5, seed=1)
+        >>> cat = open_catalog(work / "catalog.db")
+        >>> series = cat.ingest(truth.path)
+        >>> cat.mark_frames(series.id, [4, 5, 6], "of interest", reasons="onset at frame 5")
         3
+        >>> cat.mark_frames(series.id, [0, 1], "redundant")
+        2
+        >>> [(m["frame"], m["label"]) for m in cat.frame_marks(series.id, label="redundant")]
+        [(0, 'redundant'), (1, 'redundant')]
         """
         ds_id = _dataset_id(dataset_id)
         frames = [int(f) for f in frames]
