@@ -437,19 +437,29 @@ class CatalogAdapter:
         SQLite or PostgreSQL, through its public API only.
     criteria : Criteria, optional
         Accumulated search and access criteria.
+    mounts : mapping of str to node, optional
+        Read-only mounts (:mod:`spotkit.serve._federation_server`), reached by name beside
+        the datasets (``/api/v1/metadata/<mount>``); not listed among the datasets.
     """
 
     structure_family = StructureFamily.container
 
-    def __init__(self, catalog: Any, criteria: Criteria | None = None):
+    def __init__(self, catalog: Any, criteria: Criteria | None = None,
+                 mounts: dict[str, Any] | None = None):
         self.catalog = catalog
         self.criteria = criteria or Criteria()
         self.proposal: str | None = None
+        self.mounts = dict(mounts or {})
 
     def metadata(self) -> dict:
-        """What the catalog offers to search (never its location)."""
-        return {"spotkit": {"searchable": [*FIELDS, TIME_FIELD, "text"],
-                            "order": "newest first (start_time)"}}
+        """What the catalog offers to search (never its location), and the public mounts."""
+        out: dict[str, Any] = {"searchable": [*FIELDS, TIME_FIELD, "text"],
+                               "order": "newest first (start_time)"}
+        public = sorted(name for name, node in self.mounts.items()
+                        if getattr(node, "federation_public", False))
+        if public:
+            out["mounts"] = public
+        return {"spotkit": out}
 
     @property
     def specs(self) -> list:
@@ -469,7 +479,7 @@ class CatalogAdapter:
 
     def search(self, query: Any) -> CatalogAdapter:
         """A narrower view: the Tiled query added to the criteria (nothing read yet)."""
-        return CatalogAdapter(self.catalog, self.criteria.add(query))
+        return CatalogAdapter(self.catalog, self.criteria.add(query), self.mounts)
 
     def sort(self, sorting: Any) -> CatalogAdapter:
         """Only the catalog's own order (``_``, ascending) is offered."""
@@ -535,11 +545,14 @@ class CatalogAdapter:
 
     # -- lookup -----------------------------------------------------------------------
 
-    def __getitem__(self, key: str) -> DatasetAdapter:
-        """The dataset with this id, if it meets the criteria; else KeyError (a 404 that
-        says the same for a missing id and for one the user may not see)."""
+    def __getitem__(self, key: str) -> Any:
+        """The dataset with this id, if it meets the criteria, or the mount of that name;
+        else KeyError (a 404 that says the same for a missing id and for one the user may
+        not see)."""
         if not isinstance(key, str) or not _ID.fullmatch(key):
             raise KeyError(key)
+        if key in self.mounts:
+            return self.mounts[key]
         ds = self.catalog.get(key)
         if ds is None or not self.criteria.matches_fields(ds):
             raise KeyError(key)

@@ -97,7 +97,9 @@ def build_app(catalog: Any, config: ServeConfig | str | os.PathLike, *,
     -------
     fastapi.FastAPI
         Every request needs an API key (or a token from a configured provider); users see
-        the datasets of their proposals, staff all; nothing can be written.
+        the datasets of their proposals, staff all; nothing can be written. Mounts the
+        configuration declares are read-only nodes beside the datasets
+        (``/api/v1/metadata/<mount>``), for staff, or every user when marked public.
     """
     from tiled.config import Authentication, Database
     from tiled.server.app import build_app as tiled_app
@@ -121,9 +123,15 @@ def build_app(catalog: Any, config: ServeConfig | str | os.PathLike, *,
         settings["refresh_token_max_age"] = config.refresh_token_max_age
     authentication = Authentication(**settings)
     server_settings = {"database": Database(uri=database, init_if_not_exists=False)}
-    app = tiled_app(CatalogAdapter(catalog), authentication=authentication,
-                    server_settings=server_settings,
-                    access_policy=ProposalAccessPolicy(config))
+    policy: ProposalAccessPolicy = ProposalAccessPolicy(config)
+    mounts: dict[str, Any] = {}
+    if config.mounts:
+        from spotkit.serve._federation_server import FederatedAccessPolicy, build_mounts
+
+        mounts = dict(build_mounts(config))
+        policy = FederatedAccessPolicy(config)
+    app = tiled_app(CatalogAdapter(catalog, mounts=mounts), authentication=authentication,
+                    server_settings=server_settings, access_policy=policy)
     return app
 
 

@@ -20,6 +20,21 @@ Example ``serve.yaml``::
           args: {audience: spotkit, client_id: spotkit, client_secret: ...,
                  well_known_uri: https://login.example.org/.well-known/openid-configuration}
 
+    mounts:                        # other catalogs, read-only, beside the local datasets
+      nsls2:                       # /api/v1/metadata/nsls2/<id> on this server
+        uri: https://tiled.nsls2.example.org/api
+        api_key_env: NSLS2_KEY     # the key is read from this environment variable
+        field_map: {sample: start.sample_name, start_time: start.time}
+        public: false              # default: staff only
+        timeout: 10                # seconds per request to that server
+      archive:
+        intake: /data/archive/catalog.yaml   # relative paths: beside this file
+        public: true               # every user with a key may search and read it
+
+Mounted sources are not split by proposal (their proposals are another facility's): a
+mount is visible to staff only, unless it is marked ``public: true``, then to every
+authenticated user. Nothing is written to a mount.
+
 User names are the identity ids the provider gives (the OIDC ``sub`` or username claim, the
 PAM login); keys issued by ``spotkit serve keys`` belong to the provider ``spotkit``.
 """
@@ -27,6 +42,7 @@ PAM login); keys issued by ``spotkit serve keys`` belong to the provider ``spotk
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,12 +53,15 @@ import yaml
 
 from spotkit.errors import SpotkitError
 
-__all__ = ["KEYS_PROVIDER", "ServeConfig", "ServeConfigError", "load_config"]
+__all__ = ["KEYS_PROVIDER", "MountSpec", "ServeConfig", "ServeConfigError", "load_config"]
 
 #: the identity provider of users whose API keys ``spotkit serve keys create`` issues
 KEYS_PROVIDER = "spotkit"
 
-_TOP = {"staff", "users", "authentication"}
+_TOP = {"staff", "users", "authentication", "mounts"}
+_MOUNT = {"uri", "intake", "api_key_env", "field_map", "public", "timeout"}
+_MOUNT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _AUTH = {"database", "secret_keys_file", "providers", "access_token_max_age",
          "refresh_token_max_age"}
 
@@ -55,6 +74,54 @@ class ServeConfigError(SpotkitError, ValueError):
         self.field = field
         where = f"{self.path}: " if self.path is not None else "serve configuration: "
         super().__init__(f"{where}{field}: {problem}")
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """One read-only mount of ``serve.yaml`` (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+    uri : str or None
+        A Tiled server (``spotkit serve`` or any other).
+    intake : pathlib.Path or None
+        An intake catalog YAML.
+    api_key_env : str or None
+        The environment variable holding the key for ``uri``.
+    field_map : dict
+        spotkit field -> metadata key at the source.
+    public : bool
+        Every authenticated user may search and read it (default: staff only).
+    timeout : float
+        Seconds per request to ``uri``.
+    """
+
+    name: str
+    uri: str | None = None
+    intake: Path | None = None
+    api_key_env: str | None = None
+    field_map: Mapping[str, str] = field(default_factory=dict)
+    public: bool = False
+    timeout: float = 10.0
+    path: Path | None = None
+
+    def api_key(self) -> str | None:
+        """The key from :attr:`api_key_env` (None when no variable is named).
+
+        Raises
+        ------
+        ServeConfigError
+            When the variable is named but not set.
+        """
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ServeConfigError(self.path, f"mounts.{self.name}.api_key_env",
+                                   f"the environment variable {self.api_key_env} is not "
+                                   "set; export it before starting the server")
+        return key
 
 
 @dataclass(frozen=True)
@@ -86,6 +153,7 @@ class ServeConfig:
     access_token_max_age: int | None = None
     refresh_token_max_age: int | None = None
     path: Path | None = None
+    mounts: tuple[MountSpec, ...] = ()
 
     def proposals_of(self, user: str) -> frozenset[str] | None:
         """The proposals ``user`` may see; ``None`` for staff (everything)."""
@@ -138,6 +206,68 @@ def _seconds(value: Any, path, field: str) -> int | None:
     return value
 
 
+_MAPPABLE = ("beamline", "sample", "proposal", "kind", "status", "title", "start_time")
+
+
+def _mount(name: Any, spec: Any, path: Path | None) -> MountSpec:
+    fld = f"mounts.{name}"
+    if not isinstance(name, str) or not _MOUNT_NAME.fullmatch(name) or name.startswith("ds-"):
+        raise ServeConfigError(path, fld, "mount names are 1-32 lowercase letters, digits, "
+                               "'-' or '_', starting with a letter (not 'ds-', which dataset "
+                               "ids use)")
+    if not isinstance(spec, Mapping):
+        raise ServeConfigError(path, fld, "must be a mapping with `uri` (a Tiled server) or "
+                               "`intake` (a catalog YAML)")
+    unknown = sorted(set(map(str, spec)) - _MOUNT)
+    if unknown:
+        raise ServeConfigError(path, f"{fld}.{unknown[0]}",
+                               f"unknown field; the fields are {sorted(_MOUNT)}")
+    uri, intake = spec.get("uri"), spec.get("intake")
+    if (uri is None) == (intake is None):
+        raise ServeConfigError(path, fld, "give exactly one of `uri` (a Tiled server) and "
+                               "`intake` (a catalog YAML)")
+    if uri is not None and (not isinstance(uri, str)
+                            or not uri.startswith(("http://", "https://"))):
+        raise ServeConfigError(path, f"{fld}.uri", f"must be an http(s):// URL, not {uri!r}")
+    intake_path = None
+    if intake is not None:
+        if not isinstance(intake, str) or not intake.endswith((".yaml", ".yml")):
+            raise ServeConfigError(path, f"{fld}.intake",
+                                   f"must be the path of an intake catalog .yaml, not {intake!r}")
+        intake_path = Path(intake).expanduser()
+        if not intake_path.is_absolute() and path is not None:
+            intake_path = path.parent / intake_path
+    env = spec.get("api_key_env")
+    if env is not None:
+        if intake is not None:
+            raise ServeConfigError(path, f"{fld}.api_key_env", "only a `uri` mount takes a key")
+        if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
+            raise ServeConfigError(path, f"{fld}.api_key_env", "must name an environment "
+                                   f"variable (NSLS2_KEY), not {env!r}; never put the key "
+                                   "itself in this file")
+    field_map = spec.get("field_map") or {}
+    if not isinstance(field_map, Mapping):
+        raise ServeConfigError(path, f"{fld}.field_map", "must map spotkit fields to the "
+                               "source's metadata keys, e.g. {sample: start.sample_name}")
+    for key, value in field_map.items():
+        if key not in _MAPPABLE:
+            raise ServeConfigError(path, f"{fld}.field_map.{key}",
+                                   f"unknown field; it maps {', '.join(_MAPPABLE)}")
+        if not isinstance(value, str) or not value.strip():
+            raise ServeConfigError(path, f"{fld}.field_map.{key}",
+                                   "must be a metadata key (dotted for nested keys)")
+    public = spec.get("public", False)
+    if not isinstance(public, bool):
+        raise ServeConfigError(path, f"{fld}.public", f"must be true or false, not {public!r}")
+    timeout = spec.get("timeout", 10.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ServeConfigError(path, f"{fld}.timeout",
+                               f"must be a positive number of seconds, not {timeout!r}")
+    return MountSpec(name=name, uri=uri, intake=intake_path, api_key_env=env,
+                     field_map={str(k): str(v).strip() for k, v in field_map.items()},
+                     public=public, timeout=float(timeout), path=path)
+
+
 def parse_config(data: Any, path: str | os.PathLike | None = None) -> ServeConfig:
     """Validate a configuration already read from YAML (a dict) into a :class:`ServeConfig`.
 
@@ -160,7 +290,8 @@ def parse_config(data: Any, path: str | os.PathLike | None = None) -> ServeConfi
         data = {}
     if not isinstance(data, Mapping):
         raise ServeConfigError(where, "(top level)",
-                               "must be a mapping with staff, users and authentication")
+                               "must be a mapping with staff, users, authentication and "
+                               "mounts")
     unknown = sorted(set(map(str, data)) - _TOP)
     if unknown:
         raise ServeConfigError(where, unknown[0],
@@ -215,8 +346,14 @@ def parse_config(data: Any, path: str | os.PathLike | None = None) -> ServeConfi
         seen.add(spec["provider"])
         if spec.get("args") is not None and not isinstance(spec["args"], Mapping):
             raise ServeConfigError(where, f"{fld}.args", "must be a mapping")
+    mounts_in = data.get("mounts") or {}
+    if not isinstance(mounts_in, Mapping):
+        raise ServeConfigError(where, "mounts", "must map each mount's name to its `uri` or "
+                               "`intake`")
+    mounts = tuple(_mount(name, spec, where) for name, spec in mounts_in.items())
     return ServeConfig(
         staff=staff,
+        mounts=mounts,
         users=users,
         database=database,
         secret_keys_file=secret_path,

@@ -70,8 +70,8 @@ MAPPABLE = (*FIELDS, "title", "start_time")
 LOCAL = "local"
 #: default seconds a source has to answer one search
 DEFAULT_TIMEOUT = 10.0
-#: most pages read from a plain source to fill one result after filtering here
-MAX_PAGES = 20
+#: most candidates read from a plain Tiled source for one search (checked and sorted here)
+MAX_CANDIDATES = 10_000
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _WILDCARD = re.compile(r"[*?\[]")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -403,15 +403,24 @@ class LocalSource:
         self.name = name
         self._catalog = catalog
 
-    def search(self, query: Query, limit: int | None) -> tuple[list[Hit], int | None]:
+    def _hit_of(self, ds: Any) -> Hit:
+        return Hit(source=self.name, id=ds.id, kind=ds.kind, beamline=ds.beamline,
+                   sample=ds.sample, proposal=ds.proposal, title=ds.title, status=ds.status,
+                   start_time=ds.start_time, record={"metadata": dict(ds.metadata)},
+                   opener=functools.partial(_same, ds))
+
+    def search(self, query: Query, limit: int | None,
+               offset: int = 0) -> tuple[list[Hit], int | None]:
         """One :meth:`Catalog.search`."""
-        page = self._catalog.search(**query.kwargs(), limit=limit)
-        hits = [Hit(source=self.name, id=ds.id, kind=ds.kind, beamline=ds.beamline,
-                    sample=ds.sample, proposal=ds.proposal, title=ds.title,
-                    status=ds.status, start_time=ds.start_time,
-                    record={"metadata": dict(ds.metadata)},
-                    opener=functools.partial(_same, ds)) for ds in page]
-        return hits, int(page.total)
+        page = self._catalog.search(**query.kwargs(), limit=limit, offset=offset)
+        return [self._hit_of(ds) for ds in page], int(page.total)
+
+    def get(self, key: str) -> Hit:
+        """The hit of one dataset by id (KeyError if there is none)."""
+        ds = self._catalog.get(key)
+        if ds is None:
+            raise KeyError(key)
+        return self._hit_of(ds)
 
     def __repr__(self) -> str:
         return f"<LocalSource {self.name}>"
@@ -439,7 +448,8 @@ class TiledMount:
     -----
     A ``spotkit serve`` (recognised by its root metadata) runs every criterion itself. On
     another Tiled server, exact values are sent as ``Eq``/``In`` queries on the mapped
-    keys; patterns, the time range and free text are checked here, page by page.
+    keys; patterns, the time range and free text are checked here on every candidate (at
+    most :data:`MAX_CANDIDATES`), which are then sorted newest first.
     """
 
     def __init__(self, name: str, source: Any, *, api_key: str | None = None,
@@ -525,30 +535,33 @@ class TiledMount:
             return _hit(self.name, key, record, {}, functools.partial(RemoteDataset, child))
         return _hit(self.name, key, record, self.field_map, functools.partial(_same, child))
 
-    def search(self, query: Query, limit: int | None) -> tuple[list[Hit], int | None]:
+    def search(self, query: Query, limit: int | None,
+               offset: int = 0) -> tuple[list[Hit], int | None]:
         """Search the server (see the class notes)."""
         node = self._server_side(self.client(), query)
         total = len(node)
         if self.is_spotkit:
-            stop = total if limit is None else min(total, limit)
-            items = node.items()[0:stop] if stop else []
+            stop = total if limit is None else min(total, offset + limit)
+            items = node.items()[offset:stop] if stop > offset else []
             return [self._hit_of(k, c) for k, c in items], total
+        # every candidate is read and checked here, then sorted newest first: the server's
+        # own order is not the catalog's, so a page could otherwise miss the newest hits
         hits: list[Hit] = []
-        page = max(limit or 100, 50)
-        offset = 0
-        pages = 0
-        while offset < total and (limit is None or len(hits) < limit) and pages < MAX_PAGES:
-            for key, child in node.items()[offset:min(total, offset + page)]:
-                hit = self._hit_of(key, child)
-                if query.matches(hit):
-                    hits.append(hit)
-            offset += page
-            pages += 1
-        if offset < total and (limit is None or len(hits) < limit):
-            logger.warning("mount %s: read %d of %d candidates (%d pages); narrow the search "
-                           "by exact field values", self.name, offset, total, pages)
-        exact = offset >= total
-        return hits[:limit] if limit is not None else hits, (len(hits) if exact else None)
+        seen = min(total, MAX_CANDIDATES)
+        if seen < total:
+            logger.warning("mount %s: %d candidates, only the first %d are checked; narrow "
+                           "the search by exact field values", self.name, total, seen)
+        for key, child in (node.items()[0:seen] if seen else []):
+            hit = self._hit_of(key, child)
+            if query.matches(hit):
+                hits.append(hit)
+        hits.sort(key=sort_key)
+        end = None if limit is None else offset + limit
+        return hits[offset:end], (len(hits) if seen == total else None)
+
+    def get(self, key: str) -> Hit:
+        """The hit of one entry by its key (KeyError if there is none)."""
+        return self._hit_of(key, self.client()[key])
 
     def __repr__(self) -> str:
         return f"<TiledMount {self.name} {self._uri or self._client!r} (read-only)>"
@@ -606,7 +619,8 @@ class IntakeMount:
                         functools.partial(_same, entry)))
         return out
 
-    def search(self, query: Query, limit: int | None) -> tuple[list[Hit], int | None]:
+    def search(self, query: Query, limit: int | None,
+               offset: int = 0) -> tuple[list[Hit], int | None]:
         """Every entry's metadata checked against the query."""
         hits = []
         for key, record, opener in self._entries():
@@ -614,7 +628,15 @@ class IntakeMount:
             if query.matches(hit):
                 hits.append(hit)
         hits.sort(key=sort_key)
-        return (hits[:limit] if limit is not None else hits), len(hits)
+        stop = None if limit is None else offset + limit
+        return hits[offset:stop], len(hits)
+
+    def get(self, key: str) -> Hit:
+        """The hit of one entry by name (KeyError if there is none)."""
+        for name, record, opener in self._entries():
+            if name == key:
+                return _hit(self.name, key, record, self.field_map, opener)
+        raise KeyError(key)
 
     def __repr__(self) -> str:
         return f"<IntakeMount {self.name} {self.path or self._cat!r} (read-only)>"
@@ -831,16 +853,7 @@ class FederatedCatalog:
                                   f"{sorted(self._sources)}")
         if not isinstance(dataset_id, str) or not dataset_id:
             raise FederationError("give the id of the dataset to open")
-        mount = self._sources[source]
-        if isinstance(mount, LocalSource):
-            return mount._catalog[dataset_id]
-        if isinstance(mount, TiledMount):
-            child = mount.client()[dataset_id]
-            return mount._hit_of(dataset_id, child).open()
-        for key, _record, opener in mount._entries():
-            if key == dataset_id:
-                return opener()
-        raise KeyError(dataset_id)
+        return self._sources[source].get(dataset_id).open()
 
     def __repr__(self) -> str:
         return f"<FederatedCatalog {', '.join(self._sources)} (read-only)>"

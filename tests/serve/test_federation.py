@@ -40,13 +40,14 @@ def _free_port() -> int:
 # Tiled keeps one settings object per process (each app it builds overrides the last one's
 # authentication and database), so every server here is a process of its own, as it would
 # be at a facility.
-def spawn(args: list[str], log: Path, stack: contextlib.ExitStack) -> tuple[str, object]:
+def spawn(args: list[str], log: Path, stack: contextlib.ExitStack,
+          env: dict | None = None) -> tuple[str, object]:
     """Start a server process on a free port; (its /api URL, the process)."""
     port = _free_port()
     out = stack.enter_context(open(log, "w"))
     proc = subprocess.Popen([sys.executable, *args, "--port", str(port)], stdout=out,
                             stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     def stop() -> None:
         proc.terminate()
@@ -83,7 +84,7 @@ def scan(cat, work: Path, name: str, *, sample: str, proposal: str, start: dt.da
 
 
 def spotkit_server(work: Path, datasets: list[dict], users: dict, stack: contextlib.ExitStack,
-                   extra_config: str = ""):
+                   mounts: dict | None = None, env: dict | None = None):
     """A catalog with these scans behind `spotkit serve` (a process); (url, keys, ids, proc)."""
     from spotkit.catalog import open_catalog
     from spotkit.serve import create_api_key
@@ -93,12 +94,13 @@ def spotkit_server(work: Path, datasets: list[dict], users: dict, stack: context
     ids = {d["name"]: scan(cat, work, **d).id for d in datasets}
     cat.close()
     config = work / "serve.yaml"
-    config.write_text(yaml.safe_dump({"staff": ["sam"], "users": users}) + extra_config)
+    config.write_text(yaml.safe_dump({"staff": ["sam"], "users": users,
+                                      **({"mounts": mounts} if mounts else {})}))
     database = f"sqlite:///{work / 'auth.db'}"
     keys = {u: create_api_key(database, u) for u in ["sam", *users]}
     url, proc = spawn(["-m", "spotkit.cli", "serve", "--catalog", str(work / "catalog.db"),
                        "--config", str(config), "--auth-database", database, "--quiet"],
-                      work / "server.log", stack)
+                      work / "server.log", stack, env)
     return url, keys, ids, proc
 
 
@@ -172,10 +174,6 @@ def world(tmp_path_factory):
             [dict(name="als1", sample="lyso-als", proposal="P-A", start=hours(3), seed=2),
              dict(name="als2", sample="lyso-secret", proposal="P-B", start=hours(4), seed=3)],
             {"ann": ["P-A"]}, stack)
-        nsls2, nsls2_keys, nsls2_ids, nsls2_proc = spotkit_server(
-            work / "nsls2",
-            [dict(name="ns1", sample="lyso-nsls2", proposal="P-C", start=hours(2), seed=4)],
-            {}, stack)
         (work / "local").mkdir()
         local = open_catalog(work / "local" / "catalog.db")
         stack.callback(local.close)
@@ -186,6 +184,22 @@ def world(tmp_path_factory):
                          start=hours(5), seed=1).id,
         }
         archive = local.export_intake(work / "archive.yaml")
+        # nsls2 mounts the others (serve.yaml `mounts`): als for staff only (with ann's key
+        # there), bnl and the intake archive for every user, and a server that is down
+        mounts = {
+            "als": {"uri": als, "api_key_env": "ALS_KEY"},
+            "bnl": {"uri": bnl, "api_key_env": "BNL_KEY", "field_map": BNL_MAP,
+                    "public": True},
+            "archive": {"intake": str(archive), "public": True},
+            "down": {"uri": f"http://127.0.0.1:{_free_port()}/api", "public": True,
+                     "timeout": 2},
+        }
+        nsls2, nsls2_keys, nsls2_ids, nsls2_proc = spotkit_server(
+            work / "nsls2",
+            [dict(name="ns1", sample="lyso-nsls2", proposal="P-C", start=hours(2), seed=4),
+             dict(name="ns2", sample="mica-nsls2", proposal="P-A", start=hours(8), seed=5)],
+            {"ann": ["P-A"], "eve": []}, stack, mounts,
+            {"ALS_KEY": als_keys["ann"], "BNL_KEY": BNL_KEY})
         wait_until_up(bnl, bnl_proc, work / "bnl.log")
         wait_until_up(als, als_proc, work / "als" / "server.log")
         wait_until_up(nsls2, nsls2_proc, work / "nsls2" / "server.log")
@@ -204,8 +218,8 @@ def _fed(world, **extra) -> FederatedCatalog:
     fed.mount("nsls2", world.nsls2, api_key=world.nsls2_keys["sam"])
     fed.mount("bnl", world.bnl, api_key=BNL_KEY, field_map=BNL_MAP)
     fed.mount("archive", world.archive)
-    for name, source in extra.items():
-        fed.mount(name, source, timeout=2)
+    for name, source in extra.items():  # the silent one must outlast the search's timeout
+        fed.mount(name, source, timeout=2 if name == "down" else 10)
     return fed
 
 
@@ -283,11 +297,11 @@ def test_a_down_or_silent_mount_is_reported_not_fatal(world):
         fed = _fed(world, down=down,
                    silent=f"http://127.0.0.1:{silent.getsockname()[1]}/api")
         started = time.monotonic()
-        hits = fed.search(sample="lyso*", timeout=1.0)
-        assert time.monotonic() - started < 5
+        hits = fed.search(sample="lyso*", timeout=4.0)
+        assert time.monotonic() - started < 8
         assert set(hits.unreachable) == {"down", "silent"}
         assert "ConnectError" in hits.unreachable["down"]
-        assert "no answer within 1 s" in hits.unreachable["silent"]
+        assert "no answer within 4 s" in hits.unreachable["silent"]
         assert len(hits) == 6
         assert {h.source for h in hits} == {"local", "als", "nsls2", "bnl", "archive"}
         assert "unreachable down" in repr(hits)
@@ -313,7 +327,7 @@ def test_mounts_are_read_only(world, fed):
     client = fed["nsls2"].client()
     with pytest.raises(Exception, match=r"(?i)403|401|405|forbidden|not enough|permission"):
         client.write_array(np.zeros(3))
-    assert len(open_remote(world.nsls2, api_key=world.nsls2_keys["sam"])) == 1
+    assert len(open_remote(world.nsls2, api_key=world.nsls2_keys["sam"])) == 2
 
 
 def test_setup_errors_name_the_mount_and_parameter(world, tmp_path):
@@ -349,3 +363,124 @@ def test_query_matching_semantics():
                              start_time=hours(24)))
     assert not q.matches(Hit("x", "1", sample="lyso-1", title="ring scan"))  # no time
     assert TiledMount("m", "http://example.org/api").uri == "http://example.org/api"
+
+
+# ---------------------------------------------------------------- mounts in spotkit serve
+@pytest.fixture(scope="module")
+def hub(world):
+    """Tiled clients of the server with mounts (nsls2), for staff, a user, a user without
+    proposals."""
+    from tiled.client import from_uri
+
+    return {user: from_uri(world.nsls2, api_key=world.nsls2_keys[user], remember_me=False)
+            for user in ("sam", "ann", "eve")}
+
+
+def test_serve_shows_mounts_beside_the_local_datasets(world, hub):
+    from tiled.queries import Comparison, Eq, FullText
+
+    sam, ann = hub["sam"], hub["ann"]
+    assert set(sam) == set(world.nsls2_ids.values())  # mounts are not listed as datasets
+    assert list(ann) == [world.nsls2_ids["ns2"]]      # local access by proposal holds
+    assert sam.metadata["spotkit"]["mounts"] == ["archive", "bnl", "down"]  # the public ones
+    bnl = ann["bnl"]
+    assert bnl.metadata["spotkit"]["mount"] == "bnl"
+    assert list(bnl) == ["uid-2", "uid-1", "uid-3"]   # newest first
+    assert list(bnl.search(Eq("sample", "lyso*"))) == ["uid-1", "uid-3"]
+    assert list(bnl.search(Comparison("ge", "start_time", hours(0).isoformat()))
+                .search(FullText("lyso"))) == ["uid-1"]
+    one = bnl["uid-1"]
+    assert (one.metadata["source"], one.metadata["id"], one.metadata["sample"],
+            one.metadata["start_time"]) == ("bnl", "uid-1", "lyso-bnl", hours(6).isoformat())
+    np.testing.assert_array_equal(one["data"].read(), world.bnl_arrays["uid-1"])
+    np.testing.assert_array_equal(one["data"][1:3, ::2], world.bnl_arrays["uid-1"][1:3, ::2])
+    loc1 = world.local_ids["loc1"]
+    archive = ann["archive"]
+    assert list(archive.search(Eq("sample", "lyso-local"))) == [loc1]
+    entry = archive[loc1]
+    assert entry.metadata["record"]["files"][0]["name"] == "loc1.h5"
+    assert str(world.work) not in str(dict(entry.metadata))  # no paths of the source
+    with h5py.File(world.work / "local" / "loc1.h5") as f:
+        np.testing.assert_array_equal(entry["data"][2], f["exchange/data"][2])
+    als = sam["als"]  # staff: the remote spotkit serve, with the key of ann there
+    assert list(als) == [world.als_ids["als1"]]
+    with h5py.File(world.work / "als" / "als1.h5") as f:
+        np.testing.assert_array_equal(als[world.als_ids["als1"]]["data"][4],
+                                      f["exchange/data"][4])
+    assert als[world.als_ids["als1"]].metadata["proposal"] == "P-A"
+
+
+def test_serve_mount_policy_and_read_only(world, hub):
+    sam, ann, eve = hub["sam"], hub["ann"], hub["eve"]
+    for user in (ann, eve):  # als is not public: it does not exist for users
+        with pytest.raises(KeyError):
+            user["als"]
+    assert world.als_ids["als1"] in sam["als"]
+    assert list(eve["bnl"]) == ["uid-2", "uid-1", "uid-3"]  # public: any user with a key
+    for user in (sam, ann):
+        with pytest.raises(Exception, match=r"(?i)403|405|forbidden|not enough|not allowed"):
+            user["bnl"].write_array(np.zeros(3))
+        with pytest.raises(Exception, match=r"(?i)403|405|forbidden|not enough|not allowed"):
+            user.write_array(np.zeros(3), key="bnl")
+    r = httpx.get(f"{world.nsls2}/v1/metadata/bnl")
+    assert r.status_code == 401  # no key, no mount
+    for route in ("metadata", "search"):  # a mount that is down: 502, saying so
+        r = httpx.get(f"{world.nsls2}/v1/{route}/down",
+                      headers={"Authorization": f"Apikey {world.nsls2_keys['ann']}"})
+        assert r.status_code == 502
+        assert "'down' did not answer" in r.text
+    assert list(ann["bnl"])  # and the others still answer
+    log = (world.work / "nsls2" / "server.log").read_text()
+    assert world.als_keys["ann"] not in log  # the mounts' keys are never logged
+    assert BNL_KEY not in log
+
+
+@pytest.mark.parametrize(("mounts", "field", "words"), [
+    ({"Bad Name": {"uri": "http://x/api"}}, "mounts.Bad Name", "lowercase"),
+    ({"ds-1": {"uri": "http://x/api"}}, "mounts.ds-1", "not 'ds-'"),
+    ({"a": {"uri": "http://x/api", "intake": "c.yaml"}}, "mounts.a", "exactly one"),
+    ({"a": {}}, "mounts.a", "exactly one"),
+    ({"a": {"uri": "ftp://x"}}, "mounts.a.uri", "http(s)://"),
+    ({"a": {"intake": "c.json"}}, "mounts.a.intake", ".yaml"),
+    ({"a": {"uri": "http://x/api", "api_key_env": "abc def"}}, "mounts.a.api_key_env",
+     "environment variable"),
+    ({"a": {"intake": "c.yaml", "api_key_env": "K"}}, "mounts.a.api_key_env", "only a `uri`"),
+    ({"a": {"uri": "http://x/api", "field_map": {"colour": "c"}}}, "mounts.a.field_map.colour",
+     "unknown field"),
+    ({"a": {"uri": "http://x/api", "public": "yes"}}, "mounts.a.public", "true or false"),
+    ({"a": {"uri": "http://x/api", "timeout": 0}}, "mounts.a.timeout", "positive"),
+    ({"a": {"uri": "http://x/api", "key": "x"}}, "mounts.a.key", "unknown field"),
+    (["a"], "mounts", "must map"),
+])
+def test_mount_config_errors_name_the_file_and_field(tmp_path, mounts, field, words):
+    from spotkit.serve import ServeConfigError, load_config
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({"mounts": mounts}))
+    with pytest.raises(ServeConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path.absolute()}: {field}: ")
+    assert words in str(info.value)
+
+
+def test_mount_config_reads_keys_from_the_environment(tmp_path, monkeypatch):
+    from spotkit.serve import ServeConfigError, load_config
+    from spotkit.serve._federation_server import build_mounts
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({"mounts": {
+        "far": {"uri": "https://far.example.org/api", "api_key_env": "FAR_KEY"},
+        "arch": {"intake": "sub/cat.yaml", "public": True}}}))
+    cfg = load_config(path)
+    far, arch = sorted(cfg.mounts, key=lambda m: m.name != "far")
+    assert (far.name, far.public, far.timeout, arch.intake) == (
+        "far", False, 10.0, tmp_path / "sub" / "cat.yaml")
+    monkeypatch.delenv("FAR_KEY", raising=False)
+    with pytest.raises(ServeConfigError, match=r"mounts\.far\.api_key_env: the environment "
+                       r"variable FAR_KEY is not set"):
+        build_mounts(cfg)
+    monkeypatch.setenv("FAR_KEY", "k" * 40)
+    built = build_mounts(cfg)
+    assert set(built) == {"far", "arch"}
+    assert built["far"].federation_public is False
+    assert "k" * 40 not in repr(built) + str(built["far"].metadata())
