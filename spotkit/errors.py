@@ -7,11 +7,13 @@ and its message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = [
     "CatalogError",
     "ComputeError",
+    "CredentialsError",
     "DatasetNotFoundError",
     "FlowError",
     "GeometryError",
@@ -19,7 +21,9 @@ __all__ = [
     "JobFailedError",
     "JobLostError",
     "JobTimeoutError",
+    "MachineUnavailableError",
     "MemoryBudgetError",
+    "NERSCError",
     "NotebookExecutionError",
     "NotebookKindError",
     "NotebookParameterError",
@@ -503,3 +507,60 @@ class RunnerNotRegisteredError(SpotkitError, RuntimeError):
             f"{what} needs the runner {name!r}, which reads and writes the files, and none is "
             f"registered: import {provider} (``import spotkit`` does it), or call the runner "
             "directly")
+
+
+class CredentialsError(ComputeError):
+    """A NERSC client key cannot be used; the message says why and what to do.
+
+    Attributes
+    ----------
+    reason : str
+        One of ``"missing"``, ``"ambiguous"``, ``"permissions"``, ``"format"``,
+        ``"expired"``, ``"policy"``, ``"rejected"``.
+    path : pathlib.Path or None
+        The key file at fault, when there is one.
+    """
+
+    def __init__(self, message: str, *, reason: str, path: os.PathLike | None = None):
+        self.reason = reason
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+
+class NERSCError(SchedulerError):
+    """A Superfacility API operation failed; the message says which and what to do.
+
+    Attributes
+    ----------
+    machine : str
+    operation : str
+        What spotkit was doing (``"submit"``, ``"job status"``, ``"cancel"``, ...).
+    status_code : int or None
+        The last HTTP status, when the API answered.
+    """
+
+    def __init__(self, message: str, *, machine: str, operation: str,
+                 status_code: int | None = None, detail: str = ""):
+        self.machine = machine
+        self.operation = operation
+        self.status_code = status_code
+        super().__init__(message, target=f"nersc:{machine}", command=operation,
+                         detail=detail)
+
+
+class MachineUnavailableError(SubmitError):
+    """The machine's status is ``unavailable`` (maintenance, outage): nothing was submitted.
+
+    Attributes
+    ----------
+    machine : str
+    """
+
+    def __init__(self, machine: str, notes: str, *, run_id: str | None = None):
+        self.machine = machine
+        super().__init__(
+            target=f"nersc:{machine}", run_id=run_id,
+            detail=f"NERSC {machine} is unavailable ({notes}); nothing was staged. Submit "
+                   "again when it is back (https://www.nersc.gov/live-status/motd/), or use "
+                   "another target",
+        )

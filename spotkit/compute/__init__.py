@@ -60,15 +60,19 @@ from spotkit.compute._targets import (
     target_kinds,
     target_settings,
 )
+from spotkit.errors import CredentialsError, MachineUnavailableError, NERSCError
 
 __all__ = [
     "NERSC",
+    "CredentialsError",
     "Environment",
     "Job",
     "JobLogs",
     "JobState",
     "JobStatus",
     "Local",
+    "MachineUnavailableError",
+    "NERSCError",
     "Poller",
     "Slurm",
     "Target",

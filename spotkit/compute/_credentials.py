@@ -21,7 +21,7 @@ import re
 import stat
 from pathlib import Path
 
-from ..errors import ComputeError
+from ..errors import CredentialsError
 
 __all__ = ["KEY_DIR", "ClientKey", "CredentialsError", "load_key", "token_error"]
 
@@ -41,24 +41,6 @@ _PEM = re.compile(
     r"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----.+?-----END (?:RSA |EC )?PRIVATE KEY-----",
     re.DOTALL,
 )
-
-
-class CredentialsError(ComputeError):
-    """A NERSC client key cannot be used; the message says why and what to do.
-
-    Attributes
-    ----------
-    reason : str
-        One of ``"missing"``, ``"ambiguous"``, ``"permissions"``, ``"format"``,
-        ``"expired"``, ``"policy"``, ``"rejected"``.
-    path : pathlib.Path or None
-        The key file at fault, when there is one.
-    """
-
-    def __init__(self, message: str, *, reason: str, path: Path | None = None):
-        self.reason = reason
-        self.path = path
-        super().__init__(message)
 
 
 class ClientKey:
@@ -142,7 +124,7 @@ def load_key(key: str | Path | None = None, *, client_id: str | None = None) -> 
     >>> load_key(path)                                  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    spotkit.compute._credentials.CredentialsError: ...can be read by others...chmod 600...
+    spotkit.errors.CredentialsError: ...can be read by others...chmod 600...
     >>> path.chmod(0o600)
     >>> key = load_key(path)
     >>> key.client_id, jwk["d"] in repr(key), key.describe() == {"key": str(path)}

@@ -23,7 +23,7 @@ Transient answers (HTTP 500, dropped connections; ``sfapi-client`` itself retrie
 safely; a submission is never sent twice. What still fails becomes a :class:`NERSCError`
 (a :class:`~spotkit.errors.SchedulerError`) that names the operation and what to do; a
 refused job is a :class:`~spotkit.errors.SubmitError`; a refused key is a
-:class:`~spotkit.compute._credentials.CredentialsError`.
+:class:`~spotkit.errors.CredentialsError`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ import time as _time
 import typing
 from pathlib import Path
 
-from ..errors import SpotkitError, SubmitError
+from ..errors import MachineUnavailableError, NERSCError, SpotkitError, SubmitError
 from ._base import JobLogs, JobState, JobStatus, Target, format_walltime, parse_walltime
 from ._credentials import ClientKey, CredentialsError, load_key
-from ._nersc_errors import MachineUnavailableError, NERSCError
 from ._nersc_script import (
     MAX_STAGED_BYTES,
     STAGED_SUFFIXES,

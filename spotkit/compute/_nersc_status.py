@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..errors import NERSCError
 from ._base import JobState, JobStatus
-from ._nersc_errors import NERSCError
 
 __all__ = ["exit_code", "row_status", "sacct_rows", "slurm_time"]
 

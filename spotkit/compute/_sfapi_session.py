@@ -9,8 +9,8 @@ target (:mod:`spotkit.compute._nersc`) builds jobs on top of it.
 
 Transient answers (HTTP 500, dropped connections; ``sfapi-client`` itself retries
 429/502/503/504 up to 10 times) are retried with backoff; what still fails becomes a
-:class:`~spotkit.compute._nersc_errors.NERSCError`, a refused key a
-:class:`~spotkit.compute._credentials.CredentialsError`.
+:class:`~spotkit.errors.NERSCError`, a refused key a
+:class:`~spotkit.errors.CredentialsError`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import warnings
 from pathlib import PurePosixPath
 
 from ..backoff import Backoff
-from ..errors import SpotkitError
+from ..errors import MachineUnavailableError, NERSCError, SpotkitError
 from ._credentials import ClientKey, CredentialsError, token_error
-from ._nersc_errors import MachineUnavailableError, NERSCError
 
 __all__ = ["SfapiSession"]
 

@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 
-from spotkit.compute._credentials import ClientKey, CredentialsError, load_key, token_error
+from spotkit.compute._credentials import ClientKey, load_key, token_error
+from spotkit.errors import CredentialsError
 
 CLIENT_ID = "abcdefghijklm"  # 13 characters, like NERSC's
 

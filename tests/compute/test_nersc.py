@@ -21,9 +21,8 @@ import pytest
 
 import spotkit
 from spotkit.compute import NERSC, JobState
-from spotkit.compute._credentials import CredentialsError
 from spotkit.compute._nersc import MachineUnavailableError, NERSCError, _sfapi
-from spotkit.errors import JobFailedError, SubmitError
+from spotkit.errors import CredentialsError, JobFailedError, SubmitError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sfapi_server import SuperfacilityServer
