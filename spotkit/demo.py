@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,9 @@ def run_demo(
     report = DemoReport(workdir=workdir, catalog_path=Path(cat.path),
                         intake_catalog=workdir / "catalogs" / "demo.yaml")
 
-    plan = [(name, kw, simulate_tomo_scan) for name, kw in TOMO_SCANS]
+    # the twin's writers take the scan's settings as keywords (a table per kind, above)
+    plan: list[tuple[str, dict[str, Any], Callable[..., object]]] = [
+        (name, kw, simulate_tomo_scan) for name, kw in TOMO_SCANS]
     plan += [(name, kw, simulate_saxs_series) for name, kw in SAXS_SERIES]
     # the session happened just now: scans start SCAN_INTERVAL apart, the last one now, so
     # searches such as `spotkit catalog search --since yesterday` find them

@@ -4,7 +4,7 @@
   orchestration < presentation), checked by import-linter on every import, including
   those inside functions;
 * no module imports a ``_private`` module of another spotkit package;
-* mypy on the packages listed in ``mypy.ini``.
+* mypy on the whole package (``mypy.ini``).
 """
 
 from __future__ import annotations
