@@ -177,10 +177,15 @@ def _drop_cache(fd: int) -> None:
             pass
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What changes when a file is replaced or written: device, inode, size, mtime, ctime."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def _staged_name(src) -> str:
-    """The staging file name of a source file: a hash of its absolute path (its name kept
-    at the end for people looking)."""
-    path = os.path.abspath(src)
+    """The staging file name of a source file: a hash of its real path (the catalog and the
+    manifest may spell it differently), its name kept at the end for people looking."""
+    path = os.path.realpath(src)
     return f"{hashlib.sha256(path.encode()).hexdigest()[:24]}-{os.path.basename(path)}"
 
 
@@ -195,10 +200,16 @@ class LocalCopy(Mover):
     already at its final name with the right checksums is skipped, so re-running after a
     crash finishes the job without copying twice. Source files are only read.
 
-    :meth:`transfer` copies the files of a manifest made earlier (the flow's path: the
-    checksums come from ingest); :meth:`pack` makes the manifest and the copy in one read
-    of each source file (the sha256 and block checks are computed from the very bytes
-    written, in a second thread beside the writer).
+    :meth:`transfer` copies the files of a manifest made earlier; :meth:`pack` makes the
+    manifest and the copy in one read of each source file (the sha256 and block checks are
+    computed from the very bytes written, in a second thread beside the writer). The
+    flow's path splits pack in two around the catalog: :meth:`stage` (the catalog's hasher
+    at ingest) copies each file into a hidden staging folder of the warehouse while it
+    computes the checksum of record and the block checks; :meth:`transfer` with
+    ``stage_key`` then fsyncs each staged copy, re-reads it from the device against the
+    manifest and renames it into place (a staged copy that is missing or does not verify
+    is copied again from the source); :meth:`discard_staged` and :meth:`sweep_staged`
+    remove what is left.
 
     Parameters
     ----------
@@ -247,6 +258,10 @@ class LocalCopy(Mover):
         self.workers = workers or default_workers()
         self.copy_slots = copy_slots or min(self.workers, max(2, usable_cpus()))
         self._copying = threading.BoundedSemaphore(self.copy_slots)
+        self._lock = threading.Lock()
+        #: staged copies this process re-read from the device right after staging them:
+        #: {path: (identity, block check kind, block checks)}
+        self._checked: dict[str, tuple] = {}
 
     def available(self) -> tuple[bool, str]:
         """Check that the destination exists, is a folder, carries the marker and is writable."""
@@ -503,10 +518,14 @@ class LocalCopy(Mover):
         The flow's ingest calls this as the catalog's hasher: each block of the source is
         read once, written to a hidden staging file in the warehouse (its writeback started
         at once) and block-checked while a second thread adds it to the sha256 of record.
-        The copy is not at any final path; :meth:`transfer` with ``stage_key=key`` checks it
-        against the manifest (re-read from the device) and renames it into place. A staged
-        file is written under a partial name and renamed when complete, so one that exists
-        is whole (and is still verified before use). The source is only read.
+        Out of its copy slot, the copy is fsynced, its pages dropped and every block re-read
+        from the device and checked against the block checks just computed (as
+        :meth:`pack` does), so one file's fsync and read-back overlap the next one's copy;
+        only then does it get its staging name. It is not at any final path:
+        :meth:`transfer` with ``stage_key=key`` renames it into place once its block checks
+        are the manifest's and it is untouched since (same inode, size, mtime and ctime);
+        otherwise, e.g. in another process after a crash, it re-reads the copy from the
+        device against the manifest first. The source is only read.
 
         Parameters
         ----------
@@ -546,6 +565,11 @@ class LocalCopy(Mover):
                         sha, crcs, _ = _copy_hashing_data(
                             src_fd, dst_fd, block_size=BLOCK_SIZE, kind=kind,
                             progress=_Progress(src.name, before.st_size))
+                    # out of its copy slot: this file's fsync and read-back overlap the
+                    # next one's copy (as in pack)
+                    os.fsync(dst_fd)
+                    if self.drop_cache:
+                        _drop_cache(dst_fd)
                 finally:
                     os.close(dst_fd)
             except _SourceUnreadable as exc:
@@ -556,11 +580,22 @@ class LocalCopy(Mover):
             unchanged = ((after.st_size, after.st_mtime_ns)
                          == (before.st_size, before.st_mtime_ns))
             if unchanged:
+                entry = FileEntry(src.name, after.st_size, sha, after.st_mtime, crcs,
+                                  crc32_kind=kind)
+                problem = check_file(partial, entry, level="crc32", workers=self.workers)
+                if problem is not None:
+                    raise TransferError(
+                        f"the staged copy of {src} does not match what was read ({problem}); "
+                        "it was removed.", path=src.name, dest=str(staging),
+                        reason="checksum mismatch", transient=True)
                 try:
                     os.replace(partial, staged)
-                    kept = True
+                    st = os.stat(staged)
                 except OSError as exc:
                     raise _os_error(exc, dest=staging, path=src.name, what="stage") from None
+                kept = True
+                with self._lock:
+                    self._checked[str(staged)] = (_identity(st), kind, crcs)
             return after.st_size, after.st_mtime_ns, sha, crcs, kind
         finally:
             if not kept:
@@ -597,7 +632,9 @@ class LocalCopy(Mover):
         return gone
 
     def _place_staged(self, staged: Path, src: Path, final: Path, entry, dest: Path) -> bool:
-        """Verify a staged copy from the device and rename it to its final name.
+        """Verify a staged copy (re-read from the device, unless this process did so when it
+        staged it, against the same block checks, and it is untouched since) and rename it
+        to its final name.
 
         False (and the staged copy dropped) when it is missing or does not match the
         manifest: the caller copies from the source instead. Never leaves a partial file at
@@ -610,15 +647,22 @@ class LocalCopy(Mover):
         except OSError as exc:
             raise _os_error(exc, dest=dest, path=entry.path, what="read the staged copy") from None
         try:
-            os.fsync(fd)  # staged during ingest: make it durable, then read it from the device
-            if self.drop_cache:
+            os.fsync(fd)  # fsynced when staged: nothing left to write, durable before the rename
+            ident = _identity(os.fstat(fd))
+            with self._lock:
+                checked = self._checked.pop(str(staged), None)
+            # re-read from the device when staged, against the block checks now in the
+            # manifest, and not touched since (same inode, size, mtime, ctime): done
+            fresh = checked is not None and checked == (ident, entry.crc32_kind, entry.crc32)
+            if not fresh and self.drop_cache:
                 _drop_cache(fd)
         except OSError as exc:
             staged.unlink(missing_ok=True)
             raise _os_error(exc, dest=dest, path=entry.path, what="write") from None
         finally:
             os.close(fd)
-        problem = check_file(staged, entry, level="crc32", workers=self.workers)
+        problem = None if fresh else check_file(staged, entry, level="crc32",
+                                                workers=self.workers)
         if problem is not None:
             log.warning("staged copy of %s does not match the manifest (%s): copying it "
                         "from the source again", entry.path, problem)

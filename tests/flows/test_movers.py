@@ -725,3 +725,33 @@ def test_staging_leftovers_of_finished_datasets_are_swept(src, tmp_path):
     assert verify_manifest(man, dest) == []
     assert mover.sweep_staged([]) == [str(mover.staging_dir("still-pending"))]
     assert sorted(p.name for p in dest.iterdir()) == ["scan7"]
+
+
+def test_a_staged_copy_checked_when_staged_is_not_read_again(src, tmp_path, monkeypatch):
+    root, man = src
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    mover = LocalCopy(dest)
+    checked = []
+    real = _localcopy.check_file
+
+    def counting(path, entry, **kw):
+        checked.append(Path(path).parent.name)
+        return real(path, entry, **kw)
+
+    monkeypatch.setattr(_localcopy, "check_file", counting)
+    _stage_all(mover, root, man)
+    assert len(checked) == len(man.files)  # each staged copy re-read once, from the device
+    checked.clear()
+    mover.transfer_staged(man, root, "k")
+    assert checked == []
+    assert verify_manifest(man, dest) == []
+    # another process (after a crash) does not know: it re-reads them against the manifest
+    fresh = LocalCopy(tmp_path / "wh2")
+    (tmp_path / "wh2").mkdir()
+    _stage_all(fresh, root, man)
+    other = LocalCopy(tmp_path / "wh2")
+    checked.clear()
+    other.transfer_staged(man, root, "k")
+    assert len(checked) == len(man.files)
+    assert verify_manifest(man, tmp_path / "wh2") == []
