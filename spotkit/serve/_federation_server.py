@@ -13,6 +13,13 @@ mount and everything under it is visible to staff only, unless the mount is mark
 ``public: true``, then to every authenticated user. A mount another user may not see answers
 404 "No such entry", as a dataset of another proposal does. Nothing is written: only read
 scopes are ever granted, and the mounts are read through read-only clients.
+
+A source that is down answers 502 naming the mount; the local datasets and the other mounts
+are not affected. Tiled looks nodes up and lists them in its event loop, so a slow source
+holds that loop for up to its ``timeout`` (default 10 s): keep the timeouts of remote mounts
+short. A plain Tiled source's candidates are checked and sorted here on every listing (at
+most :data:`~spotkit.serve._federation.MAX_CANDIDATES`): mount large ones through a
+``spotkit serve`` or narrow them by exact field values.
 """
 
 from __future__ import annotations

@@ -223,6 +223,7 @@ def _fed(world, **extra) -> FederatedCatalog:
     return fed
 
 
+@pytest.mark.slow  # four server processes (started once for the module)
 def test_one_search_over_every_source(world, fed):
     hits = fed.search(sample="lyso*")
     assert hits.complete, hits.unreachable
@@ -251,6 +252,7 @@ def test_one_search_over_every_source(world, fed):
         start_time=hours(1))
 
 
+@pytest.mark.slow  # four server processes (started once for the module)
 def test_criteria_mean_the_same_on_every_source(world, fed):
     recent = fed.search(since=hours(2), until=hours(6))
     assert recent.keys == [("bnl", "uid-1"), ("local", world.local_ids["loc2"]),
@@ -269,6 +271,7 @@ def test_criteria_mean_the_same_on_every_source(world, fed):
     assert set(only.totals) == {"archive", "bnl"}
 
 
+@pytest.mark.slow  # four server processes (started once for the module)
 def test_opening_hits_gives_their_data(world, fed):
     hits = {h.key: h for h in fed.search(sample="lyso*")}
     local = hits["local", world.local_ids["loc1"]].open()
@@ -288,6 +291,7 @@ def test_opening_hits_gives_their_data(world, fed):
     assert fed.open("archive", world.local_ids["loc2"]).metadata["sample"] == "gel-local"
 
 
+@pytest.mark.slow  # four server processes (started once for the module)
 def test_a_down_or_silent_mount_is_reported_not_fatal(world):
     down = f"http://127.0.0.1:{_free_port()}/api"
     silent = socket.socket()  # accepts connections, never answers
@@ -315,6 +319,7 @@ def test_a_down_or_silent_mount_is_reported_not_fatal(world):
     assert "als" in refused.search().unreachable
 
 
+@pytest.mark.slow  # four server processes (started once for the module)
 def test_mounts_are_read_only(world, fed):
     before = world.archive.read_bytes()
     n_local = len(world.local)
@@ -330,14 +335,18 @@ def test_mounts_are_read_only(world, fed):
     assert len(open_remote(world.nsls2, api_key=world.nsls2_keys["sam"])) == 2
 
 
-def test_setup_errors_name_the_mount_and_parameter(world, tmp_path):
-    fed = FederatedCatalog(world.local)
+def test_setup_errors_name_the_mount_and_parameter(tmp_path):
+    from spotkit.catalog import open_catalog
+
+    local = open_catalog(tmp_path / "catalog.db")
+    archive = local.export_intake(tmp_path / "archive.yaml")
+    fed = FederatedCatalog(local)
     with pytest.raises(FederationError, match="'ds-x'"):
-        fed.mount("ds-x", world.archive)
+        fed.mount("ds-x", archive)
     with pytest.raises(FederationError, match="taken"):
-        fed.mount("local", world.archive)
+        fed.mount("local", archive)
     with pytest.raises(FederationError, match=r"mount 'b'.*field_map names 'colour'"):
-        fed.mount("b", world.bnl, field_map={"colour": "start.colour"})
+        fed.mount("b", "http://127.0.0.1:1/api", field_map={"colour": "start.colour"})
     with pytest.raises(FederationError, match="neither an http"):
         fed.mount("c", tmp_path / "catalog.txt")
     with pytest.raises(FederationError, match="cannot search by 'color'"):
@@ -352,6 +361,10 @@ def test_setup_errors_name_the_mount_and_parameter(world, tmp_path):
     bad.write_text("just: text\n")
     fed.mount("bad", bad)
     assert "not an intake catalog" in fed.search().unreachable["bad"]
+    fed.mount("archive", archive)
+    result = fed.search()
+    assert (len(result), result.totals["archive"], result.totals["local"]) == (0, 0, 0)
+    local.close()
 
 
 def test_query_matching_semantics():
@@ -376,6 +389,7 @@ def hub(world):
             for user in ("sam", "ann", "eve")}
 
 
+@pytest.mark.slow  # four server processes (started once for the module)
 def test_serve_shows_mounts_beside_the_local_datasets(world, hub):
     from tiled.queries import Comparison, Eq, FullText
 
@@ -410,6 +424,7 @@ def test_serve_shows_mounts_beside_the_local_datasets(world, hub):
     assert als[world.als_ids["als1"]].metadata["proposal"] == "P-A"
 
 
+@pytest.mark.slow  # four server processes (started once for the module)
 def test_serve_mount_policy_and_read_only(world, hub):
     sam, ann, eve = hub["sam"], hub["ann"], hub["eve"]
     for user in (ann, eve):  # als is not public: it does not exist for users
