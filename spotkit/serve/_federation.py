@@ -39,6 +39,7 @@ import functools
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ LOCAL = "local"
 DEFAULT_TIMEOUT = 10.0
 #: most candidates read from a plain Tiled source for one search (checked and sorted here)
 MAX_CANDIDATES = 10_000
+#: seconds a plain Tiled source's checked candidates are reused for the same query
+RECHECK_AFTER = 2.0
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _WILDCARD = re.compile(r"[*?\[]")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -462,6 +465,8 @@ class TiledMount:
         self._uri: str | None = None
         self._client: Any = None
         self._spotkit: bool | None = None
+        self._lock = threading.Lock()
+        self._recent: dict[str, tuple[float, int, list[Hit], bool]] = {}
         if isinstance(source, str):
             if not source.startswith(("http://", "https://")):
                 raise FederationError(f"mount {name!r}: {source!r} is not an http(s):// "
@@ -545,19 +550,33 @@ class TiledMount:
             items = node.items()[offset:stop] if stop > offset else []
             return [self._hit_of(k, c) for k, c in items], total
         # every candidate is read and checked here, then sorted newest first: the server's
-        # own order is not the catalog's, so a page could otherwise miss the newest hits
-        hits: list[Hit] = []
+        # own order is not the catalog's, so a page could otherwise miss the newest hits.
+        # The sorted list is kept a moment, so a count and the pages after it (one request
+        # to a server that mounts this source) read the candidates once.
+        hits, exact = self._checked(node, query, total)
+        end = None if limit is None else offset + limit
+        return hits[offset:end], (len(hits) if exact else None)
+
+    def _checked(self, node: Any, query: Query, total: int) -> tuple[list[Hit], bool]:
+        key = repr(sorted(query.describe().items()))
+        now = time.monotonic()
+        with self._lock:
+            cached = self._recent.get(key)
+            if cached is not None and now - cached[0] < RECHECK_AFTER and cached[1] == total:
+                return cached[2], cached[3]
         seen = min(total, MAX_CANDIDATES)
         if seen < total:
             logger.warning("mount %s: %d candidates, only the first %d are checked; narrow "
                            "the search by exact field values", self.name, total, seen)
-        for key, child in (node.items()[0:seen] if seen else []):
-            hit = self._hit_of(key, child)
-            if query.matches(hit):
-                hits.append(hit)
+        hits = [hit for hit in (self._hit_of(k, c)
+                                for k, c in (node.items()[0:seen] if seen else []))
+                if query.matches(hit)]
         hits.sort(key=sort_key)
-        end = None if limit is None else offset + limit
-        return hits[offset:end], (len(hits) if seen == total else None)
+        with self._lock:
+            self._recent = {k: v for k, v in self._recent.items()
+                            if now - v[0] < RECHECK_AFTER}
+            self._recent[key] = (now, total, hits, seen == total)
+        return hits, seen == total
 
     def get(self, key: str) -> Hit:
         """The hit of one entry by its key (KeyError if there is none)."""
