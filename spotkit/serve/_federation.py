@@ -709,6 +709,15 @@ def make_source(name: str, source: Any, *, api_key: str | None = None,
                           "spotkit Catalog")
 
 
+def source_of(spec: Any) -> TiledMount | IntakeMount:
+    """The mount a ``serve.yaml`` entry (:class:`~spotkit.serve._config.MountSpec`)
+    describes; its key is read from the environment variable it names."""
+    if spec.uri is not None:
+        return TiledMount(spec.name, spec.uri, api_key=spec.api_key(),
+                          field_map=spec.field_map, timeout=spec.timeout)
+    return IntakeMount(spec.name, spec.intake, field_map=spec.field_map)
+
+
 # ------------------------------------------------------------------- the view
 class FederatedCatalog:
     """The local catalog plus read-only mounts, searched in one call.
@@ -751,6 +760,29 @@ class FederatedCatalog:
             self._sources[LOCAL] = LocalSource(local)
         for name, source in (mounts or {}).items():
             self.mount(name, source)
+
+    @classmethod
+    def from_config(cls, local: Any, config: Any, *,
+                    timeout: float = DEFAULT_TIMEOUT) -> FederatedCatalog:
+        """The local catalog plus the mounts a ``serve.yaml`` declares (keys from the
+        environment variables it names), as a notebook or a script sees them.
+
+        Parameters
+        ----------
+        local : spotkit.catalog.Catalog or None
+        config : ServeConfig or path-like
+            The serve configuration (:func:`spotkit.serve.load_config`).
+        timeout : float
+            Seconds each source has to answer a search.
+        """
+        from spotkit.serve._config import ServeConfig, load_config
+
+        if not isinstance(config, ServeConfig):
+            config = load_config(config)
+        fed = cls(local, timeout=timeout)
+        for spec in config.mounts:
+            fed.mount(spec.name, source_of(spec))
+        return fed
 
     def mount(self, name: str, source: Any, *, api_key: str | None = None,
               field_map: Mapping[str, str] | None = None,

@@ -39,7 +39,7 @@ from tiled.structures.container import ContainerStructure
 from tiled.structures.core import StructureFamily
 
 from spotkit.serve._config import MountSpec, ServeConfig
-from spotkit.serve._federation import Hit, IntakeMount, Query, TiledMount
+from spotkit.serve._federation import Hit, IntakeMount, Query, TiledMount, source_of
 from spotkit.serve._policy import READ_SCOPES, ProposalAccessPolicy
 from spotkit.serve._query import FIELDS, TIME_FIELD, Criteria
 
@@ -62,16 +62,7 @@ def build_mounts(config: ServeConfig) -> dict[str, MountAdapter]:
     ServeConfigError
         A mount's key variable is not set (the message names the file and the field).
     """
-    out: dict[str, MountAdapter] = {}
-    for spec in config.mounts:
-        source: TiledMount | IntakeMount
-        if spec.uri is not None:
-            source = TiledMount(spec.name, spec.uri, api_key=spec.api_key(),
-                                field_map=spec.field_map, timeout=spec.timeout)
-        else:
-            source = IntakeMount(spec.name, spec.intake, field_map=spec.field_map)
-        out[spec.name] = MountAdapter(source, spec)
-    return out
+    return {spec.name: MountAdapter(source_of(spec), spec) for spec in config.mounts}
 
 
 def _clean_record(record: Mapping[str, Any]) -> dict[str, Any]:

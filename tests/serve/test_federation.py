@@ -497,5 +497,26 @@ def test_mount_config_reads_keys_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("FAR_KEY", "k" * 40)
     built = build_mounts(cfg)
     assert set(built) == {"far", "arch"}
+    fed = FederatedCatalog.from_config(None, path)
+    assert set(fed.sources) == {"far", "arch"}
+    assert fed["far"].uri == "https://far.example.org/api"
+    assert fed["arch"].path == tmp_path / "sub" / "cat.yaml"
     assert built["far"].federation_public is False
     assert "k" * 40 not in repr(built) + str(built["far"].metadata())
+
+
+def test_intake_v1_catalog_with_a_field_map(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"sources": {
+        "old1": {"driver": "csv", "args": {"urlpath": str(tmp_path / "a.csv")},
+                 "metadata": {"specimen": "lyso-v1", "when": "2020-01-02T00:00:00Z",
+                              "kind": "table"}},
+        "old2": {"driver": "csv", "args": {"urlpath": str(tmp_path / "b.csv")},
+                 "metadata": {"specimen": "other", "when": 1577836800}}}}))
+    fed = FederatedCatalog(None)
+    fed.mount("v1", path, field_map={"sample": "specimen", "start_time": "when"})
+    result = fed.search()
+    assert result.keys == [("v1", "old1"), ("v1", "old2")]
+    assert result[1].start_time == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    assert fed.search(sample="lyso*", until="2020-01-02").keys == [("v1", "old1")]
+    assert fed.search(since="2020-01-03").keys == []
