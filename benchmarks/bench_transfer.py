@@ -23,10 +23,11 @@ the same run and on the same disk:
   as one dataset (a frame set: the first file primary, the others its frames), exactly as
   ``Watcher`` runs them (``_prepare``: journal, leases and catalog included), on a fresh
   SQLite catalog on the same disk: ingest stages each file's copy in the warehouse in the
-  read that computes the catalog's sha256 and the block checks (``LocalCopy.stage``), the
-  manifest reuses them, transfer fsyncs the staged copies, re-reads their blocks from the
-  device, renames them into place, and verify stores the manifest and records the
-  replicas. Setting up the catalog and the journal entry is not timed.
+  read that computes the catalog's sha256 and the block checks (``LocalCopy.stage``: the
+  dataset's files concurrently, copy slots as in pack; each copy fsynced and re-read from
+  the device once copied), the manifest reuses them, transfer renames the checked copies
+  into place, and verify stores the manifest and records the replicas. Setting up the
+  catalog and the journal entry is not timed.
 
 Cold runs drop the source files from the page cache first (posix_fadvise DONTNEED after an
 fsync); warm runs read them once first. Methods are interleaved within each repeat (the

@@ -274,8 +274,8 @@ class _IngestHasher:
         self.steps = steps
         self.item = item
         self.stage = stage
-        #: {real path: (size, mtime_ns, sha256, block checks[, kind])}: the manifest's
-        #: ``known`` (real paths: the manifest resolves its root, the catalog keeps links)
+        #: {absolute path: (size, mtime_ns, sha256, block checks[, kind])}: the manifest's
+        #: ``known``
         self.cache: dict[str, tuple] = {}
         self.staged: list[str] = []
         self._lock = threading.Lock()
@@ -333,7 +333,7 @@ class _IngestHasher:
             else:
                 if (size, mtime_ns) == (before.st_size, before.st_mtime_ns):
                     with self._lock:
-                        self.cache[os.path.realpath(path)] = (size, mtime_ns, sha, crcs, kind)
+                        self.cache[os.path.abspath(path)] = (size, mtime_ns, sha, crcs, kind)
                         self.staged.append(str(path))
                 self.steps._fault("stage.after")
                 return size, sha
@@ -341,5 +341,5 @@ class _IngestHasher:
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
             with self._lock:
-                self.cache[os.path.realpath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
+                self.cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
         return after.st_size, sha
