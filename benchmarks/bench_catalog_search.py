@@ -322,6 +322,9 @@ def run_queries(cat, pk, sample_rows, n: int, args) -> list[tuple]:
          lambda b: cat.search(beamline=b, kind="saxs/raw", limit=0), beamlines),
         ("search() newest 100 of all", lambda _: cat.search(), list(range(k))),
     ]  # fmt: skip
+    if args.only:  # the reference and the queries whose name contains one of the words
+        words = [w.strip() for w in args.only.split(",") if w.strip()]
+        queries = queries[:1] + [q for q in queries[1:] if any(w in q[0] for w in words)]
     rows = []
     reference = None
     for name, fn, values in queries:
@@ -489,6 +492,8 @@ def main(argv=None) -> None:
     parser.add_argument("--keep", action="store_true",
                         help="leave the throw-away PostgreSQL server running (prints its URL "
                         "for --pg-url and how to stop it)")
+    parser.add_argument("--only", help="run only the queries whose name contains one of these "
+                        "comma-separated words (and the reference), e.g. --only text=")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--explain", action="store_true",
                         help="SQLite: print a query plan; PostgreSQL: auto_explain (ANALYZE, "
