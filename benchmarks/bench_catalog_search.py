@@ -28,10 +28,11 @@ a long tail), 2,000 proposals, start times over 10 years, 60 % tomography / 30 %
 scans and 10 % derived products, and a few metadata keys (energy, detector, exposure,
 operator), one file each.
 
-Runtime and size on a 2-core machine (about): SQLite 1e6: 90 s fill, 1.1 GB file, plus
-~1 min of queries. PostgreSQL (COPY): ~2 min and ~1.2 GB per million datasets (1e7:
-~20-25 min, ~12 GB in /tmp; check ``df -h /tmp``), plus a few minutes of queries.
-``--n 10000`` takes seconds on either backend. Run it under ``nice`` on a shared machine.
+Runtime and size measured on a shared 2-core machine: SQLite 1e6: 90-115 s fill, 1.1 GB
+file, plus ~1 min of queries. PostgreSQL 1e7 (COPY): 25 min fill at load 5-12, 14 GB in
+/tmp (check ``df -h /tmp``; ~24 GB of RAM keeps it in the page cache), plus ~6 min of
+queries (free text takes 2-4 s a call there). ``--n 10000`` takes seconds on either
+backend. Run it under ``nice`` on a shared machine.
 
 Usage::
 
@@ -476,9 +477,9 @@ def bench_postgres(args) -> list[tuple]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Runtime (2 cores): SQLite 1e6 ~3 min; PostgreSQL ~2 min per 1e6 datasets "
-               "to fill (1e7: ~25 min, ~12 GB under /tmp) plus a few minutes of queries; "
-               "--n 10000 runs in seconds. See the module docstring.")
+        epilog="Runtime (2 shared cores): SQLite 1e6 ~3 min; PostgreSQL 1e7 ~25 min to fill "
+               "(14 GB under /tmp) plus ~6 min of queries; --n 10000 runs in seconds on "
+               "either. See the module docstring.")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite",
                         help="which catalog database to fill and query (default sqlite)")
     parser.add_argument("--n", type=int, default=1_000_000, help="datasets (default 1e6)")
