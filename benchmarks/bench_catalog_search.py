@@ -514,8 +514,9 @@ def main(argv=None) -> None:
                     else title, rows, target=title == "PostgreSQL")
     if len(results) == 2:
         a, b = results["SQLite"], results["PostgreSQL"]
-        same = all(x[2] == y[2] for x, y in zip(a, b, strict=True))
-        print(f"\nmatches identical on both backends: {'yes' if same else '**no**'}")
+        differ = [x[0] for x, y in zip(a, b, strict=True) if x[2] != y[2]]
+        print("\nmatches identical on both backends: " + (
+            "yes" if not differ else "**no**, they differ for: " + "; ".join(differ)))
     load = os.getloadavg()
     print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
 
