@@ -201,7 +201,7 @@ def connect_postgres(url: str) -> PgConnection:
     try:
         raw = psycopg.connect(url, autocommit=True, application_name="spotkit",
                               connect_timeout=30)
-        for setting, value in (("lock_timeout", f"{LOCK_TIMEOUT_S}s"),
+        for setting, value in (("jit", "off"), ("lock_timeout", f"{LOCK_TIMEOUT_S}s"),
                                ("idle_in_transaction_session_timeout",
                                 f"{IDLE_IN_TRANSACTION_S}s"),
                                ("tcp_keepalives_idle", str(KEEPALIVE_IDLE_S)),

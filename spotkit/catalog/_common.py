@@ -91,10 +91,16 @@ def _plain(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+# FTS5's unicode61 tokens are runs of letters and digits; everything else separates them.
+# PostgreSQL's parser would keep "bone-0421" as 'bone' and the signed integer '-0421', so
+# the catalog splits the text itself before to_tsvector / to_tsquery.
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
 def _fts_document(fields: Iterable[Any], metadata: Any) -> str:
     """The words a PostgreSQL catalog indexes for a dataset (its tsvector's source)."""
     words = [str(f) for f in fields if f is not None]
-    return _plain(" ".join(words + _flatten_text(metadata, [])))
+    return _SEPARATORS.sub(" ", _plain(" ".join(words + _flatten_text(metadata, []))))
 
 
 def _tsquery(text: str) -> str:
@@ -104,10 +110,11 @@ def _tsquery(text: str) -> str:
     terms = []
     for word in text.split():
         prefix = word.endswith("*")
-        word = _plain(word.rstrip("*"))
-        if any(ch.isalnum() for ch in word):
-            quoted = word.replace("\\", "\\\\").replace("'", "''")
-            terms.append(f"'{quoted}'" + (":*" if prefix else ""))
+        # a word of several tokens ("bone-0421", "8.3.2") is a phrase, as in FTS5
+        parts = [f"'{p}'" for p in _SEPARATORS.split(_plain(word.rstrip("*"))) if p]
+        if parts:
+            parts[-1] += ":*" if prefix else ""
+            terms.append(parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")")
     return " & ".join(terms)
 
 

@@ -192,6 +192,11 @@ class SearchMixin(CatalogCore):
                 total = offset + len(datasets)
             elif fts_total is not None and set(query) == {"text"}:
                 total = fts_total
+            elif self._pg and set(query) == {"text"} and text and _tsquery(text):
+                # every datasets_fts row has its dataset (foreign key): count there alone
+                total = conn.execute(
+                    "SELECT count(*) FROM datasets_fts WHERE doc @@ to_tsquery('simple', ?)",
+                    (_tsquery(text),)).fetchone()[0]
             else:
                 total = conn.execute(
                     f"SELECT count(*) FROM {source} {where}",  # noqa: S608

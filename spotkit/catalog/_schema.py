@@ -14,9 +14,9 @@ refused, so an old spotkit never damages a catalog a newer one wrote.
 On PostgreSQL the same tables are created from the same statements, with the types
 translated (:func:`run_ddl`: ``INTEGER`` to ``BIGINT``, ``REAL`` to ``DOUBLE PRECISION``,
 text compared byte-wise as SQLite does, ``COLLATE "C"``) and a ``tsvector`` table with a
-GIN index instead of FTS5. A PostgreSQL catalog starts at schema version 5 (the first that
-existed there), so :data:`MIGRATIONS` from version 5 on must work on both databases: use
-``ALTER TABLE`` (and :func:`run_ddl` for new tables), not SQLite's ``writable_schema``.
+GIN index instead of FTS5. PostgreSQL catalogs exist from schema version 5 on, so
+:data:`MIGRATIONS` from version 5 on must work on both databases: use ``ALTER TABLE`` (and
+:func:`run_ddl` for new tables), not SQLite's ``writable_schema``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import contextlib
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5  #: version of the schema this spotkit writes
+SCHEMA_VERSION = 6  #: version of the schema this spotkit writes
 BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
 CACHE_KIB = 65_536  #: page cache per connection (SQLite's default is 2 MiB)
 
@@ -281,6 +282,27 @@ def _v4_to_v5(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS[4] = _v4_to_v5
+
+
+def _v5_to_v6(conn: Any) -> None:
+    """PostgreSQL's free-text index splits words as SQLite's FTS5 does (``bone-0421`` is
+    ``bone`` and ``0421``, not ``bone`` and the number ``-0421``): every dataset's document
+    is indexed again. Nothing changes in a SQLite catalog (FTS5 always did)."""
+    if not is_postgres(conn):
+        return
+    import json
+
+    from spotkit.catalog._common import _fts_document
+
+    rows = conn.execute("SELECT seq, title, sample, proposal, beamline, metadata "
+                        "FROM datasets").fetchall()
+    docs = [(_fts_document(r[1:5], json.loads(r[5]) if r[5] else None), r[0]) for r in rows]
+    conn.executemany("UPDATE datasets_fts SET doc = to_tsvector('simple', ?) WHERE seq = ?",
+                     docs)
+    logger.info("indexed the free text of %d datasets again", len(docs))
+
+
+MIGRATIONS[5] = _v5_to_v6
 
 # ``datasets.id`` is the key every other table refers to. ``seq`` is only the rowid, made
 # explicit so that VACUUM never renumbers it: the FTS index is keyed by it.
@@ -523,18 +545,7 @@ def connect(path: Path | str) -> Any:
         ) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            logger.warning(
-                "catalog %s is in %s journal mode, not WAL (network file system?); "
-                "concurrent readers may wait for writers",
-                path,
-                mode,
-            )
-        conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        _migrate(conn, path)
+        _settle(conn, path)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise CatalogError(
@@ -544,6 +555,40 @@ def connect(path: Path | str) -> Any:
         conn.close()
         raise
     return conn
+
+
+def _settle(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL mode, connection settings and the schema, waiting out other openers.
+
+    Switching a new file to WAL, or reading its schema while another process creates it,
+    can fail with "database is locked" at once, without SQLite's busy handler: that is
+    retried (with growing pauses) for up to the busy timeout; other errors are not.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.02
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                logger.warning(
+                    "catalog %s is in %s journal mode, not WAL (network file system?); "
+                    "concurrent readers may wait for writers",
+                    path,
+                    mode,
+                )
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn, path)
+            return
+        except sqlite3.OperationalError as exc:
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            if not locked or time.monotonic() + pause > deadline:
+                raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 @contextlib.contextmanager

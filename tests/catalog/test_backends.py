@@ -58,6 +58,13 @@ def test_wildcards_mean_the_same_on_both_backends(odd, pattern, expected):
         ("creme", ["café crème"]),
         ("caf*", ["café crème"]),
         ("about café", ["café crème"]),
+        # words are split at punctuation on both backends, as FTS5 does: "Élan-7" is the
+        # words "elan" and "7" (PostgreSQL's own parser would read "-7" as a number)
+        ("7", ["Élan-7"]),
+        ("elan-7", ["Élan-7"]),
+        ("lyso 1", ["lyso[1]"]),
+        ("y+z", ["x.y+z"]),
+        ("a_b", ["a_b", "a%b"]),  # the words "a" then "b", as in "a%b" too
     ],
 )
 def test_free_text_ignores_case_and_diacritics(odd, text, expected):
@@ -220,6 +227,32 @@ def test_postgres_catalog_from_the_environment_and_url_forms(pg_url, monkeypatch
         assert cat.url == pg_url
 
 
+def test_v6_migration_indexes_free_text_again(pg_url, scans, reader):
+    """A PostgreSQL catalog written with schema 5 indexed "bone-0421" as 'bone' and the
+    number '-0421'; opening it with schema 6 indexes every dataset again."""
+    from spotkit.catalog._backend import connect_postgres
+
+    with open_catalog(pg_url, reader=reader) as cat:
+        ds = cat.ingest(scans(sample="bone-0421"))
+    conn = connect_postgres(pg_url)
+    try:  # as schema 5 left it: PostgreSQL's own word splitting, version 5
+        conn.execute("UPDATE datasets_fts SET doc = to_tsvector('simple', 'bone-0421')")
+        conn.execute("DELETE FROM schema_version")
+        conn.execute("INSERT INTO schema_version VALUES (5, 0)")
+    finally:
+        conn.close()
+    with open_catalog(pg_url, reader=reader) as cat:
+        assert cat.search(text="0421").ids == [ds.id]
+        assert cat.search(text="bone-0421").ids == [ds.id]
+        assert cat.search(text="bone-0421").total == 1
+    conn = connect_postgres(pg_url)
+    try:
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == (
+            SCHEMA_VERSION)
+    finally:
+        conn.close()
+
+
 def test_create_false_on_an_empty_database_says_so(pg_url):
     with pytest.raises(CatalogError, match="no catalog in database"):
         open_catalog(pg_url, create=False)
@@ -377,7 +410,10 @@ def test_sqlite_ddl_becomes_postgresql_ddl():
 
 
 def test_text_queries_quote_every_word():
+    """Every word is quoted; a word FTS5 splits in several (at punctuation, quotes
+    included) is a phrase of its parts; operators and quotes never reach to_tsquery."""
     from spotkit.catalog._common import _tsquery
 
-    assert _tsquery("Élan lyso* o'brien & |") == "'Elan' & 'lyso':* & 'o''brien'"
+    assert _tsquery("Élan lyso* o'brien & |") == "'Elan' & 'lyso':* & ('o' <-> 'brien')"
+    assert _tsquery("bone-0421* 8.3.2") == "('bone' <-> '0421':*) & ('8' <-> '3' <-> '2')"
     assert _tsquery("*** --") == ""
