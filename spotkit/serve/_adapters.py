@@ -250,7 +250,48 @@ def _hdf5_arrays(layout: dict[str, _Array], primary: str | None, limit: int) -> 
     return ([primary] if primary in names else []) + others
 
 
-class DatasetAdapter:
+class _Views:
+    """Tiled's keys/values/items views of a container, read through its ``_keys_slice`` and
+    ``_items_slice`` (a page at a time)."""
+
+    def __len__(self) -> int:  # pragma: no cover - every container defines its own
+        raise NotImplementedError
+
+    def _keys_slice(self, start: int, stop: int, direction: int,
+                    page_size: int | None = None) -> list[str]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _items_slice(self, start: int, stop: int, direction: int,
+                     page_size: int | None = None) -> list[tuple[str, Any]]:
+        raise NotImplementedError  # pragma: no cover
+
+    def keys(self) -> KeysView:
+        """The keys, in the container's order."""
+        return KeysView(lambda: len(self), self._keys_slice)
+
+    def values(self) -> ValuesView:
+        """The child adapters, a page at a time."""
+        return ValuesView(lambda: len(self), self._items_slice)
+
+    def items(self) -> ItemsView:
+        """(key, child adapter) pairs, a page at a time."""
+        return ItemsView(lambda: len(self), self._items_slice)
+
+
+class _PagedViews(_Views):
+    """A container whose keys come from a query, 500 at a time."""
+
+    def __iter__(self) -> Iterator[str]:
+        offset, page = 0, 500
+        while True:
+            ids = self._keys_slice(offset, offset + page, 1)
+            yield from ids
+            if len(ids) < page:
+                return
+            offset += page
+
+
+class DatasetAdapter(_Views):
     """One catalogued dataset: metadata from the catalog, arrays read from its files.
 
     Parameters
@@ -378,18 +419,6 @@ class DatasetAdapter:
     def __len__(self) -> int:
         return len(self._list())
 
-    def keys(self) -> KeysView:
-        """The array names."""
-        return KeysView(lambda: len(self), self._keys_slice)
-
-    def values(self) -> ValuesView:
-        """The array adapters."""
-        return ValuesView(lambda: len(self), self._items_slice)
-
-    def items(self) -> ItemsView:
-        """(name, array adapter) pairs."""
-        return ItemsView(lambda: len(self), self._items_slice)
-
     def _keys_slice(self, start: int, stop: int, direction: int,
                     page_size: int | None = None) -> list[str]:
         keys = self._list() if direction > 0 else list(reversed(self._list()))
@@ -428,7 +457,7 @@ def _frame_ranges(marks: list[dict]) -> dict[str, list[list[int]]]:
     return out
 
 
-class CatalogAdapter:
+class CatalogAdapter(_PagedViews):
     """The spotkit catalog as a Tiled container: dataset ids, newest first.
 
     Parameters
@@ -521,27 +550,6 @@ class CatalogAdapter:
                      page_size: int | None = None) -> list[tuple[str, DatasetAdapter]]:
         return [(ds.id, DatasetAdapter(ds, self.criteria, self.catalog))
                 for ds in self._range(start, stop, direction)]
-
-    def keys(self) -> KeysView:
-        """Dataset ids, newest first, read a page at a time."""
-        return KeysView(lambda: len(self), self._keys_slice)
-
-    def values(self) -> ValuesView:
-        """Dataset adapters, a page at a time."""
-        return ValuesView(lambda: len(self), self._items_slice)
-
-    def items(self) -> ItemsView:
-        """(id, dataset adapter) pairs, a page at a time."""
-        return ItemsView(lambda: len(self), self._items_slice)
-
-    def __iter__(self) -> Iterator[str]:
-        offset, page = 0, 500
-        while True:
-            ids = self._keys_slice(offset, offset + page, 1)
-            yield from ids
-            if len(ids) < page:
-                return
-            offset += page
 
     # -- lookup -----------------------------------------------------------------------
 

@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tiled.access_control.access_policies import NO_ACCESS
 from tiled.adapters.array import ArrayAdapter
 from tiled.adapters.mapping import MapAdapter
-from tiled.iterviews import ItemsView, KeysView, ValuesView
 from tiled.server.schemas import SortingDirection, SortingItem
 from tiled.structures.container import ContainerStructure
 from tiled.structures.core import StructureFamily
 
+from spotkit.serve._adapters import _PagedViews
 from spotkit.serve._config import MountSpec, ServeConfig
 from spotkit.serve._federation import Hit, IntakeMount, Query, TiledMount, source_of
 from spotkit.serve._policy import READ_SCOPES, ProposalAccessPolicy
@@ -134,7 +134,7 @@ def hit_adapter(hit: Hit, public: bool, *, intake: bool) -> Any:
     return adapter
 
 
-class MountAdapter:
+class MountAdapter(_PagedViews):
     """A mounted source as a Tiled container: its hits, newest first, searchable.
 
     Parameters
@@ -235,27 +235,6 @@ class MountAdapter:
                      page_size: int | None = None) -> list[tuple[str, Any]]:
         return [(hit.id, self._node(hit))
                 for hit in self._range(start, stop, direction)]
-
-    def keys(self) -> KeysView:
-        """Hit ids, newest first, a page at a time."""
-        return KeysView(lambda: len(self), self._keys_slice)
-
-    def values(self) -> ValuesView:
-        """Hit nodes, a page at a time."""
-        return ValuesView(lambda: len(self), self._items_slice)
-
-    def items(self) -> ItemsView:
-        """(id, hit node) pairs, a page at a time."""
-        return ItemsView(lambda: len(self), self._items_slice)
-
-    def __iter__(self) -> Iterator[str]:
-        offset, page = 0, 500
-        while True:
-            ids = self._keys_slice(offset, offset + page, 1)
-            yield from ids
-            if len(ids) < page:
-                return
-            offset += page
 
     def __getitem__(self, key: str) -> Any:
         """One hit by its id there, if it meets the criteria."""
