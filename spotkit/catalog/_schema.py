@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from spotkit.backoff import Backoff
 from spotkit.catalog import _backend
 from spotkit.catalog._backend import PgConnection, database_errors, is_postgres
 from spotkit.catalog._time import now_epoch
@@ -564,8 +565,9 @@ def _settle(conn: sqlite3.Connection, path: Path) -> None:
     can fail with "database is locked" at once, without SQLite's busy handler: that is
     retried (with growing pauses) for up to the busy timeout; other errors are not.
     """
+    waits = Backoff(first=0.02, factor=2.0, maximum=1.0)
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    pause = 0.02
+    failures = 0
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -583,12 +585,13 @@ def _settle(conn: sqlite3.Connection, path: Path) -> None:
             return
         except sqlite3.OperationalError as exc:
             locked = "locked" in str(exc) or "busy" in str(exc)
+            failures += 1
+            pause = waits.delay(failures)
             if not locked or time.monotonic() + pause > deadline:
                 raise
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             time.sleep(pause)
-            pause = min(pause * 2, 1.0)
 
 
 @contextlib.contextmanager
