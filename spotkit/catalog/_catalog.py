@@ -206,13 +206,9 @@ def open_catalog(
     False
     """
     if path is None:
-        env = os.environ.get("SPOTKIT_CATALOG", "")
-        if is_url(env):  # (spotkit.config.catalog_path would make a Path of it)
-            path = env
-        else:
-            from spotkit.config import catalog_path
+        from spotkit.config import catalog_location
 
-            path = catalog_path()
+        path = catalog_location()  # a URL in SPOTKIT_CATALOG stays a URL
     text = os.fspath(path)
     if is_url(text):
         if not create:
