@@ -1,0 +1,16 @@
+"""Workflow monitoring (X-SWAP): telemetry of every step, models of normal, change points,
+missing data, alerts and keep-up quality checks.
+
+The flow, runs and jobs record timed events in the catalog (:mod:`spotkit.monitor`'s
+telemetry); models of normal and online change-point detectors turn them into
+:class:`Finding` objects; alert rules send those on (log, e-mail, webhook) and the flow may
+act on them (send previews to a faster target). ``spotkit monitor report`` gives the
+turnaround breakdown per beamline and target.
+
+This package sits just above the catalog (it stores its tables there) and below the parts
+that record into it (pipelines, runs, compute, flows): it never imports them.
+"""
+
+from spotkit.monitor._findings import SEVERITIES, Finding
+
+__all__ = ["SEVERITIES", "Finding"]
