@@ -107,21 +107,36 @@ class PostgresServer:
         with self._admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def stop(self) -> None:
+    def stop(self, *, remove: bool = True) -> None:
+        """Stop the server; ``remove=False`` keeps its folder (a cluster to start again
+        with ``start_server(root=...)``, stopped cleanly so nothing is lost)."""
+        mode = "immediate" if remove else "fast"
         subprocess.run(self._cmd(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"),
-                                 "-m", "immediate", "-w", "stop"), capture_output=True, timeout=60)
+                                 "-m", mode, "-w", "-t", "300", "stop"), capture_output=True,
+                       timeout=330)
+        if not remove:
+            return
         # a throw-away cluster is ~1,000 files: remove them in the background (seconds on a
         # busy disk) rather than make the test session wait
         subprocess.Popen(["rm", "-rf", "--", str(self.root)], start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_server() -> PostgresServer:
-    """initdb + pg_ctl start on 127.0.0.1 and a free port; see the module docs."""
+def start_server(root: Path | None = None,
+                 settings: dict[str, str] | None = None) -> PostgresServer:
+    """initdb + pg_ctl start on 127.0.0.1 and a free port; see the module docs.
+
+    ``root``: a folder to keep the cluster in (default: a new temporary one); if it
+    already holds one (``root/data``), that cluster is started again as it is (no initdb).
+    ``settings``: server settings (``{"shared_buffers": "4GB"}``) on top of the test
+    defaults (``shared_buffers`` 32 MB, no fsync).
+    """
     where = bin_dir()
     if where is None:
         raise RuntimeError(skip_reason() or "no PostgreSQL")
-    root = Path(tempfile.mkdtemp(prefix="spotkit-pg-"))
+    owned = root is None
+    root = Path(tempfile.mkdtemp(prefix="spotkit-pg-")) if root is None else Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     run_as = None
     if os.geteuid() == 0:
         user = _system_user()
@@ -130,20 +145,24 @@ def start_server() -> PostgresServer:
     data, sockets = root / "data", root / "socket"
     server = PostgresServer(root, _free_port(), where, run_as)
     try:
-        subprocess.run(server._cmd("mkdir", "-m", "700", str(sockets)), check=True)
-        subprocess.run(server._cmd(str(where / "initdb"), "-D", str(data), "-U", SUPERUSER,
-                                   "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"),
-                       check=True, capture_output=True, timeout=120)
-        options = (f"-c listen_addresses=127.0.0.1 -p {server.port} -k {sockets} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=60 -c shared_buffers=32MB")
+        if not sockets.exists():
+            subprocess.run(server._cmd("mkdir", "-m", "700", str(sockets)), check=True)
+        if not (data / "PG_VERSION").exists():
+            subprocess.run(server._cmd(str(where / "initdb"), "-D", str(data), "-U", SUPERUSER,
+                                       "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"),
+                           check=True, capture_output=True, timeout=120)
+        options = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                   "max_connections": "60", "shared_buffers": "32MB", **(settings or {})}
+        options_text = (f"-c listen_addresses=127.0.0.1 -p {server.port} -k {sockets} "
+                        + " ".join(f"-c {k}={v}" for k, v in options.items()))
         subprocess.run(server._cmd(str(where / "pg_ctl"), "-D", str(data), "-l",
-                                   str(root / "server.log"), "-o", options, "-w", "-t", "60",
-                                   "start"), check=True, capture_output=True, timeout=90)
+                                   str(root / "server.log"), "-o", options_text, "-w", "-t",
+                                   "300", "start"), check=True, capture_output=True, timeout=330)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
         out = getattr(exc, "stderr", b"") or b""
-        shutil.rmtree(root, ignore_errors=True)
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"could not start the test PostgreSQL: {exc}\n"
                            f"{out.decode(errors='replace')}\n{log}") from exc
     return server

@@ -53,7 +53,9 @@ class CatalogCore:
         self._lock = threading.RLock()
         self._conn: Any = _schema.connect(self.path)
         self._pg = _backend.is_postgres(self._conn)
-        self._fts = _schema.table_exists(self._conn, "datasets_fts")
+        # free text: PostgreSQL's tsvector column (schema 7) or SQLite's FTS5 table, if
+        # this SQLite has FTS5 (else LIKE)
+        self._fts = self._pg or _schema.table_exists(self._conn, "datasets_fts")
 
     @property
     def url(self) -> str:
@@ -264,14 +266,9 @@ class CatalogCore:
         beamline, metadata); FTS5 on SQLite, a tsvector on PostgreSQL."""
         if not self._fts or not rows:
             return
-        if self._pg:
-            docs = [(r[0], _fts_document(r[1:5], r[5])) for r in rows]
-            if update:
-                conn.executemany("UPDATE datasets_fts SET doc = to_tsvector('simple', ?) "
-                                 "WHERE seq = ?", [(d, q) for q, d in docs])
-            else:
-                conn.executemany("INSERT INTO datasets_fts (seq, doc) "
-                                 "VALUES (?, to_tsvector('simple', ?))", docs)
+        if self._pg:  # the tsvector on the dataset's own row (schema 7)
+            conn.executemany("UPDATE datasets SET doc = to_tsvector('simple', ?) WHERE seq = ?",
+                             [(_fts_document(r[1:5], r[5]), r[0]) for r in rows])
             return
         flat = [(*r[:5], " ".join(_flatten_text(r[5], []))) for r in rows]
         if update:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -15,7 +16,7 @@ from spotkit.catalog._common import (
     _tsquery,
 )
 from spotkit.catalog._core import CatalogCore
-from spotkit.catalog._search import SearchResult
+from spotkit.catalog._search import EXACT_TOTAL_UP_TO, SearchResult
 from spotkit.catalog._time import to_epoch
 
 logger = logging.getLogger("spotkit.catalog._catalog")
@@ -74,9 +75,8 @@ class SearchMixin(CatalogCore):
         if text:
             if self._pg:
                 match = _tsquery(text)
-                if match:
-                    where.append("d.seq IN (SELECT seq FROM datasets_fts "
-                                 "WHERE doc @@ to_tsquery('simple', ?))")
+                if match:  # the dataset's own tsvector column (schema 7)
+                    where.append("d.doc @@ to_tsquery('simple', ?)")
                     params.append(match)
             elif self._fts:
                 match = _fts_query(text)
@@ -107,6 +107,7 @@ class SearchMixin(CatalogCore):
         text: str | None = None,
         limit: int | None = 100,
         offset: int = 0,
+        exact_total: bool = False,
     ) -> SearchResult:
         """Find datasets, newest first (by start time).
 
@@ -128,11 +129,18 @@ class SearchMixin(CatalogCore):
             Page size (``None``: all matches).
         offset : int, optional
             Number of matches to skip.
+        exact_total : bool, optional
+            Count every match even when there are many. By default a PostgreSQL catalog
+            counts matches exactly up to :data:`EXACT_TOTAL_UP_TO` (10,000) and above that
+            gives the database planner's estimate (``SearchResult.total_exact`` is then
+            False): counting hundreds of thousands of matches takes longer than finding
+            the page. A SQLite catalog always counts exactly.
 
         Returns
         -------
         SearchResult
-            The page, with ``total`` the number of all matches.
+            The page, with ``total`` the number of all matches (exact, or an estimate
+            above :data:`EXACT_TOTAL_UP_TO` where ``total_exact`` is False).
 
         Examples
         --------
@@ -188,18 +196,44 @@ class SearchMixin(CatalogCore):
                 no_limit = None if self._pg else -1
                 page_params += [no_limit if limit is None else limit, offset]
             datasets = self._load(conn, f"WHERE d.seq IN ({page}) {order}", page_params)
+            exact = True
             if limit is None or (len(datasets) < limit and (datasets or offset == 0)):
                 total = offset + len(datasets)
             elif fts_total is not None and set(query) == {"text"}:
                 total = fts_total
-            elif self._pg and set(query) == {"text"} and text and _tsquery(text):
-                # every datasets_fts row has its dataset (foreign key): count there alone
-                total = conn.execute(
-                    "SELECT count(*) FROM datasets_fts WHERE doc @@ to_tsquery('simple', ?)",
-                    (_tsquery(text),)).fetchone()[0]
+            elif self._pg and not exact_total:
+                total, exact = _pg_total(conn, where, params, seen=offset + len(datasets))
             else:
                 total = conn.execute(
                     f"SELECT count(*) FROM {source} {where}",  # noqa: S608
                     params,
                 ).fetchone()[0]
-        return SearchResult(datasets, total=total, offset=offset, limit=limit, query=query)
+        return SearchResult(datasets, total=total, offset=offset, limit=limit, query=query,
+                            total_exact=exact)
+
+
+
+
+def _pg_total(conn: Any, where: str, params: list, *, seen: int) -> tuple[int, bool]:
+    """The total of a PostgreSQL search: ``(count, True)`` when there are at most
+    :data:`EXACT_TOTAL_UP_TO` matches, else ``(estimate, False)``.
+
+    The matches are counted only up to one more than the threshold (``LIMIT``: the scan
+    stops there). Above it, the estimate is the planner's row estimate for the criteria
+    (from the table's statistics: ``ANALYZE``, which autovacuum keeps fresh), never less
+    than the threshold + 1 nor than ``seen`` (matches up to the end of this page).
+    """
+    cap = EXACT_TOTAL_UP_TO
+    if seen <= cap:
+        counted = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM datasets d {where} LIMIT ?) capped",  # noqa: S608
+            [*params, cap + 1]).fetchone()[0]
+        if counted <= cap:
+            return counted, True
+    plan = conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM datasets d {where}",  # noqa: S608
+                        params).fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    logger.debug("more than %d matches (%s): planner estimate %d", cap, where, estimate)
+    return max(estimate, cap + 1, seen), False

@@ -10,6 +10,7 @@ from pathlib import Path
 from spotkit.catalog._common import (
     _check_name,
     _dumps,
+    _fts_document,
 )
 from spotkit.catalog._core import CatalogCore
 from spotkit.catalog._dataset import Dataset
@@ -223,12 +224,22 @@ class IngestMixin(CatalogCore):
                             rec.get("beamline"), meta,
                         )
                     )  # fmt: skip
-                conn.executemany(
-                    "INSERT INTO datasets (seq, id, kind, beamline, sample, proposal, title, "
-                    "start_time, end_time, ingested_at, status, metadata) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    ds_rows,
-                )
+                if self._pg:  # the search document goes in with the row (schema 7)
+                    conn.executemany(
+                        "INSERT INTO datasets (seq, id, kind, beamline, sample, proposal, "
+                        "title, start_time, end_time, ingested_at, status, metadata, doc) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_tsvector('simple', ?))",
+                        [(*row, _fts_document(fts[1:5], fts[5]))
+                         for row, fts in zip(ds_rows, fts_rows, strict=True)],
+                    )
+                    fts_rows.clear()
+                else:
+                    conn.executemany(
+                        "INSERT INTO datasets (seq, id, kind, beamline, sample, proposal, "
+                        "title, start_time, end_time, ingested_at, status, metadata) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        ds_rows,
+                    )
                 conn.executemany(
                     "INSERT INTO files (dataset_id, path, role, size, sha256, format, key) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",

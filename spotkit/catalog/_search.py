@@ -8,7 +8,13 @@ from typing import Any, overload
 
 from spotkit.catalog._dataset import Dataset
 
-__all__ = ["SearchResult"]
+__all__ = ["EXACT_TOTAL_UP_TO", "SearchResult"]
+
+#: A PostgreSQL catalog counts a search's matches exactly up to this many and estimates
+#: above (as Elasticsearch's ``track_total_hits`` and Tiled's ``exact_count_limit`` do):
+#: PostgreSQL has no stored row counts, so an exact count reads every match (430,000
+#: index entries for one beamline of a 10-million catalog: ~0.1-0.5 s, free text 1-4 s).
+EXACT_TOTAL_UP_TO = 10_000
 
 _COLUMNS = ("id", "kind", "beamline", "sample", "proposal", "start_time", "status", "title")
 
@@ -21,13 +27,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _about(n: int) -> str:
+    """An estimated count in words, to two significant digits."""
+    if n <= EXACT_TOTAL_UP_TO + 1:
+        return f"more than {EXACT_TOTAL_UP_TO:,}"
+    if n >= 999_500:
+        return f"about {float(f'{n / 1e6:.2g}'):g} million"
+    return f"about {int(float(f'{n:.2g}')):,}"
+
+
 class SearchResult(Sequence[Dataset]):
     """One page of datasets matching a search, newest first, with the total match count.
 
     Attributes
     ----------
     total : int
-        Number of datasets matching the query (all pages).
+        Number of datasets matching the query (all pages): exact, or on a PostgreSQL
+        catalog above 10,000 matches an estimate (then ``total_exact`` is False; ask
+        ``search(..., exact_total=True)`` for the exact count).
+    total_exact : bool
+        Whether ``total`` is an exact count.
     offset, limit : int
         Where this page starts and its maximum size (``limit`` is ``None`` for all).
     query : dict
@@ -57,9 +76,11 @@ class SearchResult(Sequence[Dataset]):
         offset: int = 0,
         limit: int | None = None,
         query: dict | None = None,
+        total_exact: bool = True,
     ):
         self._datasets = tuple(datasets)
         self.total = total
+        self.total_exact = total_exact
         self.offset = offset
         self.limit = limit
         self.query = dict(query or {})
@@ -107,9 +128,25 @@ class SearchResult(Sequence[Dataset]):
             for ds in self._datasets
         ]
 
+    @property
+    def total_text(self) -> str:
+        """The total for people: ``"1,234"`` when exact, else ``"about 430,000"``,
+        ``"about 1.2 million"`` (or ``"more than 10,000"`` when the estimate is not above
+        the counted threshold).
+
+        Examples
+        --------
+        >>> SearchResult([], total=1234).total_text
+        '1,234'
+        >>> SearchResult([], total=1_234_567, total_exact=False).total_text
+        'about 1.2 million'
+        """
+        return f"{self.total:,}" if self.total_exact else _about(self.total)
+
     def _header(self) -> str:
         first = self.offset + 1 if self._datasets else self.offset
-        return f"{len(self)} of {self.total} datasets (#{first}–{self.offset + len(self)})"
+        return (f"{len(self)} of {self.total_text} datasets "
+                f"(#{first}–{self.offset + len(self)})")
 
     def __repr__(self) -> str:
         rows = [[_cell(getattr(ds, c)) for c in _COLUMNS] for ds in self._datasets]

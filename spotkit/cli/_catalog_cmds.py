@@ -78,7 +78,7 @@ def cmd_search(args) -> int:
              "proposal": d.proposal, "start": d.start_time.strftime("%Y-%m-%d %H:%M"),
              "status": d.status} for d in res]
     _out(_table(rows, ["id", "kind", "beamline", "sample", "proposal", "start", "status"]))
-    _out(f"{len(res)} shown of {res.total} matching")
+    _out(f"{len(res)} shown of {res.total_text} matching")  # "about ..." when estimated
     return 0
 
 

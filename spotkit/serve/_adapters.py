@@ -533,7 +533,9 @@ class CatalogAdapter(_PagedViews):
     def __len__(self) -> int:
         if self.criteria.empty:
             return 0
-        return int(self.catalog.search(**self.criteria.search_kwargs(), limit=0).total)
+        # exact: Tiled pages by this count (an estimate would end paging early or late)
+        return int(self.catalog.search(**self.criteria.search_kwargs(), limit=0,
+                                       exact_total=True).total)
 
     def _range(self, start: int, stop: int, direction: int) -> list[Any]:
         if direction > 0:

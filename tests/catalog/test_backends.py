@@ -235,8 +235,12 @@ def test_v6_migration_indexes_free_text_again(pg_url, scans, reader):
     with open_catalog(pg_url, reader=reader) as cat:
         ds = cat.ingest(scans(sample="bone-0421"))
     conn = connect_postgres(pg_url)
-    try:  # as schema 5 left it: PostgreSQL's own word splitting, version 5
-        conn.execute("UPDATE datasets_fts SET doc = to_tsvector('simple', 'bone-0421')")
+    try:  # as schema 5 left it: a datasets_fts table, PostgreSQL's own word splitting
+        conn.execute("CREATE TABLE datasets_fts (seq BIGINT PRIMARY KEY REFERENCES "
+                     "datasets(seq) ON DELETE CASCADE, doc tsvector NOT NULL)")
+        conn.execute("INSERT INTO datasets_fts SELECT seq, to_tsvector('simple', 'bone-0421') "
+                     "FROM datasets")
+        conn.execute("ALTER TABLE datasets DROP COLUMN doc")
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version VALUES (5, 0)")
     finally:
