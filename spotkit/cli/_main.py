@@ -41,6 +41,7 @@ from spotkit.cli._diagnostics import (
     _unexpected,
 )
 from spotkit.cli._flow_cmds import _check_watch_paths, cmd_flow, cmd_status, cmd_watch
+from spotkit.cli._monitor_cmds import add_monitor_parser
 from spotkit.cli._output import (
     DEFAULT_WIDTH,
     _cell,
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="register this environment's Jupyter kernel, print its name")
     k.set_defaults(func=cmd_kernel)
     add_serve_parser(sub, common)
+    add_monitor_parser(sub, common)
     return p
 
 

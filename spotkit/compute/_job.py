@@ -111,6 +111,10 @@ class Job:
         self._status = JobStatus(self.id, JobState.PENDING, submitted=self._submitted)
         self._lost = False
         self._reconciled = False
+        #: what the job's telemetry events say it is about (``dataset_id``, ``beamline``);
+        #: looked up from its run when not given
+        self.labels: dict[str, Any] = {}
+        self._recorded: set[str] = set()  # telemetry steps recorded by this object
         target.poller.watch(self.id, self._status)
 
     @classmethod
@@ -206,6 +210,7 @@ class Job:
         if st.submitted is None:
             st = replace(st, submitted=self._submitted)
         self._status = st
+        self._record_progress(st)
         if st.state.finished:
             self._record_end(st)
         return st
@@ -338,6 +343,65 @@ class Job:
     def logs(self) -> JobLogs:
         """The job's stdout and stderr (what is written so far)."""
         return self.target.logs(self.id)
+
+    # -- telemetry (spotkit.monitor) --------------------------------------------------
+
+    def record_event(self, step: str, **fields: Any) -> None:
+        """Record a telemetry event about this job in its catalog (never raises).
+
+        The event names the job, its run, its target, and (from :attr:`labels`, else the
+        run) its dataset and beamline; its key makes it idempotent, so a job followed by
+        several processes records each step once.
+
+        Parameters
+        ----------
+        step : str
+            ``"queued"``, ``"started"``, ``"finished"``...
+        **fields
+            As for :meth:`spotkit.monitor.Telemetry.record`.
+        """
+        if self._catalog is None:
+            return
+        try:
+            from spotkit.monitor import record
+
+            if not self.labels and self.run_id is not None:
+                run = self.run
+                if run is not None:
+                    ds = self.catalog.get(run.dataset_id)
+                    self.labels = {"dataset_id": run.dataset_id,
+                                   "beamline": ds.beamline if ds is not None else None}
+            record(self.catalog, step, target=self.target.name, job_id=self.id,
+                   run_id=self.run_id, key=f"job|{self.target.name}|{self.id}|{step}",
+                   **self.labels, **fields)
+        except Exception as exc:  # telemetry never stops a job being followed
+            logger.warning("telemetry: %s event of job %s not recorded: %s", step, self.id,
+                           exc)
+
+    def _record_progress(self, st: JobStatus) -> None:
+        """Record the job's start and end once each, with the scheduler's times where it
+        gives them (Slurm's Submit, Start, End), else when spotkit saw the change."""
+        started = st.state is JobState.RUNNING or (st.state.finished and st.started)
+        if started and "started" not in self._recorded:
+            self._recorded.add("started")
+            when = st.started or datetime.now(UTC)
+            submitted = st.submitted or self._submitted
+            self.record_event(
+                "started", time=when,
+                duration=max(0.0, (when - submitted).total_seconds()),
+                detail={"source": "scheduler" if st.started else "observed",
+                        "submitted": submitted.timestamp()})
+        if st.state.finished and "finished" not in self._recorded:
+            self._recorded.add("finished")
+            when = st.ended or datetime.now(UTC)
+            run_time = ((when - st.started).total_seconds() if st.started is not None
+                        else None)
+            self.record_event(
+                "finished", time=when, duration=run_time,
+                outcome="ok" if st.succeeded else st.state.value.lower(),
+                detail={"source": "scheduler" if st.ended else "observed",
+                        "state": st.state.value, "exit_code": st.exit_code,
+                        "reason": st.reason or None}, flush=True)
 
     # -- the catalog run --------------------------------------------------------------
 

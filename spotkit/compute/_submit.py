@@ -383,4 +383,8 @@ def submit(
     cat.set_job_id(run_id, job_id)
     logger.info("run %s submitted to %s as job %s", run_id, target.name, job_id)
     kwargs: dict[str, Any] = {} if unknown_grace is None else {"unknown_grace": unknown_grace}
-    return Job(job_id, target, run_id=run_id, catalog=cat, workdir=workdir, **kwargs)
+    job = Job(job_id, target, run_id=run_id, catalog=cat, workdir=workdir, **kwargs)
+    job.labels = {"dataset_id": ds.id, "beamline": ds.beamline}
+    job.record_event("queued", time=job.submitted, detail={"notebook": path.name},
+                     flush=True)
+    return job

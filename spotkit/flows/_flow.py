@@ -148,6 +148,7 @@ class Watcher(_DataSteps, _ActionSteps):
         from spotkit.catalog import Catalog, open_catalog
         from spotkit.flows._movers import LocalCopy, Mover
         from spotkit.flows._rules import Rules, load_rules
+        from spotkit.monitor import telemetry_for
 
         if isinstance(inboxes, str | os.PathLike):
             inboxes = [inboxes]
@@ -176,6 +177,10 @@ class Watcher(_DataSteps, _ActionSteps):
         self._held: set[str] = set()  # leases this pass holds (renewed by the heartbeat)
         self._active: dict[str, tuple[str, float, str]] = {}  # key: (step, start, path)
         self._digests: dict[str, dict] = {}  # key: checksums computed at ingest, for the manifest
+        # timed events of every step (spotkit.monitor); written in batches, at least once
+        # per pass; SPOTKIT_TELEMETRY=off records none
+        self.telemetry = telemetry_for(self.catalog)
+        self._labels: dict[str, dict] = {}
 
     # -- passes -----------------------------------------------------------------------
 
@@ -186,6 +191,12 @@ class Watcher(_DataSteps, _ActionSteps):
         -------
         PassReport
         """
+        try:
+            return self._pass()
+        finally:
+            self.telemetry.flush()  # never raises: a telemetry failure is logged
+
+    def _pass(self) -> PassReport:
         report = PassReport()
         try:
             self._discover(report)
@@ -315,6 +326,7 @@ class Watcher(_DataSteps, _ActionSteps):
 
     def close(self) -> None:
         """Close the journal connection (and the catalog, if the watcher opened it)."""
+        self.telemetry.flush()
         self.journal.close()
         if self._own_catalog:
             self.catalog.close()

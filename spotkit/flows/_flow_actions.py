@@ -77,9 +77,27 @@ class _ActionSteps(_WatcherBase):
                     self._wait_remote(item, ds, action, run.id)
                     return
         sem = self._semaphore(action.target, action.concurrency)
-        with sem:
-            self._step(item, step, lambda: self._execute(item, ds, action, local),
-                       provenance=action.provenance())
+        queued, result = time.time(), None
+        try:
+            with sem:
+                result = self._step(item, step, lambda: self._execute(item, ds, action, local),
+                                    provenance=action.provenance())
+        except BaseException as exc:
+            if local:
+                self._queued_event(item, ds, action, queued, getattr(exc, "run_id", None))
+            raise
+        if local:  # a batch job's queueing is recorded by spotkit.submit, with its job
+            self._queued_event(item, ds, action, queued, (result or {}).get("run_id"))
+
+    def _queued_event(self, item: Item, ds, action, queued: float, run_id: str | None) -> None:
+        """A local action waited from ``queued`` for its target's slot (the run's own
+        ``started`` event, recorded by run_notebook, says when it got one)."""
+        if run_id is None:
+            return
+        self._event(item, "queued", time=queued, dataset_id=ds.id, beamline=ds.beamline,
+                    target=action.target, run_id=run_id,
+                    detail={"rule": action.rule, "action": action.name, "stage": action.stage},
+                    key=f"run|{run_id}|queued")
 
     def _execute(self, item: Item, ds, action, local: bool):
         self._fault("run.before")
@@ -186,6 +204,10 @@ class _ActionSteps(_WatcherBase):
         self._let_go(item)
         self._fault("done.after")
         report.done.append(ds.id)
+        self._event(item, "done", dataset_id=ds.id, beamline=ds.beamline, nbytes=item.size,
+                    duration=time.time() - item.discovered_at, outcome="ok",
+                    key=f"flow|{item.key}|done")
+        self._labels.pop(item.key, None)
         self._log(logging.INFO, "done", item, dataset=ds.id,
                   seconds=time.time() - item.discovered_at, bytes=item.size)
         # an earlier, broken version of the same file (quarantined, parked) is history now

@@ -38,8 +38,13 @@ if TYPE_CHECKING:
     from spotkit.flows._faults import FaultInjector
     from spotkit.flows._mover_base import Mover
     from spotkit.flows._rules_objects import RetryPolicy, Rules
+    from spotkit.monitor import Telemetry
 
 logger = logging.getLogger("spotkit.flows._flow")
+
+#: journal steps and the telemetry step each is recorded as (others record their own)
+_EVENT_STEPS = {"ingested": "ingested", "manifested": "manifest", "transferred": "transfer",
+                "verified": "verified"}
 
 
 class _WatcherBase:
@@ -62,6 +67,8 @@ class _WatcherBase:
     _active: dict[str, tuple[str, float, str]]
     _digests: dict[str, dict]
     _swept: bool  # leftovers of the staging area removed (once per watcher)
+    telemetry: Telemetry  # the catalog's event recorder (spotkit.monitor)
+    _labels: dict[str, dict[str, Any]]  # key: dataset_id, beamline... for telemetry events
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -94,18 +101,22 @@ class _WatcherBase:
         if not self.journal.acquire(item.key):
             raise _LeaseLost(item.key)
         self.journal.start_step(item.key, step, result=start_result or None)
+        attempt = (rec.attempts if rec is not None else 0) + 1
         t0 = time.perf_counter()
         self._active[item.key] = (step, t0, str(item.path))
         try:
             result, nbytes = func()
         except BaseException as exc:
-            self.journal.finish_step(item.key, step, state="failed",
-                                     seconds=time.perf_counter() - t0, error=str(exc))
+            seconds = time.perf_counter() - t0
+            self.journal.finish_step(item.key, step, state="failed", seconds=seconds,
+                                     error=str(exc))
+            self._step_event(item, step, attempt, seconds, None, {}, error=exc)
             raise
         finally:
             self._active.pop(item.key, None)
         seconds = time.perf_counter() - t0
         self.journal.finish_step(item.key, step, seconds=seconds, nbytes=nbytes, result=result)
+        self._step_event(item, step, attempt, seconds, nbytes, result)
         dataset = result.get("dataset_id") or item.dataset_id
         if dataset is None:
             current = self.journal.item(item.key)
@@ -113,6 +124,45 @@ class _WatcherBase:
         self._log(logging.INFO, "step", item, step=step, state="done", seconds=seconds,
                   bytes=nbytes, dataset=dataset)
         return result
+
+    def _event(self, item: Item | Candidate, step: str, **fields: Any) -> None:
+        """Record a telemetry event about a flow item (never raises)."""
+        labels = self._labels.get(item.key, {})
+        fields.setdefault("dataset_id", labels.get("dataset_id")
+                          or getattr(item, "dataset_id", None))
+        fields.setdefault("beamline", labels.get("beamline") or getattr(item, "beamline", None))
+        try:
+            self.telemetry.record(step, item=item.key, **fields)
+        except Exception as exc:  # telemetry never stops the flow
+            logger.warning("telemetry: %s event of %s not recorded: %s", step, item.path, exc)
+
+    def _step_event(self, item: Item, step: str, attempt: int, seconds: float,
+                    nbytes: int | None, result: dict, *,
+                    error: BaseException | None = None) -> None:
+        """The telemetry event of a journal step that just ran (ingest, manifest, transfer,
+        verify); a notebook action's runs record their own events."""
+        name = _EVENT_STEPS.get(step)
+        if name is None:
+            return
+        detail: dict[str, Any] = {}
+        target = value = None
+        if name == "ingested":
+            labels = self._labels.get(item.key, {})
+            detail = {k: labels[k] for k in ("kind", "files", "sizes", "staged") if k in labels}
+        elif name == "transfer":
+            target = self.mover.location
+            detail = {"dest": result.get("dest"), "copied": len(result.get("copied") or ()),
+                      "skipped": len(result.get("skipped") or ())}
+            if nbytes and seconds > 0:
+                value = nbytes / seconds
+        elif name == "verified":
+            target = result.get("location") or self.mover.location
+            detail = {"level": result.get("level"), "files": result.get("files")}
+        if error is not None:
+            detail["error"] = f"{type(error).__name__}: {error}"[:500]
+        self._event(item, name, duration=seconds, nbytes=nbytes, target=target, value=value,
+                    outcome="failed" if error is not None else "ok", detail=detail,
+                    key=f"flow|{item.key}|{name}|{attempt}")
 
     # -- failures ---------------------------------------------------------------------
 

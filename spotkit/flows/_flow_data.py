@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +44,14 @@ class _DataSteps(_WatcherBase):
             self._fault("discover.after")
             if new:
                 report.discovered.append(str(cand.path))
+                complete = cand.mtime_ns / 1e9  # the detector's last write
+                now = time.time()
+                self._event(cand, "complete", time=complete, nbytes=cand.size,
+                            detail={"path": str(cand.path), "kind": cand.kind},
+                            key=f"flow|{cand.key}|complete")
+                self._event(cand, "discovered", time=now, duration=max(0.0, now - complete),
+                            nbytes=cand.size, outcome=cand.state,
+                            key=f"flow|{cand.key}|discovered")
                 self._log(logging.INFO, "discovered", cand, state=cand.state,
                           bytes=cand.size, kind=cand.kind)
             if cand.state == "corrupt":
@@ -101,6 +110,8 @@ class _DataSteps(_WatcherBase):
             self._log(logging.ERROR, "quarantine-failed", item, error=text)
             return
         report.parked[str(item.path)] = f"quarantined: {reason}"
+        self._event(item, "quarantined", dataset_id=ds.id, outcome="failed",
+                    detail={"reason": reason[:500]}, key=f"flow|{item.key}|quarantined")
         self._log(logging.WARNING, "quarantined", item, dataset=ds.id, reason=reason)
 
     # -- the steps before processing --------------------------------------------------
@@ -119,6 +130,7 @@ class _DataSteps(_WatcherBase):
                 except InputFileError as exc:
                     raise _Quarantined(str(exc)) from exc
             self._digests[item.key] = hasher.cache
+            self._remember(item, ds, staged=len(hasher.staged))
             previous = item.dataset_id
             self.journal.update_item(item.key, dataset_id=ds.id, beamline=ds.beamline,
                                      kind=ds.kind)
@@ -128,7 +140,17 @@ class _DataSteps(_WatcherBase):
             return {"dataset_id": ds.id, "staged": len(hasher.staged)}, item.size
 
         result = self._step(item, "ingested", do)
-        return self.catalog[result["dataset_id"]]
+        ds = self.catalog[result["dataset_id"]]
+        if item.key not in self._labels:  # ingested by an earlier pass or watcher
+            self._remember(item, ds)
+        return ds
+
+    def _remember(self, item: Item, ds, **extra) -> None:
+        """What the telemetry events of the item's later steps say about its dataset."""
+        sizes = [f.size for f in ds.files if f.size is not None]
+        self._labels[item.key] = {"dataset_id": ds.id, "beamline": ds.beamline,
+                                  "kind": ds.kind, "files": len(ds.files),
+                                  "sizes": sizes[:64], **extra}
 
     def _dataset_root(self, item: Item, ds) -> Path:
         """The folder the dataset's files are packed relative to: the inbox when it holds

@@ -12,5 +12,19 @@ that record into it (pipelines, runs, compute, flows): it never imports them.
 """
 
 from spotkit.monitor._findings import SEVERITIES, Finding
+from spotkit.monitor._metrics import METRICS, enrich, metrics
+from spotkit.monitor._report import format_turnaround, plot_turnaround, turnaround
+from spotkit.monitor._telemetry import (
+    EVENT_COLUMNS,
+    STEPS,
+    Telemetry,
+    events,
+    frame,
+    record,
+    telemetry_for,
+)
 
 __all__ = ["SEVERITIES", "Finding"]
+__all__ += ["EVENT_COLUMNS", "METRICS", "STEPS", "Telemetry", "enrich", "events",  # H4
+            "format_turnaround", "frame", "metrics", "plot_turnaround", "record",
+            "telemetry_for", "turnaround"]
