@@ -1,0 +1,512 @@
+"""Online change points and anomalies on a (residual) stream: a calibrated two-sided CUSUM.
+
+:class:`ChangeDetector` is the default detector of the monitor: O(1) pure-Python arithmetic
+per value (no numpy per sample), a threshold computed from a stated average run length between
+false alarms (:func:`cusum_threshold`), and a self-starting baseline so that it works on raw
+series as well as on standardised residuals from :class:`~spotkit.monitor.NormalModel`.
+:func:`find_changes` runs the same detector over a whole series (reports, benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from spotkit.monitor._findings import Finding
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ChangeDetector", "cusum_arl", "cusum_threshold", "find_changes"]
+
+#: Siegmund's correction of the CUSUM height for the overshoot (Siegmund 1985)
+_OVERSHOOT = 1.166
+#: largest lag-1 autocorrelation allowed for in the CUSUM's scale
+_RHO_MAX = 0.95
+
+
+def cusum_arl(threshold: float, drift: float) -> float:
+    """Average run length to a false alarm of a one-sided CUSUM on N(0, 1) data.
+
+    Siegmund's approximation for ``S = max(0, S + z - drift)`` alarming at ``S > threshold``:
+    ``ARL = (exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = threshold + 1.166`` and
+    ``k = drift``. A two-sided CUSUM (one upper, one lower) alarms about twice as often.
+
+    Parameters
+    ----------
+    threshold : float
+        Alarm height ``h`` (in noise standard deviations), > 0.
+    drift : float
+        Reference value ``k`` subtracted per sample, > 0.
+
+    Returns
+    -------
+    float
+        Samples between false alarms, on average.
+
+    Examples
+    --------
+    >>> round(cusum_arl(5.0, 0.5))
+    938
+    """
+    _check_positive(threshold=threshold, drift=drift)
+    b = threshold + _OVERSHOOT
+    x = 2.0 * drift * b
+    if x > 700:  # exp overflows; the run length is astronomically long
+        return math.inf
+    return (math.exp(x) - x - 1.0) / (2.0 * drift * drift)
+
+
+def cusum_threshold(arl: float, drift: float, *, sides: int = 2) -> float:
+    """The CUSUM height whose false alarms come every ``arl`` samples on average.
+
+    Inverts :func:`cusum_arl` (bisection); for ``sides=2`` each one-sided CUSUM gets
+    ``2 * arl``, so the pair alarms once per ``arl`` samples of N(0, 1) noise.
+
+    Parameters
+    ----------
+    arl : float
+        Wanted average run length between false alarms (samples), > 1.
+    drift : float
+        Reference value ``k`` (half the shift, in sigmas, the CUSUM is best at), > 0.
+    sides : int
+        1 (one-sided) or 2 (upper and lower CUSUM together).
+
+    Returns
+    -------
+    float
+        The height ``h``.
+
+    Examples
+    --------
+    >>> h = cusum_threshold(10_000, 1.0)
+    >>> round(h, 2)
+    4.14
+    >>> round(cusum_arl(h, 1.0))
+    20000
+    """
+    _check_positive(drift=drift)
+    if not arl > 1:
+        raise ValueError(f"arl must be > 1 (samples between false alarms), got {arl!r}")
+    if sides not in (1, 2):
+        raise ValueError(f"sides must be 1 or 2, got {sides!r}")
+    target = arl * sides
+    lo, hi = 1e-6, 1.0
+    while cusum_arl(hi, drift) < target:
+        hi *= 2.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if cusum_arl(mid, drift) < target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _normal_quantile_upper(p: float) -> float:
+    """z with P(Z > z) = p, for small p (Acklam's rational approximation, ~1e-9 relative)."""
+    # tail region of Acklam's algorithm (p < 0.02425), good enough for thresholds
+    if not 0.0 < p < 0.5:
+        raise ValueError(f"p must be in (0, 0.5), got {p!r}")
+    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+         -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+         3.754408661907416e00)
+    if p < 0.02425:
+        q = math.sqrt(-2.0 * math.log(p))
+        num = ((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]
+        den = (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0
+        return -num / den
+    from statistics import NormalDist
+
+    return -NormalDist().inv_cdf(p)
+
+
+class ChangeDetector:
+    """Online change points (level shifts) and anomalies (single outliers) on one stream.
+
+    A two-sided CUSUM on standardised values ``z = (x - mean) / scale``:
+    ``S+ = max(0, S+ + z - drift)``, ``S- = max(0, S- - z - drift)``. The alarm height comes
+    from ``arl``, the wanted average number of samples between false alarms on a stationary
+    Gaussian stream (:func:`cusum_threshold`, Siegmund's approximation), so the false-alarm
+    rate is stated, not tuned. ``drift`` is half the shift (in sigmas) the detector is
+    fastest at; a 3-sigma shift is caught in about ``(h + 1.17) / (3 - drift)`` samples.
+
+    The baseline (``mean``, ``scale``) is self-starting: learned from the first ``warmup``
+    values, then updated from values seen while both statistics are below half the height
+    (so a change in progress is not learned), with a memory of ``memory`` values
+    (exponential forgetting after that, so the memory is bounded and slow drifts are
+    followed). During the first values of a baseline the scale is widened by
+    ``sqrt(1 + 4 / n)`` to allow for its estimation error, and the CUSUM's scale allows
+    for lag-1 autocorrelation ``rho`` of the baseline (the long-run sigma,
+    ``sigma sqrt((1 + rho) / (1 - rho))``, with ``0 <= rho <= 0.95``), since the false-alarm
+    rate of a CUSUM on dependent values would otherwise be far above the stated one. Pass
+    ``mean`` and ``scale`` for a known baseline (e.g. ``0`` and ``1`` for residuals
+    already standardised).
+
+    A value with ``|z|`` above ``anomaly`` (default: the two-sided normal quantile of
+    ``1 / arl``) is reported as an ``"anomaly"`` and enters the CUSUM clipped to
+    ``+-anomaly``, so one outlier alone cannot raise a change. A change is reported when a
+    statistic passes the height: its onset is the sample after that statistic was last zero
+    (the CUSUM's maximum-likelihood change time), its magnitude the mean shift since the
+    onset (in the stream's units; ``detail["sigmas"]`` in baseline sigmas), and its
+    confidence ``exp(-m / ARL(S_peak))``, the chance that a stationary stream watched for
+    ``m`` samples would not reach the peak statistic. After a change the baseline restarts
+    from the values since the onset.
+
+    Each :meth:`update` costs a few microseconds of pure-Python arithmetic.
+
+    Parameters
+    ----------
+    arl : float
+        Average run length between false alarms (samples) on stationary data; default
+        10,000 (one false alarm per 10,000 samples).
+    drift : float
+        CUSUM reference value ``k`` in sigmas (best for shifts of ``2 * drift``).
+    warmup : int
+        Values learned before the first value is scored (and again after each change).
+    memory : int
+        Effective number of values in the baseline (exponential forgetting beyond it).
+    anomaly : float, optional
+        ``|z|`` above which one value is an anomaly; ``None``: from ``arl``; ``math.inf``:
+        never.
+    mean, scale : float, optional
+        A known baseline instead of the self-starting one (both or neither): no warm-up,
+        not learned while nothing changes; after a change the new baseline is learned.
+    metric, beamline, target : str, optional
+        Copied into the findings.
+
+    Attributes
+    ----------
+    threshold : float
+        The CUSUM height ``h``.
+    findings : collections.deque
+        The last 1000 findings (bounded).
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> det = ChangeDetector(metric="queue_wait")
+    >>> found = []
+    >>> for i in range(400):
+    ...     x = rng.gauss(0.0, 1.0) + (3.0 if i >= 200 else 0.0)
+    ...     found += det.update(x, time=float(i))
+    >>> changes = [f for f in found if f.kind == "change"]
+    >>> len(changes), abs(changes[0].onset - 200) <= 2, round(changes[0].magnitude)
+    (1, True, 3)
+    """
+
+    def __init__(self, *, arl: float = 10_000.0, drift: float = 1.0, warmup: int = 16,
+                 memory: int = 500, anomaly: float | None = None, mean: float | None = None,
+                 scale: float | None = None, autocorrelation: bool = True,
+                 metric: str = "value",
+                 beamline: str | None = None, target: str | None = None) -> None:
+        _check_positive(drift=drift)
+        if int(warmup) != warmup or warmup < 3:
+            raise ValueError(f"warmup must be an integer >= 3, got {warmup!r}")
+        if int(memory) != memory or memory < warmup:
+            raise ValueError(f"memory must be an integer >= warmup ({warmup}), got {memory!r}")
+        if (mean is None) != (scale is None):
+            raise ValueError("give both mean and scale (a fixed baseline) or neither")
+        if scale is not None and not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}")
+        if mean is not None and not math.isfinite(mean):
+            raise ValueError(f"mean must be finite, got {mean!r}")
+        self.arl = float(arl)
+        self.drift = float(drift)
+        self.threshold = cusum_threshold(self.arl, self.drift)
+        if anomaly is None:
+            anomaly = _normal_quantile_upper(0.5 / self.arl)
+        if not anomaly > 0:
+            raise ValueError(f"anomaly must be > 0 (a |z| limit), got {anomaly!r}")
+        self.anomaly = float(anomaly)
+        self.warmup, self.memory = int(warmup), int(memory)
+        self.metric, self.beamline, self.target = metric, beamline, target
+        self._fixed = mean is not None
+        self._auto = bool(autocorrelation)
+        self.autocorrelation = self._auto and not self._fixed
+        self._rho = 0.0
+        self._mean0 = float(mean) if mean is not None else 0.0
+        self._scale0 = float(scale) if scale is not None else 1.0
+        self.findings: deque[Finding] = deque(maxlen=1000)
+        self.n = 0  # values seen (index of the next one)
+        self._restart()
+        self._watch_start = 0
+
+    # -- state ----------------------------------------------------------------------------
+    def _restart(self, values: Sequence[float] = ()) -> None:
+        """A new baseline, learned from ``values`` (the first ones of a new level) on."""
+        self._sp = self._sn = 0.0
+        self._on_p = self._on_n = self.n
+        self._tp: float | None = None  # times of the onsets
+        self._tn: float | None = None
+        self._pc = self._nc = 0  # values since each onset
+        self._pending: deque[float] = deque()
+        if self._fixed:
+            self._bn = self.warmup
+            self._mu, self._var = self._mean0, self._scale0**2
+            self._sd = self._sdc = self._scale0
+            return
+        self._bn = 0
+        self._mu = self._var = self._c1 = 0.0
+        self._dprev: float | None = None
+        self._set_sd()
+        for v in values:
+            self._learn(v)
+
+    def _set_sd(self) -> None:
+        n = self._bn
+        var = self._var * n / (n - 1) if n > 1 else self._var
+        sd = math.sqrt(var) if var > 0 else 0.0
+        if sd <= 1e-12 * (abs(self._mu) + 1.0):
+            sd = 1e-12 * (abs(self._mu) + 1.0) if sd <= 0 else sd
+        self._sd = sd * math.sqrt(1.0 + 4.0 / n) if n else sd
+        rho = 0.0
+        if self.autocorrelation and self._var > 0 and n >= 3:
+            rho = min(max(self._c1 / self._var, 0.0), _RHO_MAX)
+        self._rho = rho
+        # the CUSUM adds up values: their long-run scale is what counts (AR(1) inflation)
+        self._sdc = self._sd * math.sqrt((1.0 + rho) / (1.0 - rho))
+
+    @property
+    def ready(self) -> bool:
+        """True once the baseline is learned and values are scored."""
+        return self._bn >= self.warmup
+
+    @property
+    def baseline(self) -> tuple[float, float]:
+        """The current ``(mean, scale)`` values are standardised with."""
+        return self._mu, self._sd
+
+    @property
+    def statistic(self) -> float:
+        """The larger of the two CUSUM statistics now (0 on a stationary stream, mostly)."""
+        return max(self._sp, self._sn)
+
+    def _learn(self, x: float) -> None:
+        n = self._bn + 1
+        w = 1.0 / n if n <= self.memory else 1.0 / self.memory
+        d = x - self._mu
+        if self._dprev is not None:
+            self._c1 += w * (d * self._dprev - self._c1)
+        self._mu += w * d
+        self._var = (1.0 - w) * (self._var + w * d * d)
+        self._dprev = x - self._mu
+        self._bn = n
+        self._set_sd()
+
+    def _learn_clipped(self, x: float) -> None:
+        """Learn a value, winsorised at the anomaly limit (one outlier moves little)."""
+        lim = self.anomaly * self._sd
+        lo, hi = self._mu - lim, self._mu + lim
+        self._learn(lo if x < lo else hi if x > hi else x)
+
+    # -- the hot path ---------------------------------------------------------------------
+    def update(self, value: float, time: float | None = None, *,
+               dataset_id: str | None = None) -> list[Finding]:
+        """Add the next value; return the findings it completes (usually none).
+
+        Parameters
+        ----------
+        value : float
+            The next value (a residual or a raw measurement); NaN is skipped (counted but
+            neither scored nor learned).
+        time : float, optional
+            Its time (UTC epoch s); default: its index in the stream.
+        dataset_id : str, optional
+            Copied into an anomaly finding.
+
+        Returns
+        -------
+        list of Finding
+            ``"anomaly"`` and/or ``"change"`` findings, usually empty.
+        """
+        i = self.n
+        self.n = i + 1
+        x = float(value)
+        if x != x:
+            return []
+        t = float(i) if time is None else float(time)
+        if self._bn < self.warmup:
+            self._learn(x)
+            if self._bn == self.warmup:
+                self._watch_start = i + 1
+            return []
+        dx = x - self._mu
+        z = dx / self._sd
+        out: list[Finding] = []
+        a = self.anomaly
+        if z > a or z < -a:
+            out.append(self._anomaly(i, t, x, z, dataset_id))
+            z = a if z > 0 else -a
+        z *= self._sd / self._sdc
+        k = self.drift
+        sp = self._sp + z - k
+        if sp <= 0.0:
+            sp = 0.0
+            self._on_p, self._tp, self._pc = i + 1, None, 0
+        else:
+            if self._tp is None:
+                self._tp = t
+            self._pc += 1
+        sn = self._sn - z - k
+        if sn <= 0.0:
+            sn = 0.0
+            self._on_n, self._tn, self._nc = i + 1, None, 0
+        else:
+            if self._tn is None:
+                self._tn = t
+            self._nc += 1
+        self._sp, self._sn = sp, sn
+        # values wait while a statistic is above zero: they are learned once both are back
+        # at zero (no change in progress), or start the new baseline after a change
+        pending = self._pending
+        h = self.threshold
+        if sp > h or sn > h:
+            pending.append(x)
+            out.append(self._change(i, t, up=sp >= sn))
+        elif sp == 0.0 and sn == 0.0:
+            if not self._fixed:
+                for v in pending:
+                    self._learn_clipped(v)
+                self._learn_clipped(x)
+            pending.clear()
+        else:
+            pending.append(x)
+            if len(pending) > self.memory:
+                v = pending.popleft()
+                if not self._fixed:
+                    self._learn_clipped(v)
+        return out
+
+    # -- findings -------------------------------------------------------------------------
+    def _anomaly(self, i: int, t: float, x: float, z: float,
+                 dataset_id: str | None) -> Finding:
+        f = Finding("anomaly", self.metric, time=t, severity="info", onset=t,
+                    beamline=self.beamline, target=self.target, dataset_id=dataset_id,
+                    magnitude=x - self._mu,
+                    confidence=max(0.0, 1.0 - 2.0 * _normal_tail(abs(z)) * self.arl),
+                    message=(f"{self.metric}: one value {z:+.1f} sigma from its baseline "
+                             f"({x:.4g} vs {self._mu:.4g})"),
+                    detail={"index": i, "sigmas": z, "value": x, "baseline": self._mu,
+                            "scale": self._sd})
+        self.findings.append(f)
+        return f
+
+    def _change(self, i: int, t: float, *, up: bool) -> Finding:
+        if up:
+            onset_i, onset_t, c, stat = self._on_p, self._tp, self._pc, self._sp
+        else:
+            onset_i, onset_t, c, stat = self._on_n, self._tn, self._nc, self._sn
+        c = max(c, 1)
+        post = list(self._pending)[-c:]
+        new_mean = math.fsum(post) / len(post)
+        mag = new_mean - self._mu
+        sig = mag / self._sd
+        watched = max(i + 1 - self._watch_start, 1)
+        arl_peak = cusum_arl(stat, self.drift) / 2.0
+        conf = math.exp(-watched / arl_peak) if arl_peak > 0 else 0.0
+        word = "rose" if up else "fell"
+        f = Finding("change", self.metric, time=t,
+                    onset=onset_t if onset_t is not None else t,
+                    beamline=self.beamline, target=self.target, magnitude=mag,
+                    confidence=min(max(conf, 0.0), 1.0),
+                    severity="warning",
+                    message=(f"{self.metric} {word} by {abs(sig):.1f} sigma "
+                             f"(from {self._mu:.4g} to {new_mean:.4g}) since sample "
+                             f"{onset_i}"),
+                    detail={"index": i, "onset_index": onset_i, "sigmas": sig,
+                            "before": self._mu, "after": new_mean, "scale": self._sd,
+                            "statistic": stat, "threshold": self.threshold,
+                            "delay": i - onset_i})
+        self.findings.append(f)
+        logger.info("change in %s at sample %d (onset %d, %+.1f sigma)", self.metric, i,
+                    onset_i, sig)
+        # the new baseline starts from the values since the onset (a known baseline is
+        # known no more: it is learned from here on)
+        if self._fixed:
+            self._fixed, self.autocorrelation = False, self._auto
+        self._restart(post)
+        self._watch_start = i + 1 + max(self.warmup - self._bn, 0)
+        return f
+
+    def reset(self) -> None:
+        """Forget the baseline and the statistics (keep the findings)."""
+        self._restart()
+
+    def _move(self, delta: float) -> None:
+        """Move the baseline mean by ``delta`` (the stream was re-centred upstream)."""
+        self._mu += delta
+        self._pending = deque(v + delta for v in self._pending)
+
+
+def _normal_tail(z: float) -> float:
+    """P(Z > z) for a standard normal."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def find_changes(values: npt.ArrayLike, times: npt.ArrayLike | None = None, *,
+                 metric: str = "value", anomalies: bool = False,
+                 **options: Any) -> list[Finding]:
+    """Run :class:`ChangeDetector` over a whole series (the offline form).
+
+    Parameters
+    ----------
+    values : array_like
+        1-D series (NaN values are skipped).
+    times : array_like, optional
+        Their times (UTC epoch s); default: the indices ``0, 1, 2...``.
+    metric : str
+        Name copied into the findings.
+    anomalies : bool
+        Also return the ``"anomaly"`` findings (default: changes only).
+    **options
+        Keyword arguments of :class:`ChangeDetector` (``arl``, ``drift``, ``warmup``...).
+
+    Returns
+    -------
+    list of Finding
+        In time order; ``f.detail["onset_index"]`` is the index of a change's first new
+        value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.r_[np.zeros(100), np.full(100, 4.0)] + np.random.default_rng(0).normal(size=200)
+    >>> [f.detail["onset_index"] for f in find_changes(x)]
+    [100]
+    """
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError(f"values must be 1-D, got shape {x.shape}")
+    if times is None:
+        t: Sequence[float] | None = None
+    else:
+        ta = np.asarray(times, dtype=float)
+        if ta.shape != x.shape:
+            raise ValueError(f"times must have the shape of values {x.shape}, got {ta.shape}")
+        t = ta.tolist()
+    det = ChangeDetector(metric=metric, **options)
+    out: list[Finding] = []
+    upd = det.update
+    if t is None:
+        for v in x.tolist():
+            out += upd(v)
+    else:
+        for v, tv in zip(x.tolist(), t, strict=True):
+            out += upd(v, tv)
+    if not anomalies:
+        out = [f for f in out if f.kind == "change"]
+    return out
+
+
+def _check_positive(**values: float) -> None:
+    for name, v in values.items():
+        if not (isinstance(v, int | float) and v > 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
