@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
+from spotkit.catalog import _pgsearch
 from spotkit.catalog._common import (
     _WILDCARD,
     _fts_query,
@@ -16,7 +16,7 @@ from spotkit.catalog._common import (
     _tsquery,
 )
 from spotkit.catalog._core import CatalogCore
-from spotkit.catalog._search import EXACT_TOTAL_UP_TO, SearchResult
+from spotkit.catalog._search import SearchResult
 from spotkit.catalog._time import to_epoch
 
 logger = logging.getLogger("spotkit.catalog._catalog")
@@ -195,14 +195,32 @@ class SearchMixin(CatalogCore):
                 # no limit: -1 on SQLite, NULL (LIMIT ALL) on PostgreSQL
                 no_limit = None if self._pg else -1
                 page_params += [no_limit if limit is None else limit, offset]
-            datasets = self._load(conn, f"WHERE d.seq IN ({page}) {order}", page_params)
+            words = [w for w in map(_tsquery, text.split()) if w] if self._pg and text else []
+            walk = counted = None
+            if words and limit:  # free text on PostgreSQL: see _pgsearch
+                others = self._where(**{k: v for k, v in query.items() if k != "text"})
+                walk = _pgsearch.text_page(conn, fields=others, words=words, order=order,
+                                           want=offset + limit)
+                if walk is not None:
+                    seqs = walk[0][offset:]
+                else:
+                    seqs, counted = _pgsearch.counted_page(conn, where, params, order=order,
+                                                           limit=limit, offset=offset)
+                marks = ",".join("?" * len(seqs)) or "NULL"
+                datasets = self._load(conn, f"WHERE d.seq IN ({marks}) {order}", seqs)
+            else:
+                datasets = self._load(conn, f"WHERE d.seq IN ({page}) {order}", page_params)
             exact = True
             if limit is None or (len(datasets) < limit and (datasets or offset == 0)):
                 total = offset + len(datasets)
+            elif counted is not None:
+                total = counted
             elif fts_total is not None and set(query) == {"text"}:
                 total = fts_total
             elif self._pg and not exact_total:
-                total, exact = _pg_total(conn, where, params, seen=offset + len(datasets))
+                total, exact = _pgsearch.total(
+                    conn, where, params, seen=offset + len(datasets),
+                    estimate=None if walk is None else walk[1], text=bool(words))
             else:
                 total = conn.execute(
                     f"SELECT count(*) FROM {source} {where}",  # noqa: S608
@@ -213,27 +231,3 @@ class SearchMixin(CatalogCore):
 
 
 
-
-def _pg_total(conn: Any, where: str, params: list, *, seen: int) -> tuple[int, bool]:
-    """The total of a PostgreSQL search: ``(count, True)`` when there are at most
-    :data:`EXACT_TOTAL_UP_TO` matches, else ``(estimate, False)``.
-
-    The matches are counted only up to one more than the threshold (``LIMIT``: the scan
-    stops there). Above it, the estimate is the planner's row estimate for the criteria
-    (from the table's statistics: ``ANALYZE``, which autovacuum keeps fresh), never less
-    than the threshold + 1 nor than ``seen`` (matches up to the end of this page).
-    """
-    cap = EXACT_TOTAL_UP_TO
-    if seen <= cap:
-        counted = conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM datasets d {where} LIMIT ?) capped",  # noqa: S608
-            [*params, cap + 1]).fetchone()[0]
-        if counted <= cap:
-            return counted, True
-    plan = conn.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM datasets d {where}",  # noqa: S608
-                        params).fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    estimate = int(plan[0]["Plan"]["Plan Rows"])
-    logger.debug("more than %d matches (%s): planner estimate %d", cap, where, estimate)
-    return max(estimate, cap + 1, seen), False

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from spotkit.catalog import SCHEMA_VERSION, SearchResult, _find, _search, open_catalog
+from spotkit.catalog import SCHEMA_VERSION, SearchResult, _search, open_catalog
 from spotkit.catalog._backend import connect_postgres
 
 DAY0 = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
@@ -34,7 +34,6 @@ def _fill(cat, n: int = 12) -> list[str]:
 @pytest.fixture
 def small_threshold(monkeypatch):
     """Count exactly only up to 5 matches."""
-    monkeypatch.setattr(_find, "EXACT_TOTAL_UP_TO", 5)
     monkeypatch.setattr(_search, "EXACT_TOTAL_UP_TO", 5)
 
 
@@ -157,3 +156,40 @@ def test_v7_migration_of_a_postgresql_catalog_moves_the_text_index(pg_url):
         assert conn.execute("SELECT to_regclass('datasets_doc')").fetchone()[0] is not None
     finally:
         conn.close()
+
+
+# -- free text on PostgreSQL: the walk and the planner's plan give the same pages --------
+
+
+def test_text_pages_are_the_same_by_walk_and_by_index(cat, monkeypatch):
+    """_pgsearch walks newest-first where the words are common and leaves rare words to
+    the GIN index; either way a page and its total are what the query means (checked on
+    SQLite too, where FTS5 answers)."""
+    import random
+
+    from spotkit.catalog import _pgsearch
+
+    rng = random.Random(3)
+    words = ["silica", "bone", "coral", "ice"]
+    records = []
+    for i in range(400):
+        w = rng.choices(words, (60, 25, 10, 5))[0]
+        records.append({"kind": "tomo/raw", "beamline": rng.choice(["8.3.2", "7.3.3"]),
+                        "sample": f"{w}-{i % 7:04d}", "title": f"{w} scan",
+                        "start_time": DAY0 + dt.timedelta(minutes=rng.randrange(100_000)),
+                        "metadata": {"operator": rng.choice(["ada smith", "bo weber"])}})
+    cat.bulk_load(records)
+    queries = [dict(text="silica"), dict(text="coral"), dict(text="ice 0003"),
+               dict(text="silica ada"), dict(text="bone", beamline="7.3.3"),
+               dict(text="smith", offset=30), dict(text="bone-000*")]
+    expected = {}
+    for q in queries:
+        every = cat.search(**{**q, "offset": 0}, limit=None).ids
+        expected[repr(q)] = (every[q.get("offset", 0):q.get("offset", 0) + 20], len(every))
+    for walk_rows in (_pgsearch.WALK_ROWS, 0, 60):  # default; never walk; walk gives up
+        monkeypatch.setattr(_pgsearch, "WALK_ROWS", walk_rows)
+        for q in queries:
+            res = cat.search(**q, limit=20)
+            assert res.ids == expected[repr(q)][0], (walk_rows, q)
+            assert res.total == expected[repr(q)][1], (walk_rows, q)
+            assert res.total_exact
