@@ -38,7 +38,7 @@ def _check_watch_paths(args) -> None:
 def cmd_watch(args) -> int:
     import signal
 
-    from spotkit.flows import Watcher, load_rules
+    from spotkit.flows import Watcher, load_rules, start_monitor
 
     _check_watch_paths(args)
     rules = load_rules(args.rules)
@@ -46,6 +46,15 @@ def cmd_watch(args) -> int:
                       warehouse=args.warehouse, poll=args.poll, settle=args.settle,
                       require_sentinel=args.sentinel, workers=args.workers,
                       cell_timeout=args.cell_timeout, inotify=False if args.no_inotify else None)
+    port = getattr(args, "metrics_port", None)
+    try:  # the rules' alerts, and the metrics endpoint: in a thread beside the watcher
+        monitor = start_monitor(watcher, metrics_port=port,
+                                metrics_host=getattr(args, "metrics_host", "127.0.0.1"))
+    except (OSError, ValueError) as exc:  # port taken or out of range
+        watcher.close()
+        raise SpotkitError(str(exc)) from exc
+    if monitor is not None and monitor.metrics is not None:
+        _out(f"metrics at {monitor.metrics.url}")
 
     def stop(signum, frame) -> None:
         logger.info("signal %d: stopping after this pass", signum)
@@ -81,6 +90,10 @@ def cmd_watch(args) -> int:
             watcher.run_forever()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if monitor is not None:
+            if args.once:
+                monitor.check()  # one check of what this run recorded (alerts, metrics)
+            monitor.stop()
         watcher.close()
     return 0
 

@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datasets handled at once (default: %(default)s)")
     w.add_argument("--cell-timeout", type=_seconds(zero_ok=False, example="--cell-timeout 600"),
                    default=1800, help="seconds per notebook cell (default: %(default)s)")
+    w.add_argument("--metrics-port", type=_whole(0, "--metrics-port 9464"), default=None,
+                   help="serve Prometheus metrics on this port (the rules' alerts run anyway)")
+    w.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address for --metrics-port (0.0.0.0: all; default: %(default)s)")
     w.set_defaults(func=cmd_watch)
 
     st = sub.add_parser("status", parents=common,

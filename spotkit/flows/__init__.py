@@ -80,6 +80,7 @@ from spotkit.flows._watch import (
     Candidate,
     InboxScanner,
     check_complete,
+    start_monitor,
 )
 
 __all__ = [
@@ -122,5 +123,6 @@ __all__ = [
     "mover_kinds",
     "register_mover",
     "sha256_file",
+    "start_monitor",
     "verify_manifest",
 ]

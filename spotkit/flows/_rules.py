@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spotkit.errors import RulesError
+from spotkit.flows._rules_alerts import alert_canonical, check_alert_names
 from spotkit.flows._rules_checks import (
     Notebooks,
     check_notebooks,
@@ -128,6 +129,7 @@ def load_rules(source: str | os.PathLike | Mapping[str, Any], *,
     findings += check_targets(src.data)
     findings += check_references(src.data)
     findings += check_notebooks(src.data, notebooks)
+    findings += check_alert_names(src.data)
     findings += [Finding(loc, f"{loc[-1]!r} is given twice (also on line {first}); YAML "
                               "keeps only the last one: give it once")
                  for loc, _line, first in src.duplicates]
@@ -183,6 +185,10 @@ def _problem(finding: Finding, data: Any, lines: Lines, name: str | None) -> Rul
             action_name = _at(spec, "name")
             action = action_name if isinstance(action_name, str) and action_name else rest[1]
             rest = rest[2:]
+    elif len(loc) >= 2 and loc[0] == "alerts" and isinstance(loc[1], int):
+        alert_name = _at(_at(_at(data, "alerts"), loc[1]), "name")
+        rule = f"alert {loc[1]}" + (f" {alert_name!r}" if alert_name is not None else "")
+        rest = loc[2:]
     elif len(loc) >= 2 and loc[0] == "targets":
         rule = f"target {str(loc[1])!r}"
         rest = loc[2:]
@@ -239,6 +245,8 @@ def _build(doc: DocumentSpec, data: Mapping, notebooks: Notebooks
             canon_rule["description"] = rule.description
         canonical["rules"].append(canon_rule)
         built.append((rule.name, rule.match.criteria(), actions))
+    if doc.alerts is not None:
+        canonical["alerts"] = [alert_canonical(a) for a in doc.alerts]
     version = digest(canonical)[:12]
     rules = []
     for name, match, specs in built:

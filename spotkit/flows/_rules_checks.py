@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "stages_of",
 ]
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_WORDS = ("secret", "token", "password", "passwd", "private", "credential")
 _SECRET_NAMES = {"key", "api_key", "apikey", "client_key", "pem", "jwk"}
 
@@ -65,6 +67,8 @@ def _is_secret_setting(key: Any, value: Any, *, in_env: bool) -> bool:
         return False  # reported as key material, with its own message
     if low.endswith(("key_file", "_path", "_dir")) or value in (None, "", False):
         return False
+    if low.endswith("_env") and isinstance(value, str) and _ENV_NAME.match(value):
+        return False  # names the environment variable that holds the secret (alerts)
     if any(w in low for w in _SECRET_WORDS):
         return True
     return in_env and (low in _SECRET_NAMES or low.endswith("key"))

@@ -240,6 +240,8 @@ class Rules:
     stages : tuple of str
         Stage names in execution order.
     rules : tuple of Rule
+    alerts : tuple of spotkit.monitor.AlertRule
+        The ``alerts`` section (empty without one).
     targets : dict
         ``{name: settings}`` as written (``kind``, ``concurrency``, constructor settings).
     retry : RetryPolicy
@@ -279,6 +281,9 @@ class Rules:
         self.targets = data["targets"]
         self.retry = retry_from(data.get("retry") or {})
         self.rules = rules
+        from spotkit.flows._rules_alerts import alert_rules
+
+        self.alerts = alert_rules(data.get("alerts") or ())
         self.source = source
         self.digest = digest(data)
         self.version = self.digest[:12]

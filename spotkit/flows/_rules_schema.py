@@ -2,7 +2,8 @@
 
 :class:`DocumentSpec` describes the file (stages, retry, defaults, targets, rules), with
 :class:`RuleSpec`, :class:`MatchSpec`, :class:`ActionSpec` and :class:`RetrySpec` below it.
-A compute target's settings are not written here: :func:`target_model` builds a model for
+The ``alerts`` section's models are in :mod:`spotkit.flows._rules_alerts`. A compute
+target's settings are not written here: :func:`target_model` builds a model for
 each target kind from the compute target registry (:func:`spotkit.compute.target_settings`,
 ``target_choices``), so a new target class, or a plug-in, is checked by its own constructor.
 
@@ -20,7 +21,7 @@ import logging
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +34,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:  # the alerts section's models build on _Spec (spotkit.flows._rules_alerts,
+    # which completes DocumentSpec when it is imported)
+    from spotkit.flows._rules_alerts import AlertSpec
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -271,6 +276,9 @@ class DocumentSpec(_Spec):
                                     "max_workers: 2}}")
     rules: list[RuleSpec] = Field(min_length=1, description="a list of rules, each with "
                                   "'name', 'match' and 'actions'")
+    alerts: list[AlertSpec] | None = Field(None, description="a list of alert rules, each with "
+                                           "'name', 'match' and one of 'log', 'email', "
+                                           "'webhook'")
 
 
 class TargetSpec(_Spec):
@@ -386,6 +394,8 @@ def check_document(data: Any) -> tuple[DocumentSpec | None, list[Finding]]:
     (DocumentSpec or None, list of Finding)
         The model when the document is valid, and every problem found.
     """
+    import spotkit.flows._rules_alerts  # noqa: F401 (completes DocumentSpec's 'alerts')
+
     try:
         return DocumentSpec.model_validate(data), []
     except ValidationError as exc:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spotkit import kinds
 
@@ -32,6 +33,7 @@ __all__ = [
     "Candidate",
     "InboxScanner",
     "check_complete",
+    "start_monitor",
 ]
 
 logger = logging.getLogger(__name__)
@@ -299,3 +301,136 @@ def _signature(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
+
+
+# -- the monitor beside the watcher (spotkit watch --metrics-port, rules' alerts) ------------
+
+
+class _FlowView:
+    """What the monitor reads from the flow journal, on a connection of its own thread."""
+
+    def __init__(self, path: Any, rules: Any):
+        self.path = path
+        self.rules = rules
+        self._journal: Any = None
+
+    def journal(self) -> Any:
+        from spotkit.flows._journal import Journal
+
+        if self._journal is None:  # opened in the monitor's thread, used only there
+            self._journal = Journal(self.path)
+        return self._journal
+
+    def state(self) -> Mapping[str, Any]:
+        """Datasets by beamline and state, the queue length, and running transfers."""
+        from spotkit.flows._journal_tables import FINAL_STATES
+
+        journal = self.journal()
+        counts = journal.summary()["counts"]
+        datasets = {(beamline, state): n for beamline, by_state in counts.items()
+                    for state, n in by_state.items()}
+        queue = sum(n for (_b, state), n in datasets.items()
+                    if state not in ("parked", *FINAL_STATES))
+        rows = journal._read(
+            "SELECT s.started_at, i.dataset_id, i.beamline, i.size, i.key FROM flow_steps s "
+            "JOIN flow_items i ON i.key = s.key WHERE s.step = 'transferred' "
+            "AND s.state = 'running' AND s.started_at IS NOT NULL")
+        spans = [{"step": "transfer", "start": t, "dataset_id": ds, "beamline": bl,
+                  "bytes": size, "item": key, "target": getattr(self.rules, "warehouse", None)}
+                 for t, ds, bl, size, key in rows]
+        return {"datasets": datasets, "queue_length": queue, "open_spans": spans}
+
+    def promised(self, row: Any) -> int:
+        """How many products the rules promise a dataset: one per action of its rules."""
+        ds_id = getattr(row, "dataset_id", None)
+        if ds_id is None:
+            return 0
+        found = self.journal()._read(
+            "SELECT beamline, kind FROM flow_items WHERE dataset_id = ? LIMIT 1", (ds_id,))
+        if not found:
+            return 0  # not a dataset of this flow
+        beamline, kind = found[0]
+        return len(self.rules.actions_for({"id": ds_id, "beamline": beamline, "kind": kind}))
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+
+def start_monitor(watcher: Any, *, metrics_port: int | None = None,
+                  metrics_host: str = "127.0.0.1", period: float = 30.0,
+                  schedule: Any = None, history: float = 7 * 86400.0) -> Any:
+    """Run the monitor beside a watcher: missing-data checks, the rules' alerts, metrics.
+
+    Every ``period`` seconds, in a thread: the last ``history`` seconds of telemetry are
+    checked for missing data (a quiet beamline, scan number gaps, datasets without the
+    products their rules promise, stuck transfers and jobs: see
+    :class:`spotkit.monitor.MissingData`), the findings go through the ``alerts:`` of the
+    watcher's rules (state kept in the catalog, so a restart does not alert twice), and
+    the Prometheus endpoint (``metrics_port``) shows the flow's counters and gauges.
+
+    Parameters
+    ----------
+    watcher : Watcher
+    metrics_port : int, optional
+        Serve ``/metrics`` on this port (0: any free one); None: no endpoint.
+    metrics_host : str
+        Address to listen on (``0.0.0.0``: every interface).
+    period : float
+        Seconds between checks.
+    schedule : spotkit.monitor.Schedule, optional
+        Beamtime windows (default: every beamline always in beamtime).
+    history : float
+        Seconds of telemetry each check reads and learns the p99 intervals from.
+
+    Returns
+    -------
+    spotkit.monitor.MonitorLoop or None
+        Running (call ``stop()`` when the watcher stops); None when the rules have no
+        alerts and no port was given.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, urllib.request
+    >>> from spotkit.flows import Watcher, load_rules
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "inbox").mkdir(); (root / "warehouse").mkdir()
+    >>> rules = load_rules('''
+    ... targets: {local: {kind: local, max_workers: 1}}
+    ... rules:
+    ...   - {name: saxs, match: {kind: saxs/raw},
+    ...      actions: [{name: quick, notebook: saxs_quicklook, target: local}]}
+    ... alerts:
+    ...   - {name: ops, match: {kind: [quiet, stuck]}, log: {level: warning}}
+    ... ''')
+    >>> w = Watcher(root / "inbox", catalog=root / "catalog.db", rules=rules,
+    ...             warehouse=root / "warehouse", settle=0)
+    >>> loop = start_monitor(w, metrics_port=0, period=3600)
+    >>> _ = loop.check()
+    >>> "spotkit_queue_length 0.0" in urllib.request.urlopen(loop.metrics.url).read().decode()
+    True
+    >>> loop.stop(); w.close()
+    """
+    from spotkit import monitor
+
+    rules = watcher.rules
+    if metrics_port is None and not rules.alerts:
+        return None
+    path = watcher.catalog.path
+    view = _FlowView(path, rules)
+    alerts = monitor.Alerts(rules.alerts, state=path) if rules.alerts else None
+    metrics = None
+    if metrics_port is not None:
+        metrics = monitor.MetricsServer(metrics_port, host=metrics_host).start()
+
+    def events(since: float) -> Any:
+        return monitor.events(path, since=since)
+
+    loop = monitor.MonitorLoop(
+        events, missing=monitor.MissingData(schedule=schedule, promised=view.promised),
+        alerts=alerts, metrics=metrics, flow_state=view.state, period=period,
+        history=history, on_stop=[view.close])
+    logger.info("monitor: checks every %.0f s, %d alert rule(s)%s", period, len(rules.alerts),
+                f", metrics at {metrics.url}" if metrics is not None else "")
+    return loop.start()
