@@ -233,13 +233,14 @@ def check_quiet(events: pd.DataFrame, now: float, *, schedule: Schedule | None =
             continue  # no beamtime now: silence is expected
         times = arrivals.get(beamline, np.empty(0))
         times = times[times <= now]
-        typical = None
         if learned is not None:
             limit_p99 = learned.get(beamline)
-        else:
-            gaps = _intervals(times, beamline, schedule)
-            limit_p99 = p99(gaps, min_samples=min_samples)
-            typical = float(np.median(gaps)) if gaps else None
+            if limit_p99 is None:
+                continue  # cadence not known yet
+        gaps = _intervals(times[-200:], beamline, schedule)  # the recent cadence, for people
+        typical = float(np.median(gaps)) if gaps else None
+        if learned is None:
+            limit_p99 = p99(_intervals(times, beamline, schedule), min_samples=min_samples)
         if limit_p99 is None:
             continue  # cadence not known yet
         last = float(times[-1]) if times.size else None

@@ -145,16 +145,17 @@ def check_missing_products(events: pd.DataFrame, now: float, *,
         made = products.get(str(row.dataset_id), {})
         if isinstance(want, int):
             missing = [] if len(made) >= want else [f"{want - len(made)} of {want}"]
+            lacks = f"has {len(made)} of the {want} product(s) its rules promise"
         else:
             missing = [name for name in want if name not in made]
+            lacks = f"lacks the product(s) {', '.join(missing)} its rules promise"
         if not missing:
             continue
         runs_failed = failed.get(str(row.dataset_id), 0)
         why = (f"; {runs_failed} run(s) failed: see spotkit status" if runs_failed
                else "; check the compute target's queue and the flow journal")
-        message = (f"dataset {row.dataset_id}{f' ({beamline})' if beamline else ''} has no "
-                   f"{', '.join(missing)} product(s) {_span(age)} after it completed "
-                   f"(p99 {_span(limit_p99)}){why}")
+        message = (f"dataset {row.dataset_id}{f' ({beamline})' if beamline else ''} {lacks}, "
+                   f"{_span(age)} after it completed (p99 {_span(limit_p99)}){why}")
         out.append(Finding(
             "missing", "products", time=float(now), message=message, onset=float(row.time),
             severity="critical" if runs_failed else "warning", beamline=beamline,
