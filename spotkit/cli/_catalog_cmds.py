@@ -89,8 +89,14 @@ def cmd_show(args) -> int:
 
 def _show(cat, args) -> int:
     ds = cat[args.dataset_id]
+    from spotkit.monitor import quality_verdict
+
+    verdict = quality_verdict(cat, ds)
     if args.json:
-        _out(json.dumps(ds.provenance.to_dict(), indent=1, default=str))
+        record = ds.provenance.to_dict()
+        if verdict is not None:
+            record["quality"] = verdict.to_dict()
+        _out(json.dumps(record, indent=1, default=str))
         return 0
     _out(repr(ds))
     _out("\nFiles")
@@ -116,7 +122,25 @@ def _show(cat, args) -> int:
     if marks:
         _out("\nFrame marks (advice for transfer and storage; nothing is deleted)")
         _out(_frame_ranges(marks))
+    if verdict is not None:
+        _out("\nQuality check (keep-up, against references)")
+        _out(_quality_text(verdict))
     return 0
+
+
+def _quality_text(verdict) -> str:
+    """The verdict, its references and one line per test (``FAIL`` first)."""
+    import datetime as dt
+
+    when = dt.datetime.fromtimestamp(verdict.checked_at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    refs = verdict.reference_ids
+    lines = [f"verdict: {verdict.verdict.upper()} (checked {when}; {len(refs)} references"
+             + (f": {refs[0]} .. {refs[-1]})" if refs else ")")]
+    if not verdict.tests:
+        lines += [f"  {reason}" for reason in verdict.reasons]
+    tests = sorted(verdict.tests, key=lambda t: t.passed)
+    lines += [f"  {'ok  ' if t.passed else 'FAIL'} {t.message}" for t in tests]
+    return "\n".join(lines)
 
 
 def _frame_ranges(marks: list[dict]) -> str:
