@@ -25,6 +25,7 @@ from spotkit.monitor._missing import (
 )
 from spotkit.monitor._normal import LOG_METRICS, Expectation, NormalModel
 from spotkit.monitor._notify import EmailChannel, LogChannel, NotifyError, WebhookChannel
+from spotkit.monitor._prometheus import FlowSnapshot, MetricsServer, snapshot_from_events
 from spotkit.monitor._quality import (
     QualityVerdict,
     References,
@@ -45,6 +46,7 @@ from spotkit.monitor._quality_summary import (
 )
 from spotkit.monitor._quality_tests import TestResult, compare_summaries, robust_z
 from spotkit.monitor._report import format_turnaround, plot_turnaround, turnaround
+from spotkit.monitor._service import MonitorLoop
 from spotkit.monitor._streams import MetricWatcher, watch_metrics
 from spotkit.monitor._telemetry import (
     EVENT_COLUMNS,
@@ -60,10 +62,11 @@ __all__ = ["SEVERITIES", "Finding"]
 __all__ += ["EVENT_COLUMNS", "METRICS", "STEPS", "Telemetry", "enrich", "events",  # H4
             "format_turnaround", "frame", "metrics", "plot_turnaround", "record",
             "telemetry_for", "turnaround"]
-__all__ += ["AlertRule", "Alerts", "Delivery", "EmailChannel",  # H6
-            "LogChannel", "MissingData", "NotifyError",
+__all__ += ["AlertRule", "Alerts", "Delivery", "EmailChannel", "FlowSnapshot",  # H6
+            "LogChannel", "MetricsServer", "MissingData", "MonitorLoop", "NotifyError",
             "QuietPeriod", "Schedule", "WebhookChannel", "check_gaps",
-            "check_missing_products", "check_quiet", "check_stuck", "parse_duration"]
+            "check_missing_products", "check_quiet", "check_stuck", "parse_duration",
+            "snapshot_from_events"]
 __all__ += ["LOG_METRICS", "ChangeDetector", "Expectation", "MetricWatcher",  # H5
             "NormalModel", "cusum_arl", "cusum_threshold", "find_changes", "watch_metrics"]
 __all__ += ["ProductSummary", "QualityVerdict", "References", "TestResult",  # H7 quality
