@@ -22,14 +22,16 @@ kind               what                                                  learned
 How the events are read
 -----------------------
 * An *arrival* is a ``complete`` event (a dataset finished writing) of a beamline.
-* A *product* is a ``product`` event of a dataset; its name is ``detail["action"]``, else
-  ``item``, else ``run_id``.
-* A *span* that can get stuck opens with an event and closes with another of the same
-  ``job_id`` (else ``run_id``, else ``dataset_id`` + ``target``): ``queued`` -> ``started``
-  (queue wait), ``started`` -> ``finished`` (running), and a ``transfer`` event whose
-  ``outcome`` is ``"started"`` -> the next ``transfer`` event of the same dataset and target
-  (its ``duration`` is the transfer time). Durations learned per target and size class
-  (decades of bytes).
+* A *product* is a ``product`` event; it belongs to the dataset of its run (the dataset
+  other events of the same ``run_id`` name); its name is ``detail["action"]``, else
+  ``item``, else ``run_id`` (one per run).
+* A *span* that can get stuck opens with an event and closes with another that shares its
+  ``job_id`` or ``run_id`` (a batch job's events name both; else ``dataset_id`` +
+  ``target``): ``queued`` -> ``started`` (queue wait), ``started`` -> ``finished`` or
+  ``run`` (running), and a ``transfer`` event whose ``outcome`` is ``"started"`` -> the next
+  ``transfer`` event of the same dataset and target. Transfers the flow journal has running
+  are given as ``open_spans``. Durations are learned per target and size class (decades of
+  the dataset's bytes, from its ``complete``/``ingested`` events or the job's queueing).
 
 The functions are stateless (``check_*(events_df, now, ...)``: what they need is learned
 from ``events_df`` unless given); :class:`MissingData` keeps learned intervals so a

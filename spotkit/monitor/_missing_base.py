@@ -16,10 +16,9 @@ from spotkit.monitor._metrics import enrich
 
 __all__ = ["DEFAULT_SCAN_PATTERN", "SPANS", "p99", "scan_number", "size_class"]
 
-#: steps whose events open a span that can get stuck, with the step that closes it and the
-#: metric (as :func:`spotkit.monitor.metrics` names it) of its duration
-SPANS = {"queued": ("started", "queue_wait"), "started": ("finished", "run_time"),
-         "transfer": ("transfer", "transfer_time")}
+#: steps whose events open a span that can get stuck, with the metric (as
+#: :func:`spotkit.monitor.metrics` names it) of its duration
+SPANS = {"queued": "queue_wait", "started": "run_time", "transfer": "transfer_time"}
 DEFAULT_SCAN_PATTERN = r"^(?P<prefix>.*?)(?P<number>\d+)$"
 
 

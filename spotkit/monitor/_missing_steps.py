@@ -168,13 +168,16 @@ def check_missing_products(events: pd.DataFrame, now: float, *,
 # -- (d) stuck transfers and jobs ----------------------------------------------------------------
 
 
-def _span_key(row: Any) -> tuple[str, str] | None:
-    for col in ("job_id", "run_id"):
-        value = _text(getattr(row, col))
-        if value:
-            return col, value
-    ds = _text(row.dataset_id) or _text(row.item)
-    return ("dataset", f"{ds}|{_text(row.target)}") if ds else None
+def _span_keys(row: Any) -> list[tuple[str, str]]:
+    """What ties the events of one span together: its job and/or run (a batch job's events
+    name both, the run's own only the run), else its dataset (or flow item) and target."""
+    keys = [(col, value) for col in ("job_id", "run_id")
+            if (value := _text(getattr(row, col)))]
+    if not keys:
+        ds = _text(row.dataset_id) or _text(row.item)
+        if ds:
+            keys.append(("dataset", f"{ds}|{_text(row.target)}"))
+    return keys
 
 
 @dataclass
@@ -182,46 +185,74 @@ class _Open:
     step: str
     start: float
     row: Any
+    keys: list[tuple[str, str]]
+    size: str
 
 
-def _spans(ev: pd.DataFrame) -> tuple[dict[tuple[str, str, str], _Open],
-                                      list[tuple[str, str | None, str, float]]]:
-    """Open spans ``{(step, key kind, key): _Open}`` and closed ones ``(step, target,
-    size class, duration)``, in one pass over the events in time order."""
+#: the step that ends a span, and the step that began it
+CLOSERS = {"started": "queued", "finished": "started", "run": "started"}
+
+
+def _dataset_sizes(ev: pd.DataFrame) -> dict[str, float]:
+    """``{dataset_id: bytes}`` from the events that give a dataset's size."""
+    got = ev[ev["step"].isin(["complete", "ingested"]) & ev["dataset_id"].notna()
+             & pd.to_numeric(ev["bytes"], errors="coerce").notna()]
+    return {str(d): float(b) for d, b in zip(got["dataset_id"], got["bytes"], strict=True)}
+
+
+def _spans(ev: pd.DataFrame) -> tuple[list[_Open], list[tuple[str, str | None, str, float]]]:
+    """Spans still open, and closed ones ``(step, target, size class, duration)``, in one
+    pass over the events in time order."""
     opened: dict[tuple[str, str, str], _Open] = {}
     closed: list[tuple[str, str | None, str, float]] = []
-    closers = {end: start for start, (end, _m) in SPANS.items() if end != start}
-    sizes: dict[str, float] = {}
-    for row in ev[ev["step"].isin([*SPANS, *closers])].itertuples(index=False):
-        key = _span_key(row)
-        if key is None:
+    sizes = _dataset_sizes(ev)
+
+    def begin(step: str, row: Any, keys: list[tuple[str, str]], size: str) -> None:
+        span = next((opened[(step, *k)] for k in keys if (step, *k) in opened), None)
+        if span is None:
+            span = _Open(step, float(row.time), row, list(keys), size)
+        else:  # the same span seen again (a job's run reports its own start): one span
+            span.keys += [k for k in keys if k not in span.keys]
+        for key in span.keys:
+            opened[(step, *key)] = span
+
+    def end(step: str, keys: list[tuple[str, str]]) -> _Open | None:
+        found = [opened.pop((step, *key), None) for key in keys]
+        spans = [f for f in found if f is not None]
+        for span in spans:  # and their other names
+            for key in span.keys:
+                opened.pop((step, *key), None)
+        return spans[0] if spans else None
+
+    for row in ev[ev["step"].isin([*SPANS, *CLOSERS])].itertuples(index=False):
+        keys = _span_keys(row)
+        if not keys:
             continue
-        nbytes = row.bytes if row.bytes is not None and not pd.isna(row.bytes) else None
-        if nbytes is not None:
-            sizes[key[1]] = float(nbytes)
         step = str(row.step)
+        nbytes = row.bytes if row.bytes is not None and not pd.isna(row.bytes) else None
+        size = size_class(nbytes if nbytes is not None and step in ("transfer", "queued")
+                          else sizes.get(str(row.dataset_id)))
         if step == "transfer":
-            k = ("transfer", *key)
             if str(row.outcome) in ("started", "running"):
-                opened[k] = _Open(step, float(row.time), row)
+                begin(step, row, keys, size)
                 continue
-            start = opened.pop(k, None)
+            began = end(step, keys)
             duration = (float(row.duration) if row.duration is not None
                         and not pd.isna(row.duration) else
-                        (float(row.time) - start.start if start is not None else None))
+                        (float(row.time) - began.start if began is not None else None))
             if duration is not None:
-                closed.append(("transfer", _text(row.target), size_class(sizes.get(key[1])),
-                               duration))
+                closed.append(("transfer", _text(row.target), size, duration))
             continue
-        if step in closers:
-            begun = opened.pop((closers[step], *key), None)
-            if begun is not None:
-                target = _text(row.target) or _text(begun.row.target)
-                closed.append((closers[step], target, size_class(sizes.get(key[1])),
-                               float(row.time) - begun.start))
-        if step in SPANS and step != "transfer":
-            opened[(step, *key)] = _Open(step, float(row.time), row)
-    return opened, closed
+        if step in CLOSERS:
+            began = end(CLOSERS[step], keys)
+            if began is not None:
+                target = _text(row.target) or _text(began.row.target)
+                size = began.size if size == "any" else size  # a job's size from its queueing
+                closed.append((began.step, target, size, float(row.time) - began.start))
+        if step in ("queued", "started"):
+            begin(step, row, keys, size)
+    unique = {id(span): span for span in opened.values()}
+    return sorted(unique.values(), key=lambda span: span.start), closed
 
 
 def learn_durations(events: pd.DataFrame, *, min_samples: int = 20
@@ -297,21 +328,23 @@ def check_stuck(events: pd.DataFrame, now: float, *,
     learned = dict(expected) if expected is not None else learn_durations(
         ev, min_samples=min_samples)
     opened, _closed = _spans(ev)
+    seen = {(span.step, *key) for span in opened for key in span.keys}
     for given in open_spans:
         step = str(given.get("step", "transfer"))
         if step not in SPANS:
             raise ValueError(f"open span step {step!r}: one of {sorted(SPANS)}")
         fields = {c: given.get(c) for c in _COLUMNS}
         known = SimpleNamespace(**{**fields, "step": step})
-        span_key = _span_key(known)
-        if span_key is not None and given.get("start") is not None:
-            opened.setdefault((step, *span_key), _Open(step, float(given["start"]), known))
+        keys = _span_keys(known)
+        if keys and given.get("start") is not None and not any(
+                (step, *key) in seen for key in keys):
+            nbytes = given.get("bytes")
+            opened.append(_Open(step, float(given["start"]), known, keys,
+                                size_class(float(nbytes) if nbytes is not None else None)))
     out = []
-    for (step, _kind, key), span in sorted(opened.items(), key=lambda kv: kv[1].start):
-        row = span.row
+    for span in opened:
+        step, key, row, size = span.step, span.keys[0][1], span.row, span.size
         target = _text(row.target)
-        nbytes = row.bytes if row.bytes is not None and not pd.isna(row.bytes) else None
-        size = size_class(nbytes)
         limit_p99, which = _limit(learned, step, target, size)
         if limit_p99 is None:
             continue
@@ -327,7 +360,7 @@ def check_stuck(events: pd.DataFrame, now: float, *,
                    f"has been {doing} for {_span(age)} (p99 {metric_words} {_span(limit_p99)} "
                    f"for {which}): check the target's queue and the job's log")
         out.append(Finding(
-            "stuck", SPANS[step][1], time=float(now), message=message, onset=span.start,
+            "stuck", SPANS[step], time=float(now), message=message, onset=span.start,
             beamline=_text(row.beamline), target=target, dataset_id=ds,
             magnitude=float(age),
             detail={"step": step, "key": key, "p99": limit_p99, "factor": factor,

@@ -384,3 +384,33 @@ def test_missing_data_object_learns_once_and_checks_everything():
         {"time": end, "step": "started", "job_id": "J9", "target": "perlmutter"}])])
     kinds = {f.kind for f in md.check(ev, end + 3 * max(md.durations.values()))}
     assert kinds == {"quiet", "stuck"}
+
+
+def test_spans_as_runs_and_batch_jobs_record_them():
+    """A batch job's events name the job and its run; the notebook's own 'started' names
+    only the run; a local run ends with 'run'. None of them is left open."""
+    rows = []
+    for i in range(25):
+        t = T0 + 1000 * i
+        job, run = {"job_id": f"J{i}", "run_id": f"R{i}", "target": "perlmutter"}, f"R{i}"
+        local = {"run_id": f"L{i}", "target": "local", "dataset_id": f"d{i}"}
+        rows += [
+            {"time": t, "step": "complete", "dataset_id": f"d{i}", "bytes": 2e9},
+            {"time": t + 1, "step": "queued", "dataset_id": f"d{i}", **job},
+            {"time": t + 100, "step": "started", **job},
+            {"time": t + 101, "step": "started", "run_id": run, "target": "perlmutter"},
+            {"time": t + 400, "step": "run", "run_id": run, "outcome": "ok"},
+            {"time": t + 401, "step": "finished", "outcome": "ok", **job},
+            {"time": t + 2, "step": "queued", **local},
+            {"time": t + 3, "step": "started", **local},
+            {"time": t + 30, "step": "run", "outcome": "ok", **local},
+        ]
+    ev = pd.DataFrame(rows)
+    assert check_stuck(ev, T0 + 30 * 1000) == []
+    learned = learn_durations(ev)
+    assert learned[("queued", "perlmutter", "1e9")] == pytest.approx(99.0)
+    assert learned[("started", "local", "1e9")] == pytest.approx(27.0)
+    # the same batch job without its end: one finding for the job, not two
+    open_job = ev[~((ev["step"].isin(["run", "finished"])) & (ev["run_id"] == "R24"))]
+    (f,) = check_stuck(open_job, T0 + 24 * 1000 + 2000)
+    assert (f.metric, f.detail["job_id"]) == ("run_time", "J24")
