@@ -432,9 +432,23 @@ def test_parse_duration():
 # -- state across a restart -----------------------------------------------------------------------
 
 
-def test_state_survives_a_restart_no_double_alert(tmp_path):
-    db = tmp_path / "catalog.db"
-    open_catalog(db).close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_db(request, tmp_path):
+    """A catalog database: a SQLite file, or a database on the tests' PostgreSQL server."""
+    if request.param == "sqlite":
+        db = tmp_path / "catalog.db"
+        open_catalog(db).close()
+        yield db
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database("alerts")
+    open_catalog(url).close()
+    yield url
+    server.drop_database(url)
+
+
+def test_state_survives_a_restart_no_double_alert(catalog_db):
+    db = catalog_db
     rec, clock = Recorder(), Clock()
     rules = [AlertRule("r", rec, dedup=3600, quiet=[QuietPeriod(begin=T + 1000,
                                                                  finish=T + 2000)])]
@@ -451,9 +465,12 @@ def test_state_survives_a_restart_no_double_alert(tmp_path):
     assert second.counts() == {("r", "ok"): 2}
     assert [h["findings"] for h in second.history()] == [1, 1]
     second.close()
-    # the tables are in the catalog database, made the way every catalog part makes them
-    with open_catalog(db) as cat:
-        assert cat.path == db
+    # a third watcher after the dedup window: the lasting condition is sent again
+    third = Alerts(rules, state=db, clock=clock)
+    (d,) = third.dispatch([finding()], clock.advance(3600))
+    assert d.ok
+    assert third.counts() == {("r", "ok"): 3}
+    third.close()
 
 
 def test_log_channel_and_repeated_rule_names(caplog):
