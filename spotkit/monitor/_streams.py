@@ -132,7 +132,11 @@ class MetricWatcher:
                 # time structure kept) and the detector's baseline with them
                 mean = det.baseline[0]
                 self.model.shift(metric, mean * e.scale, beamline=beamline, target=target)
-                det._move(-mean)
+                moved = self.model.expected(metric, time, size=size, beamline=beamline,
+                                            target=target)
+                # the residuals move by what the answer moved (shrinkage keeps a little)
+                det._move((e.center - moved.center) / moved.scale
+                          + mean * (e.scale / moved.scale - 1.0))
                 self._rebase.discard(key)
         if self.learn:
             self.model.learn(metric, v, time, size=size, beamline=beamline, target=target)

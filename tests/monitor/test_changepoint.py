@@ -68,13 +68,16 @@ def test_change_carries_onset_magnitude_confidence_and_direction():
     found = find_changes(x, t, metric="ingest_time")
     assert len(found) == 1
     f = found[0]
-    assert isinstance(f, Finding) and f.kind == "change" and f.metric == "ingest_time"
+    assert isinstance(f, Finding)
+    assert f.kind == "change"
+    assert f.metric == "ingest_time"
     assert abs(f.detail["onset_index"] - 300) <= 2
     assert f.onset == pytest.approx(t[f.detail["onset_index"]])
     assert f.time >= f.onset
     assert f.magnitude == pytest.approx(-6.0, abs=2.0)
     assert f.detail["sigmas"] == pytest.approx(-3.0, abs=1.0)
-    assert 0.0 <= f.confidence <= 1.0 and f.confidence > 0.9
+    assert 0.0 <= f.confidence <= 1.0
+    assert f.confidence > 0.9
     assert "fell" in f.message
 
 
@@ -87,7 +90,8 @@ def test_one_outlier_is_an_anomaly_not_a_change():
         found += det.update(25.0 if i == 250 else v, dataset_id=f"ds{i}")
     assert [f.kind for f in found] == ["anomaly"]
     a = found[0]
-    assert a.dataset_id == "ds250" and a.severity == "info"
+    assert a.dataset_id == "ds250"
+    assert a.severity == "info"
     assert a.detail["sigmas"] > 10
 
 
@@ -105,7 +109,8 @@ def test_offline_form_equals_the_online_detector():
 
 def test_nan_is_skipped_and_fixed_baseline_works():
     det = ChangeDetector(mean=0.0, scale=1.0)
-    assert det.ready and det.baseline == (0.0, 1.0)
+    assert det.ready
+    assert det.baseline == (0.0, 1.0)
     assert det.update(math.nan) == []
     rng = random.Random(5)
     found = []
