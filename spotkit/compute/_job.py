@@ -115,6 +115,7 @@ class Job:
         #: looked up from its run when not given
         self.labels: dict[str, Any] = {}
         self._recorded: set[str] = set()  # telemetry steps recorded by this object
+        self._earliest_submit = self._submitted  # see _record_progress
         target.poller.watch(self.id, self._status)
 
     @classmethod
@@ -380,12 +381,19 @@ class Job:
 
     def _record_progress(self, st: JobStatus) -> None:
         """Record the job's start and end once each, with the scheduler's times where it
-        gives them (Slurm's Submit, Start, End), else when spotkit saw the change."""
+        gives them (Slurm's Submit, Start, End), else when spotkit saw the change.
+
+        The queue wait is measured from the earliest submission time known (the
+        scheduler's, or spotkit's own when it submitted): a Slurm without slurmdbd answers
+        for finished jobs from its jobcomp file, whose Submit is the Start.
+        """
+        if st.submitted is not None:
+            self._earliest_submit = min(self._earliest_submit, st.submitted)
         started = st.state is JobState.RUNNING or (st.state.finished and st.started)
         if started and "started" not in self._recorded:
             self._recorded.add("started")
             when = st.started or datetime.now(UTC)
-            submitted = st.submitted or self._submitted
+            submitted = min(self._earliest_submit, when)
             self.record_event(
                 "started", time=when,
                 duration=max(0.0, (when - submitted).total_seconds()),

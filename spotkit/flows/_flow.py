@@ -37,6 +37,7 @@ from spotkit.errors import (
 )
 from spotkit.flows._faults import FAULT_ENV, FAULT_POINTS, FaultInjector
 from spotkit.flows._flow_actions import _ActionSteps
+from spotkit.flows._flow_base import _EVENT_STEPS
 from spotkit.flows._flow_data import _DataSteps
 from spotkit.flows._journal import FINAL_STATES, Item, Journal
 from spotkit.flows._outcomes import (
@@ -181,6 +182,7 @@ class Watcher(_DataSteps, _ActionSteps):
         # per pass; SPOTKIT_TELEMETRY=off records none
         self.telemetry = telemetry_for(self.catalog)
         self._labels: dict[str, dict] = {}
+        self._backfilled = False  # events a killed watcher had not written: rebuilt once
 
     # -- passes -----------------------------------------------------------------------
 
@@ -198,6 +200,8 @@ class Watcher(_DataSteps, _ActionSteps):
 
     def _pass(self) -> PassReport:
         report = PassReport()
+        if not self._backfilled:
+            self._backfill_events()
         try:
             self._discover(report)
             due = self.journal.due()
@@ -231,6 +235,66 @@ class Watcher(_DataSteps, _ActionSteps):
             beat_stop.set()
             beat.join()
         return report
+
+    def _backfill_events(self) -> None:
+        """Telemetry of steps that a watcher killed before it wrote its events (they are
+        buffered for one pass) did: rebuilt from the journal, which records every step
+        after its effect. The events have the keys they would have had, so an event
+        already stored is not stored again. Items changed since shortly before the
+        newest stored flow event are looked at (the last day's on a catalog without any)."""
+        self._backfilled = True
+        if not self.telemetry.enabled:
+            return
+        try:
+            newest = self.telemetry.last_time(("ingested", "manifest", "transfer",
+                                               "verified", "done"))
+            cutoff = (newest - 2 * self.journal.lease_seconds if newest is not None
+                      else time.time() - 86400.0)
+            n = 0
+            for item in self.journal.items():
+                if item.updated_at >= cutoff and item.dataset_id:
+                    n += self._rebuild_events(item)
+        except CatalogError as exc:
+            logger.warning("telemetry: events of an earlier watcher not rebuilt: %s", exc)
+            return
+        if n:
+            logger.info("telemetry: %d event(s) of earlier passes rebuilt from the journal "
+                        "(written unless stored already)", n)
+
+    def _rebuild_events(self, item: Item) -> int:
+        labels = {"dataset_id": item.dataset_id, "beamline": item.beamline}
+        self._arrival_events(item, item.dataset_id or "", item.beamline)
+        n = 2
+        for rec in self.journal.steps(item.key):
+            if rec.state != "done" or rec.ended_at is None:
+                continue
+            name = "done" if rec.step == "done" else _EVENT_STEPS.get(rec.step)
+            result = rec.result or {}
+            target = (result.get("provenance") or {}).get("target")
+            settings = self.rules.targets.get(target) or {}
+            local = settings.get("kind", "local") == "local" and self.local_in_process
+            if rec.step.startswith("processed/") and result.get("run_id") and local and \
+                    not result.get("adopted"):  # a batch job's queued is submit's
+                self._event(item, "queued", time=rec.started_at, target=target,
+                            run_id=result["run_id"], key=f"run|{result['run_id']}|queued",
+                            detail={"rebuilt": True}, **labels)
+                n += 1
+            if name is None:
+                continue
+            target = value = None
+            if name == "transfer":
+                target = self.mover.location
+                if rec.bytes and rec.seconds:
+                    value = rec.bytes / rec.seconds
+            elif name == "verified":
+                target = result.get("location") or self.mover.location
+            key = (f"flow|{item.key}|done" if name == "done"
+                   else f"flow|{item.key}|{name}|{rec.attempts}")
+            self._event(item, name, time=rec.ended_at, duration=rec.seconds, nbytes=rec.bytes,
+                        target=target, value=value, outcome="ok", detail={"rebuilt": True},
+                        key=key, **labels)
+            n += 1
+        return n
 
     def _heartbeat(self, stop: threading.Event) -> None:
         """Renew the leases of this pass's datasets while a long step (a notebook) runs, and

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,14 +43,6 @@ class _DataSteps(_WatcherBase):
             self._fault("discover.after")
             if new:
                 report.discovered.append(str(cand.path))
-                complete = cand.mtime_ns / 1e9  # the detector's last write
-                now = time.time()
-                self._event(cand, "complete", time=complete, nbytes=cand.size,
-                            detail={"path": str(cand.path), "kind": cand.kind},
-                            key=f"flow|{cand.key}|complete")
-                self._event(cand, "discovered", time=now, duration=max(0.0, now - complete),
-                            nbytes=cand.size, outcome=cand.state,
-                            key=f"flow|{cand.key}|discovered")
                 self._log(logging.INFO, "discovered", cand, state=cand.state,
                           bytes=cand.size, kind=cand.kind)
             if cand.state == "corrupt":
@@ -110,6 +101,7 @@ class _DataSteps(_WatcherBase):
             self._log(logging.ERROR, "quarantine-failed", item, error=text)
             return
         report.parked[str(item.path)] = f"quarantined: {reason}"
+        self._arrival_events(item, ds.id, None, outcome="corrupt")
         self._event(item, "quarantined", dataset_id=ds.id, outcome="failed",
                     detail={"reason": reason[:500]}, key=f"flow|{item.key}|quarantined")
         self._log(logging.WARNING, "quarantined", item, dataset=ds.id, reason=reason)
@@ -131,6 +123,7 @@ class _DataSteps(_WatcherBase):
                     raise _Quarantined(str(exc)) from exc
             self._digests[item.key] = hasher.cache
             self._remember(item, ds, staged=len(hasher.staged))
+            self._arrival_events(item, ds.id, ds.beamline)
             previous = item.dataset_id
             self.journal.update_item(item.key, dataset_id=ds.id, beamline=ds.beamline,
                                      kind=ds.kind)
@@ -144,6 +137,19 @@ class _DataSteps(_WatcherBase):
         if item.key not in self._labels:  # ingested by an earlier pass or watcher
             self._remember(item, ds)
         return ds
+
+    def _arrival_events(self, item: Item, dataset_id: str, beamline: str | None, *,
+                        outcome: str = "complete") -> None:
+        """The item's ``complete`` (the detector's last write, its mtime) and ``discovered``
+        (the journal's record of it) events, recorded once its dataset and beamline are
+        known (by key: once, whichever attempt or watcher gets here)."""
+        complete = item.mtime_ns / 1e9
+        self._event(item, "complete", time=complete, nbytes=item.size, dataset_id=dataset_id,
+                    beamline=beamline, detail={"path": str(item.path), "kind": item.kind},
+                    key=f"flow|{item.key}|complete")
+        self._event(item, "discovered", time=item.discovered_at, nbytes=item.size,
+                    duration=max(0.0, item.discovered_at - complete), dataset_id=dataset_id,
+                    beamline=beamline, outcome=outcome, key=f"flow|{item.key}|discovered")
 
     def _remember(self, item: Item, ds, **extra) -> None:
         """What the telemetry events of the item's later steps say about its dataset."""

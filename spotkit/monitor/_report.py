@@ -66,6 +66,8 @@ def _breakdown(events_df):
                              - out["run"])
     out = out.sort_values(["beamline", "target", "complete"], na_position="last",
                           kind="stable").reset_index(drop=True)
+    for col in ("beamline", "target", "dataset_id"):
+        out[col] = out[col].astype("object").where(out[col].notna(), None)
     return out[columns]
 
 

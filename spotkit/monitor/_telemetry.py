@@ -335,6 +335,35 @@ class Telemetry:
             self.written += len(rows)
             return len(rows)
 
+    def last_time(self, steps: Iterable[str]) -> float | None:
+        """When the newest stored event of these steps happened (None: there is none).
+
+        Buffered events are written first. Raises :class:`~spotkit.errors.CatalogError`
+        when the database cannot be read.
+
+        Parameters
+        ----------
+        steps : iterable of str
+
+        Returns
+        -------
+        float or None
+        """
+        self.flush()
+        newest = None
+        with self._write_lock:
+            try:
+                conn = self._connection()
+                for step in steps:  # each one reads the (step, time) index backwards
+                    (t,) = conn.execute("SELECT max(time) FROM events WHERE step = ?",
+                                        (step,)).fetchone()
+                    if t is not None and (newest is None or t > newest):
+                        newest = float(t)
+            except database_errors() as exc:
+                raise CatalogError(f"reading telemetry events from "
+                                   f"{mask_url(str(self.location))} failed: {exc}") from exc
+        return newest
+
     def _keep(self, rows: list[tuple], exc: BaseException) -> None:
         with self._lock:
             rows = rows + self._rows

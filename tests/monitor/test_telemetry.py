@@ -284,3 +284,36 @@ def test_batches_are_written_when_full_or_old(tmp_path):
     tel.record("e")
     assert tel.written == 5
     tel.close()
+
+
+@pytest.mark.slow
+def test_no_event_lost_or_doubled_across_watcher_kills(tmp_path):
+    """``spotkit watch --once`` SIGKILLed twice mid-pass (its events are still buffered),
+    then run to the end: every step of every dataset is recorded exactly once."""
+    import os
+    import subprocess
+    import sys
+
+    from spotkit.flows import FAULT_ENV
+
+    paths = _scans(tmp_path / "inbox", 2)
+    (tmp_path / "warehouse").mkdir()
+    (tmp_path / "rules.yaml").write_text(DATA_RULES)
+    db = tmp_path / "catalog.db"
+    cmd = [sys.executable, "-m", "spotkit.cli", "--catalog", str(db), "watch",
+           str(tmp_path / "inbox"), "--rules", str(tmp_path / "rules.yaml"), "--warehouse",
+           str(tmp_path / "warehouse"), "--settle", "0.1", "--workers", "1", "--once"]
+    for fault in ("transfer.after:2", "done.before:1", None):
+        env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+        if fault:
+            env[FAULT_ENV] = fault
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == (-9 if fault else 0), proc.stderr[-2000:]
+    ev = mon.events(db)
+    steps = ["complete", "discovered", "ingested", "manifest", "transfer", "verified", "done"]
+    counts = ev.groupby(["item", "step"]).size().unstack(fill_value=0)
+    assert sorted(counts.columns) == sorted(steps)
+    assert (counts == 1).all().all(), counts
+    assert len(counts) == len(paths)
+    assert ev["detail"].map(lambda d: d.get("rebuilt", False)).any()  # some came back
