@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,9 @@ def scan(cat, work: Path, name: str, *, sample: str, proposal: str, start: dt.da
 
 
 def spotkit_server(work: Path, datasets: list[dict], users: dict, stack: contextlib.ExitStack,
-                   mounts: dict | None = None, env: dict | None = None):
-    """A catalog with these scans behind `spotkit serve` (a process); (url, keys, ids, proc)."""
+                   mounts: dict | None = None, env: dict | None = None, quiet: bool = True):
+    """A catalog with these scans behind `spotkit serve` (a process); (url, keys, ids, proc).
+    Not ``quiet``: its log (server.log) has spotkit's warnings and the access log."""
     from spotkit.catalog import open_catalog
     from spotkit.serve import create_api_key
 
@@ -99,7 +101,8 @@ def spotkit_server(work: Path, datasets: list[dict], users: dict, stack: context
     database = f"sqlite:///{work / 'auth.db'}"
     keys = {u: create_api_key(database, u) for u in ["sam", *users]}
     url, proc = spawn(["-m", "spotkit.cli", "serve", "--catalog", str(work / "catalog.db"),
-                       "--config", str(config), "--auth-database", database, "--quiet"],
+                       "--config", str(config), "--auth-database", database,
+                       *(["--quiet"] if quiet else [])],
                       work / "server.log", stack, env)
     return url, keys, ids, proc
 
@@ -118,6 +121,25 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
 """
 
 
+HANGING = """
+import socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[-1])))
+server.listen(128)
+held = []
+while True:  # accept every connection, read nothing, answer nothing
+    held.append(server.accept()[0])
+"""
+
+
+def hanging_server(work: Path, stack: contextlib.ExitStack) -> tuple[str, object]:
+    """A server process that accepts connections and never answers (a hung facility)."""
+    script = work / "hanging.py"
+    script.write_text(HANGING)
+    return spawn([str(script)], work / "hanging.log", stack)
+
+
 @dataclass
 class World:
     local: object
@@ -132,9 +154,12 @@ class World:
     bnl_arrays: dict
     archive: Path
     work: Path
+    hanging: str
 
 
 BNL_KEY = "bnlsecret123"
+#: seconds the hanging mount of the server with mounts has to answer
+SILENT_TIMEOUT = 6.0
 BNL_MAP = {"sample": "start.sample_name", "beamline": "start.beamline_id",
            "proposal": "start.proposal_id", "start_time": "start.time", "kind": "start.plan"}
 
@@ -169,6 +194,7 @@ def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("federation")
     with contextlib.ExitStack() as stack:
         bnl, bnl_arrays, bnl_proc = plain_tiled_server(work, stack)
+        hanging, hanging_proc = hanging_server(work, stack)
         als, als_keys, als_ids, als_proc = spotkit_server(
             work / "als",
             [dict(name="als1", sample="lyso-als", proposal="P-A", start=hours(3), seed=2),
@@ -193,18 +219,20 @@ def world(tmp_path_factory):
             "archive": {"intake": str(archive), "public": True},
             "down": {"uri": f"http://127.0.0.1:{_free_port()}/api", "public": True,
                      "timeout": 2},
+            "silent": {"uri": hanging, "timeout": SILENT_TIMEOUT},  # staff only
         }
         nsls2, nsls2_keys, nsls2_ids, nsls2_proc = spotkit_server(
             work / "nsls2",
             [dict(name="ns1", sample="lyso-nsls2", proposal="P-C", start=hours(2), seed=4),
              dict(name="ns2", sample="mica-nsls2", proposal="P-A", start=hours(8), seed=5)],
             {"ann": ["P-A"], "eve": []}, stack, mounts,
-            {"ALS_KEY": als_keys["ann"], "BNL_KEY": BNL_KEY})
+            {"ALS_KEY": als_keys["ann"], "BNL_KEY": BNL_KEY}, quiet=False)
         wait_until_up(bnl, bnl_proc, work / "bnl.log")
         wait_until_up(als, als_proc, work / "als" / "server.log")
         wait_until_up(nsls2, nsls2_proc, work / "nsls2" / "server.log")
+        assert hanging_proc.poll() is None, (work / "hanging.log").read_text()
         yield World(local, local_ids, als, als_keys, als_ids, nsls2, nsls2_keys, nsls2_ids,
-                    bnl, bnl_arrays, archive, work)
+                    bnl, bnl_arrays, archive, work, hanging)
 
 
 @pytest.fixture
@@ -448,6 +476,63 @@ def test_serve_mount_policy_and_read_only(world, hub):
     log = (world.work / "nsls2" / "server.log").read_text()
     assert world.als_keys["ann"] not in log  # the mounts' keys are never logged
     assert BNL_KEY not in log
+
+
+@pytest.mark.slow  # four server processes (started once for the module)
+def test_a_hanging_mount_does_not_hold_the_server(world):
+    """While requests to a mount whose server accepts connections and never answers wait
+    out its timeout, the same server answers requests for its local datasets and its
+    other mounts at once; the hanging mount's requests end with 504 naming it, and a
+    request after that gets the same answer without waiting again."""
+    staff = {"Authorization": f"Apikey {world.nsls2_keys['sam']}"}
+    api = f"{world.nsls2}/v1"
+    hung: dict[str, tuple[int, str, float]] = {}
+
+    def ask(route: str) -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        r = httpx.get(f"{api}/{route}", headers=staff, timeout=60)
+        return r, time.monotonic() - started
+
+    def ask_hanging(route: str) -> None:
+        r, took = ask(route)
+        hung[route] = (r.status_code, r.text, took)
+
+    ns2, loc1 = world.nsls2_ids["ns2"], world.local_ids["loc1"]
+    answering = ("search/", f"metadata/{ns2}", f"array/full/{ns2}/data?slice=0", "search/bnl",
+                 "metadata/bnl/uid-1", f"metadata/archive/{loc1}",
+                 f"array/full/{ns2}/data?slice=1")
+    before = {route: ask(route)[1] for route in answering}  # connected, files opened
+    waiting = [threading.Thread(target=ask_hanging, args=(route,)) for route in
+               ("search/silent", "metadata/silent", "metadata/silent/uid-1",
+                "search/silent?page[offset]=2&page[limit]=1")]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.5)  # the four requests are in the server, waiting on the mount
+    latency = {}
+    for route in answering:
+        r, latency[route] = ask(route)
+        assert r.status_code == 200, (route, r.text)
+    still_waiting = [thread.is_alive() for thread in waiting]
+    for thread in waiting:
+        thread.join(timeout=60)
+    print(f"\nlocal and other mounts' requests, no mount hanging (s): {before}"
+          f"\nthe same while 'silent' hangs (s): {latency}"
+          f"\nthe hanging mount's requests (status, s): "
+          f"{ {k: (v[0], round(v[2], 2)) for k, v in hung.items()} }")
+    assert all(still_waiting), hung  # answered while every hanging request still waited
+    assert max(latency.values()) < SILENT_TIMEOUT / 3, latency
+    assert len(hung) == 4
+    for route, (status, text, took) in hung.items():
+        assert status == 504, (route, text)
+        assert f"'silent' did not answer within {SILENT_TIMEOUT:g} s" in text, (route, text)
+        assert SILENT_TIMEOUT - 0.5 < took < SILENT_TIMEOUT + 3, (route, took)
+    again, took = ask("search/silent")  # remembered: no second wait
+    assert again.status_code == 504, again.text
+    assert "'silent'" in again.text
+    assert took < SILENT_TIMEOUT / 3, took
+    log = (world.work / "nsls2" / "server.log").read_text()
+    assert "mount silent" in log, log[-2000:]
+    assert "no answer within" in log
 
 
 @pytest.mark.parametrize(("mounts", "field", "words"), [
