@@ -346,6 +346,13 @@ def parse_config(data: Any, path: str | os.PathLike | None = None) -> ServeConfi
         seen.add(spec["provider"])
         if spec.get("args") is not None and not isinstance(spec["args"], Mapping):
             raise ServeConfigError(where, f"{fld}.args", "must be a mapping")
+        if str(spec["authenticator"]).rsplit(":", 1)[-1] == "ProxiedOIDCAuthenticator":
+            raise ServeConfigError(
+                where, f"{fld}.authenticator",
+                "Tiled 0.2.20 takes ProxiedOIDCAuthenticator only as the server's single "
+                "provider, and spotkit serve always has its API-key provider; use "
+                "tiled.authenticators:OIDCAuthenticator (browser login, then Tiled's own "
+                "session tokens)")
     mounts_in = data.get("mounts") or {}
     if not isinstance(mounts_in, Mapping):
         raise ServeConfigError(where, "mounts", "must map each mount's name to its `uri` or "

@@ -32,6 +32,9 @@ from spotkit.serve._query import Criteria, ProposalAccess
      "authentication.providers[0].provider", "reserved"),
     ({"authentication": {"access_token_max_age": -5}}, "authentication.access_token_max_age",
      "positive"),
+    ({"authentication": {"providers": [
+        {"provider": "f", "authenticator": "tiled.authenticators:ProxiedOIDCAuthenticator"}]}},
+     "authentication.providers[0].authenticator", "use tiled.authenticators:OIDCAuthenticator"),
     ([1, 2], "(top level)", "mapping"),
 ])
 def test_config_errors_name_the_file_and_field(tmp_path, data, field, words):
