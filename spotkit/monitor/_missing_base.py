@@ -66,11 +66,14 @@ def scan_number(name: Any, pattern: str | re.Pattern = DEFAULT_SCAN_PATTERN
     --------
     >>> scan_number("/data/inbox/bone_scan_0041.h5")
     ('bone_scan_', 41)
+    >>> scan_number("/inbox/scan_0042.h5|33800|1796409634123456789")  # a flow item's key
+    ('scan_', 42)
     >>> scan_number("darks") is None
     True
     """
     if not isinstance(name, str) or not name:
         return None
+    name = name.split("|", 1)[0]  # a flow item's key: path|size|mtime
     stem = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     while "." in stem and not stem.startswith("."):
         head, _, tail = stem.rpartition(".")

@@ -53,7 +53,8 @@ class MonitorLoop:
     history : float
         Seconds of events read at each check (the p99 intervals are learned from them).
     relearn : float
-        Seconds between re-learning the p99 intervals.
+        Seconds between re-learning the p99 intervals (sooner while the history read grows
+        by more than 10 % between checks).
     clock : callable
     on_stop : sequence of callable
         Called by :meth:`stop` (to close what the callables above opened).
@@ -90,6 +91,7 @@ class MonitorLoop:
         self.on_stop = tuple(on_stop)
         self.last_findings: list[Finding] = []
         self._learned_at: float | None = None
+        self._learned_from = 0  # events the intervals were learned from
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -103,9 +105,13 @@ class MonitorLoop:
                 state = self.flow_state()
             except Exception as exc:  # the journal may be busy: metrics wait for next time
                 log.warning("monitor: cannot read the flow's state: %s", exc)
-        if self._learned_at is None or now - self._learned_at >= self.relearn:
+        # learn again when due, or while the history is still growing (a new watcher on a
+        # new catalog: each check has more to learn from than the last)
+        if (self._learned_at is None or now - self._learned_at >= self.relearn
+                or len(events) > 1.1 * self._learned_from):
             self.missing.learn(events, now=now)
             self._learned_at = now
+            self._learned_from = len(events)
         findings = self.missing.check(events, now, open_spans=state.get("open_spans", ()))
         for detector in self.detectors:
             try:
