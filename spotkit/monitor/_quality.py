@@ -224,37 +224,44 @@ def _config_key(config: Mapping[str, Any]) -> str:
 # -- summaries from datasets ------------------------------------------------------------------
 
 
-def _center_on_raw(raw: Dataset, rows: Any, n_rows: int = 8) -> Any:
-    """An independent centre of rotation on the raw scan's middle rows (full resolution)."""
+def _read(*arrays: Any) -> list[np.ndarray]:
+    """Lazy (dask-backed xarray) arrays read in one synchronous pass."""
+    import dask
+
+    return [np.asarray(a) for a in dask.compute(*(getattr(x, "data", x) for x in arrays),
+                                                scheduler="synchronous")]
+
+
+def _raw_tomo(raw: Dataset, rows: Any, n_rows: int = 8) -> tuple[ProductSummary, Any]:
+    """The raw scan's summary (flats and darks) and an independent centre of rotation on
+    its middle rows (full resolution; None if the scan has too few angles for it)."""
     from spotkit import tomo
 
     scan = raw.to_xarray()
     total = scan["data"].shape[1]
     start, stop = (int(rows[0]), int(rows[1])) if rows else (0, total)
     start, stop = max(0, start), min(total, max(stop, start + 1))
-    mid = (start + stop) // 2
-    lo = max(start, mid - n_rows // 2)
+    lo = max(start, (start + stop) // 2 - n_rows // 2)
     hi = min(stop, lo + n_rows)
-    proj = np.asarray(scan["data"][:, lo:hi, :].values)
-    flats = np.asarray(scan["flats"][:, lo:hi, :].values)
-    darks = np.asarray(scan["darks"][:, lo:hi, :].values)
-    sino = tomo.minus_log(tomo.normalize(proj, flats, darks))
+    flats, darks, proj = _read(scan["flats"], scan["darks"], scan["data"][:, lo:hi, :])
+    summary = summarize_raw_tomo(flats, darks)
+    sino = tomo.minus_log(tomo.normalize(proj, flats[:, lo:hi], darks[:, lo:hi]))
     theta = tomo.as_radians(scan["theta"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tomo.CenterWarning)  # recorded on the estimate
-        return tomo.find_center(np.moveaxis(sino, 1, 0), theta)
+        return summary, tomo.find_center(np.moveaxis(sino, 1, 0), theta)
 
 
 def _raw_tomo_summary(raw: Dataset) -> ProductSummary:
     scan = raw.to_xarray()
-    return summarize_raw_tomo(scan["flats"].values, scan["darks"].values)
+    return summarize_raw_tomo(*_read(scan["flats"], scan["darks"]))
 
 
 def _raw_saxs_summary(raw: Dataset, max_frames: int = 8) -> ProductSummary:
     frames = raw.to_xarray()
     n = frames.shape[0]
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
-    return summarize_raw_saxs(np.asarray(frames[picks].values))
+    return summarize_raw_saxs(_read(frames[picks.tolist()])[0])
 
 
 def _raw_summary(raw: Dataset) -> ProductSummary | None:
@@ -339,34 +346,34 @@ def summarize_dataset(catalog: Any, dataset: Any) -> ProductSummary:
         return raw_own
     raw = _raw_parent(ds)
     if family == "iq":
-        return _with_raw(summarize_iq(*_read_iq(ds)), raw, [])
+        return _with_raw(summarize_iq(*_read_iq(ds)), raw, None, [])
     used = ds.metadata.get("center")
-    found = None
-    notes = []
-    if raw is not None and raw.kind == "tomo/raw" and used is not None:
+    found, raw_summary, notes = None, None, []
+    if raw is not None and raw.kind == "tomo/raw":
         try:
-            found = _center_on_raw(raw, ds.metadata.get("rows"))
+            raw_summary, found = _raw_tomo(raw, ds.metadata.get("rows"))
         except (OSError, ValueError, CatalogError) as exc:
-            notes.append(f"centre not found on raw scan {raw.id}: {exc}")
-    summary = summarize_volume(ds.to_dask(), center_used=used, center_found=found)
-    return _with_raw(summary, raw, notes)
+            notes.append(f"raw scan {raw.id} not read: {exc}")
+    summary = summarize_volume(ds.to_dask(), center_used=used,
+                               center_found=found if used is not None else None)
+    return _with_raw(summary, raw, raw_summary, notes)
 
 
-def _with_raw(summary: ProductSummary, raw: Dataset | None, notes: list[str]) -> ProductSummary:
+def _with_raw(summary: ProductSummary, raw: Dataset | None, raw_summary: ProductSummary | None,
+              notes: list[str]) -> ProductSummary:
     """The product's summary with its raw dataset's dead-pixel fraction (``raw_dead_fraction``):
     a product made from a damaged detector's data is suspect even where its own numbers
     hide it (ring removal repairs dead columns in the image, not in the science)."""
     scalars = dict(summary.scalars)
     detail = dict(summary.detail)
-    if raw is not None:
+    if raw is not None and raw_summary is None and not notes:
         try:
             raw_summary = _raw_summary(raw)
         except (OSError, ValueError, CatalogError) as exc:
-            raw_summary = None
             notes.append(f"raw dataset {raw.id} not summarised: {exc}")
-        if raw_summary is not None:
-            scalars["raw_dead_fraction"] = raw_summary.scalars.get("dead_fraction")
-            detail["raw"] = {"id": raw.id, **raw_summary.to_dict()["scalars"]}
+    if raw is not None and raw_summary is not None:
+        scalars["raw_dead_fraction"] = raw_summary.scalars.get("dead_fraction")
+        detail["raw"] = {"id": raw.id, **raw_summary.to_dict()["scalars"]}
     if notes:
         detail["notes"] = notes
     return ProductSummary(summary.family, scalars, dict(summary.curves), detail)

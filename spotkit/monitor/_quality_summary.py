@@ -281,7 +281,10 @@ def summarize_volume(volume, *, center_used: float | None = None,
         raise ValueError(f"max_slices must be >= 1, got {max_slices}")
     picks = np.unique(np.linspace(0, shape[0] - 1, min(max_slices, shape[0])).round()
                       .astype(int))
-    stack = np.stack([np.asarray(volume[int(k)], dtype=np.float64) for k in picks])
+    selected = volume[picks.tolist()] if picks.size < shape[0] else volume
+    if hasattr(selected, "compute"):  # dask: one synchronous read (no thread pool to start)
+        selected = selected.compute(scheduler="synchronous")
+    stack = np.asarray(selected, dtype=np.float64)
     rbin, sector, radius = _polar_bins(shape[1], shape[2], n_sectors)
     inside = rbin <= radius
     values = stack[:, inside].ravel()
