@@ -27,10 +27,12 @@ from spotkit.monitor._normal import LOG_METRICS, Expectation, NormalModel
 from spotkit.monitor._notify import EmailChannel, LogChannel, NotifyError, WebhookChannel
 from spotkit.monitor._prometheus import FlowSnapshot, MetricsServer, snapshot_from_events
 from spotkit.monitor._quality import (
+    QUALITY_KINDS,
     QualityVerdict,
     References,
     check_product,
     configuration,
+    quality_findings,
     quality_verdict,
     quality_verdicts,
     select_references,
@@ -69,8 +71,9 @@ __all__ += ["AlertRule", "Alerts", "Delivery", "EmailChannel", "FlowSnapshot",  
             "snapshot_from_events"]
 __all__ += ["LOG_METRICS", "ChangeDetector", "Expectation", "MetricWatcher",  # H5
             "NormalModel", "cusum_arl", "cusum_threshold", "find_changes", "watch_metrics"]
-__all__ += ["ProductSummary", "QualityVerdict", "References", "TestResult",  # H7 quality
-            "check_product", "compare_summaries", "configuration", "quality_verdict",
+__all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  # H7 quality
+            "TestResult", "check_product", "compare_summaries", "configuration",
+            "quality_findings", "quality_verdict",
             "quality_verdicts", "ring_metric", "robust_z", "select_references",
             "summarize_dataset", "summarize_iq", "summarize_raw_saxs", "summarize_raw_tomo",
             "summarize_volume"]

@@ -61,6 +61,7 @@ from spotkit.catalog import (
 from spotkit.errors import CatalogError
 from spotkit.monitor._findings import Finding
 from spotkit.monitor._quality_summary import (
+    FAMILIES,
     ProductSummary,
     family_of,
     summarize_iq,
@@ -73,12 +74,14 @@ from spotkit.monitor._quality_tests import Z_FAIL, TestResult, compare_summaries
 __all__ = [
     "BAD_STATUSES",
     "INSTRUMENT_KEYS",
+    "QUALITY_KINDS",
     "RUN_PARAMETERS",
     "VERDICTS",
     "QualityVerdict",
     "References",
     "check_product",
     "configuration",
+    "quality_findings",
     "quality_verdict",
     "quality_verdicts",
     "select_references",
@@ -88,6 +91,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VERDICTS = ("pass", "fail", "no reference")
+#: the dataset kinds :func:`check_product` can check (the flow checks these after registering)
+QUALITY_KINDS = tuple(kind for kinds in FAMILIES.values() for kind in kinds)
 #: parameters that differ from run to run without changing what a notebook does
 RUN_PARAMETERS = ("dataset_id", "catalog_path", "output_dir", "run_id")
 #: instrument settings of the raw parent that are part of a configuration
@@ -331,14 +336,11 @@ def summarize_dataset(catalog: Any, dataset: Any) -> ProductSummary:
     >>> s.family, s.scalars["dead_fraction"]
     ('tomo_raw', 0.0)
     """
-    from spotkit.monitor._quality_summary import FAMILIES
-
     ds = dataset if isinstance(dataset, Dataset) else catalog[dataset]
     family = family_of(ds.kind)
     if family is None:
-        known = sorted(k for kinds in FAMILIES.values() for k in kinds)
         raise ValueError(f"no quality summary for dataset {ds.id} of kind {ds.kind!r}; "
-                         f"kinds with one: {', '.join(known)}")
+                         f"kinds with one: {', '.join(sorted(QUALITY_KINDS))}")
     if family in ("tomo_raw", "saxs_raw"):
         raw_own = _raw_summary(ds)
         if raw_own is None:  # pragma: no cover - the families above are the raw kinds
@@ -749,3 +751,43 @@ def quality_verdicts(catalog: Any, *, beamline: str | None = None, kind: str | N
     columns = ["dataset_id", "kind", "beamline", "verdict", "checked_at", "product_time",
                "n_references", "failed", "reasons", "config_key"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def quality_findings(catalog: Any, *, since: float | None = None,
+                     beamline: str | None = None) -> list[Finding]:
+    """The findings of the stored verdicts: a ``warning`` per failed product, an ``info``
+    per product whose references were stale (for alert rules that poll the catalog).
+
+    Parameters
+    ----------
+    catalog : spotkit.catalog.Catalog
+    since : float, optional
+        Only checks at or after this UTC epoch time.
+    beamline : str, optional
+
+    Returns
+    -------
+    list of Finding
+        Oldest check first.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> quality_findings(open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db"))
+    []
+    """
+    where = ["verdict <> 'pass'"]
+    params: list[Any] = []
+    if since is not None:
+        where.append("checked_at >= ?")
+        params.append(float(since))
+    if beamline is not None:
+        where.append("beamline = ?")
+        params.append(beamline)
+    with _connection(catalog, create=False) as conn:
+        rows = [] if conn is None else conn.execute(
+            f"SELECT {_COLUMNS} FROM quality_checks WHERE {' AND '.join(where)} "  # noqa: S608
+            "ORDER BY checked_at, dataset_id", tuple(params)).fetchall()
+    found = (_row_to_verdict(row).finding() for row in rows)
+    return [f for f in found if f is not None]

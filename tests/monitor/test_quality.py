@@ -18,11 +18,13 @@ import pytest
 from spotkit import tomo
 from spotkit.catalog import open_catalog
 from spotkit.monitor import (
+    QUALITY_KINDS,
     Finding,
     ProductSummary,
     check_product,
     compare_summaries,
     configuration,
+    quality_findings,
     quality_verdict,
     quality_verdicts,
     ring_metric,
@@ -239,6 +241,21 @@ def test_failed_products_are_not_references(tomo_catalog):
     table = quality_verdicts(cat, kind="tomo/recon", verdict="fail")
     assert set(table["dataset_id"]) == {v.dataset_id for v in faults.values()}
     assert quality_verdict(cat, faults["center"].dataset_id).tests == faults["center"].tests
+    findings = quality_findings(cat)
+    assert {f.dataset_id for f in findings if f.severity == "warning"} == {
+        v.dataset_id for v in faults.values()}
+    assert {f.kind for f in findings} == {"quality"}
+
+
+def test_kinds_without_a_summary_are_refused(tomo_catalog):
+    cat, verdicts, _, _ = tomo_catalog
+    assert {"tomo/recon", "saxs/iq", "tomo/raw"} <= set(QUALITY_KINDS)
+    raw = cat[verdicts[0].dataset_id].parents[0]
+    (png,) = cat.finish_run(cat.start_run(dataset_id=raw.id, notebook="nb.ipynb",
+                                          notebook_sha256=None, parameters={}),
+                            state="completed", outputs=[{"path": raw.path, "kind": "image/png"}])
+    with pytest.raises(ValueError, match="no quality summary for dataset .* 'image/png'"):
+        check_product(cat, png)
 
 
 def test_cli_show_prints_the_verdict(tomo_catalog, capsys):
