@@ -26,17 +26,13 @@ from spotkit.monitor._missing import (
 from spotkit.monitor._normal import LOG_METRICS, Expectation, NormalModel
 from spotkit.monitor._notify import EmailChannel, LogChannel, NotifyError, WebhookChannel
 from spotkit.monitor._prometheus import FlowSnapshot, MetricsServer, snapshot_from_events
-from spotkit.monitor._quality import (
-    QUALITY_KINDS,
+from spotkit.monitor._quality import References, check_product, select_references
+from spotkit.monitor._quality_data import QUALITY_KINDS, configuration, summarize_dataset
+from spotkit.monitor._quality_store import (
     QualityVerdict,
-    References,
-    check_product,
-    configuration,
     quality_findings,
     quality_verdict,
     quality_verdicts,
-    select_references,
-    summarize_dataset,
 )
 from spotkit.monitor._quality_summary import (
     ProductSummary,

@@ -254,7 +254,7 @@ def test_kinds_without_a_summary_are_refused(tomo_catalog):
     (png,) = cat.finish_run(cat.start_run(dataset_id=raw.id, notebook="nb.ipynb",
                                           notebook_sha256=None, parameters={}),
                             state="completed", outputs=[{"path": raw.path, "kind": "image/png"}])
-    with pytest.raises(ValueError, match="no quality summary for dataset .* 'image/png'"):
+    with pytest.raises(ValueError, match=r"no quality summary for dataset .* 'image/png'"):
         check_product(cat, png)
 
 
