@@ -13,6 +13,7 @@ that record into it (pipelines, runs, compute, flows): it never imports them.
 
 from spotkit.monitor._alerts import AlertRule, Alerts, Delivery, QuietPeriod, parse_duration
 from spotkit.monitor._changepoint import ChangeDetector, cusum_arl, cusum_threshold, find_changes
+from spotkit.monitor._events import events, frame
 from spotkit.monitor._findings import SEVERITIES, Finding
 from spotkit.monitor._metrics import METRICS, enrich, metrics
 from spotkit.monitor._missing import (
@@ -46,15 +47,7 @@ from spotkit.monitor._quality_tests import TestResult, compare_summaries, robust
 from spotkit.monitor._report import format_turnaround, plot_turnaround, turnaround
 from spotkit.monitor._service import MonitorLoop
 from spotkit.monitor._streams import MetricWatcher, watch_metrics
-from spotkit.monitor._telemetry import (
-    EVENT_COLUMNS,
-    STEPS,
-    Telemetry,
-    events,
-    frame,
-    record,
-    telemetry_for,
-)
+from spotkit.monitor._telemetry import EVENT_COLUMNS, STEPS, Telemetry, record, telemetry_for
 
 __all__ = ["SEVERITIES", "Finding"]
 __all__ += ["EVENT_COLUMNS", "METRICS", "STEPS", "Telemetry", "enrich", "events",  # H4

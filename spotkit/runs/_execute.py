@@ -29,6 +29,7 @@ from spotkit.runs._errors import (
 from spotkit.runs._kernel import ensure_kernel, kernel_engine_options
 from spotkit.runs._outputs import read_declared_outputs
 from spotkit.runs._paths import notebook_spec, read_notebook, resolve_notebook, shipped_notebooks
+from spotkit.runs._telemetry import RunEvents
 
 logger = logging.getLogger(__name__)
 
@@ -509,7 +510,6 @@ def run_notebook(
             versions=_versions(),
             context=context,
         )
-        _event(cat, "started", ds, run_id, target, detail={"notebook": notebook.name})
     else:
         queued = cat.get_run(run_id)
         if queued.dataset_id != ds.id or Path(queued.notebook).resolve() != notebook:
@@ -528,24 +528,10 @@ def run_notebook(
     injected.update(parameters)
 
     logger.info("run %s: %s for dataset %s on kernel %s", run_id, notebook.name, ds.id, kernel)
-    target = cat.get_run(run_id).target if not own else target
+    telemetry = RunEvents(cat, ds, run_id, target if own else cat.get_run(run_id).target,
+                          notebook.name, own=own)
+    telemetry.started()
     t0 = time.perf_counter()
-    t_start = time.time()
-
-    def ended(outcome: str, derived=(), error: str | None = None) -> None:
-        seconds = time.perf_counter() - t0
-        detail = {"notebook": notebook.name, **({"error": error[:500]} if error else {})}
-        _event(cat, "run", ds, run_id, target, duration=seconds, outcome=outcome,
-               detail=detail)
-        if own:
-            _event(cat, "finished", ds, run_id, target, duration=time.time() - t_start,
-                   outcome=outcome, detail=detail)
-        for out in derived:
-            sizes = [f.size for f in out.files if f.size is not None]
-            _event(cat, "product", ds, run_id, target, product=out,
-                   nbytes=sum(sizes) if sizes else None, detail={"kind": out.kind})
-        _telemetry_flush(cat)
-
     try:
         papermill.execute_notebook(
             str(notebook), str(out_nb), parameters=injected, kernel_name=kernel, language="python",
@@ -556,7 +542,7 @@ def run_notebook(
     except PapermillExecutionError as exc:
         cell = _failed_cell_index(out_nb)
         _fail(cat, run_id, out_nb, cell, exc.ename, exc.evalue)
-        ended("failed", error=f"{exc.ename}: {exc.evalue}")
+        telemetry.ended("failed", error=f"{exc.ename}: {exc.evalue}")
         raise NotebookExecutionError(
             notebook=notebook, run_id=run_id, dataset_id=ds.id, cell_index=cell,
             ename=exc.ename, evalue=exc.evalue, output_notebook=out_nb,
@@ -564,7 +550,7 @@ def run_notebook(
     except Exception as exc:  # kernel died, cell timeout, kernel failed to start
         ename, evalue = type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc) else ""
         _fail(cat, run_id, out_nb, None, ename, evalue)
-        ended("failed", error=f"{ename}: {evalue}")
+        telemetry.ended("failed", error=f"{ename}: {evalue}")
         raise NotebookExecutionError(
             notebook=notebook, run_id=run_id, dataset_id=ds.id, cell_index=None,
             ename=ename, evalue=evalue, output_notebook=out_nb,
@@ -579,32 +565,15 @@ def run_notebook(
                                  outputs=declared_outputs)
     except CatalogError as exc:
         _fail(cat, run_id, out_nb, None, type(exc).__name__, str(exc))
-        ended("failed", error=f"{type(exc).__name__}: {exc}")
+        telemetry.ended("failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    ended("ok", derived)
+    telemetry.ended("ok", derived)
     logger.info("run %s completed in %.1f s with %d output(s)", run_id, seconds, len(derived))
     return RunResult(run_id=run_id, dataset_id=ds.id, notebook=notebook, output_notebook=out_nb,
                      output_dir=out_dir, outputs=tuple(derived), seconds=seconds)
 
 
 _PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
-
-
-def _event(cat, step: str, ds, run_id: str, target: str, *, product=None, **fields) -> None:
-    """One telemetry event of a run (spotkit.monitor; never raises)."""
-    from spotkit.monitor import record as record_event
-
-    dataset_id = product.id if product is not None else ds.id
-    key = f"run|{run_id}|{step}" + (f"|{product.id}" if product is not None else "")
-    record_event(cat, step, dataset_id=dataset_id, beamline=ds.beamline, target=target,
-                 run_id=run_id, key=key, **fields)
-
-
-def _telemetry_flush(cat) -> None:
-    """Write the run's events now (a batch job's process may end soon after)."""
-    from spotkit.monitor import telemetry_for
-
-    telemetry_for(cat).flush()
 
 
 def _failed_cell_index(out_nb: Path) -> int | None:
