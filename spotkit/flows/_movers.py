@@ -18,7 +18,8 @@ carries its final name; faults raise :class:`spotkit.errors.TransferError`, with
 
 from __future__ import annotations
 
-from ._localcopy import PROGRESS_SECONDS, LocalCopy
+from ._localcopy import LocalCopy
+from ._localcopy_io import PROGRESS_SECONDS
 from ._mover_base import (
     MANIFEST_SUFFIX,
     PARTIAL_SUFFIX,

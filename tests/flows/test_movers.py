@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from spotkit.errors import TransferError
-from spotkit.flows import _localcopy, _movers
+from spotkit.flows import _localcopy, _localcopy_io, _localcopy_staging, _movers
 from spotkit.flows._movers import LocalCopy, Relay, RetentionPolicy, Rsync
 from spotkit.flows._suitcase import Manifest, make_manifest, verify_manifest
 
@@ -197,9 +197,9 @@ def test_sigkill_mid_file_then_rerun_completes(tmp_path):
     dest.mkdir()
     child = textwrap.dedent(f"""
         import os, sys, time
-        from spotkit.flows import _localcopy, _movers
+        from spotkit.flows import _localcopy_io, _movers
         from spotkit.flows._suitcase import Manifest
-        _localcopy.COPY_CHUNK = 2**20
+        _localcopy_io.COPY_CHUNK = 2**20
         real = os.copy_file_range
         def slow(*a):
             time.sleep(0.02)
@@ -594,7 +594,7 @@ def test_pack_finds_one_bad_block_in_the_middle(big, tmp_path, monkeypatch):
 
 def test_pack_names_a_source_read_error_and_keeps_nothing(big, tmp_path, monkeypatch):
     root, _ = big
-    real = _localcopy.read_block
+    real = _localcopy_io.read_block
     calls = []
 
     def failing(fd, size, **kw):
@@ -603,7 +603,7 @@ def test_pack_names_a_source_read_error_and_keeps_nothing(big, tmp_path, monkeyp
             raise OSError(errno.EIO, "Input/output error")
         return real(fd, size, **kw)
 
-    monkeypatch.setattr(_localcopy, "read_block", failing)
+    monkeypatch.setattr(_localcopy_io, "read_block", failing)
     dest = tmp_path / "wh"
     dest.mkdir()
     with pytest.raises(TransferError, match=r"source file .*big\.raw could not be read "
@@ -680,7 +680,7 @@ def test_a_changed_source_is_not_kept_staged(tmp_path, monkeypatch):
     dest = tmp_path / "wh"
     dest.mkdir()
     mover = LocalCopy(dest)
-    real = _localcopy._copy_hashing_data
+    real = _localcopy_staging._copy_hashing_data
 
     def grow(src_fd, dst_fd, **kw):
         out = real(src_fd, dst_fd, **kw)
@@ -688,7 +688,7 @@ def test_a_changed_source_is_not_kept_staged(tmp_path, monkeypatch):
             g.write(b"more")
         return out
 
-    monkeypatch.setattr(_localcopy, "_copy_hashing_data", grow)
+    monkeypatch.setattr(_localcopy_staging, "_copy_hashing_data", grow)
     mover.stage("k", f)
     assert not any(mover.staging_dir("k").iterdir())
 
@@ -739,7 +739,8 @@ def test_a_staged_copy_checked_when_staged_is_not_read_again(src, tmp_path, monk
         checked.append(Path(path).parent.name)
         return real(path, entry, **kw)
 
-    monkeypatch.setattr(_localcopy, "check_file", counting)
+    for module in (_localcopy, _localcopy_staging):  # transfer, staging
+        monkeypatch.setattr(module, "check_file", counting)
     _stage_all(mover, root, man)
     assert len(checked) == len(man.files)  # each staged copy re-read once, from the device
     checked.clear()

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from spotkit.flows import Journal, LocalCopy, Watcher, _flow, _localcopy, make_manifest
+from spotkit.flows import Journal, LocalCopy, Watcher, _flow, _localcopy_io, make_manifest
 
 SLOW = """\
 import pathlib, time
@@ -21,7 +21,7 @@ declare_output(out, kind="test/marker")
 
 
 def test_a_long_copy_logs_its_progress(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(_localcopy, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(_localcopy_io, "PROGRESS_SECONDS", 0.0)
     src = tmp_path / "src"
     src.mkdir()
     (src / "big.raw").write_bytes(b"\1" * (3 * 1024 * 1024))

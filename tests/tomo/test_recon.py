@@ -12,7 +12,7 @@ from scipy import ndimage
 from spotkit.sim._phantom import Ellipsoid, line_integrals, slice_image
 from spotkit.tomo import backends
 from spotkit.tomo._recon import FILTERS, reconstruct, reconstruct_with_info
-from spotkit.tomo.backends import _builtin
+from spotkit.tomo.backends import _engines, _gridrec
 
 
 def _circle(n):
@@ -233,15 +233,15 @@ def test_gridrec_filter_in_the_short_fft_is_the_linear_filter(n_cols, n, axis, n
     p = rng.random((7, n_cols)).astype(np.float32)
     p[:, :3] = p[:, -3:] = 0.0
     p[0] = 1.0  # a flat projection: the largest wrap-around error
-    lo, length, taper = _builtin._gridrec_window(n_cols, n, axis, 4 * n_cols)
+    lo, length, taper = _gridrec._gridrec_window(n_cols, n, axis, 4 * n_cols)
     assert 0 < length < 2 * n_cols  # shorter than a zero-padded filter
     big = 64 * length
-    exact = scipy.fft.irfft(scipy.fft.rfft(p, n=big) * _builtin._gridrec_response(
+    exact = scipy.fft.irfft(scipy.fft.rfft(p, n=big) * _gridrec._gridrec_response(
         np.fft.rfftfreq(big), name), n=big)
-    resp = _builtin._gridrec_response(np.fft.rfftfreq(length), name).astype(np.float32)
-    wrap = _builtin._wrap_correction(n_cols, name, lo, length, taper)
+    resp = _gridrec._gridrec_response(np.fft.rfftfreq(length), name).astype(np.float32)
+    wrap = _gridrec._wrap_correction(n_cols, name, lo, length, taper)
     spec = scipy.fft.rfft(p, n=length)
-    got = scipy.fft.irfft(spec * resp + _builtin._wrap_spectrum(p, wrap), n=length)
+    got = scipy.fft.irfft(spec * resp + _gridrec._wrap_spectrum(p, wrap), n=length)
     cols = np.arange(int(np.floor(axis - n / 2)), int(np.ceil(axis + n / 2)) + 1)
     scale = np.abs(exact).max()
     np.testing.assert_allclose(got[:, cols % length], exact[:, cols % big], atol=2e-5 * scale)
@@ -301,9 +301,9 @@ def test_provenance_and_auto_logging(recon_scan, caplog, monkeypatch):
 def test_numpy_fallback(recon_scan, monkeypatch, missing, caplog):
     ref = {alg: _run(recon_scan, "builtin", alg, num_iter=20) for alg in ("gridrec", "fbp")}
     if missing in ("numba", "both"):
-        monkeypatch.setattr(_builtin, "_load_numba", lambda: None)
+        monkeypatch.setattr(_engines, "load_numba", lambda: None)
     if missing in ("finufft", "both"):
-        monkeypatch.setattr(_builtin, "_load_finufft", lambda: None)
+        monkeypatch.setattr(_engines, "load_finufft", lambda: None)
     m = _circle(128)
     for alg, want in ref.items():
         rec, info = reconstruct_with_info(recon_scan["exact"], recon_scan["theta"],
@@ -317,7 +317,7 @@ def test_numpy_fallback(recon_scan, monkeypatch, missing, caplog):
 def test_numpy_sirt_matches_numba(recon_scan, monkeypatch):
     scan = dict(recon_scan, exact=recon_scan["exact"][::6], theta=recon_scan["theta"][::6])
     fast = _run(scan, "builtin", "sirt", num_iter=10)
-    monkeypatch.setattr(_builtin, "_load_numba", lambda: None)
+    monkeypatch.setattr(_engines, "load_numba", lambda: None)
     slow = _run(scan, "builtin", "sirt", num_iter=10)
     np.testing.assert_allclose(slow, fast, atol=2e-4 * float(np.abs(fast).max()))
 
