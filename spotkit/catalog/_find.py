@@ -220,7 +220,8 @@ class SearchMixin(CatalogCore):
             elif self._pg and not exact_total:
                 total, exact = _pgsearch.total(
                     conn, where, params, seen=offset + len(datasets),
-                    estimate=None if walk is None else walk[1], text=bool(words))
+                    estimate=None if walk is None else walk[1], text=bool(words),
+                    sampled=walk is not None)
             else:
                 total = conn.execute(
                     f"SELECT count(*) FROM {source} {where}",  # noqa: S608

@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,8 +38,11 @@ from spotkit.catalog import _search
 logger = logging.getLogger("spotkit.catalog._catalog")
 
 #: Free text: an estimate at least this many times :data:`EXACT_TOTAL_UP_TO` is taken
-#: without the capped count (which would visit 10,001 matching rows).
+#: without the capped count (which would visit 10,001 matching rows): the planner's
+#: estimate (words' frequencies multiplied) ...
 TRUST_ESTIMATE_FACTOR = 5
+#: ... or one measured by the walk (100 matches in ``w`` rows: about +-10 %)
+TRUST_SAMPLED_FACTOR = 2
 #: The most rows a free-text search walks newest-first before it leaves the page to the
 #: planner (~3 µs a row: ~60 ms at most).
 WALK_ROWS = 20_000
@@ -51,8 +57,50 @@ def planner_rows(conn: Any, where: str, params: Sequence) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def _and(where: str, condition: str) -> str:
-    return f"{where} AND {condition}" if where else f"WHERE {condition}"
+#: How long the word frequencies read from ``pg_stats`` are reused (seconds).
+STATS_TTL_S = 300.0
+_LEXEME = re.compile(r"'((?:[^']|'')*)'(:\*)?")
+
+
+class _WordStats:
+    """The planner's statistics of ``datasets.doc`` (ANALYZE's most common words and how
+    many rows contain each), read once per :data:`STATS_TTL_S` and connection: one query
+    instead of an EXPLAIN per word and search."""
+
+    def __init__(self, conn: Any):
+        self.read_at = time.monotonic()
+        row = conn.execute(
+            "SELECT c.reltuples, s.most_common_elems::text::text[], s.most_common_elem_freqs "
+            "FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_stats s "
+            "ON s.tablename = 'datasets' AND s.attname = 'doc' "
+            "AND s.schemaname = ANY (current_schemas(false)) "
+            "WHERE c.oid = to_regclass('datasets')").fetchone()
+        self.rows = float(row[0]) if row and row[0] and row[0] > 0 else None
+        elems, freqs = (row[1], row[2]) if row else (None, None)
+        self.freq: dict[str, float] = {}
+        self.floor = None  # every word not listed is in fewer rows than this
+        if elems and freqs and len(freqs) > len(elems):
+            self.freq = dict(zip(elems, freqs[:len(elems)], strict=True))
+            self.floor = float(freqs[len(elems)])
+
+    def word_share(self, tsquery: str) -> float | None:
+        """The largest share of rows one user word (its tsquery) can match: that of its
+        rarest whole part; None if unknown (no statistics, or prefixes only)."""
+        if self.floor is None:
+            return None
+        shares = [self.freq.get(lexeme.replace("''", "'").lower(), self.floor)
+                  for lexeme, prefix in _LEXEME.findall(tsquery) if not prefix]
+        return min(shares) if shares else None
+
+
+_STATS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stats(conn: Any) -> _WordStats:
+    cached = _STATS.get(conn)
+    if cached is None or time.monotonic() - cached.read_at > STATS_TTL_S:
+        cached = _STATS[conn] = _WordStats(conn)
+    return cached
 
 
 def text_page(conn: Any, *, fields: tuple[str, list], words: Sequence[str], order: str,
@@ -67,10 +115,17 @@ def text_page(conn: Any, *, fields: tuple[str, list], words: Sequence[str], orde
     page within :data:`WALK_ROWS` rows.
     """
     field_where, field_params = fields
-    candidates = planner_rows(conn, field_where, field_params)
-    # an upper bound of the matches: the rarest single word (with the other criteria)
-    cond = "d.doc @@ to_tsquery('simple', ?)"
-    upper = min(planner_rows(conn, _and(field_where, cond), [*field_params, w]) for w in words)
+    stats = _stats(conn)
+    candidates = (stats.rows if not field_where and stats.rows is not None
+                  else planner_rows(conn, field_where, field_params))
+    # an upper bound of the matches: the rarest single word's share of the candidates
+    shares = [share for share in map(stats.word_share, words) if share is not None]
+    if not shares:  # no statistics: the planner's estimate of each word alone
+        cond = "d.doc @@ to_tsquery('simple', ?)"
+        shares = [planner_rows(conn, f"{field_where} AND {cond}" if field_where else
+                               f"WHERE {cond}", [*field_params, w]) / max(candidates, 1)
+                  for w in words]
+    upper = min(shares) * candidates
     if upper <= 0 or want * candidates / upper > WALK_ROWS:
         return None
     query = " & ".join(f"({w})" for w in words)
@@ -84,7 +139,9 @@ def text_page(conn: Any, *, fields: tuple[str, list], words: Sequence[str], orde
     if len(rows) < want:  # not within the newest WALK_ROWS candidates: the planner's turn
         return None
     walked = int(rows[-1][1])
-    return [int(r[0]) for r in rows], want * max(candidates, walked) / walked
+    # never more than the rarest word allows (the newest rows may hold more matches than
+    # the rest: a sample measured this week)
+    return [int(r[0]) for r in rows], min(want * max(candidates, walked) / walked, upper)
 
 
 def counted_page(conn: Any, where: str, params: Sequence, *, order: str, limit: int,
@@ -100,19 +157,22 @@ def counted_page(conn: Any, where: str, params: Sequence, *, order: str, limit: 
 
 
 def total(conn: Any, where: str, params: Sequence, *, seen: int,
-          estimate: float | None = None, text: bool = False) -> tuple[int, bool]:
+          estimate: float | None = None, text: bool = False,
+          sampled: bool = False) -> tuple[int, bool]:
     """The total of a search whose page was full: ``(count, True)`` when there are at most
     :data:`EXACT_TOTAL_UP_TO` matches, else ``(estimate, False)``.
 
     ``seen``: matches up to the end of this page (the total is never less). ``estimate``:
-    one already known (from :func:`text_page`), else the planner's row estimate. For free
-    text (``text=True``) an estimate of at least :data:`TRUST_ESTIMATE_FACTOR` times the
+    one already known (``sampled``: measured by :func:`text_page`), else the planner's row
+    estimate. For free text (``text=True``) an estimate of at least
+    :data:`TRUST_ESTIMATE_FACTOR` (sampled: :data:`TRUST_SAMPLED_FACTOR`) times the
     threshold is taken as it is; everything else is counted up to the threshold + 1.
     """
     cap = _search.EXACT_TOTAL_UP_TO
-    if estimate is None:
+    if text and estimate is None:
         estimate = planner_rows(conn, where, params)
-    if text and estimate >= TRUST_ESTIMATE_FACTOR * cap:
+    factor = TRUST_SAMPLED_FACTOR if sampled else TRUST_ESTIMATE_FACTOR
+    if text and estimate is not None and estimate >= factor * cap:
         return max(int(estimate), cap + 1, seen), False
     if seen <= cap:
         counted = conn.execute(
@@ -120,5 +180,7 @@ def total(conn: Any, where: str, params: Sequence, *, seen: int,
             [*params, cap + 1]).fetchone()[0]
         if counted <= cap:
             return counted, True
+    if estimate is None:
+        estimate = planner_rows(conn, where, params)
     logger.debug("more than %d matches (%s): estimate %d", cap, where, estimate)
     return max(int(estimate), cap + 1, seen), False
