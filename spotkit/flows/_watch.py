@@ -366,7 +366,9 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
     Every ``period`` seconds, in a thread: the last ``history`` seconds of telemetry are
     checked for missing data (a quiet beamline, scan number gaps, datasets without the
     products their rules promise, stuck transfers and jobs: see
-    :class:`spotkit.monitor.MissingData`), the findings go through the ``alerts:`` of the
+    :class:`spotkit.monitor.MissingData`) and for changes and anomalies of the metric streams
+    (:func:`spotkit.monitor.watch_metrics`), the failed quality checks of new products are
+    read (:func:`spotkit.monitor.quality_findings`), the findings go through the ``alerts:`` of the
     watcher's rules (state kept in the catalog, so a restart does not alert twice), and
     the Prometheus endpoint (``metrics_port``) shows the flow's counters and gauges.
 
@@ -427,10 +429,18 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
     def events(since: float) -> Any:
         return monitor.events(path, since=since)
 
+    def changes(ev: Any, now: float) -> list:
+        """Change points and anomalies of the metric streams (spotkit.monitor models)."""
+        return monitor.watch_metrics(monitor.metrics(ev)) if len(ev) else []
+
+    def quality(ev: Any, now: float) -> list:
+        """Products that failed their keep-up quality checks."""
+        return monitor.quality_findings(watcher.catalog, since=now - 2 * period - 300)
+
     loop = monitor.MonitorLoop(
         events, missing=monitor.MissingData(schedule=schedule, promised=view.promised),
-        alerts=alerts, metrics=metrics, flow_state=view.state, period=period,
-        history=history, on_stop=[view.close])
+        detectors=[changes, quality], alerts=alerts, metrics=metrics,
+        flow_state=view.state, period=period, history=history, on_stop=[view.close])
     logger.info("monitor: checks every %.0f s, %d alert rule(s)%s", period, len(rules.alerts),
                 f", metrics at {metrics.url}" if metrics is not None else "")
     return loop.start()

@@ -58,6 +58,11 @@ class MonitorLoop:
     clock : callable
     on_stop : sequence of callable
         Called by :meth:`stop` (to close what the callables above opened).
+    fresh : float, optional
+        A detector's findings older than this many seconds (by their ``time``) were
+        reported at an earlier check and are dropped (default: ``max(3 * period, 300)``):
+        detectors that read the whole history (change points found offline, stored quality
+        verdicts) then alert on what is new. Keep the alert rules' ``dedup`` above it.
 
     Examples
     --------
@@ -75,7 +80,7 @@ class MonitorLoop:
                  flow_state: Callable[[], Mapping[str, Any]] | None = None,
                  period: float = 30.0, history: float = 7 * 86400.0,
                  relearn: float = 3600.0, clock: Callable[[], float] = time.time,
-                 on_stop: Sequence[Callable[[], None]] = ()):
+                 on_stop: Sequence[Callable[[], None]] = (), fresh: float | None = None):
         if period <= 0 or history <= 0:
             raise ValueError(f"period and history must be > 0 s, not {period!r}, {history!r}")
         self.events = events
@@ -89,6 +94,7 @@ class MonitorLoop:
         self.relearn = float(relearn)
         self.clock = clock
         self.on_stop = tuple(on_stop)
+        self.fresh = max(3 * self.period, 300.0) if fresh is None else float(fresh)
         self.last_findings: list[Finding] = []
         self._learned_at: float | None = None
         self._learned_from = 0  # events the intervals were learned from
@@ -115,7 +121,7 @@ class MonitorLoop:
         findings = self.missing.check(events, now, open_spans=state.get("open_spans", ()))
         for detector in self.detectors:
             try:
-                findings += list(detector(events, now))
+                findings += [f for f in detector(events, now) if f.time >= now - self.fresh]
             except Exception as exc:  # one broken detector must not silence the others
                 log.error("monitor: detector %r failed: %s", detector, exc)
         self.last_findings = findings

@@ -53,7 +53,7 @@ def hook(monkeypatch):
 
 
 @pytest.mark.slow  # ~10 s: 24 scans through the flow, the rules' notebooks inspected
-def test_quiet_beamline_and_missing_scan_alert_once_across_a_restart(tmp_path, hook):
+def test_quiet_beamline_and_missing_scan_alert_once_across_a_restart(tmp_path, hook, caplog):
     from spotkit.sim import simulate_tomo_scan
 
     inbox, warehouse = tmp_path / "inbox", tmp_path / "warehouse"
@@ -89,6 +89,8 @@ def test_quiet_beamline_and_missing_scan_alert_once_across_a_restart(tmp_path, h
     gap = next(f for f in findings if f.kind == "gap")
     assert gap.detail["missing"] == [13]
     assert len(hook) == 1
+    # the other detectors of the loop (change points, quality verdicts) ran without error
+    assert "failed" not in caplog.text
     text = hook[0]["text"]
     assert "has sent nothing" in text
     assert "scan 13 of series scan_ is missing" in text

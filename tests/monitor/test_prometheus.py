@@ -93,7 +93,10 @@ def test_monitor_loop_feeds_findings_and_alert_counts_to_the_endpoint():
 
     def detector(ev, now):
         return [Finding("change", "queue_wait", time=now, target="perlmutter",
-                        message="queue wait rose from 2 to 25 min")]
+                        message="queue wait rose from 2 to 25 min"),
+                # found in the history at an earlier check: not reported again
+                Finding("change", "run_time", time=now - 3600, target="perlmutter",
+                        message="run time rose an hour ago")]
 
     with MetricsServer(0, clock=lambda: T) as server:
         loop = MonitorLoop(lambda since: events[events["time"] > since], detectors=[detector],
@@ -105,6 +108,7 @@ def test_monitor_loop_feeds_findings_and_alert_counts_to_the_endpoint():
         got = scrape(server.url)
         loop.stop()
     assert len(sent) == 1
+    assert [f.metric for f in sent[0]] == ["queue_wait"]
     assert got["spotkit_findings"]["samples"][("spotkit_findings", ("kind", "change"))] == 1
     assert got["spotkit_alerts"]["samples"][
         ("spotkit_alerts_total", ("outcome", "ok"), ("rule", "ops"))] == 1
