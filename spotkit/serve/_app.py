@@ -12,6 +12,7 @@ from tiled.server.protocols import InternalAuthenticator
 
 from spotkit.serve._adapters import CatalogAdapter
 from spotkit.serve._config import KEYS_PROVIDER, ServeConfig, load_config
+from spotkit.serve._oidc import TILED_OIDC
 from spotkit.serve._policy import ProposalAccessPolicy
 
 __all__ = ["KeysOnlyAuthenticator", "RedactKeys", "build_app", "default_auth_database",
@@ -96,7 +97,9 @@ def build_app(catalog: Any, config: ServeConfig | str | os.PathLike, *,
     Returns
     -------
     fastapi.FastAPI
-        Every request needs an API key (or a token from a configured provider); users see
+        Every request needs an API key (or a token from a configured provider: Tiled's
+        ``OIDCAuthenticator`` runs as :class:`spotkit.serve._oidc.OIDCAuthenticator`, the
+        same checks with the calls to the provider off the event loop); users see
         the datasets of their proposals, staff all; nothing can be written. Mounts the
         configuration declares are read-only nodes beside the datasets
         (``/api/v1/metadata/<mount>``), for staff, or every user when marked public.
@@ -112,7 +115,11 @@ def build_app(catalog: Any, config: ServeConfig | str | os.PathLike, *,
     init_auth_database(database)
     providers = [{"provider": KEYS_PROVIDER,
                   "authenticator": "spotkit.serve._app:KeysOnlyAuthenticator"}]
-    providers += [dict(p) for p in config.providers]
+    for spec in config.providers:
+        provider = dict(spec)
+        if provider["authenticator"] == TILED_OIDC:  # the same, off the event loop
+            provider["authenticator"] = "spotkit.serve._oidc:OIDCAuthenticator"
+        providers.append(provider)
     settings: dict[str, Any] = {"providers": providers, "allow_anonymous_access": False}
     keys = config.secret_keys()
     if keys:

@@ -37,6 +37,10 @@ authenticated user. Nothing is written to a mount.
 
 User names are the identity ids the provider gives (the OIDC ``sub`` or username claim, the
 PAM login); keys issued by ``spotkit serve keys`` belong to the provider ``spotkit``.
+Tiled's ``OIDCAuthenticator`` runs as :class:`spotkit.serve._oidc.OIDCAuthenticator` (the
+same, with its calls to the provider off the server's event loop; ``args`` may add
+``timeout``, seconds per call). ``ProxiedOIDCAuthenticator`` is refused: Tiled 0.2.20 takes
+it only as the server's single provider, and the server always has its key provider.
 """
 
 from __future__ import annotations

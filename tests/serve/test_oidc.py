@@ -40,6 +40,8 @@ CLIENT_ID = "spotkit-serve"
 CLIENT_SECRET = "client-secret-" + "7" * 24
 AUDIENCE = "spotkit-serve"
 KID = "test-key-1"
+#: seconds the provider has to answer each call of spotkit serve (serve.yaml `timeout`)
+PROVIDER_TIMEOUT = 4.0
 
 
 def _free_port() -> int:
@@ -64,6 +66,8 @@ class FakeProvider:
     user: str | None = None
     #: how the next id token is made: ok, expired, wrong-key, wrong-audience, wrong-issuer
     mode: str = "ok"
+    #: seconds the token endpoint waits before it answers (a slow provider)
+    token_delay: float = 0.0
     codes: dict = field(default_factory=dict)
     requests: list = field(default_factory=list)
 
@@ -145,6 +149,7 @@ def _handler(idp: FakeProvider) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
             idp.requests.append(("POST", self.path, form))
+            time.sleep(idp.token_delay)
             if self.path != "/token":
                 return self._json(404, {"error": "not_found"})
             basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
@@ -205,7 +210,8 @@ def server(idp, tmp_path_factory):
             "authenticator": "tiled.authenticators:OIDCAuthenticator",
             "args": {"audience": AUDIENCE, "client_id": CLIENT_ID,
                      "client_secret": CLIENT_SECRET,
-                     "well_known_uri": f"{idp.issuer}/.well-known/openid-configuration"},
+                     "well_known_uri": f"{idp.issuer}/.well-known/openid-configuration",
+                     "timeout": PROVIDER_TIMEOUT},
         }]}}))
     port = _free_port()
     log = work / "server.log"
@@ -345,3 +351,39 @@ def test_tokens_that_did_not_come_through_the_login_are_refused(server, idp):
     assert r.status_code == 401, r.text
     r = httpx.get(f"{server.api}/auth/provider/facility/code", timeout=20)  # no code
     assert r.status_code == 401, r.text
+
+
+@pytest.mark.slow  # a server process and a provider
+def test_a_slow_provider_does_not_hold_the_server(server, idp):
+    """A login waiting on a slow token endpoint holds neither the server nor other users'
+    requests; a provider that does not answer within its timeout fails the login (504),
+    not the server."""
+    ann = bearer(login(server, idp, "ann"))
+    done: dict[str, httpx.Response] = {}
+    idp.token_delay = PROVIDER_TIMEOUT * 0.6
+    try:
+        waiting = threading.Thread(target=lambda: done.update(bob=login(server, idp, "bob")))
+        waiting.start()
+        time.sleep(0.5)  # bob's login now waits at the provider's token endpoint
+        started = time.monotonic()
+        seen = listed(server, ann)
+        took = time.monotonic() - started
+        still_waiting = waiting.is_alive()
+        waiting.join(timeout=30)
+        print(f"\na request while a login waits {idp.token_delay:g} s at the provider: "
+              f"{took:.3f} s")
+        assert still_waiting
+        assert seen == {server.ids["a"]}
+        assert took < idp.token_delay / 2, took
+        assert done["bob"].status_code == 200, done["bob"].text
+        assert done["bob"].json()["identity"]["id"] == "bob"
+        idp.token_delay = PROVIDER_TIMEOUT + 1.5
+        started = time.monotonic()
+        r = login(server, idp, "bob")
+        took = time.monotonic() - started
+        assert r.status_code == 504, r.text
+        assert f"did not answer within {PROVIDER_TIMEOUT:g} s" in r.text
+        assert took < PROVIDER_TIMEOUT + 1.5, took
+    finally:
+        idp.token_delay = 0.0
+    assert listed(server, bearer(login(server, idp, "bob"))) == {server.ids["b"]}
