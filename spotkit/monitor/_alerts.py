@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|s|m|h|d|w)")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: seconds a sender's claim on pending findings holds (then another watcher may send them)
+CLAIM_SECONDS = 300.0
 
 
 def parse_duration(value: Any) -> float:
@@ -321,6 +323,7 @@ CREATE TABLE IF NOT EXISTS monitor_alerts (
     sends      INTEGER NOT NULL DEFAULT 0,
     pending    INTEGER NOT NULL DEFAULT 0,
     seq        INTEGER NOT NULL DEFAULT 0,
+    claimed    REAL,
     PRIMARY KEY (rule, key)
 );
 CREATE TABLE IF NOT EXISTS monitor_alert_sends (
@@ -485,24 +488,16 @@ class Alerts:
                     (text, f.severity, now, now, rule.name, key))
 
     def _flush(self, rule: AlertRule, now: float) -> Delivery | None:
-        rows = self._conn.execute(
-            "SELECT key, finding FROM monitor_alerts WHERE rule = ? AND pending = 1 "
-            "ORDER BY first_seen, seq", (rule.name,)).fetchall()
-        if not rows:
-            return None
         quiet = rule.quiet_at(now)
         if quiet is not None:
-            log.debug("alert rule %s: %d finding(s) held: quiet period %s", rule.name,
-                      len(rows), quiet.describe())
+            log.debug("alert rule %s: quiet period %s, findings wait", rule.name,
+                      quiet.describe())
             return None
         if now < self._next_attempt.get(rule.name, -float("inf")):
             return None
-        if rule.min_interval > 0:
-            (last,) = self._conn.execute(
-                "SELECT MAX(time) FROM monitor_alert_sends WHERE rule = ? AND outcome = 'ok'",
-                (rule.name,)).fetchone()
-            if last is not None and now - last < rule.min_interval:
-                return None
+        rows = self._claim(rule, now)
+        if not rows:
+            return None
         findings = [_finding_from(text) for _key, text in rows]
         keys = tuple(tuple(f.key) for f in findings)
         channel = getattr(rule.channel, "kind", type(rule.channel).__name__)
@@ -516,25 +511,48 @@ class Alerts:
             level = logging.WARNING if isinstance(exc, NotifyError) else logging.ERROR
             log.log(level, "alert rule %s: %s channel failed (%s); %d finding(s) kept, "
                     "trying again in %.0f s", rule.name, channel, exc, len(findings), wait)
-            self._record(rule, channel, len(findings), now, str(exc))
+            with write_transaction(self._conn, self._where, f"alert rule {rule.name}",
+                                   when_locked="not recorded") as conn:
+                for key, _text in rows:
+                    conn.execute("UPDATE monitor_alerts SET claimed = NULL WHERE rule = ? AND "
+                                 "key = ?", (rule.name, key))
+                self._insert_send(conn, rule, channel, len(findings), now, str(exc))
             return Delivery(now, rule.name, channel, keys, False, str(exc))
         self._failures.pop(rule.name, None)
         self._next_attempt.pop(rule.name, None)
         with write_transaction(self._conn, self._where, f"alert rule {rule.name}",
                                when_locked="it may be sent again") as conn:
             for (key, text), f in zip(rows, findings, strict=True):
+                # a finding updated meanwhile (by another watcher) stays pending
                 conn.execute(
                     "UPDATE monitor_alerts SET pending = 0, last_sent = ?, sent_severity = ?, "
                     "sends = sends + 1 WHERE rule = ? AND key = ? AND finding = ?",
                     (now, f.severity, rule.name, key, text))
+                conn.execute("UPDATE monitor_alerts SET claimed = NULL WHERE rule = ? AND "
+                             "key = ?", (rule.name, key))
             self._insert_send(conn, rule, channel, len(findings), now, None)
         return Delivery(now, rule.name, channel, keys, True)
 
-    def _record(self, rule: AlertRule, channel: str, n: int, now: float,
-                error: str | None) -> None:
+    def _claim(self, rule: AlertRule, now: float) -> list[tuple[str, str]]:
+        """The rule's pending findings, claimed for this sender in one write transaction:
+        two watchers on one catalog never send the same finding twice (a claim older than
+        :data:`CLAIM_SECONDS`, of a sender that died, is taken over)."""
         with write_transaction(self._conn, self._where, f"alert rule {rule.name}",
-                               when_locked="not recorded") as conn:
-            self._insert_send(conn, rule, channel, n, now, error)
+                               when_locked="trying again at the next check") as conn:
+            if rule.min_interval > 0:
+                (last,) = conn.execute(
+                    "SELECT MAX(time) FROM monitor_alert_sends WHERE rule = ? AND "
+                    "outcome = 'ok'", (rule.name,)).fetchone()
+                if last is not None and now - last < rule.min_interval:
+                    return []
+            rows = conn.execute(
+                "SELECT key, finding FROM monitor_alerts WHERE rule = ? AND pending = 1 AND "
+                "(claimed IS NULL OR claimed < ?) ORDER BY first_seen, seq",
+                (rule.name, now - CLAIM_SECONDS)).fetchall()
+            for key, _text in rows:
+                conn.execute("UPDATE monitor_alerts SET claimed = ? WHERE rule = ? AND key = ?",
+                             (now, rule.name, key))
+        return [(str(k), str(t)) for k, t in rows]
 
     @staticmethod
     def _insert_send(conn: Any, rule: AlertRule, channel: str, n: int, now: float,

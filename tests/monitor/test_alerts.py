@@ -481,3 +481,38 @@ def test_log_channel_and_repeated_rule_names(caplog):
         Alerts([AlertRule("a", LogChannel()), AlertRule("a", LogChannel())])
     with pytest.raises(ValueError, match="log level"):
         LogChannel(level="loud")
+
+
+def test_two_watchers_on_one_catalog_send_once(tmp_path):
+    """Each sender claims the pending findings in a write transaction before it sends; a
+    claim of a sender that died is taken over after CLAIM_SECONDS."""
+    from spotkit.monitor._alerts import CLAIM_SECONDS
+
+    db = tmp_path / "catalog.db"
+    open_catalog(db).close()
+    clock = Clock()
+    second_sent: list = []
+
+    class SlowChannel(Recorder):
+        def send(self, findings, *, rule):
+            # while this watcher is sending, the other one checks the same finding
+            second_sent.extend(other.dispatch([finding()], clock.now))
+            super().send(findings, rule=rule)
+
+    first_channel, second_channel = SlowChannel(), Recorder()
+    one = Alerts([AlertRule("r", first_channel)], state=db, clock=clock)
+    other = Alerts([AlertRule("r", second_channel)], state=db, clock=clock)
+    (d,) = one.dispatch([finding()])
+    assert d.ok
+    assert second_sent == []
+    assert second_channel.sent == []
+    assert len(first_channel.sent) == 1
+    # a watcher that claimed a finding and died before sending it
+    one._take(one.rules[0], [finding(beamline="7.3.3")], clock.now)
+    assert one._claim(one.rules[0], clock.now)
+    one.close()
+    assert other.dispatch([], clock.advance(10)) == []
+    (d,) = other.dispatch([], clock.advance(CLAIM_SECONDS))
+    assert d.ok
+    assert [f.beamline for f in second_channel.sent[0]] == ["7.3.3"]
+    other.close()
