@@ -502,6 +502,13 @@ def test_a_hanging_mount_does_not_hold_the_server(world):
                  "metadata/bnl/uid-1", f"metadata/archive/{loc1}",
                  f"array/full/{ns2}/data?slice=1")
     before = {route: ask(route)[1] for route in answering}  # connected, files opened
+    for route in ("metadata/silent", "metadata/silent/uid-1", "search/silent"):
+        started = time.monotonic()  # a user who may not see the mount: it is not asked
+        r = httpx.get(f"{api}/{route}", timeout=60,
+                      headers={"Authorization": f"Apikey {world.nsls2_keys['ann']}"})
+        assert r.status_code == 404, (route, r.text)
+        assert r.json()["detail"] == f"No such entry: {route.split('/')[1:]}"
+        assert time.monotonic() - started < SILENT_TIMEOUT / 3
     waiting = [threading.Thread(target=ask_hanging, args=(route,)) for route in
                ("search/silent", "metadata/silent", "metadata/silent/uid-1",
                 "search/silent?page[offset]=2&page[limit]=1")]
