@@ -182,6 +182,7 @@ class Watcher(_DataSteps, _ActionSteps):
         # per pass; SPOTKIT_TELEMETRY=off records none
         self.telemetry = telemetry_for(self.catalog)
         self._labels: dict[str, dict] = {}
+        self._ready: dict[str, float] = {}
         self._backfilled = False  # events a killed watcher had not written: rebuilt once
 
     # -- passes -----------------------------------------------------------------------
@@ -254,7 +255,7 @@ class Watcher(_DataSteps, _ActionSteps):
             for item in self.journal.items():
                 if item.updated_at >= cutoff and item.dataset_id:
                     n += self._rebuild_events(item)
-        except CatalogError as exc:
+        except Exception as exc:  # telemetry never stops the flow
             logger.warning("telemetry: events of an earlier watcher not rebuilt: %s", exc)
             return
         if n:

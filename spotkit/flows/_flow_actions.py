@@ -77,7 +77,10 @@ class _ActionSteps(_WatcherBase):
                     self._wait_remote(item, ds, action, run.id)
                     return
         sem = self._semaphore(action.target, action.concurrency)
-        queued, result = time.time(), None
+        # a local action waits from when the dataset was ready for it (its data in place,
+        # or its previous action done, in this pass): behind the other datasets' earlier
+        # stages ("previews first") and for its target's slot
+        queued, result = self._ready.get(item.key, time.time()), None
         try:
             with sem:
                 result = self._step(item, step, lambda: self._execute(item, ds, action, local),
@@ -88,10 +91,11 @@ class _ActionSteps(_WatcherBase):
             raise
         if local:  # a batch job's queueing is recorded by spotkit.submit, with its job
             self._queued_event(item, ds, action, queued, (result or {}).get("run_id"))
+        self._ready[item.key] = time.time()
 
     def _queued_event(self, item: Item, ds, action, queued: float, run_id: str | None) -> None:
-        """A local action waited from ``queued`` for its target's slot (the run's own
-        ``started`` event, recorded by run_notebook, says when it got one)."""
+        """A local action waited from ``queued`` for its turn and its target's slot (the
+        run's own ``started`` event, recorded by run_notebook, says when it got them)."""
         if run_id is None:
             return
         self._event(item, "queued", time=queued, dataset_id=ds.id, beamline=ds.beamline,
@@ -208,6 +212,7 @@ class _ActionSteps(_WatcherBase):
                     duration=time.time() - item.discovered_at, outcome="ok",
                     key=f"flow|{item.key}|done")
         self._labels.pop(item.key, None)
+        self._ready.pop(item.key, None)
         self._log(logging.INFO, "done", item, dataset=ds.id,
                   seconds=time.time() - item.discovered_at, bytes=item.size)
         # an earlier, broken version of the same file (quarantined, parked) is history now

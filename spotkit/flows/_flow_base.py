@@ -69,6 +69,7 @@ class _WatcherBase:
     _swept: bool  # leftovers of the staging area removed (once per watcher)
     telemetry: Telemetry  # the catalog's event recorder (spotkit.monitor)
     _labels: dict[str, dict[str, Any]]  # key: dataset_id, beamline... for telemetry events
+    _ready: dict[str, float]  # key: when its next action could have started (this pass)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -127,11 +128,12 @@ class _WatcherBase:
 
     def _event(self, item: Item | Candidate, step: str, **fields: Any) -> None:
         """Record a telemetry event about a flow item (never raises)."""
-        labels = self._labels.get(item.key, {})
-        fields.setdefault("dataset_id", labels.get("dataset_id")
-                          or getattr(item, "dataset_id", None))
-        fields.setdefault("beamline", labels.get("beamline") or getattr(item, "beamline", None))
         try:
+            labels = self._labels.get(item.key, {})
+            fields.setdefault("dataset_id", labels.get("dataset_id")
+                              or getattr(item, "dataset_id", None))
+            fields.setdefault("beamline",
+                              labels.get("beamline") or getattr(item, "beamline", None))
             self.telemetry.record(step, item=item.key, **fields)
         except Exception as exc:  # telemetry never stops the flow
             logger.warning("telemetry: %s event of %s not recorded: %s", step, item.path, exc)
@@ -141,28 +143,31 @@ class _WatcherBase:
                     error: BaseException | None = None) -> None:
         """The telemetry event of a journal step that just ran (ingest, manifest, transfer,
         verify); a notebook action's runs record their own events."""
-        name = _EVENT_STEPS.get(step)
-        if name is None:
-            return
-        detail: dict[str, Any] = {}
-        target = value = None
-        if name == "ingested":
-            labels = self._labels.get(item.key, {})
-            detail = {k: labels[k] for k in ("kind", "files", "sizes", "staged") if k in labels}
-        elif name == "transfer":
-            target = self.mover.location
-            detail = {"dest": result.get("dest"), "copied": len(result.get("copied") or ()),
-                      "skipped": len(result.get("skipped") or ())}
-            if nbytes and seconds > 0:
-                value = nbytes / seconds
-        elif name == "verified":
-            target = result.get("location") or self.mover.location
-            detail = {"level": result.get("level"), "files": result.get("files")}
-        if error is not None:
-            detail["error"] = f"{type(error).__name__}: {error}"[:500]
-        self._event(item, name, duration=seconds, nbytes=nbytes, target=target, value=value,
-                    outcome="failed" if error is not None else "ok", detail=detail,
-                    key=f"flow|{item.key}|{name}|{attempt}")
+        try:
+            name = _EVENT_STEPS.get(step)
+            if name is None:
+                return
+            detail: dict[str, Any] = {}
+            target = value = None
+            if name == "ingested":
+                labels = self._labels.get(item.key, {})
+                detail = {k: labels[k] for k in ("kind", "files", "sizes", "staged") if k in labels}
+            elif name == "transfer":
+                target = self.mover.location
+                detail = {"dest": result.get("dest"), "copied": len(result.get("copied") or ()),
+                          "skipped": len(result.get("skipped") or ())}
+                if nbytes and seconds > 0:
+                    value = nbytes / seconds
+            elif name == "verified":
+                target = result.get("location") or self.mover.location
+                detail = {"level": result.get("level"), "files": result.get("files")}
+            if error is not None:
+                detail["error"] = f"{type(error).__name__}: {error}"[:500]
+            self._event(item, name, duration=seconds, nbytes=nbytes, target=target, value=value,
+                        outcome="failed" if error is not None else "ok", detail=detail,
+                        key=f"flow|{item.key}|{name}|{attempt}")
+        except Exception as exc:  # telemetry never stops the flow
+            logger.warning("telemetry: %s event of %s not recorded: %s", step, item.path, exc)
 
     # -- failures ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -276,6 +277,7 @@ class _DataSteps(_WatcherBase):
             ds = self._ingest(item)
             man = self._manifest(item, ds)
             self._transfer(item, ds, man)
+            self._ready[item.key] = time.time()  # its first action may start from now
             return ds
         except BaseException as exc:
             self._failed(item, exc, report, max_attempts=self.rules.retry.attempts,

@@ -31,7 +31,8 @@ def events(catalog: Any, since: Any = None, until: Any = None, beamline: str | N
         The catalog (its database file or ``postgresql://`` URL).
     since, until : float, datetime or str, optional
         Only events at or after ``since`` and before ``until``: UTC epoch seconds, a
-        datetime, an ISO 8601 date or time, or an age such as ``"24h"`` or ``"7d"``.
+        datetime, an ISO 8601 date or time (UTC unless it says otherwise; a bare date as
+        ``until`` includes that day), or an age such as ``"24h"`` or ``"7d"``.
     beamline : str, optional
         Only this beamline's events.
     step : str or list of str, optional
@@ -77,7 +78,7 @@ def events(catalog: Any, since: Any = None, until: Any = None, beamline: str | N
         params.append(_epoch(since, "since"))
     if until is not None:
         clauses.append("time < ?")
-        params.append(_epoch(until, "until"))
+        params.append(_epoch(until, "until", end_of_day=True))
     if beamline is not None:
         clauses.append("beamline = ?")
         params.append(str(beamline))

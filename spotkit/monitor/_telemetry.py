@@ -146,16 +146,15 @@ def _float(value: Any, name: str) -> float | None:
     return out
 
 
-def _epoch(value: Any, name: str) -> float:
-    """UTC epoch seconds from a number, a datetime (naive: local time), or ISO 8601 text."""
+def _epoch(value: Any, name: str, *, end_of_day: bool = False) -> float:
+    """UTC epoch seconds from a number, a datetime or date (naive ones are UTC, as the
+    catalog takes them), ISO 8601 text or an age (``"24h"``). ``end_of_day``: a bare date
+    means the first instant of the next day (``until="2026-12-04"`` includes that day)."""
+    given = value
+    if isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} is not a time")
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, _dt.datetime):
-        return value.timestamp()
-    if isinstance(value, _dt.date):
-        return _dt.datetime(value.year, value.month, value.day).timestamp()
-    if hasattr(value, "timestamp"):  # pandas.Timestamp, numpy datetime wrapped
-        return float(value.timestamp())
     if isinstance(value, str):
         text = value.strip()
         ago = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
@@ -163,12 +162,23 @@ def _epoch(value: Any, name: str) -> float:
             unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[ago[2]]
             return _time.time() - float(ago[1]) * unit
         try:
-            return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            value = (_dt.date.fromisoformat(text) if len(text) == 10
+                     else _dt.datetime.fromisoformat(text))
         except ValueError:
-            pass
+            value = None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        return value.timestamp()
+    if isinstance(value, _dt.date):
+        day = value + _dt.timedelta(days=1) if end_of_day else value
+        return _dt.datetime(day.year, day.month, day.day, tzinfo=_dt.UTC).timestamp()
+    if value is not None and hasattr(value, "timestamp"):  # pandas.Timestamp
+        return float(value.timestamp())
     raise ValueError(
-        f"{name}={value!r} is not a time: give UTC epoch seconds, a datetime, an ISO 8601 "
-        "date ('2026-12-04', '2026-12-04T18:00Z') or an age such as '30m', '24h', '7d'")
+        f"{name}={given!r} is not a time: give UTC epoch seconds, a datetime, an ISO 8601 "
+        "date or time ('2026-12-04', '2026-12-04T18:00Z'; UTC unless it says otherwise) or "
+        "an age such as '30m', '24h', '7d'")
 
 
 class Telemetry:
