@@ -82,9 +82,12 @@ def _globs(value: Any) -> tuple[str, ...] | None:
 def _kinds(value: Any) -> tuple[str, ...] | None:
     out = _globs(value)
     for kind in out or ():
-        if not any(ch in kind for ch in "*?[") and kind not in _KINDS:
-            raise _fail(f"unknown finding kind {kind!r}{did_you_mean(kind, _KINDS)}; the "
-                        f"monitor's kinds: {list(_KINDS)} (or a glob)")
+        # a word close to one of the monitor's kinds is a typo; another word may be the
+        # kind of a detector of the facility's own
+        hint = did_you_mean(kind, _KINDS)
+        if not any(ch in kind for ch in "*?[") and kind not in _KINDS and hint:
+            raise _fail(f"unknown finding kind {kind!r}{hint}; the monitor's kinds: "
+                        f"{list(_KINDS)} (or a glob, or your own detector's kind)")
     return out
 
 

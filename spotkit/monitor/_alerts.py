@@ -14,7 +14,9 @@ webhook). :class:`Alerts` applies the rules:
   :meth:`Alerts.dispatch` never raises for a channel's failure, so the watcher goes on.
 * **State** (what was sent, what waits) is a small table in the catalog database
   (``monitor_alerts``, ``monitor_alert_sends``; created through
-  :func:`spotkit.catalog.register_tables`), so a restarted watcher does not alert twice.
+  :func:`spotkit.catalog.register_tables`), so a restarted watcher does not alert twice;
+  a sender claims what it sends in a write transaction, so two watchers on one catalog
+  do not either.
 """
 
 from __future__ import annotations

@@ -133,6 +133,14 @@ alerts:
 """))
 
 
+def test_kinds_of_other_detectors_are_allowed():
+    rules = load_rules(HEAD + """\
+alerts:
+  - {name: own, match: {kind: [vacuum, "qual*"]}, log: {}}
+""")
+    assert rules.alerts[0].kind == ("vacuum", "qual*")
+
+
 def test_credentials_never_in_the_file(tmp_path):
     found = problems(tmp_path, HEAD + """\
 alerts:
