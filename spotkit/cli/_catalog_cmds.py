@@ -70,7 +70,8 @@ def cmd_search(args) -> int:
     with cat:
         res = cat.search(beamline=args.beamline, sample=args.sample, proposal=args.proposal,
                          kind=args.kind, status=args.status, since=args.since,
-                         until=args.until, text=args.text, limit=args.limit)
+                         until=args.until, text=args.text, limit=args.limit,
+                         exact_total=getattr(args, "exact_total", False))
     if args.json:
         _out(json.dumps(res.to_records(), indent=1, default=str))
         return 0

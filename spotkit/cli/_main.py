@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=_whole(1, "--limit 20"), default=50,
                    help="at most this many (default: %(default)s)")
     s.add_argument("--json", action="store_true", help="print JSON records")
+    s.add_argument("--exact-total", action="store_true",
+                   help="count every match (PostgreSQL estimates totals above 10,000)")
     s.set_defaults(func=cmd_search)
     sh = csub.add_parser("show", parents=common,
                          help="one dataset with its files, provenance and runs")

@@ -193,3 +193,22 @@ def test_text_pages_are_the_same_by_walk_and_by_index(cat, monkeypatch):
             assert res.ids == expected[repr(q)][0], (walk_rows, q)
             assert res.total == expected[repr(q)][1], (walk_rows, q)
             assert res.total_exact
+
+
+def test_cli_search_says_about_and_counts_on_request(catalog_url, small_threshold, capsys):
+    """`spotkit catalog search` prints "about N" / "more than N" for an estimated total and
+    the exact count with --exact-total."""
+    from spotkit.cli import main
+
+    with open_catalog(catalog_url) as cat:
+        _fill(cat)
+    args = ["catalog", "search", "--catalog", str(catalog_url), "--beamline", "8.3.2",
+            "--limit", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    if str(catalog_url).startswith("postgresql"):
+        assert "2 shown of more than 5 matching" in out or "2 shown of about" in out
+    else:
+        assert "2 shown of 8 matching" in out
+    assert main([*args, "--exact-total"]) == 0
+    assert "2 shown of 8 matching" in capsys.readouterr().out
