@@ -19,7 +19,10 @@ derived datasets, frame marks), so it serves a SQLite or a PostgreSQL catalog al
 * :class:`FederatedCatalog` — the local catalog plus read-only mounts (another
   ``spotkit serve``, a plain Tiled server, an intake catalog) searched in one call; each
   :class:`Hit` names its source. ``serve.yaml`` can declare mounts that the server shows as
-  read-only nodes beside the local datasets.
+  read-only nodes beside the local datasets; a slow or dead mount is asked in its own
+  threads with its timeout as deadline (504/502 naming it), never holding the server.
+* OIDC logins: Tiled's ``OIDCAuthenticator`` in ``serve.yaml`` runs with its calls to the
+  identity provider off the server's event loop (:mod:`spotkit.serve._oidc`).
 
 Needs the ``serve`` extra: ``pip install "spotkit[serve]"``.
 """
