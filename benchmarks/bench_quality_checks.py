@@ -33,6 +33,14 @@ Faults, one per faulty product (seeds never reused):
 * ``center``: a 1-pixel centre error: tomography, the volume reconstructed (and recorded)
   with the found centre + 1 px; SAXS, the beam centre of the geometry 1 px off (column).
 
+Field curves: the I(q) tests on two measured SANS curves that sasdata ships
+(``example_data/1d_data/apoferritin.txt``, SANS2D 2019, 395 points; ``ISIS_83404.TXT``, LOQ
+2001, 121 points): each product is the measured curve times N(1, 0.005) plus Gaussian noise
+of its measured dI; references are the last 20 products that did not fail (as in
+:func:`select_references`, without a catalog); the faults that can be made on a 1-D curve:
+``gain`` (x 1.05) and ``dead`` (a uniform 1 % loss, what unmasked dead pixels do to I(q) on
+average).
+
 Reported per product kind and fault: recall (fault products whose verdict is ``fail``) and
 the false-flag rate (clean products that fail), with the number of trials. The issue's
 target: recall >= 95 % at <= 1 % false flags.
@@ -233,6 +241,49 @@ def run_stream(kinds: tuple[str, str], make, n_warmup: int, n_trials: int, n_cle
     return outcomes
 
 
+def measured_curves() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """sasdata's measured 1-D curves (COLETTE text: 5 header lines, q, I, dI)."""
+    import sasdata.example_data as ex
+
+    folder = Path(ex.__file__).parent / "1d_data"
+    out = {}
+    for name in ("apoferritin.txt", "ISIS_83404.TXT"):
+        q, i, di = np.loadtxt(folder / name, skiprows=5, usecols=(0, 1, 2), unpack=True)
+        good = (q > 0) & (i > 0) & (di > 0) & np.isfinite(q + i + di)
+        out[name] = (q[good], i[good], di[good])
+    return out
+
+
+def field_trials(n_clean: int, n_fault: int) -> list[str]:
+    """Table rows: clean / gain / dead products of each measured curve."""
+    from spotkit.monitor import compare_summaries, summarize_iq
+
+    rows = []
+    for name, (q, inten, err) in measured_curves().items():
+        rng = np.random.default_rng(7)
+        good: list = []
+        counts: dict[str, Counter] = {f: Counter() for f in ("clean", "gain", "dead")}
+
+        def product(fault: str, rng=rng, q=q, inten=inten, err=err):
+            factor = rng.normal(1.0, 0.005) * {"clean": 1.0, "gain": 1.05, "dead": 0.99}[fault]
+            return summarize_iq(q, inten * factor + rng.normal(0.0, err), err)
+
+        good.extend(product("clean") for _ in range(20))
+        plan = ["clean"] * n_clean + ["gain"] * n_fault + ["dead"] * n_fault
+        for fault in rng.permutation(plan):
+            summary = product(str(fault))
+            failed = [t.name for t in compare_summaries(summary, good[-20:]) if not t.passed]
+            counts[str(fault)]["fail" if failed else "pass"] += 1
+            if not failed:
+                good.append(summary)
+        for fault, c in counts.items():
+            n = c["fail"] + c["pass"]
+            what = "false flags" if fault == "clean" else "recall"
+            rows.append(f"| {name} ({q.size} points) | {fault} | {n} | {what} "
+                        f"{100 * c['fail'] / n:.1f} % ({c['fail']}/{n}) |")
+    return rows
+
+
 def failed_tests(cat, kind: str) -> Counter:
     df = quality_verdicts(cat, kind=kind, verdict="fail")
     return Counter(name for names in df["failed"] for name in names)
@@ -300,6 +351,9 @@ def main() -> None:
              "Tests that failed, over all failing products of the kind: "
              + "; ".join(f"{k}: " + ", ".join(f"{n} {c}" for n, c in v.most_common())
                          for k, v in tests.items() if v) + ".",
+             "", "Field curves (sasdata's measured SANS curves; I(q) tests only):", "",
+             "| curve | fault | trials | verdict `fail` |", "|---|---|---|---|",
+             *field_trials(4 * args.trials, args.trials),
              "", "Clean products that failed (false flags): "
              + ("; ".join(f"`{m}`" for m in FALSE_FLAGS) or "none") + ".",
              "",

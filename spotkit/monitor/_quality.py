@@ -117,6 +117,26 @@ def select_references(catalog: Any, dataset: Any, *, n_references: int = 20,
     Returns
     -------
     References
+
+    Examples
+    --------
+    >>> import datetime as dt, pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> day = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    >>> scans = []
+    >>> for k, energy in enumerate([25.0, 25.0, 25.0, 25.0, 30.0]):
+    ...     _ = simulate_tomo_scan(work / f"s{k}.h5", shape=(8, 4, 32), energy_kev=energy,
+    ...                            start_time=day + dt.timedelta(hours=k))
+    ...     scans.append(cat.ingest(work / f"s{k}.h5"))
+    ...     _ = check_product(cat, scans[-1], min_references=3)
+    >>> refs = select_references(cat, scans[3], min_references=3)
+    >>> refs.usable, refs.ids == tuple(s.id for s in scans[2::-1])
+    (True, True)
+    >>> print(select_references(cat, scans[4], min_references=3).reason)  # doctest: +ELLIPSIS
+    only 0 good reference(s) ... instrument.energy_kev: 25.0 -> 30.0
     """
     if not 3 <= min_references <= n_references:
         raise ValueError(f"need 3 <= min_references <= n_references, got {min_references} "

@@ -207,6 +207,23 @@ def quality_verdict(catalog: Any, dataset: Any) -> QualityVerdict | None:
     Returns
     -------
     QualityVerdict or None
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> from spotkit.monitor import check_product
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(work / "scan.h5", shape=(8, 4, 32), seed=0)
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> scan = cat.ingest(work / "scan.h5")
+    >>> quality_verdict(cat, scan) is None
+    True
+    >>> _ = check_product(cat, scan)
+    >>> v = quality_verdict(cat, scan)
+    >>> v.verdict, v.reasons
+    ('no reference', ('only 0 good reference(s) with this configuration (need 8)',))
     """
     ds_id = dataset.id if isinstance(dataset, Dataset) else str(dataset)
     with _connection(catalog, create=False) as conn:

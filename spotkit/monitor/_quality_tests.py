@@ -9,12 +9,20 @@ so one threshold (``z_fail``, default :data:`Z_FAIL`) serves all of them:
   leave-one-out, each reference's distance to the median of the others; the product's
   distance is scored against those (one-sided: only "farther" is bad).
 * **iq_shape** (I(q)): chi-square of the ratio ``I(q) / I_ref(q)`` (scaled to a median of
-  1: the shape; the level is the ``integral`` test) against the references' pointwise
-  spread of the same ratio (1.4826 x MAD over the references, never below the product's
-  own relative error), averaged over q; calibrated leave-one-out as above.
+  1: the shape) against the references' pointwise spread of the same ratio (1.4826 x MAD
+  over the references, never below the product's own relative error), averaged over q;
+  calibrated leave-one-out as above. ``I_ref`` is the references' pointwise median.
+* **iq_level** (I(q)): the level, the inverse-variance weighted mean of ``I / I_ref - 1``
+  (weights from the product's own errors), scored two-sided against the same number of
+  each reference leave-one-out (a gain, beam or thickness change).
 * **scalars** (:data:`SCALAR_TESTS`): ``(x - median_ref) / scale`` with ``scale = max(1.4826
   x MAD_ref, rel_floor x |median_ref|, abs_floor)``; the floors keep a set of nearly equal
   references from making noise look significant.
+
+Distances and amplitudes (``histogram``, ``iq_shape``, ``ring_max``) are positive and vary by
+factors from product to product (a phantom with more pores, a scan with a stronger ring
+column), so they are scored on a log scale: ``z = (ln d - median(ln d_ref)) / scale``, the
+scale at least 0.1 (about 10 %).
 
 A summary value that is missing (not measurable for this product) skips its test, and the
 result says so.
@@ -52,9 +60,12 @@ class ScalarTest:
     sided : {"two", "high", "low"}
         Which deviations fail: both, only larger values, only smaller ones.
     rel_floor, abs_floor : float
-        Lower bounds of the scale (relative to the references' median; absolute).
+        Lower bounds of the scale (relative to the references' median; absolute; for a
+        ``log`` test, in natural-log units of the value: 0.1 is about 10 %).
     what : str
         What a failure means, for people.
+    log : bool
+        Score the logarithm (positive amounts that vary by factors: amplitudes).
     """
 
     family: str
@@ -63,18 +74,18 @@ class ScalarTest:
     rel_floor: float
     abs_floor: float
     what: str
+    log: bool = False
 
 
 #: the scalar tests per family (the order of the results)
 SCALAR_TESTS: tuple[ScalarTest, ...] = (
-    ScalarTest("volume", "ring_max", "high", 0.25, 1e-3, "ring artefacts"),
+    ScalarTest("volume", "ring_max", "high", 0.0, 0.1, "ring artefacts", log=True),
     ScalarTest("volume", "edge_level", "two", 0.0, 2e-4,
                "level at the edge of the field of view (gain or offset error)"),
     ScalarTest("volume", "center_offset", "two", 0.0, 0.1,
                "centre of rotation used vs found on the raw scan (pixels)"),
     ScalarTest("volume", "raw_dead_fraction", "high", 0.0, 1e-3,
                "dead detector pixels in the raw scan's flats"),
-    ScalarTest("iq", "integral", "two", 0.002, 0.0, "integrated intensity"),
     ScalarTest("iq", "raw_dead_fraction", "high", 0.0, 1e-3,
                "dead detector pixels in the raw frames"),
     ScalarTest("tomo_raw", "dead_fraction", "high", 0.0, 1e-3, "dead detector pixels"),
@@ -100,7 +111,8 @@ class TestResult:
     reference : float or None
         The references' median of the same statistic (leave-one-out for distances).
     scale : float or None
-        The spread it is divided by.
+        The spread it is divided by (natural-log units for the distance tests and
+        ``log`` scalar tests).
     z : float or None
         Robust z score.
     threshold : float
@@ -192,7 +204,7 @@ def _on_grid(q_to: np.ndarray, summary: ProductSummary) -> np.ndarray:
 
 def _chi2_ratio(curve: np.ndarray, others: np.ndarray, rel_sigma: np.ndarray) -> float:
     """Mean over q of ((r(q) - 1) / spread(q))^2 with ``r = curve / median(others)`` scaled
-    to a median of 1 (the shape; the level is the ``integral`` test), and ``spread`` the
+    to a median of 1 (the shape; the level is :func:`_level`), and ``spread`` the
     others' pointwise 1.4826 x MAD of the same scaled ratio."""
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN q bins (masked)
@@ -208,12 +220,18 @@ def _chi2_ratio(curve: np.ndarray, others: np.ndarray, rel_sigma: np.ndarray) ->
     return float(np.mean(chi)) if chi.size else float("nan")
 
 
+def _log(value: float) -> float:
+    return math.log(max(value, 1e-300)) if math.isfinite(value) else value
+
+
 def _distance_test(name: str, statistic: str, value: float, loo: list[float],
                    z_fail: float, what: str) -> TestResult:
-    z, med, scale = robust_z(value, loo, rel_floor=0.25, abs_floor=1e-12)
+    z, med, scale = robust_z(_log(value), [_log(d) for d in loo], abs_floor=0.1)
+    med = math.exp(med)
     passed = not _fails(z, "high", z_fail)
     message = (f"{name}: {statistic} {value:.4g} vs references' own {med:.4g} "
-               f"(spread {scale:.3g}): z = {z:+.1f}" + ("" if passed else f" > {z_fail:g}, {what}"))
+               f"(x/ {math.exp(scale):.3g}): z = {z:+.1f}"
+               + ("" if passed else f" > {z_fail:g}, {what}"))
     return TestResult(name, statistic, value, med, scale, z, z_fail, passed, message)
 
 
@@ -228,7 +246,20 @@ def _histogram_test(summary: ProductSummary, refs: list[ProductSummary],
                           "the distribution of values differs from the references'")
 
 
-def _iq_test(summary: ProductSummary, refs: list[ProductSummary], z_fail: float) -> TestResult:
+def _level(curve: np.ndarray, ref: np.ndarray, rel_sigma: np.ndarray) -> float:
+    """Weighted mean of ``curve / ref - 1`` (the relative level), each point weighted by
+    ``(ref / sigma)^2`` with ``sigma = rel_sigma * |curve|`` (the reference's value, not the
+    noisy one, sets the weight, so an upward fluctuation does not weigh more)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = curve / ref - 1.0
+        sigma = np.fmax(rel_sigma * np.abs(curve), 1e-12 * np.nanmax(np.abs(ref)))
+        weight = (ref / sigma) ** 2
+    ok = np.isfinite(dev) & np.isfinite(weight) & (weight > 0)
+    return float(np.sum(weight[ok] * dev[ok]) / np.sum(weight[ok])) if ok.any() else float("nan")
+
+
+def _iq_tests(summary: ProductSummary, refs: list[ProductSummary],
+              z_fail: float) -> list[TestResult]:
     q = np.asarray(summary.curves["q"], dtype=float)
     mine = np.asarray(summary.curves["intensity"], dtype=float)
     rel = np.nan_to_num(np.asarray(summary.curves.get("rel_sigma", np.zeros_like(q)), float))
@@ -240,8 +271,22 @@ def _iq_test(summary: ProductSummary, refs: list[ProductSummary], z_fail: float)
     value = _chi2_ratio(mine, curves, rel)
     loo = [_chi2_ratio(curves[i], np.delete(curves, i, axis=0), rels[i])
            for i in range(len(curves))]
-    return _distance_test("iq_shape", "chi2_ratio", value, loo, z_fail,
-                          "the shape of I(q) differs from the references'")
+    shape = _distance_test("iq_shape", "chi2_ratio", value, loo, z_fail,
+                           "the shape of I(q) differs from the references'")
+    # the level: weighted mean ratio to the references' median curve, its spread leave-one-out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        level = _level(mine, np.nanmedian(curves, axis=0), rel)
+        loo_levels = [_level(curves[i], np.nanmedian(np.delete(curves, i, axis=0), axis=0),
+                             rels[i]) for i in range(len(curves))]
+    z, med, scale = robust_z(level, loo_levels, abs_floor=1e-4)
+    passed = not _fails(z, "two", z_fail)
+    message = (f"iq_level: {100 * level:+.2f} % vs references' own {100 * med:+.2f} % (spread "
+               f"{100 * scale:.2g} %): z = {z:+.1f}"
+               + ("" if passed else f", beyond {z_fail:g}: the intensity level changed "
+                                    "(gain, beam, thickness)"))
+    return [shape, TestResult("iq_level", "weighted_ratio", level, med, scale, z, z_fail,
+                              passed, message)]
 
 
 # -- the comparison ---------------------------------------------------------------------------
@@ -263,8 +308,8 @@ def compare_summaries(summary: ProductSummary, references: Sequence[ProductSumma
     Returns
     -------
     list of TestResult
-        The distance test of the family first (``histogram`` or ``iq_shape``; none for raw
-        scans), then the scalar tests of :data:`SCALAR_TESTS`.
+        The distance tests of the family first (``histogram``, or ``iq_shape`` and
+        ``iq_level``; none for raw scans), then the scalar tests of :data:`SCALAR_TESTS`.
 
     Raises
     ------
@@ -281,7 +326,7 @@ def compare_summaries(summary: ProductSummary, references: Sequence[ProductSumma
     >>> ok = compare_summaries(summarize_iq(q, 1 / q * rng.normal(1, 0.01, q.size)), refs)
     >>> bad = compare_summaries(summarize_iq(q, 1.05 / q * rng.normal(1, 0.01, q.size)), refs)
     >>> all(t.passed for t in ok), [t.name for t in bad if not t.passed]
-    (True, ['integral'])
+    (True, ['iq_level'])
     """
     refs = list(references)
     if len(refs) < 3:
@@ -294,7 +339,7 @@ def compare_summaries(summary: ProductSummary, references: Sequence[ProductSumma
     if summary.family == "volume" and "quantiles" in summary.curves:
         results.append(_histogram_test(summary, refs, z_fail))
     elif summary.family == "iq":
-        results.append(_iq_test(summary, refs, z_fail))
+        results.extend(_iq_tests(summary, refs, z_fail))
     for test in SCALAR_TESTS:
         if test.family != summary.family:
             continue
@@ -306,10 +351,16 @@ def compare_summaries(summary: ProductSummary, references: Sequence[ProductSumma
             results.append(TestResult(test.key, "value", value, None, None, None, z_fail, True,
                                       f"{test.key}: skipped ({why})"))
             continue
-        z, med, scale = robust_z(value, ref_values, rel_floor=test.rel_floor,
-                                 abs_floor=test.abs_floor)
+        if test.log:
+            z, med, scale = robust_z(_log(value), [_log(v) for v in ref_values],
+                                     abs_floor=test.abs_floor)
+            med, spread = math.exp(med), f"x/ {math.exp(scale):.3g}"
+        else:
+            z, med, scale = robust_z(value, ref_values, rel_floor=test.rel_floor,
+                                     abs_floor=test.abs_floor)
+            spread = f"spread {scale:.3g}"
         passed = not _fails(z, test.sided, z_fail)
-        message = (f"{test.key}: {value:.4g} vs references {med:.4g} (spread {scale:.3g}): "
+        message = (f"{test.key}: {value:.4g} vs references {med:.4g} ({spread}): "
                    f"z = {z:+.1f}" + ("" if passed else f", beyond {z_fail:g}: {test.what}"))
         results.append(TestResult(test.key, "value", value, med, scale, z, z_fail, passed,
                                   message))

@@ -136,7 +136,7 @@ def test_iq_faults_fail_and_clean_passes(fault, kwargs):
     bad = compare_summaries(_iq(rng, **kwargs), refs)
     failed = [t.name for t in bad if not t.passed]
     assert failed, f"{fault} not caught: {[t.message for t in bad]}"
-    assert all(t.z is not None for t in bad if t.name in ("iq_shape", "integral"))
+    assert all(t.z is not None for t in bad if t.name in ("iq_shape", "iq_level"))
 
 
 def test_compare_needs_references_of_the_same_family():
