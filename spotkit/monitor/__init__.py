@@ -27,7 +27,12 @@ from spotkit.monitor._missing import (
 from spotkit.monitor._normal import LOG_METRICS, Expectation, NormalModel
 from spotkit.monitor._notify import EmailChannel, LogChannel, NotifyError, WebhookChannel
 from spotkit.monitor._prometheus import FlowSnapshot, MetricsServer, snapshot_from_events
-from spotkit.monitor._quality import References, check_product, select_references
+from spotkit.monitor._quality import (
+    References,
+    check_outputs,
+    check_product,
+    select_references,
+)
 from spotkit.monitor._quality_data import QUALITY_KINDS, configuration, summarize_dataset
 from spotkit.monitor._quality_store import (
     QualityVerdict,
@@ -61,7 +66,7 @@ __all__ += ["AlertRule", "Alerts", "Delivery", "EmailChannel", "FlowSnapshot",  
 __all__ += ["LOG_METRICS", "ChangeDetector", "Expectation", "MetricWatcher",  # H5
             "NormalModel", "cusum_arl", "cusum_threshold", "find_changes", "watch_metrics"]
 __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  # H7 quality
-            "TestResult", "check_product", "compare_summaries", "configuration",
+            "TestResult", "check_outputs", "check_product", "compare_summaries", "configuration",
             "quality_findings", "quality_verdict",
             "quality_verdicts", "ring_metric", "robust_z", "select_references",
             "summarize_dataset", "summarize_iq", "summarize_raw_saxs", "summarize_raw_tomo",

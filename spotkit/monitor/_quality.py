@@ -51,6 +51,7 @@ from spotkit.monitor._quality_tests import Z_FAIL, TestResult, compare_summaries
 __all__ = [
     "BAD_STATUSES",
     "References",
+    "check_outputs",
     "check_product",
     "select_references",
 ]
@@ -269,3 +270,47 @@ def _verdict(ds: Dataset, config: dict[str, Any], summary: ProductSummary, refs:
                           config, _config_key(config), _epoch(ds), time.time(), summary)
 
 
+def check_outputs(catalog: Any, datasets: Any, **options: Any) -> list[QualityVerdict]:
+    """Check every product of a run that has a quality summary; never raises for one.
+
+    What the flow calls after a run registered its outputs: datasets of other kinds (PNG
+    previews, reports) are skipped, and a product that cannot be checked (a file gone, a
+    database error) is logged as a warning and skipped, so the flow goes on.
+
+    Parameters
+    ----------
+    catalog : spotkit.catalog.Catalog
+    datasets : iterable of str or Dataset
+        The run's outputs (``Run.outputs``, or what ``finish_run`` returned).
+    **options
+        Passed to :func:`check_product`.
+
+    Returns
+    -------
+    list of QualityVerdict
+        One per product checked; :meth:`QualityVerdict.finding` gives what to alert on.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(work / "scan.h5", shape=(8, 4, 32), seed=0)
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> [v.verdict for v in check_outputs(cat, [cat.ingest(work / "scan.h5"), "ds-gone"])]
+    ['no reference']
+    """
+    from spotkit.errors import SpotkitError
+    from spotkit.monitor._quality_data import QUALITY_KINDS
+
+    verdicts = []
+    for item in datasets:
+        try:
+            ds = item if isinstance(item, Dataset) else catalog[item]
+            if ds.kind not in QUALITY_KINDS:
+                continue
+            verdicts.append(check_product(catalog, ds, **options))
+        except (SpotkitError, OSError, ValueError, KeyError) as exc:
+            logger.warning("quality check of %s skipped: %s", getattr(item, "id", item), exc)
+    return verdicts

@@ -21,6 +21,7 @@ from spotkit.monitor import (
     QUALITY_KINDS,
     Finding,
     ProductSummary,
+    check_outputs,
     check_product,
     compare_summaries,
     configuration,
@@ -256,6 +257,9 @@ def test_kinds_without_a_summary_are_refused(tomo_catalog):
                             state="completed", outputs=[{"path": raw.path, "kind": "image/png"}])
     with pytest.raises(ValueError, match=r"no quality summary for dataset .* 'image/png'"):
         check_product(cat, png)
+    # what the flow calls: other kinds skipped, a product that cannot be read logged
+    assert check_outputs(cat, [png, png.id]) == []
+    assert check_outputs(cat, ["ds-does-not-exist"]) == []
 
 
 def test_cli_show_prints_the_verdict(tomo_catalog, capsys):
