@@ -135,6 +135,11 @@ def run_spotkit(y):
     return [f.detail["onset_index"] for f in find_changes(y)]
 
 
+def run_spotkit_noclip(y):
+    """A variant, not the default: z enters the CUSUM clipped only at the anomaly level."""
+    return [f.detail["onset_index"] for f in find_changes(y, clip=ChangeDetector().anomaly)]
+
+
 def run_zero(y):
     return []
 
@@ -192,7 +197,8 @@ def main(argv=None) -> int:
     if not (folder / "annotations.json").is_file():
         ap.error(f"{folder}: no annotations.json (the TCPD repository's top-level file)")
     data = load(folder)
-    methods = {"spotkit": run_spotkit, "zero": run_zero}
+    methods = {"spotkit": run_spotkit, "spotkit (variant: no Huber clip)": run_spotkit_noclip,
+               "zero": run_zero}
     try:
         import ruptures
 
@@ -204,7 +210,7 @@ def main(argv=None) -> int:
     scores: dict[str, dict[str, tuple[float, float, float, int]]] = {m: {} for m in methods}
     for name, (y, ann) in data.items():
         for m, fn in methods.items():
-            yy = y if m in ("spotkit", "zero") else np.nan_to_num(y)  # ruptures: no NaN
+            yy = np.nan_to_num(y) if m in ("binseg", "pelt") else y  # ruptures: no NaN
             t0 = time.perf_counter()
             locs = clean(fn(yy), len(y))
             dt = time.perf_counter() - t0
@@ -214,7 +220,7 @@ def main(argv=None) -> int:
     main_sets = [n for n in data if n not in MISSING]
     lines = []
     if args.verbose:
-        hdr = "series".ljust(20) + "".join(f"{m:>18}" for m in methods)
+        hdr = "series".ljust(20) + "".join(f"{m[:16]:>18}" for m in methods)
         print(hdr)
         for n in data:
             print(n.ljust(20) + "".join(
@@ -233,8 +239,20 @@ def main(argv=None) -> int:
     lines.append(f"- **spotkit default:** `find_changes(y)` = `ChangeDetector()`: two-sided "
                  f"CUSUM, arl {det.arl:.0f} (one false alarm per 10,000 samples), drift "
                  f"{det.drift}, height {det.threshold:.2f}, warmup {det.warmup}, memory "
-                 f"{det.memory}. Peers: {peer}; R changepoint's default (`cpt.mean`, MBIC, "
-                 f"Normal; BinSeg Q=5) rebuilt on ruptures.")
+                 f"{det.memory}, Huber clip {det.clip}. Peers: {peer}; R changepoint's "
+                 f"default (`cpt.mean`, MBIC, Normal; BinSeg Q=5) rebuilt on ruptures.")
+    lines.append("- **Settings, honestly:** the detector's numbers (arl 10,000 = the issue's false-"
+                 "alarm target, drift 1 = best for 2-sigma shifts, warmup 16, memory 500) were "
+                 "fixed from those principles before TCPD was run and never searched on it. Two "
+                 "design changes were made after the first TCPD run, for reasons that hold on "
+                 "telemetry too, and TCPD was rerun: (1) the CUSUM's scale allows for the "
+                 "baseline's lag-1 autocorrelation (long-run sigma), (2) values are learned "
+                 "into the baseline only once the CUSUM is back at zero (no post-change values "
+                 "in the baseline). First run (i.i.d. CUSUM): F1 0.564 / cover 0.543 on the "
+                 "same 25 series. Then the Huber clip (z clipped at 3 in the CUSUM) was added "
+                 "for the heavy tails of telemetry residuals; it lowers TCPD's F1 (the variant "
+                 "row without it is shown, not the default). So this is the 'default' "
+                 "experiment with a method developed in view of TCPD, not a blind one.")
     lines.append("")
     lines.append("| method | F1 (mean) | cover (mean) | paper F1 / cover (42-set) "
                  "| uk_coal_employ F1 / cover | s total |")
@@ -248,6 +266,15 @@ def main(argv=None) -> int:
         uk = scores[m].get("uk_coal_employ")
         uktxt = f"{uk[0]:.3f} / {uk[1]:.3f}" if uk else "-"
         lines.append(f"| {m} | {f1:.3f} | {cv:.3f} | {ptxt} | {uktxt} | {tot:.2f} |")
+    f1s = {m: float(np.mean([scores[m][n][0] for n in main_sets])) for m in methods}
+    verdict = "PASS" if f1s["spotkit"] >= 0.75 else "FAIL"
+    peers = ", ".join(f"{m} {f1s[m]:.3f}" for m in methods if m != "spotkit")
+    lines.append("")
+    lines.append(f"- **Verdict:** goal F1 >= 0.75 with defaults: spotkit {f1s['spotkit']:.3f} -> "
+                 f"{verdict} (same series, same metrics: {peers}). An online CUSUM that must "
+                 f"run in microseconds per value and keep one false alarm per 10,000 values "
+                 f"is conservative on these short, trending, autocorrelated series; the "
+                 f"offline segmenters see the whole series at once.")
     text = "\n".join(lines)
     print(text)
     if args.record:

@@ -150,8 +150,8 @@ class ChangeDetector:
     already standardised).
 
     A value with ``|z|`` above ``anomaly`` (default: the two-sided normal quantile of
-    ``1 / arl``) is reported as an ``"anomaly"`` and enters the CUSUM clipped to
-    ``+-anomaly``, so one outlier alone cannot raise a change. A change is reported when a
+    ``1 / arl``) is reported as an ``"anomaly"``; every ``z`` enters the CUSUM clipped to
+    ``+-clip`` (3), so one outlier alone cannot raise a change. A change is reported when a
     statistic passes the height: its onset is the sample after that statistic was last zero
     (the CUSUM's maximum-likelihood change time), its magnitude the mean shift since the
     onset (in the stream's units; ``detail["sigmas"]`` in baseline sigmas), and its
@@ -175,6 +175,10 @@ class ChangeDetector:
     anomaly : float, optional
         ``|z|`` above which one value is an anomaly; ``None``: from ``arl``; ``math.inf``:
         never.
+    clip : float
+        ``z`` enters the CUSUM clipped to ``+-clip`` (a Huber-type robust CUSUM: heavy
+        tails of real residuals do not raise false alarms; on Gaussian data the false
+        alarms only get rarer than ``arl`` says).
     mean, scale : float, optional
         A known baseline instead of the self-starting one (both or neither): no warm-up,
         not learned while nothing changes; after a change the new baseline is learned.
@@ -203,7 +207,8 @@ class ChangeDetector:
     """
 
     def __init__(self, *, arl: float = 10_000.0, drift: float = 1.0, warmup: int = 16,
-                 memory: int = 500, anomaly: float | None = None, mean: float | None = None,
+                 memory: int = 500, anomaly: float | None = None, clip: float = 3.0,
+                 mean: float | None = None,
                  scale: float | None = None, autocorrelation: bool = True,
                  metric: str = "value",
                  beamline: str | None = None, target: str | None = None) -> None:
@@ -226,6 +231,9 @@ class ChangeDetector:
         if not anomaly > 0:
             raise ValueError(f"anomaly must be > 0 (a |z| limit), got {anomaly!r}")
         self.anomaly = float(anomaly)
+        if not clip > drift:
+            raise ValueError(f"clip must be > drift ({drift}), got {clip!r}")
+        self.clip = float(clip)
         self.warmup, self.memory = int(warmup), int(memory)
         self.metric, self.beamline, self.target = metric, beamline, target
         self._fixed = mean is not None
@@ -344,7 +352,9 @@ class ChangeDetector:
         a = self.anomaly
         if z > a or z < -a:
             out.append(self._anomaly(i, t, x, z, dataset_id))
-            z = a if z > 0 else -a
+        c = self.clip
+        if z > c or z < -c:  # Huber: a heavy tail moves the CUSUM no more than c sigma
+            z = c if z > 0 else -c
         z *= self._sd / self._sdc
         k = self.drift
         sp = self._sp + z - k

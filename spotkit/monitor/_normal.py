@@ -90,14 +90,15 @@ def _inverse(y: float, log: bool) -> float:
 _LS0 = 9.0 * math.log(10.0)
 #: values with a known size a bin needs before its size slope is fitted
 _SLOPE_MIN = 20
-#: new values after which a slope is fitted again
+#: new values after which a slope is fitted again (or a quarter of the bin, if more)
 _SLOPE_EVERY = 32
 
 
 class _Cell:
     """One bin: its last values (bounded), their log sizes, cached median/MAD and slope."""
 
-    __slots__ = ("_fit_at", "_slope", "_stats", "sizes", "times", "values")
+    __slots__ = ("_fit_at", "_new", "_slope", "_stats", "_tau", "_tau_new", "children",
+                 "sizes", "times", "values")
 
     def __init__(self, window: int) -> None:
         self.values: deque[float] = deque(maxlen=window)
@@ -106,6 +107,10 @@ class _Cell:
         self._stats: tuple[float, tuple[int, float, float]] | None = None
         self._slope = 0.0
         self._fit_at = -_SLOPE_EVERY
+        self._new = 0  # values added since the statistics were computed
+        self.children: list[_Cell] = []  # the finer bins inside this one
+        self._tau: tuple[float, float] | None = None  # (slope, between-bin variance)
+        self._tau_new = 0
 
     def add(self, t: float, y: float, ls: float, max_age: float | None) -> None:
         self.values.append(y)
@@ -116,12 +121,13 @@ class _Cell:
                 self.times.popleft()
                 self.values.popleft()
                 self.sizes.popleft()
-        self._stats = None
+        self._new += 1
+        self._tau_new += 1
         self._fit_at -= 1
 
     def slope(self) -> float:
         """d value / d log(size) of the bin (robust line; refitted every few values)."""
-        if self._fit_at <= -_SLOPE_EVERY:
+        if self._fit_at <= -max(_SLOPE_EVERY, len(self.values) >> 2):
             self._fit_at = 0
             ls = np.fromiter(self.sizes, float, len(self.sizes))
             ok = np.isfinite(ls)
@@ -135,21 +141,62 @@ class _Cell:
         return self._slope
 
     def stats(self, slope: float) -> tuple[int, float, float]:
-        """``(n, median, robust sigma)`` of the values adjusted to 1 GB with ``slope``."""
-        if self._stats is None or self._stats[0] != slope:
+        """``(n, median, robust sigma)`` of the values adjusted to 1 GB with ``slope``.
+
+        Computed again when the slope changed or when the values added since make up
+        1/8 of the bin (every value while it holds fewer than 16): one value barely moves
+        the median of many, and this keeps the cost of an update down.
+        """
+        if (self._stats is None or self._stats[0] != slope
+                or self._new >= max(1, len(self.values) >> 3)):
+            self._new = 0
             n = len(self.values)
             if n == 0:
                 st = (0, math.nan, math.nan)
             else:
-                a = np.fromiter(self.values, float, n)
+                # pure Python: faster than numpy for the few hundred values of a bin
                 if slope:
-                    ls = np.fromiter(self.sizes, float, n)
-                    a = a - slope * np.where(np.isfinite(ls), ls - _LS0, 0.0)
-                med = float(np.median(a))
-                mad = float(np.median(np.abs(a - med))) * _MAD
+                    a = sorted(v - slope * (ls - _LS0) if ls == ls else v
+                               for v, ls in zip(self.values, self.sizes, strict=True))
+                else:
+                    a = sorted(self.values)
+                med = _sorted_median(a)
+                mad = _sorted_median(sorted(abs(v - med) for v in a)) * _MAD
                 st = (n, med, mad)
             self._stats = (slope, st)
         return self._stats[1]
+
+
+def _between_variance(cell: _Cell, slope: float | None) -> float:
+    """How much the centres of a bin's finer bins really differ (variance; NaN: unknown).
+
+    Method of moments over the finer bins with at least 3 values: the variance of their
+    medians minus what sampling alone gives (``1.57 sigma^2 / n`` for a median). ``slope``
+    None: each finer bin adjusts with its own slope (streams under a metric).
+    """
+    if (cell._tau is not None and cell._tau[0] == (slope if slope is not None else -1.0)
+            and cell._tau_new < max(8, len(cell.values) >> 3)):
+        return cell._tau[1]
+    meds, noise = [], []
+    for child in cell.children:
+        n, med, sd = child.stats(child.slope() if slope is None else slope)
+        if n >= 3:
+            meds.append(med)
+            noise.append(1.57 * sd * sd / n)
+    tau = math.nan
+    if len(meds) >= 3:
+        m = sum(meds) / len(meds)
+        spread = sum((v - m) ** 2 for v in meds) / (len(meds) - 1)
+        tau = max(spread - sum(noise) / len(noise), 0.0)
+    cell._tau = (slope if slope is not None else -1.0, tau)
+    cell._tau_new = 0
+    return tau
+
+
+def _sorted_median(a: list[float]) -> float:
+    n = len(a)
+    h = n // 2
+    return a[h] if n % 2 else 0.5 * (a[h - 1] + a[h])
 
 
 def _robust_slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -246,7 +293,7 @@ class NormalModel:
     """
 
     def __init__(self, *, log: bool | Iterable[str] | Mapping[str, bool] | None = None,
-                 size_bins: int = 4, hour_bin: int = 3, weekend: bool = True,
+                 size_bins: int = 4, hour_bin: int = 1, weekend: bool = True,
                  tz: str | None = None, window: int = 256, max_age: float | None = None,
                  prior: float = 10.0, min_scale: float = 0.05) -> None:
         if int(size_bins) != size_bins or size_bins < 0:
@@ -345,6 +392,8 @@ class NormalModel:
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = _Cell(self.window)
+                if len(key) > 1:
+                    cells[key[:1] if len(key) == 3 else key[:-1]].children.append(cell)
             cell.add(t, y, ls, self.max_age)
         self.n_learned += 1
 
@@ -404,8 +453,11 @@ class NormalModel:
         The metric-wide bin is kept (other streams share it).
         """
         gone = self._stream_keys(metric, beamline, target)
-        for k in gone:
-            del self._cells[k]
+        dropped = {id(self._cells.pop(k)) for k in gone}
+        top = self._cells.get((metric,))
+        if top is not None:
+            top.children = [c for c in top.children if id(c) not in dropped]
+            top._tau = None
         return len(gone)
 
     def shift(self, metric: str, delta: float, *, beamline: str | None = None,
@@ -433,7 +485,10 @@ class NormalModel:
         for k in keys:
             cell = self._cells[k]
             cell.values = deque((v + delta for v in cell.values), maxlen=self.window)
-            cell._stats = None
+            cell._stats = cell._tau = None
+        top = self._cells.get((metric,))
+        if top is not None:
+            top._tau = None
         return len(keys)
 
     def count(self, metric: str, *, beamline: str | None = None,
@@ -472,10 +527,16 @@ class NormalModel:
         prior, floor = self.prior, self.min_scale
         dls = ls - _LS0 if ls == ls else 0.0
         slope = 0.0
+        up: _Cell | None = None
         for depth, (name, key) in enumerate(zip(LEVELS, keys, strict=True)):
             cell = self._cells.get(key)
             if cell is None:
                 break
+            # how much bins like this one really differ (before the stream's slope is set:
+            # streams are compared each with its own slope)
+            tau = (_between_variance(up, None if depth == 1 else slope)
+                   if up is not None else math.nan)
+            up = cell
             if depth <= 1:  # the metric and each stream have their own size slope
                 slope = cell.slope()
             n, med, sd = cell.stats(slope)
@@ -493,7 +554,11 @@ class NormalModel:
             if center != center:  # the coarsest bin: taken as it is
                 center, logscale = med, lsd
             else:
-                w = n / (n + prior)
+                if tau == tau:  # empirical Bayes: a bin counts as much as it is known
+                    v = 1.57 * math.exp(2.0 * logscale) / n  # to differ from its siblings
+                    w = tau / (tau + v) if tau + v > 0 else 0.0
+                else:
+                    w = n / (n + prior)
                 center += w * (med - center)
                 ws = (n - 1) / (n - 1 + _SCALE_PRIOR * prior)
                 logscale += ws * (lsd - logscale)

@@ -129,15 +129,24 @@ class MetricWatcher:
                     self._rebase.add(key)
             elif key in self._rebase and det.ready:
                 # the new normal: the stream's bins move to the new level (their size and
-                # time structure kept) and the detector's baseline with them
-                mean = det.baseline[0]
+                # time structure kept) and the detector's baseline with them - if the new
+                # level is clearly away from the model (3 standard errors of the warm-up;
+                # a false alarm is left to the detector's own baseline)
+                self._rebase.discard(key)
+                mean, sd = det.baseline
+                if abs(mean) <= 3.0 * sd / math.sqrt(det.warmup):
+                    return self._finish(out, metric, v, time, size, beamline, target)
                 self.model.shift(metric, mean * e.scale, beamline=beamline, target=target)
                 moved = self.model.expected(metric, time, size=size, beamline=beamline,
                                             target=target)
                 # the residuals move by what the answer moved (shrinkage keeps a little)
                 det._move((e.center - moved.center) / moved.scale
                           + mean * (e.scale / moved.scale - 1.0))
-                self._rebase.discard(key)
+        return self._finish(out, metric, v, time, size, beamline, target)
+
+    def _finish(self, out: list[Finding], metric: str, v: float, time: float,
+                size: float | None, beamline: str | None,
+                target: str | None) -> list[Finding]:
         if self.learn:
             self.model.learn(metric, v, time, size=size, beamline=beamline, target=target)
         self.findings.extend(out)
