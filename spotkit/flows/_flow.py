@@ -94,6 +94,10 @@ class Watcher(_DataSteps, _ActionSteps):
         available). Completeness is still decided by polling (see
         :class:`~spotkit.flows.InboxScanner`), so network file systems, where inotify sees
         nothing written by other machines, work the same.
+    telemetry : bool or None
+        Record a timed event for every step in the catalog (:mod:`spotkit.monitor`;
+        default: unless ``SPOTKIT_TELEMETRY=off``). The events are written in one
+        transaction at the end of each pass, through a connection the watcher keeps.
 
     Examples
     --------
@@ -145,11 +149,12 @@ class Watcher(_DataSteps, _ActionSteps):
         cell_timeout: float | None = 1800,
         local_in_process: bool = True,
         inotify: bool | None = None,
+        telemetry: bool | None = None,
     ):
         from spotkit.catalog import Catalog, open_catalog
         from spotkit.flows._movers import LocalCopy, Mover
         from spotkit.flows._rules import Rules, load_rules
-        from spotkit.monitor import telemetry_for
+        from spotkit.monitor import Telemetry
 
         if isinstance(inboxes, str | os.PathLike):
             inboxes = [inboxes]
@@ -180,7 +185,7 @@ class Watcher(_DataSteps, _ActionSteps):
         self._digests: dict[str, dict] = {}  # key: checksums computed at ingest, for the manifest
         # timed events of every step (spotkit.monitor); written in batches, at least once
         # per pass; SPOTKIT_TELEMETRY=off records none
-        self.telemetry = telemetry_for(self.catalog)
+        self.telemetry = Telemetry(self.catalog, enabled=telemetry)
         self._labels: dict[str, dict] = {}
         self._ready: dict[str, float] = {}
         self._backfilled = False  # events a killed watcher had not written: rebuilt once
@@ -391,7 +396,7 @@ class Watcher(_DataSteps, _ActionSteps):
 
     def close(self) -> None:
         """Close the journal connection (and the catalog, if the watcher opened it)."""
-        self.telemetry.flush()
+        self.telemetry.close()
         self.journal.close()
         if self._own_catalog:
             self.catalog.close()

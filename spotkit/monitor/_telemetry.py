@@ -198,6 +198,10 @@ class Telemetry:
     max_delay : float
         Write when the oldest buffered event is this many seconds old (checked when an
         event is recorded; the flow also flushes after every pass).
+    keep_open : bool
+        Keep the database connection between writes (False: connect for each write, as
+        the shared recorders of :func:`telemetry_for` do, so that a process touching many
+        catalogs holds no connection to them).
 
     Attributes
     ----------
@@ -222,7 +226,7 @@ class Telemetry:
     """
 
     def __init__(self, catalog: Any, *, enabled: bool | None = None, batch_size: int = 500,
-                 max_delay: float = 5.0):
+                 max_delay: float = 5.0, keep_open: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size!r}")
         if max_delay < 0:
@@ -237,6 +241,7 @@ class Telemetry:
         self._oldest: float | None = None  # monotonic time the oldest buffered event came
         self._lock = threading.Lock()  # the buffer
         self._write_lock = threading.Lock()  # the connection
+        self.keep_open = bool(keep_open)
         self._conn: Any = None
         self._failing = False
 
@@ -337,6 +342,9 @@ class Telemetry:
             except errors as exc:
                 self._keep(rows, exc)
                 return 0
+            finally:
+                if not self.keep_open and self._conn is not None:
+                    self._close_connection()
             if self._failing:
                 logger.info("telemetry: writing events to %s works again",
                             mask_url(str(self.location)))
@@ -371,6 +379,9 @@ class Telemetry:
             except database_errors() as exc:
                 raise CatalogError(f"reading telemetry events from "
                                    f"{mask_url(str(self.location))} failed: {exc}") from exc
+            finally:
+                if not self.keep_open and self._conn is not None:
+                    self._close_connection()
         return newest
 
     def _keep(self, rows: list[tuple], exc: BaseException) -> None:
@@ -442,7 +453,8 @@ def telemetry_for(catalog: Any) -> Telemetry:
     """The recorder this process shares for a catalog's database (made on first use).
 
     The flow, notebook runs and batch jobs of one process record through it; it is
-    flushed at interpreter exit.
+    flushed at interpreter exit. It connects to the database for each write (once per
+    flow pass), so a process that touches many catalogs keeps no connection open.
 
     Parameters
     ----------
@@ -465,7 +477,7 @@ def telemetry_for(catalog: Any) -> Telemetry:
         if tel is None:
             if not _SHARED:
                 atexit.register(_flush_shared)
-            tel = _SHARED[where] = Telemetry(where)
+            tel = _SHARED[where] = Telemetry(where, keep_open=False)
         return tel
 
 
