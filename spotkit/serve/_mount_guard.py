@@ -9,8 +9,10 @@ own threads and stops waiting after the mount's ``timeout``:
 * the request gets 504 "the mounted source 'x' did not answer within N s" (502 with the
   kind of error when the source failed at once), and the server's log names the mount and
   the reason; the local datasets and the other mounts answer meanwhile;
-* after a failure the mount is not asked again for :data:`RETRY_AFTER` seconds: requests
-  get the same answer at once, so a dead mount costs other requests nothing;
+* after it timed out or could not be reached, the mount is not asked again for
+  :data:`RETRY_AFTER` seconds: requests get the same answer at once, so a dead mount costs
+  other requests nothing (an error the source answered, say a broken entry, is reported
+  but not remembered);
 * the threads are the mount's own (:data:`WORKERS`), so a hanging mount never takes the
   threads Tiled reads local arrays with.
 
@@ -53,6 +55,13 @@ def _root(exc: BaseException) -> BaseException:
             return exc
         seen.add(id(nxt))
         exc = nxt
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Whether the source could not be reached at all (refused, reset, name unknown)."""
+    import httpx
+
+    return isinstance(_root(exc), httpx.TransportError | OSError)
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -133,6 +142,7 @@ class MountGuard:
             logger.info("mount %s answers again", self.name)
 
     def _failed(self, what: str, exc: BaseException | None) -> HTTPException:
+        remember = exc is None or _is_timeout(exc) or _is_unreachable(exc)
         if exc is None or _is_timeout(exc):
             status = 504
             detail = (f"the mounted source {self.name!r} did not answer within "
@@ -143,6 +153,9 @@ class MountGuard:
             detail = (f"the mounted source {self.name!r} did not answer "
                       f"({type(_root(exc)).__name__}); try again later")
             why = reason_of(exc)
+        if not remember:
+            logger.warning("mount %s: %s failed: %s", self.name, what, why)
+            return HTTPException(status_code=status, detail=detail)
         with self._lock:
             self._failure = (time.monotonic(), status, detail)
         logger.warning("mount %s: %s failed: %s; not asked again for %g s", self.name, what,

@@ -29,13 +29,20 @@ def missing() -> None:
     raise KeyError("ds-x")
 
 
+def broken() -> None:
+    raise ValueError("the source answered 500 for this entry")
+
+
 def test_answers_failures_and_recovery(caplog):
     guard = MountGuard("far", timeout=2.0, retry_after=0.3)
     assert asyncio.run(guard.call("count", sum, [1, 2])) == 3
     with pytest.raises(KeyError):  # no such entry: not a failure of the mount
         asyncio.run(guard.call("look up", missing))
     assert not guard.failing
-    with pytest.raises(HTTPException) as info:
+    with pytest.raises(HTTPException) as info:  # an answer of the source: not remembered
+        asyncio.run(guard.call("look up", broken))
+    assert (info.value.status_code, guard.failing) == (502, False)
+    with pytest.raises(HTTPException) as info:  # not reachable: remembered
         asyncio.run(guard.call("search", boom))
     assert info.value.status_code == 502
     assert info.value.detail == ("the mounted source 'far' did not answer "
