@@ -389,3 +389,28 @@ def test_a_slow_provider_does_not_hold_the_server(server, idp):
     finally:
         idp.token_delay = 0.0
     assert listed(server, bearer(login(server, idp, "bob"))) == {server.ids["b"]}
+
+
+def test_the_provider_is_never_asked_in_the_event_loop(idp):
+    """The discovery document is fetched in the background; until the provider answered,
+    the login's first step says 'try again' (503) instead of waiting in the event loop."""
+    from fastapi import HTTPException
+
+    from spotkit.serve._oidc import OIDCAuthenticator
+
+    args = {"audience": AUDIENCE, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    down = OIDCAuthenticator(
+        **args, well_known_uri=f"http://127.0.0.1:{_free_port()}/.well-known/x", timeout=1)
+    with pytest.raises(HTTPException) as info:
+        down.authorization_endpoint  # noqa: B018
+    assert info.value.status_code == 503
+    up = OIDCAuthenticator(
+        **args, well_known_uri=f"{idp.issuer}/.well-known/openid-configuration", timeout=5)
+    deadline = time.monotonic() + 10
+    while not up._discovered():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert str(up.authorization_endpoint) == f"{idp.issuer}/authorize"
+    assert up.keys() == idp.jwks()["keys"]
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        OIDCAuthenticator(**args, well_known_uri=f"{idp.issuer}/x", timeout=0)
