@@ -19,9 +19,10 @@ and every block read from a remote array under it, runs in the mount's own threa
 the mount's ``timeout`` as deadline (:class:`~spotkit.serve._mount_guard.MountGuard`). A
 source that does not answer in time gets 504, one that fails 502, both naming the mount
 (and logged with the reason); after a timeout or a refused connection the mount answers
-the same at once for a while instead of being waited on again. Meanwhile the local datasets and the other mounts
-answer as usual. A plain Tiled source's candidates are checked and sorted here on every
-listing (at most :data:`~spotkit.serve._federation.MAX_CANDIDATES`): mount large ones
+the same at once for a while instead of being waited on again. Meanwhile the local
+datasets and the other mounts answer as usual. A plain Tiled source's candidates are
+checked and sorted here on every listing (at most
+:data:`~spotkit.serve._federation.MAX_CANDIDATES`): mount large ones
 through a ``spotkit serve`` or narrow them by exact field values.
 """
 
