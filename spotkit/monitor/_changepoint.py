@@ -251,15 +251,13 @@ class ChangeDetector:
     def _restart(self, values: Sequence[float] = ()) -> None:
         """A new baseline, learned from ``values`` (the first ones of a new level) on."""
         self._sp = self._sn = 0.0
-        self._on_p = self._on_n = self.n
-        self._tp: float | None = None  # times of the onsets
-        self._tn: float | None = None
-        self._pc = self._nc = 0  # values since each onset
-        self._pending: deque[float] = deque()
+        self._pc = self._nc = 0  # values since each statistic was last zero
+        self._pending: deque[tuple[float, int, float]] = deque()  # (value, index, time)
         if self._fixed:
             self._bn = self.warmup
             self._mu, self._var = self._mean0, self._scale0**2
             self._sd = self._sdc = self._scale0
+            self._ratio = 1.0
             return
         self._bn = 0
         self._mu = self._var = self._c1 = 0.0
@@ -281,6 +279,7 @@ class ChangeDetector:
         self._rho = rho
         # the CUSUM adds up values: their long-run scale is what counts (AR(1) inflation)
         self._sdc = self._sd * math.sqrt((1.0 + rho) / (1.0 - rho))
+        self._ratio = math.sqrt((1.0 - rho) / (1.0 + rho))  # z -> CUSUM units
 
     @property
     def ready(self) -> bool:
@@ -355,23 +354,19 @@ class ChangeDetector:
         c = self.clip
         if z > c or z < -c:  # Huber: a heavy tail moves the CUSUM no more than c sigma
             z = c if z > 0 else -c
-        z *= self._sd / self._sdc
+        z *= self._ratio
         k = self.drift
         sp = self._sp + z - k
         if sp <= 0.0:
             sp = 0.0
-            self._on_p, self._tp, self._pc = i + 1, None, 0
+            self._pc = 0
         else:
-            if self._tp is None:
-                self._tp = t
             self._pc += 1
         sn = self._sn - z - k
         if sn <= 0.0:
             sn = 0.0
-            self._on_n, self._tn, self._nc = i + 1, None, 0
+            self._nc = 0
         else:
-            if self._tn is None:
-                self._tn = t
             self._nc += 1
         self._sp, self._sn = sp, sn
         # values wait while a statistic is above zero: they are learned once both are back
@@ -379,20 +374,20 @@ class ChangeDetector:
         pending = self._pending
         h = self.threshold
         if sp > h or sn > h:
-            pending.append(x)
+            pending.append((x, i, t))
             out.append(self._change(i, t, up=sp >= sn))
         elif sp == 0.0 and sn == 0.0:
             if not self._fixed:
                 for v in pending:
-                    self._learn_clipped(v)
+                    self._learn_clipped(v[0])
                 self._learn_clipped(x)
             pending.clear()
         else:
-            pending.append(x)
+            pending.append((x, i, t))
             if len(pending) > self.memory:
                 v = pending.popleft()
                 if not self._fixed:
-                    self._learn_clipped(v)
+                    self._learn_clipped(v[0])
         return out
 
     # -- findings -------------------------------------------------------------------------
@@ -410,12 +405,22 @@ class ChangeDetector:
         return f
 
     def _change(self, i: int, t: float, *, up: bool) -> Finding:
-        if up:
-            onset_i, onset_t, c, stat = self._on_p, self._tp, self._pc, self._sp
-        else:
-            onset_i, onset_t, c, stat = self._on_n, self._tn, self._nc, self._sn
+        c, stat = (self._pc, self._sp) if up else (self._nc, self._sn)
         c = max(c, 1)
-        post = list(self._pending)[-c:]
+        excursion = list(self._pending)[-c:]
+        # the onset within the excursion: the split that best explains it as a new mean
+        # (maximum likelihood for a known old mean; the CUSUM's last zero often takes in a
+        # value or two of noise before the change)
+        mu, best, cut = self._mu, -1.0, 0
+        tail = 0.0
+        for j in range(len(excursion) - 1, -1, -1):
+            tail += excursion[j][0] - mu
+            score = tail * tail / (len(excursion) - j)
+            if score > best:
+                best, cut = score, j
+        excursion = excursion[cut:]
+        onset_i, onset_t = excursion[0][1], excursion[0][2]
+        post = [v[0] for v in excursion]
         new_mean = math.fsum(post) / len(post)
         mag = new_mean - self._mu
         sig = mag / self._sd
@@ -424,7 +429,7 @@ class ChangeDetector:
         conf = math.exp(-watched / arl_peak) if arl_peak > 0 else 0.0
         word = "rose" if up else "fell"
         f = Finding("change", self.metric, time=t,
-                    onset=onset_t if onset_t is not None else t,
+                    onset=onset_t,
                     beamline=self.beamline, target=self.target, magnitude=mag,
                     confidence=min(max(conf, 0.0), 1.0),
                     severity="warning",
@@ -453,7 +458,7 @@ class ChangeDetector:
     def _move(self, delta: float) -> None:
         """Move the baseline mean by ``delta`` (the stream was re-centred upstream)."""
         self._mu += delta
-        self._pending = deque(v + delta for v in self._pending)
+        self._pending = deque((v + delta, j, t) for v, j, t in self._pending)
 
 
 def _normal_tail(z: float) -> float:

@@ -49,7 +49,7 @@ class Expectation:
     low, high : float
         The typical range: the centre -+ one robust sigma, in the metric's units.
     center, scale : float
-        Centre and robust sigma in the model's space (``log1p`` of the value for log
+        Centre and robust sigma in the model's space (``log(max(value, 1))`` for log
         metrics): a residual is ``(transform(value) - center) / scale``.
     n : int
         Values in the finest bin that contributed.
@@ -79,11 +79,11 @@ class Expectation:
 def _transform(v: float, log: bool) -> float:
     if not log:
         return v
-    return math.log1p(v) if v > 0 else 0.0
+    return math.log(v) if v > 1.0 else 0.0  # below 1 s, 1 B or 1 B/s: as 1
 
 
 def _inverse(y: float, log: bool) -> float:
-    return math.expm1(y) if log else y
+    return math.exp(y) if log else y
 
 
 #: log(bytes) of the reference size (1 GB) values are adjusted to by the size slope
@@ -109,7 +109,8 @@ class _Cell:
         self._fit_at = -_SLOPE_EVERY
         self._new = 0  # values added since the statistics were computed
         self.children: list[_Cell] = []  # the finer bins inside this one
-        self._tau: tuple[float, float] | None = None  # (slope, between-bin variance)
+        # between-bin variance of the bins below, per level: level -> (slope, variance)
+        self._tau: dict[int, tuple[float, float]] | None = None
         self._tau_new = 0
 
     def add(self, t: float, y: float, ls: float, max_age: float | None) -> None:
@@ -167,29 +168,40 @@ class _Cell:
         return self._stats[1]
 
 
-def _between_variance(cell: _Cell, slope: float | None) -> float:
-    """How much the centres of a bin's finer bins really differ (variance; NaN: unknown).
+def _between_variance(cell: _Cell, depth: int, slope: float | None) -> float:
+    """How much the centres of sibling bins really differ (a variance; NaN: unknown).
 
-    Method of moments over the finer bins with at least 3 values: the variance of their
-    medians minus what sampling alone gives (``1.57 sigma^2 / n`` for a median). ``slope``
-    None: each finer bin adjusts with its own slope (streams under a metric).
+    The bins at ``depth`` below ``cell`` (1: its children; 2: its grandchildren...) are
+    compared within their parents and pooled (method of moments): the spread of the
+    medians of siblings with at least 3 values, less what sampling alone gives (``1.57
+    sigma^2 / n`` for a median). Pooling lets a level with two bins per parent (weekday,
+    weekend) learn from every hour at once. ``slope`` None: each bin adjusts with its own
+    slope (streams under a metric).
     """
-    if (cell._tau is not None and cell._tau[0] == (slope if slope is not None else -1.0)
-            and cell._tau_new < max(8, len(cell.values) >> 3)):
-        return cell._tau[1]
-    meds, noise = [], []
-    for child in cell.children:
-        n, med, sd = child.stats(child.slope() if slope is None else slope)
-        if n >= 3:
-            meds.append(med)
-            noise.append(1.57 * sd * sd / n)
-    tau = math.nan
-    if len(meds) >= 3:
-        m = sum(meds) / len(meds)
-        spread = sum((v - m) ** 2 for v in meds) / (len(meds) - 1)
-        tau = max(spread - sum(noise) / len(noise), 0.0)
-    cell._tau = (slope if slope is not None else -1.0, tau)
-    cell._tau_new = 0
+    key = -1.0 if slope is None else slope
+    if cell._tau is not None and cell._tau_new < max(8, len(cell.values) >> 3):
+        hit = cell._tau.get(depth)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    else:
+        cell._tau, cell._tau_new = {}, 0
+    parents = [cell]
+    for _ in range(depth - 1):
+        parents = [c for p in parents for c in p.children]
+    ss, dof, noise = 0.0, 0, []
+    for p in parents:
+        meds = []
+        for child in p.children:
+            n, med, sd = child.stats(child.slope() if slope is None else slope)
+            if n >= 3:
+                meds.append(med)
+                noise.append(1.57 * sd * sd / n)
+        if len(meds) >= 2:
+            m = sum(meds) / len(meds)
+            ss += sum((v - m) ** 2 for v in meds)
+            dof += len(meds) - 1
+    tau = max(ss / dof - sum(noise) / len(noise), 0.0) if dof >= 2 else math.nan
+    cell._tau[depth] = (key, tau)
     return tau
 
 
@@ -222,8 +234,8 @@ def _robust_slope(x: np.ndarray, y: np.ndarray) -> float:
 class NormalModel:
     """Expected value and spread of each metric, given size, time of day/week and stream.
 
-    Values are modelled in log space (``log1p``: seconds, bytes and bytes per second are
-    large numbers, and a wait of 0 s is allowed; sub-second durations are compressed) for
+    Values are modelled in log space (``log(max(value, 1))``: seconds, bytes and bytes per
+    second; a wait of 0 s counts as 1 s, sub-second durations are not told apart) for
     the metrics in :data:`LOG_METRICS` (or as ``log`` says) and kept in bins: by metric;
     by stream (metric, beamline, target); by stream and local hour-of-day bin
     (``hour_bin`` hours wide, in ``tz``); by hour and weekday/weekend; and by hour,
@@ -237,10 +249,14 @@ class NormalModel:
     ``window`` values (and none older than ``max_age`` seconds before its newest), so
     memory is bounded and old behaviour is forgotten. The answer starts at the coarsest
     bin's median and MAD-sigma and walks down the hierarchy, each finer bin with ``n``
-    values pulling the centre with weight ``n / (n + prior)`` and the log-spread with
-    ``(n - 1) / (n - 1 + 3 prior)`` (shrinkage: a bin with few values says little, and a
-    spread needs more values than a centre). A spread below ``min_scale`` is raised to it
-    (a floor for quantised or constant metrics).
+    values pulling the centre with the empirical-Bayes weight ``tau^2 / (tau^2 + 1.57
+    sigma^2 / n)``, where ``tau^2`` is how much the medians of that bin and its siblings
+    really differ (their variance less what sampling explains): bins that do not differ
+    (no time-of-day effect) add no noise, bins that do are believed once they have a few
+    values. With fewer than three siblings to compare the weight is ``n / (n + prior)``.
+    The log-spread is pulled with ``(n - 1) / (n - 1 + 3 prior)`` (a spread needs more
+    values than a centre). A spread below ``min_scale`` is raised to it (a floor for
+    quantised or constant metrics).
 
     Parameters
     ----------
@@ -261,7 +277,8 @@ class NormalModel:
     max_age : float, optional
         Seconds: values older than this before a bin's newest value are forgotten.
     prior : float
-        Shrinkage strength (values a bin needs to count as much as its parent).
+        Shrinkage strength where bins cannot be compared (values a bin needs to count as
+        much as its parent), and of the spreads.
     min_scale : float
         Smallest spread, in model units (0.05 in log space is 5 %).
 
@@ -527,16 +544,20 @@ class NormalModel:
         prior, floor = self.prior, self.min_scale
         dls = ls - _LS0 if ls == ls else 0.0
         slope = 0.0
-        up: _Cell | None = None
+        top: _Cell | None = None  # the metric's bin, then the stream's
         for depth, (name, key) in enumerate(zip(LEVELS, keys, strict=True)):
             cell = self._cells.get(key)
             if cell is None:
                 break
-            # how much bins like this one really differ (before the stream's slope is set:
-            # streams are compared each with its own slope)
-            tau = (_between_variance(up, None if depth == 1 else slope)
-                   if up is not None else math.nan)
-            up = cell
+            # how much bins like this one really differ: streams under their metric (each
+            # with its own slope), finer bins pooled over the stream
+            tau = math.nan
+            if depth == 1 and top is not None:
+                tau = _between_variance(top, 1, None)
+            elif depth >= 2 and top is not None:
+                tau = _between_variance(top, depth - 1, slope)
+            if depth <= 1:
+                top = cell
             if depth <= 1:  # the metric and each stream have their own size slope
                 slope = cell.slope()
             n, med, sd = cell.stats(slope)

@@ -18,8 +18,9 @@ Stream = tuple[str, str | None, str | None]
 
 #: samples between false alarms the watcher's detectors are calibrated for: twice the
 #: detector's default, because residuals of a model learned online are not exactly
-#: independent N(0, 1) (bins of few values, time-of-day bins switching); on simulated
-#: stationary telemetry this gives about one false change per 10,000 values
+#: independent N(0, 1) (bins of few values, patterns that do not follow the bins, streams
+#: that share noise); on simulated stationary telemetry this gives about one false change
+#: per 10,000 values
 DEFAULT_ARL = 20_000.0
 
 

@@ -19,7 +19,7 @@ def _history(n=6000, seed=0, days=42):
     """Transfer times: size / rate, with a fast network at night (0-6 h) and on weekends."""
     rng = np.random.default_rng(seed)
     t = T0 + np.sort(rng.uniform(0, days * DAY, n))
-    size = 10 ** rng.uniform(9, 11, n)  # 1-100 GB: >= 1 s (log1p is ~log there)
+    size = 10 ** rng.uniform(9, 11, n)  # 1-100 GB: >= 1 s (below, durations count as 1 s)
     hour = (t % DAY) / 3600
     weekend = ((t - T0) // DAY) % 7 >= 5
     rate = np.where(hour < 6, 1e9, 2.5e8) * np.where(weekend, 1.5, 1.0)
