@@ -32,7 +32,8 @@ __all__ = ["SpotkitError", "__version__", "open_catalog", "run_notebook", "submi
 #: Subpackages loaded on first attribute access (``spotkit.widgets.JobMonitor``).
 SUBPACKAGES = frozenset({
     "backoff", "catalog", "change", "checksums", "cli", "compute", "config", "demo", "errors",
-    "flows", "io", "kinds", "monitor", "pipelines", "runs", "scattering", "serve", "sim", "tomo", "widgets",
+    "flows", "io", "kinds", "monitor", "pipelines", "runs", "scattering", "serve", "sim", "tomo",
+    "widgets",
 })
 
 
