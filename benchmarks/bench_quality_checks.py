@@ -45,8 +45,9 @@ Reported per product kind and fault: recall (fault products whose verdict is ``f
 the false-flag rate (clean products that fail), with the number of trials. The issue's
 target: recall >= 95 % at <= 1 % false flags.
 
-Run: ``nice python benchmarks/bench_quality_checks.py [--trials 60] [--record]`` (about 3-4
-minutes with the defaults on the 2-core reference machine).
+Run: ``nice python benchmarks/bench_quality_checks.py [--trials 50] [--clean 3] [--seed 0]
+[--record]``: about 5 minutes with the defaults on the shared 2-core machine (7 minutes for
+``--trials 60 --clean 4`` at load 7-9).
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ FAULTS = ("dead", "gain", "center")
 REPO = Path(__file__).resolve().parents[1]
 BASE_TIME = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 FALSE_FLAGS: list[str] = []  # messages of the clean products that failed
+NOTES = (
+    "How to read it: a volume's recall for dead pixels comes from its raw scan's flats "
+    "(`raw_dead_fraction`): ring removal (`fw`) repairs most dead-pixel stripes in the "
+    "image, so the volume's own tests (histogram, ring, edge level, centre) see few of them. "
+    "Likewise a 1 % loss of intensity from unmasked dead pixels hides in the I(q) level "
+    "scatter (0.5 % between products); the raw frames show the dead pixels. The raw checks "
+    "see only what raw data holds: flats and darks (tomography) show neither a drift during "
+    "the projections nor a centre error, SAXS frames no geometry error. The field curves have "
+    "large measured errors at high q (apoferritin: median dI/I 44 %), which limits the level "
+    "test there; the 1 % uniform loss is below what the level test can tell from the "
+    "product-to-product scatter on any curve.")
 
 
 def _notebook(name: str) -> tuple[Path, str]:
@@ -254,13 +266,13 @@ def measured_curves() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return out
 
 
-def field_trials(n_clean: int, n_fault: int) -> list[str]:
+def field_trials(n_clean: int, n_fault: int, seed: int = 0) -> list[str]:
     """Table rows: clean / gain / dead products of each measured curve."""
     from spotkit.monitor import compare_summaries, summarize_iq
 
     rows = []
     for name, (q, inten, err) in measured_curves().items():
-        rng = np.random.default_rng(7)
+        rng = np.random.default_rng([7, seed])
         good: list = []
         counts: dict[str, Counter] = {f: Counter() for f in ("clean", "gain", "dead")}
 
@@ -295,6 +307,9 @@ def main() -> None:
                         help="trials per stream (each: --clean clean + 1 of each fault)")
     parser.add_argument("--clean", type=int, default=3, help="clean products per trial")
     parser.add_argument("--streams", default="tomo,saxs", help="which streams to run")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first seeds of the streams: 1000 (tomo) and 50000 (SAXS) plus "
+                             "100000 x this (another value: products never seen before)")
     parser.add_argument("--warmup", type=int, default=20, help="clean products first")
     parser.add_argument("--record", action="store_true", help="write the RESULTS.md section")
     args = parser.parse_args()
@@ -312,7 +327,8 @@ def main() -> None:
             t1 = time.perf_counter()
             out.update(run_stream(("tomo/raw", "tomo/recon"),
                                   lambda s, f: tomo_product(tstream, s, f),
-                                  args.warmup, args.trials, args.clean, 1000))
+                                  args.warmup, args.trials, args.clean,
+                                  1000 + 100000 * args.seed))
             timing["tomo"] = (time.perf_counter() - t1) / n_products
         if "saxs" in args.streams:
             reduction = SaxsReduction(work)
@@ -321,7 +337,8 @@ def main() -> None:
             t1 = time.perf_counter()
             out.update(run_stream(("saxs/raw", "saxs/iq"),
                                   lambda s, f: saxs_product(sstream, reduction, s, f),
-                                  args.warmup, args.trials, args.clean, 50000))
+                                  args.warmup, args.trials, args.clean,
+                                  50000 + 100000 * args.seed))
             timing["saxs"] = (time.perf_counter() - t1) / n_products
         for kind in ("tomo/raw", "tomo/recon", "saxs/raw", "saxs/iq"):
             tests[kind] = failed_tests(cat, kind)
@@ -339,6 +356,8 @@ def main() -> None:
             rows.append(f"| {label} | {fault} | {n} | {what} {100 * c['fail'] / n:.1f} % "
                         f"({c['fail']}/{n}) | {own} | {c['no reference']} |")
     lines = [HEADING, "", machine_line(),
+             f"- Command: `bench_quality_checks.py --trials {args.trials} --clean {args.clean} "
+             f"--seed {args.seed}`.",
              f"- Trials: {args.warmup} clean warm-up products then {args.trials} x "
              f"({args.clean} clean + 1 per fault) per stream, in a random order; references "
              "chosen by "
@@ -353,7 +372,8 @@ def main() -> None:
                          for k, v in tests.items() if v) + ".",
              "", "Field curves (sasdata's measured SANS curves; I(q) tests only):", "",
              "| curve | fault | trials | verdict `fail` |", "|---|---|---|---|",
-             *field_trials(4 * args.trials, args.trials),
+             *field_trials(4 * args.trials, args.trials, args.seed),
+             "", NOTES,
              "", "Clean products that failed (false flags): "
              + ("; ".join(f"`{m}`" for m in FALSE_FLAGS) or "none") + ".",
              "",
