@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.ipynb"))
 
 #: The science packages (DESIGN.md: pure functions on numpy / dask / xarray).
-PACKAGES = ("spotkit.tomo", "spotkit.scattering", "spotkit.change")
+PACKAGES = ("spotkit.tomo", "spotkit.scattering", "spotkit.change", "spotkit.monitor")
 
 #: Public names that are not called by users, each with the reason; keep this list short.
 NOT_TAUGHT = {
@@ -39,6 +39,10 @@ NOT_TAUGHT = {
         "ChangeResult": "result record of detect_changes",
         "FrameResult": "result record of OnlineDetector.update",
         "ReductionPlan": "result record of reduction_policy",
+    },
+    "spotkit.monitor": {
+        "Delivery": "result record of Alerts.dispatch",
+        "NotifyError": "an exception (a channel that cannot send)",
     },
 }
 
