@@ -19,12 +19,14 @@ equal:
   the per-run ones (:data:`RUN_PARAMETERS`: ``dataset_id``, ``catalog_path``,
   ``output_dir``, ``run_id``);
 * the instrument settings of the raw dataset they come from (:data:`INSTRUMENT_KEYS` of
-  the first raw parent's metadata, those present: energy, pixel size, distance, exposure).
+  the first raw parent's metadata, those present: instrument name, SAXS/GISAXS mode,
+  energy, pixel size, distance, exposure).
 
 Good references
 ---------------
 The candidates are the products of the same configuration registered before this one
-(``(time, id)`` order; ids sort by creation) that have a stored summary, whose own verdict
+(``(time, id)`` order, the time being the dataset's start time: for a derived product,
+when its run started; ids sort by creation) that have a stored summary, whose own verdict
 is not ``"fail"`` and whose dataset status is not one of :data:`BAD_STATUSES` (an operator
 quarantines a bad product with ``catalog.set_status(id, "quarantined")``). The newest
 ``n_references`` are used. The verdict is ``"no reference"`` instead of pass/fail when fewer
