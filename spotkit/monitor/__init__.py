@@ -12,6 +12,7 @@ that record into it (pipelines, runs, compute, flows): it never imports them.
 """
 
 from spotkit.monitor._alerts import AlertRule, Alerts, Delivery, QuietPeriod, parse_duration
+from spotkit.monitor._bocpd import BayesianDetector, bayesian_changes
 from spotkit.monitor._changepoint import ChangeDetector, cusum_arl, cusum_threshold, find_changes
 from spotkit.monitor._events import events, frame
 from spotkit.monitor._findings import SEVERITIES, Finding
@@ -63,8 +64,9 @@ __all__ += ["AlertRule", "Alerts", "Delivery", "EmailChannel", "FlowSnapshot",  
             "QuietPeriod", "Schedule", "WebhookChannel", "check_gaps",
             "check_missing_products", "check_quiet", "check_stuck", "parse_duration",
             "snapshot_from_events"]
-__all__ += ["LOG_METRICS", "ChangeDetector", "Expectation", "MetricWatcher",  # H5
-            "NormalModel", "cusum_arl", "cusum_threshold", "find_changes", "watch_metrics"]
+__all__ += ["LOG_METRICS", "BayesianDetector", "ChangeDetector", "Expectation",  # H5
+            "MetricWatcher", "NormalModel", "bayesian_changes", "cusum_arl", "cusum_threshold",
+            "find_changes", "watch_metrics"]
 __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  # H7 quality
             "TestResult", "check_outputs", "check_product", "compare_summaries", "configuration",
             "quality_findings", "quality_verdict",
