@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import machine_line, write_section
 
-from spotkit.monitor import ChangeDetector, find_changes
+from spotkit.monitor import ChangeDetector, bayesian_changes, find_changes
 
 HEADING = "## Change points on TCPD (`benchmarks/bench_tcpd.py`)"
 QC = {f"quality_control_{i}" for i in range(1, 6)}
@@ -140,6 +140,11 @@ def run_spotkit_noclip(y):
     return [f.detail["onset_index"] for f in find_changes(y, clip=ChangeDetector().anomaly)]
 
 
+def run_spotkit_bocpd(y):
+    """spotkit's other detector, BayesianDetector, with its defaults."""
+    return [f.detail["onset_index"] for f in bayesian_changes(y)]
+
+
 def run_zero(y):
     return []
 
@@ -198,7 +203,7 @@ def main(argv=None) -> int:
         ap.error(f"{folder}: no annotations.json (the TCPD repository's top-level file)")
     data = load(folder)
     methods = {"spotkit": run_spotkit, "spotkit (variant: no Huber clip)": run_spotkit_noclip,
-               "zero": run_zero}
+               "spotkit BayesianDetector (defaults)": run_spotkit_bocpd, "zero": run_zero}
     try:
         import ruptures
 
