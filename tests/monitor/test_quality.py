@@ -340,3 +340,29 @@ def test_configuration_ignores_per_run_parameters(tmp_path):
         assert cc != ca
         assert cd != ca
         assert cd["notebook"] == "other.ipynb"
+
+
+def test_iq_products_read_from_files_with_their_raw_frames(tmp_path, tiny_saxs):
+    """saxs/reduced (NXcanSAS, a frame series) and saxs/iq (q, intensity, sigma in HDF5)
+    are summarised from their files; the raw frames' dead pixels come along."""
+    from spotkit.io import write_nxcansas
+    from spotkit.monitor import summarize_dataset
+
+    q = np.linspace(0.1, 2.0, 60)
+    series = np.stack([1 / q, 1.1 / q, 0.9 / q])
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        raw = cat.ingest(tiny_saxs[0])
+        nx = write_nxcansas(tmp_path / "reduced.h5", (q, series), q_unit="1/nm")
+        reduced = cat.register_derived(files=[{"path": nx, "format": "NXcanSAS"}],
+                                       kind="saxs/reduced", parents=[raw])
+        with h5py.File(tmp_path / "iq.h5", "w") as f:
+            f["q"], f["intensity"], f["sigma"] = q, series, 0.01 * series
+        iq = cat.register_derived(files=[{"path": tmp_path / "iq.h5", "key": "/intensity"}],
+                                  kind="saxs/iq", parents=[raw])
+        for product in (reduced, iq):
+            s = summarize_dataset(cat, product)
+            assert s.family == "iq"
+            assert s.curves["intensity"] == pytest.approx(tuple(1 / q))
+            assert s.scalars["raw_dead_fraction"] < 1e-3  # the beamstop's edge, a few pixels
+            assert s.detail["raw"]["id"] == raw.id
+        assert summarize_dataset(cat, raw).family == "saxs_raw"
