@@ -84,10 +84,29 @@ def _postgres_ddl(statement: str) -> str:
     s = re.sub(r"\bREAL\b", "DOUBLE PRECISION", s)
     s = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', s)  # byte-wise, as SQLite compares text
     if s.lstrip().upper().startswith("CREATE INDEX"):
-        # searches sort by start_time DESC with NULLs last (SQLite's order): an ascending
-        # index with NULLs first serves that read backwards
-        s = s.replace("start_time)", "start_time NULLS FIRST)")
+        # searches sort by start_time DESC with NULLs last (SQLite's order), then seq DESC:
+        # an ascending index with NULLs first serves that read backwards; on datasets it
+        # ends in seq (SQLite's indexes end in the rowid, which is seq), so a page comes
+        # in order, without a sort, and (chosen by seq) from the index alone (schema 7)
+        tail = ", seq)" if " ON datasets " in s else ")"
+        s = s.replace("start_time)", "start_time NULLS FIRST" + tail)
     return s
+
+
+def _pg_search_indexes(conn: Any) -> None:
+    """(Re)create the datasets' (field, start_time) indexes of a PostgreSQL catalog as
+    schema 7 defines them (ending in ``seq``); an index that is already so is kept."""
+    for statement in _INDEXES.split(";"):
+        match = re.search(r"INDEX IF NOT EXISTS (\w+) ON datasets \(.*start_time\)", statement)
+        if match is None:
+            continue
+        name = match.group(1)
+        wanted = _postgres_ddl(statement)
+        row = conn.execute("SELECT pg_get_indexdef(to_regclass(?))", (name,)).fetchone()
+        if row and row[0] and row[0].replace('"', "").endswith("NULLS FIRST, seq)"):
+            continue
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+        conn.execute(wanted)
 
 
 def run_ddl(conn: Any, script: str) -> None:
@@ -311,12 +330,15 @@ def _v6_to_v7(conn: Any) -> None:
     ``doc``, GIN-indexed) instead of a separate ``datasets_fts`` table, so a free-text
     search sorted by start time reads one row per candidate, not a second table by key.
     The documents are moved as they are (no text is parsed again); ``datasets_fts`` is
-    dropped. Nothing changes in a SQLite catalog (FTS5 stays).
+    dropped. The (field, start_time) indexes end in ``seq`` (as SQLite's end in the
+    rowid), so a page is chosen in order from an index alone. Nothing changes in a SQLite
+    catalog (FTS5 stays).
 
     On a large catalog this rewrites every row once (minutes per million datasets).
     """
     if not is_postgres(conn):
         return
+    _pg_search_indexes(conn)
     _add_pg_doc(conn)
     if table_exists(conn, "datasets_fts"):
         moved = conn.execute("UPDATE datasets d SET doc = f.doc FROM datasets_fts f "

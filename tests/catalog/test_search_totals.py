@@ -78,6 +78,15 @@ def test_deep_page_total_is_never_below_what_was_seen(cat, small_threshold):
         assert res.total_exact is False
 
 
+def test_postgresql_search_indexes_end_in_seq():
+    from spotkit.catalog._schema import _postgres_ddl
+
+    assert _postgres_ddl("CREATE INDEX i ON datasets (beamline, start_time)").endswith(
+        "(beamline, start_time NULLS FIRST, seq)")
+    assert _postgres_ddl("CREATE INDEX i ON d (beamline, start_time)").endswith(
+        "(beamline, start_time NULLS FIRST)")
+
+
 def test_total_text_wording():
     assert SearchResult([], total=0).total_text == "0"
     assert SearchResult([], total=10_000).total_text == "10,000"
@@ -134,6 +143,9 @@ def test_v7_migration_of_a_postgresql_catalog_moves_the_text_index(pg_url):
         conn.execute("CREATE INDEX datasets_fts_doc ON datasets_fts USING gin (doc)")
         conn.execute("INSERT INTO datasets_fts SELECT seq, doc FROM datasets")
         conn.execute("ALTER TABLE datasets DROP COLUMN doc")
+        conn.execute("DROP INDEX datasets_sample_start")  # schema 6's form
+        conn.execute("CREATE INDEX datasets_sample_start ON datasets "
+                     "(sample, start_time NULLS FIRST)")
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version VALUES (6, 0)")
     finally:
@@ -154,6 +166,11 @@ def test_v7_migration_of_a_postgresql_catalog_moves_the_text_index(pg_url):
                             "ORDER BY seq").fetchall() == rows
         assert conn.execute("SELECT count(*) FROM datasets WHERE doc = ''").fetchone()[0] == 0
         assert conn.execute("SELECT to_regclass('datasets_doc')").fetchone()[0] is not None
+        for name in ("datasets_sample_start", "datasets_start"):
+            definition = conn.execute("SELECT pg_get_indexdef(to_regclass(?))",
+                                      (name,)).fetchone()[0]
+            assert definition.endswith("(start_time NULLS FIRST, seq)") or definition.endswith(
+                "(sample, start_time NULLS FIRST, seq)"), definition
     finally:
         conn.close()
 
