@@ -258,7 +258,12 @@ def main(argv=None) -> int:
                  "CUSUM, for the heavy tails of residuals; it lowers TCPD's F1: the variant row "
                  "without it is shown, not the default) and the onset refined inside the "
                  "CUSUM's excursion were added. So this is the 'default' experiment with a "
-                 "method developed in view of TCPD, not a blind one.")
+                 "method developed in view of TCPD, not a blind one. spotkit's second "
+                 "detector, `BayesianDetector()` (BOCPD; offline: `bayesian_changes(y)`), runs "
+                 "with defaults taken from the paper's BOCPD default (expected run 100, "
+                 "Normal-Gamma prior mean 0, kappa 1, alpha 1, beta 1 on z-scored data) and a "
+                 "change reported at posterior >= 0.5 after 3 values; the number below is its "
+                 "first TCPD run, unchanged since.")
     lines.append("")
     lines.append("| method | F1 (mean) | cover (mean) | paper F1 / cover (42-set) "
                  "| uk_coal_employ F1 / cover | s total |")
@@ -273,14 +278,20 @@ def main(argv=None) -> int:
         uktxt = f"{uk[0]:.3f} / {uk[1]:.3f}" if uk else "-"
         lines.append(f"| {m} | {f1:.3f} | {cv:.3f} | {ptxt} | {uktxt} | {tot:.2f} |")
     f1s = {m: float(np.mean([scores[m][n][0] for n in main_sets])) for m in methods}
+    bayes = "spotkit BayesianDetector (defaults)"
     verdict = "PASS" if f1s["spotkit"] >= 0.75 else "FAIL"
-    peers = ", ".join(f"{m} {f1s[m]:.3f}" for m in methods if m != "spotkit")
+    verdict_b = "PASS" if f1s.get(bayes, 0.0) >= 0.75 else "FAIL"
+    peers = ", ".join(f"{m} {f1s[m]:.3f}" for m in methods if m not in ("spotkit", bayes))
     lines.append("")
-    lines.append(f"- **Verdict:** goal F1 >= 0.75 with defaults: spotkit {f1s['spotkit']:.3f} -> "
-                 f"{verdict} (same series, same metrics: {peers}). An online CUSUM that must "
-                 f"run in microseconds per value and keep one false alarm per 10,000 values "
-                 f"is conservative on these short, trending, autocorrelated series; the "
-                 f"offline segmenters see the whole series at once.")
+    lines.append(f"- **Verdict:** goal F1 >= 0.75 with defaults: the monitor's default detector "
+                 f"(CUSUM) {f1s['spotkit']:.3f} -> {verdict}; BayesianDetector "
+                 f"{f1s.get(bayes, float('nan')):.3f} -> {verdict_b} (same series, same "
+                 f"metrics: {peers}). A CUSUM that must run in microseconds per value and "
+                 f"keep one false alarm per 10,000 values is conservative on these short, "
+                 f"trending, autocorrelated series; BOCPD (tens of µs per value) models the "
+                 f"variance too and is the better offline choice here. The 25-series subset "
+                 f"is harder than the paper's full univariate set (zero {f1s['zero']:.3f} "
+                 f"here vs 0.669 there).")
     text = "\n".join(lines)
     print(text)
     if args.record:
