@@ -67,9 +67,9 @@ CAVEATS = (
     "mostly the bins' medians; the 10 µs target is the detector's (timings move with the "
     "machine's load: compare with the bare loop of the same run). BayesianDetector has no "
     "stated false-alarm rate (its N(0, 1) row): the monitor watches with ChangeDetector and "
-    "offers BOCPD for reports and offline series. The simulation is spotkit's own (no measured telemetry "
-    "is available here); the detector alone is also checked on N(0, 1) and on TCPD's "
-    "measured series (its own section).")
+    "offers BOCPD for reports and offline series. The simulation is spotkit's own (no "
+    "measured telemetry is available here); the detector alone is also checked on N(0, 1) "
+    "and on TCPD's measured series (its own section).")
 
 
 def simulate(n: int, seed: int, scenario: str | None = None, at: int = 0):
