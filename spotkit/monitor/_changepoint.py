@@ -152,11 +152,12 @@ class ChangeDetector:
     A value with ``|z|`` above ``anomaly`` (default: the two-sided normal quantile of
     ``1 / arl``) is reported as an ``"anomaly"``; every ``z`` enters the CUSUM clipped to
     ``+-clip`` (3), so one outlier alone cannot raise a change. A change is reported when a
-    statistic passes the height: its onset is the sample after that statistic was last zero
-    (the CUSUM's maximum-likelihood change time), its magnitude the mean shift since the
-    onset (in the stream's units; ``detail["sigmas"]`` in baseline sigmas), and its
-    confidence ``exp(-m / ARL(S_peak))``, the chance that a stationary stream watched for
-    ``m`` samples would not reach the peak statistic. After a change the baseline restarts
+    statistic passes the height: its onset is the split of that statistic's excursion
+    (the values since it was last zero) that best explains the excursion as a new mean
+    (maximum likelihood), its magnitude the mean shift since the onset (in the stream's
+    units; ``detail["sigmas"]`` in baseline sigmas), and its confidence
+    ``exp(-m / ARL(S_peak))``, the chance that a stationary stream watched for ``m``
+    samples would not reach the peak statistic. After a change the baseline restarts
     from the values since the onset.
 
     Each :meth:`update` costs a few microseconds of pure-Python arithmetic.
