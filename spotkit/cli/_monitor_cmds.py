@@ -249,7 +249,7 @@ def _signed(value: Any, fmt: str = "+.1f") -> str:
 
 
 def cmd_monitor_changes(args) -> int:
-    from spotkit.monitor import METRICS, events, metrics, watch_metrics
+    from spotkit.monitor import METRICS, MetricWatcher, events, metrics
 
     unknown = sorted(set(args.metric or ()) - set(METRICS))
     if unknown:
@@ -268,7 +268,14 @@ def cmd_monitor_changes(args) -> int:
     history = table[table["time"] < since]
     watched = table[table["time"] >= since]
     options = {} if args.arl is None else {"arl": args.arl}
-    found = watch_metrics(watched, history=history if len(history) else None, **options)
+    watcher = MetricWatcher(**options)  # what watch_metrics does, with the counts kept
+    if len(history):
+        watcher.model.fit(history)
+    need = watcher.min_history
+    known = {key: watcher.model.count(key[0], beamline=key[1], target=key[2])
+             for key in {(m, _label(b), _label(g)) for m, b, g in zip(
+                 watched["metric"], watched["beamline"], watched["target"], strict=True)}}
+    found = watcher.run(watched)
     if args.kind != "all":
         found = [f for f in found if f.kind == args.kind]
     found.sort(key=lambda f: (f.beamline or "", f.target or "", f.metric,
@@ -278,8 +285,10 @@ def cmd_monitor_changes(args) -> int:
             ["metric", "beamline", "target"], dropna=False, sort=True):
         mine = [f for f in found if (f.metric, f.beamline, f.target) == (
             metric, _label(beamline), _label(target))]
+        before = known.get((metric, _label(beamline), _label(target)), 0)
         streams.append({"beamline": _label(beamline), "target": _label(target),
                         "metric": metric, "values": len(part),
+                        "watched": max(0, len(part) - max(0, need - before)),
                         "changes": sum(f.kind == "change" for f in mine),
                         "anomalies": sum(f.kind == "anomaly" for f in mine)})
     if args.json:
@@ -294,7 +303,8 @@ def cmd_monitor_changes(args) -> int:
              "(e.g. --since 30d) or check that the flow records telemetry")
         return 0
     _out(f"{len(watched)} values of {len(streams)} streams {span} UTC; normal learned from "
-         f"{len(history)} earlier values and online")
+         f"{len(history)} earlier values and online (a stream is watched once normal holds "
+         f"{need} of its values: --history)")
     rows = [{"onset": _iso(f.onset if f.onset is not None else f.time),
              "beamline": f.beamline, "target": f.target, "metric": f.metric, "kind": f.kind,
              "sigma": _signed(f.magnitude),
@@ -306,7 +316,8 @@ def cmd_monitor_changes(args) -> int:
                        "confidence", "detected", "message"], width=_width(args),
                 texts=("message",)) if rows else "no change points or anomalies")
     _out("")
-    _out(_table(streams, ["beamline", "target", "metric", "values", "changes", "anomalies"]))
+    _out(_table(streams, ["beamline", "target", "metric", "values", "watched", "changes",
+                          "anomalies"]))
     return 0
 
 

@@ -72,6 +72,7 @@ def test_changes_finds_the_queue_wait_step(flow_catalog, capsys):
     assert doc["values"] == N_SCANS - 1
     (stream,) = doc["streams"]
     assert stream["values"] == N_SCANS - 1
+    assert stream["watched"] == N_SCANS - 1 - 100  # normal needs 100 values first
     assert stream["changes"] >= 1
     step = doc["findings"][0]
     assert (step["kind"], step["metric"], step["beamline"], step["target"]) == (
@@ -98,7 +99,14 @@ def test_changes_table_and_learned_history(flow_catalog, capsys):
     assert "normal learned from" in first
     assert "queue_wait on 8.3.2/perlmutter rose by" in out
     assert out.count("queue_wait") >= 2  # the finding and the stream table
-    assert "BEAMLINE  TARGET      METRIC      VALUES  CHANGES  ANOMALIES" in out
+    assert "BEAMLINE  TARGET      METRIC      VALUES  WATCHED  CHANGES  ANOMALIES" in out
+    assert main(["monitor", "changes", "--catalog", db, "--since", _iso(middle),
+                 "--history", "1d", "--metric", "queue_wait", "--json"]) == 0
+    doc = _json(capsys)
+    (stream,) = doc["streams"]
+    assert doc["history_values"] + stream["values"] == N_SCANS - 1  # scan 150 never came
+    assert doc["history_values"] > 100
+    assert stream["watched"] == stream["values"]  # normal known: watched from the start
 
 
 def test_changes_says_when_there_is_nothing_to_watch(flow_catalog, capsys):
