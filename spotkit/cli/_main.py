@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors (already printed)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     command = " ".join(filter(None, (args.command, getattr(args, "catalog_command", None),
-                                     getattr(args, "flow_command", None))))
+                                     getattr(args, "flow_command", None),
+                                     getattr(args, "monitor_command", None))))
     handler, saved = _configure_logging(args)
     try:
         with warnings.catch_warnings():

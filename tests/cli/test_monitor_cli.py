@@ -300,3 +300,35 @@ def test_quality_filters_and_empty(quality_catalog, tmp_path, capsys):
 def test_a_missing_catalog_is_named(tmp_path, capsys, action):
     assert main(["monitor", action, "--catalog", str(tmp_path / "nope.db")]) == 1
     assert "nope.db" in capsys.readouterr().err
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+
+
+def test_the_commands_on_a_postgresql_catalog(postgres_server, capsys):
+    url = postgres_server.create_database()
+    try:
+        open_catalog(url, create=True).close()
+        t = T0 + 120.0 * np.arange(60)
+        with Telemetry(url) as tel:
+            for i, ti in enumerate(t):
+                if i != 30:
+                    tel.record("complete", time=ti, beamline=BL, dataset_id=f"ds-{i}",
+                               item=f"/inbox/scan_{i:04d}.h5")
+        with Alerts([AlertRule("ops", LogChannel())], state=url) as alerts:
+            from spotkit.monitor import Finding
+
+            alerts.dispatch([Finding("gap", "scan_number", time=t[-1], beamline=BL,
+                                     message="scan 30 missing")], now=t[-1])
+        assert main(["monitor", "missing", "--catalog", url, "--at", _iso(t[-1] + 60),
+                     "--json"]) == 0
+        assert [f["kind"] for f in _json(capsys)["findings"]] == ["gap"]
+        assert main(["monitor", "alerts", "--catalog", url, "--json"]) == 0
+        assert [h["rule"] for h in _json(capsys)["history"]] == ["ops"]
+        assert main(["monitor", "changes", "--catalog", url, "--since", _iso(T0),
+                     "--json"]) == 0
+        assert _json(capsys)["streams"][0]["metric"] == "interarrival"
+        assert main(["monitor", "quality", "--catalog", url]) == 0
+        assert "no quality verdicts" in capsys.readouterr().out
+    finally:
+        postgres_server.drop_database(url)
