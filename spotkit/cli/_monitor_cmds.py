@@ -292,11 +292,15 @@ def cmd_monitor_changes(args) -> int:
                         "changes": sum(f.kind == "change" for f in mine),
                         "anomalies": sum(f.kind == "anomaly" for f in mine)})
     if args.json:
-        _json({"since": _iso(since), "until": _iso(until) or None, "values": len(watched),
+        _json({"since": _iso(since), "until": None if args.until is None else (
+                   args.until if isinstance(args.until, str) else _iso(until)),
+               "values": len(watched),
                "history_values": len(history), "streams": streams,
                "findings": _findings_json(found)})
         return 0
-    span = f"since {_iso(since)}" + (f" until {_iso(until)}" if until is not None else "")
+    # (a bare --until date includes that day: shown as given)
+    shown_until = args.until if isinstance(args.until, str) else _iso(until)
+    span = f"since {_iso(since)}" + (f" until {shown_until}" if until is not None else "")
     if not len(watched):
         where = f" of beamline {args.beamline}" if args.beamline else ""
         _out(f"no metric values{where} {span} UTC in {cat.url}; give an earlier --since "
