@@ -30,6 +30,7 @@ from spotkit.monitor._notify import EmailChannel, LogChannel, NotifyError, Webho
 from spotkit.monitor._prometheus import FlowSnapshot, MetricsServer, snapshot_from_events
 from spotkit.monitor._quality import (
     References,
+    check_new_products,
     check_outputs,
     check_product,
     select_references,
@@ -68,7 +69,8 @@ __all__ += ["LOG_METRICS", "BayesianDetector", "ChangeDetector", "Expectation", 
             "MetricWatcher", "NormalModel", "bayesian_changes", "cusum_arl", "cusum_threshold",
             "find_changes", "watch_metrics"]
 __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  # H7 quality
-            "TestResult", "check_outputs", "check_product", "compare_summaries", "configuration",
+            "TestResult", "check_new_products", "check_outputs", "check_product",
+            "compare_summaries", "configuration",
             "quality_findings", "quality_verdict",
             "quality_verdicts", "ring_metric", "robust_z", "select_references",
             "summarize_dataset", "summarize_iq", "summarize_raw_saxs", "summarize_raw_tomo",

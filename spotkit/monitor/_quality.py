@@ -316,3 +316,59 @@ def check_outputs(catalog: Any, datasets: Any, **options: Any) -> list[QualityVe
         except (SpotkitError, OSError, ValueError, KeyError) as exc:
             logger.warning("quality check of %s skipped: %s", getattr(item, "id", item), exc)
     return verdicts
+
+
+def check_new_products(catalog: Any, *, since: float | None = None, limit: int = 50,
+                       **options: Any) -> list[QualityVerdict]:
+    """Check the products registered since ``since`` that have no verdict yet, oldest first.
+
+    What the monitor beside a watcher runs at every check (``spotkit.flows.start_monitor``):
+    the keep-up checks stay off the flow's own path (a check reads the product, and for a
+    volume its raw scan), and a product registered while no monitor ran is checked at the
+    next check that covers its time. Oldest first, so each product's references are checked
+    before it; at most ``limit`` per call, the rest at the next.
+
+    Parameters
+    ----------
+    catalog : spotkit.catalog.Catalog
+    since : float, optional
+        Only products registered (ingested) at or after this UTC epoch time.
+    limit : int
+        At most this many products per call.
+    **options
+        Passed to :func:`check_product`.
+
+    Returns
+    -------
+    list of QualityVerdict
+        One per product checked (products that cannot be checked are logged and skipped,
+        as in :func:`check_outputs`).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> from spotkit.sim import simulate_tomo_scan
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = simulate_tomo_scan(work / "scan.h5", shape=(8, 4, 32), seed=0)
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> _ = cat.ingest(work / "scan.h5")
+    >>> [v.verdict for v in check_new_products(cat)], check_new_products(cat)
+    (['no reference'], [])
+    """
+    from spotkit.monitor._quality_data import QUALITY_KINDS
+
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    kinds = sorted(QUALITY_KINDS)
+    where = [f"d.kind IN ({', '.join('?' * len(kinds))})",
+             "NOT EXISTS (SELECT 1 FROM quality_checks q WHERE q.dataset_id = d.id)"]
+    params: list[Any] = list(kinds)
+    if since is not None:
+        where.append("d.ingested_at >= ?")
+        params.append(float(since))
+    with _connection(catalog) as conn:
+        ids = [row[0] for row in conn.execute(
+            f"SELECT d.id FROM datasets d WHERE {' AND '.join(where)} "  # noqa: S608
+            "ORDER BY d.ingested_at, d.seq LIMIT ?", (*params, limit)).fetchall()]
+    return check_outputs(catalog, ids, **options)
