@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from spotkit.errors import (
     CatalogError,
@@ -188,6 +189,11 @@ class Watcher(_DataSteps, _ActionSteps):
         self.telemetry = Telemetry(self.catalog, enabled=telemetry)
         self._labels: dict[str, dict] = {}
         self._ready: dict[str, float] = {}
+        # actions with a queue-wait budget: their routers (spotkit.monitor.Router)
+        self._routers: dict[str, Any] = {}
+        self._route_lock = threading.Lock()
+        self._route_cache: tuple[float, float, Any] | None = None
+        self._run_targets: dict[str, str] = {}
         self._backfilled = False  # events a killed watcher had not written: rebuilt once
 
     # -- passes -----------------------------------------------------------------------

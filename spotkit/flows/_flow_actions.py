@@ -6,8 +6,11 @@ adopted, a batch job it submitted is followed, a stale local run is closed and r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
+from typing import Any
 
 from spotkit.errors import (
     JobFailedError,
@@ -20,8 +23,32 @@ from spotkit.flows._outcomes import PassReport, _Outage, _RunFailed
 
 logger = logging.getLogger("spotkit.flows._flow")
 
+#: seconds the telemetry read for routing decisions is reused
+ROUTE_REFRESH = 2.0
+
+
+def target_labels(rules, target: str) -> list[str]:
+    """How a rules target appears in the telemetry: its name, and its compute target's
+    name (its batch jobs record that) unless another target of the rules has the same kind
+    (two Slurm targets, a regular and a realtime QOS, both record ``slurm``)."""
+    labels = [target]
+    kind = rules.targets[target].get("kind")
+    if any(s.get("kind") == kind for n, s in rules.targets.items() if n != target):
+        return labels
+    try:
+        name = rules.target(target).name
+    except Exception as exc:  # a target that cannot be built here fails when it is used
+        logger.debug("routing: no compute name for %s: %s", target, exc)
+        return labels
+    return labels if name in labels else [*labels, name]
+
 
 class _ActionSteps(_WatcherBase):
+    _routers: dict[str, Any]  # action key: its spotkit.monitor.Router (queue budget)
+    _run_targets: dict[str, str]  # run id: the rules target its batch job was sent to
+    _route_lock: threading.Lock
+    _route_cache: tuple[float, float, Any] | None  # (read at, window, events)
+
     # -- processing -------------------------------------------------------------------
 
     def _action_step(self, action) -> str:
@@ -32,10 +59,98 @@ class _ActionSteps(_WatcherBase):
         kind = (action.target_settings or {}).get("kind", "local")
         return kind == "local" and self.local_in_process
 
-    def _context(self, item: Item, action) -> dict:
-        """What a run records about why the flow started it (``Run.context``)."""
-        return {"flow": {**action.provenance(), "item": item.key, "path": str(item.path),
-                         "watcher": self.journal.owner}}
+    def _context(self, item: Item, action, route: dict | None = None) -> dict:
+        """What a run records about why the flow started it (``Run.context``); ``route``:
+        why it runs on its fallback target (or was sent to its own as a probe)."""
+        out = {"flow": {**action.provenance(), "item": item.key, "path": str(item.path),
+                        "watcher": self.journal.owner}}
+        if route is not None:
+            out["flow"]["route"] = route
+        return out
+
+    # -- routing: a batch queue over its budget sends the action to its fallback ------
+
+    def _router(self, action):
+        """The :class:`spotkit.monitor.Router` of an action with a queue-wait budget (made
+        on first use, in the state the last ``reroute`` event of the action left)."""
+        from spotkit.monitor import Router
+
+        router = self._routers.get(action.key)
+        if router is None:
+            route = action.route
+            router = Router(action.target, route.fallback, budget=route.budget,
+                            recover=route.recover, labels=target_labels(self.rules,
+                                                                        action.target))
+            last = self._route_events(router.window)
+            mine = last[(last["step"] == "reroute") & (last["target"] == action.target)]
+            for t, detail in zip(mine["time"], mine["detail"], strict=True):
+                if isinstance(detail, dict) and detail.get("action") == action.key:
+                    router.rerouted = detail.get("direction") == "away"
+                    router.since = float(t)
+            self._routers[action.key] = router
+        return router
+
+    def _route_events(self, window: float):
+        """The telemetry of the last ``window`` seconds (read at most every few seconds);
+        the events of the batch jobs this watcher submitted carry the rules' target name
+        (a job records its compute target's, which two targets of one kind share)."""
+        from spotkit.monitor import events
+
+        now = time.time()
+        cached = self._route_cache
+        if cached is None or now - cached[0] > ROUTE_REFRESH or cached[1] < window:
+            df = events(self.catalog, since=now - window)
+            if len(df) and self._run_targets:
+                named = df["run_id"].map(self._run_targets)
+                df["target"] = named.where(named.notna(), df["target"])
+            cached = self._route_cache = (now, window, df)
+        return cached[2]
+
+    def _routed(self, item: Item, ds, action):
+        """``(action, route)``: the action on the target its queue budget allows now, and
+        the decision as the run's context records it (None: the action has no budget)."""
+        if action.route is None:
+            return action, None
+        try:
+            with self._route_lock:
+                router = self._router(action)
+                now = time.time()
+                decision = router.decide(self._route_events(router.window), now)
+                if decision.switched:
+                    self._route_switched(item, ds, action, decision, now)
+        except Exception as exc:  # routing never stops the flow: the action's own target
+            logger.warning("routing of %s failed, using its target %s: %s", action.key,
+                           action.target, exc)
+            return action, None
+        route = decision.as_dict()
+        if decision.target == action.target:
+            return action, (route if decision.rerouted else None)
+        settings = dict(self.rules.targets[decision.target])
+        return dataclasses.replace(action, target=decision.target, target_settings=settings,
+                                   concurrency=int(settings.get("concurrency", 1))), route
+
+    def _route_switched(self, item: Item, ds, action, decision, now: float) -> None:
+        """Record and log a switch (the monitor reports it as a ``reroute`` finding)."""
+        self._route_cache = None  # the next decision reads the event it wrote
+        direction = "away" if decision.rerouted else "back"
+        self._event(item, "reroute", time=now, dataset_id=ds.id, beamline=ds.beamline,
+                    target=action.target, value=decision.view.wait,
+                    detail={"action": action.key, "direction": direction,
+                            "fallback": decision.fallback, "budget": decision.budget,
+                            "reason": decision.reason, **decision.view.as_dict()},
+                    key=f"route|{action.key}|{now:.6f}")
+        self.telemetry.flush()
+        self._log(logging.WARNING if decision.rerouted else logging.INFO, "reroute", item,
+                  action=action.key, to=decision.target, reason=decision.reason)
+
+    def _as_run(self, action, run):
+        """The action on the target an earlier run of it used (it may have been routed)."""
+        used = ((run.context or {}).get("flow") or {}).get("target")
+        if not used or used == action.target or used not in self.rules.targets:
+            return action
+        settings = dict(self.rules.targets[used])
+        return dataclasses.replace(action, target=used, target_settings=settings,
+                                   concurrency=int(settings.get("concurrency", 1)))
 
     def _our_runs(self, item: Item, ds, action) -> list:
         """Catalog runs the flow started for this action on this dataset (any watcher)."""
@@ -53,29 +168,30 @@ class _ActionSteps(_WatcherBase):
         rec = self.journal.step(item.key, step)
         if rec is not None and rec.state == "done":
             return
-        local = self._is_local(action)
         if rec is not None:
             # a previous attempt (perhaps by a watcher that died): look at its effect first
             for run in self._our_runs(item, ds, action):
                 if run.state == "completed":
                     self.journal.finish_step(item.key, step, result={
                         "run_id": run.id, "outputs": list(run.outputs), "adopted": True,
-                        "provenance": action.provenance()})
+                        "provenance": self._as_run(action, run).provenance()})
                     self._log(logging.INFO, "adopted-run", item, step=step, run=run.id,
                               dataset=ds.id)
                     return
             for run in self._our_runs(item, ds, action):
                 if run.state not in ("queued", "running"):
                     continue
-                if local:
+                if self._is_local(self._as_run(action, run)):
                     # its process died with the previous watcher: close it, run anew
                     self.catalog.finish_run(
                         run.id, state="cancelled", error_name="WatcherDied",
                         error_message="the watcher running it stopped; the flow runs it again")
                     self._log(logging.WARNING, "cancelled-stale-run", item, run=run.id)
                 else:
-                    self._wait_remote(item, ds, action, run.id)
+                    self._wait_remote(item, ds, self._as_run(action, run), run.id)
                     return
+        action, route = self._routed(item, ds, action)
+        local = self._is_local(action)
         sem = self._semaphore(action.target, action.concurrency)
         # a local action waits from when the dataset was ready for it (its data in place,
         # or its previous action done, in this pass): behind the other datasets' earlier
@@ -83,7 +199,8 @@ class _ActionSteps(_WatcherBase):
         queued, result = self._ready.get(item.key, time.time()), None
         try:
             with sem:
-                result = self._step(item, step, lambda: self._execute(item, ds, action, local),
+                result = self._step(item, step,
+                                    lambda: self._execute(item, ds, action, local, route),
                                     provenance=action.provenance())
         except BaseException as exc:
             if local:
@@ -103,7 +220,7 @@ class _ActionSteps(_WatcherBase):
                     detail={"rule": action.rule, "action": action.name, "stage": action.stage},
                     key=f"run|{run_id}|queued")
 
-    def _execute(self, item: Item, ds, action, local: bool):
+    def _execute(self, item: Item, ds, action, local: bool, route: dict | None = None):
         self._fault("run.before")
         if local:
             from spotkit.runs import run_notebook
@@ -112,7 +229,7 @@ class _ActionSteps(_WatcherBase):
             res = run_notebook(action.notebook_path, ds.id, parameters=dict(action.parameters),
                                catalog=self.catalog, target=action.target,
                                cell_timeout=self.cell_timeout,
-                               context=self._context(item, action))
+                               context=self._context(item, action, route))
             run_id, outputs = res.run_id, [o.id for o in res.outputs]
         else:
             from spotkit.compute import submit
@@ -121,9 +238,11 @@ class _ActionSteps(_WatcherBase):
                 job = submit(action.notebook_path, ds.id,
                              target=self.rules.target(action.target),
                              parameters=dict(action.parameters), catalog=self.catalog,
-                             context=self._context(item, action))
+                             context=self._context(item, action, route))
             except SubmitError as exc:
                 raise _Outage(f"target {action.target}: {exc}") from exc
+            if job.run_id is not None:
+                self._run_targets[job.run_id] = action.target
             self._fault("run.started")
             run = self._follow(job, action)
             run_id, outputs = run.id, list(run.outputs)

@@ -54,6 +54,7 @@ from spotkit.flows._rules_checks import (
 from spotkit.flows._rules_objects import (
     Action,
     RetryPolicy,
+    Route,
     Rule,
     RuleProblem,
     Rules,
@@ -75,6 +76,7 @@ __all__ = [
     "DEFAULT_STAGES",
     "Action",
     "RetryPolicy",
+    "Route",
     "Rule",
     "RuleProblem",
     "Rules",
@@ -231,6 +233,10 @@ def _build(doc: DocumentSpec, data: Mapping, notebooks: Notebooks
                      "after": list(after)}
             if spec.retry is not None:
                 canon["retry"] = policy.to_dict()
+            route = None
+            if spec.queue_budget is not None and spec.fallback is not None:
+                route = Route(float(spec.queue_budget), spec.fallback, float(spec.recover))
+                canon.update(route.to_dict())
             canon_actions.append(canon)
             actions.append({
                 "name": spec.name, "notebook": spec.notebook,
@@ -238,7 +244,8 @@ def _build(doc: DocumentSpec, data: Mapping, notebooks: Notebooks
                 "parameters": copy.deepcopy(dict(spec.parameters or {})), "stage": stage,
                 "stage_index": stages.index(stage), "after": tuple(after), "target": target,
                 "target_settings": dict(targets[target]),
-                "concurrency": targets[target]["concurrency"], "retry": policy})
+                "concurrency": targets[target]["concurrency"], "retry": policy,
+                "route": route})
         canon_rule: dict[str, Any] = {"name": rule.name, "match": rule.match.criteria(),
                                       "actions": canon_actions}
         if rule.description is not None:

@@ -49,7 +49,7 @@ __all__ = ["AlertSpec", "alert_canonical", "alert_rules", "check_alert_names"]
 
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEVERITIES = ("info", "warning", "critical")
-_KINDS = ("change", "anomaly", "quiet", "gap", "missing", "stuck", "quality")
+_KINDS = ("change", "anomaly", "quiet", "gap", "missing", "stuck", "quality", "reroute")
 _CHANNELS = ("log", "email", "webhook")
 
 

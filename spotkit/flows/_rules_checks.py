@@ -235,6 +235,12 @@ def check_references(data: Any) -> list[Finding]:
                                    f"{defined or 'the targets'} (or set defaults.target)"))
             elif isinstance(target, str) and defined is not None and target not in defined:
                 out.append(Finding((*loc, "target"), unknown_target(target)))
+            fallback = spec.get("fallback")
+            if isinstance(fallback, str) and defined is not None and fallback not in defined:
+                out.append(Finding((*loc, "fallback"), unknown_target(fallback)))
+            elif isinstance(fallback, str) and target is None and fallback == default:
+                out.append(Finding((*loc, "fallback"), f"the fallback {fallback!r} is the "
+                                   "action's own target (defaults.target): name a faster one"))
             actions.append((aname, stage))
             specs.append((j, spec))
         for k, (j, spec) in enumerate(specs):

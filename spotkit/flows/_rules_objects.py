@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Action", "RetryPolicy", "Rule", "RuleProblem", "Rules", "digest"]
+__all__ = ["Action", "RetryPolicy", "Route", "Rule", "RuleProblem", "Rules", "digest"]
 
 log = logging.getLogger("spotkit.flows._rules")
 
@@ -119,6 +119,35 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class Route:
+    """An action's queue-wait budget on its target, and where it goes while that is exceeded.
+
+    Attributes
+    ----------
+    budget : float
+        Seconds the action may wait in its target's queue (``queue_budget``).
+    fallback : str
+        The faster target (``fallback``) that takes the action meanwhile.
+    recover : float
+        The action goes back when the queue wait is below ``recover * budget``.
+
+    Examples
+    --------
+    >>> Route(600.0, "local").to_dict()
+    {'queue_budget': 600.0, 'fallback': 'local', 'recover': 0.5}
+    """
+
+    budget: float
+    fallback: str
+    recover: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        """The route as written in a rules file (seconds)."""
+        return {"queue_budget": self.budget, "fallback": self.fallback,
+                "recover": self.recover}
+
+
+@dataclass(frozen=True)
 class Action:
     """One notebook run that the rules ask for, for one dataset.
 
@@ -150,6 +179,8 @@ class Action:
     retry : RetryPolicy
     rules_version : str
         Short digest of the rules that produced the action, for provenance.
+    route : Route or None
+        Its queue-wait budget and fallback target (``queue_budget``, ``fallback``).
     """
 
     rule: str
@@ -165,6 +196,7 @@ class Action:
     concurrency: int
     retry: RetryPolicy
     rules_version: str
+    route: Route | None = None
 
     @property
     def key(self) -> str:

@@ -226,11 +226,23 @@ class MatchSpec(_Spec):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+def _budget(value: Any) -> float:
+    from spotkit.monitor import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not seconds > 0:
+        raise _fail(f"{show(value)}: a queue-wait budget is a duration > 0 (90s, 10m, 1h)")
+    return seconds
+
+
 class ActionSpec(_Spec):
     """One notebook run of a rule."""
 
     what = ("an action is a mapping with name, notebook, target, stage, parameters, after "
-            "(and retry)")
+            "(and retry; queue_budget with fallback)")
     noun = "action field"
     name: str = Field(min_length=1, pattern=_NAME, description="every action needs a name: "
                       "a non-empty string without '/'")
@@ -243,6 +255,25 @@ class ActionSpec(_Spec):
     after: Annotated[Any, BeforeValidator(_names)] = Field(
         None, description="an action or stage name of this rule, or a list of them")
     retry: RetrySpec | None = None
+    queue_budget: Annotated[Any, BeforeValidator(_budget)] = Field(
+        None, description="queue_budget is a duration (90s, 10m, 1h): how long the action "
+        "may wait in its target's queue before it goes to its fallback")
+    fallback: str | None = Field(None, min_length=1, description="the name of a target under "
+                                 "'targets' that takes the action while its target's queue "
+                                 "wait is over queue_budget")
+    recover: float = Field(0.5, gt=0, lt=1, description="recover is a number between 0 and "
+                           "1: the action goes back when the queue wait is below recover x "
+                           "queue_budget")
+
+    @model_validator(mode="after")
+    def _budget_and_fallback(self) -> ActionSpec:
+        if (self.queue_budget is None) != (self.fallback is None):
+            raise _fail("give queue_budget and fallback together (e.g. queue_budget: 10m, "
+                        "fallback: local), or neither")
+        if self.fallback is not None and self.fallback == self.target:
+            raise _fail(f"the fallback {self.fallback!r} is the action's own target: name a "
+                        "faster one (local, or a realtime QOS target)")
+        return self
 
 
 class RuleSpec(_Spec):

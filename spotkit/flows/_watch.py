@@ -358,6 +358,22 @@ class _FlowView:
             self._journal = None
 
 
+def _routed_targets(watcher: Any) -> list[tuple[list[str], float]]:
+    """``(labels, budget)`` of each target that an action with a queue budget uses: its
+    rules name and its compute target's name (its jobs' events carry that), the smallest
+    budget."""
+    budgets: dict[str, float] = {}
+    for rule in watcher.rules.rules:
+        for action in rule.actions:
+            if action.route is not None:
+                budgets[action.target] = min(action.route.budget,
+                                             budgets.get(action.target, float("inf")))
+    from spotkit.flows._flow_actions import target_labels
+
+    return [(target_labels(watcher.rules, target), budget)
+            for target, budget in budgets.items()]
+
+
 def start_monitor(watcher: Any, *, metrics_port: int | None = None,
                   metrics_host: str = "127.0.0.1", period: float = 30.0,
                   schedule: Any = None, history: float = 7 * 86400.0) -> Any:
@@ -367,7 +383,9 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
     checked for missing data (a quiet beamline, scan number gaps, datasets without the
     products their rules promise, stuck transfers and jobs: see
     :class:`spotkit.monitor.MissingData`) and for changes and anomalies of the metric streams
-    (:func:`spotkit.monitor.watch_metrics`), the failed quality checks of new products are
+    (:func:`spotkit.monitor.watch_metrics`; for a target that an action with a
+    ``queue_budget`` uses, also :func:`spotkit.monitor.queue_change_findings`, and the flow's
+    switches to its fallback as ``reroute`` findings), the failed quality checks of new products are
     read (:func:`spotkit.monitor.quality_findings`), the findings go through the ``alerts:`` of the
     watcher's rules (state kept in the catalog, so a restart does not alert twice), and
     the Prometheus endpoint (``metrics_port``) shows the flow's counters and gauges.
@@ -437,9 +455,22 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
         """Products that failed their keep-up quality checks."""
         return monitor.quality_findings(watcher.catalog, since=now - 2 * period - 300)
 
+    routed = _routed_targets(watcher)
+
+    def routing(ev: Any, now: float) -> list:
+        """The flow's switches to fallback targets, and the change points of the queue
+        waits of the targets that have a queue-wait budget."""
+        if not len(ev):
+            return []
+        out = monitor.reroute_findings(ev)
+        for labels, budget in routed:
+            out += monitor.queue_change_findings(ev, labels, budget=budget)
+        return out
+
     loop = monitor.MonitorLoop(
         events, missing=monitor.MissingData(schedule=schedule, promised=view.promised),
-        detectors=[changes, quality], alerts=alerts, metrics=metrics,
+        detectors=[changes, quality, *([routing] if routed else [])], alerts=alerts,
+        metrics=metrics,
         flow_state=view.state, period=period, history=history, on_stop=[view.close])
     logger.info("monitor: checks every %.0f s, %d alert rule(s)%s", period, len(rules.alerts),
                 f", metrics at {metrics.url}" if metrics is not None else "")

@@ -52,6 +52,14 @@ from spotkit.monitor._quality_summary import (
 )
 from spotkit.monitor._quality_tests import TestResult, compare_summaries, robust_z
 from spotkit.monitor._report import format_turnaround, plot_turnaround, turnaround
+from spotkit.monitor._routing import (
+    QueueView,
+    RouteDecision,
+    Router,
+    queue_change_findings,
+    queue_view,
+    reroute_findings,
+)
 from spotkit.monitor._service import MonitorLoop
 from spotkit.monitor._streams import MetricWatcher, watch_metrics
 from spotkit.monitor._telemetry import EVENT_COLUMNS, STEPS, Telemetry, record, telemetry_for
@@ -75,3 +83,5 @@ __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  
             "quality_verdicts", "ring_metric", "robust_z", "select_references",
             "summarize_dataset", "summarize_iq", "summarize_raw_saxs", "summarize_raw_tomo",
             "summarize_volume"]
+__all__ += ["QueueView", "RouteDecision", "Router", "queue_change_findings",  # H8 routing
+            "queue_view", "reroute_findings"]
