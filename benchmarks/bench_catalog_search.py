@@ -476,7 +476,7 @@ def bench_postgres(args) -> list[tuple]:
         print(f"PostgreSQL {version}, psycopg {psycopg.__version__}")
         n = args.n
         if filled:
-            n = filled
+            n = args.n = filled  # the table's title says how many there are
             print(f"PostgreSQL: reusing the {n:,} datasets already in {url}")
         else:
             t = time.perf_counter()
@@ -564,8 +564,7 @@ def main(argv=None) -> None:
     if args.backend in ("postgresql", "both"):
         results["PostgreSQL"] = bench_postgres(args)
     for title, rows in results.items():
-        print_table(f"{title}, {args.n:,} datasets" if title == "SQLite" or not args.pg_url
-                    else title, rows, target=title == "PostgreSQL")
+        print_table(f"{title}, {args.n:,} datasets", rows, target=title == "PostgreSQL")
     if len(results) == 2:
         a, b = results["SQLite"], results["PostgreSQL"]
         both = [(x, y) for x, y in zip(a, b, strict=True) if y[3] is None or y[3] == y[1]]
