@@ -60,6 +60,7 @@ from spotkit.monitor._routing import (
     queue_view,
     reroute_findings,
 )
+from spotkit.monitor._segment import segment
 from spotkit.monitor._service import MonitorLoop
 from spotkit.monitor._streams import MetricWatcher, watch_metrics
 from spotkit.monitor._telemetry import EVENT_COLUMNS, STEPS, Telemetry, record, telemetry_for
@@ -85,3 +86,4 @@ __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  
             "summarize_volume"]
 __all__ += ["QueueView", "RouteDecision", "Router", "queue_change_findings",  # H8 routing
             "queue_view", "reroute_findings"]
+__all__ += ["segment"]  # H10 offline segmentation
