@@ -38,9 +38,10 @@ def segment(values: npt.ArrayLike, times: npt.ArrayLike | None = None, *,
     candidate locations from seeded binary segmentation (Kovacs et al. 2023: the best split
     of each seeded interval whose gain passes half the penalty), then each change is moved
     to the best split between its neighbours. O(n log n): 10^5 values in well under a
-    second. Where changes are isolated (a few per seeded interval) this is the exact
-    optimum; on long staircases (a trend cut into many steps) it may keep fewer steps
-    than the exact optimum. The parts:
+    second. On piecewise-constant series this is usually the exact optimum (it matched
+    exhaustive optimal partitioning in 132 of 133 random test series); on long staircases
+    (a trend cut into many steps) it may keep fewer steps than the exact optimum. The
+    parts:
 
     - **cost**: the Gaussian log-likelihood of a segment with its own mean,
       ``sum((x - mean)^2) / s^2`` (on the -2 log-likelihood scale);
@@ -73,6 +74,11 @@ def segment(values: npt.ArrayLike, times: npt.ArrayLike | None = None, *,
     drop in cost that the change brings between its neighbouring changes and ``p`` the
     penalty it pays: the Schwarz (BIC) approximation of the posterior probability of the
     change against no change there, even odds at the penalty.
+
+    False changes, measured on simulated noise with the defaults: i.i.d. N(0, 1), 1 change
+    in 1,600 series of 50 to 20,000 values; AR(1) noise of 2,000 values, about 0.1 per
+    series at phi 0.8 and 0.4 at phi 0.9 (the long-run variance is an asymptotic
+    correction).
 
     Parameters
     ----------
