@@ -20,6 +20,17 @@ the ``full`` reconstruction), and rules. Each rule matches datasets by beamline 
              parameters: {n_slices: 3}}
           - {name: recon, notebook: tomo_recon, stage: full, after: preview,
              target: cluster, parameters: {binning: 2}}
+      - name: tomo-733
+        match: {beamline: "7.3.3", kind: tomo/raw}
+        actions:
+          # while the cluster's queue wait is over 10 min, previews run locally
+          - {name: preview, notebook: tomo_quicklook, stage: preview, target: cluster,
+             queue_budget: 10m, fallback: local}
+
+An action with a ``queue_budget`` (a duration) and a ``fallback`` (another defined target)
+goes to the fallback while its target's queue wait, as the telemetry measures it, is over
+the budget, and back when it is below ``recover`` (default 0.5) times the budget
+(:class:`spotkit.monitor.Router`); each run records why in its context.
 
 :func:`load_rules` validates the whole file on load and reports every problem at once in
 one :class:`~spotkit.errors.RulesError`, each problem with its file, line, rule, action and

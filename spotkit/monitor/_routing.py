@@ -12,10 +12,10 @@ The answer comes from the telemetry alone (this module reads no catalog):
 - :class:`Router` turns the view into a :class:`RouteDecision` with hysteresis: it moves
   to the fallback when the estimate exceeds the budget, and back only when the median of
   the last ``min_samples`` waits measured since the move is below ``recover`` times the
-  budget,
-  no job has waited that long, and ``hold`` seconds have passed. While it is rerouted and
-  nothing measures the queue, it sends one action to the batch target every ``probe``
-  seconds, so it learns when the queue recovers.
+  budget, no job has waited that long, and ``hold`` seconds have passed. While it is
+  rerouted and nothing measures the queue, it sends one action to the batch target every
+  ``probe`` seconds, so it learns when the queue recovers; after a fast probe, the next
+  actions go there as probes too until the move back is confirmed (or a wait is slow).
 - :func:`reroute_findings` gives the monitor's view of the switches the flow recorded
   (telemetry step ``reroute``): one :class:`~spotkit.monitor.Finding` of kind ``"reroute"``
   per switch, which alert rules can send; :func:`queue_change_findings` reports the change
@@ -236,7 +236,8 @@ class Router:
         Least seconds between two switches (default: ``budget``).
     probe : float, optional
         While rerouted, send one action to the primary when no wait has been measured there
-        for this many seconds (default: ``2 * budget``; 0: never probe).
+        for this many seconds (default: ``2 * budget``; 0: never probe); after a probe
+        that waited less than ``recover * budget``, send the next ones there too.
     window : float, optional
         Seconds of telemetry that count (default: ``max(3600, 20 * budget)``).
     rerouted : bool
@@ -350,6 +351,13 @@ class Router:
             return self._keep(view, self.primary, True,
                               f"probe: no queue wait measured on {self.primary} for "
                               f"{_fmt(now - last)}")
+        if (self.probe > 0 and fresh and fresh[-1] <= limit
+                and (view.oldest_queued is None or view.oldest_queued <= limit)):
+            # the last probe was fast: confirm with more (the move back needs min_samples)
+            self._probed = now
+            return self._keep(view, self.primary, True,
+                              f"probe: the last wait on {self.primary} was "
+                              f"{_fmt(fresh[-1])}, below {_fmt(limit)}: confirming")
         return self._keep(view, self.fallback, False,
                           f"queue wait on {self.primary} {_fmt(view.wait)} (budget "
                           f"{_fmt(self.budget)}, back below {_fmt(limit)})")
@@ -419,11 +427,12 @@ def reroute_findings(events: Any) -> list[Finding]:
 
 def queue_change_findings(events: Any, targets: Iterable[str], *,
                           budget: float | None = None, warmup: int = 8,
-                          arl: float = 10_000.0) -> list[Finding]:
+                          arl: float = 10_000.0, clip: float = 4.0) -> list[Finding]:
     """Change points of one target's queue wait (log scale), newest knowledge first.
 
     The queue waits measured on ``targets`` (the labels of one batch target) are watched
-    by :func:`spotkit.monitor.find_changes` on ``log(wait)`` (queue waits vary by factors).
+    by :func:`spotkit.monitor.find_changes` on ``log(max(wait, floor))`` (queue waits vary
+    by factors; ``floor`` is 1 % of the budget, or 1 s).
     A rise is a ``warning`` (if ``budget`` is given: only a rise to above it), a fall
     ``info``; the onset is the change's first slow job (when it was queued).
 
@@ -435,8 +444,10 @@ def queue_change_findings(events: Any, targets: Iterable[str], *,
         Labels of the target.
     budget : float, optional
         The routing budget: a rise that stays within it is ``info``.
-    warmup, arl
-        Options of :class:`spotkit.monitor.ChangeDetector`.
+    warmup, arl, clip
+        Options of :class:`spotkit.monitor.ChangeDetector`; ``clip=4`` (its default is 3):
+        two jobs in a row far above the baseline confirm a change (queue waits come one
+        per job, often minutes apart), one alone does not.
 
     Returns
     -------
@@ -469,8 +480,11 @@ def queue_change_findings(events: Any, targets: Iterable[str], *,
     waits = q["value"].to_numpy(dtype=float)
     times = q["time"].to_numpy(dtype=float)
     out = []
-    for f in find_changes(np.log(np.maximum(waits, 1.0)), times, metric="queue_wait",
-                          warmup=warmup, arl=arl):
+    # waits far below the budget are all "no wait" (a floor keeps log(0.01 s) from
+    # looking like a change against log(0.001 s))
+    floor = budget / 100.0 if budget is not None else 1.0
+    for f in find_changes(np.log(np.maximum(waits, floor)), times, metric="queue_wait",
+                          warmup=warmup, arl=arl, clip=clip):
         onset_i = int(f.detail.get("onset_index", 0))
         before = float(np.median(waits[max(0, onset_i - warmup):onset_i])) if onset_i else None
         after = float(np.median(waits[onset_i:int(f.detail.get("index", onset_i)) + 1]))

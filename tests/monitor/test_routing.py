@@ -121,6 +121,14 @@ def test_router_probes_the_primary_while_rerouted_and_nothing_measures_it():
     measured = frame(jobs([400], start=250))
     assert r.decide(measured, now=700).target == "local"  # last sample at 650
     assert r.decide(measured, now=900).probe
+    # a fast probe: the next actions go there too until the move back is confirmed
+    fast = frame(jobs([400], start=250) + jobs([10], start=900, prefix="p"))
+    d = r.decide(fast, now=950)
+    assert (d.target, d.probe) == ("hpc", True)
+    assert "confirming" in d.reason
+    fast = frame(jobs([400], start=250) + jobs([10, 12, 11], start=900, every=60, prefix="p"))
+    d = r.decide(fast, now=1100)
+    assert (d.target, d.switched, d.rerouted) == ("hpc", True, False)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
