@@ -174,6 +174,13 @@ def _add_find_parsers(msub, common) -> None:
                    help="only this metric (repeat for more); default: all")
     c.add_argument("--kind", choices=("all", "change", "anomaly"), default="all",
                    help="which findings to list (default: %(default)s)")
+    c.add_argument("--method", choices=("online", "offline"), default="online",
+                   help="online: the watcher's detectors (model of normal, CUSUM, anomalies); "
+                   "offline: segment each stream's whole period at once (changes only; "
+                   "for reports and short streams). Default: %(default)s")
+    c.add_argument("--min-history", type=_whole(3, "--min-history 50"), default=100,
+                   metavar="N", help="online: values of a stream normal needs before the "
+                   "stream is watched (default: %(default)s)")
     c.add_argument("--arl", type=_positive("--arl 20000"), default=None, metavar="N",
                    help="values between false alarms the detectors are calibrated for "
                    "(default: the watcher's, 20000)")
@@ -267,15 +274,26 @@ def cmd_monitor_changes(args) -> int:
         table = table[table["metric"].isin(args.metric)]
     history = table[table["time"] < since]
     watched = table[table["time"] >= since]
-    options = {} if args.arl is None else {"arl": args.arl}
-    watcher = MetricWatcher(**options)  # what watch_metrics does, with the counts kept
-    if len(history):
-        watcher.model.fit(history)
-    need = watcher.min_history
-    known = {key: watcher.model.count(key[0], beamline=key[1], target=key[2])
-             for key in {(m, _label(b), _label(g)) for m, b, g in zip(
-                 watched["metric"], watched["beamline"], watched["target"], strict=True)}}
-    found = watcher.run(watched)
+    if args.method == "offline":
+        found = _segment_streams(table, since)
+        watched_n: dict[tuple, int] = {}
+        note = (f"offline segmentation of each stream's {len(table)} values "
+                f"(from --history before)")
+    else:
+        options: dict[str, Any] = {"min_history": args.min_history}
+        if args.arl is not None:
+            options["arl"] = args.arl
+        watcher = MetricWatcher(**options)  # what watch_metrics does, with the counts kept
+        if len(history):
+            watcher.model.fit(history)
+        need = watcher.min_history
+        known = {key: watcher.model.count(key[0], beamline=key[1], target=key[2])
+                 for key in {(m, _label(b), _label(g)) for m, b, g in zip(
+                     watched["metric"], watched["beamline"], watched["target"], strict=True)}}
+        found = watcher.run(watched)
+        watched_n = {key: -max(0, need - before) for key, before in known.items()}
+        note = (f"normal learned from {len(history)} earlier values and online (a stream is "
+                f"watched once normal holds {need} of its values: --history, --min-history)")
     if args.kind != "all":
         found = [f for f in found if f.kind == args.kind]
     found.sort(key=lambda f: (f.beamline or "", f.target or "", f.metric,
@@ -283,16 +301,16 @@ def cmd_monitor_changes(args) -> int:
     streams = []
     for (metric, beamline, target), part in watched.groupby(
             ["metric", "beamline", "target"], dropna=False, sort=True):
-        mine = [f for f in found if (f.metric, f.beamline, f.target) == (
-            metric, _label(beamline), _label(target))]
-        before = known.get((metric, _label(beamline), _label(target)), 0)
-        streams.append({"beamline": _label(beamline), "target": _label(target),
-                        "metric": metric, "values": len(part),
-                        "watched": max(0, len(part) - max(0, need - before)),
+        key = (metric, _label(beamline), _label(target))
+        mine = [f for f in found if (f.metric, f.beamline, f.target) == key]
+        streams.append({"beamline": key[1], "target": key[2], "metric": metric,
+                        "values": len(part),
+                        "watched": max(0, len(part) + watched_n.get(key, 0)),
                         "changes": sum(f.kind == "change" for f in mine),
                         "anomalies": sum(f.kind == "anomaly" for f in mine)})
     if args.json:
-        _json({"since": _iso(since), "until": None if args.until is None else (
+        _json({"method": args.method, "since": _iso(since),
+               "until": None if args.until is None else (
                    args.until if isinstance(args.until, str) else _iso(until)),
                "values": len(watched),
                "history_values": len(history), "streams": streams,
@@ -306,14 +324,13 @@ def cmd_monitor_changes(args) -> int:
         _out(f"no metric values{where} {span} UTC in {cat.url}; give an earlier --since "
              "(e.g. --since 30d) or check that the flow records telemetry")
         return 0
-    _out(f"{len(watched)} values of {len(streams)} streams {span} UTC; normal learned from "
-         f"{len(history)} earlier values and online (a stream is watched once normal holds "
-         f"{need} of its values: --history)")
+    _out(f"{len(watched)} values of {len(streams)} streams {span} UTC; {note}")
     rows = [{"onset": _iso(f.onset if f.onset is not None else f.time),
              "beamline": f.beamline, "target": f.target, "metric": f.metric, "kind": f.kind,
-             "sigma": _signed(f.magnitude),
+             "sigma": _sigmas(f),
              "factor": _signed(f.detail.get("factor"), ".3g"),
-             "confidence": _signed(f.confidence, ".3f"), "detected": _iso(f.time),
+             "confidence": _signed(f.confidence, ".3f"),
+             "detected": "" if _offline(f) else _iso(f.time),
              "message": f.message} for f in found]
     _out("")
     _out(_table(rows, ["onset", "beamline", "target", "metric", "kind", "sigma", "factor",
@@ -323,6 +340,56 @@ def cmd_monitor_changes(args) -> int:
     _out(_table(streams, ["beamline", "target", "metric", "values", "watched", "changes",
                           "anomalies"]))
     return 0
+
+
+def _offline(f: Any) -> bool:
+    return f.detail.get("method") == "segment"
+
+
+def _sigmas(f: Any) -> str:
+    """The size of a finding in sigmas (of the model of normal online, of the stream's noise
+    offline); '>999' where the noise is about nil (values that hardly vary)."""
+    sig = f.detail.get("sigmas") if _offline(f) else f.magnitude
+    if sig is not None and sig == sig and abs(sig) > 999:
+        return ">999" if sig > 0 else "<-999"
+    return _signed(sig)
+
+
+def _segment_streams(table: Any, since: float) -> list:
+    """Offline change points of each stream (:func:`spotkit.monitor.segment`; durations,
+    rates and sizes in log space), those with their onset at or after ``since``."""
+    import dataclasses
+    import math
+
+    import numpy as np
+
+    from spotkit.monitor import LOG_METRICS, segment
+
+    out = []
+    for (metric, beamline, target), part in table.sort_values("time", kind="stable").groupby(
+            ["metric", "beamline", "target"], dropna=False, sort=True):
+        values = part["value"].to_numpy(dtype=float)
+        log = metric in LOG_METRICS
+        if log:
+            values = np.log(np.maximum(values, 1.0))
+        where = "/".join(x for x in (_label(beamline), _label(target)) if x) or "all"
+        for f in segment(values, part["time"].to_numpy(dtype=float), metric=str(metric)):
+            if f.onset is None or f.onset < since:
+                continue
+            a, b = f.detail["before"], f.detail["after"]
+            detail = dict(f.detail)
+            how = ""
+            if log:
+                a, b = math.exp(a), math.exp(b)
+                detail["factor"] = b / a
+                how = f" (x{b / a:.3g})"
+            word = "rose" if b > a else "fell"
+            when = dt.datetime.fromtimestamp(f.onset, dt.UTC).isoformat(timespec="seconds")
+            out.append(dataclasses.replace(
+                f, beamline=_label(beamline), target=_label(target), detail=detail,
+                message=f"{metric} on {where} {word} from {a:.4g} to {b:.4g}{how} since "
+                f"{when} (offline segmentation)"))
+    return out
 
 
 def _label(value: Any) -> str | None:

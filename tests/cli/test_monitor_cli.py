@@ -109,6 +109,32 @@ def test_changes_table_and_learned_history(flow_catalog, capsys):
     assert stream["watched"] == stream["values"]  # normal known: watched from the start
 
 
+def test_changes_offline_and_short_streams(flow_catalog, capsys):
+    db, t = flow_catalog
+    assert main(["monitor", "changes", "--catalog", db, "--since", _iso(T0), "--json",
+                 "--metric", "queue_wait", "--method", "offline"]) == 0
+    doc = _json(capsys)
+    assert doc["method"] == "offline"
+    (step,) = doc["findings"]  # offline: the one step, and no anomalies
+    assert step["detail"]["method"] == "segment"
+    assert t[STEP_AT] <= step["onset"] <= t[STEP_AT] + 5 + 4 * 60 * 2
+    assert 3 < step["detail"]["factor"] < 5.5
+    assert "queue_wait on 8.3.2/perlmutter rose from" in step["message"]
+    # online on a stream too short for the default: watched with --min-history
+    late = _iso(t[STEP_AT - 40])
+    assert main(["monitor", "changes", "--catalog", db, "--since", late, "--history", "1s",
+                 "--metric", "queue_wait", "--kind", "change", "--json"]) == 0
+    doc = _json(capsys)
+    assert doc["streams"][0]["watched"] == doc["streams"][0]["values"] - 100
+    assert doc["findings"] == []  # the step came while normal was still being learned
+    assert main(["monitor", "changes", "--catalog", db, "--since", late, "--history", "1s",
+                 "--metric", "queue_wait", "--kind", "change", "--min-history", "20",
+                 "--json"]) == 0
+    doc = _json(capsys)
+    assert doc["streams"][0]["watched"] == doc["streams"][0]["values"] - 20
+    assert t[STEP_AT] <= doc["findings"][0]["onset"] <= t[STEP_AT] + 5 + 4 * 60 * 2
+
+
 def test_changes_says_when_there_is_nothing_to_watch(flow_catalog, capsys):
     db, _ = flow_catalog
     assert main(["monitor", "changes", "--catalog", db, "--beamline", "7.3.3"]) == 0
