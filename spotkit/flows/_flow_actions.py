@@ -87,6 +87,11 @@ class _ActionSteps(_WatcherBase):
                 if isinstance(detail, dict) and detail.get("action") == action.key:
                     router.rerouted = detail.get("direction") == "away"
                     router.since = float(t)
+            if not self.telemetry.enabled:
+                logger.warning("%s has a queue_budget, but telemetry is off "
+                               "(SPOTKIT_TELEMETRY=off): the queue wait of %s is not "
+                               "measured and the action stays there", action.key,
+                               action.target)
             self._routers[action.key] = router
         return router
 

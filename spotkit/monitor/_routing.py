@@ -10,7 +10,8 @@ The answer comes from the telemetry alone (this module reads no catalog):
   job still waiting (a lower bound on its wait, known before it starts). The estimate is the
   larger of the two, so a queue that has just stalled is seen before any job leaves it.
 - :class:`Router` turns the view into a :class:`RouteDecision` with hysteresis: it moves
-  to the fallback when the estimate exceeds the budget, and back only when the median of
+  to the fallback when the median of the last ``min_samples`` waits, or the age of a job
+  still queued, exceeds the budget, and back only when the median of
   the last ``min_samples`` waits measured since the move is below ``recover`` times the
   budget, no job has waited that long, and ``hold`` seconds have passed. While it is
   rerouted and nothing measures the queue, it sends one action to the batch target every
@@ -228,10 +229,11 @@ class Router:
         Go back when the wait is below ``recover * budget`` (0 < recover < 1: the
         hysteresis band).
     k : int
-        Median of the last ``k`` waits (see :func:`queue_view`).
+        The view's median is of the last ``k`` waits (reported; see :func:`queue_view`).
     min_samples : int
-        Waits needed to move on the median alone; the median of the last ``min_samples``
-        waits measured after a move decides the move back.
+        The median of the last ``min_samples`` waits decides the move (a job still queued
+        longer than the budget moves it at once), and the median of the last
+        ``min_samples`` waits measured after a move decides the move back.
     hold : float, optional
         Least seconds between two switches (default: ``budget``).
     probe : float, optional
@@ -318,11 +320,15 @@ class Router:
         view = queue_view(events, self.labels, now, k=self.k, window=self.window)
         held = self.since is not None and now - self.since < self.hold
         if not self.rerouted:
-            slow_median = (view.median is not None and view.median > self.budget
-                           and view.samples >= min(self.min_samples, self.k))
+            # the newest min_samples waits decide (one slow job alone does not), so the
+            # move comes with the second slow job, not only once most of k are slow
+            newest = [w for _, w in view.waits][-self.min_samples:]
+            median = float(np.median(newest)) if newest else None
+            slow_median = (median is not None and median > self.budget
+                           and len(newest) >= self.min_samples)
             stalled = view.oldest_queued is not None and view.oldest_queued > self.budget
             if (slow_median or stalled) and not held:
-                why = (f"median queue wait {_fmt(view.median)} of the last {view.samples} "
+                why = (f"median queue wait {_fmt(median)} of the last {len(newest)} "
                        f"job(s)" if slow_median else
                        f"a job has waited {_fmt(view.oldest_queued)} and is still queued")
                 return self._switch(True, now, view,

@@ -63,7 +63,7 @@ def test_router_moves_on_a_slow_median_and_back_only_on_fresh_fast_waits():
     slow = fast + jobs([1200, 1300, 1250], start=1800, prefix="s")
     d = r.decide(frame(slow), now=4300)
     assert (d.target, d.switched, d.rerouted) == ("local", True, True)
-    assert d.reason.startswith("median queue wait 20.0 min of the last 5 job(s)")
+    assert d.reason.startswith("median queue wait 20.8 min of the last 3 job(s)")
     assert "exceeds the budget 10.0 min" in d.reason
     assert d.view.median == 1200.0
     # fast waits measured before the move do not bring it back; nor do fewer than 3 new
@@ -88,6 +88,10 @@ def test_router_hysteresis_does_not_flap_between_recover_and_budget():
         switches += r.decide(frame(rows), now=t + 100).switched
     assert switches == 0
     assert r.rerouted
+    # one slow job among fast ones does not move it; the second in a row does
+    r3 = Router("hpc", "local", budget=600, probe=0)
+    assert not r3.decide(frame(jobs([60, 60, 60, 1500, 60])), now=5000).switched
+    assert r3.decide(frame(jobs([60, 60, 60, 1500, 1400])), now=5000).switched
     r2 = Router("hpc", "local", budget=600, probe=0, hold=0)
     rows = jobs([450] * 10)
     assert not any(r2.decide(frame(rows[:2 * i + 2]), now=600.0 * i + 500).switched
