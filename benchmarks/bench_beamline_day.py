@@ -479,6 +479,19 @@ def _write(o: dict[str, Any], args: Any) -> None:
 ```
 - **Checks:**
 {lines}
+- **Reading:** only the queue's waits, the scan cadence and the budget are compressed; a
+  preview's run time is not (a notebook process: 5-15 s on this shared 2-core machine, i.e.
+  25-75 simulated min), and a watcher pass waits for its batch jobs, so the flow decides
+  where a preview goes only when a pass starts. The first job submitted into the slow queue
+  (35 min after the slowdown began: the pass before was still running) started ~40 min later
+  and its pass ended more than an hour after that: the move comes that pass later, not one
+  budget after the onset. The monitor (a check every 5 simulated min) alerted on the second
+  slow wait, with the onset at the first slow job's submission. The move back needs three
+  waits below 7.5 min (recover 0.5 x budget) measured after the move, from probes (one
+  every 30 simulated min while nothing else measures the queue, then one per decision after
+  a fast one). With real run times (1-2 min) the same logic moves about one slow wait after
+  the onset; following batch jobs across passes (not waiting for them in the pass) would let
+  it move within the budget.
 """
     write_section("## Beamline day: 24 simulated hours", text)
 
