@@ -129,7 +129,8 @@ class _ActionSteps(_WatcherBase):
             return action, None
         route = decision.as_dict()
         if decision.target == action.target:
-            return action, (route if decision.rerouted else None)
+            # a probe, or the first run back: its context says why it runs here
+            return action, (route if decision.rerouted or decision.switched else None)
         settings = dict(self.rules.targets[decision.target])
         return dataclasses.replace(action, target=decision.target, target_settings=settings,
                                    concurrency=int(settings.get("concurrency", 1))), route

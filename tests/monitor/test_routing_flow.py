@@ -100,7 +100,10 @@ def test_preview_moves_to_the_fallback_and_back(tmp_path, caplog):
         assert len(watcher.run_once().done) == 1
         second = [r for r in watcher.catalog.runs(limit=None) if r.id != run.id]
         assert second[0].context["flow"]["target"] == "hpc"
-        assert "route" not in second[0].context["flow"]  # on its own target, as normal
+        back = second[0].context["flow"]["route"]  # the first run back says why
+        assert back["switched"]
+        assert not back["rerouted"]
+        assert "back to hpc" in back["reason"]
         moved = events(db, step="reroute")
         assert [d["direction"] for d in moved["detail"]] == ["away", "back"]
         found = [f for f in loop.check() if f.kind == "reroute"]
