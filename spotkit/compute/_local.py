@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Local"]
 
+#: job numbers, one sequence per process: every Local target in it (the flow makes one per
+#: job) gives distinct ids, so job records and telemetry never mistake two jobs for one
+_JOB_NUMBERS = itertools.count(1)
+
 _TIME_DIRECTIVE = re.compile(r"^#SPOTKIT\s+--time=(\S+)\s*$")
 
 
@@ -102,7 +106,6 @@ class Local(Target):
         self.kill_wait = float(kill_wait)
         self.min_poll = float(min_poll)
         self.env = dict(env or {})
-        self._ids = itertools.count(1)
         self._jobs: dict[str, _Proc] = {}
         self._queue: list[str] = []
         self._lock = threading.RLock()
@@ -143,7 +146,7 @@ class Local(Target):
         except ValueError as exc:
             raise SubmitError(target=self.name, option="time", value=str(limit),
                               detail=str(exc)) from None
-        job_id = f"local-{os.getpid()}-{next(self._ids)}"
+        job_id = f"local-{os.getpid()}-{next(_JOB_NUMBERS)}"
         proc = _Proc(id=job_id, script=script, workdir=workdir, job_name=job_name,
                      stdout=workdir / f"job-{job_id}.out", stderr=workdir / f"job-{job_id}.err",
                      time_limit=seconds, submitted=datetime.now(UTC))
