@@ -385,10 +385,12 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
     :class:`spotkit.monitor.MissingData`) and for changes and anomalies of the metric streams
     (:func:`spotkit.monitor.watch_metrics`; for a target that an action with a
     ``queue_budget`` uses, also :func:`spotkit.monitor.queue_change_findings`, and the flow's
-    switches to its fallback as ``reroute`` findings), the failed quality checks of new products are
-    read (:func:`spotkit.monitor.quality_findings`), the findings go through the ``alerts:`` of the
-    watcher's rules (state kept in the catalog, so a restart does not alert twice), and
-    the Prometheus endpoint (``metrics_port``) shows the flow's counters and gauges.
+    switches to its fallback as ``reroute`` findings), new products get their keep-up quality
+    checks (:func:`spotkit.monitor.check_new_products`, at most 50 per check, oldest first) and
+    the failed ones are read (:func:`spotkit.monitor.quality_findings`), the findings go
+    through the ``alerts:`` of the watcher's rules (state kept in the catalog, so a restart
+    does not alert twice), and the Prometheus endpoint (``metrics_port``) shows the flow's
+    counters and gauges.
 
     Parameters
     ----------
@@ -452,7 +454,9 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
         return monitor.watch_metrics(monitor.metrics(ev)) if len(ev) else []
 
     def quality(ev: Any, now: float) -> list:
-        """Products that failed their keep-up quality checks."""
+        """Keep-up quality checks of the products registered lately that have no verdict
+        yet (here, off the flow's own path), then the failed ones as findings."""
+        monitor.check_new_products(watcher.catalog, since=now - history)
         return monitor.quality_findings(watcher.catalog, since=now - 2 * period - 300)
 
     routed = _routed_targets(watcher)

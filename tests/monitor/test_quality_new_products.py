@@ -42,3 +42,33 @@ def test_limit_must_be_positive(catalog):
     cat, _ = catalog
     with pytest.raises(ValueError, match="limit"):
         check_new_products(cat, limit=0)
+
+
+def test_the_monitor_beside_a_watcher_checks_new_products(tmp_path):
+    from spotkit.flows import Watcher, load_rules, start_monitor
+
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "warehouse").mkdir()
+    simulate_tomo_scan(tmp_path / "inbox" / "scan_0001.h5", shape=(8, 4, 32), seed=0)
+    rules = load_rules("""
+targets: {local: {kind: local, max_workers: 1}}
+rules:
+  - {name: saxs, match: {kind: saxs/raw},
+     actions: [{name: quick, notebook: saxs_quicklook, target: local}]}
+alerts:
+  - {name: ops, match: {kind: [quality]}, log: {level: warning}}
+""")
+    watcher = Watcher(tmp_path / "inbox", catalog=tmp_path / "catalog.db", rules=rules,
+                      warehouse=tmp_path / "warehouse", settle=0)
+    try:
+        watcher.run_once()
+        (raw,) = watcher.catalog.search(kind="tomo/raw")
+        assert quality_verdict(watcher.catalog, raw.id) is None
+        loop = start_monitor(watcher, period=3600)
+        try:
+            loop.check()
+        finally:
+            loop.stop()
+        assert quality_verdict(watcher.catalog, raw.id).verdict == "no reference"
+    finally:
+        watcher.close()
