@@ -175,14 +175,14 @@ def test_a_failing_scheduler_is_reported_and_the_rest_still_refresh(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = _shell_job(broken, tmp_path / "a", "a", "sleep 30")
-    b = _shell_job(fine, tmp_path / "b", "b", "sleep 0.3")  # same id as a: another Local
+    b = _shell_job(fine, tmp_path / "b", "b", "sleep 0.3")  # another Local target
     model = JobMonitorModel([a, b])
     _wait_until(lambda: model.refresh()[0]["state"] == "RUNNING", 10, "job a to run")
     broken.broken = True
     try:
         _wait_until(lambda: model.refresh()[1]["finished"], 10, "job b to finish")
         assert "Invalid user" in model.errors["local"]
-        assert a.id == b.id  # each Local numbers its own jobs
+        assert a.id != b.id  # job numbers are per process, whichever Local submits
         assert model.row(a)["state"] == "RUNNING"  # its last known status is kept
     finally:
         broken.broken = False
