@@ -150,11 +150,15 @@ def segment(values: npt.ArrayLike, times: npt.ArrayLike | None = None, *,
     if n < 2 * min_size:
         return []
     v, rho = _noise(x)
-    if v <= 0.0:  # constant apart from its steps: any positive scale gives the same fit
-        spread = float(np.max(np.abs(np.diff(x)))) if n > 1 else 0.0
-        if spread == 0.0:
+    if v <= 0.0:
+        # most differences are exactly 0 (values on a coarse grid, or constant apart from
+        # its steps): the MAD is 0, so take the scale from the mean absolute difference
+        # (E|d| = 2 sigma / sqrt(pi) for Gaussian noise), not a vanishing one that would
+        # make every step millions of sigmas
+        mean_abs = float(np.mean(np.abs(np.diff(x))))
+        if mean_abs == 0.0:
             return []
-        v = (1e-9 * spread) ** 2
+        v = (math.sqrt(math.pi) / 2.0 * mean_abs) ** 2
     if not autocorrelation:
         rho = 0.0
     s2 = v * (1.0 + rho) / (1.0 - rho)

@@ -137,3 +137,14 @@ def test_bad_input_raises_naming_the_parameter(kwargs, name):
     args = {"values": np.zeros(50), **kwargs}
     with pytest.raises(ValueError, match=name):
         segment(**args)
+
+
+def test_values_on_a_coarse_grid_get_a_finite_noise_scale():
+    # queue waits rounded to whole seconds, most of them 1 s: the MAD of the differences is
+    # 0; the scale then comes from the mean absolute difference, not a vanishing one
+    rng = np.random.default_rng(3)
+    waits = np.round(rng.lognormal(0.0, 0.2, 300))
+    waits[200:] += 3.0
+    (found,) = segment(np.log(np.maximum(waits, 1.0)))
+    assert abs(found.detail["onset_index"] - 200) <= 2
+    assert 3.0 < found.detail["sigmas"] < 1000.0
