@@ -36,7 +36,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -68,8 +67,6 @@ declare_output(out, kind="test/marker", metadata={"tag": "preview"})
 """
 
 
-_JOB_NUMBERS = itertools.count(1)
-
 
 class QueuedLocal(Local):
     """A batch queue on this machine: each job waits for an injected time, then runs.
@@ -89,9 +86,6 @@ class QueuedLocal(Local):
                          env=env)
         self.schedule = Path(schedule) if schedule else None
         self._hold: dict[str, float] = {}
-        # the flow builds a target per job: ids unique in the process (Local counts per
-        # instance, so every job of a new instance would be local-<pid>-1)
-        self._ids = _JOB_NUMBERS
 
     def submit_script(self, script: Path, *, job_name: str, workdir: Path) -> str:
         now = _time()
