@@ -36,6 +36,16 @@ tomography scan is ingested, packed, moved and verified, and no notebook runs
 """
 
 from spotkit.errors import RulesError, TransferError
+from spotkit.flows._control import (
+    ActionStatus,
+    FlowStatus,
+    RecentError,
+    RulePause,
+    flow_status,
+    pause_rule,
+    paused_rules,
+    resume_rule,
+)
 from spotkit.flows._flow import FAULT_ENV, FAULT_POINTS, PassReport, Watcher
 from spotkit.flows._journal import (
     FINAL_STATES,
@@ -93,8 +103,10 @@ __all__ = [
     "STATES",
     "STEPS",
     "Action",
+    "ActionStatus",
     "Candidate",
     "FileEntry",
+    "FlowStatus",
     "InboxScanner",
     "Item",
     "Journal",
@@ -103,11 +115,13 @@ __all__ = [
     "Mover",
     "PassReport",
     "Problem",
+    "RecentError",
     "Relay",
     "RetentionPolicy",
     "RetryPolicy",
     "Rsync",
     "Rule",
+    "RulePause",
     "RuleProblem",
     "Rules",
     "RulesError",
@@ -116,12 +130,16 @@ __all__ = [
     "TransferResult",
     "Watcher",
     "check_complete",
+    "flow_status",
     "load_rules",
     "make_manifest",
     "make_mover",
     "make_owner",
     "mover_kinds",
+    "pause_rule",
+    "paused_rules",
     "register_mover",
+    "resume_rule",
     "sha256_file",
     "start_monitor",
     "verify_manifest",

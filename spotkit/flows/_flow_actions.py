@@ -316,11 +316,31 @@ class _ActionSteps(_WatcherBase):
             if action.stage != stage:
                 continue
             try:
+                if self._rule_paused(item, action, report):
+                    return False
                 self._run_action(item, ds, action)
             except BaseException as exc:
                 self._failed(item, exc, report, max_attempts=action.retry.attempts,
                              retry=action.retry, step=self._action_step(action))
                 return False
+        return True
+
+    def _rule_paused(self, item: Item, action, report: PassReport) -> bool:
+        """Whether the action's rule is paused (:func:`spotkit.flows.pause_rule`): then the
+        dataset waits for it (``pending``, not failed nor counted; the lease let go) and
+        continues on the first pass after :func:`spotkit.flows.resume_rule`."""
+        from spotkit.flows._control import PAUSE_RECHECK, paused_rules
+
+        pause = paused_rules(self.journal).get(action.rule)
+        step = self._action_step(action)
+        if pause is None or self.journal.is_done(item.key, step):
+            return False
+        self.journal.finish_step(item.key, step, state="pending", error=pause.describe())
+        self.journal.update_item(item.key, state="pending", last_error=pause.describe(),
+                                 next_attempt=time.time() + PAUSE_RECHECK)
+        self._let_go(item)
+        report.skipped.append(str(item.path))
+        self._log(logging.INFO, "rule-paused", item, step=step, reason=pause.reason)
         return True
 
     def _finish(self, item: Item, ds, report: PassReport) -> None:
