@@ -1,4 +1,5 @@
-"""``spotkit watch``, ``spotkit status`` and ``spotkit flow retry|forget``: the data flow."""
+"""``spotkit watch``, ``spotkit status`` and ``spotkit flow retry|forget|pause|resume``: the data
+flow."""
 
 from __future__ import annotations
 
@@ -99,11 +100,15 @@ def cmd_watch(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from spotkit.flows import STATES, Journal
+    from spotkit.flows import STATES, Journal, paused_rules
 
     with _catalog(args) as cat:
         with Journal(cat.path) as journal:
             summary = journal.summary()
+            summary["paused_rules"] = [
+                {"rule": p.rule, "reason": p.reason, "by": p.by,
+                 "since": time.strftime("%Y-%m-%d %H:%M", time.localtime(p.since))}
+                for p in paused_rules(journal).values()]
         quarantined = cat.search(status="quarantined", limit=args.limit)
         summary["quarantined"] = [
             {"dataset_id": d.id, "path": str(d.path) if d.files else None,
@@ -114,6 +119,10 @@ def cmd_status(args) -> int:
         return 0
     width = None if args.wide else _terminal_width()
     _out(_counts_table(summary["counts"], STATES, width))
+    if summary["paused_rules"]:
+        _out("\nPaused rules (their datasets wait; `spotkit flow resume RULE`)")
+        _out(_table(summary["paused_rules"], ["rule", "since", "by", "reason"], width=width,
+                    texts=("reason",)))
     for state in ("running", "failed", "parked"):
         if summary[state]:
             _out(f"\n{state.capitalize()}")
@@ -146,4 +155,22 @@ def cmd_flow(args) -> int:
     ds = f" ({item.dataset_id})" if item.dataset_id else ""
     _out(f"{item.path}{ds}: {before.state} -> {item.state}; {then}. "
          f"Reason recorded: {args.reason.strip()}")
+    return 0
+
+
+def cmd_flow_rule(args) -> int:
+    from spotkit.flows import load_rules, pause_rule, resume_rule
+
+    with _catalog(args) as cat:
+        if args.flow_command == "pause":
+            rules = load_rules(args.rules) if args.rules else None
+            p = pause_rule(cat, args.rule, reason=args.reason, by=args.by, rules=rules)
+            _out(f"rule {p.rule} paused by {p.by}: {p.reason}. Watchers hold its datasets "
+                 "from their next pass (they wait, not failed); `spotkit flow resume "
+                 f"{p.rule}` lets them continue.")
+        else:
+            p = resume_rule(cat, args.rule, reason=args.reason, by=args.by)
+            _out(f"rule {p.rule} resumed (paused by {p.by} since "
+                 f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(p.since))}: {p.reason}); "
+                 "the datasets it held continue on the next pass.")
     return 0

@@ -40,7 +40,13 @@ from spotkit.cli._diagnostics import (
     _show_warning,
     _unexpected,
 )
-from spotkit.cli._flow_cmds import _check_watch_paths, cmd_flow, cmd_status, cmd_watch
+from spotkit.cli._flow_cmds import (
+    _check_watch_paths,
+    cmd_flow,
+    cmd_flow_rule,
+    cmd_status,
+    cmd_watch,
+)
 from spotkit.cli._monitor_cmds import add_monitor_parser
 from spotkit.cli._output import (
     DEFAULT_WIDTH,
@@ -196,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
 
     f = sub.add_parser("flow", parents=common,
-                       help="retry or forget an item the watcher parked, failed or quarantined")
+                       help="retry or forget an item the watcher parked, failed or quarantined; "
+                       "pause or resume a rule")
     fsub = f.add_subparsers(dest="flow_command", required=True, metavar="ACTION")
     for name, text in (("retry", "put a parked, failed or quarantined item back in the queue"),
                        ("forget", "set an item aside for good (the raw file is kept)")):
@@ -206,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--reason", required=True, help="why (recorded with the item)")
         a.add_argument("--by", help="who (default: your login name)")
         a.set_defaults(func=cmd_flow)
+    for name, text in (("pause", "pause a rule: every watcher holds its datasets (they wait, "
+                                 "not failed) from its next pass until resumed"),
+                       ("resume", "resume a paused rule: the datasets it held continue")):
+        a = fsub.add_parser(name, parents=common, help=text, description=text)
+        a.add_argument("rule", metavar="RULE", help="the rule's name in rules.yaml")
+        a.add_argument("--reason", required=name == "pause",
+                       help="why (recorded with the pause and shown by `spotkit status`)")
+        a.add_argument("--by", help="who (default: your login name)")
+        if name == "pause":
+            a.add_argument("--rules", help="the rules file: refuse a rule not in it")
+        a.set_defaults(func=cmd_flow_rule)
 
     k = sub.add_parser("kernel", parents=common,
                        help="register this environment's Jupyter kernel, print its name")

@@ -158,3 +158,29 @@ def test_watcher_holds_a_paused_rule_and_continues_on_resume(flow_env):
         assert [r.state for r in watcher.catalog.runs(limit=None)] == ["completed"]
     finally:
         watcher.close()
+
+
+def test_cli_pause_status_resume(tmp_path, capsys):
+    from spotkit.catalog import open_catalog
+    from spotkit.cli import main
+
+    db = tmp_path / "catalog.db"
+    open_catalog(db).close()
+    cat = ["--catalog", str(db)]
+    assert main([*cat, "flow", "pause", "tomo", "--reason", "detector swap", "--by",
+                 "ops"]) == 0
+    assert "rule tomo paused by ops: detector swap" in capsys.readouterr().out
+    assert main([*cat, "status", "--wide"]) == 0
+    out = capsys.readouterr().out
+    assert "Paused rules" in out
+    assert "detector swap" in out
+    assert main([*cat, "status", "--json"]) == 0
+    assert '"rule": "tomo"' in capsys.readouterr().out
+    assert main([*cat, "flow", "pause", "tomo"]) == 2  # --reason is required
+    capsys.readouterr()
+    assert main([*cat, "flow", "resume", "tomo", "--by", "ops"]) == 0
+    assert "rule tomo resumed" in capsys.readouterr().out
+    assert main([*cat, "flow", "resume", "tomo"]) == 1
+    assert "not paused" in capsys.readouterr().err
+    assert main([*cat, "status"]) == 0
+    assert "Paused rules" not in capsys.readouterr().out
