@@ -5,6 +5,7 @@ The most used entry points are re-exported here:
 - :func:`open_catalog` — the dataset catalog with provenance;
 - :func:`run_notebook` — run a pipeline notebook for one dataset through papermill;
 - :func:`submit` — the same run as a batch job on a compute target (local, Slurm, NERSC);
+- :func:`portal` — one JupyterLab dashboard over the catalog, the flow, jobs and monitor;
 - :class:`SpotkitError` — the root of every error spotkit raises.
 
 The subpackages (``spotkit.tomo``, ``spotkit.widgets``, ...) are imported on first
@@ -27,7 +28,7 @@ import importlib
 from spotkit._version import __version__
 from spotkit.errors import SpotkitError
 
-__all__ = ["SpotkitError", "__version__", "open_catalog", "run_notebook", "submit"]
+__all__ = ["SpotkitError", "__version__", "open_catalog", "portal", "run_notebook", "submit"]
 
 #: Subpackages loaded on first attribute access (``spotkit.widgets.JobMonitor``).
 SUBPACKAGES = frozenset({
@@ -98,6 +99,16 @@ def submit(notebook, dataset, **kwargs):
     from spotkit.compute import submit as _submit
 
     return _submit(notebook, dataset, **kwargs)
+
+
+def portal(catalog=None, **kwargs):
+    """Open the portal in JupyterLab; see :func:`spotkit.widgets.portal` (``catalog`` may
+    also be a ``spotkit serve`` address, opened with :func:`open_catalog`)."""
+    from spotkit.widgets import Portal
+
+    if isinstance(catalog, str) and catalog.startswith(("http://", "https://")):
+        return Portal(open_catalog(catalog), close_catalog=True, **kwargs)
+    return Portal(catalog, **kwargs)
 
 
 # The orchestration package registers the runners that the science packages' whole-scan

@@ -10,7 +10,9 @@
 - :class:`CenterFinder` — pick the centre of rotation by eye: a slider over the slices
   reconstructed at candidate centres (:func:`spotkit.tomo.center_sweep`), their score and
   the automatic estimate, and a "Use this centre" button;
-- :class:`CenterFinderModel` — the same candidates, slices, scores and choice in plain Python.
+- :class:`CenterFinderModel` — the same candidates, slices, scores and choice in plain Python;
+- :func:`portal` / :class:`Portal` — one dashboard (tabs for data, viewers, flow, jobs and
+  monitor) refreshed in a background thread; :data:`PANELS` names its panels.
 
 ipywidgets is an optional dependency (``pip install "spotkit[lab]"``): it is imported when
 a :class:`JobMonitor` or a :class:`ChangeTimeline` is made, and :class:`CenterFinder` (with
@@ -37,13 +39,17 @@ from spotkit.widgets._change_timeline import ChangeTimeline, ChangeTimelineModel
 from spotkit.widgets._jobmonitor import JobMonitor, JobMonitorModel, format_seconds
 
 __all__ = [
+    "PANELS",
     "CenterFinder",
     "CenterFinderModel",
     "ChangeTimeline",
     "ChangeTimelineModel",
     "JobMonitor",
     "JobMonitorModel",
+    "Portal",
+    "PortalPanelWarning",
     "format_seconds",
+    "portal",
 ]
 
 #: Loaded on first use: CenterFinder subclasses an ipywidgets widget, and its model reads
@@ -51,6 +57,8 @@ __all__ = [
 _LAZY = {
     "CenterFinder": "spotkit.widgets._center_finder",
     "CenterFinderModel": "spotkit.widgets._center_finder_model",
+    **dict.fromkeys(("PANELS", "Portal", "PortalPanelWarning", "portal"),
+                    "spotkit.widgets._portal"),
 }
 
 
