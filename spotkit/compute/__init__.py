@@ -60,6 +60,7 @@ from spotkit.compute._targets import (
     target_kinds,
     target_settings,
 )
+from spotkit.compute._usage import JobUsage, job_usage
 from spotkit.errors import CredentialsError, MachineUnavailableError, NERSCError
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "JobLogs",
     "JobState",
     "JobStatus",
+    "JobUsage",
     "Local",
     "MachineUnavailableError",
     "NERSCError",
@@ -78,6 +80,7 @@ __all__ = [
     "Target",
     "dask_cluster",
     "format_walltime",
+    "job_usage",
     "make_target",
     "parse_walltime",
     "poll_jobs",
