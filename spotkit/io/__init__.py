@@ -25,6 +25,10 @@ reader              kind       layout
   frames of interest that change detection marked).
 * :func:`write_nxcansas` and :func:`read_nxcansas` write and read reduced SAS data in
   NXcanSAS (the canSAS standard; one SASentry per time step of a series).
+* :func:`open_volume` opens a volume, a raw scan's projections or a remote (Tiled) array
+  as a :class:`Volume` that reads one plane across any axis, only the chunks it crosses,
+  with its physical :class:`Axis` scales; :func:`write_pyramid` writes a volume's coarse
+  levels into a sidecar for viewing (:func:`read_pyramid`, :func:`pyramid_path`).
 * :func:`write_preview_png` draws a tomography preview (:func:`spotkit.tomo.preview`) into
   a PNG file.
 * :func:`load_geometry` and :func:`save_geometry` read and write detector geometries (pyFAI
@@ -44,6 +48,7 @@ from ._masks import MASK_FORMATS, load_mask, save_mask
 from ._nxcansas import read_nxcansas, read_nxcansas_entries, write_nxcansas
 from ._poni import ORIENTATIONS, load_geometry, save_geometry
 from ._preview_png import write_preview_png
+from ._pyramid import pyramid_path, read_pyramid, write_pyramid
 from ._reader import Reader
 from ._registry import (
     check_complete,
@@ -60,13 +65,16 @@ from ._registry import (
     watched_suffixes,
 )
 from ._subset import write_frame_subset
+from ._volume import Axis, Volume, open_volume
 
 __all__ = [
     "FRAME_SUFFIXES",
     "MASK_FORMATS",
     "ORIENTATIONS",
+    "Axis",
     "DatasetInfo",
     "Reader",
+    "Volume",
     "check_complete",
     "detect_kind",
     "find_reader",
@@ -79,9 +87,12 @@ __all__ = [
     "open_frames",
     "open_saxs",
     "open_tomo",
+    "open_volume",
+    "pyramid_path",
     "read_metadata",
     "read_nxcansas",
     "read_nxcansas_entries",
+    "read_pyramid",
     "register_reader",
     "save_geometry",
     "save_mask",
@@ -90,4 +101,5 @@ __all__ = [
     "write_frame_subset",
     "write_nxcansas",
     "write_preview_png",
+    "write_pyramid",
 ]
