@@ -58,6 +58,7 @@ from spotkit.cli._output import (
     _table,
     _terminal_width,
 )
+from spotkit.cli._portal_cmd import add_portal_parser
 from spotkit.cli._run_cmds import cmd_kernel, cmd_run
 from spotkit.cli._serve_cmd import add_serve_parser
 from spotkit.cli._types import TIME_FORMS, _parse_value, _seconds, _when, _whole
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_kernel)
     add_serve_parser(sub, common)
     add_monitor_parser(sub, common)
+    add_portal_parser(sub, common)
     return p
 
 

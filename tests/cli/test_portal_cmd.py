@@ -1,0 +1,76 @@
+"""``spotkit portal``: the line that opens the portal, the Voila command, and who gets in.
+
+The served page itself is driven by Chromium in tests/browser/test_portal_browser.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from spotkit.catalog import open_catalog
+from spotkit.cli import main
+from spotkit.cli._portal_cmd import (
+    TEMPLATE,
+    _write_template,
+    portal_notebook,
+    voila_command,
+)
+
+
+def test_without_serve_it_prints_how_to_open_the_portal(tmp_path, capsys):
+    db = tmp_path / "catalog.db"
+    open_catalog(db).close()
+    assert main(["--catalog", str(db), "portal"]) == 0
+    out = capsys.readouterr().out
+    assert f"import spotkit; spotkit.portal({str(db)!r})" in out
+    assert f"spotkit --catalog {db} portal --serve" in out
+
+
+def test_a_missing_catalog_is_reported_not_created(tmp_path, capsys):
+    assert main(["--catalog", str(tmp_path / "nope.db"), "portal"]) == 1
+    assert "there is no catalog at" in capsys.readouterr().err
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_bad_options_are_refused(capsys):
+    assert main(["portal", "--serve", "--port", "99999"]) == 2
+    assert "not a port number" in capsys.readouterr().err
+
+
+def test_the_served_notebook_is_read_only_and_the_command_strips_sources(tmp_path):
+    import nbformat
+
+    nb = nbformat.read(portal_notebook(), as_version=4)
+    code = "".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "readonly=True" in code
+    cmd = voila_command(portal_notebook(), host="127.0.0.1", port=1234, token="tok")
+    assert "--strip_sources=True" in cmd
+    assert "--show_tracebacks=False" in cmd
+    assert "--token=tok" in cmd
+    assert f"--template={TEMPLATE}" in cmd
+    assert any(a.endswith("PortalIdentityProvider") for a in cmd)
+    template = _write_template(tmp_path) / "voila" / "templates" / TEMPLATE / "index.html.j2"
+    assert "cdn.jsdelivr.net" in template.read_text()  # the lines it drops
+
+
+def test_staff_keys_of_spotkit_serve_let_in_and_others_do_not(tmp_path):
+    pytest.importorskip("tiled")
+    from spotkit.cli._portal_auth import staff_user_of_key
+    from spotkit.serve import create_api_key
+
+    database = f"sqlite:///{tmp_path / 'auth.db'}"
+    alice = create_api_key(database, "alice")
+    bob = create_api_key(database, "bob")
+    expired = create_api_key(database, "alice", expires_in=1e-6)
+    staff = frozenset({"alice"})
+
+    def check(secret):
+        return asyncio.run(staff_user_of_key(database, secret, staff))
+
+    assert check(alice) == "alice"
+    assert check(bob) is None            # a valid key, not staff
+    assert check(expired) is None
+    assert check("00" * 36) is None      # no such key
+    assert check("not hex") is None
