@@ -27,6 +27,8 @@ True
 from spotkit.catalog._backend import database_errors, mask_url
 from spotkit.catalog._catalog import Catalog, open_catalog
 from spotkit.catalog._dataset import Dataset, Provenance
+from spotkit.catalog._overview import DatasetOverview, LineageGraph, Preview, dataset_overview
+from spotkit.catalog._pages import DatasetPage, PageKey, search_page
 from spotkit.catalog._records import FileRecord, Run
 from spotkit.catalog._schema import (
     SCHEMA_VERSION,
@@ -43,17 +45,24 @@ __all__ = [
     "SCHEMA_VERSION",
     "Catalog",
     "Dataset",
+    "DatasetOverview",
+    "DatasetPage",
     "FileRecord",
+    "LineageGraph",
+    "PageKey",
+    "Preview",
     "Provenance",
     "Run",
     "SearchResult",
     "connect_database",
     "database_errors",
+    "dataset_overview",
     "loosen_check",
     "mask_url",
     "open_catalog",
     "register_tables",
     "run_ddl",
+    "search_page",
     "table_exists",
     "write_transaction",
 ]
