@@ -188,8 +188,18 @@ class DataPanel:
         return self._widget
 
     def fetch(self) -> DataSnapshot:
-        """Read the catalog (one library call); runs in a background thread."""
-        return self.model.fetch()
+        """Read the catalog (one library call); runs in the portal's background thread.
+
+        Raises
+        ------
+        SpotkitError, OSError
+            The catalog failed: the portal shows the error under its header and keeps
+            this panel's last data (the panel's model keeps them too).
+        """
+        snapshot = self.model.fetch()
+        if snapshot.error is not None and self.model.last_exception is not None:
+            raise self.model.last_exception
+        return snapshot
 
     def apply(self, snapshot: DataSnapshot) -> None:
         """Show a snapshot: sets widget values only (no I/O)."""
@@ -216,9 +226,11 @@ class DataPanel:
             _close_tree(self._widget)
 
     def show_dataset(self, dataset_id: str) -> None:
-        """Show this dataset's detail (the portal calls it when any panel selects one)."""
+        """Show this dataset's detail (the portal calls it when any panel selects one, and
+        then refreshes its panels; on its own, the panel reads it in its own thread)."""
         self.model.select(dataset_id)
-        self._kick()
+        if self.on_select is None:
+            self._kick()
 
     def __repr__(self) -> str:
         return f"<DataPanel {self.model.catalog!r}{' readonly' if self.readonly else ''}>"
@@ -237,7 +249,7 @@ class DataPanel:
             self._worker.kick()
 
     def _fetch_and_apply(self) -> bool:
-        snapshot = self.fetch()
+        snapshot = self.model.fetch()  # the error, if any, is shown in the status line
         self.apply(snapshot)
         return snapshot.pending
 

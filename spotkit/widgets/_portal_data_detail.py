@@ -91,25 +91,28 @@ def lab_url(path: str | os.PathLike | None, root: str | os.PathLike | None, *,
 
 def find_lab_root() -> tuple[str | None, str]:
     """The root folder and base URL of the Jupyter server this kernel most likely runs
-    under: ``$SPOTKIT_LAB_ROOT`` if set, else the running server whose root holds the
-    current folder (``jupyter_server``'s runtime files); ``(None, "/")`` if none."""
+    under: ``$SPOTKIT_LAB_ROOT`` (and ``$SPOTKIT_LAB_BASE_URL``) if set, else the running
+    server (its ``jpserver-*.json`` runtime file) whose root holds the current folder;
+    ``(None, "/")`` if none."""
     env = os.environ.get("SPOTKIT_LAB_ROOT")
     if env:
         return env, os.environ.get("SPOTKIT_LAB_BASE_URL", "/")
     try:
-        from jupyter_server.serverapp import list_running_servers
+        from jupyter_core.paths import jupyter_runtime_dir
     except ImportError:
         return None, "/"
     here = os.path.abspath(os.getcwd())
     best: tuple[str | None, str] = (None, "/")
-    try:
-        for server in list_running_servers():
-            root = os.path.abspath(server.get("root_dir") or server.get("notebook_dir") or "")
-            if root and (here == root or here.startswith(root.rstrip("/") + "/")) and (
-                    best[0] is None or len(root) > len(best[0])):
-                best = (root, server.get("base_url") or "/")
-    except (OSError, ValueError) as exc:  # unreadable runtime files: no links
-        logger.debug("no Jupyter server found: %s", exc)
+    for info in sorted(Path(jupyter_runtime_dir()).glob("jpserver-*.json")):
+        try:
+            server = json.loads(info.read_text())
+        except (OSError, ValueError) as exc:  # a stale or unreadable file: skip it
+            logger.debug("skipping %s: %s", info, exc)
+            continue
+        root = os.path.abspath(server.get("root_dir") or server.get("notebook_dir") or "/")
+        inside = here == root or here.startswith(root.rstrip("/") + "/")
+        if inside and (best[0] is None or len(root) > len(best[0])):
+            best = (root, server.get("base_url") or "/")
     return best
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from spotkit.catalog import PageKey, SearchResult, dataset_overview, search_page
 from spotkit.errors import SpotkitError
 from spotkit.widgets._portal_data_detail import DatasetDetail, describe, find_lab_root
+from spotkit.widgets._portal_data_remote import describe_remote, is_local, remote_page
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class DataPanelModel:
     def __init__(self, catalog, *, page_size: int = 25,
                  lab: tuple[str | None, str] | None = None):
         self.catalog = catalog
+        self._local = is_local(catalog)  # else a spotkit serve catalog: offset paging
         self._check_size(page_size)
         self.page_size = page_size
         self._lab = lab
@@ -217,6 +219,8 @@ class DataPanelModel:
         self.detail: DatasetDetail | None = None
         self.error: str | None = None
         self._page_keys: tuple[PageKey, ...] = ()
+        #: the exception behind the last failed fetch (its text is ``DataSnapshot.error``)
+        self.last_exception: BaseException | None = None
 
     @staticmethod
     def _check_size(size: Any) -> None:
@@ -312,6 +316,7 @@ class DataPanelModel:
                     self._read_detail()
                 error = None
             except (SpotkitError, OSError, ValueError) as exc:
+                self.last_exception = exc
                 error = f"{type(exc).__name__}: {exc}"
                 logger.warning("data panel: reading the catalog failed: %s", error)
             seconds = time.perf_counter() - t0
@@ -359,7 +364,8 @@ class DataPanelModel:
             refresh = not self._want_page and self.page is not None
             first_key = self._page_keys[0] if self._page_keys else None
             self._want_page = False
-            if self.page_index == -1:  # the last page
+            want_last = self.page_index == -1
+            if want_last:  # the last page
                 plan: dict[str, Any] = {"last": True}
                 if total is not None and exact:
                     index = max(0, (total - 1) // size * size)
@@ -368,6 +374,9 @@ class DataPanelModel:
                 plan = {"at": first_key}  # the same rows, fresh
             else:
                 plan = self._plan(index, size, total, exact)
+        if not self._local:
+            self._read_remote_page(query, size, generation, index, total, last=want_last)
+            return
         kwargs = {"limit": size, **plan}
         result = search_page(self.catalog, count=True, **kwargs, **query)
         with self._lock:
@@ -406,11 +415,34 @@ class DataPanelModel:
                                  total_text=total_text, pages=pages, at_end=at_end,
                                  query=query)
 
+    def _read_remote_page(self, query: dict, size: int, generation: int, index: int,
+                          total: int | None, *, last: bool) -> None:
+        """A remote catalog (``spotkit serve``) pages by offset, on the server."""
+        datasets, new_total, index = remote_page(self.catalog, query, index=index,
+                                                 size=size, last=last, total=total)
+        with self._lock:
+            if generation != self._generation:
+                self._want_page = True
+                return
+            self._total, self._exact = new_total, True
+            self.page_index = index // size
+            self.page = GridPage(rows=tuple(_row(d) for d in datasets), page=index // size,
+                                 first=index, total=new_total, total_exact=True,
+                                 total_text=f"{new_total:,}",
+                                 pages=max(1, -(-new_total // size)),
+                                 at_end=index + len(datasets) >= new_total, query=query)
+
     def _read_detail(self) -> None:
         with self._lock:
             wanted = self.selected
             self._want_detail = False
         if wanted is None:
+            return
+        if not self._local:
+            detail = describe_remote(self.catalog[wanted])
+            with self._lock:
+                if self.selected == wanted:
+                    self.detail = detail
             return
         if self._lab is None:
             self._lab = find_lab_root()

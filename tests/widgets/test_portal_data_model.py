@@ -195,3 +195,68 @@ def test_refresh_shows_new_datasets_on_the_first_page_and_keeps_a_deep_page(buil
     again = model.fetch().page
     assert again.ids == rows
     assert again.total == 62
+
+
+class FakeRemote:
+    """Stands in for spotkit.serve's RemoteCatalog: offset search, datasets by id."""
+
+    def __init__(self, cat):
+        self.cat = cat
+        self.calls = []
+
+    def search(self, *, limit=100, offset=0, **query):
+        self.calls.append((limit, offset))
+        return self.cat.search(limit=limit, offset=offset, **query)
+
+    def __getitem__(self, dataset_id):
+        from types import SimpleNamespace
+
+        ds = self.cat[dataset_id]
+        return SimpleNamespace(
+            id=ds.id, kind=ds.kind, status=ds.status, beamline=ds.beamline,
+            sample=ds.sample, proposal=ds.proposal, title=ds.title,
+            start_time=ds.start_time, end_time=ds.end_time, metadata=ds.metadata,
+            files=[{"name": f.path.name, "role": f.role, "size": f.size} for f in ds.files],
+            parents=[p.id for p in ds.parents], children=[c.id for c in ds.children],
+            frame_marks={"of interest": [[2, 4], [9, 9]]})
+
+
+def test_a_remote_catalog_pages_by_offset_and_shows_what_it_has(built):
+    cat, t = built
+    remote = FakeRemote(cat)
+    everything = cat.search(limit=None).ids
+    model = DataPanelModel(remote, page_size=7)
+    assert model.fetch().page.ids == everything[:7]
+    model.last_page()
+    page = model.fetch().page
+    assert page.ids == everything[56:]
+    assert page.page == 8
+    assert remote.calls[-1] == (7, 56)
+    model.select(t["raw"].id)
+    detail = model.fetch().detail
+    assert [sorted(n.id for n in col) for col in detail.graph] == [
+        [t["raw"].id], sorted([t["slices"].id, t["png"].id])]
+    assert detail.marks[0]["frames"] == "2-4, 9"
+    assert detail.runs == ()
+    assert detail.files[0]["path"] == "scan_0001.h5"
+
+
+def test_lab_root_from_the_running_servers_files(tmp_path, monkeypatch):
+    import json
+
+    from spotkit.widgets._portal_data_detail import find_lab_root
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    (runtime / "jpserver-1.json").write_text(json.dumps(
+        {"root_dir": str(tmp_path), "base_url": "/user/ada/"}))
+    (runtime / "jpserver-2.json").write_text("{broken")
+    (runtime / "jpserver-3.json").write_text(json.dumps({"root_dir": "/elsewhere"}))
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("SPOTKIT_LAB_ROOT", raising=False)
+    monkeypatch.chdir(work)
+    assert find_lab_root() == (str(tmp_path), "/user/ada/")
+    monkeypatch.setenv("SPOTKIT_LAB_ROOT", "/srv")
+    assert find_lab_root() == ("/srv", "/")

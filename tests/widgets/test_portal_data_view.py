@@ -111,7 +111,7 @@ def test_form_search_and_paging_run_in_the_panels_own_thread(built):
 
 def test_errors_are_shown_and_the_last_page_kept(built, monkeypatch):
     cat, _, _ = built
-    panel = DataPanel(cat, page_size=5, request_refresh=lambda: None, lab=(None, "/"))
+    panel = DataPanel(cat, page_size=5, lab=(None, "/"))
     panel.apply(panel.fetch())
     rows = _visible_rows(panel)
 
@@ -119,8 +119,10 @@ def test_errors_are_shown_and_the_last_page_kept(built, monkeypatch):
         raise CatalogError("reading catalog x failed: server closed the connection")
 
     monkeypatch.setattr(data_model, "search_page", broken)
-    panel.next_button.click()
-    panel.apply(panel.fetch())
+    with pytest.raises(CatalogError, match="server closed"):  # the portal shows it
+        panel.fetch()
+    panel.next_button.click()  # on its own, the panel shows it in its status line
+    assert panel.wait(30)
     assert "server closed the connection" in panel.status.value
     assert "showing the last data read" in panel.status.value
     assert _visible_rows(panel) == rows
