@@ -85,8 +85,8 @@ class _Worker:
                 if not self._kick.is_set():  # nothing for 30 s: end (a kick starts anew)
                     self._thread = None
                     return
+                self.busy = True  # before the kick is cleared: idle() never sees neither
                 self._kick.clear()
-                self.busy = True
             try:
                 while self._job() and not self._stop.is_set():
                     pass  # more was wanted at once (e.g. the detail after the page)
@@ -298,9 +298,13 @@ class DataPanel:
             "until": w.DatePicker(description="", layout=w.Layout(width="10em")),
             "text": text("text", "free text (words, prefix*)", "14em"),
         }
+        self._filling = False
         for name, box in self.form.items():
             box.add_class(f"spotkit-data-{name}")
             box.tooltip = name  # the field's name on hover
+            if hasattr(box, "continuous_update"):
+                box.continuous_update = False  # Enter (or leaving the box) searches
+            box.observe(self._field_changed, "value")
         self.search_button = w.Button(description="Search", icon="search",
                                       button_style="primary", layout=w.Layout(width="auto"))
         self.clear_button = w.Button(description="Clear", layout=w.Layout(width="auto"))
@@ -405,6 +409,8 @@ class DataPanel:
                 cell.layout.display = display
         self._shown_page = page
         with self._quiet_page_box():
+            exact = bool(page.pages and page.total_exact)
+            self.page_box.max = max(page.pages or 1, page.page + 1) if exact else 10**9
             self.page_box.value = page.page + 1
         self.pages_label.value = (f"of {page.pages:,}" if page.pages and page.total_exact
                                   else f"of about {page.pages:,}" if page.pages else "")
@@ -451,9 +457,17 @@ class DataPanel:
         self.search(**self._form_values())
 
     def _clear_form(self) -> None:
-        for name, box in self.form.items():
-            box.value = None if name in ("since", "until") else ""
+        self._filling = True
+        try:
+            for name, box in self.form.items():
+                box.value = None if name in ("since", "until") else ""
+        finally:
+            self._filling = False
         self.search()
+
+    def _field_changed(self, _change) -> None:
+        if not self._filling:
+            self._search_from_form()
 
     def _set_status(self, dataset_id: str, status: str, reason: str) -> None:
         """The "Set status" action: :meth:`spotkit.catalog.Catalog.set_status`, off the

@@ -215,7 +215,9 @@ class DetailView:
                          _E(f["format"]), f"<code>{_E(f['sha256'])}</code>", replicas])
         files = _table(["role", "path", "size", "format", "sha256", "replicas"], rows,
                        "spotkit-data-files")
-        return (f"<table>{fields}</table><h4>Files</h4>{files}<h4>Metadata</h4>"
+        use = (f"<small>In a notebook: <code>spotkit.open_catalog(...)[{d.id!r}]"
+               ".to_xarray()</code></small>")
+        return (f"<table>{fields}</table>{use}<h4>Files</h4>{files}<h4>Metadata</h4>"
                 f"<pre style='max-height:16em;overflow:auto'>{_E(d.metadata)}</pre>")
 
     def _runs_html(self, d: DatasetDetail) -> str:

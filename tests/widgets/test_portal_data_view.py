@@ -102,8 +102,9 @@ def test_form_search_and_paging_run_in_the_panels_own_thread(built):
     assert _visible_rows(panel) == cat.search(sample="bone-2*", limit=5, offset=5).ids
     assert panel.page_box.value == 2
     assert panel.next_button.disabled
-    panel.form["since"].value = None
-    panel.form["text"].value = "scan"
+    panel.form["text"].value = "scan 21"  # Enter in a field searches too
+    assert panel.wait(30)
+    assert _visible_rows(panel) == cat.search(sample="bone-2*", text="scan 21").ids
     panel.search(since="last week")  # a bad date: shown, nothing read
     assert "not a date" in panel.status.value
     panel.close()
