@@ -70,6 +70,11 @@ class DemoReport:
     runs: list = field(default_factory=list)      # catalog Runs
     seconds: float = 0.0
 
+    @property
+    def portal_line(self) -> str:
+        """The line that opens the portal on the demo's catalog in a JupyterLab cell."""
+        return f"import spotkit; spotkit.portal({str(self.catalog_path)!r})"
+
 
 def run_demo(
     workdir: str | os.PathLike = "spotkit-demo",

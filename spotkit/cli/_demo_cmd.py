@@ -61,6 +61,7 @@ def cmd_demo(args) -> int:
     _change_summary(cat, report)
     _out(f"\nCatalog: {report.catalog_path}\nIntake catalog: {report.intake_catalog}")
     _out(f"Try: spotkit --catalog {report.catalog_path} catalog search --beamline 8.3.2")
+    _out(f"The portal, in a JupyterLab cell: {report.portal_line}")
     cat.close()
     return 0
 

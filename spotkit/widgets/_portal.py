@@ -474,6 +474,8 @@ class Portal:
     # -- display ----------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs):
+        if self._closed:  # its widgets are gone: say so in words
+            return {"text/plain": repr(self)}
         return self.widget._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:

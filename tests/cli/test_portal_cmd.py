@@ -74,3 +74,26 @@ def test_staff_keys_of_spotkit_serve_let_in_and_others_do_not(tmp_path):
     assert check(expired) is None
     assert check("00" * 36) is None      # no such key
     assert check("not hex") is None
+
+
+def test_the_demo_prints_the_line_that_opens_the_portal(tmp_path):
+    import warnings
+
+    from spotkit.demo import DemoReport
+    from spotkit.widgets import Portal, PortalPanelWarning
+
+    db = tmp_path / "catalog.db"
+    open_catalog(db).close()
+    report = DemoReport(workdir=tmp_path, catalog_path=db, intake_catalog=tmp_path / "x.yaml")
+    assert report.portal_line == f"import spotkit; spotkit.portal({str(db)!r})"
+    namespace: dict = {}
+    with warnings.catch_warnings():  # a panel not there yet is named in the header
+        warnings.simplefilter("ignore", PortalPanelWarning)
+        exec(report.portal_line.replace("spotkit.portal(", "portal = spotkit.portal("),
+             namespace)
+    portal = namespace["portal"]
+    try:
+        assert isinstance(portal, Portal)
+        assert portal.wait(timeout=30)
+    finally:
+        portal.close()

@@ -283,6 +283,7 @@ def test_a_catalog_path_is_opened_and_closed_by_the_portal(tmp_path):
     with pytest.raises(CatalogError):
         len(catalog)
     assert "closed" in repr(p)
+    assert p._repr_mimebundle_() == {"text/plain": repr(p)}
     assert "closed" in p.status.value
     with pytest.raises(CatalogError):  # a mistyped path is not created
         portal(tmp_path / "missing.db", panels=[Counter])
