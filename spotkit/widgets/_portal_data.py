@@ -224,6 +224,9 @@ class DataPanel:
         self._worker.stop()
         if self._widget is not None:
             _close_tree(self._widget)
+            for button, cells in self._slots:  # slots beyond the page size too
+                for widget in (button, *cells):
+                    widget.close()
 
     def show_dataset(self, dataset_id: str) -> None:
         """Show this dataset's detail (the portal calls it when any panel selects one, and

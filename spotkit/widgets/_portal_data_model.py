@@ -89,8 +89,9 @@ class GridPage:
         """``"26–50 of 1,000,000 datasets"``."""
         if not self.rows:
             return f"no datasets (of {self.total_text})" if self.first else "no datasets"
+        noun = "dataset" if self.total == 1 and self.total_exact else "datasets"
         return (f"{self.first + 1:,}–{self.first + len(self.rows):,} of {self.total_text} "
-                "datasets")
+                f"{noun}")
 
 
 @dataclass(frozen=True)
