@@ -44,11 +44,13 @@ def _cell(value: Any, limit: int) -> str:
 def html_table(rows: Sequence[dict], columns: Iterable[tuple[str, str]], *,
                css: str = "", limit: int = 80, empty: str = "(none)",
                colours: dict[str, str] | None = None,
-               row_class: Callable[[dict], str] | None = None) -> str:
+               row_class: Callable[[dict], str] | None = None,
+               colour: Callable[[dict, str], str | None] | None = None) -> str:
     """Rows as an HTML table (escaped; long cells clipped with the full text as a tooltip).
 
     ``colours``: ``{column: colour}`` for cells that are not zero or empty (e.g. parked
-    counts in red); ``row_class(row)``: a CSS class per row.
+    counts in red); ``colour(row, column)``: a colour per cell (or None); ``row_class(row)``:
+    a CSS class per row.
 
     Examples
     --------
@@ -66,9 +68,11 @@ def html_table(rows: Sequence[dict], columns: Iterable[tuple[str, str]], *,
         for key, _ in columns:
             value = row.get(key)
             text = _cell(value, limit)
-            colour = colours.get(key)
-            if colour and value not in (None, "", 0, "0", False):
-                text = f'<span style="color:{colour};font-weight:600">{text}</span>'
+            tint = colours.get(key) if value not in (None, "", 0, "0", False) else None
+            if colour is not None:
+                tint = colour(row, key) or tint
+            if tint:
+                text = f'<span style="color:{tint};font-weight:600">{text}</span>'
             cells.append(f"<td>{text}</td>")
         cls = row_class(row) if row_class else ""
         attr = f' class="{html.escape(cls, quote=True)}"' if cls else ""
