@@ -13,6 +13,7 @@ tested in plain Python; :mod:`spotkit.widgets._portal_data` draws it.
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import logging
 import threading
@@ -246,9 +247,9 @@ class DataPanelModel:
         """Show ``size`` rows a page, keeping the first shown row on the new page."""
         self._check_size(size)
         with self._lock:
-            first = self.page_index * self.page_size
+            if self.page_index >= 0:  # (-1: the last page, whatever its size)
+                self.page_index = self.page_index * self.page_size // size
             self.page_size = size
-            self.page_index = first // size
             self._want_page = True
 
     def go(self, page: int) -> None:
@@ -347,14 +348,19 @@ class DataPanelModel:
                 options.append((end, {"last": True, "skip": end}))
             else:  # the last page, partial
                 options.append((0, {"last": True, "limit": max(1, total - index)}))
-        for pos, key in self._anchors.items():
-            if pos < index:
-                options.append((index - pos - 1, {"after": key, "skip": index - pos - 1}))
-            elif pos >= index + size:
-                options.append((pos - index - size, {"before": key,
-                                                     "skip": pos - index - size}))
-            elif pos == index:
-                options.append((0, {"at": key}))
+        known = sorted(self._anchors)
+        i = bisect.bisect_left(known, index)
+        if i and known[i - 1] < index:  # the nearest known row above the page
+            pos = known[i - 1]
+            options.append((index - pos - 1, {"after": self._anchors[pos],
+                                              "skip": index - pos - 1}))
+        if i < len(known) and known[i] == index:
+            options.append((0, {"at": self._anchors[index]}))
+        j = bisect.bisect_left(known, index + size)
+        if j < len(known):  # the nearest known row below the page
+            pos = known[j]
+            options.append((pos - index - size, {"before": self._anchors[pos],
+                                                 "skip": pos - index - size}))
         return min(options, key=lambda o: o[0])[1]
 
     def _read_page(self, notes: list[str]) -> None:

@@ -260,3 +260,30 @@ def test_lab_root_from_the_running_servers_files(tmp_path, monkeypatch):
     assert find_lab_root() == (str(tmp_path), "/user/ada/")
     monkeypatch.setenv("SPOTKIT_LAB_ROOT", "/srv")
     assert find_lab_root() == ("/srv", "/")
+
+
+def test_random_moves_always_show_the_rows_of_the_search(built):
+    """Whatever the path to a page (next, previous, jumps, last, page size changes), its
+    rows are those of the search at that offset: ties in start time and datasets without
+    one included."""
+    import random
+
+    cat, _ = built
+    rng = random.Random(3)
+    for query in ({}, {"sample": "bone-[0-3]*"}):
+        everything = cat.search(limit=None, **query).ids
+        model = DataPanelModel(cat, page_size=6, lab=(None, "/"))
+        model.search(**query)
+        model.fetch()
+        for _ in range(40):
+            move = rng.choice(["next", "previous", "go", "last", "size"])
+            if move == "go":
+                model.go(rng.randrange(0, 12))
+            elif move == "size":
+                model.set_page_size(rng.choice([4, 6, 9]))
+            else:
+                getattr(model, {"next": "next_page", "previous": "previous_page",
+                                "last": "last_page"}[move])()
+            page = model.fetch().page
+            assert page.ids == everything[page.first:page.first + model.page_size], move
+            assert page.first == page.page * model.page_size
