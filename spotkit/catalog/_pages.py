@@ -172,25 +172,26 @@ def _segments(pg: bool, key: PageKey | None, forward: bool, inclusive: bool):
              [key.start, key.start, key.seq], timed_asc)]
 
 
-def _source(catalog: Catalog, conn: Any, query: dict, wanted: int) -> str:
+def _source(catalog: Catalog, conn: Any, query: dict, wanted: int) -> tuple[str, int | None]:
     """``datasets d``, or on SQLite for free text (and times) only, when the words are
     common, the start-time index walked in order (as :meth:`Catalog.search` does: checking
-    each row against the matches beats sorting tens of thousands of matches)."""
+    each row against the matches beats sorting tens of thousands of matches); and the
+    number of free-text matches where it was counted (else None)."""
     from spotkit.catalog._common import _fts_query
 
     text = query.get("text")
     if catalog._pg or not catalog._fts or not text or not set(query) <= {
             "text", "since", "until"}:
-        return "datasets d"
+        return "datasets d", None
     match = _fts_query(text)
     if not match:
-        return "datasets d"
+        return "datasets d", None
     hits = conn.execute("SELECT count(*) FROM datasets_fts WHERE datasets_fts MATCH ?",
                         (match,)).fetchone()[0]
     rows = conn.execute("SELECT max(seq) FROM datasets").fetchone()[0] or 0
     if hits and wanted * rows / hits < 20 * hits:
-        return "datasets d INDEXED BY datasets_start"
-    return "datasets d"
+        return "datasets d INDEXED BY datasets_start", hits
+    return "datasets d", hits
 
 
 def search_page(
@@ -280,7 +281,7 @@ def search_page(
     found: list[tuple[int, float | None]] = []
     want = limit + 1  # one more: is there anything beyond the page?
     with catalog._read() as conn:
-        source = _source(catalog, conn, query, skip + want)
+        source, hits = _source(catalog, conn, query, skip + want)
         for condition, extra, order in _segments(catalog._pg, key, forward, at is not None):
             clause = " AND ".join(c for c in (where[len("WHERE "):], condition) if c)
             filtered = f"FROM {source} {'WHERE ' + clause if clause else ''}"
@@ -312,7 +313,9 @@ def search_page(
             found = [r for r in found if r[0] in alive]
     rows = list(zip(found, loaded, strict=False))
     total, exact = None, True
-    if count:
+    if count and hits is not None and set(query) == {"text"}:
+        total = hits  # the free-text index counted them (as search() counts them)
+    elif count:
         counted_result = catalog.search(limit=0, **query)
         total, exact = counted_result.total, counted_result.total_exact
     if forward:
