@@ -69,16 +69,22 @@ def _stamp(path: Path) -> dict[str, Any]:
 
 
 def _downsample2(block: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
-    """2 x 2 x 2 block means (an odd trailing edge is averaged with itself)."""
+    """2 x 2 x 2 block means (an odd trailing edge is averaged with itself; integers are
+    rounded half up)."""
     pad = [(0, n % 2) for n in block.shape]
     if any(p for _, p in pad):
         block = np.pad(block, pad, mode="edge")
-    z, y, x = (n // 2 for n in block.shape)
-    mean = block.reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5), dtype=np.float32)
+    # pairwise sums along each axis: contiguous adds, ~2x faster than a 6-D mean
+    s = block[0::2].astype(np.float32)
+    s += block[1::2]
+    s = s[:, 0::2] + s[:, 1::2]
+    s = s[:, :, 0::2] + s[:, :, 1::2]
+    s *= np.float32(0.125)
     if np.issubdtype(out_dtype, np.integer):
         info = np.iinfo(out_dtype)
-        mean = np.clip(np.rint(mean), info.min, info.max)
-    return mean.astype(out_dtype, copy=False)
+        np.floor(s + np.float32(0.5), out=s)
+        np.clip(s, info.min, info.max, out=s)
+    return s.astype(out_dtype, copy=False)
 
 
 def _level_shapes(shape: tuple[int, ...], min_size: int) -> list[tuple[int, ...]]:

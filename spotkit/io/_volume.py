@@ -211,6 +211,33 @@ class Volume:
         >>> vol.read_plane(1, 2).tolist() == np.arange(24).reshape(2, 3, 4)[:, 2, :].tolist()
         True
         """
+        reader, li, rows, cols = self._locate(axis, index, level, region)
+        return reader.read_plane(axis, li, rows, cols)
+
+    def read_bytes(self, axis: int, *, level: int = 0,
+                   region: tuple[int, int, int, int] | None = None) -> int:
+        """Bytes of storage a plane read across ``axis`` touches (whole chunks).
+
+        What a plane costs before it is read: a plane across per-slice chunks (1, n, n) of
+        an axis other than the first touches the whole volume.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> open_volume(np.zeros((4, 8, 8), np.float32), pyramid=False).read_bytes(0)
+        256
+        """
+        reader, _, rows, cols = self._locate(axis, 0, level, region)
+        itemsize = np.dtype(reader.dtype).itemsize
+        chunks = getattr(reader, "chunks", None)
+        if not chunks:
+            return (rows.stop - rows.start) * (cols.stop - cols.start) * itemsize
+        from ._volume_levels import _chunks_crossed
+
+        per_chunk = int(np.prod(chunks)) * itemsize
+        return _chunks_crossed(tuple(chunks), axis, rows, cols) * per_chunk
+
+    def _locate(self, axis: int, index: int, level: int, region):
         level = self._level(level)
         self._axis(axis)
         n = self.shape[axis]
@@ -225,7 +252,7 @@ class Volume:
         li = min(int(index // f[axis]), reader.shape[axis] - 1)
         rows = slice(int(r0 // f[a]), min(math.ceil(r1 / f[a]), reader.shape[a]))
         cols = slice(int(c0 // f[b]), min(math.ceil(c1 / f[b]), reader.shape[b]))
-        return reader.read_plane(axis, li, rows, cols)
+        return reader, li, rows, cols
 
     @property
     def chunks_read(self) -> int:
@@ -289,8 +316,10 @@ def open_volume(source, *, key: str | None = None, pyramid: bool = True,
         An HDF5 file (a reconstruction such as :func:`spotkit.pipelines.run_tomo` writes,
         or a raw Data Exchange scan: its projections), a zarr array or OME-NGFF multiscale
         group, a ``.npy`` file, a catalog :class:`~spotkit.catalog.Dataset`, the
-        :class:`xarray.Dataset` of :func:`spotkit.io.open_tomo`, or a 3-D array: numpy, dask,
-        :class:`xarray.DataArray`, or a Tiled client array from ``spotkit serve``.
+        :class:`xarray.Dataset` of :func:`spotkit.io.open_tomo`, a dataset of a remote catalog
+        (``spotkit.open_catalog("http://host/api")``: its ``data`` array, read through the
+        server), or a 3-D array: numpy, dask, :class:`xarray.DataArray`, or a Tiled client
+        array from ``spotkit serve``.
     key : str, optional
         The dataset inside an HDF5 file (default: its only 3-D dataset) or zarr group.
     pyramid : bool
@@ -337,6 +366,11 @@ def open_volume(source, *, key: str | None = None, pyramid: bool = True,
             raise InputFileError(Path(str(source.id)), "the dataset has no files to view.")
         return open_path_volume(Path(record.path), key=key or record.key, pyramid=pyramid,
                                 axes=axes, kind=source.kind)
+    if hasattr(source, "arrays") and hasattr(source, "kind"):  # a RemoteDataset (serve)
+        from ._volume_meta import remote_axes
+
+        data = source["data"]
+        return _array_volume(data, pyramid=pyramid, axes=axes or remote_axes(source, data))
     if hasattr(source, "data_vars") and "data" in source.data_vars:  # open_tomo's Dataset
         path = source.attrs.get("path")
         if path and source.attrs.get("format") == "dataexchange" and Path(path).exists():
@@ -358,8 +392,8 @@ def _array_volume(array, *, pyramid: bool, axes) -> Volume:
     remote = is_remote_array(array)
     levels: list[Any] = [ArrayLevel(array)]
     if pyramid and (remote or isinstance(array, np.ndarray)):
-        step = 2
-        while max(math.ceil(n / step) for n in array.shape) >= 64 and step <= 64:
+        step = 2  # like write_pyramid's levels: until the largest side is at most 64
+        while max(math.ceil(n / (step // 2)) for n in array.shape) > 64 and step <= 256:
             levels.append(ArrayLevel(array, step=step))
             step *= 2
     meta = getattr(array, "metadata", None) or getattr(array, "attrs", None) or {}

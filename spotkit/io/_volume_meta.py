@@ -117,6 +117,31 @@ def array_axes(array, meta) -> list[Axis]:
             for i, (n, s) in enumerate(zip(names, shape, strict=True))]
 
 
+def remote_axes(dataset, data) -> list[Axis] | None:
+    """Axes of a remote dataset's ``data``: a raw scan's angles (its ``theta`` array) and
+    pixel size (its metadata), else a voxel size in the array's or the dataset's metadata."""
+    meta = dict(getattr(dataset, "metadata", None) or {})
+    if dataset.kind == kinds.TOMO_RAW and "theta" in getattr(dataset, "arrays", ()):
+        node = dataset["theta"]
+        theta = np.asarray(node.read(), dtype=float)
+        units = (dict(getattr(node, "metadata", None) or {})).get("units") or "degree"
+        n = tuple(int(s) for s in data.shape)
+        return scan_axes(_ScanLike(theta, meta, n, units))
+    arr_meta = dict(getattr(data, "metadata", None) or {})
+    return array_axes(data, {**meta, **arr_meta})
+
+
+class _ScanLike(dict):
+    """What :func:`scan_axes` reads from open_tomo's Dataset, from remote parts."""
+
+    def __init__(self, theta, attrs, shape, units):
+        import xarray as xr
+
+        super().__init__(data=np.broadcast_to(np.zeros((), np.uint8), shape),
+                         theta=xr.DataArray(theta, dims=("angle",), attrs={"units": units}))
+        self.attrs = attrs
+
+
 def _three_d(f) -> list[str]:
     import h5py
 

@@ -166,7 +166,8 @@ class ViewerPanel:
         if name == "slice":
             from spotkit.widgets._slice_viewer import SliceViewer
 
-            return SliceViewer(model, background=self.background)
+            return SliceViewer(model, background=self.background, readonly=self.readonly,
+                               max_read_bytes=self.model.max_read_bytes)
         if name in ("frames", "iq") and type(model).__name__ == "ChangeTimelineModel":
             from spotkit.widgets._change_timeline import ChangeTimeline
 

@@ -101,6 +101,9 @@ class ViewerPanelModel:
         Pixels of a slice viewer pane.
     slice_options : dict, optional
         More keyword arguments of :class:`~spotkit.widgets.SliceViewerModel`.
+    max_read_bytes : int
+        Planes that would read more storage are not read when loading (see
+        :class:`~spotkit.widgets.SliceViewer`).
 
     Examples
     --------
@@ -119,8 +122,9 @@ class ViewerPanelModel:
     """
 
     def __init__(self, catalog: Any, *, display: int = 384,
-                 slice_options: dict[str, Any] | None = None):
+                 slice_options: dict[str, Any] | None = None, max_read_bytes: int = 2**30):
         self.catalog = catalog
+        self.max_read_bytes = int(max_read_bytes)
         self.display = int(display)
         self.slice_options = dict(slice_options or {})
         self._pending: str | None = None
@@ -171,16 +175,21 @@ class ViewerPanelModel:
 
         model = SliceViewerModel(ds, display=self.display, **self.slice_options)
         for ax in range(3):  # the first images, read here (not in the kernel's thread)
-            model.render(ax)
+            if model.read_bytes(ax, coarse=True) <= self.max_read_bytes:
+                model.render(ax)  # (a costly plane waits for a click in the view)
         return model
 
     def _load_frames(self, ds) -> Any:
         from spotkit.io import load_geometry, open_saxs
         from spotkit.widgets._change_timeline_model import ChangeTimelineModel
 
-        frames = open_saxs(ds.path)
-        poni = frames.attrs.get("geometry_file") or frames.attrs.get("poni_path")
-        integrator = load_geometry(poni) if poni else None
+        if getattr(ds, "path", None) is None and hasattr(ds, "to_xarray"):
+            frames = ds.to_xarray()  # a remote catalog's dataset: read through the server
+            integrator = None  # the geometry file stays on the server
+        else:
+            frames = open_saxs(ds.path)
+            poni = frames.attrs.get("geometry_file") or frames.attrs.get("poni_path")
+            integrator = load_geometry(poni) if poni else None
         model = ChangeTimelineModel(frames, integrator=integrator,
                                     warmup=min(8, int(frames.shape[0])))
         _warm(model)

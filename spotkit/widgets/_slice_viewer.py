@@ -46,6 +46,13 @@ class SliceViewer:
         (False: both in the caller's thread, e.g. in tests and for static notebooks).
     pane_size : int
         Pixels of each pane on screen (the model's ``display`` unless given).
+    max_read_bytes : int
+        A plane whose read would touch more storage than this (a y or x plane of a volume
+        stored in per-slice chunks, without a pyramid) is not read on a slider move: its
+        pane says what it would cost and offers "Read it" (and, for a volume file, "Build
+        pyramid": :func:`spotkit.io.write_pyramid`).
+    readonly : bool
+        No "Build pyramid" button (the read-only portal view writes nothing).
     **model_options
         Keyword arguments of :class:`SliceViewerModel` (``key``, ``axis``, ``cursor``,
         ``display``, ``cmap``, ``vmin``, ``vmax``, ``percentiles``, ``fmt``, ``pyramid``).
@@ -73,7 +80,7 @@ class SliceViewer:
     """
 
     def __init__(self, source: Any, *, background: bool = True, pane_size: int | None = None,
-                 **model_options: Any):
+                 max_read_bytes: int = 2**30, readonly: bool = False, **model_options: Any):
         w = _ipywidgets()
         if isinstance(source, SliceViewerModel):
             if model_options:
@@ -85,22 +92,31 @@ class SliceViewer:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="spotkit-slices") \
             if background else None
         self._generation = [0, 0, 0]
+        self.max_read_bytes = int(max_read_bytes)
+        self.readonly = bool(readonly)
+        self._forced = [False, False, False]
         self._lock = threading.Lock()
         m = self.model
         size = int(pane_size or m.display)
+        self._pane = size
         self.titles, self.sliders, self.images, panes = [], [], [], []
+        self.notes, self.read_buttons = [], []
         for ax, axis in enumerate(m.volume.axes):
             title = w.HTML()
             slider = w.IntSlider(value=m.cursor[ax], min=0, max=axis.size - 1,
                                  description=axis.name, continuous_update=True,
                                  layout=w.Layout(width=f"{size}px"))
-            image = w.Image(format=m.fmt, layout=w.Layout(max_width=f"{size}px",
-                                                          object_fit="contain"))
+            image = w.Image(format=m.fmt, layout=w.Layout(object_fit="contain"))
             slider.observe(lambda change, ax=ax: self._moved(ax, change["new"]), names="value")
+            note = w.HTML(layout=w.Layout(display="none", max_width=f"{size}px"))
+            read = w.Button(description="Read it", layout=w.Layout(display="none"))
+            read.on_click(lambda _, ax=ax: self.read_anyway(ax))
             self.titles.append(title)
             self.sliders.append(slider)
             self.images.append(image)
-            panes.append(w.VBox([title, image, slider],
+            self.notes.append(note)
+            self.read_buttons.append(read)
+            panes.append(w.VBox([title, image, note, read, slider],
                                 layout=w.Layout(margin="0 8px 8px 0")))
         vals = (m.vmin, m.vmax)
         lo, hi = self._range_limits(vals)
@@ -117,19 +133,31 @@ class SliceViewer:
         self.zoom = w.ToggleButtons(options=[(f"{z}×", z) for z in ZOOMS], value=1,
                                     description="zoom", style={"button_width": "40px"})
         self.status = w.HTML()
+        self.pyramid_button = w.Button(
+            description="Build pyramid", icon="layer-group",
+            tooltip="write coarse levels beside the volume (spotkit.io.write_pyramid): fast "
+            "planes across every axis",
+            layout=w.Layout(display="" if m.can_build_pyramid and not readonly else "none"))
+        self.pyramid_button.on_click(lambda _: self.build_pyramid())
         self.cmap.observe(lambda c: self._set_cmap(c["new"]), names="value")
         self.contrast.observe(lambda c: self._set_contrast(*c["new"]), names="value")
         self.auto_button.on_click(lambda _: self.auto_contrast())
         self.zoom.observe(lambda c: self._set_zoom(c["new"]), names="value")
         header = w.HTML(f"<b>{html.escape(m.volume.name)}</b> &nbsp; "
                         f"{html.escape(self._shape_text())}")
-        controls = w.HBox([self.cmap, self.contrast, self.auto_button, self.zoom],
+        controls = w.HBox([self.cmap, self.contrast, self.auto_button, self.zoom,
+                           self.pyramid_button],
                           layout=w.Layout(flex_flow="row wrap"))
         self.widget = w.VBox([header, controls,
                               w.HBox(panes, layout=w.Layout(flex_flow="row wrap")),
                               self.status])
         self.widget.add_class("spotkit-slice-viewer")
-        self.refresh()
+        for ax in range(3):  # images the model rendered already (e.g. in the portal's
+            last = m.last.get(ax)  # background thread) are shown without reading again
+            if last is not None and last.index == m.cursor[ax] and last.level == m.levels(ax)[1]:
+                self._put(last)
+            else:
+                self._show(ax)
 
     # -- actions (also for notebooks and tests) -------------------------------------
 
@@ -148,6 +176,37 @@ class SliceViewer:
             self.contrast.value = vals
         self.refresh()
         return vals
+
+    def read_anyway(self, axis: int) -> None:
+        """Read the plane across ``axis`` even though it is costly (and keep doing so)."""
+        self._forced[axis] = True
+        self._show(axis)
+
+    def build_pyramid(self) -> None:
+        """Write the volume's pyramid (:meth:`SliceViewerModel.build_pyramid`, in a
+        background thread when ``background``), then show the planes from it."""
+        if self.readonly or not self.model.can_build_pyramid:
+            raise ValueError("this viewer cannot write a pyramid (read-only, remote, a raw "
+                             "scan, or one exists already)")
+        self.pyramid_button.disabled = True
+        self.status.value = "<small>writing the pyramid… (reads the whole volume once)</small>"
+
+        def work() -> None:
+            try:
+                side = self.model.build_pyramid()
+            except Exception as exc:  # shown in the view
+                logger.warning("writing the pyramid failed: %s", exc, exc_info=True)
+                self.status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+                self.pyramid_button.disabled = False
+                return
+            self.pyramid_button.layout.display = "none"
+            self.refresh()
+            self.status.value = f"<small>pyramid written: {html.escape(str(side))}</small>"
+
+        if self._executor is None:
+            work()
+        else:
+            threading.Thread(target=work, name="spotkit-pyramid", daemon=True).start()
 
     def close(self) -> None:
         """Close the widgets and the volume's files."""
@@ -184,6 +243,17 @@ class SliceViewer:
             self._generation[axis] += 1
             generation = self._generation[axis]
         coarse, fine = self.model.levels(axis)
+        cost = self.model.read_bytes(axis, coarse=True)
+        guarded = cost > self.max_read_bytes and not self._forced[axis]
+        self.notes[axis].layout.display = self.read_buttons[axis].layout.display = (
+            "" if guarded else "none")
+        if guarded:
+            hint = (" or build the pyramid" if self.model.can_build_pyramid
+                    and not self.readonly else "")
+            self.notes[axis].value = (
+                f"<small>This plane would read {_size_text(cost)} (the volume is stored "
+                f"in chunks of {self._chunks_text()}). Read it{hint}.</small>")
+            return
         try:
             if coarse != fine or not self.background:
                 self._put(self.model.render(axis, level=coarse))
@@ -212,8 +282,16 @@ class SliceViewer:
 
     def _put(self, out: Rendered) -> None:
         ax = out.axis
-        self.images[ax].format = out.format
-        self.images[ax].value = out.data
+        image = self.images[ax]
+        # the browser scales a coarse image up to the pane: the same size on screen as the
+        # full one that follows, with the plane's physical aspect
+        h, w = out.size
+        scale = self._pane / max(h, w)
+        width, height = f"{round(w * scale)}px", f"{round(h * scale)}px"
+        if (image.layout.width, image.layout.height) != (width, height):
+            image.layout.width, image.layout.height = width, height
+        image.format = out.format
+        image.value = out.data
         m = self.model
         a, b = (m.volume.axes[d].name for d in m.volume.plane_axes(ax))
         self.titles[ax].value = (f"<b>{html.escape(m.describe(ax))}</b><br><small>"
@@ -235,6 +313,10 @@ class SliceViewer:
         span = hi - lo
         return lo - span, hi + span
 
+    def _chunks_text(self) -> str:
+        chunks = getattr(self.model.volume.levels[0], "chunks", None)
+        return " × ".join(map(str, chunks)) if chunks else "one block"
+
     def _shape_text(self) -> str:
         parts = []
         for a in self.model.volume.axes:
@@ -247,6 +329,11 @@ class SliceViewer:
 
     def __repr__(self) -> str:
         return f"<SliceViewer {self.model!r}>"
+
+
+def _size_text(n: int) -> str:
+    """``"28.3 GB"``, ``"1.2 MB"``."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 _CMAPS = ["gray", "viridis", "magma", "inferno", "cividis", "bone", "coolwarm", "RdBu_r"]

@@ -176,6 +176,7 @@ class SliceViewerModel:
         if int(display) < 16:
             raise ValueError(f"display must be at least 16 pixels, got {display!r}")
         self.volume: Volume = open_volume(source, key=key, pyramid=pyramid)
+        self.source_path = _source_path(source)
         self.display = int(display)
         self.fmt = fmt
         self.percentiles = self._check_percentiles(percentiles)
@@ -304,6 +305,44 @@ class SliceViewerModel:
         coarse = min(fine + 2, len(self.volume.levels) - 1)
         return coarse, fine
 
+    def read_bytes(self, axis: int | None = None, *, coarse: bool = False) -> int:
+        """Bytes of storage the next :meth:`render` of ``axis`` touches (see
+        :meth:`spotkit.io.Volume.read_bytes`)."""
+        ax = self.axis if axis is None else self._check_axis(axis)
+        level = self.levels(ax)[0 if coarse else 1]
+        return self.volume.read_bytes(ax, level=level, region=self.regions[ax])
+
+    @property
+    def can_build_pyramid(self) -> bool:
+        """A volume file without pyramid levels: :meth:`build_pyramid` would help."""
+        return (self.source_path is not None and len(self.volume.levels) == 1
+                and not self.volume.remote)
+
+    def build_pyramid(self, **options: Any):
+        """Write the volume's pyramid sidecar (:func:`spotkit.io.write_pyramid`) and use it.
+
+        Parameters
+        ----------
+        **options
+            Keyword arguments of :func:`spotkit.io.write_pyramid` (``output``,
+            ``min_size``, ``chunk``, ``max_memory``, ``overwrite``).
+
+        Returns
+        -------
+        pathlib.Path
+            The sidecar.
+        """
+        from spotkit.io import write_pyramid
+
+        if self.source_path is None:
+            raise ValueError("only a volume file (HDF5 or zarr) can get a pyramid; this "
+                             f"viewer shows {self.volume.name}")
+        key = self.volume.source_key
+        side = write_pyramid(self.source_path, key=key, **options)
+        old, self.volume = self.volume, open_volume(self.source_path, key=key)
+        old.close()
+        return side
+
     def plane(self, axis: int | None = None, *, level: int = 0) -> np.ndarray:
         """The plane across ``axis`` through the cursor (the zoom region of it), as read."""
         ax = self.axis if axis is None else self._check_axis(axis)
@@ -412,6 +451,18 @@ class SliceViewerModel:
     def __repr__(self) -> str:
         return (f"<SliceViewerModel {self.volume.name} {self.shape} axis {self.axis} "
                 f"cursor {tuple(self.cursor)}>")
+
+
+def _source_path(source: Any):
+    """The volume file behind ``source`` (a path or a catalog dataset), else None."""
+    from pathlib import Path
+
+    if isinstance(source, str | Path):
+        return Path(source)
+    record = getattr(source, "primary_file", None)
+    if record is not None and getattr(source, "kind", None) != "tomo/raw":
+        return Path(record.path)
+    return None
 
 
 def _palette(img, lut: np.ndarray):

@@ -258,3 +258,36 @@ def test_view_moves_the_cursor_and_shows_images():
     lo, hi = viewer.auto_contrast()
     assert viewer.contrast.value == pytest.approx((lo, hi))
     viewer.close()
+
+
+def test_costly_planes_wait_for_a_click_and_a_pyramid_makes_them_cheap(tmp_path):
+    """Per-slice chunks (as run_tomo writes): a y or x plane would read the whole volume."""
+    pytest.importorskip("ipywidgets")
+    from spotkit.widgets._slice_viewer import SliceViewer
+
+    vol = np.random.default_rng(2).random((32, 96, 96)).astype(np.float32)
+    path = tmp_path / "slices.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("recon", data=vol, chunks=(1, 96, 96))
+    viewer = SliceViewer(path, background=False, display=48, max_read_bytes=200_000)
+    m = viewer.model
+    assert m.read_bytes(0) == 96 * 96 * 4
+    assert m.read_bytes(1, coarse=True) == vol.nbytes  # every chunk
+    assert viewer.notes[1].layout.display == ""  # not read: the pane says why
+    assert "would read 1.2 MB" in viewer.notes[1].value
+    assert "build the pyramid" in viewer.notes[1].value
+    assert 1 not in m.last
+    assert viewer.images[0].layout.width == "48px"
+    viewer.read_anyway(1)
+    np.testing.assert_array_equal(m.plane(1), vol[:, 48, :])
+    assert 1 in m.last
+    viewer.build_pyramid()  # spotkit.io.write_pyramid, then the planes from it
+    assert len(m.volume.levels) == 2
+    assert m.read_bytes(2, coarse=True) < 200_000
+    assert viewer.notes[2].layout.display == "none"
+    assert viewer.pyramid_button.layout.display == "none"
+    viewer.close()
+    ro = SliceViewer(np.zeros((4, 4, 4)), background=False, readonly=True)
+    assert ro.pyramid_button.layout.display == "none"
+    with pytest.raises(ValueError, match="cannot write a pyramid"):
+        ro.build_pyramid()
