@@ -13,6 +13,9 @@ dataset) over one tab per panel. The panels (``DataPanel``, ``ViewerPanel``, ``F
         def close(self) -> None: ...
         def show_dataset(self, dataset_id): ... # optional: the portal's selection
 
+A panel that has a ``request_refresh`` attribute set to None is given a callable that asks
+the portal to refresh it now (e.g. after a search or an action), in the portal's thread.
+
 The portal runs every panel's ``fetch`` in one background thread and hands each snapshot
 to that panel's ``apply`` as soon as it is fetched
 (:class:`~spotkit.widgets._portal_app_refresh.PortalRefresher`); a panel whose fetch fails
@@ -188,6 +191,7 @@ class Portal:
         self._close_catalog = opened if close_catalog is None else bool(close_catalog)
         try:
             self.panels = self._make_panels(panels)
+            self._connect(self.panels)
             self.refresher = PortalRefresher(
                 self.panels, refresh, apply=self._apply, on_error=self._show_error,
                 on_change=self._render_header, priority=self._rank)
@@ -232,6 +236,22 @@ class Portal:
         if not made:
             raise ValueError("panels is empty: give at least one panel (or None for all)")
         return made
+
+    def _connect(self, panels: list[Any]) -> None:
+        """Give each panel with a ``request_refresh`` attribute left None a callable that
+        asks the portal to refresh that panel now (after a search or an action)."""
+        for panel in panels:
+            if getattr(panel, "request_refresh", False) is None:
+                panel.request_refresh = (lambda p=panel: self._request_refresh(p))
+
+    def _request_refresh(self, panel: Any) -> None:
+        refresher = getattr(self, "refresher", None)
+        if refresher is None or self._closed:
+            return
+        if refresher.running:
+            refresher.wake(panel)
+        else:  # paused or not started: refresh it at once, here
+            refresher.refresh(panel)
 
     def panel(self, name: str) -> Any:
         """The panel whose title or class name is ``name`` (case-insensitive)."""

@@ -302,8 +302,9 @@ class PortalRefresher:
                 snapshot = panel.fetch()
             except Exception as exc:  # shown in the panel's banner; the others go on
                 failure = _describe(exc)
-                # said once per run of failures (a notebook shows warnings under the cell)
-                log = logger.warning if state.failures == 0 else logger.debug
+                # the panel's error line and the header say it; the log once per run of
+                # failures, at info (a notebook would show a warning under the portal's cell)
+                log = logger.info if state.failures == 0 else logger.debug
                 log("portal: %s could not refresh: %s", state.title, failure)
             seconds = time.monotonic() - t0
             if failure is None:

@@ -1,12 +1,12 @@
 """The portal in a real JupyterLab and in its read-only Voila view, driven by headless Chromium.
 
-JupyterLab: a notebook opens ``spotkit.portal`` on a small catalog (two simulated raw
-scans) with the panels defined in its first cell (tiny panels of this test that drive the
-shell: a search box over the catalog, a panel that shows the selected dataset, a clock
-that counts background refreshes and a panel whose catalog query fails). The browser
-searches, selects a dataset (routed by ``Portal.select`` to the other panel and the
-header), sees the background refresh move while the kernel is idle, and the failing
-panel's error line while the others go on.
+JupyterLab: a notebook opens ``spotkit.portal`` on a small demo-like catalog with the real
+Data, Viewers and Flow panels and two panels of this test (a clock that counts background
+refreshes, a panel whose catalog query fails). The browser searches, selects a dataset
+(routed by ``Portal.select`` to the panels and the header), opens its provenance and
+follows it to the raw scan, changes a slice of the reconstruction, retries the parked
+scan, sees the background refresh move while the kernel is idle, and the failing panel's
+error line while the others go on.
 
 Voila: the real ``spotkit portal --serve`` on the same catalog: the page needs the token,
 loads read-only (no action buttons, no code), and is laid out at desktop (1280 x 800) and
@@ -39,13 +39,29 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def small_catalog(tmp_path_factory, tiny_tomo, tiny_saxs):
-    """A catalog with the two tiny simulated scans (a tomography scan, a SAXS series)."""
-    from spotkit.catalog import open_catalog
+    """A small demo-like catalog: a tomography scan, a SAXS series, a reconstruction of the
+    scan (a small HDF5 volume, derived from it) and the scan parked by the flow."""
+    import h5py
+    import numpy as np
 
-    path = tmp_path_factory.mktemp("portal") / "catalog.db"
+    from spotkit.catalog import open_catalog
+    from spotkit.flows import Journal
+
+    folder = tmp_path_factory.mktemp("portal")
+    path = folder / "catalog.db"
+    with h5py.File(folder / "recon.h5", "w") as f:
+        f["volume"] = np.random.default_rng(0).random((12, 48, 48), dtype=np.float32)
     with open_catalog(path) as cat:
-        ids = [cat.ingest(tiny_tomo[0]).id, cat.ingest(tiny_saxs[0]).id]
-    return path, ids
+        tomo, saxs = cat.ingest(tiny_tomo[0]), cat.ingest(tiny_saxs[0])
+        recon = cat.register_derived(
+            files=[{"path": folder / "recon.h5", "role": "data", "key": "volume"}],
+            kind="tomo/recon", parents=[tomo])
+    with Journal(path) as journal:
+        journal.discover("k1", str(tiny_tomo[0]), size=1, mtime_ns=1)
+        journal.update_item("k1", beamline="8.3.2", dataset_id=tomo.id)
+        journal.finish_step("k1", "processed/tomo/preview", state="parked", error="boom")
+        journal.record_failure("k1", "RuntimeError: boom", park=True)
+    return path, [tomo.id, saxs.id, recon.id]
 
 
 @pytest.fixture(scope="module")
@@ -63,64 +79,16 @@ def _console_errors(page) -> list[str]:
     return errors
 
 
-# The panels of this test: enough to drive the shell (the real panels have their own tests).
-PANELS_CELL = '''
+# Two panels of this test, beside the real ones: a clock that counts background refreshes
+# (they go on while no cell runs) and a panel whose catalog query always fails.
+PANELS_CELL = """
 import ipywidgets as w
 import spotkit
 
-class Search:
-    """A search box over the catalog; a button per dataset selects it."""
-    title = "Search"
-    def __init__(self, catalog, *, readonly=False, on_select=None, **options):
-        self.catalog, self.on_select, self.sample, self.shown = catalog, on_select, "", None
-        self.box = w.Text(placeholder="sample (wildcards)")
-        self.box.add_class("t-search")
-        self.box.observe(self._typed, names="value")
-        self.rows = w.VBox()
-        self.rows.add_class("t-rows")
-        self.widget = w.VBox([self.box, self.rows])
-    def _typed(self, change):
-        self.sample = change["new"]
-        portal.refresher.wake(self)                 # fetch now, in the refresh thread
-    def fetch(self):
-        found = self.catalog.search(sample=self.sample or None, limit=10)
-        return [(d.id, d.sample) for d in found]    # one query per refresh
-    def apply(self, rows):
-        if rows == self.shown:
-            return
-        self.shown, buttons = rows, []
-        for dataset_id, sample in rows:
-            b = w.Button(description=f"{sample} ({dataset_id})", layout=w.Layout(width="auto"))
-            b.add_class("t-row")
-            b.on_click(lambda _, i=dataset_id: self.on_select(i))
-            buttons.append(b)
-        self.rows.children = buttons
-    def close(self):
-        self.widget.close()
-
-class Selected:
-    """Shows the dataset the portal routes to it."""
-    title = "Selected"
-    def __init__(self, catalog, *, readonly=False, **options):
-        self.catalog, self.dataset_id = catalog, None
-        self.widget = w.HTML("nothing selected")
-        self.widget.add_class("t-selected")
-    def show_dataset(self, dataset_id):
-        self.dataset_id = dataset_id
-    def fetch(self):
-        return None if self.dataset_id is None else self.catalog[self.dataset_id]
-    def apply(self, ds):
-        if ds is not None:
-            self.widget.value = f"selected {ds.id}: {ds.kind} of {ds.sample}"
-    def close(self):
-        self.widget.close()
-
 class Clock:
-    """Counts its refreshes (they go on while no cell runs)."""
     title = "Clock"
     def __init__(self, catalog, **options):
-        self.n = 0
-        self.widget = w.HTML()
+        self.n, self.widget = 0, w.HTML()
         self.widget.add_class("t-clock")
     def fetch(self):
         self.n += 1
@@ -131,7 +99,6 @@ class Clock:
         self.widget.close()
 
 class Broken:
-    """Its catalog query always fails."""
     title = "Broken"
     def __init__(self, catalog, **options):
         self.widget = w.HTML("old data")
@@ -141,17 +108,18 @@ class Broken:
         pass
     def close(self):
         self.widget.close()
-'''
+"""
 
 
 def test_portal_in_jupyterlab(lab_server, page, small_catalog, artifacts):
     from playwright.sync_api import expect
 
     path, ids = small_catalog
+    tomo, _, recon = ids
     errors = _console_errors(page)
     cells = [PANELS_CELL,
              f"portal = spotkit.portal({str(path)!r}, refresh=0.5,\n"
-             "                        panels=[Search, Selected, Clock, Broken])\n"
+             "    panels=['data', 'viewers', 'flow', Clock, Broken])\n"
              "portal",
              "print('KERNEL FREE')"]
     nb_cells, kernel_status = lab_server.open_and_run_all(page, "portal.ipynb", cells)
@@ -162,18 +130,45 @@ def test_portal_in_jupyterlab(lab_server, page, small_catalog, artifacts):
     expect(header).to_contain_text(re.compile(r"refreshed \d\d:\d\d:\d\d, every 0.5 s"))
     expect(nb_cells.nth(2).locator(".jp-OutputArea-output")).to_have_text("KERNEL FREE")
 
-    # search: typing refreshes the panel in the background, one button per dataset
-    rows = root.locator(".t-row")
-    expect(rows).to_have_count(2)
-    root.locator(".t-search input").fill("tiny-f*")
-    expect(rows).to_have_count(1)
-    expect(rows).to_contain_text(ids[1])
+    # Data: search (Enter), one row per dataset found, select one
+    data = root.locator(".spotkit-data-panel")
+    rows = data.locator(".spotkit-data-row:visible")
+    expect(rows).to_have_count(3)
+    sample = data.locator(".spotkit-data-sample input")
+    sample.fill("tiny-s*")
+    sample.press("Enter")
+    expect(rows).to_have_count(2)  # the scan and its reconstruction
+    rows.filter(has_text=recon).click()
+    expect(header).to_contain_text(f"dataset {recon}")
 
-    # select: routed through Portal.select to the other panel and the header
-    rows.first.click()
-    expect(header).to_contain_text(f"dataset {ids[1]}")
-    page.get_by_role("tab", name="Selected").click()
-    expect(root.locator(".t-selected")).to_contain_text(f"selected {ids[1]}: saxs")
+    # provenance: the reconstruction's graph names its raw scan; a click selects the scan
+    detail = data.locator(".spotkit-data-detail")
+    detail.get_by_role("tab", name="Provenance").click()
+    parent = data.locator(".spotkit-node-" + re.sub(r"[^A-Za-z0-9]", "-", tomo))
+    expect(parent).to_be_visible()
+    parent.click()
+    expect(header).to_contain_text(f"dataset {tomo}")
+    rows.filter(has_text=recon).click()
+    expect(header).to_contain_text(f"dataset {recon}")
+
+    # Viewers: the selected reconstruction in the slice viewer; a slice change
+    page.get_by_role("tab", name="Viewers").click()
+    viewer = root.locator(".spotkit-slice-viewer")
+    expect(viewer).to_be_visible(timeout=90_000)  # its first read imports h5py, dask...
+    slider = viewer.locator(".widget-slider, .jupyter-widget-slider").first
+    title = viewer.locator(".widget-html").nth(1)
+    before = title.inner_text()
+    slider.locator(".noUi-handle, [role=slider]").first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(title).not_to_have_text(before)
+
+    # Flow: retry the parked item (Journal.retry, with a reason)
+    page.get_by_role("tab", name="Flow").click()
+    flow = root.locator(".spotkit-flow-panel")
+    expect(flow).to_contain_text("1 parked")
+    flow.get_by_placeholder("why (recorded)").first.fill("disk replaced")
+    flow.get_by_role("button", name="Retry").click()
+    expect(flow).to_contain_text("now pending")
 
     # the background refresh goes on with no cell running; the kernel stays idle
     page.get_by_role("tab", name="Clock").click()
@@ -189,6 +184,7 @@ def test_portal_in_jupyterlab(lab_server, page, small_catalog, artifacts):
     expect(banner).to_contain_text("TimeoutError: the catalog did not answer within 5 s")
     expect(root.get_by_text("old data")).to_be_visible()
     expect(header).to_contain_text("1 panel failing (Broken)")
+    page.get_by_role("tab", name="Data").click()
     page.screenshot(path=str(artifacts / "lab-desktop.png"))
     assert errors == []
 

@@ -346,3 +346,19 @@ def test_refresher_interval_is_validated_and_closed_does_not_start():
     refresher.close()
     assert refresher.start() is False
     assert not refresher.running
+
+
+def test_a_panel_may_ask_for_a_refresh_now(cat):
+    class Asking(Counter):
+        request_refresh = None  # the portal fills it in
+
+    with Portal(cat, panels=[Asking], refresh=60) as p:
+        panel = p.panels[0]
+        assert p.wait(timeout=20)
+        assert callable(panel.request_refresh)
+        panel.request_refresh()  # e.g. after a search: fetched now, not in 60 s
+        assert p.refresher.wait(lambda: len(panel.applied) >= 2, timeout=20)
+        assert set(panel.fetch_threads) == {THREAD_NAME}
+        p.stop()
+        panel.request_refresh()  # paused: refreshed at once in the caller's thread
+        assert len(panel.applied) == 3
