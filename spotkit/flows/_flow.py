@@ -8,8 +8,14 @@ One pass (:meth:`Watcher.run_once`):
    (idempotent), make its manifest, transfer it to the warehouse and verify it there
    (the mover skips files already verified);
 3. stage by stage (the fast ``preview`` stage of every dataset before any ``full`` one),
-   run the rule actions: :func:`spotkit.run_notebook` for a local target,
-   :func:`spotkit.submit` for a batch target, at most ``concurrency`` at once per target;
+   run the rule actions: :func:`spotkit.run_notebook` for a local target (in the pass),
+   :func:`spotkit.submit` for a batch target, at most ``concurrency`` at once per target.
+   A batch job is not waited for: its id goes into the journal and the pass goes on; each
+   later pass asks every target once about all the jobs it follows
+   (:func:`spotkit.compute.poll_jobs`), and a dataset whose job ended well goes on to its
+   next stage (a failed job counts as a failed attempt). A dataset's stages stay in order;
+   a slow queue holds up only the datasets whose jobs wait in it, and the routing
+   (``queue_budget``) sees a job waiting too long at the next pass;
 4. mark the dataset done.
 
 Exactly once, across crashes: each step is recorded in the journal *after* its effect, and
@@ -17,7 +23,9 @@ each effect is safe to repeat or is checked first. Ingest and transfer are idemp
 notebook run's completion and its derived datasets are committed by the catalog in one
 transaction (:meth:`~spotkit.catalog.Catalog.finish_run`), and a restarted watcher adopts a
 completed run it finds instead of running it again, and closes a run its dead predecessor
-left ``running`` as ``cancelled`` before starting a new one.
+left ``running`` as ``cancelled`` before starting a new one. A batch job submitted by a
+watcher that was killed is followed by the next one, from the job id in the journal (or,
+killed between ``sbatch`` and the journal record, in the catalog run): never submitted again.
 
 Outages (destination unavailable, compute target refusing jobs, catalog locked) are
 retried with backoff without counting against the dataset; other failures count, and after
@@ -194,33 +202,80 @@ class Watcher(_DataSteps, _ActionSteps):
         self._route_lock = threading.Lock()
         self._route_cache: tuple[float, float, Any] | None = None
         self._run_targets: dict[str, str] = {}
+        # batch jobs submitted by one pass and followed by the next ones (_ActionSteps)
+        self._targets: dict[str, Any] = {}
+        self._followed: dict[str, dict] = {}
+        self._submitting: dict[str, int] = {}
+        self._polled: dict[str, Any] = {}
+        self._deferred: set[str] = set()  # items whose batch target was full this pass
+        self._jobs_lock = threading.Lock()
         self._backfilled = False  # events a killed watcher had not written: rebuilt once
 
     # -- passes -----------------------------------------------------------------------
 
-    def run_once(self) -> PassReport:
+    def run_once(self, *, wait: bool = True) -> PassReport:
         """One pass over the inboxes and the journal (see the module documentation).
+
+        A pass submits the batch jobs its datasets need and goes on; the journal records
+        each job's id, and later passes follow the jobs (one scheduler query per target per
+        pass), register their products and take their datasets on.
+
+        Parameters
+        ----------
+        wait : bool
+            Then follow the batch jobs of the datasets this pass worked on until none is in
+            flight (more passes over those datasets only, no new files), so that one call
+            takes what is complete now all the way (a script, ``spotkit watch --once``).
+            :meth:`run_forever` passes ``wait=False``: its next pass follows them, and a
+            slow queue holds up no other dataset.
 
         Returns
         -------
         PassReport
+            Of every pass made (with ``wait``: the follow-up passes' done, failed and
+            parked datasets added).
         """
         try:
-            return self._pass()
+            report = self._pass()
+            while wait and not self._stop.is_set():
+                # jobs in flight, and datasets that waited for a free slot on a target
+                keys = {str(f["item"]) for f in self.following() if f.get("item")}
+                keys |= self._deferred
+                if not keys:
+                    break
+                time.sleep(self._follow_pause())
+                more = self._pass(only=keys)
+                report.done += more.done
+                report.failed.update(more.failed)
+                report.parked.update(more.parked)
+                report.skipped += [s for s in more.skipped if s not in report.skipped]
+                report.outages += more.outages
+            return report
         finally:
             self.telemetry.flush()  # never raises: a telemetry failure is logged
 
-    def _pass(self) -> PassReport:
+    def _follow_pause(self) -> float:
+        """Seconds between two looks at the jobs followed (their targets' poll rate)."""
+        with self._jobs_lock:
+            polls = [f["job"].target.poller.min_poll for f in self._followed.values()
+                     if f.get("job") is not None]
+        return min(self.poll, max(0.05, min(polls, default=self.poll)))
+
+    def _pass(self, only: set[str] | None = None) -> PassReport:
         report = PassReport()
+        self._deferred = set()
         if not self._backfilled:
             self._backfill_events()
         try:
-            self._discover(report)
+            if only is None:
+                self._discover(report)
             due = self.journal.due()
         except CatalogError as exc:
             report.outages.append(str(exc))
             logger.warning("event=outage error=%s", exc)
             return report
+        if only is not None:
+            due = [item for item in due if item.key in only]
         mine: list[Item] = []
         for item in due:
             try:
@@ -228,10 +283,12 @@ class Watcher(_DataSteps, _ActionSteps):
                     fresh = self.journal.item(item.key)  # another watcher may have finished it
                     if fresh is None or fresh.state in ("parked", *FINAL_STATES):
                         self.journal.release(item.key)
+                        self._drop_followed(item.key)
                         continue
                     mine.append(fresh)
                 else:
                     report.skipped.append(str(item.path))
+                    self._drop_followed(item.key)  # another watcher follows its jobs now
             except CatalogError as exc:
                 report.outages.append(str(exc))
         if not mine:
@@ -328,6 +385,8 @@ class Watcher(_DataSteps, _ActionSteps):
                     logger.warning("event=outage renewing lease on %s: %s", key, exc)
 
     def _run_items(self, mine: list[Item], report: PassReport) -> None:
+        # the batch jobs these datasets wait for: one status query per target, first
+        self._poll_followed(mine)
         with ThreadPoolExecutor(max_workers=self.workers,
                                 thread_name_prefix="spotkit-flow") as pool:
             prepared = list(pool.map(lambda it: self._prepare(it, report), mine))
@@ -381,13 +440,13 @@ class Watcher(_DataSteps, _ActionSteps):
         passes = 0
         while not self._stop.is_set():
             t0 = time.monotonic()
-            report = self.run_once()
+            report = self.run_once(wait=False)  # the next pass follows its batch jobs
             passes += 1
             if report.discovered or report.done or report.parked or report.failed:
                 logger.info("event=pass discovered=%d done=%d failed=%d parked=%d outages=%d "
-                            "seconds=%.3f", len(report.discovered), len(report.done),
-                            len(report.failed), len(report.parked), len(report.outages),
-                            time.monotonic() - t0)
+                            "following=%d seconds=%.3f", len(report.discovered),
+                            len(report.done), len(report.failed), len(report.parked),
+                            len(report.outages), len(self._followed), time.monotonic() - t0)
             if max_passes is not None and passes >= max_passes:
                 break
             pause = max(0.0, self.poll - (time.monotonic() - t0))

@@ -2,6 +2,9 @@
 
 A mixin of :class:`spotkit.flows.Watcher`; a completed run left by a watcher that died is
 adopted, a batch job it submitted is followed, a stale local run is closed and run again.
+A local action runs in the pass (its process is the watcher's); a batch action's job is
+submitted by one pass (its id recorded in the journal) and followed by the next ones, with
+one status query per target per pass for all of the watcher's jobs.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from spotkit.errors import (
     JobLostError,
     SubmitError,
 )
-from spotkit.flows._flow_base import _WatcherBase
+from spotkit.flows._flow_base import _Waiting, _WatcherBase
 from spotkit.flows._journal import Item
-from spotkit.flows._outcomes import PassReport, _Outage, _RunFailed
+from spotkit.flows._outcomes import PassReport, _LeaseLost, _Outage, _RunFailed
 
 logger = logging.getLogger("spotkit.flows._flow")
 
@@ -48,6 +51,11 @@ class _ActionSteps(_WatcherBase):
     _run_targets: dict[str, str]  # run id: the rules target its batch job was sent to
     _route_lock: threading.Lock
     _route_cache: tuple[float, float, Any] | None  # (read at, window, events)
+    _targets: dict[str, Any]  # rules target name: its compute target (one poller each)
+    _submitting: dict[str, int]  # rules target name: submissions under way now
+    _polled: dict[str, Any]  # job id: its JobStatus at this pass's poll
+    _deferred: set[str]  # items whose batch target had no free slot in this pass
+    _jobs_lock: threading.Lock
 
     # -- processing -------------------------------------------------------------------
 
@@ -170,9 +178,20 @@ class _ActionSteps(_WatcherBase):
         return mine
 
     def _run_action(self, item: Item, ds, action) -> None:
+        """Run one action for a dataset, or submit its batch job, or follow that job.
+
+        Returns when the action is done (its step recorded); raises :class:`_Waiting`
+        while its batch job is in flight (or its target has no free slot), and a failure
+        otherwise. A batch job is never waited for here: a pass submits it, records its id
+        in the journal and goes on; later passes (:meth:`_poll_followed`: one scheduler
+        query per target) see it end, and register its run's products.
+        """
         step = self._action_step(action)
         rec = self.journal.step(item.key, step)
         if rec is not None and rec.state == "done":
+            return
+        if rec is not None and rec.state == "running" and (rec.result or {}).get("job"):
+            self._check_job(item, ds, action, rec)  # submitted by an earlier pass or watcher
             return
         if rec is not None:
             # a previous attempt (perhaps by a watcher that died): look at its effect first
@@ -194,10 +213,11 @@ class _ActionSteps(_WatcherBase):
                         error_message="the watcher running it stopped; the flow runs it again")
                     self._log(logging.WARNING, "cancelled-stale-run", item, run=run.id)
                 else:
-                    self._wait_remote(item, ds, self._as_run(action, run), run.id)
-                    return
+                    self._adopt_remote(item, ds, self._as_run(action, run), run.id)
         action, route = self._routed(item, ds, action)
         local = self._is_local(action)
+        if not local:
+            self._submit(item, ds, action, route)  # raises _Waiting: followed from now on
         sem = self._semaphore(action.target, action.concurrency)
         # a local action waits from when the dataset was ready for it (its data in place,
         # or its previous action done, in this pass): behind the other datasets' earlier
@@ -206,14 +226,12 @@ class _ActionSteps(_WatcherBase):
         try:
             with sem:
                 result = self._step(item, step,
-                                    lambda: self._execute(item, ds, action, local, route),
+                                    lambda: self._execute(item, ds, action, route),
                                     provenance=action.provenance())
         except BaseException as exc:
-            if local:
-                self._queued_event(item, ds, action, queued, getattr(exc, "run_id", None))
+            self._queued_event(item, ds, action, queued, getattr(exc, "run_id", None))
             raise
-        if local:  # a batch job's queueing is recorded by spotkit.submit, with its job
-            self._queued_event(item, ds, action, queued, (result or {}).get("run_id"))
+        self._queued_event(item, ds, action, queued, (result or {}).get("run_id"))
         self._ready[item.key] = time.time()
 
     def _queued_event(self, item: Item, ds, action, queued: float, run_id: str | None) -> None:
@@ -226,37 +244,192 @@ class _ActionSteps(_WatcherBase):
                     detail={"rule": action.rule, "action": action.name, "stage": action.stage},
                     key=f"run|{run_id}|queued")
 
-    def _execute(self, item: Item, ds, action, local: bool, route: dict | None = None):
+    def _execute(self, item: Item, ds, action, route: dict | None = None):
+        """Run a local action in this process (a batch action is :meth:`_submit`'s)."""
+        from spotkit.runs import run_notebook
+
         self._fault("run.before")
-        if local:
-            from spotkit.runs import run_notebook
-
-            self._fault("run.started")
-            res = run_notebook(action.notebook_path, ds.id, parameters=dict(action.parameters),
-                               catalog=self.catalog, target=action.target,
-                               cell_timeout=self.cell_timeout,
-                               context=self._context(item, action, route))
-            run_id, outputs = res.run_id, [o.id for o in res.outputs]
-        else:
-            from spotkit.compute import submit
-
-            try:
-                job = submit(action.notebook_path, ds.id,
-                             target=self.rules.target(action.target),
-                             parameters=dict(action.parameters), catalog=self.catalog,
-                             context=self._context(item, action, route))
-            except SubmitError as exc:
-                raise _Outage(f"target {action.target}: {exc}") from exc
-            if job.run_id is not None:
-                self._run_targets[job.run_id] = action.target
-            self._fault("run.started")
-            run = self._follow(job, action)
-            run_id, outputs = run.id, list(run.outputs)
+        self._fault("run.started")
+        res = run_notebook(action.notebook_path, ds.id, parameters=dict(action.parameters),
+                           catalog=self.catalog, target=action.target,
+                           cell_timeout=self.cell_timeout,
+                           context=self._context(item, action, route))
         self._fault("run.after")
-        return {"run_id": run_id, "outputs": outputs, "provenance": action.provenance()}, 0
+        return {"run_id": res.run_id, "outputs": [o.id for o in res.outputs],
+                "provenance": action.provenance()}, 0
+
+    # -- batch jobs: submitted by one pass, followed by the next ones -----------------
+
+    def _target(self, name: str):
+        """The compute target of a rules target: one object per name for the watcher's
+        life, so that one poller asks the scheduler about all of its jobs at once."""
+        with self._jobs_lock:
+            target = self._targets.get(name)
+            if target is None:
+                target = self._targets[name] = self.rules.target(name)
+            return target
+
+    def _submit(self, item: Item, ds, action, route: dict | None) -> None:
+        """Submit the action's batch job, record its id in the journal, raise _Waiting.
+
+        The target's ``concurrency`` bounds the jobs this watcher has in flight there: at
+        the bound, the dataset waits for a later pass (nothing is submitted).
+        """
+        from spotkit.compute import submit
+
+        step = self._action_step(action)
+        with self._jobs_lock:
+            busy = self._submitting.get(action.target, 0) + sum(
+                1 for f in self._followed.values() if f["target"] == action.target)
+            if busy >= action.concurrency:
+                self._deferred.add(item.key)
+                raise _Waiting(f"{action.target} has {busy} job(s) in flight (concurrency "
+                               f"{action.concurrency})")
+            self._submitting[action.target] = self._submitting.get(action.target, 0) + 1
+        try:
+            if not self.journal.acquire(item.key):
+                raise _LeaseLost(item.key)
+            self.journal.start_step(item.key, step, result=action.provenance())
+            t0 = time.time()
+            try:
+                self._fault("run.before")
+                try:
+                    job = submit(action.notebook_path, ds.id, target=self._target(action.target),
+                                 parameters=dict(action.parameters), catalog=self.catalog,
+                                 context=self._context(item, action, route))
+                except SubmitError as exc:
+                    raise _Outage(f"target {action.target}: {exc}") from exc
+                info = {"id": job.id, "target": action.target, "run_id": job.run_id,
+                        "submitted": t0, "watcher": self.journal.owner}
+                with self._jobs_lock:
+                    self._followed[job.run_id or job.id] = {**info, "job": job,
+                                                           "item": item.key}
+                if job.run_id is not None:
+                    self._run_targets[job.run_id] = action.target
+                # the job id is in the catalog run (spotkit.submit) and now in the journal:
+                # a watcher killed from here on follows this job, it never submits another
+                self.journal.finish_step(item.key, step, state="running",
+                                         result={"job": info, "provenance": action.provenance()})
+                self._fault("run.started")
+            except BaseException as exc:
+                self.journal.finish_step(item.key, step, state="failed",
+                                         seconds=time.time() - t0, error=str(exc))
+                raise
+        finally:
+            with self._jobs_lock:
+                self._submitting[action.target] -= 1
+        self._log(logging.INFO, "submitted", item, step=step, job=job.id, run=job.run_id,
+                  target=action.target, dataset=ds.id)
+        raise _Waiting(f"{action.key} submitted as {action.target} job {job.id}")
+
+    def _followed_job(self, info: dict, item: str):
+        """The :class:`~spotkit.compute.Job` of a journal record (made once, then kept)."""
+        from spotkit.compute import Job
+
+        key = info.get("run_id") or info["id"]
+        with self._jobs_lock:
+            found = self._followed.get(key)
+            if found is not None and found.get("job") is not None:
+                return found["job"]
+        run = self.catalog.get_run(info["run_id"])
+        job = Job.from_run(run, self._target(info["target"]), catalog=self.catalog)
+        with self._jobs_lock:
+            self._followed[key] = {**info, "job": job, "item": item}
+        if run.id:
+            self._run_targets[run.id] = info["target"]
+        return job
+
+    def _poll_followed(self, items: list[Item]) -> None:
+        """Ask each target once about every batch job the journal says ``items`` wait for
+        (:func:`spotkit.compute.poll_jobs`); the pass decides on these answers."""
+        from spotkit.compute import poll_jobs
+
+        jobs = []
+        for item in items:
+            try:
+                records = self.journal.steps(item.key)
+            except Exception as exc:  # the pass meets the same problem and reports it
+                logger.debug("journal steps of %s not read: %s", item.key, exc)
+                continue
+            for rec in records:
+                info = (rec.result or {}).get("job")
+                if rec.state != "running" or not rec.step.startswith("processed/") or not info:
+                    continue
+                if info.get("target") not in self.rules.targets or not info.get("run_id"):
+                    continue  # its run fails when the step is looked at
+                try:
+                    job = self._followed_job(info, item.key)
+                except Exception as exc:
+                    logger.warning("job %s of %s cannot be followed: %s", info.get("id"),
+                                   item.path, exc)
+                    continue
+                jobs.append(job)
+        self._polled = {}
+        if not jobs:
+            return
+        try:
+            answer = poll_jobs(jobs)
+        except Exception as exc:  # the scheduler is down: the jobs wait for a later pass
+            logger.warning("event=outage polling %d job(s) failed: %s", len(jobs), exc)
+            return
+        self._polled = {job.id: answer[job.id] for job in jobs if job.id in answer}
+
+    def _check_job(self, item: Item, ds, action, rec) -> None:
+        """A followed job, as this pass's poll saw it: still in flight (_Waiting), ended
+        well (the step is done, its run's products registered by the run), or ended
+        badly (raised: counts as a failed attempt)."""
+        info = rec.result["job"]
+        step = self._action_step(action)
+        action = self._on_target(action, info.get("target"))
+        if info.get("target") not in self.rules.targets or not info.get("run_id"):
+            self.journal.finish_step(item.key, step, state="failed",
+                                     error=f"job {info.get('id')} on an unknown target")
+            raise _RunFailed(f"{action.key}: job {info.get('id')} was submitted to "
+                             f"{info.get('target')!r}, not a target of these rules")
+        job = self._followed_job(info, item.key)
+        st = self._polled.get(job.id)
+        if st is None or not (st.state.finished or job.lost):
+            raise _Waiting(f"{action.key}: {action.target} job {job.id} "
+                           f"{st.state.value if st is not None else 'not polled yet'}")
+        key = info.get("run_id") or info["id"]
+        try:
+            run = self._ended(job, action)
+        except BaseException as exc:
+            self.journal.finish_step(item.key, step, state="failed",
+                                     seconds=time.time() - float(info.get("submitted") or 0),
+                                     error=str(exc))
+            raise
+        finally:
+            self._forget_job(key, job)
+        adopted = info.get("watcher") != self.journal.owner
+        self.journal.finish_step(item.key, step,
+                                 seconds=time.time() - float(info.get("submitted") or 0),
+                                 result={"run_id": run.id, "outputs": list(run.outputs),
+                                         "job_id": job.id, "adopted": adopted,
+                                         "provenance": action.provenance()})
+        self._log(logging.INFO, "adopted-run" if adopted else "step", item, step=step,
+                  state="done", run=run.id, job=job.id, dataset=ds.id)
+        self._ready[item.key] = time.time()
+
+    def _forget_job(self, key: str, job) -> None:
+        with self._jobs_lock:
+            self._followed.pop(key, None)
+        job.target.poller.forget(job.id)
+
+    def _on_target(self, action, target: str | None):
+        """The action on the target its job was sent to (it may have been routed)."""
+        if not target or target == action.target or target not in self.rules.targets:
+            return action
+        settings = dict(self.rules.targets[target])
+        return dataclasses.replace(action, target=target, target_settings=settings,
+                                   concurrency=int(settings.get("concurrency", 1)))
 
     def _follow(self, job, action):
-        """Wait for a batch job; return its completed catalog run.
+        """Wait for a batch job (blocking); return its completed run (see :meth:`_ended`)."""
+        return self._ended(job, action, wait=True)
+
+    def _ended(self, job, action, *, wait: bool = False):
+        """The completed catalog run of a batch job that ended; raise if it did not end well.
 
         The scheduler's final state is checked, not assumed: a job that failed, was
         cancelled, timed out or was lost by the scheduler leaves its run ``failed`` in the
@@ -264,51 +437,74 @@ class _ActionSteps(_WatcherBase):
         failed attempt of the dataset (retried with a new job, then parked).
         """
         try:
-            job.wait(check=True)
+            if wait:
+                job.wait(check=True)
+            elif job.lost:
+                raise JobLostError(job_id=job.id, target=job.target.name,
+                                   seconds=job.unknown_grace, run_id=job.run_id)
+            else:
+                job.check()
         except (JobFailedError, JobLostError) as exc:
             run = self.catalog.get_run(job.run_id)
             if run.state in ("queued", "running"):
                 self.catalog.finish_run(run.id, state="failed", error_name=type(exc).__name__,
                                         error_message=str(exc))
             raise
+        self._fault("run.after")
         run = self.catalog.get_run(job.run_id)
         if run.state != "completed":
-            text = (f"{action.target} job {job.id} ended {job.state.value} but its run "
-                    f"{run.id} is {run.state}")
+            text = (f"{action.target} job {job.id} ended {job.status().state.value} but its "
+                    f"run {run.id} is {run.state}")
             if run.state in ("queued", "running"):
                 self.catalog.finish_run(run.id, state="failed", error_name="RunNotRecorded",
                                         error_message=text)
             raise _RunFailed(f"{text}: {run.error_name}: {run.error_message}")
         return run
 
-    def _wait_remote(self, item: Item, ds, action, run_id: str) -> None:
-        """A batch run submitted before a crash: follow its job, adopt the run if it succeeded.
-
-        The job is looked up at the scheduler by the id its run recorded; the wait is the
-        same as for a job this watcher submitted (:meth:`_follow`).
-        """
-        from spotkit.compute import Job
-
+    def _adopt_remote(self, item: Item, ds, action, run_id: str) -> None:
+        """A batch run submitted before a crash, which the journal does not name yet (the
+        watcher died between ``sbatch`` and its journal record): follow its job from now
+        on (raises _Waiting), or, never submitted, close it (raises)."""
         step = self._action_step(action)
         run = self.catalog.get_run(run_id)
-        if run.state in ("queued", "running"):
-            if not run.job_id:  # died between recording the run and submitting it
-                self.catalog.finish_run(run.id, state="cancelled", error_name="WatcherDied",
-                                        error_message="the watcher stopped before the job "
-                                        "was submitted; the flow submits it again")
-                raise _RunFailed(f"run {run_id} of {action.key} on {ds.id} was never "
-                                 "submitted")
-            job = Job.from_run(run, self.rules.target(action.target), catalog=self.catalog)
-            self._log(logging.INFO, "following-job", item, run=run.id, job=job.id,
-                      target=action.target)
-            run = self._follow(job, action)
-        if run.state == "completed":
-            self.journal.finish_step(item.key, step, result={
-                "run_id": run.id, "outputs": list(run.outputs), "adopted": True,
-                "provenance": action.provenance()})
-            return
-        raise _RunFailed(f"run {run_id} of {action.key} on {ds.id} {run.state}: "
-                         f"{run.error_name}: {run.error_message}")
+        if not run.job_id:  # died between recording the run and submitting it
+            self.catalog.finish_run(run.id, state="cancelled", error_name="WatcherDied",
+                                    error_message="the watcher stopped before the job "
+                                    "was submitted; the flow submits it again")
+            raise _RunFailed(f"run {run_id} of {action.key} on {ds.id} was never "
+                             "submitted")
+        submitted = run.started_at.timestamp() if run.started_at is not None else time.time()
+        info = {"id": run.job_id, "target": action.target, "run_id": run.id,
+                "submitted": submitted, "watcher": None}
+        self.journal.finish_step(item.key, step, state="running",
+                                 result={"job": info, "provenance": action.provenance()})
+        self._log(logging.INFO, "following-job", item, run=run.id, job=run.job_id,
+                  target=action.target)
+        raise _Waiting(f"{action.key}: following {action.target} job {run.job_id}")
+
+    def _in_flight(self, item: Item, action) -> bool:
+        """The action's batch job was submitted and is followed (its step says so)."""
+        rec = self.journal.step(item.key, self._action_step(action))
+        return rec is not None and rec.state == "running" and bool((rec.result or {}).get("job"))
+
+    def following(self) -> list[dict]:
+        """The batch jobs this watcher follows now (submitted, not yet seen to end).
+
+        Returns
+        -------
+        list of dict
+            ``{"job_id", "run_id", "target", "item", "submitted", "state"}`` per job;
+            ``state`` as the last poll saw it (``"PENDING"``, ``"RUNNING"``...).
+        """
+        with self._jobs_lock:
+            followed = list(self._followed.values())
+        out = []
+        for f in followed:
+            st = self._polled.get(f["id"])
+            out.append({"job_id": f["id"], "run_id": f.get("run_id"), "target": f["target"],
+                        "item": f.get("item"), "submitted": f.get("submitted"),
+                        "state": st.state.value if st is not None else "PENDING"})
+        return out
 
     def _process(self, item: Item, ds, stage: str, report: PassReport) -> bool:
         """Run one stage's actions for a dataset; return False if it stopped on a failure."""
@@ -316,7 +512,9 @@ class _ActionSteps(_WatcherBase):
             if action.stage != stage:
                 continue
             try:
-                if self._rule_paused(item, action, report):
+                # a paused rule starts nothing new; a job already in flight is followed
+                if not self._in_flight(item, action) and self._rule_paused(item, action,
+                                                                           report):
                     return False
                 self._run_action(item, ds, action)
             except BaseException as exc:

@@ -47,6 +47,11 @@ _EVENT_STEPS = {"ingested": "ingested", "manifested": "manifest", "transferred":
                 "verified": "verified"}
 
 
+class _Waiting(SpotkitError):
+    """An action's batch job is in flight (or its target is full): the dataset waits for a
+    later pass, keeping its lease; nothing failed."""
+
+
 class _WatcherBase:
     """State and helpers of a :class:`~spotkit.flows.Watcher` (set up by its constructor)."""
 
@@ -70,6 +75,8 @@ class _WatcherBase:
     telemetry: Telemetry  # the catalog's event recorder (spotkit.monitor)
     _labels: dict[str, dict[str, Any]]  # key: dataset_id, beamline... for telemetry events
     _ready: dict[str, float]  # key: when its next action could have started (this pass)
+    _followed: dict[str, dict]  # run id: a batch job in flight (see _ActionSteps)
+    _jobs_lock: threading.Lock
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -176,6 +183,8 @@ class _WatcherBase:
         if isinstance(exc, _LeaseLost):
             report.skipped.append(str(item.path))
             return
+        if isinstance(exc, _Waiting):  # followed by later passes: not a failure
+            return
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise exc
         # a job the scheduler ran and that failed, or lost, counts against the dataset;
@@ -227,7 +236,16 @@ class _WatcherBase:
     def _let_go(self, item: Item) -> None:
         """Release the lease after a failed attempt, so that any watcher may retry it."""
         self._held.discard(item.key)
+        self._drop_followed(item.key)
         self.journal.release(item.key)
+
+    def _drop_followed(self, key: str) -> None:
+        """Stop following the batch jobs of an item this watcher no longer works on (a
+        later pass, of any watcher, follows them from the journal)."""
+        with self._jobs_lock:
+            for run, f in list(self._followed.items()):
+                if f.get("item") == key:
+                    self._followed.pop(run)
 
     def _set_aside(self, dataset_id: str, status: str, reason: str) -> None:
         """Give a quarantined catalog dataset a final status (it stays in the catalog)."""
