@@ -123,7 +123,9 @@ class Portal:
         Seconds between two refreshes of a panel.
     panels : sequence, optional
         Panel names (keys of :data:`PANELS`), panel classes (made with ``(catalog,
-        readonly=..., on_select=...)``) or panel objects; default: every panel of
+        readonly=..., on_select=...)``), ``(name or class, {options})`` pairs (the panel's
+        own options, e.g. ``("jobs", {"targets": [Slurm()]})``) or panel objects; default:
+        every panel of
         :data:`PANELS` that can be loaded (one that cannot is left out with a
         :class:`PortalPanelWarning` and named in the header).
     autostart : bool
@@ -223,10 +225,16 @@ class Portal:
                             f"not {panels!r}")
         try:
             for item in panels:
+                extra: dict[str, Any] = {}
+                if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+                    item, extra = item  # (name or class, the panel's own options)
                 if isinstance(item, str):
-                    made.append(_check_protocol(_panel_class(item)(self.catalog, **options)))
-                elif isinstance(item, type):
-                    made.append(_check_protocol(item(self.catalog, **options)))
+                    item = _panel_class(item)
+                if isinstance(item, type):
+                    made.append(_check_protocol(item(self.catalog, **options, **extra)))
+                elif extra:
+                    raise TypeError(f"options are for panel names or classes, not for the "
+                                    f"panel object {item!r}")
                 else:
                     made.append(_check_protocol(item))
         except BaseException:

@@ -362,3 +362,11 @@ def test_a_panel_may_ask_for_a_refresh_now(cat):
         p.stop()
         panel.request_refresh()  # paused: refreshed at once in the caller's thread
         assert len(panel.applied) == 3
+
+
+def test_a_panel_gets_its_own_options(cat):
+    with Portal(cat, panels=[(Counter, {"colour": "red"}), Other], autostart=False) as p:
+        assert p.panels[0].options["colour"] == "red"
+        assert "colour" not in p.panels[1].options
+    with pytest.raises(TypeError, match="options are for panel names or classes"):
+        Portal(cat, panels=[(Counter(cat), {"colour": "red"})], autostart=False)
