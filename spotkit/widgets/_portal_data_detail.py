@@ -252,18 +252,25 @@ def _run_node(run: Run) -> GraphNode:
                      False, run.dataset_id)
 
 
-def _read_previews(view: DatasetOverview) -> tuple[dict, ...]:
+def _read_previews(view: DatasetOverview, cache: dict | None) -> tuple[dict, ...]:
     out = []
     for preview in view.previews[:MAX_PREVIEWS]:
         item: dict[str, Any] = {"dataset_id": preview.dataset_id, "path": str(preview.path),
                                 "format": preview.format, "title": preview.title,
                                 "data": None, "error": ""}
         try:
-            size = preview.path.stat().st_size
-            if size > MAX_PREVIEW_BYTES:
-                item["error"] = f"{format_size(size)}: too large to show here"
+            stat = preview.path.stat()
+            key = (str(preview.path), stat.st_mtime_ns, stat.st_size)
+            if stat.st_size > MAX_PREVIEW_BYTES:
+                item["error"] = f"{format_size(stat.st_size)}: too large to show here"
+            elif cache is not None and key in cache:
+                item["data"] = cache[key]  # unchanged since the last refresh: not read again
             else:
                 item["data"] = preview.path.read_bytes()
+                if cache is not None:
+                    if len(cache) >= 4 * MAX_PREVIEWS:
+                        cache.pop(next(iter(cache)))
+                    cache[key] = item["data"]
         except OSError as exc:
             item["error"] = f"cannot read {preview.path}: {exc.strerror or exc}"
         out.append(item)
@@ -271,7 +278,7 @@ def _read_previews(view: DatasetOverview) -> tuple[dict, ...]:
 
 
 def describe(view: DatasetOverview, *, lab: tuple[str | None, str] = (None, "/"),
-             previews: bool = True) -> DatasetDetail:
+             previews: bool = True, cache: dict | None = None) -> DatasetDetail:
     """Turn one read of the catalog about a dataset into what the panel shows.
 
     Parameters
@@ -282,6 +289,9 @@ def describe(view: DatasetOverview, *, lab: tuple[str | None, str] = (None, "/")
         the links that open executed notebooks; ``(None, "/")``: no links.
     previews : bool, optional
         Read the preview images' bytes (file I/O: call it off the kernel's thread).
+    cache : dict, optional
+        Image bytes by (path, modification time, size), kept between calls: an image
+        that has not changed is not read again.
 
     Returns
     -------
@@ -320,4 +330,4 @@ def describe(view: DatasetOverview, *, lab: tuple[str | None, str] = (None, "/")
         files=files, graph=graph, graph_edges=edges,
         graph_truncated=view.lineage.truncated,
         runs=tuple(_run_row(r, lab) for r in runs), marks=marks,
-        previews=_read_previews(view) if previews else ())
+        previews=_read_previews(view, cache) if previews else ())

@@ -35,7 +35,7 @@ __all__ = ["COLUMNS", "SEARCH_FIELDS", "DataPanelModel", "DataSnapshot", "GridPa
 SEARCH_FIELDS = ("beamline", "proposal", "sample", "kind", "status", "since", "until", "text")
 
 #: The grid's columns: (row key, heading).
-COLUMNS = (("id", "dataset"), ("start", "start"), ("beamline", "beamline"), ("kind", "kind"),
+COLUMNS = (("id", "dataset"), ("start", "start (UTC)"), ("beamline", "beamline"), ("kind", "kind"),
            ("sample", "sample"), ("proposal", "proposal"), ("status", "status"),
            ("title", "title"))
 
@@ -221,6 +221,7 @@ class DataPanelModel:
         self.detail: DatasetDetail | None = None
         self.error: str | None = None
         self._page_keys: tuple[PageKey, ...] = ()
+        self._images: dict = {}  # preview bytes, by (path, mtime, size)
         #: the exception behind the last failed fetch (its text is ``DataSnapshot.error``)
         self.last_exception: BaseException | None = None
 
@@ -454,7 +455,7 @@ class DataPanelModel:
         if self._lab is None:
             self._lab = find_lab_root()
         view = dataset_overview(self.catalog, wanted)
-        detail = describe(view, lab=self._lab)
+        detail = describe(view, lab=self._lab, cache=self._images)
         with self._lock:
             if self.selected == wanted:
                 self.detail = detail

@@ -154,6 +154,12 @@ def test_selected_dataset_detail(built, calls, tmp_path):
     assert d.previews[0]["data"].startswith(b"\x89PNG")
     assert d.previews[0]["title"] == \
         "quick look"
+    # an unchanged image is not read again; a changed one is
+    model.select(t["raw"].id)
+    assert model.fetch().detail.previews[0]["data"] is d.previews[0]["data"]
+    t["png"].path.write_bytes(b"\x89PNG changed")
+    model.select(t["raw"].id)
+    assert model.fetch().detail.previews[0]["data"] == b"\x89PNG changed"
     # nothing asked: refreshes alternate between the page and the detail
     assert [model.fetch().did for _ in range(4)] == ["page", "detail", "page", "detail"]
     model.select(None)
