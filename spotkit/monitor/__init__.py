@@ -11,6 +11,7 @@ This package sits just above the catalog (it stores its tables there) and below 
 that record into it (pipelines, runs, compute, flows): it never imports them.
 """
 
+from spotkit.monitor._alert_log import ALERT_COLUMNS, alert_log
 from spotkit.monitor._alerts import AlertRule, Alerts, Delivery, QuietPeriod, parse_duration
 from spotkit.monitor._bocpd import BayesianDetector, bayesian_changes
 from spotkit.monitor._changepoint import ChangeDetector, cusum_arl, cusum_threshold, find_changes
@@ -87,3 +88,4 @@ __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  
 __all__ += ["QueueView", "RouteDecision", "Router", "queue_change_findings",  # H8 routing
             "queue_view", "reroute_findings"]
 __all__ += ["segment"]  # H10 offline segmentation
+__all__ += ["ALERT_COLUMNS", "alert_log"]  # portal: the alerted findings, read only
