@@ -184,3 +184,33 @@ def test_cli_pause_status_resume(tmp_path, capsys):
     assert "not paused" in capsys.readouterr().err
     assert main([*cat, "status"]) == 0
     assert "Paused rules" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_pause_and_status_on_postgresql(request):
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database("control")
+    try:
+        from spotkit.catalog import open_catalog
+
+        open_catalog(url).close()
+        _journal_with_items(url)
+        assert paused_rules(url) == {}
+        pause_rule(url, "saxs", reason="beam dump", by="ops")
+        with Journal(url) as journal:  # a watcher reads the pauses through its journal
+            assert paused_rules(journal)["saxs"].by == "ops"
+            journal.finish_step("d", "processed/saxs/quick", state="pending",
+                                error="rule saxs paused by ops: beam dump")
+            journal.update_item("d", state="pending", next_attempt=1e12)
+        status = flow_status(url)
+        rows = {(a.beamline, a.rule, a.action): a for a in status.actions}
+        assert rows[("7.3.3", "saxs", "quick")].paused
+        assert rows[("7.3.3", "saxs", "quick")].counts["pending"] == 1
+        assert rows[("8.3.2", "tomo", "preview")].counts["parked"] == 1
+        assert status.throughput["8.3.2"] == 1
+        assert [e.path for e in status.errors] == ["/inbox/b.h5"]
+        resume_rule(url, "saxs")  # what it held is due at once
+        with Journal(url) as journal:
+            assert [i.key for i in journal.due()] == ["c", "d", "e"]
+    finally:
+        server.drop_database(url)
