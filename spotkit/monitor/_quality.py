@@ -139,7 +139,7 @@ def select_references(catalog: Any, dataset: Any, *, n_references: int = 20,
     >>> refs.usable, refs.ids == tuple(s.id for s in scans[2::-1])
     (True, True)
     >>> print(select_references(cat, scans[4], min_references=3).reason)  # doctest: +ELLIPSIS
-    only 0 good reference(s) ... instrument.energy_kev: 25.0 -> 30.0
+    too few references: 0 with this configuration, 3 needed; ... 25.0 -> 30.0
     """
     if not 3 <= min_references <= n_references:
         raise ValueError(f"need 3 <= min_references <= n_references, got {min_references} "
@@ -173,8 +173,8 @@ def _select(conn: Any, ds: Dataset, config: dict[str, Any], n_references: int,
     ids = tuple(r[0] for r in rows)
     summaries = tuple(ProductSummary.from_dict(json.loads(r[2])) for r in rows)
     if len(rows) < min_references:
-        reason = (f"only {len(rows)} good reference(s) with this configuration "
-                  f"(need {min_references})")
+        reason = (f"too few references: {len(rows)} with this configuration, "
+                  f"{min_references} needed")
         if other is not None:
             reason += (f"; the configuration changed since the product of "
                        f"{_iso(float(other[1]))}: {_describe_change(json.loads(other[0]), config)}")

@@ -133,11 +133,15 @@ class QualityVerdict:
 
     @property
     def message(self) -> str:
-        """One line: verdict, product and the first reasons."""
+        """One line: verdict, product and the first reasons (for ``"no reference"``: not
+        checked, and why: how many references there are and how many are needed, or that
+        they are stale)."""
         why = "; ".join(self.reasons[:3])
+        head = f"{self.dataset_id} ({self.kind})"
+        if self.verdict == "no reference":
+            return f"{head}: not checked ({why or 'no references'})"
         refs = f" against {len(self.reference_ids)} references" if self.reference_ids else ""
-        return f"{self.dataset_id} ({self.kind}): {self.verdict}{refs}" + (f": {why}" if why
-                                                                          else "")
+        return f"{head}: {self.verdict}{refs}" + (f": {why}" if why else "")
 
     def finding(self) -> Finding | None:
         """A :class:`Finding` of kind ``"quality"``: ``warning`` for a failure, ``info``
@@ -223,7 +227,10 @@ def quality_verdict(catalog: Any, dataset: Any) -> QualityVerdict | None:
     >>> _ = check_product(cat, scan)
     >>> v = quality_verdict(cat, scan)
     >>> v.verdict, v.reasons
-    ('no reference', ('only 0 good reference(s) with this configuration (need 8)',))
+    ('no reference', ('too few references: 0 with this configuration, 8 needed',))
+    >>> v.message.endswith("not checked (too few references: 0 with this configuration, "
+    ...                    "8 needed)")
+    True
     """
     ds_id = dataset.id if isinstance(dataset, Dataset) else str(dataset)
     with _connection(catalog, create=False) as conn:

@@ -212,7 +212,11 @@ def tomo_catalog(tmp_path_factory):
 def test_first_products_have_no_reference_then_clean_passes(tomo_catalog):
     _, verdicts, _, clean = tomo_catalog
     assert [v.verdict for v in verdicts[:5]] == ["no reference"] * 5
-    assert "only 0 good reference(s)" in verdicts[0].reasons[0]
+    assert "too few references: 0 with this configuration, 5 needed" in verdicts[0].reasons[0]
+    # says how many references there are and how many are needed, not "against 3"
+    assert verdicts[3].message == (f"{verdicts[3].dataset_id} (tomo/recon): not checked (too "
+                                   "few references: 3 with this configuration, 5 needed)")
+    assert len(verdicts[3].reference_ids) == 3
     assert {v.verdict for v in verdicts[5:]} == {"pass"}
     assert clean.verdict == "pass", clean.message
     assert len(clean.reference_ids) == 8
@@ -317,7 +321,7 @@ def test_new_configuration_and_stale_references(catalog_url, tmp_path):
         assert configuration(cat, other)["instrument"]["energy_kev"] == 30.0
         v = check_product(cat, other, min_references=3)
         assert v.verdict == "no reference"
-        assert "only 0 good reference(s)" in v.reasons[0]
+        assert "too few references: 0 with this configuration, 3 needed" in v.reasons[0]
         assert "configuration changed" in v.reasons[0]
         assert "instrument.energy_kev: 25.0 -> 30.0" in v.reasons[0]
         # same configuration, 60 days after the newest reference: stale
