@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spotkit.cli._catalog_cmds import _catalog
+from spotkit.cli._monitor_beamtime import _beamtime, _beamtime_line, _windows_json
 from spotkit.cli._output import _out, _table, _terminal_width
 from spotkit.cli._types import _when, _whole
 
@@ -208,6 +209,16 @@ def _add_find_parsers(msub, common) -> None:
     m.add_argument("--rules", type=Path, metavar="PATH",
                    help="rules.yaml: check that each dataset has the products its rules "
                    "promise (skipped without it)")
+    m.add_argument("--beamtime", action="append", default=[], metavar="[BEAMLINE=]START/END",
+                   help="a beamtime window, ISO 8601 (no zone: UTC), e.g. "
+                   "2026-12-04T08:00Z/2026-12-04T20:00Z; repeat for more; a window without "
+                   "BEAMLINE= is --beamline's, else every beamline's. Outside beamtime a "
+                   "silent beamline is expected and the nights between windows are not part "
+                   "of its cadence (default: always in beamtime)")
+    m.add_argument("--beamtime-file", type=Path, metavar="PATH",
+                   help="beamtime windows from a file: YAML {beamline: [START/END, ...]} "
+                   "('*': every beamline), a list of windows, or one [BEAMLINE=]START/END "
+                   "per line")
     m.add_argument("--json", action="store_true", help="print JSON")
     m.add_argument("--wide", action="store_true", help="full messages, not fitted to the terminal")
     m.set_defaults(func=cmd_monitor_missing)
@@ -404,12 +415,14 @@ def cmd_monitor_missing(args) -> int:
 
     at = _epoch(args.at)
     now = at if at is not None else time.time()
+    schedule = _beamtime(args)
     with _catalog(args) as cat:
         table = events(cat, since=now - args.history, until=now, beamline=args.beamline)
         promised: Any = 0
         if args.rules is not None:
             promised = _promised(cat, args.rules)
-        md = MissingData(factor=args.factor, promised=promised).learn(table, now=now)
+        md = MissingData(schedule=schedule, factor=args.factor,
+                         promised=promised).learn(table, now=now)
         found = md.check(table, now=now)
     found.sort(key=lambda f: (f.kind, f.beamline or "", f.onset or f.time))
     learned = {"interarrival_p99": md.interarrival, "product_delay_p99": md.product_delay,
@@ -417,9 +430,11 @@ def cmd_monitor_missing(args) -> int:
                                 for key, v in md.durations.items()}}
     if args.json:
         _json({"now": _iso(now), "events": len(table), "products_checked": args.rules
-               is not None, "learned": learned, "findings": _findings_json(found)})
+               is not None, "beamtime": _windows_json(schedule, _iso), "learned": learned,
+               "findings": _findings_json(found)})
         return 0
     _out(f"{len(table)} events from {_iso(now - args.history)} to {_iso(now)} UTC")
+    _out(_beamtime_line(schedule, now, _iso))
     if md.interarrival:
         _out("usual cadence (p99 between datasets): " + ", ".join(
             f"{bl} {_span(v)}" for bl, v in sorted(md.interarrival.items())))

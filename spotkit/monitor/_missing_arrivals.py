@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from spotkit.monitor._missing_base import (
     p99,
     scan_number,
 )
+from spotkit.monitor._missing_beamtime import ALL_BEAMLINES
 
 __all__ = ["Schedule", "check_gaps", "check_quiet", "learn_interarrival"]
 
@@ -39,7 +41,9 @@ class Schedule:
     Two sources, and the one used is said in each finding (``detail["schedule"]``):
 
     * ``windows``: beamtime windows from configuration, ``{beamline: [(start, end), ...]}``
-      (UTC epoch seconds or ISO 8601 strings; a beamline not listed has no beamtime).
+      (UTC epoch seconds or ISO 8601 strings; ``"*"``: the windows of every beamline not
+      listed; a beamline not listed otherwise has no beamtime); :meth:`parse` reads them
+      from ``START/END`` text or a beamtime file.
     * ``hours``: activity hours inferred from history (:meth:`infer`), ``{beamline:
       {hour of week (0 = Monday 00:00 UTC, ..., 167)}}``; a beamline is in beamtime in the
       hours it sent data in most weeks.
@@ -94,6 +98,50 @@ class Schedule:
             return when.timestamp()
         raise ValueError(f"time {when!r}: give epoch seconds or ISO 8601 text")
 
+    @classmethod
+    def parse(cls, windows: Iterable[str] = (), *, path: str | os.PathLike | None = None,
+              beamline: str | None = None) -> Schedule:
+        """Beamtime windows written as text, from the command line or a file.
+
+        Parameters
+        ----------
+        windows : iterable of str
+            ``START/END`` in ISO 8601 (no zone: UTC), or ``BEAMLINE=START/END``.
+        path : path-like, optional
+            A beamtime file: YAML ``{beamline: [START/END or [START, END], ...]}``, a list
+            of windows, or one window per line (``#``: a comment); see
+            :mod:`spotkit.monitor._missing_beamtime`.
+        beamline : str, optional
+            Whose the windows without a beamline are (default: every beamline's).
+
+        Returns
+        -------
+        Schedule
+            With ``windows`` (both sources together).
+
+        Raises
+        ------
+        ValueError
+            Naming the window (and the file) that cannot be read or ends before it starts.
+
+        Examples
+        --------
+        >>> s = Schedule.parse(["2026-12-04T08:00Z/2026-12-04T20:00Z",
+        ...                     "7.3.3=2026-12-05T08:00Z/2026-12-05T12:00Z"])
+        >>> s.active("8.3.2", Schedule.epoch("2026-12-04T09:00Z"))
+        True
+        >>> s.active("7.3.3", Schedule.epoch("2026-12-04T09:00Z"))
+        False
+        """
+        from spotkit.monitor._missing_beamtime import parse_windows, read_windows
+
+        spans = parse_windows(windows, beamline=beamline)
+        if path is not None:
+            for name, more in read_windows(path, beamline=beamline).items():
+                spans.setdefault(name, []).extend(more)
+        given: Any = spans  # text times, made epoch seconds by __post_init__
+        return cls(windows=given)
+
     @property
     def source(self) -> str:
         """``"windows"`` (configured), ``"hours"`` (inferred) or ``"always"``."""
@@ -127,7 +175,8 @@ class Schedule:
     def since(self, beamline: str, when: float) -> float | None:
         """When the beamtime that ``when`` lies in began (None outside beamtime)."""
         if self.windows is not None:
-            for start, end in self.windows.get(beamline, ()):
+            spans = self.windows.get(beamline, self.windows.get(ALL_BEAMLINES, ()))
+            for start, end in spans:
                 if start <= when < end:
                     return start
             return None
@@ -226,7 +275,7 @@ def check_quiet(events: pd.DataFrame, now: float, *, schedule: Schedule | None =
     out = []
     beamlines = set(arrivals) | set(learned or {})
     if schedule.windows is not None:
-        beamlines |= set(schedule.windows)
+        beamlines |= set(schedule.windows) - {ALL_BEAMLINES}
     for beamline in sorted(beamlines):
         since = schedule.since(beamline, now)
         if since is None:

@@ -179,6 +179,31 @@ def test_missing_finds_the_silence_and_the_lost_scan(flow_catalog, capsys):
     assert "gap" in out
 
 
+def test_missing_takes_beamtime_windows(flow_catalog, tmp_path, capsys):
+    """Outside its beamtime a silent beamline is expected: no ``quiet`` finding."""
+    db, t = flow_catalog
+    at = t[-1] + 3600
+    common = ["monitor", "missing", "--catalog", db, "--at", _iso(at), "--history", "2d"]
+    over = f"{_iso(T0 - 60)}/{_iso(t[-1] + 600)}"  # the beamtime ended 50 min ago
+    assert main([*common, "--beamtime", over, "--json"]) == 0
+    doc = _json(capsys)
+    assert [f["kind"] for f in doc["findings"]] == ["gap"]
+    clock = "%Y-%m-%d %H:%M:%S"
+    assert doc["beamtime"] == {"*": [[dt.datetime.fromtimestamp(e, dt.UTC).strftime(clock)
+                                      for e in (T0 - 60, t[-1] + 600)]]}
+    # a second window, for this beamline, from a file: in beamtime again, quiet found
+    beamtime = tmp_path / "beamtime.yaml"
+    beamtime.write_text(f"'{BL}': ['{_iso(t[-1] + 1200)}/{_iso(at + 3600)}']\n")
+    assert main([*common, "--beamtime", f"{BL}={over}", "--beamtime-file", str(beamtime),
+                 "--json"]) == 0
+    assert sorted(f["kind"] for f in _json(capsys)["findings"]) == ["gap", "quiet"]
+    assert main([*common, "--beamtime", over]) == 0
+    out = capsys.readouterr().out
+    assert "beamtime: 1 window(s); now: none (a silent beamline is expected)" in out
+    assert main([*common, "--beamtime", "2026-11-30T08:00Z"]) == 1
+    assert "'2026-11-30T08:00Z' (--beamtime): write START/END" in capsys.readouterr().err
+
+
 def test_missing_right_after_the_last_scan_is_quiet(flow_catalog, capsys):
     db, t = flow_catalog
     assert main(["monitor", "missing", "--catalog", db, "--at", _iso(t[-1] + 10),

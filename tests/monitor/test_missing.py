@@ -179,6 +179,47 @@ def test_schedule_errors_name_the_window():
         Schedule(windows={"8.3.2": [("yesterday", "today")]})
 
 
+def test_beamtime_windows_from_text_and_files(tmp_path):
+    at = Schedule.epoch
+    s = Schedule.parse(["2026-12-04T08:00Z/2026-12-04T20:00Z",
+                        "7.3.3=2026-12-05T08:00/2026-12-05T12:00"])
+    assert s.active("8.3.2", at("2026-12-04T19:59Z"))  # a window for every beamline
+    assert not s.active("8.3.2", at("2026-12-04T20:00Z"))
+    assert not s.active("7.3.3", at("2026-12-04T09:00Z"))  # its own windows only
+    assert s.active("7.3.3", at("2026-12-05T11:00Z"))  # no zone: UTC
+    # for --beamline: a window without a beamline is its
+    one = Schedule.parse(["2026-12-04T08:00Z/2026-12-04T20:00Z"], beamline="8.3.2")
+    assert one.active("8.3.2", at("2026-12-04T09:00Z"))
+    assert not one.active("7.3.3", at("2026-12-04T09:00Z"))
+
+    mapping = tmp_path / "beamtime.yaml"
+    mapping.write_text('8.3.2:\n  - 2026-12-04T08:00Z/2026-12-04T20:00Z\n'
+                       '  - ["2026-12-06T08:00:00Z", 2026-12-06T09:00:00Z]\n'
+                       '"*": [2026-12-07T00:00Z/2026-12-08T00:00Z]\n')
+    s = Schedule.parse(path=mapping)
+    assert s.active("8.3.2", at("2026-12-06T08:30Z"))  # a pair (YAML reads a datetime)
+    assert s.active("7.3.3", at("2026-12-07T12:00Z"))  # "*": the beamlines not listed
+    assert not s.active("8.3.2", at("2026-12-07T12:00Z"))
+    lines = tmp_path / "beamtime.txt"
+    lines.write_text("# run 2026-3\n2026-12-04T08:00Z/2026-12-04T20:00Z\n\n"
+                     "7.3.3=2026-12-05T08:00Z/2026-12-05T12:00Z  # SAXS\n")
+    s = Schedule.parse(["2026-12-09T08:00Z/2026-12-09T09:00Z"], path=lines)
+    assert len(s.windows["*"]) == 2
+    assert len(s.windows["7.3.3"]) == 1
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 2026-12-04T08:00Z/2026-12-04T20:00Z\n")
+    assert Schedule.parse(path=listed, beamline="8.3.2").windows.keys() == {"8.3.2"}
+
+    with pytest.raises(ValueError, match=r"'2026-12-04T08:00Z' .*START/END"):
+        Schedule.parse(["2026-12-04T08:00Z"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("8.3.2: [2026-12-04T08:00Z 2026-12-04T20:00Z]\n")
+    with pytest.raises(ValueError, match=r"in .*bad\.yaml, beamline 8\.3\.2"):
+        Schedule.parse(path=bad)
+    with pytest.raises(ValueError, match="cannot be read"):
+        Schedule.parse(path=tmp_path / "none.yaml")
+
+
 # -- (b) scan number gaps ----------------------------------------------------------------------
 
 
