@@ -40,6 +40,22 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.astimezone()
 
 
+def rules_target(context: Any) -> str | None:
+    """The rules target a run's context says the flow sent it to (``context["flow"]
+    ["target"]``), or None for a run the flow did not start.
+
+    Examples
+    --------
+    >>> rules_target({"flow": {"rule": "tomo", "action": "recon", "target": "hpc"}})
+    'hpc'
+    >>> rules_target({}) is None
+    True
+    """
+    flow = context.get("flow") if isinstance(context, dict) else None
+    target = flow.get("target") if isinstance(flow, dict) else None
+    return str(target) if target else None
+
+
 class Job:
     """A batch job on a target, and the catalog run it executes.
 
@@ -114,6 +130,9 @@ class Job:
         #: what the job's telemetry events say it is about (``dataset_id``, ``beamline``);
         #: looked up from its run when not given
         self.labels: dict[str, Any] = {}
+        #: the target its telemetry events name: the rules target the flow sent it to
+        #: (from its run's context), else :attr:`Target.name`; looked up when not given
+        self.target_label: str | None = None
         self._recorded: set[str] = set()  # telemetry steps recorded by this object
         self._earliest_submit = self._submitted  # see _record_progress
         target.poller.watch(self.id, self._status)
@@ -350,9 +369,11 @@ class Job:
     def record_event(self, step: str, **fields: Any) -> None:
         """Record a telemetry event about this job in its catalog (never raises).
 
-        The event names the job, its run, its target, and (from :attr:`labels`, else the
-        run) its dataset and beamline; its key makes it idempotent, so a job followed by
-        several processes records each step once.
+        The event names the job, its run, its target (:attr:`target_label`: the rules
+        target of a job the flow submitted, as the flow's own events of it say, else the
+        compute target's name), and (from :attr:`labels`, else the run) its dataset and
+        beamline; its key makes it idempotent, so a job followed by several processes
+        records each step once.
 
         Parameters
         ----------
@@ -366,13 +387,18 @@ class Job:
         try:
             from spotkit.monitor import record
 
-            if not self.labels and self.run_id is not None:
+            if (not self.labels or self.target_label is None) and self.run_id is not None:
                 run = self.run
-                if run is not None:
+                if run is not None and not self.labels:
                     ds = self.catalog.get(run.dataset_id)
                     self.labels = {"dataset_id": run.dataset_id,
                                    "beamline": ds.beamline if ds is not None else None}
-            record(self.catalog, step, target=self.target.name, job_id=self.id,
+                if run is not None and self.target_label is None:
+                    self.target_label = rules_target(run.context)
+            if self.target_label is None:
+                self.target_label = self.target.name
+            # the key keeps the compute target's name: the same event whatever the label
+            record(self.catalog, step, target=self.target_label, job_id=self.id,
                    run_id=self.run_id, key=f"job|{self.target.name}|{self.id}|{step}",
                    **self.labels, **fields)
         except Exception as exc:  # telemetry never stops a job being followed

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spotkit.compute._base import Target
-from spotkit.compute._job import Job, retry_transient
+from spotkit.compute._job import Job, retry_transient, rules_target
 from spotkit.errors import SpotkitError
 
 logger = logging.getLogger(__name__)
@@ -385,6 +385,7 @@ def submit(
     kwargs: dict[str, Any] = {} if unknown_grace is None else {"unknown_grace": unknown_grace}
     job = Job(job_id, target, run_id=run_id, catalog=cat, workdir=workdir, **kwargs)
     job.labels = {"dataset_id": ds.id, "beamline": ds.beamline}
+    job.target_label = rules_target(context) or target.name
     job.record_event("queued", time=job.submitted, detail={"notebook": path.name},
                      flush=True)
     return job

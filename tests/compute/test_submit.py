@@ -211,6 +211,33 @@ def test_job_spec_and_script_are_written(catalog, raw, label_notebook):
     assert (run.state, run.job_id, run.target) == ("queued", "k-1", "keep")
 
 
+def test_job_telemetry_names_the_rules_target(catalog, raw, label_notebook):
+    """A job the flow submitted records the rules target it was sent to (as the flow's own
+    events of it do), also when another process follows it; other jobs the compute
+    target's name. The catalog's run keeps the compute target's name."""
+    from spotkit.monitor import events
+
+    class Keep(Target):
+        name = "keep"
+
+        def submit_script(self, script, *, job_name, workdir):
+            return f"k-{job_name}"
+
+    flow = {"flow": {"rule": "tomo", "action": "recon", "target": "hpc-debug"}}
+    job = spotkit.submit(label_notebook, raw, catalog=catalog, target=Keep(), context=flow,
+                         job_name="a")
+    follower = Job.from_run(job.run_id, Keep(), catalog=catalog)  # e.g. after a restart
+    follower.record_event("started", flush=True)
+    plain = spotkit.submit(label_notebook, raw, catalog=catalog, target=Keep(), job_name="b")
+    ev = events(catalog)
+    assert sorted(zip(ev["job_id"], ev["step"], ev["target"], strict=True)) == [
+        (job.id, "queued", "hpc-debug"), (job.id, "started", "hpc-debug"),
+        (plain.id, "queued", "keep")]
+    assert (job.target_label, follower.target_label, plain.target_label) == (
+        "hpc-debug", "hpc-debug", "keep")
+    assert catalog.get_run(job.run_id).target == "keep"
+
+
 # -- the worker -----------------------------------------------------------------------------
 
 
