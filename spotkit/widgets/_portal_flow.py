@@ -81,6 +81,8 @@ class FlowPanel:
         No action buttons (the read-only phone view).
     on_select : callable, optional
         ``on_select(dataset_id)``: the portal's selection (the "Show dataset" button).
+    request_refresh : callable, optional
+        Asks the portal to refresh this panel now (after an action); the portal sets it.
     rules, targets, user, window, errors
         See :class:`FlowPanelModel`.
 
@@ -99,8 +101,10 @@ class FlowPanel:
     title = "Flow"
 
     def __init__(self, catalog: Any, *, readonly: bool = False,
-                 on_select: Callable[[str], None] | None = None, **options: Any):
+                 on_select: Callable[[str], None] | None = None,
+                 request_refresh: Callable[[], Any] | None = None, **options: Any):
         self.model = FlowPanelModel(catalog, readonly=readonly, **options)
+        self.request_refresh = request_refresh
         self.readonly = bool(readonly)
         self.on_select = on_select
         self.worker = ClickWorker("spotkit-flow-panel")
@@ -263,6 +267,8 @@ class FlowPanel:
                 self._say(f"{type(exc).__name__}: {exc}", error=True)
             else:
                 self._say(ok(result))
+                if self.request_refresh is not None:  # show the action's effect now
+                    self.request_refresh()
 
         if not self.worker.run(call, done):
             self._say("still busy with the last action; try again in a moment", error=True)

@@ -77,6 +77,9 @@ class JobsPanel:
         No Cancel button, no notebook links (the phone view).
     on_select : callable, optional
         ``on_select(dataset_id)``: the portal's selection ("Show dataset").
+    request_refresh : callable, optional
+        Asks the portal to refresh this panel now (a job chosen, a cancel); the portal
+        sets it. Without it, the panel reads in a thread of its own.
     targets, jobs, recent, log_lines, lab_root
         See :class:`JobsPanelModel`.
 
@@ -95,8 +98,10 @@ class JobsPanel:
     title = "Jobs"
 
     def __init__(self, catalog: Any, *, readonly: bool = False,
-                 on_select: Callable[[str], None] | None = None, **options: Any):
+                 on_select: Callable[[str], None] | None = None,
+                 request_refresh: Callable[[], Any] | None = None, **options: Any):
         self.model = JobsPanelModel(catalog, readonly=readonly, **options)
+        self.request_refresh = request_refresh
         self.readonly = bool(readonly)
         self.on_select = on_select
         self.worker = ClickWorker("spotkit-jobs-panel")
@@ -228,6 +233,10 @@ class JobsPanel:
             self._refresh_now()
 
     def _refresh_now(self) -> None:
+        if self.request_refresh is not None:  # in the portal: its thread reads
+            self.request_refresh()
+            return
+
         def done(snapshot: Any, exc: BaseException | None) -> None:
             if exc is not None:
                 set_value(self.message, message_html(f"{type(exc).__name__}: {exc}",
@@ -254,7 +263,7 @@ class JobsPanel:
 
         def call() -> Any:
             self.model.cancel(job_id)
-            return self.model.fetch()
+            return None if self.request_refresh is not None else self.model.fetch()
 
         def done(snapshot: Any, exc: BaseException | None) -> None:
             if exc is not None:
@@ -263,6 +272,9 @@ class JobsPanel:
                 self.cancel_button.disabled = False
             else:
                 set_value(self.message, message_html(f"cancel sent for job {job_id}"))
-                self.apply(snapshot)
+                if snapshot is None:
+                    self._refresh_now()
+                else:
+                    self.apply(snapshot)
 
         self.worker.run(call, done)

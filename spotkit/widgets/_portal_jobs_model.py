@@ -32,6 +32,14 @@ _RUN_OUTCOMES = {"queued": "waiting", "running": "running", "completed": "succee
                  "failed": "failed", "cancelled": "cancelled"}
 
 
+def _seconds(start: Any, end: Any) -> float | None:
+    """Seconds between two run times (datetimes or epoch seconds); None if unknown."""
+    if start is None or end is None:
+        return None
+    delta = end - start
+    return float(delta.total_seconds() if hasattr(delta, "total_seconds") else delta)
+
+
 @dataclass(frozen=True)
 class JobDetail:
     """One job inspected: its row, logs, executed notebook and resource use."""
@@ -123,8 +131,10 @@ class JobsPanelModel:
     # -- reading ----------------------------------------------------------------------
 
     def _follow_new(self, runs: list) -> None:
+        followed = {job.run_id for job in self.monitor.jobs if job.run_id}
         for run in reversed(runs):
-            if not run.job_id:
+            if not run.job_id or run.id in followed:
+                self._others.pop(run.id, None)
                 continue
             if run.id in self._seen:
                 if run.id in self._others:
@@ -160,7 +170,7 @@ class JobsPanelModel:
             error = f"{run.error_name}: {run.error_message or ''}".rstrip(": ") \
                 if run.error_name else self._skipped.get(run.id, "")
             finished = run.state in ("completed", "failed", "cancelled")
-            elapsed = (run.ended_at - run.started_at) if run.ended_at else None
+            elapsed = _seconds(run.started_at, run.ended_at)
             rows.append({"id": run.job_id, "target": run.target, "run_id": run.id,
                          "dataset": run.dataset_id, "state": f"run {run.state}",
                          "exit_code": None, "elapsed": elapsed, "queue_wait": None,

@@ -81,6 +81,8 @@ class MonitorPanel:
         Accepted for the protocol; the panel has no action.
     on_select : callable, optional
         ``on_select(dataset_id)``: the portal's selection (a verdict's dataset).
+    request_refresh : callable, optional
+        Asks the portal to refresh this panel now (a stream chosen); the portal sets it.
     window, reread, changes
         See :class:`MonitorPanelModel`.
 
@@ -99,8 +101,10 @@ class MonitorPanel:
     title = "Monitor"
 
     def __init__(self, catalog: Any, *, readonly: bool = False,
-                 on_select: Callable[[str], None] | None = None, **options: Any):
+                 on_select: Callable[[str], None] | None = None,
+                 request_refresh: Callable[[], Any] | None = None, **options: Any):
         self.model = MonitorPanelModel(catalog, **options)
+        self.request_refresh = request_refresh
         self.readonly = bool(readonly)
         self.on_select = on_select
         self.worker = ClickWorker("spotkit-monitor-panel")
@@ -230,6 +234,9 @@ class MonitorPanel:
                 self._last is not None and change["new"] == self._last.stream):
             return
         self.model.select_stream(change["new"])
+        if self.request_refresh is not None:  # in the portal: its thread reads
+            self.request_refresh()
+            return
 
         def done(snap: Any, exc: BaseException | None) -> None:
             if exc is not None:

@@ -200,3 +200,26 @@ def test_view_readonly_has_no_action_button(cat):
 
     assert [b.description for b in buttons(panel.widget)] == ["Show dataset"]
     panel.close()
+
+
+def test_in_the_portal_an_action_refreshes_the_panel(cat):
+    pytest.importorskip("ipywidgets")
+    import time
+
+    from spotkit.widgets import Portal
+
+    portal = Portal(cat, panels=["flow"], refresh=600.0)  # no timed refresh during the test
+    try:
+        assert portal.wait(timeout=60)
+        flow = portal.panel("Flow")
+        assert flow.request_refresh is not None  # given by the portal
+        flow.rule.value = "tomo"
+        flow.rule_reason.value = "detector swap"
+        flow.pause_button.click()
+        flow.worker.join()
+        deadline = time.monotonic() + 30
+        while "paused: tomo" not in flow.status.value:
+            assert time.monotonic() < deadline, flow.status.value
+            time.sleep(0.05)
+    finally:
+        portal.close()

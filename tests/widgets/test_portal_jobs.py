@@ -119,6 +119,13 @@ def test_catalog_runs_followed_on_their_target_or_listed(cat, tmp_path):
     assert snap.detail.notebook_url == "/lab/tree/runs/out.ipynb"
     assert snap.detail.run_error == "JobCancelled: cancelled from the portal"
     assert len(model.fetch().rows) == 1  # a run is followed once, not per refresh
+    (row,) = blind.fetch().rows  # the catalog's record: ended, with its error
+    assert (row["state"], row["outcome"]) == ("run cancelled", "cancelled")
+    assert row["elapsed"] >= 0.0
+    assert row["reason"] == "JobCancelled: cancelled from the portal"
+    # a job of this kernel whose run is in the catalog is listed once
+    both = JobsPanelModel(cat, targets={}, jobs=[job], lab_root=(None, "/"))
+    assert [r["followed"] for r in both.fetch().rows] == [True]
 
 
 def test_view_headless(cat, tmp_path):
