@@ -24,7 +24,8 @@ _RED = OUTCOME_COLOURS["failed"]
 
 #: Loaded once per portal (an ``HTML`` widget holding a ``<style>``): a full-width header
 #: that wraps, tabs that wrap instead of scrolling sideways, and on a narrow screen smaller
-#: paddings, one column for any grid a panel draws, and nothing wider than the screen.
+#: paddings, rows of controls that wrap, tables (grids) that scroll sideways inside their
+#: panel, and nothing wider than the screen.
 PORTAL_CSS = f"""<style>
 .spotkit-portal {{ width: 100%; box-sizing: border-box; }}
 .spotkit-portal-header {{ display: flex; flex-wrap: wrap; align-items: center;
@@ -43,12 +44,14 @@ PORTAL_CSS = f"""<style>
     min-width: 0; flex: 1 1 auto; padding: 0 6px; }}
   .spotkit-portal .widget-hbox, .spotkit-portal .jupyter-widget-hbox {{ flex-wrap: wrap; }}
   .spotkit-portal .widget-gridbox, .spotkit-portal .jupyter-widget-gridbox {{
-    grid-template-columns: 1fr !important; }}
+    max-width: 100%; overflow-x: auto; }}
   .spotkit-portal .widget-text, .spotkit-portal .widget-dropdown,
   .spotkit-portal .widget-inline-hbox {{ width: 100% !important; max-width: 100%; }}
   .spotkit-portal img, .spotkit-portal canvas, .spotkit-portal svg,
   .spotkit-portal table {{ max-width: 100%; height: auto; }}
-  .spotkit-portal .widget-html-content {{ overflow-wrap: anywhere; }}
+  .spotkit-portal-state {{ overflow-wrap: anywhere; }}
+  .spotkit-portal .widget-gridbox .widget-html-content,
+  .spotkit-portal .jupyter-widget-gridbox .widget-html-content {{ white-space: nowrap; }}
 }}
 </style>"""
 

@@ -1,11 +1,12 @@
 """The portal in a real JupyterLab and in its read-only Voila view, driven by headless Chromium.
 
 JupyterLab: a notebook opens ``spotkit.portal`` on a small demo-like catalog with the real
-Data, Viewers and Flow panels and two panels of this test (a clock that counts background
+Data, Viewers, Flow and Jobs panels and two panels of this test (a clock that counts background
 refreshes, a panel whose catalog query fails). The browser searches, selects a dataset
 (routed by ``Portal.select`` to the panels and the header), opens its provenance and
 follows it to the raw scan, changes a slice of the reconstruction, retries the parked
-scan, sees the background refresh move while the kernel is idle, and the failing panel's
+scan, cancels a running batch job (a real ``spotkit.submit`` on the Local target), sees
+the background refresh move while the kernel is idle, and the failing panel's
 error line while the others go on.
 
 Voila: the real ``spotkit portal --serve`` on the same catalog: the page needs the token,
@@ -61,6 +62,16 @@ def small_catalog(tmp_path_factory, tiny_tomo, tiny_saxs):
         journal.update_item("k1", beamline="8.3.2", dataset_id=tomo.id)
         journal.finish_step("k1", "processed/tomo/preview", state="parked", error="boom")
         journal.record_failure("k1", "RuntimeError: boom", park=True)
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    params = nbformat.v4.new_code_cell("dataset_id = None\ncatalog_path = None\n"
+                                       "output_dir = '.'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(600)")]
+    nbformat.write(nb, folder / "sleepy.ipynb")
     return path, [tomo.id, saxs.id, recon.id]
 
 
@@ -117,9 +128,14 @@ def test_portal_in_jupyterlab(lab_server, page, small_catalog, artifacts):
     path, ids = small_catalog
     tomo, _, recon = ids
     errors = _console_errors(page)
-    cells = [PANELS_CELL,
-             f"portal = spotkit.portal({str(path)!r}, refresh=0.5,\n"
-             "    panels=['data', 'viewers', 'flow', Clock, Broken])\n"
+    cells = [PANELS_CELL + (
+                 "from spotkit.compute import Local\n"
+                 f"cat = spotkit.open_catalog({str(path)!r})\n"
+                 "target = Local(min_poll=0.2)   # a batch job that sleeps, to cancel\n"
+                 f"job = spotkit.submit({str(path.parent / 'sleepy.ipynb')!r}, {tomo!r}, "
+                 "target=target, catalog=cat)\n"),
+             "portal = spotkit.portal(cat, refresh=0.5, panels=[\n"
+             "    'data', 'viewers', 'flow', ('jobs', {'targets': [target]}), Clock, Broken])\n"
              "portal",
              "print('KERNEL FREE')"]
     nb_cells, kernel_status = lab_server.open_and_run_all(page, "portal.ipynb", cells)
@@ -169,6 +185,17 @@ def test_portal_in_jupyterlab(lab_server, page, small_catalog, artifacts):
     flow.get_by_placeholder("why (recorded)").first.fill("disk replaced")
     flow.get_by_role("button", name="Retry").click()
     expect(flow).to_contain_text("now pending")
+
+    # Jobs: the running batch job, inspected and cancelled (Job.cancel)
+    page.get_by_role("tab", name="Jobs").click()
+    jobs = root.locator(".spotkit-jobs-panel")
+    expect(jobs.locator(".spotkit-jobs-panel select, select").first).to_contain_text("local")
+    jobs.locator("select").first.select_option(index=0)
+    cancel = jobs.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_enabled(timeout=60_000)
+    cancel.click()
+    expect(jobs).to_contain_text("cancel sent")
+    expect(jobs).to_contain_text("CANCELLED", timeout=60_000)
 
     # the background refresh goes on with no cell running; the kernel stays idle
     page.get_by_role("tab", name="Clock").click()
@@ -248,29 +275,44 @@ def test_portal_read_only_in_voila(browser, voila_portal, small_catalog, artifac
         opener.open(f"{url}/?token=not-{token}", timeout=10)
     assert wrong.value.code == 302
 
-    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-        context = browser.new_context(viewport=viewport)
-        context.set_default_timeout(60_000)
-        page = context.new_page()
-        errors = _console_errors(page)
-        try:
-            page.goto(f"{url}/?token={token}")
-            root = page.locator(".spotkit-portal")
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    errors = _console_errors(page)
+    try:
+        page.goto(f"{url}/?token={token}")
+        root = page.locator(".spotkit-portal")
+        expect(root).to_be_visible()
+        header = root.locator(".spotkit-portal-state")
+        expect(header).to_contain_text("read-only")
+        expect(header).to_contain_text(re.compile(r"refreshed \d\d:\d\d:\d\d"))
+        expect(root.locator(".spotkit-data-row:visible")).to_have_count(3)
+        # read-only: no button that acts, in the portal or a panel; no code shown
+        for label in ("Refresh", "Retry", "Forget", "Cancel", "Pause", "Resume", "Re-run",
+                      "Submit", "Run", "Set status", "Find the centre", "Build pyramid"):
+            expect(page.get_by_role("button", name=label, exact=True)).to_have_count(0)
+        expect(page.locator(".jp-InputArea, .jp-CodeMirrorEditor")).to_have_count(0)
+        # the same page at desktop, then at phone width (the CSS follows the width)
+        for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            page.set_viewport_size(viewport)
             expect(root).to_be_visible()
-            header = root.locator(".spotkit-portal-state")
-            expect(header).to_contain_text("read-only")
-            expect(header).to_contain_text(re.compile(r"refreshed \d\d:\d\d:\d\d"))
-            # read-only: the portal draws no button that acts, and no code is shown
-            for label in ("Refresh", "Retry", "Forget", "Cancel", "Pause", "Resume",
-                          "Re-run", "Submit", "Run"):
-                expect(page.get_by_role("button", name=label, exact=True)).to_have_count(0)
-            expect(page.locator(".jp-InputArea, .jp-CodeMirrorEditor")).to_have_count(0)
+            tabs = root.locator(".spotkit-portal-tabs .lm-TabBar-tab")
+            right = page.evaluate("Math.max(...[...document.querySelectorAll("
+                                  "'.spotkit-portal .lm-TabBar-tab')].map("
+                                  "t => t.getBoundingClientRect().right))")
+            assert right <= viewport["width"], f"{name}: a tab ends at {right} px"
+            expect(tabs.first).to_be_visible()
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"] + 1, f"{name}: the page is {width} px wide"
-            page.screenshot(path=str(artifacts / f"voila-{name}.png"), full_page=True)
-        finally:
-            context.close()
-        assert errors == [], f"{name}: console errors {errors}"
+            page.screenshot(path=str(artifacts / f"voila-{name}.png"))
+            # the whole portal: Voila scrolls inside a viewport-high box, so grow the viewport
+            tall = int(root.evaluate("e => e.scrollHeight")) + 40
+            page.set_viewport_size({"width": viewport["width"],
+                                    "height": max(viewport["height"], tall)})
+            page.screenshot(path=str(artifacts / f"voila-{name}-whole.png"))
+    finally:
+        context.close()
+    assert errors == [], f"console errors {errors}"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
