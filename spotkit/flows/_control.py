@@ -174,6 +174,11 @@ def _location(catalog: Any) -> Path | str:
     path = getattr(catalog, "path", None)
     if path is not None and not isinstance(catalog, str | os.PathLike):
         return path
+    if not isinstance(catalog, str | os.PathLike):
+        raise CatalogError(
+            f"the flow's state is in the catalog database, which {catalog!r} does not give "
+            "(a catalog served by `spotkit serve` does not): open the catalog's SQLite file "
+            "or postgresql:// URL")
     text = os.fspath(catalog)
     return text if "://" in text else Path(text).expanduser().absolute()
 

@@ -183,6 +183,9 @@ class JobsPanelModel:
     def fetch(self) -> JobsSnapshot:
         """One refresh: the catalog's newest runs (one query), the schedulers (one query
         per target), and the selected job's logs, notebook and resource use."""
+        if not hasattr(self.catalog, "runs"):
+            raise SpotkitError(f"{self.catalog!r} has no runs to read (a catalog served by "
+                               "`spotkit serve`): open the catalog's database for the Jobs tab")
         runs = self.catalog.runs(limit=self.recent)
         self._follow_new(runs)
         followed = [{**r, "followed": True} for r in self.monitor.refresh()]

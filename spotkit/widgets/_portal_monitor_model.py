@@ -208,6 +208,12 @@ class MonitorPanelModel:
         """One refresh (events, alerts, verdicts: one read each; nothing written)."""
         from spotkit.monitor import alert_log, quality_verdicts
 
+        if not hasattr(self.catalog, "path"):
+            from spotkit.errors import SpotkitError
+
+            raise SpotkitError(f"the telemetry is in the catalog database, which "
+                               f"{self.catalog!r} does not give (a catalog served by `spotkit "
+                               "serve`): open the catalog's SQLite file or postgresql:// URL")
         now = time.time()
         ev = self._read_events(now)
         d = self._derive(ev)

@@ -214,3 +214,13 @@ def test_pause_and_status_on_postgresql(request):
             assert [i.key for i in journal.due()] == ["c", "d", "e"]
     finally:
         server.drop_database(url)
+
+
+def test_a_catalog_without_a_database_is_refused_clearly():
+    from spotkit.errors import CatalogError
+
+    class Served:  # what open_catalog("http://...") returns: no database to read
+        uri = "http://127.0.0.1:8000"
+
+    with pytest.raises(CatalogError, match="spotkit serve"):
+        flow_status(Served())
