@@ -261,7 +261,9 @@ class Volume:
 
     def close(self) -> None:
         """Close the files the volume holds open."""
-        for closer in self._closers:
+        for closer in [*self.levels, *self._closers]:
+            if not hasattr(closer, "close"):
+                continue
             try:
                 closer.close()
             except Exception:

@@ -97,6 +97,32 @@ def test_a_plane_reads_only_its_chunks(h5_volume, tmp_path, axis):
     assert plane.nbytes <= plane_read < vol.nbytes / 4  # at most the slab, plus the index
 
 
+def test_concurrent_chunk_reads_match_hdf5_with_gaps_and_regions(tmp_path):
+    """The fast path (chunk offsets, pread from threads) against h5py's own reading, with
+    chunks never written (fill value) and regions off the chunk grid."""
+    vol = np.random.default_rng(3).integers(0, 999, (40, 70, 90)).astype(np.uint16)
+    path = tmp_path / "gaps.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", shape=vol.shape, dtype="u2", chunks=(8, 16, 16),
+                             fillvalue=5)
+        d[:, :40] = vol[:, :40]  # rows 48.. of every plane across z never written
+    expect = vol.copy()
+    expect[:, 48:] = 5
+    expect[:, 40:48] = 0
+    with h5py.File(path, "a") as f:
+        f["v"][:, 40:48] = 0
+    with open_volume(path) as v:
+        level = v.levels[0]
+        assert level._chunk_index() is not None
+        for axis in range(3):
+            for i in (0, 13, vol.shape[axis] - 1):
+                np.testing.assert_array_equal(v.read_plane(axis, i),
+                                              expect[(slice(None),) * axis + (i,)])
+            got = v.read_plane(axis, 7, region=(3, 37, 5, 39))
+            np.testing.assert_array_equal(got, expect[(slice(None),) * axis + (7,)][3:37, 5:39])
+    assert level._index.fd == -1  # closed with the volume
+
+
 def test_units_from_the_files_coordinates(h5_volume):
     with open_volume(h5_volume) as v:
         assert [a.name for a in v.axes] == ["z", "y", "x"]
