@@ -9,10 +9,11 @@ scan, cancels a running batch job (a real ``spotkit.submit`` on the Local target
 the background refresh move while the kernel is idle, and the failing panel's
 error line while the others go on.
 
-Voila: the real ``spotkit portal --serve`` on the same catalog: the page needs the token,
-loads read-only (no action buttons, no code), and is laid out at desktop (1280 x 800) and
-phone (390 x 844) width; screenshots of both are kept as test artefacts in
-``$SPOTKIT_TEST_ARTIFACTS/portal`` or else ``<pytest tmp>/portal-artifacts``.
+Voila: the real ``spotkit portal --serve`` on the same catalog: the page needs the token
+or a staff member's ``spotkit serve`` API key (not a user's), loads read-only (no action
+buttons, no code), and is laid out at desktop (1280 x 800) and phone (390 x 844) width;
+screenshots of both are kept as test artefacts in ``$SPOTKIT_TEST_ARTIFACTS/portal`` or
+else ``<pytest tmp>/portal-artifacts``.
 
 Neither page may log a console error.
 """
@@ -28,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -227,12 +229,23 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def voila_portal(small_catalog, tmp_path_factory, chromium_path):
-    """``spotkit portal --serve`` on the small catalog: its URL and token."""
+    """``spotkit portal --serve`` on the small catalog, with the configuration of a
+    ``spotkit serve`` (alice is staff, bob a user): its URL, token and keys."""
+    from spotkit.serve import create_api_key
+
     path, _ = small_catalog
     port, token = _free_port(), secrets.token_urlsafe(16)
-    log = tmp_path_factory.mktemp("voila") / "voila.log"
+    folder = tmp_path_factory.mktemp("voila")
+    log = folder / "voila.log"
+    (folder / "serve.yaml").write_text("staff: [alice]\nusers: {bob: [TEST-1]}\n")
+    database = f"sqlite:///{folder / 'auth.db'}"
+    # in a thread of its own: playwright's event loop may run in this one
+    with ThreadPoolExecutor(1) as pool:
+        keys = {user: pool.submit(create_api_key, database, user).result()
+                for user in ("alice", "bob")}
     cmd = [sys.executable, "-m", "spotkit.cli", "--catalog", str(path), "portal", "--serve",
-           "--port", str(port), "--token", token, "--refresh", "1"]
+           "--port", str(port), "--token", token, "--refresh", "1",
+           "--config", str(folder / "serve.yaml"), "--auth-database", database]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -251,7 +264,7 @@ def voila_portal(small_catalog, tmp_path_factory, chromium_path):
                 if time.monotonic() > deadline:
                     pytest.fail(f"Voila did not answer:\n{log.read_text(errors='replace')}")
                 time.sleep(0.25)  # polling while Voila starts
-        yield url, token
+        yield url, token, keys
     finally:
         proc.terminate()
         try:
@@ -264,23 +277,21 @@ def voila_portal(small_catalog, tmp_path_factory, chromium_path):
 def test_portal_read_only_in_voila(browser, voila_portal, small_catalog, artifacts):
     from playwright.sync_api import expect
 
-    url, token = voila_portal
-    # no token, no portal
+    url, token, keys = voila_portal
+    # no token or key, no portal; a staff member's spotkit serve key lets in, a user's not
     opener = urllib.request.build_opener(_NoRedirect())
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        opener.open(f"{url}/", timeout=10)
-    assert refused.value.code == 302
-    assert "/login" in refused.value.headers["Location"]
-    with pytest.raises(urllib.error.HTTPError) as wrong:
-        opener.open(f"{url}/?token=not-{token}", timeout=10)
-    assert wrong.value.code == 302
+    for wrong in ("", f"?token=not-{token}", f"?api_key={keys['bob']}", "?api_key=00ff"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(f"{url}/{wrong}", timeout=10)
+        assert refused.value.code == 302, wrong
+        assert "/login" in refused.value.headers["Location"]
 
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(60_000)
     page = context.new_page()
     errors = _console_errors(page)
     try:
-        page.goto(f"{url}/?token={token}")
+        page.goto(f"{url}/?api_key={keys['alice']}")  # alice is staff
         root = page.locator(".spotkit-portal")
         expect(root).to_be_visible()
         header = root.locator(".spotkit-portal-state")

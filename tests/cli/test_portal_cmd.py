@@ -97,3 +97,37 @@ def test_the_demo_prints_the_line_that_opens_the_portal(tmp_path):
         assert portal.wait(timeout=30)
     finally:
         portal.close()
+
+
+def test_the_identity_provider_takes_the_token_or_a_staff_key(tmp_path, monkeypatch):
+    pytest.importorskip("tiled")
+    from types import SimpleNamespace
+
+    from spotkit.cli._portal_auth import KEYS_DB_ENV, STAFF_ENV, PortalIdentityProvider
+    from spotkit.serve import create_api_key
+
+    database = f"sqlite:///{tmp_path / 'auth.db'}"
+    alice, bob = create_api_key(database, "alice"), create_api_key(database, "bob")
+    monkeypatch.setenv(KEYS_DB_ENV, database)
+    monkeypatch.setenv(STAFF_ENV, "alice")
+    provider = PortalIdentityProvider(token="secret-token")
+
+    def user(header: str = "", **query):
+        handler = SimpleNamespace(
+            token="secret-token", request=SimpleNamespace(headers={"Authorization": header},
+                                                          remote_ip="127.0.0.1", host="x"),
+            get_argument=lambda name, default=None: query.get(name, default),
+            get_secure_cookie=lambda *args, **kwargs: None,
+            log=SimpleNamespace(debug=lambda *args: None))
+        found = asyncio.run(provider.get_user_token(handler))
+        return None if found is None else found.username
+
+    assert user(token="secret-token") is not None       # the server's token
+    assert user(header="token secret-token") is not None
+    assert user(token="wrong") is None
+    assert user(api_key=alice) == "alice"                 # ?api_key=
+    assert user(header=f"Apikey {alice}") == "alice"      # Authorization: Apikey
+    assert user(api_key=bob) is None                      # not staff
+    assert user() is None
+    monkeypatch.delenv(KEYS_DB_ENV)
+    assert user(api_key=alice) is None                    # no --config: keys not taken
