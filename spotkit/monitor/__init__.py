@@ -57,6 +57,7 @@ from spotkit.monitor._routing import (
     QueueView,
     RouteDecision,
     Router,
+    one_per_change,
     queue_change_findings,
     queue_view,
     reroute_findings,
@@ -85,7 +86,7 @@ __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  
             "quality_verdicts", "ring_metric", "robust_z", "select_references",
             "summarize_dataset", "summarize_iq", "summarize_raw_saxs", "summarize_raw_tomo",
             "summarize_volume"]
-__all__ += ["QueueView", "RouteDecision", "Router", "queue_change_findings",  # H8 routing
-            "queue_view", "reroute_findings"]
+__all__ += ["QueueView", "RouteDecision", "Router", "one_per_change",  # H8 routing
+            "queue_change_findings", "queue_view", "reroute_findings"]
 __all__ += ["segment"]  # H10 offline segmentation
 __all__ += ["ALERT_COLUMNS", "alert_log"]  # portal: the alerted findings, read only

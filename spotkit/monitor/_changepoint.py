@@ -18,113 +18,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from spotkit.monitor._cusum import (
+    _check_positive,
+    _normal_quantile_upper,
+    _normal_tail,
+    cusum_arl,
+    cusum_threshold,
+)
 from spotkit.monitor._findings import Finding
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ChangeDetector", "cusum_arl", "cusum_threshold", "find_changes"]
 
-#: Siegmund's correction of the CUSUM height for the overshoot (Siegmund 1985)
-_OVERSHOOT = 1.166
 #: largest lag-1 autocorrelation allowed for in the CUSUM's scale
 _RHO_MAX = 0.95
-
-
-def cusum_arl(threshold: float, drift: float) -> float:
-    """Average run length to a false alarm of a one-sided CUSUM on N(0, 1) data.
-
-    Siegmund's approximation for ``S = max(0, S + z - drift)`` alarming at ``S > threshold``:
-    ``ARL = (exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = threshold + 1.166`` and
-    ``k = drift``. A two-sided CUSUM (one upper, one lower) alarms about twice as often.
-
-    Parameters
-    ----------
-    threshold : float
-        Alarm height ``h`` (in noise standard deviations), > 0.
-    drift : float
-        Reference value ``k`` subtracted per sample, > 0.
-
-    Returns
-    -------
-    float
-        Samples between false alarms, on average.
-
-    Examples
-    --------
-    >>> round(cusum_arl(5.0, 0.5))
-    938
-    """
-    _check_positive(threshold=threshold, drift=drift)
-    b = threshold + _OVERSHOOT
-    x = 2.0 * drift * b
-    if x > 700:  # exp overflows; the run length is astronomically long
-        return math.inf
-    return (math.exp(x) - x - 1.0) / (2.0 * drift * drift)
-
-
-def cusum_threshold(arl: float, drift: float, *, sides: int = 2) -> float:
-    """The CUSUM height whose false alarms come every ``arl`` samples on average.
-
-    Inverts :func:`cusum_arl` (bisection); for ``sides=2`` each one-sided CUSUM gets
-    ``2 * arl``, so the pair alarms once per ``arl`` samples of N(0, 1) noise.
-
-    Parameters
-    ----------
-    arl : float
-        Wanted average run length between false alarms (samples), > 1.
-    drift : float
-        Reference value ``k`` (half the shift, in sigmas, the CUSUM is best at), > 0.
-    sides : int
-        1 (one-sided) or 2 (upper and lower CUSUM together).
-
-    Returns
-    -------
-    float
-        The height ``h``.
-
-    Examples
-    --------
-    >>> h = cusum_threshold(10_000, 1.0)
-    >>> round(h, 2)
-    4.14
-    >>> round(cusum_arl(h, 1.0))
-    20000
-    """
-    _check_positive(drift=drift)
-    if not arl > 1:
-        raise ValueError(f"arl must be > 1 (samples between false alarms), got {arl!r}")
-    if sides not in (1, 2):
-        raise ValueError(f"sides must be 1 or 2, got {sides!r}")
-    target = arl * sides
-    lo, hi = 1e-6, 1.0
-    while cusum_arl(hi, drift) < target:
-        hi *= 2.0
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        if cusum_arl(mid, drift) < target:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
-def _normal_quantile_upper(p: float) -> float:
-    """z with P(Z > z) = p, for small p (Acklam's rational approximation, ~1e-9 relative)."""
-    # tail region of Acklam's algorithm (p < 0.02425), good enough for thresholds
-    if not 0.0 < p < 0.5:
-        raise ValueError(f"p must be in (0, 0.5), got {p!r}")
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-         -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
-    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
-         3.754408661907416e00)
-    if p < 0.02425:
-        q = math.sqrt(-2.0 * math.log(p))
-        num = ((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]
-        den = (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0
-        return -num / den
-    from statistics import NormalDist
-
-    return -NormalDist().inv_cdf(p)
 
 
 class ChangeDetector:
@@ -157,8 +65,11 @@ class ChangeDetector:
     (maximum likelihood), its magnitude the mean shift since the onset (in the stream's
     units; ``detail["sigmas"]`` in baseline sigmas), and its confidence
     ``exp(-m / ARL(S_peak))``, the chance that a stationary stream watched for ``m``
-    samples would not reach the peak statistic. After a change the baseline restarts
-    from the values since the onset.
+    samples would not reach the peak statistic. After a change the baseline's mean
+    restarts from the values since the onset while its spread carries over (worth up to
+    ``4 * warmup`` values): a level change seldom changes the noise, and a spread learned
+    from a few new values alone makes a young detector jumpy (a second, false change soon
+    after the first); a real change of spread is learned within a few dozen values.
 
     Each :meth:`update` costs a few microseconds of pure-Python arithmetic.
 
@@ -170,7 +81,11 @@ class ChangeDetector:
     drift : float
         CUSUM reference value ``k`` in sigmas (best for shifts of ``2 * drift``).
     warmup : int
-        Values learned before the first value is scored (and again after each change).
+        Values learned before the first value is scored.
+    rewarm : int, optional
+        Values learned after a change (from its onset) before values are scored again
+        (default: ``warmup``); a second change closer than this to the first is found
+        once they have passed.
     memory : int
         Effective number of values in the baseline (exponential forgetting beyond it).
     anomaly : float, optional
@@ -208,16 +123,21 @@ class ChangeDetector:
     """
 
     def __init__(self, *, arl: float = 10_000.0, drift: float = 1.0, warmup: int = 16,
-                 memory: int = 500, anomaly: float | None = None, clip: float = 3.0,
-                 mean: float | None = None,
+                 rewarm: int | None = None, memory: int = 500,
+                 anomaly: float | None = None, clip: float = 3.0, mean: float | None = None,
                  scale: float | None = None, autocorrelation: bool = True,
                  metric: str = "value",
                  beamline: str | None = None, target: str | None = None) -> None:
         _check_positive(drift=drift)
         if int(warmup) != warmup or warmup < 3:
             raise ValueError(f"warmup must be an integer >= 3, got {warmup!r}")
-        if int(memory) != memory or memory < warmup:
-            raise ValueError(f"memory must be an integer >= warmup ({warmup}), got {memory!r}")
+        if rewarm is None:
+            rewarm = warmup
+        if int(rewarm) != rewarm or rewarm < 3:
+            raise ValueError(f"rewarm must be an integer >= 3, got {rewarm!r}")
+        if int(memory) != memory or memory < max(warmup, rewarm):
+            raise ValueError(f"memory must be an integer >= warmup and rewarm "
+                             f"({max(warmup, rewarm)}), got {memory!r}")
         if (mean is None) != (scale is None):
             raise ValueError("give both mean and scale (a fixed baseline) or neither")
         if scale is not None and not scale > 0:
@@ -236,6 +156,8 @@ class ChangeDetector:
             raise ValueError(f"clip must be > drift ({drift}), got {clip!r}")
         self.clip = float(clip)
         self.warmup, self.memory = int(warmup), int(memory)
+        self.rewarm = int(rewarm)
+        self._need = self.warmup  # baseline values needed before values are scored
         self.metric, self.beamline, self.target = metric, beamline, target
         self._fixed = mean is not None
         self._auto = bool(autocorrelation)
@@ -245,12 +167,19 @@ class ChangeDetector:
         self._scale0 = float(scale) if scale is not None else 1.0
         self.findings: deque[Finding] = deque(maxlen=1000)
         self.n = 0  # values seen (index of the next one)
+        self._vn0 = 0  # values the spread carried over from before a change is worth
+        self._bn = 0
+        self._var = self._c1 = 0.0
         self._restart()
         self._watch_start = 0
 
     # -- state ----------------------------------------------------------------------------
-    def _restart(self, values: Sequence[float] = ()) -> None:
-        """A new baseline, learned from ``values`` (the first ones of a new level) on."""
+    def _restart(self, values: Sequence[float] = (), *, keep_scale: bool = False) -> None:
+        """A new baseline, learned from ``values`` (the first ones of a new level) on.
+
+        ``keep_scale``: the new level's mean is learned afresh, its spread (and lag-1
+        autocovariance) starts from the old baseline's, worth up to ``4 * warmup`` values.
+        """
         self._sp = self._sn = 0.0
         self._pc = self._nc = 0  # values since each statistic was last zero
         self._pending: deque[tuple[float, int, float]] = deque()  # (value, index, time)
@@ -260,8 +189,14 @@ class ChangeDetector:
             self._sd = self._sdc = self._scale0
             self._ratio = 1.0
             return
+        nv = self._bn + self._vn0
+        if keep_scale and nv > 1 and self._var > 0:
+            self._vn0 = min(nv, 4 * self.warmup)
+        else:
+            self._vn0 = 0
+            self._var = self._c1 = 0.0
         self._bn = 0
-        self._mu = self._var = self._c1 = 0.0
+        self._mu = 0.0
         self._dprev: float | None = None
         self._set_sd()
         for v in values:
@@ -269,13 +204,14 @@ class ChangeDetector:
 
     def _set_sd(self) -> None:
         n = self._bn
-        var = self._var * n / (n - 1) if n > 1 else self._var
+        nv = n + self._vn0  # values the spread is learned from
+        var = self._var * nv / (nv - 1) if nv > 1 else self._var
         sd = math.sqrt(var) if var > 0 else 0.0
         if sd <= 1e-12 * (abs(self._mu) + 1.0):
             sd = 1e-12 * (abs(self._mu) + 1.0) if sd <= 0 else sd
         self._sd = sd * math.sqrt(1.0 + 4.0 / n) if n else sd
         rho = 0.0
-        if self.autocorrelation and self._var > 0 and n >= 3:
+        if self.autocorrelation and self._var > 0 and nv >= 3:
             rho = min(max(self._c1 / self._var, 0.0), _RHO_MAX)
         self._rho = rho
         # the CUSUM adds up values: their long-run scale is what counts (AR(1) inflation)
@@ -285,7 +221,7 @@ class ChangeDetector:
     @property
     def ready(self) -> bool:
         """True once the baseline is learned and values are scored."""
-        return self._bn >= self.warmup
+        return self._bn >= self._need
 
     @property
     def baseline(self) -> tuple[float, float]:
@@ -299,12 +235,16 @@ class ChangeDetector:
 
     def _learn(self, x: float) -> None:
         n = self._bn + 1
-        w = 1.0 / n if n <= self.memory else 1.0 / self.memory
+        memory = self.memory
+        w = 1.0 / n if n <= memory else 1.0 / memory
+        nv = n + self._vn0  # the spread may carry values from before a change
+        wv = 1.0 / nv if nv <= memory else 1.0 / memory
         d = x - self._mu
         if self._dprev is not None:
-            self._c1 += w * (d * self._dprev - self._c1)
+            self._c1 += wv * (d * self._dprev - self._c1)
         self._mu += w * d
-        self._var = (1.0 - w) * (self._var + w * d * d)
+        # (1 - w) (var + w d^2) when wv == w (Welford with forgetting)
+        self._var = (1.0 - wv) * self._var + wv * d * (x - self._mu)
         self._dprev = x - self._mu
         self._bn = n
         self._set_sd()
@@ -317,7 +257,7 @@ class ChangeDetector:
 
     # -- the hot path ---------------------------------------------------------------------
     def update(self, value: float, time: float | None = None, *,
-               dataset_id: str | None = None) -> list[Finding]:
+               dataset_id: str | None = None, index: int | None = None) -> list[Finding]:
         """Add the next value; return the findings it completes (usually none).
 
         Parameters
@@ -329,6 +269,10 @@ class ChangeDetector:
             Its time (UTC epoch s); default: its index in the stream.
         dataset_id : str, optional
             Copied into an anomaly finding.
+        index : int, optional
+            The value's index in its stream, reported as ``detail["index"]`` and
+            ``detail["onset_index"]`` (default: the count of values given to this detector,
+            from 0). A caller that watches part of a stream passes the stream's own index.
 
         Returns
         -------
@@ -340,10 +284,11 @@ class ChangeDetector:
         x = float(value)
         if x != x:
             return []
+        at = i if index is None else int(index)
         t = float(i) if time is None else float(time)
-        if self._bn < self.warmup:
+        if self._bn < self._need:
             self._learn(x)
-            if self._bn == self.warmup:
+            if self._bn == self._need:
                 self._watch_start = i + 1
             return []
         dx = x - self._mu
@@ -351,7 +296,7 @@ class ChangeDetector:
         out: list[Finding] = []
         a = self.anomaly
         if z > a or z < -a:
-            out.append(self._anomaly(i, t, x, z, dataset_id))
+            out.append(self._anomaly(at, t, x, z, dataset_id))
         c = self.clip
         if z > c or z < -c:  # Huber: a heavy tail moves the CUSUM no more than c sigma
             z = c if z > 0 else -c
@@ -375,8 +320,8 @@ class ChangeDetector:
         pending = self._pending
         h = self.threshold
         if sp > h or sn > h:
-            pending.append((x, i, t))
-            out.append(self._change(i, t, up=sp >= sn))
+            pending.append((x, at, t))
+            out.append(self._change(i, at, t, up=sp >= sn))
         elif sp == 0.0 and sn == 0.0:
             if not self._fixed:
                 for v in pending:
@@ -384,7 +329,7 @@ class ChangeDetector:
                 self._learn_clipped(x)
             pending.clear()
         else:
-            pending.append((x, i, t))
+            pending.append((x, at, t))
             if len(pending) > self.memory:
                 v = pending.popleft()
                 if not self._fixed:
@@ -405,7 +350,7 @@ class ChangeDetector:
         self.findings.append(f)
         return f
 
-    def _change(self, i: int, t: float, *, up: bool) -> Finding:
+    def _change(self, i: int, at: int, t: float, *, up: bool) -> Finding:
         c, stat = (self._pc, self._sp) if up else (self._nc, self._sn)
         c = max(c, 1)
         excursion = list(self._pending)[-c:]
@@ -437,34 +382,117 @@ class ChangeDetector:
                     message=(f"{self.metric} {word} by {abs(sig):.1f} sigma "
                              f"(from {self._mu:.4g} to {new_mean:.4g}) since sample "
                              f"{onset_i}"),
-                    detail={"index": i, "onset_index": onset_i, "sigmas": sig,
+                    detail={"index": at, "onset_index": onset_i, "sigmas": sig,
                             "before": self._mu, "after": new_mean, "scale": self._sd,
                             "statistic": stat, "threshold": self.threshold,
-                            "delay": i - onset_i})
+                            "delay": at - onset_i})
         self.findings.append(f)
-        logger.info("change in %s at sample %d (onset %d, %+.1f sigma)", self.metric, i,
+        logger.info("change in %s at sample %d (onset %d, %+.1f sigma)", self.metric, at,
                     onset_i, sig)
         # the new baseline starts from the values since the onset (a known baseline is
         # known no more: it is learned from here on)
         if self._fixed:
             self._fixed, self.autocorrelation = False, self._auto
-        self._restart(post)
-        self._watch_start = i + 1 + max(self.warmup - self._bn, 0)
+        self._restart(post, keep_scale=True)
+        self._need = self.rewarm
+        self._watch_start = i + 1 + max(self._need - self._bn, 0)
         return f
 
     def reset(self) -> None:
         """Forget the baseline and the statistics (keep the findings)."""
+        self._need = self.warmup
         self._restart()
 
-    def _move(self, delta: float) -> None:
-        """Move the baseline mean by ``delta`` (the stream was re-centred upstream)."""
-        self._mu += delta
-        self._pending = deque((v + delta, j, t) for v, j, t in self._pending)
+    def prime(self, values: Sequence[float]) -> None:
+        """Learn values into the baseline without scoring them (e.g. a stream's history).
 
+        The residuals of a stream's recent history against its model of normal, primed
+        here, let the detector score the stream's first new value (no warm-up on it).
+        NaN values are skipped.
 
-def _normal_tail(z: float) -> float:
-    """P(Z > z) for a standard normal."""
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
+        Examples
+        --------
+        >>> det = ChangeDetector()
+        >>> det.prime([0.1, -0.3, 0.2, 0.0] * 5)
+        >>> det.ready
+        True
+        """
+        if self._fixed:
+            raise ValueError("this detector has a known baseline (mean, scale): there is "
+                             "nothing to prime")
+        self._need = self.warmup
+        for v in values:
+            x = float(v)
+            if x == x:
+                self._learn(x)
+        if self.ready:
+            self._watch_start = self.n
+
+    def assume(self, mean: float, scale: float, *, weight: int | None = None) -> None:
+        """Start from a baseline known roughly: ``(mean, scale)`` worth ``weight`` values.
+
+        Values are scored from the next one on, and the baseline goes on learning (unlike
+        a fixed ``mean, scale``): e.g. residuals standardised by a model of normal fitted
+        on history start from ``(0, 1)`` and the detector learns how they really spread.
+
+        Parameters
+        ----------
+        mean, scale : float
+            The baseline assumed (``scale > 0``).
+        weight : int, optional
+            How many values it is worth (default and least: ``warmup``).
+
+        Examples
+        --------
+        >>> det = ChangeDetector()
+        >>> det.assume(0.0, 1.0)
+        >>> det.ready, det.baseline[0], round(det.baseline[1], 2)  # widened as if learned
+        (True, 0.0, 1.12)
+        """
+        if not (math.isfinite(mean) and scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"assume needs a finite mean and a scale > 0, got {mean!r}, "
+                             f"{scale!r}")
+        n = self.warmup if weight is None else max(int(weight), self.warmup)
+        self._fixed = False
+        self.autocorrelation = self._auto
+        self._vn0 = 0
+        self._need = self.warmup
+        self._restart()
+        # as if learned from n values (the same small-sample widening as a learned one)
+        self._bn, self._mu, self._var = n, float(mean), float(scale) ** 2 * (n - 1) / n
+        self._set_sd()
+        self._watch_start = self.n
+
+    def rebase(self, values: Sequence[float], *, scale: float | None = None,
+               rewarm: bool = False) -> None:
+        """A new baseline mean from ``values`` (the stream was re-centred upstream).
+
+        The statistics start from zero; the spread carries over (as after a change), or
+        is ``scale`` (worth ``4 * warmup`` values; ``values`` then set the mean only: they
+        may straddle a step too small to split them, which must not widen the spread).
+        ``rewarm``: score again only once the baseline holds ``rewarm`` values (as after
+        a change).
+        """
+        self._fixed = False
+        self.autocorrelation = self._auto
+        vals = [float(v) for v in values if v == v]
+        if scale is None:
+            self._restart(vals, keep_scale=True)
+        else:
+            if not (scale > 0 and math.isfinite(scale)):
+                raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+            rho = self._c1 / self._var if self._var > 0 else 0.0
+            self._vn0 = 0
+            self._restart()
+            n, nv = len(vals), len(vals) + 4 * self.warmup
+            self._bn, self._vn0 = n, 4 * self.warmup
+            self._mu = math.fsum(vals) / n if n else 0.0
+            self._var = float(scale) ** 2 * (nv - 1) / nv
+            self._c1 = rho * self._var
+            self._dprev = vals[-1] - self._mu if vals else None
+            self._set_sd()
+        self._need = self.rewarm if rewarm else self.warmup
+        self._watch_start = self.n + max(self._need - self._bn, 0)
 
 
 def find_changes(values: npt.ArrayLike, times: npt.ArrayLike | None = None, *,
@@ -520,9 +548,3 @@ def find_changes(values: npt.ArrayLike, times: npt.ArrayLike | None = None, *,
     if not anomalies:
         out = [f for f in out if f.kind == "change"]
     return out
-
-
-def _check_positive(**values: float) -> None:
-    for name, v in values.items():
-        if not (isinstance(v, int | float) and v > 0 and math.isfinite(v)):
-            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")

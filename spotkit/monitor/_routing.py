@@ -21,6 +21,9 @@ The answer comes from the telemetry alone (this module reads no catalog):
   (telemetry step ``reroute``): one :class:`~spotkit.monitor.Finding` of kind ``"reroute"``
   per switch, which alert rules can send; :func:`queue_change_findings` reports the change
   point of a routed target's queue wait (the slowdown and its onset).
+- :func:`one_per_change` keeps one finding per change where a target-wide finding (the
+  routed target's queue-wait change) and the metric watcher's per-beamline streams
+  (:func:`spotkit.monitor.watch_metrics`) both saw it.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from spotkit.monitor._changepoint import find_changes
-from spotkit.monitor._findings import Finding
+from spotkit.monitor._findings import SEVERITIES, Finding
 
-__all__ = ["QueueView", "RouteDecision", "Router", "queue_change_findings", "queue_view",
-           "reroute_findings"]
+__all__ = ["QueueView", "RouteDecision", "Router", "one_per_change", "queue_change_findings",
+           "queue_view", "reroute_findings"]
 
 #: the telemetry step the flow records when it switches an action's target
 REROUTE_STEP = "reroute"
@@ -505,8 +508,84 @@ def queue_change_findings(events: Any, targets: Iterable[str], *,
                      f"{'rose' if rise else 'fell'} from {_fmt(before)} to {_fmt(after)} "
                      f"(change point, onset {_iso(onset)})"),
             detail={**f.detail, "before": before, "after": after, "units": "s",
-                    "budget": budget}))
+                    "budget": budget, "labels": labels}))
     return out
+
+
+def one_per_change(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per change: a target-wide change covers its target's streams' changes.
+
+    :func:`queue_change_findings` watches a routed target's queue waits as one series
+    (every label of the target in ``detail["labels"]``), while
+    :func:`spotkit.monitor.watch_metrics` watches each (metric, beamline, target) stream:
+    one slowdown is then two findings with different :attr:`Finding.key`, and would be
+    alerted twice. Here a ``"change"`` finding of the same metric on a stream of such a
+    target (any beamline, any of its labels), in the same direction, whose span (onset to
+    detection) overlaps the target-wide change's span, is the same change: it is folded
+    into the target-wide finding (the more severe of the two is kept, the other's
+    beamline, target, onset, magnitude and message go to ``detail["also"]``). Other
+    findings pass unchanged, in their order.
+
+    Parameters
+    ----------
+    findings : iterable of Finding
+        E.g. ``watch_metrics(metrics(ev)) + queue_change_findings(ev, labels)``.
+
+    Returns
+    -------
+    list of Finding
+
+    Examples
+    --------
+    >>> from spotkit.monitor import Finding
+    >>> wide = Finding("change", "queue_wait", time=5000.0, onset=1000.0, target="hpc",
+    ...                magnitude=1500.0, message="queue wait on hpc rose",
+    ...                detail={"labels": ["hpc", "hpc-queue"]})
+    >>> stream = Finding("change", "queue_wait", time=4800.0, onset=1800.0,
+    ...                  beamline="8.3.2", target="hpc-queue", magnitude=3.1,
+    ...                  message="queue_wait on 8.3.2/hpc-queue rose by 3.1 sigma")
+    >>> [f.target for f in one_per_change([stream, wide])]
+    ['hpc']
+    >>> one_per_change([stream, wide])[0].detail["also"][0]["beamline"]
+    '8.3.2'
+    """
+    found = list(findings)
+    wide = [i for i, f in enumerate(found)
+            if f.kind == "change" and "labels" in f.detail and f.target is not None]
+    if not wide:
+        return found
+    gone: set[int] = set()
+    merged: dict[int, Finding] = {}
+    for i in wide:
+        w = merged.get(i, found[i])
+        labels = {str(x) for x in w.detail.get("labels", ())} | {w.target}
+        also = list(w.detail.get("also", ()))
+        keep = w
+        for j, f in enumerate(found):
+            if (j == i or j in gone or j in merged or f.kind != "change"
+                    or f.metric != w.metric or f.target not in labels
+                    or j in wide
+                    or not _same_direction(f, w) or not _spans_overlap(f, w)):
+                continue
+            gone.add(j)
+            also.append({"beamline": f.beamline, "target": f.target, "onset": f.onset,
+                         "time": f.time, "magnitude": f.magnitude, "message": f.message})
+            if SEVERITIES.index(f.severity) > SEVERITIES.index(keep.severity):
+                keep = dataclasses.replace(keep, severity=f.severity)
+        if also:
+            merged[i] = dataclasses.replace(keep, detail={**keep.detail, "also": also})
+    return [merged.get(i, f) for i, f in enumerate(found) if i not in gone]
+
+
+def _same_direction(a: Finding, b: Finding) -> bool:
+    x, y = a.magnitude, b.magnitude
+    return x is None or y is None or (x > 0) == (y > 0)
+
+
+def _spans_overlap(a: Finding, b: Finding) -> bool:
+    a0 = a.onset if a.onset is not None else a.time
+    b0 = b.onset if b.onset is not None else b.time
+    return max(a0, b0) <= min(a.time, b.time)
 
 
 def _iso(epoch: float) -> str:

@@ -55,7 +55,7 @@ def test_conditioning_on_time_of_day_avoids_false_findings():
 
 
 def test_online_learning_follows_a_new_normal():
-    df = _queue(3000, seed=3, step_at=2300, factor=3.0)
+    df = _queue(2800, seed=3, step_at=2300, factor=3.0)
     w = MetricWatcher()
     w.model.fit(df.iloc[:2016])
     found = w.run(df.iloc[2016:])

@@ -3,10 +3,13 @@ telemetry, the router's hysteresis and probes, and the findings the monitor repo
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from spotkit.monitor import (
+    Finding,
     Router,
     frame,
     queue_change_findings,
@@ -184,3 +187,31 @@ def test_queue_change_finds_the_slowdown_with_its_onset():
     assert found
     assert all(f.severity == "info" for f in found)
     assert queue_change_findings(frame(jobs([60] * 5)), "hpc") == []
+
+
+def test_one_slowdown_seen_by_the_watcher_and_the_routing_is_one_finding():
+    from spotkit.monitor import metrics, one_per_change, watch_metrics
+
+    rng = np.random.default_rng(8)
+    waits = np.r_[120 * rng.lognormal(0, 0.3, 130), 1800 * rng.lognormal(0, 0.3, 30)]
+    rows = [dict(r, beamline="8.3.2") for r in jobs(waits.tolist(), target="hpc-queue")]
+    ev = frame(rows)
+    streams = [f for f in watch_metrics(metrics(ev)) if f.kind == "change"]
+    wide = queue_change_findings(ev, ["hpc", "hpc-queue"], budget=900)
+    assert len(streams) == 1  # one slowdown, two findings, two keys
+    assert len(wide) == 1
+    assert streams[0].key != wide[0].key
+    anomaly = Finding("anomaly", "queue_wait", time=1.0, message="one slow job",
+                      beamline="8.3.2", target="hpc-queue")
+    other = dataclasses.replace(streams[0], target="elsewhere")
+    merged = one_per_change([anomaly, *streams, other, *wide])
+    assert [f.kind for f in merged] == ["anomaly", "change", "change"]
+    assert merged[1] is other  # another target's change is another change
+    (one,) = [f for f in merged if f.target == "hpc"]
+    assert one.severity == "warning"
+    assert one.detail["also"][0]["beamline"] == "8.3.2"
+    assert one.detail["also"][0]["onset"] == streams[0].onset
+    # a change the other way, or long before, is another change
+    earlier = dataclasses.replace(streams[0], onset=0.0, time=600.0)
+    fall = dataclasses.replace(streams[0], magnitude=-2.0)
+    assert len(one_per_change([earlier, fall, *wide])) == 3
