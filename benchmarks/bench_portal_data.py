@@ -175,6 +175,21 @@ def run(args) -> list[tuple[str, list[float], str]]:
                  "dataset_overview"))
     rows.append(("detail of the lineage dataset (3 runs, PNG 200 kB)",
                  timed(detail, [raw_id] * k), "dataset_overview"))
+    # the view: DataPanel.apply of a new page (widget values only; headless, no browser)
+    try:
+        from spotkit.widgets._portal_data import DataPanel
+    except ImportError:  # no ipywidgets
+        DataPanel = None
+    if DataPanel is not None:
+        panel = DataPanel(cat, page_size=PAGE, request_refresh=lambda: None, lab=lab)
+        panel.apply(panel.fetch())
+        snaps = []
+        for _ in range(k):
+            panel.model.next_page()
+            snaps.append(panel.model.fetch())
+        rows.append((f"DataPanel.apply of a new page ({PAGE} rows, headless)",
+                     timed(panel.apply, snaps), "widget values"))
+        panel.close()
     pk = sqlite3.connect(db)
     rows.append(("SQL `SELECT * WHERE id = ?` (reference)",
                  timed(lambda i: pk.execute("SELECT * FROM datasets WHERE id = ?",
