@@ -101,7 +101,7 @@ def browser_paint(db: Path, repeats: int) -> list[float]:
         port = s.getsockname()[1]
     token = secrets.token_urlsafe(16)
     proc = subprocess.Popen([sys.executable, "-m", "spotkit.cli", "--catalog", str(db),
-                             "portal", "--serve", "--port", str(port), "--token", token],
+                             "portal", "--serve", "--port", str(port), f"--token={token}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     times = []
     try:

@@ -1,13 +1,13 @@
 """The portal in a real JupyterLab and in its read-only Voila view, driven by headless Chromium.
 
 JupyterLab: a notebook opens ``spotkit.portal`` on a small demo-like catalog with the real
-Data, Viewers, Flow and Jobs panels and two panels of this test (a clock that counts background
-refreshes, a panel whose catalog query fails). The browser searches, selects a dataset
-(routed by ``Portal.select`` to the panels and the header), opens its provenance and
-follows it to the raw scan, changes a slice of the reconstruction, retries the parked
-scan, cancels a running batch job (a real ``spotkit.submit`` on the Local target), sees
-the background refresh move while the kernel is idle, and the failing panel's
-error line while the others go on.
+Data, Viewers, Flow, Jobs and Monitor panels and two panels of this test (a clock that
+counts background refreshes, a panel whose catalog query fails). The browser searches,
+selects a dataset (routed by ``Portal.select`` to the panels and the header), opens its
+provenance and follows it to the raw scan, changes a slice of the reconstruction, retries
+the parked scan, cancels a running batch job (a real ``spotkit.submit`` on the Local
+target), sees the background refresh move while the kernel is idle, and the failing
+panel's error line while the others go on.
 
 Voila: the real ``spotkit portal --serve`` on the same catalog: the page needs the token
 or a staff member's ``spotkit serve`` API key (not a user's), loads read-only (no action
@@ -137,7 +137,8 @@ def test_portal_in_jupyterlab(lab_server, page, small_catalog, artifacts):
                  f"job = spotkit.submit({str(path.parent / 'sleepy.ipynb')!r}, {tomo!r}, "
                  "target=target, catalog=cat)\n"),
              "portal = spotkit.portal(cat, refresh=0.5, panels=[\n"
-             "    'data', 'viewers', 'flow', ('jobs', {'targets': [target]}), Clock, Broken])\n"
+             "    'data', 'viewers', 'flow', ('jobs', {'targets': [target]}), 'monitor',\n"
+             "    Clock, Broken])\n"
              "portal",
              "print('KERNEL FREE')"]
     nb_cells, kernel_status = lab_server.open_and_run_all(page, "portal.ipynb", cells)
@@ -199,6 +200,12 @@ def test_portal_in_jupyterlab(lab_server, page, small_catalog, artifacts):
     expect(jobs).to_contain_text("cancel sent")
     expect(jobs).to_contain_text("CANCELLED", timeout=60_000)
 
+    # Monitor: turnaround, streams, alerts and the selected dataset's quality verdict
+    page.get_by_role("tab", name="Monitor").click()
+    monitor = root.locator(".spotkit-monitor-panel")
+    expect(monitor).to_contain_text("Quality verdicts")
+    expect(monitor).to_contain_text(f"{recon}: no quality verdict")
+
     # the background refresh goes on with no cell running; the kernel stays idle
     page.get_by_role("tab", name="Clock").click()
     clock = root.locator(".t-clock")
@@ -244,7 +251,7 @@ def voila_portal(small_catalog, tmp_path_factory, chromium_path):
         keys = {user: pool.submit(create_api_key, database, user).result()
                 for user in ("alice", "bob")}
     cmd = [sys.executable, "-m", "spotkit.cli", "--catalog", str(path), "portal", "--serve",
-           "--port", str(port), "--token", token, "--refresh", "1",
+           "--port", str(port), f"--token={token}", "--refresh", "1",
            "--config", str(folder / "serve.yaml"), "--auth-database", database]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
