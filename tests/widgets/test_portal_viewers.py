@@ -5,6 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import xarray as xr
 
 from spotkit.catalog import open_catalog
 from spotkit.errors import DatasetNotFoundError
@@ -31,7 +32,19 @@ def catalog(tmp_path_factory):
     simulate_saxs_series(work / "series.h5", n_frames=12, onset_frame=8, seed=3,
                          shape=(64, 96), module_shape=None)
     saxs = cat.ingest(work / "series.h5")
-    return cat, {"raw": raw.id, "recon": recon.id, "saxs": saxs.id, "center": truth.center}
+    from spotkit.io import write_nxcansas
+
+    q = np.linspace(0.1, 2.0, 40)
+    iq = {}
+    for name, n in (("iq", 12), ("iq_alone", 5)):  # 12 profiles: one per frame
+        profiles = xr.Dataset(
+            {"intensity": (("frame", "q"), 1 + np.random.default_rng(n).random((n, 40))),
+             "sigma": (("frame", "q"), np.full((n, 40), 0.1))}, coords={"q": q})
+        write_nxcansas(work / f"{name}.h5", profiles, q_unit="1/nm", series_dim="frame")
+        iq[name] = cat.register_derived(files=[(work / f"{name}.h5", "data")],
+                                        kind="saxs/iq", parents=[saxs]).id
+    return cat, {"raw": raw.id, "recon": recon.id, "saxs": saxs.id, "center": truth.center,
+                 **iq}
 
 
 def test_viewer_by_kind():
@@ -90,6 +103,14 @@ def test_panel_shows_each_kind(catalog):
     timeline = panel.views["frames"]
     assert type(timeline).__name__ == "ChangeTimeline"
     assert timeline.model.n_frames == 12
+
+    panel.model.select(ids["iq"])  # reduced I(q) with the frames they came from (the
+    snap = panel.model.load()       # model only: the view is the ChangeTimeline above)
+    assert type(snap.models["iq"]).__name__ == "ChangeTimelineModel"
+    assert snap.models["iq"].has_profiles
+    panel.show_dataset(ids["iq_alone"])  # profiles that match no frame series: plotted
+    panel.apply(panel.fetch())
+    assert bytes(panel.views["iq"].value[:4]) == b"\x89PNG"
     panel.close()
 
 
