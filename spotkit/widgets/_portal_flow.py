@@ -145,6 +145,11 @@ class FlowPanel:
         _set_options(self.item, options)
         _set_options(self.rule, model.rule_names(snapshot))
 
+    @property
+    def snapshot(self) -> FlowStatus | None:
+        """The flow status shown now (the last one read), or None."""
+        return self.model.last
+
     def close(self) -> None:
         """Close the widgets."""
         if self._widget is not None:

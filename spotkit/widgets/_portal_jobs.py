@@ -141,6 +141,16 @@ class JobsPanel:
             self.job.value = keep if keep in [v for _, v in options] else None
         self._show_detail(snapshot.detail)
 
+    @property
+    def snapshot(self) -> JobsSnapshot | None:
+        """What the panel shows now (the last snapshot applied), or None."""
+        return self._last
+
+    @property
+    def inspected(self) -> JobDetail | None:
+        """The job shown below the table (its logs, notebook, resource use), or None."""
+        return self._last.detail if self._last is not None else None
+
     def close(self) -> None:
         """Close the widgets."""
         if self._widget is not None:

@@ -14,6 +14,7 @@ server can open it) and what the scheduler accounted for it
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,7 @@ class JobsPanelModel:
         if not isinstance(recent, int) or recent < 1:
             raise ValueError(f"recent must be a positive integer, not {recent!r}")
         self.catalog = catalog
+        self._fetch_lock = threading.Lock()
         self.readonly = bool(readonly)
         self.monitor = JobMonitorModel(jobs)
         self.targets = self.monitor._targets_by_name(targets)
@@ -182,7 +184,14 @@ class JobsPanelModel:
 
     def fetch(self) -> JobsSnapshot:
         """One refresh: the catalog's newest runs (one query), the schedulers (one query
-        per target), and the selected job's logs, notebook and resource use."""
+        per target), and the selected job's logs, notebook and resource use.
+
+        One refresh at a time: a second caller (the portal's thread and a click) waits."""
+        with self._fetch_lock:
+            return self._fetch()
+
+    def _fetch(self) -> JobsSnapshot:
+        """See :meth:`fetch`."""
         if not hasattr(self.catalog, "runs"):
             raise SpotkitError(f"{self.catalog!r} has no runs to read (a catalog served by "
                                "`spotkit serve`): open the catalog's database for the Jobs tab")

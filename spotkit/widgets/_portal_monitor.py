@@ -164,6 +164,11 @@ class MonitorPanel:
                                             empty="no quality verdict in the window"))
         self._show_selected()
 
+    @property
+    def snapshot(self) -> MonitorSnapshot | None:
+        """What the panel shows now (the last snapshot applied), or None."""
+        return self._last
+
     def close(self) -> None:
         """Close the widgets."""
         if self._widget is not None:

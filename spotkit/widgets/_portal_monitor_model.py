@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,7 @@ class MonitorPanelModel:
         if window <= 0:
             raise ValueError(f"window must be > 0 seconds, not {window!r}")
         self.catalog = catalog
+        self._fetch_lock = threading.Lock()
         self.window = float(window)
         self.reread = float(reread)
         self.change_options = dict(changes or {})
@@ -205,7 +207,14 @@ class MonitorPanelModel:
         return out
 
     def fetch(self) -> MonitorSnapshot:
-        """One refresh (events, alerts, verdicts: one read each; nothing written)."""
+        """One refresh (events, alerts, verdicts: one read each; nothing written).
+
+        One refresh at a time: a second caller (the portal's thread and a click) waits."""
+        with self._fetch_lock:
+            return self._fetch()
+
+    def _fetch(self) -> MonitorSnapshot:
+        """See :meth:`fetch`."""
         from spotkit.monitor import alert_log, quality_verdicts
 
         if not hasattr(self.catalog, "path"):
