@@ -46,7 +46,8 @@ def html_table(rows: Sequence[dict], columns: Iterable[tuple[str, str]], *,
                colours: dict[str, str] | None = None,
                row_class: Callable[[dict], str] | None = None,
                colour: Callable[[dict, str], str | None] | None = None) -> str:
-    """Rows as an HTML table (escaped; long cells clipped with the full text as a tooltip).
+    """Rows as an HTML table (escaped; long cells clipped with the full text as a tooltip;
+    in a box that scrolls sideways on a narrow screen).
 
     ``colours``: ``{column: colour}`` for cells that are not zero or empty (e.g. parked
     counts in red); ``colour(row, column)``: a colour per cell (or None); ``row_class(row)``:
@@ -54,8 +55,8 @@ def html_table(rows: Sequence[dict], columns: Iterable[tuple[str, str]], *,
 
     Examples
     --------
-    >>> html_table([{"a": 1, "b": "<x>"}], [("a", "A"), ("b", "B")], css="t")[-45:]
-    '<tr><td>1</td><td>&lt;x&gt;</td></tr></table>'
+    >>> html_table([{"a": 1, "b": "<x>"}], [("a", "A"), ("b", "B")], css="t")[-51:]
+    '<tr><td>1</td><td>&lt;x&gt;</td></tr></table></div>'
     """
     columns = list(columns)
     if not rows:
@@ -77,7 +78,9 @@ def html_table(rows: Sequence[dict], columns: Iterable[tuple[str, str]], *,
         cls = row_class(row) if row_class else ""
         attr = f' class="{html.escape(cls, quote=True)}"' if cls else ""
         body.append(f"<tr{attr}>{''.join(cells)}</tr>")
-    return (f'<table class="spotkit-table {css}"><tr>{head}</tr>{"".join(body)}</table>')
+    # scrolls sideways on its own on a narrow screen (the phone view), not the whole page
+    return (f'<div class="spotkit-table-box" style="overflow-x:auto;max-width:100%">'
+            f'<table class="spotkit-table {css}"><tr>{head}</tr>{"".join(body)}</table></div>')
 
 
 def message_html(text: str, *, error: bool = False) -> str:
