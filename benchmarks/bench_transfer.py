@@ -29,6 +29,21 @@ the same run and on the same disk:
   into place, and verify stores the manifest and records the replicas. Setting up the
   catalog and the journal entry is not timed.
 
+With ``--frame-folder`` it measures a folder of detector frames (500 x 4 MB) registered as
+one dataset (the folder itself is the catalog's file: its tree hash is the checksum of
+record) through the same ``Watcher._prepare``, in the same run, two ways:
+
+* ``flow, frame folder: before (3 reads)``: the ingest hasher as it was before
+  (``checksums.checksum`` of the folder): the manifest then reads every frame again for its
+  sha256 and block checks, and the transfer copies every frame from the source;
+* ``flow, frame folder: one read``: ``LocalCopy.stage_tree``: each frame is read once,
+  written to its staging copy in the warehouse and fed to its sha256, its block checks and
+  the folder's tree hash; the manifest reuses them; the transfer re-reads every copy from
+  the device against the manifest and renames it into place.
+
+``one read vs before`` is the ratio of the two (median times; paired: the median of the
+ratios within one repeat).
+
 Cold runs drop the source files from the page cache first (posix_fadvise DONTNEED after an
 fsync); warm runs read them once first. Methods are interleaved within each repeat (the
 order rotates), the destination removed and ``sync``ed between runs. Each cell is the
@@ -48,6 +63,8 @@ Configurations (wall times measured 2026-12-04 on 2 CPUs):
     python benchmarks/bench_transfer.py --dir /work
         the full run, every method (incl. sha256sum at ~0.35 GB/s), repeat 5: ~10 min on the
         reference machine at load 3-6 (589 s)
+    python benchmarks/bench_transfer.py --frame-folder --repeat 3 --dir /work
+        the frame folder before and after one read (~2 GB, cold and warm): ~4 min
     python benchmarks/bench_transfer.py --sets "4 x 500 MB" --caches warm --json out.json
         one cell, e.g. while profiling
 
@@ -261,9 +278,73 @@ def _run_flow(src: Path, dest: Path, work: Path) -> tuple[float, float | None]:
     return elapsed, None
 
 
+def _folder_reader(src: Path):
+    """The catalog's reader for a frame folder: one dataset, the folder itself its file."""
+    from datetime import UTC, datetime
+
+    from spotkit.io import DatasetInfo
+
+    def reader(path):
+        return DatasetInfo(kind="bench/frames", beamline="bench", sample=src.name,
+                           proposal="bench", start_time=datetime.now(UTC), end_time=None,
+                           title=f"{src.name} (frame folder)", metadata={}, files=())
+
+    return reader
+
+
+def _run_flow_folder(src: Path, dest: Path, work: Path, *, one_read: bool
+                     ) -> tuple[float, float | None]:
+    """The watcher's ingest, manifest, transfer and verify steps on the frame folder ``src``
+    as one dataset. ``one_read=False`` runs the ingest hasher as it was before (the folder's
+    tree hash only: the manifest reads every file again and the transfer copies them)."""
+    from spotkit.catalog import Catalog
+    from spotkit.checksums import checksum
+    from spotkit.flows import PassReport, Watcher, _flow_data, load_rules
+
+    dest.mkdir()
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    catalog = Catalog(work / "catalog.db", reader=_folder_reader(src))
+    watcher = Watcher(src.parent, catalog=catalog, rules=load_rules(RULES),
+                      warehouse=LocalCopy(dest), settle=0, inotify=False)
+    hasher = _flow_data._IngestHasher
+    one_read_tree = hasher._tree
+    if not one_read:
+        hasher._tree = lambda self, path: checksum(path)  # type: ignore[method-assign]
+    try:
+        size = sum(p.stat().st_size for p in _files(src))
+        watcher.journal.discover(str(src), src, size=size, mtime_ns=src.stat().st_mtime_ns,
+                                 inbox=src.parent, kind="bench/frames")
+        item = watcher.journal.item(str(src))
+        report = PassReport()
+        t0 = time.perf_counter()
+        ds = watcher._prepare(item, report)
+        elapsed = time.perf_counter() - t0
+        if ds is None or report.failed or report.parked or report.outages:
+            raise RuntimeError(f"the flow did not move the dataset: {report}")
+        staged = watcher.journal.step(item.key, "ingested").result.get("staged")
+        if staged != (len(_files(src)) if one_read else 0):
+            raise RuntimeError(f"the flow staged {staged} of {len(_files(src))} files")
+        if (ds.files[0].size, ds.files[0].sha256) != checksum(src):
+            raise RuntimeError("the catalog's tree hash differs from checksum()")
+    finally:
+        hasher._tree = one_read_tree  # type: ignore[method-assign]
+        watcher.close()
+        catalog.close()
+        shutil.rmtree(work)
+    if [p.name for p in dest.iterdir() if p.name.startswith(".")]:
+        raise RuntimeError("the flow left staging files in the warehouse")
+    return elapsed, None
+
+
 FLOOR = "floor (cp + fsync + read-back)"
 FLOW = "spotkit flow (ingest + manifest + transfer)"
 QUICK = ("cp + fsync", FLOOR, "spotkit manifest + transfer", "spotkit pack (one read)", FLOW)
+FOLDER_BEFORE = "flow, frame folder: before (3 reads)"
+FOLDER_AFTER = "flow, frame folder: one read"
+FOLDER_SET = "frame folder 500 x 4 MB"
+SETS[FOLDER_SET] = (500, 4_000_000)
 
 
 def _load() -> str:
@@ -281,7 +362,12 @@ def main(argv=None) -> int:
                     help=f"only {', '.join(QUICK)}; repeat 3 unless --repeat is given")
     ap.add_argument("--repeat", type=int, default=None,
                     help="runs per method and cache state (default 5, --quick 3)")
-    ap.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--frame-folder", action="store_true",
+                    help=f"only the {FOLDER_SET} set as one folder dataset through the flow: "
+                    "cp + fsync, floor, the flow's ingest as it was (tree hash, then the "
+                    "manifest and the copy read each frame again) and with one read")
+    ap.add_argument("--sets", nargs="*", default=[k for k in SETS if k != FOLDER_SET],
+                    choices=list(SETS))
     ap.add_argument("--caches", nargs="*", default=["cold", "warm"], choices=["cold", "warm"])
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
@@ -305,9 +391,21 @@ def main(argv=None) -> int:
                 lambda d: _run_spotkit(src, d, drop_cache=False),
             "spotkit pack (one read)": lambda d: _run_pack(src, d),
             FLOW: lambda d: _run_flow(src, d, tmp / "flow-catalog"),
+            FOLDER_BEFORE: lambda d: _run_flow_folder(src, d, tmp / "flow-catalog",
+                                                      one_read=False),
+            FOLDER_AFTER: lambda d: _run_flow_folder(src, d, tmp / "flow-catalog",
+                                                     one_read=True),
         }
+        if args.frame_folder:
+            args.sets = [FOLDER_SET]
+            runners = {k: v for k, v in runners.items()
+                       if k in ("cp + fsync", FLOOR, FOLDER_BEFORE, FOLDER_AFTER)}
+        else:
+            runners.pop(FOLDER_BEFORE)
+            runners.pop(FOLDER_AFTER)
         if args.quick:
-            runners = {k: v for k, v in runners.items() if k in QUICK}
+            runners = {k: v for k, v in runners.items() if k in (*QUICK, FOLDER_BEFORE,
+                                                                   FOLDER_AFTER)}
         names = list(runners)
         for label in args.sets:
             n, size = SETS[label]
@@ -352,6 +450,16 @@ def main(argv=None) -> int:
                           f"{row['paired_vs_floor']:.2f})"
                           + (f"  (manifest {row['manifest_s']:.2f} s)" if "manifest_s" in row
                              else ""), flush=True)
+                if FOLDER_AFTER in times:
+                    paired = statistics.median(
+                        b / a for b, a in zip(times[FOLDER_BEFORE], times[FOLDER_AFTER],
+                                              strict=True))
+                    speedup = round(meds[FOLDER_BEFORE] / meds[FOLDER_AFTER], 2)
+                    results.append({"set": label, "cache": cache, "method": "one read vs before",
+                                    "speedup": speedup, "paired_speedup": round(paired, 2),
+                                    "load": load})
+                    print(f"{label:11s} {cache:4s} one read vs before: x{speedup:.2f} "
+                          f"(paired {paired:.2f})", flush=True)
                 print(f"{label:11s} {cache:4s} load average {load}", flush=True)
             _drop(src)
             shutil.rmtree(src)

@@ -4,6 +4,8 @@ crc32s, and a tree hash for folders.
 * :func:`checksum` — size and sha256 of a file, or a tree hash of a folder (the catalog's);
 * :func:`digest_file` — sha256 and one block check per block in the same read (the flow's:
   the catalog's checksum and the manifest's block checks come from one read of the source);
+* :func:`tree_digest` — a folder's tree hash and every file's :func:`digest_file` in one
+  read of each file (the flow's, for a folder of frames);
 * :func:`sha256_file`, :func:`first_bad_block`, :func:`crc32_blocks_match` — check a copy.
 
 Block checks are CRC-32C (Castagnoli; hardware-accelerated through ``google-crc32c``,
@@ -21,12 +23,14 @@ import os
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
     "BLOCK_CHECKS",
     "BLOCK_SIZE",
     "DEFAULT_BLOCK_CHECK",
+    "TreeDigest",
     "block_check",
     "block_check_available",
     "checksum",
@@ -35,6 +39,9 @@ __all__ = [
     "first_bad_block",
     "read_block",
     "sha256_file",
+    "tree_digest",
+    "tree_entry",
+    "tree_members",
 ]
 
 BLOCK_SIZE = 8 * 2**20
@@ -125,8 +132,8 @@ def sha256_file(path, *, block_size: int = BLOCK_SIZE) -> str:
     return h.hexdigest()
 
 
-def digest_file(path, *, block_size: int = BLOCK_SIZE,
-                kind: str = DEFAULT_BLOCK_CHECK) -> tuple[str, tuple[int, ...]]:
+def digest_file(path, *, block_size: int = BLOCK_SIZE, kind: str = DEFAULT_BLOCK_CHECK,
+                tap: Callable[[bytes], object] | None = None) -> tuple[str, tuple[int, ...]]:
     """sha256 of a file and the block check of each of its ``block_size`` blocks, in one read.
 
     The sha256 is the checksum of record; the block checks (CRC-32C, ~14x faster than
@@ -142,6 +149,9 @@ def digest_file(path, *, block_size: int = BLOCK_SIZE,
         Bytes per block (8 MiB, :data:`BLOCK_SIZE`).
     kind : {"crc32c", "crc32"}, optional
         The block check (default :data:`DEFAULT_BLOCK_CHECK`).
+    tap : callable, optional
+        ``tap(block)`` with every block, in order, beside the sha256 (e.g. another
+        digest's ``update``: a folder's tree hash in the same read).
 
     Returns
     -------
@@ -159,6 +169,7 @@ def digest_file(path, *, block_size: int = BLOCK_SIZE,
     """
     check = block_check(kind)
     h = hashlib.sha256()
+    update = h.update if tap is None else _both(h.update, tap)
     crcs = []
     fd = os.open(path, os.O_RDONLY)
     hasher: ThreadPoolExecutor | None = None
@@ -167,11 +178,11 @@ def digest_file(path, *, block_size: int = BLOCK_SIZE,
         while block := read_block(fd, block_size, prefetch=True):
             hashed: Future | None = None
             if pending is None and len(block) < block_size:  # the only block: no thread
-                h.update(block)
+                update(block)
             else:
                 if hasher is None:  # sha256 in order, at most one block behind the reader
                     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-                hashed = hasher.submit(h.update, block)
+                hashed = hasher.submit(update, block)
             crcs.append(check(block))
             if pending is not None:
                 pending.result()
@@ -183,6 +194,16 @@ def digest_file(path, *, block_size: int = BLOCK_SIZE,
     if pending is not None:
         pending.result()
     return h.hexdigest(), tuple(crcs)
+
+
+def _both(first: Callable[[bytes], object],
+          second: Callable[[bytes], object]) -> Callable[[bytes], None]:
+    """One callable feeding a block to two consumers, in order."""
+    def update(block: bytes) -> None:
+        first(block)
+        second(block)
+
+    return update
 
 
 def read_block(fd: int, size: int, *, prefetch: bool = False) -> bytes:
@@ -292,12 +313,115 @@ def _hash_file(path: Path, digest) -> int:
     return size
 
 
+def tree_members(folder: str | os.PathLike) -> list[tuple[str, Path]]:
+    """The files below a folder in tree-hash order: ``(relative POSIX path, path)``.
+
+    Every regular file (or link to one) at any depth, sorted by path as :func:`checksum`
+    and :func:`tree_digest` hash them.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> (run / "sub").mkdir()
+    >>> for name in ("frame_2.cbf", "frame_1.cbf", "sub/dark.cbf"):
+    ...     _ = (run / name).write_bytes(b"x")
+    >>> [rel for rel, _ in tree_members(run)]
+    ['frame_1.cbf', 'frame_2.cbf', 'sub/dark.cbf']
+    """
+    folder = Path(folder)
+    return [(p.relative_to(folder).as_posix(), p)
+            for p in sorted(p for p in folder.rglob("*") if p.is_file())]
+
+
+def tree_entry(rel: str) -> bytes:
+    """What the tree hash takes before a file's content: its relative path and a NUL."""
+    return rel.encode() + b"\0"
+
+
+@dataclass(frozen=True)
+class TreeDigest:
+    """A folder's tree hash and its files' checksums, from one read of each file.
+
+    Attributes
+    ----------
+    size : int
+        Bytes read (the sum of the files' sizes).
+    sha256 : str
+        The tree hash of the bytes read (the same as :func:`checksum` of the folder).
+    files : dict
+        ``{absolute path: (size, mtime_ns, sha256, block checks, block check kind)}`` of
+        every file that did not change while it was read (what
+        :func:`spotkit.flows.make_manifest` takes as ``known``).
+    """
+
+    size: int
+    sha256: str
+    files: dict[str, tuple] = field(default_factory=dict)
+
+
+def tree_digest(folder: str | os.PathLike, *, kind: str = DEFAULT_BLOCK_CHECK) -> TreeDigest:
+    """A folder's tree hash and every file's sha256 and block checks, in one read.
+
+    The tree hash is :func:`checksum`'s (the catalog's checksum of record of a folder); each
+    file's blocks also feed its own sha256 and block checks (:func:`digest_file`), so a
+    manifest of the folder's files needs no second read. Files are only read.
+
+    Parameters
+    ----------
+    folder : path-like
+        The folder (e.g. a folder of detector frames, a zarr store).
+    kind : {"crc32c", "crc32"}, optional
+        The block check (default :data:`DEFAULT_BLOCK_CHECK`).
+
+    Returns
+    -------
+    TreeDigest
+
+    Raises
+    ------
+    OSError
+        A file cannot be read.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> for k in range(3):
+    ...     _ = (run / f"frame_{k}.cbf").write_bytes(bytes([k]) * 1000)
+    >>> got = tree_digest(run)
+    >>> (got.size, got.sha256) == checksum(run)
+    True
+    >>> size, mtime_ns, sha, crcs, kind = got.files[str((run / "frame_1.cbf").absolute())]
+    >>> sha == sha256_file(run / "frame_1.cbf"), len(crcs)
+    (True, 1)
+    """
+    tree = hashlib.sha256()
+    read = [0]
+
+    def feed(block: bytes) -> None:
+        tree.update(block)
+        read[0] += len(block)
+
+    files: dict[str, tuple] = {}
+    for rel, member in tree_members(folder):
+        tree.update(tree_entry(rel))
+        before = member.stat()
+        sha, crcs = digest_file(member, kind=kind, tap=feed)
+        after = member.stat()
+        if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+            files[os.path.abspath(member)] = (after.st_size, after.st_mtime_ns, sha, crcs,
+                                              kind)
+    return TreeDigest(read[0], tree.hexdigest(), files)
+
+
 def checksum(path: str | os.PathLike) -> tuple[int, str]:
     """Return the size in bytes and the sha256 hex digest of a file or directory.
 
     Files are streamed in blocks of :data:`BLOCK_SIZE`. A directory (a zarr store) gets a
     tree hash: the sha256 over, for every file below it in sorted order, its relative POSIX
-    path, a NUL byte, and its content; its size is the sum of the file sizes.
+    path, a NUL byte, and its content; its size is the sum of the file sizes
+    (:func:`tree_digest` gives the same and each file's checksums in the same read).
 
     Parameters
     ----------
@@ -320,8 +444,7 @@ def checksum(path: str | os.PathLike) -> tuple[int, str]:
         size = _hash_file(path, digest)
         return size, digest.hexdigest()
     size = 0
-    members = sorted(p for p in path.rglob("*") if p.is_file())
-    for member in members:
-        digest.update(member.relative_to(path).as_posix().encode() + b"\0")
+    for rel, member in tree_members(path):
+        digest.update(tree_entry(rel))
         size += _hash_file(member, digest)
     return size, digest.hexdigest()

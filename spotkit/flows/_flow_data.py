@@ -323,8 +323,11 @@ class _IngestHasher:
 
     def prepare(self, paths) -> None:
         """Start staging the dataset's files (when there are several to stage)."""
-        files = [Path(p) for p in paths]
-        files = [p for p in files if p.is_file()]
+        given = [Path(p) for p in paths]
+        folders = [p.absolute() for p in given if p.is_dir()]
+        # a file inside one of the dataset's folders is read with the folder (its tree)
+        files = [p for p in given if p.is_file()
+                 and not any(f in p.absolute().parents for f in folders)]
         if not self.stage or len(files) < 2:
             return
         workers = min(len(files), int(getattr(self.steps.mover, "workers", 2)))
@@ -352,8 +355,12 @@ class _IngestHasher:
         from spotkit import checksums
 
         if path.is_dir():
-            return checksums.checksum(path)  # a folder's tree hash (files hashed later)
+            return self._tree(path)
         before = path.stat()
+        with self._lock:
+            known = self.cache.get(os.path.abspath(path))
+        if known is not None and known[:2] == (before.st_size, before.st_mtime_ns):
+            return known[0], known[2]  # read with its folder just now (see _tree)
         if self.stage:
             try:
                 size, mtime_ns, sha, crcs, kind = self.steps.mover.stage(self.item.key, path)
@@ -373,3 +380,26 @@ class _IngestHasher:
             with self._lock:
                 self.cache[os.path.abspath(path)] = (after.st_size, after.st_mtime_ns, sha, crcs)
         return after.st_size, sha
+
+    def _tree(self, path: Path) -> tuple[int, str]:
+        """A folder (of frames): its tree hash and each file's checksums in one read of each
+        file, that read also staging the copies where the mover can (``stage_tree``)."""
+        from spotkit import checksums
+
+        stage_tree = getattr(self.steps.mover, "stage_tree", None) if self.stage else None
+        if stage_tree is not None:
+            try:
+                got = stage_tree(self.item.key, path)
+            except TransferError as exc:  # the warehouse's problem: hash, copy at transfer
+                self.stage = False
+                self.steps._log(logging.WARNING, "stage-failed", self.item, error=str(exc))
+            else:
+                with self._lock:
+                    self.cache.update(got.files)
+                    self.staged.extend(got.files)
+                self.steps._fault("stage.after")
+                return got.size, got.sha256
+        got = checksums.tree_digest(path)
+        with self._lock:
+            self.cache.update(got.files)
+        return got.size, got.sha256

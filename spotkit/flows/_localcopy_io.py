@@ -92,23 +92,34 @@ def _copy_data(src_fd: int, dst_fd: int, size: int, progress=None) -> None:
             progress(done)
 
 
+def _both(first, second):
+    """One callable feeding a block to two consumers, in order."""
+    def update(block: bytes) -> None:
+        first(block)
+        second(block)
+
+    return update
+
+
 class _SourceUnreadable(Exception):
     """A read of the source failed (not the destination): carries the OSError."""
 
 
 def _copy_hashing_data(src_fd: int, dst_fd: int, *, block_size: int, kind: str,
-                       progress=None) -> tuple[str, tuple[int, ...], int]:
+                       progress=None, tap=None) -> tuple[str, tuple[int, ...], int]:
     """Copy ``src_fd`` to ``dst_fd`` in one read, hashing the very bytes written.
 
     Each block is read once into an immutable ``bytes``; its block check is computed and it
     is written while a second thread adds it to the sha256 (hashlib releases the GIL), at
     most one block behind the reader; its writeback starts at once. A file of one block
     is hashed inline (no thread); the next block is prefetched from the source while this
-    one is processed. Returns (hex sha256, block checks, bytes copied); a failed source
-    read raises :class:`_SourceUnreadable`.
+    one is processed. ``tap(block)``, when given, gets every block in order beside the
+    sha256 (a folder's tree hash). Returns (hex sha256, block checks, bytes copied); a
+    failed source read raises :class:`_SourceUnreadable`.
     """
     check = block_check(kind)
     h = hashlib.sha256()
+    update = h.update if tap is None else _both(h.update, tap)
     crcs: list[int] = []
     done = 0
     hasher: ThreadPoolExecutor | None = None
@@ -123,11 +134,11 @@ def _copy_hashing_data(src_fd: int, dst_fd: int, *, block_size: int, kind: str,
                 break
             hashed: Future | None = None
             if pending is None and len(block) < block_size:  # the only block: no thread
-                h.update(block)
+                update(block)
             else:
                 if hasher is None:
                     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-                hashed = hasher.submit(h.update, block)  # in order: one thread
+                hashed = hasher.submit(update, block)  # in order: one thread
             crcs.append(check(block))
             _write_all(dst_fd, block)
             _start_writeback(dst_fd, done, len(block))

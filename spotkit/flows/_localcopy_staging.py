@@ -3,14 +3,16 @@
 :class:`_Staging` gives :class:`~spotkit.flows._localcopy.LocalCopy` its staging methods:
 :meth:`~_Staging.stage` copies a source file into a hidden staging folder of the warehouse
 in the same read as the checksum of record (the catalog's hasher at ingest), re-reads it
-from the device and keeps it under a staging name; the transfer then verifies each staged
-copy (:meth:`~_Staging._place_staged`) and renames it into place instead of copying it
-again; :meth:`~_Staging.discard_staged` and :meth:`~_Staging.sweep_staged` remove what is
-left.
+from the device and keeps it under a staging name (:meth:`~_Staging.stage_tree` does so
+for every file of a folder, in the read that computes the folder's tree hash); the
+transfer then verifies each staged copy (:meth:`~_Staging._place_staged`) and renames it
+into place instead of copying it again; :meth:`~_Staging.discard_staged` and
+:meth:`~_Staging.sweep_staged` remove what is left.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import hashlib
 import logging
@@ -18,9 +20,11 @@ import os
 import shutil
 import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from spotkit.checksums import DEFAULT_BLOCK_CHECK
+from spotkit.checksums import DEFAULT_BLOCK_CHECK, TreeDigest, tree_entry, tree_members
 from spotkit.errors import TransferError
 
 from ._localcopy_io import _copy_hashing_data, _drop_cache, _Progress, _SourceUnreadable
@@ -33,6 +37,65 @@ log = logging.getLogger("spotkit.flows._movers")
 def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
     """What changes when a file is replaced or written: device, inode, size, mtime, ctime."""
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+@dataclass(frozen=True)
+class _Copied:
+    """A source file copied to its partial staging name (open, not fsynced yet)."""
+
+    src: Path
+    staging: Path
+    staged: Path  #: its staging name, once kept
+    partial: Path
+    dst_fd: int
+    stat: os.stat_result  #: the source's, right after the read
+    sha: str
+    crcs: tuple[int, ...]
+    kind: str
+    read: int  #: bytes read (and hashed)
+    unchanged: bool  #: the source's size and mtime did not change while it was read
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.stat.st_mtime_ns
+
+
+class _TreeFeed:
+    """A folder's tree hash fed block by block, in order, in its own thread (at most a few
+    blocks behind), so it runs beside the file's own sha256."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: collections.deque[Future] = collections.deque()
+
+    def feed(self, data: bytes) -> None:
+        if len(data) < 1 << 16:  # a path, a small file: not worth a hand-over
+            if self._pending:
+                self._drain(0)
+            self._h.update(data)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tree-sha256")
+        self._pending.append(self._pool.submit(self._h.update, data))
+        self._drain(2)
+
+    def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            self._pending.popleft().result()
+
+    def close(self) -> str:
+        """Wait for the blocks fed so far; the hex tree hash."""
+        try:
+            self._drain(0)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+        return self._h.hexdigest()
 
 
 def _staged_name(src) -> str:
@@ -96,60 +159,156 @@ class _Staging:
         TransferError
             The staging copy cannot be written (disk full, unavailable...): hash instead.
         """
+        copied = self._stage_copy(key, src)
+        self._stage_keep(copied)
+        return copied.size, copied.mtime_ns, copied.sha, copied.crcs, copied.kind
+
+    def stage_tree(self, key: str, folder) -> TreeDigest:
+        """Copy every file of a folder into the staging folder of ``key``, in one read of
+        each file that also computes the folder's tree hash.
+
+        The flow's ingest calls this for a folder dataset (a folder of frames, a zarr
+        store): the files are read one after another in tree-hash order
+        (:func:`~spotkit.checksums.tree_members`); each block is written to the file's
+        staging copy, block-checked, and fed to the file's sha256 and to the folder's tree
+        hash (the catalog's checksum of record, :func:`~spotkit.checksums.checksum`). Each
+        copy is then fsynced, re-read from the device against its block checks and given
+        its staging name as in :meth:`stage`, in other threads while the next files are
+        copied. :meth:`transfer` with ``stage_key=key`` renames them into place, after the
+        same checks. The source is only read.
+
+        Parameters
+        ----------
+        key : str
+            What the staged files belong to (the flow's journal key of the dataset).
+        folder : path-like
+            The folder.
+
+        Returns
+        -------
+        TreeDigest
+            The tree hash and size of the bytes read, and the checksums of each file
+            staged (a file that changed while it was read is not staged nor listed).
+
+        Raises
+        ------
+        OSError
+            A source file cannot be read (as a plain tree hash would).
+        TransferError
+            A staging copy cannot be written or does not verify (disk full...): hash
+            instead. Copies staged so far stay until :meth:`discard_staged`.
+        """
+        tree = _TreeFeed()
+        slots = threading.BoundedSemaphore(max(2, self.workers))  # copies not yet kept
+        read = 0
+        done: list[Future] = []
+
+        def keep(copied: _Copied) -> _Copied | None:
+            try:
+                return copied if self._stage_keep(copied) else None
+            finally:
+                slots.release()
+
+        pool = ThreadPoolExecutor(max_workers=max(1, self.workers),
+                                  thread_name_prefix="spotkit-stage-keep")
+        try:
+            for rel, member in tree_members(folder):
+                if any(f.done() and f.exception() is not None for f in done[-4:]):
+                    break  # a copy did not keep: stop early (raised below)
+                tree.feed(tree_entry(rel))
+                slots.acquire()
+                try:
+                    copied = self._stage_copy(key, member, tap=tree.feed)
+                except BaseException:
+                    slots.release()
+                    raise
+                read += copied.read
+                done.append(pool.submit(keep, copied))
+        finally:
+            pool.shutdown(wait=True)
+            sha = tree.close()
+        files = {}
+        for fut in done:
+            copied = fut.result()  # the first TransferError
+            if copied is not None:
+                files[os.path.abspath(copied.src)] = (copied.size, copied.mtime_ns, copied.sha,
+                                                      copied.crcs, copied.kind)
+        return TreeDigest(read, sha, files)
+
+    def _stage_copy(self, key: str, src, *, tap=None) -> _Copied:
+        """Copy one source file to a hidden partial name in the staging folder of ``key``,
+        hashing it (``tap(block)`` with every block too); the copy is not fsynced yet."""
         src = Path(src)
         src_fd = os.open(src, os.O_RDONLY)  # OSError: the source's, as a plain hash's
         staging = self.staging_dir(key)
         staged = staging / _staged_name(src)
         # unique: a watcher that lost its lease may still be staging the same file
         partial = staging / f".{staged.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
-        kept = False
+        dst_fd = -1
         try:
             before = os.fstat(src_fd)
             kind = DEFAULT_BLOCK_CHECK
             try:
                 staging.mkdir(parents=True, exist_ok=True)
                 dst_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    with self._copying:
-                        sha, crcs, _ = _copy_hashing_data(
-                            src_fd, dst_fd, block_size=BLOCK_SIZE, kind=kind,
-                            progress=_Progress(src.name, before.st_size))
-                    # out of its copy slot: this file's fsync and read-back overlap the
-                    # next one's copy (as in pack)
-                    os.fsync(dst_fd)
-                    if self.drop_cache:
-                        _drop_cache(dst_fd)
-                finally:
-                    os.close(dst_fd)
+                with self._copying:
+                    sha, crcs, read = _copy_hashing_data(
+                        src_fd, dst_fd, block_size=BLOCK_SIZE, kind=kind,
+                        progress=_Progress(src.name, before.st_size), tap=tap)
             except _SourceUnreadable as exc:
                 raise exc.args[0] from None
             except OSError as exc:
                 raise _os_error(exc, dest=staging, path=src.name, what="stage") from None
             after = os.fstat(src_fd)
-            unchanged = ((after.st_size, after.st_mtime_ns)
-                         == (before.st_size, before.st_mtime_ns))
-            if unchanged:
-                entry = FileEntry(src.name, after.st_size, sha, after.st_mtime, crcs,
-                                  crc32_kind=kind)
-                problem = check_file(partial, entry, level="crc32", workers=self.workers)
-                if problem is not None:
-                    raise TransferError(
-                        f"the staged copy of {src} does not match what was read ({problem}); "
-                        "it was removed.", path=src.name, dest=str(staging),
-                        reason="checksum mismatch", transient=True)
-                try:
-                    os.replace(partial, staged)
-                    st = os.stat(staged)
-                except OSError as exc:
-                    raise _os_error(exc, dest=staging, path=src.name, what="stage") from None
-                kept = True
-                with self._lock:
-                    self._checked[str(staged)] = (_identity(st), kind, crcs)
-            return after.st_size, after.st_mtime_ns, sha, crcs, kind
+        except BaseException:
+            if dst_fd >= 0:
+                os.close(dst_fd)
+            partial.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(src_fd)
+        unchanged = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+        return _Copied(src, staging, staged, partial, dst_fd, after, sha, crcs, kind, read,
+                       unchanged)
+
+    def _stage_keep(self, copied: _Copied) -> bool:
+        """Out of its copy slot (so one file's fsync and read-back overlap the next one's
+        copy, as in pack): fsync the copy, drop its pages, re-read it from the device
+        against the block checks just computed and give it its staging name. False (the
+        copy removed) when its source changed while it was read."""
+        c = copied
+        kept = False
+        try:
+            try:
+                os.fsync(c.dst_fd)
+                if self.drop_cache:
+                    _drop_cache(c.dst_fd)
+            except OSError as exc:
+                raise _os_error(exc, dest=c.staging, path=c.src.name, what="stage") from None
+            finally:
+                os.close(c.dst_fd)
+            if not c.unchanged:
+                return False
+            entry = FileEntry(c.src.name, c.size, c.sha, c.stat.st_mtime, c.crcs,
+                              crc32_kind=c.kind)
+            problem = check_file(c.partial, entry, level="crc32", workers=self.workers)
+            if problem is not None:
+                raise TransferError(
+                    f"the staged copy of {c.src} does not match what was read ({problem}); "
+                    "it was removed.", path=c.src.name, dest=str(c.staging),
+                    reason="checksum mismatch", transient=True)
+            try:
+                os.replace(c.partial, c.staged)
+                st = os.stat(c.staged)
+            except OSError as exc:
+                raise _os_error(exc, dest=c.staging, path=c.src.name, what="stage") from None
+            kept = True
+            with self._lock:
+                self._checked[str(c.staged)] = (_identity(st), c.kind, c.crcs)
+            return True
         finally:
             if not kept:
-                partial.unlink(missing_ok=True)
-            os.close(src_fd)
+                c.partial.unlink(missing_ok=True)
 
     def discard_staged(self, key: str) -> None:
         """Remove the staging folder of ``key`` (after its transfer, or when it is given up)."""
