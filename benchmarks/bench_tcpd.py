@@ -17,7 +17,12 @@ does (z-scored), and runs in the same process, with the same metrics:
   form of the online :class:`spotkit.monitor.ChangeDetector`: a two-sided CUSUM calibrated
   for one false alarm per 10,000 samples), on every series, untuned;
 - ``spotkit BayesianDetector (defaults)``: :func:`spotkit.monitor.bayesian_changes`
-  (BOCPD, online) with its defaults;
+  (BOCPD, online) with its defaults (since 2026-12-04: trend segments, prior from robust
+  statistics), chosen among seven candidate settings by leave-one-series-out
+  cross-validation on these series: its row is in-sample, its honest score the held-out
+  one (printed, and used in the verdict); variant rows: its former defaults (the paper's
+  BOCPD: mean segments, Normal-Gamma prior 0, 1, 1, 1 on z-scored data) and the simulated
+  suite's choice (the same with the AR(1) weight: its first, blind, TCPD run is quoted);
 - ``spotkit segment (defaults)``: :func:`spotkit.monitor.segment`, the offline method
   (penalised Gaussian mean shifts, MBIC, noise scale from robust differences with AR(1)
   long-run variance, winsorised at 3 sigma around a running median, min_size 5), defaults;
@@ -31,8 +36,12 @@ The data: the series in the TCPD repository as it is (32 of 42 ship their JSON; 
 others are built by scripts from web sources not reachable here). Pass the folder that
 holds ``annotations.json`` and ``<name>.json`` files::
 
-    python benchmarks/bench_tcpd.py /path/to/tcpd_json [--record]
+    python benchmarks/bench_tcpd.py /path/to/tcpd_json [--record] [--simulated 1000]
     SPOTKIT_TCPD=/path/to/tcpd_json python benchmarks/bench_tcpd.py
+
+``--simulated N`` also scores BayesianDetector's candidate settings (and the other methods)
+on N simulated annotated series (``benchmarks/_tcpd_sim.py``, seed 11): the suite on which
+its defaults were chosen, blind to TCPD.
 
 Averages are over the univariate, non-QC series present (complete-case analysis, as the
 paper: ``uk_coal_employ`` has missing values and is left out of the main average; it is
@@ -55,6 +64,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import machine_line, write_section
+from _tcpd_sim import suite
 
 from spotkit.monitor import ChangeDetector, bayesian_changes, find_changes, segment
 
@@ -62,8 +72,11 @@ HEADING = "## Change points on TCPD (`benchmarks/bench_tcpd.py`)"
 QC = {f"quality_control_{i}" for i in range(1, 6)}
 MISSING = {"uk_coal_employ"}
 SEGMENT = "spotkit segment (defaults)"
+BOCPD = "spotkit BayesianDetector (defaults; in-sample: chosen on these series)"
+BOCPD_OLD = "spotkit BayesianDetector (variant: former defaults)"
+BOCPD_SIM = "spotkit BayesianDetector (variant: simulated suite's choice, AR(1) weight)"
 #: spotkit's methods with their default settings (the variant row is not a default)
-DEFAULTS = ("spotkit", "spotkit BayesianDetector (defaults)", SEGMENT)
+DEFAULTS = ("spotkit", BOCPD, SEGMENT)
 PAPER = {"binseg": (0.744, 0.706), "pelt": (0.710, 0.689), "bocpd": (0.690, 0.636),
          "zero": (0.669, 0.583)}
 
@@ -153,6 +166,33 @@ def run_spotkit_bocpd(y):
     return [f.detail["onset_index"] for f in bayesian_changes(y)]
 
 
+#: BayesianDetector's candidate settings, fixed before any TCPD run with them (the former
+#: defaults are the paper's BOCPD on z-scored data); "rho": None estimates the AR(1) weight
+PAPER_PRIOR = {"noise": 1.0, "center": 0.0, "spread": 1.0}
+SIM_CHOICE = "trend, robust prior, AR(1) weight (simulated suite's choice)"
+CANDIDATES = {
+    "mean, paper prior (former defaults)": {"model": "mean", "mean": 0.0, "kappa": 1.0,
+                                            "beta": 1.0, "rho": 0.0},
+    "mean, robust prior": {"model": "mean"},
+    "mean, robust prior, AR(1) weight": {"model": "mean", "rho": None},
+    "trend, paper prior": {"model": "trend", **PAPER_PRIOR},
+    "trend, paper prior, AR(1) weight": {"model": "trend", **PAPER_PRIOR, "rho": None},
+    "trend, robust prior (defaults: the LOSO choice)": {},
+    SIM_CHOICE: {"rho": None},
+}
+
+
+def run_spotkit_bocpd_old(y):
+    """BayesianDetector with its former defaults (a variant row, not a default)."""
+    opts = CANDIDATES["mean, paper prior (former defaults)"]
+    return [f.detail["onset_index"] for f in bayesian_changes(y, **opts)]
+
+
+def run_spotkit_bocpd_sim(y):
+    """BayesianDetector with the simulated suite's choice (a variant row, not a default)."""
+    return [f.detail["onset_index"] for f in bayesian_changes(y, **CANDIDATES[SIM_CHOICE])]
+
+
 def run_spotkit_segment(y):
     """spotkit's offline method, segment(), with its defaults."""
     return [f.detail["onset_index"] for f in segment(y)]
@@ -229,6 +269,112 @@ SEGMENT_NOTE = (
     "changes included) makes them conservative, which TCPD's sparse annotations reward.")
 #: how many TCPD runs of segment() its author looked at (each one counts, this included)
 RUNS_SEEN = 3
+BOCPD_NOTE = (
+    "- **BayesianDetector, honestly** (engineer A, 2026-12-04): three changes made on "
+    "principle: (1) **trend segments**: each segment a Bayesian linear regression (level "
+    "and slope, normal-inverse-gamma prior, rank-one recursive update, Student-t "
+    "predictive), so a steady trend is one segment, not a staircase; (2) the **prior of a "
+    "new segment from robust statistics of the series** (empirical Bayes): the noise sd "
+    "from the MADs of the lag-1 and lag-2 differences about their medians (the AR(1) "
+    "marginal variance), the level around the median with the series' sd, the slope around "
+    "0 with one sd per expected run; (3) an optional **AR(1) weight**: each value's "
+    "evidence times (1 - rho) / (1 + rho), the effective number of independent values per "
+    "value of AR(1) noise (a power likelihood; rho from the same differences, capped at "
+    "0.95). Unchanged: hazard 1/100, threshold 0.5, confirm 3, the reporting rule, max_run "
+    "500. Seven candidate settings (the tables below) were fixed before any TCPD run with "
+    "them. **TCPD run 1, blind:** the candidate best on 1,000 simulated annotated series "
+    "(`benchmarks/_tcpd_sim.py`, seed 11: level shifts, kinks of trend, jumps on trends, "
+    "smooth trends, variance changes; Gaussian, AR(1) and Student-t noise, seasonal cycles, "
+    "outliers; 20-800 values; TCPD's own F1 and cover), trend + robust prior + AR(1) weight "
+    "(simulated F1 0.763 vs 0.735 for the former defaults), was made the default and run "
+    "once: **F1 0.692 / cover 0.597**, below the former defaults' 0.734 / 0.653 in the same "
+    "run -> FAIL; the simulated suite did not transfer: rho came out at its 0.95 cap on 20 "
+    "of the 26 series (random-walk-like, trending and seasonal series: the suite had no "
+    "random walks), so the weight (0.026) left the detector almost blind there (no change "
+    "on 21 series). **TCPD run 2:** leave-one-series-out cross-validation (LOSO) among the "
+    "same seven candidates, each series scored with the candidate best on the other 24: "
+    "**held-out F1 0.722 / cover 0.613**; chosen: trend + robust prior in 22 folds, trend + "
+    "paper prior in 3. The defaults are now the LOSO choice on all 25 (trend segments, "
+    "robust prior, no AR(1) weight: `rho=None` turns it on); **their row in the table is "
+    "in-sample** (chosen on these very series) and is not an honest score: the honest "
+    "estimate for the final defaults is the LOSO held-out F1, and the verdict uses it. "
+    "Before all this, exploratory runs on 500 other simulated series (seeds 20261204 and 7) "
+    "also tried reporting a change however late the most probable run length moves to it "
+    "(many more changes on trends and curved series: rejected, the former rule kept) and a "
+    "minimum gap of 5 values between changes (no effect: dropped). TCPD runs looked at for "
+    "BayesianDetector: the earlier sessions' runs (at least 4, all with the former, "
+    "unchanged settings: 0.734) and BOCPD_RUNS this session (run 3 = this recording run, "
+    "nothing changed after run 2; the tables are deterministic).")
+#: TCPD runs with BayesianDetector's new settings looked at (each one counts, this included)
+BOCPD_RUNS = 3
+
+
+def loso(data, main_sets: list[str]) -> tuple[list[str], float, float]:
+    """Leave-one-series-out choice among BayesianDetector's CANDIDATES, held-out scores.
+
+    For each series, the candidate with the best mean F1 on the other series is chosen
+    (ties: the one listed later) and scored on the
+    held-out series; the mean of those held-out scores estimates what choosing the
+    defaults on TCPD would give on a series not used to choose them.
+    """
+    per = {c: {n: (f_measure(data[n][1], clean(
+        [f.detail["onset_index"] for f in bayesian_changes(data[n][0], **o)],
+        len(data[n][0])))[0], covering(data[n][1], clean(
+            [f.detail["onset_index"] for f in bayesian_changes(data[n][0], **o)],
+            len(data[n][0])), len(data[n][0]))) for n in main_sets}
+        for c, o in CANDIDATES.items()}
+    names = list(CANDIDATES)
+    held_f1, held_cv, chosen = [], [], {}
+    for n in main_sets:
+        rest = [k for k in main_sets if k != n]
+        best = max(reversed(names), key=lambda c: np.mean([per[c][k][0] for k in rest]))
+        chosen[best] = chosen.get(best, 0) + 1
+        held_f1.append(per[best][n][0])
+        held_cv.append(per[best][n][1])
+    full = max(reversed(names), key=lambda c: np.mean([per[c][k][0] for k in main_sets]))
+    out = ["Leave-one-series-out choice among the candidates on TCPD (each series scored "
+           "with the candidate best on the other 24):", "",
+           "| candidate | F1 on all 25 (in-sample) | cover | chosen in folds |",
+           "|---|---|---|---|"]
+    for c in names:
+        out.append(f"| {c} | {np.mean([per[c][k][0] for k in main_sets]):.3f} | "
+                   f"{np.mean([per[c][k][1] for k in main_sets]):.3f} | {chosen.get(c, 0)} |")
+    out += ["", f"- **Held-out (LOSO) F1 {np.mean(held_f1):.3f} / cover "
+            f"{np.mean(held_cv):.3f}**; the candidate best on all 25: {full}."]
+    return out, float(np.mean(held_f1)), float(np.mean(held_cv))
+
+
+def simulated(count: int, seed: int = 11) -> list[str]:
+    """Score the candidate settings and the other methods on the simulated suite."""
+    data = suite(count, seed=seed)
+    methods = {f"BayesianDetector: {k}": (lambda y, o=o: [
+        f.detail["onset_index"] for f in bayesian_changes(y, **o)])
+        for k, o in CANDIDATES.items()}
+    methods.update({"spotkit (CUSUM, defaults)": run_spotkit, SEGMENT: run_spotkit_segment,
+                    "zero": run_zero})
+    try:
+        import ruptures  # noqa: F401
+
+        methods.update({"binseg": run_binseg, "pelt": run_pelt})
+    except ImportError:
+        pass
+    families = sorted({label.split("/")[0] for _, _, label in data})
+    out = [f"Simulated suite ({count} series, seed {seed}; truth = the one annotator; "
+           f"F1 margin 5 and cover as on TCPD; last columns: F1 per family):", "",
+           "| method | F1 | cover | " + " | ".join(families) + " |",
+           "|---|---|---|" + "---|" * len(families)]
+    for m, fn in methods.items():
+        f1s, cvs, fam = [], [], {f: [] for f in families}
+        for y, locs, label in data:
+            locs_p = clean(fn(y), len(y))
+            f1 = f_measure({"1": locs}, locs_p)[0]
+            f1s.append(f1)
+            cvs.append(covering({"1": locs}, locs_p, len(y)))
+            fam[label.split("/")[0]].append(f1)
+        out.append(f"| {m} | {np.mean(f1s):.3f} | {np.mean(cvs):.3f} | "
+                   + " | ".join(f"{np.mean(fam[f]):.3f}" for f in families) + " |")
+        print(out[-1], flush=True)
+    return out
 
 
 def main(argv=None) -> int:
@@ -238,6 +384,8 @@ def main(argv=None) -> int:
                          "(or $SPOTKIT_TCPD)")
     ap.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
     ap.add_argument("--verbose", action="store_true", help="per-series table")
+    ap.add_argument("--simulated", type=int, default=0, metavar="N",
+                    help="also score the candidates on N simulated series (seed 11)")
     args = ap.parse_args(argv)
     if not args.data:
         ap.error("give the TCPD data folder (or set SPOTKIT_TCPD)")
@@ -246,7 +394,8 @@ def main(argv=None) -> int:
         ap.error(f"{folder}: no annotations.json (the TCPD repository's top-level file)")
     data = load(folder)
     methods = {"spotkit": run_spotkit, "spotkit (variant: no Huber clip)": run_spotkit_noclip,
-               "spotkit BayesianDetector (defaults)": run_spotkit_bocpd,
+               BOCPD: run_spotkit_bocpd, BOCPD_OLD: run_spotkit_bocpd_old,
+               BOCPD_SIM: run_spotkit_bocpd_sim,
                SEGMENT: run_spotkit_segment, "zero": run_zero}
     try:
         import ruptures
@@ -303,12 +452,10 @@ def main(argv=None) -> int:
                  "without it is shown, not the default) and the onset refined inside the "
                  "CUSUM's excursion were added. So this is the 'default' experiment with a "
                  "method developed in view of TCPD, not a blind one. spotkit's second "
-                 "detector, `BayesianDetector()` (BOCPD; offline: `bayesian_changes(y)`), runs "
-                 "with defaults taken from the paper's BOCPD default (expected run 100, "
-                 "Normal-Gamma prior mean 0, kappa 1, alpha 1, beta 1 on z-scored data) and a "
-                 "change reported at posterior >= 0.5 after 3 values; the number below is its "
-                 "first TCPD run, unchanged since.")
+                 "detector is `BayesianDetector()` (BOCPD; offline: `bayesian_changes(y)`), a "
+                 "change reported at posterior >= 0.5 after 3 values (its defaults: below).")
     lines.append(SEGMENT_NOTE.replace("RUNS_SEEN", str(RUNS_SEEN)))
+    lines.append(BOCPD_NOTE.replace("BOCPD_RUNS", str(BOCPD_RUNS)))
     lines.append("")
     lines.append("| method | F1 (mean) | cover (mean) | paper F1 / cover (42-set) "
                  "| uk_coal_employ F1 / cover | s total |")
@@ -324,20 +471,34 @@ def main(argv=None) -> int:
         lines.append(f"| {m} | {f1:.3f} | {cv:.3f} | {ptxt} | {uktxt} | {tot:.2f} |")
     f1s = {m: float(np.mean([scores[m][n][0] for n in main_sets])) for m in methods}
     cvs = {m: float(np.mean([scores[m][n][1] for n in main_sets])) for m in methods}
-    best = max(DEFAULTS, key=lambda m: f1s.get(m, -1.0))
-    verdict = "PASS" if f1s[best] >= 0.75 else "FAIL"
-    each = "; ".join(f"{m} {f1s[m]:.3f} / {cvs[m]:.3f}" for m in DEFAULTS if m in f1s)
+    # the honest score of each spotkit default: BayesianDetector's defaults were chosen on
+    # these series, so its score is the leave-one-series-out held-out one, not its row
+    loso_lines, held_f1, held_cv = loso(data, main_sets)
+    honest = {m: (f1s[m], cvs[m]) for m in DEFAULTS if m in f1s}
+    bocpd_honest = "spotkit BayesianDetector (defaults, LOSO held-out)"
+    honest[bocpd_honest] = (held_f1, held_cv)
+    del honest[BOCPD]
+    best = max(honest, key=lambda m: honest[m][0])
+    verdict = "PASS" if honest[best][0] >= 0.75 else "FAIL"
+    each = "; ".join(f"{m} {f:.3f} / {c:.3f}" for m, (f, c) in honest.items())
     peers = ", ".join(f"{m} {f1s[m]:.3f} / {cvs[m]:.3f}" for m in methods
                       if m not in DEFAULTS)
     lines.append("")
-    lines.append(f"- **Verdict:** goal F1 >= 0.75 with default settings: best spotkit default "
-                 f"is **{best}**, F1 {f1s[best]:.3f} / cover {cvs[best]:.3f} -> **{verdict}** "
-                 f"(spotkit defaults, F1 / cover: {each}; same series, same metrics: "
+    lines.append(f"- **Verdict:** goal F1 >= 0.75 with default settings: best honest spotkit "
+                 f"default is **{best}**, F1 {honest[best][0]:.3f} / cover "
+                 f"{honest[best][1]:.3f} -> **{verdict}** (honest scores of spotkit's "
+                 f"defaults, F1 / cover: {each}; BayesianDetector's defaults in-sample "
+                 f"{f1s[BOCPD]:.3f} / {cvs[BOCPD]:.3f}, not an honest score; the first "
+                 f"blind run of a new BayesianDetector default, the simulated suite's "
+                 f"choice (now the variant row), 0.692 / 0.597; same series, same metrics: "
                  f"{peers}). The online CUSUM must decide value by value in microseconds "
                  f"and keep one false alarm per 10,000 values, so it is conservative on "
                  f"these short, trending, autocorrelated series; the offline methods see "
                  f"the whole series. The 25-series subset is harder than the paper's full "
                  f"univariate set (zero {f1s['zero']:.3f} here vs 0.669 there).")
+    lines += ["", *loso_lines]
+    if args.simulated:
+        lines += ["", *simulated(args.simulated)]
     text = "\n".join(lines)
     print(text)
     if args.record:

@@ -1,0 +1,89 @@
+"""BayesianDetector's segment models and priors (trend segments, robust scales, AR(1) weight)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spotkit.monitor import BayesianDetector, bayesian_changes
+from spotkit.monitor._bocpd_prior import prior_scales
+
+
+def onsets(x, **options):
+    return [f.detail["onset_index"] for f in bayesian_changes(x, **options)]
+
+
+def ar1(rng, n, phi):
+    e = rng.normal(0, np.sqrt(1 - phi * phi), n)
+    out = np.empty(n)
+    out[0] = rng.normal()
+    for i in range(1, n):
+        out[i] = phi * out[i - 1] + e[i]
+    return out
+
+
+def test_a_steady_trend_is_one_segment_and_a_jump_on_it_is_found():
+    rng = np.random.default_rng(1)
+    t = np.arange(400.0)
+    trend = 0.2 * t + rng.normal(0, 1, t.size)  # rises by 80 noise sds
+    assert onsets(trend) == []
+    assert len(onsets(trend, model="mean")) >= 3  # the level model cuts it into steps
+    jump = trend + np.where(t >= 250, 6.0, 0.0)
+    assert [abs(o - 250) <= 2 for o in onsets(jump)] == [True]
+
+
+def test_prior_scales_are_robust_to_steps_and_see_autocorrelation():
+    rng = np.random.default_rng(2)
+    step = np.r_[rng.normal(0, 1, 300), rng.normal(20, 1, 300)]
+    sc = prior_scales(step)
+    assert sc.noise == pytest.approx(1.0, rel=0.15)  # the step moves one difference only
+    assert sc.spread == pytest.approx(step.std())
+    assert sc.rho < 0.15
+    assert 0.4 < prior_scales(ar1(rng, 4000, 0.6)).rho < 0.8  # the MADs' ratio is noisy
+    assert prior_scales(np.r_[np.zeros(10), np.ones(10)]).noise > 0  # all differences 0
+    assert prior_scales([1.0, np.nan, 2.0]) is None
+
+
+def test_autocorrelated_noise_weighs_less_as_evidence():
+    rng = np.random.default_rng(3)
+    weighted = plain = 0
+    for _ in range(4):
+        x = ar1(rng, 600, 0.7)
+        weighted += len(onsets(x, rho=None))  # rho estimated: each value weighs less
+        plain += len(onsets(x))
+    assert weighted <= 2
+    assert plain > weighted
+
+
+def test_units_do_not_matter_and_the_former_defaults_are_kept_as_options():
+    rng = np.random.default_rng(4)
+    x = np.r_[rng.normal(0, 1, 120), rng.normal(4, 1, 120)]
+    assert onsets(x) == onsets(3e9 + 1e7 * x) == [120]
+    old = BayesianDetector(model="mean", mean=0.0, kappa=1.0, alpha=1.0, beta=1.0, rho=0.0)
+    assert tuple(old.scales) == (1.0, 0.0, 1.0, 0.0)  # fixed: no value is held back
+    assert [f.detail["onset_index"] for v in (x - x.mean()) / x.std()
+            for f in old.update(v)] == [120]
+
+
+def test_online_detector_holds_back_its_warmup_then_finds_the_change():
+    rng = np.random.default_rng(5)
+    x = 500.0 + 20.0 * np.r_[rng.normal(0, 1, 150), rng.normal(5, 1, 100)]
+    det = BayesianDetector(metric="queue_wait", max_run=200)
+    out = [det.update(v) for v in x[:7]]
+    assert out == [[]] * 7
+    assert det.scales is None
+    found = [f for v in x[7:] for f in det.update(v)]
+    assert det.scales is not None
+    assert [f.detail["onset_index"] for f in found] == [150]
+    assert found[0].detail["model"] == "trend"
+    assert found[0].magnitude == pytest.approx(100.0, rel=0.2)
+    assert det.run_length().size <= 201
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"model": "ar"}, "model"), ({"rho": 1.0}, "rho"), ({"warmup": 2}, "warmup"),
+    ({"noise": 0.0}, "noise"), ({"center": float("nan")}, "center"),
+])
+def test_bad_options_name_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        BayesianDetector(**kwargs)
