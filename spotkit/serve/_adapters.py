@@ -2,7 +2,8 @@
 dataset a container of arrays read lazily from its files on the server.
 
 * :class:`CatalogAdapter` — keys are dataset ids, newest first. Every page, count and
-  lookup is one :meth:`Catalog.search` (or one row by id): nothing loads all datasets.
+  lookup is one :meth:`Catalog.search` (or one row by id): nothing loads all datasets;
+  Tiled awaits them in threads of their own (:mod:`spotkit.serve._local_queries`).
   ``search`` narrows it by Tiled queries (:mod:`spotkit.serve._query`), and the access
   policy narrows it by proposal the same way, inside the same SQL query.
 * :class:`DatasetAdapter` — one dataset: its catalog fields, provenance links, frame marks
@@ -31,7 +32,6 @@ import h5py
 import numpy as np
 from dask.base import normalize_token
 from tiled.adapters.array import ArrayAdapter
-from tiled.iterviews import ItemsView, KeysView, ValuesView
 from tiled.ndslice import NDBlock, NDSlice
 from tiled.server.schemas import SortingDirection, SortingItem
 from tiled.structures.array import ArrayStructure, BuiltinDtype
@@ -39,6 +39,7 @@ from tiled.structures.container import ContainerStructure
 from tiled.structures.core import StructureFamily
 
 from spotkit import kinds
+from spotkit.serve._local_queries import LocalQueries, _PagedViews, _Views, local_pool
 from spotkit.serve._query import FIELDS, TIME_FIELD, Criteria
 
 __all__ = ["CatalogAdapter", "DatasetAdapter", "HDF5ArrayAdapter"]
@@ -250,47 +251,6 @@ def _hdf5_arrays(layout: dict[str, _Array], primary: str | None, limit: int) -> 
     return ([primary] if primary in names else []) + others
 
 
-class _Views:
-    """Tiled's keys/values/items views of a container, read through its ``_keys_slice`` and
-    ``_items_slice`` (a page at a time)."""
-
-    def __len__(self) -> int:  # pragma: no cover - every container defines its own
-        raise NotImplementedError
-
-    def _keys_slice(self, start: int, stop: int, direction: int,
-                    page_size: int | None = None) -> list[str]:
-        raise NotImplementedError  # pragma: no cover
-
-    def _items_slice(self, start: int, stop: int, direction: int,
-                     page_size: int | None = None) -> list[tuple[str, Any]]:
-        raise NotImplementedError  # pragma: no cover
-
-    def keys(self) -> KeysView:
-        """The keys, in the container's order."""
-        return KeysView(lambda: len(self), self._keys_slice)
-
-    def values(self) -> ValuesView:
-        """The child adapters, a page at a time."""
-        return ValuesView(lambda: len(self), self._items_slice)
-
-    def items(self) -> ItemsView:
-        """(key, child adapter) pairs, a page at a time."""
-        return ItemsView(lambda: len(self), self._items_slice)
-
-
-class _PagedViews(_Views):
-    """A container whose keys come from a query, 500 at a time."""
-
-    def __iter__(self) -> Iterator[str]:
-        offset, page = 0, 500
-        while True:
-            ids = self._keys_slice(offset, offset + page, 1)
-            yield from ids
-            if len(ids) < page:
-                return
-            offset += page
-
-
 class DatasetAdapter(_Views):
     """One catalogued dataset: metadata from the catalog, arrays read from its files.
 
@@ -313,11 +273,22 @@ class DatasetAdapter(_Views):
         self._criteria = criteria
         self._keys: list[str] | None = None
         self._hdf5: dict[str, str] | None = None
+        self._metadata: dict | None = None
+
+    def prefetch(self) -> None:
+        """Read the metadata (catalog queries) and array names (files) now, in this thread."""
+        self.metadata()
+        self._list()
 
     # -- metadata ---------------------------------------------------------------------
 
     def metadata(self) -> dict:
         """The dataset's catalog record, provenance links, frame marks and files."""
+        if self._metadata is None:
+            self._metadata = self._read_metadata()
+        return self._metadata
+
+    def _read_metadata(self) -> dict:
         ds = self.dataset
         allowed = self._criteria.allows
         out: dict[str, Any] = {
@@ -457,8 +428,9 @@ def _frame_ranges(marks: list[dict]) -> dict[str, list[list[int]]]:
     return out
 
 
-class CatalogAdapter(_PagedViews):
-    """The spotkit catalog as a Tiled container: dataset ids, newest first.
+class CatalogAdapter(LocalQueries, _PagedViews):
+    """The spotkit catalog as a Tiled container: dataset ids, newest first (what Tiled
+    awaits runs in the catalog's threads: :class:`~spotkit.serve._local_queries.LocalQueries`).
 
     Parameters
     ----------
@@ -469,16 +441,19 @@ class CatalogAdapter(_PagedViews):
     mounts : mapping of str to node, optional
         Read-only mounts (:mod:`spotkit.serve._federation_server`), reached by name beside
         the datasets (``/api/v1/metadata/<mount>``); not listed among the datasets.
+    pool : concurrent.futures.ThreadPoolExecutor, optional
+        The threads its queries run in (default: new ones; narrower views share them).
     """
 
     structure_family = StructureFamily.container
 
     def __init__(self, catalog: Any, criteria: Criteria | None = None,
-                 mounts: dict[str, Any] | None = None):
+                 mounts: dict[str, Any] | None = None, *, pool: Any = None):
         self.catalog = catalog
         self.criteria = criteria or Criteria()
         self.proposal: str | None = None
         self.mounts = dict(mounts or {})
+        self._pool = pool or local_pool()
 
     def metadata(self) -> dict:
         """What the catalog offers to search (never its location), and the public mounts."""
@@ -508,7 +483,8 @@ class CatalogAdapter(_PagedViews):
 
     def search(self, query: Any) -> CatalogAdapter:
         """A narrower view: the Tiled query added to the criteria (nothing read yet)."""
-        return CatalogAdapter(self.catalog, self.criteria.add(query), self.mounts)
+        return CatalogAdapter(self.catalog, self.criteria.add(query), self.mounts,
+                              pool=self._pool)
 
     def sort(self, sorting: Any) -> CatalogAdapter:
         """Only the catalog's own order (``_``, ascending) is offered."""
@@ -537,18 +513,20 @@ class CatalogAdapter(_PagedViews):
         return int(self.catalog.search(**self.criteria.search_kwargs(), limit=0,
                                        exact_total=True).total)
 
-    def _range(self, start: int, stop: int, direction: int) -> list[Any]:
+    def _range(self, start: int, stop: int | None, direction: int) -> list[Any]:
+        if stop is None:  # to the end (Tiled's keys() iterated)
+            stop = len(self)
         if direction > 0:
             return self._page(start, stop - start)
         total = len(self)
         lo, hi = max(total - stop, 0), max(total - start, 0)
         return list(reversed(self._page(lo, hi - lo)))
 
-    def _keys_slice(self, start: int, stop: int, direction: int,
+    def _keys_slice(self, start: int, stop: int | None, direction: int,
                     page_size: int | None = None) -> list[str]:
         return [ds.id for ds in self._range(start, stop, direction)]
 
-    def _items_slice(self, start: int, stop: int, direction: int,
+    def _items_slice(self, start: int, stop: int | None, direction: int,
                      page_size: int | None = None) -> list[tuple[str, DatasetAdapter]]:
         return [(ds.id, DatasetAdapter(ds, self.criteria, self.catalog))
                 for ds in self._range(start, stop, direction)]

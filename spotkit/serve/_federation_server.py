@@ -42,9 +42,9 @@ from tiled.server.schemas import SortingDirection, SortingItem
 from tiled.structures.container import ContainerStructure
 from tiled.structures.core import StructureFamily
 
-from spotkit.serve._adapters import _PagedViews
 from spotkit.serve._config import MountSpec, ServeConfig
 from spotkit.serve._federation import Hit, IntakeMount, Query, TiledMount, source_of
+from spotkit.serve._local_queries import _offset, _PagedViews
 from spotkit.serve._mount_guard import MountGuard
 from spotkit.serve._policy import READ_SCOPES, ProposalAccessPolicy
 from spotkit.serve._query import FIELDS, TIME_FIELD, Criteria
@@ -362,22 +362,6 @@ class MountAdapter(_PagedViews):
 
     def __repr__(self) -> str:
         return f"<MountAdapter {self.spec.name} {self.criteria.describe()}>"
-
-
-def _offset(cursor: Any) -> int:
-    """A page cursor as an offset (this container's cursors are offsets)."""
-    if cursor is None or cursor == "":
-        return 0
-    try:
-        value = int(cursor)
-    except (TypeError, ValueError):
-        value = -1
-    if value < 0:
-        from fastapi import HTTPException
-
-        raise HTTPException(status_code=400, detail=f"page cursor {cursor!r}: a mount's "
-                            "pages are by offset (page[offset]=N)")
-    return value
 
 
 class FederatedAccessPolicy(ProposalAccessPolicy):
