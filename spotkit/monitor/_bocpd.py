@@ -42,10 +42,10 @@ class BayesianDetector:
     whole series. Pass ``noise``, ``center`` and ``spread`` to fix them. With ``rho=None``
     each value's evidence weighs ``(1 - rho) / (1 + rho)`` independent values, ``rho`` the
     noise's lag-1 autocorrelation estimated from the same differences (for stationary
-    autocorrelated noise; on random-walk-like series it makes the detector nearly blind,
-    see below). Run lengths beyond
-    ``max_run`` are merged into the longest one (bounded memory and cost: one numpy pass
-    over ``max_run`` values per update, about a hundred microseconds - the monitor's default
+    autocorrelated noise; on random-walk-like series the estimate reaches its cap and the
+    detector goes nearly blind, so it is not the default). Run lengths beyond ``max_run``
+    are merged into the longest one (bounded memory and cost: one numpy pass over
+    ``max_run`` values per update, about 0.2 ms on a busy 2-core machine - the monitor's default
     :class:`~spotkit.monitor.ChangeDetector` is faster and has a stated false-alarm rate;
     this one also sees changes of trend and variance and gives posterior probabilities).
 
@@ -61,9 +61,11 @@ class BayesianDetector:
     the paper's BOCPD for z-scored data): trend segments with the robust prior. They were
     chosen among seven candidate settings fixed in advance, by leave-one-series-out
     cross-validation on the TCPD benchmark's series (the honest score is the held-out
-    one, F1 0.722, below the former defaults' 0.734 there); the candidate best on a
-    simulated suite (``rho=None`` as well) scored F1 0.692 in its blind TCPD run (see
-    benchmarks/RESULTS.md).
+    one, F1 0.722, below the former defaults' 0.734 there: not shown better on TCPD); the
+    candidate best on a simulated suite (``rho=None`` as well) scored F1 0.692 in its blind
+    TCPD run (see benchmarks/RESULTS.md). They are kept because the prior is in the
+    series' own units (the former one assumed z-scored data, which an online detector does
+    not have) and a steady trend is one segment.
 
     Parameters
     ----------
