@@ -50,6 +50,7 @@ def test_the_served_notebook_is_read_only_and_the_command_strips_sources(tmp_pat
     assert "--show_tracebacks=False" in cmd
     assert "--token=tok" in cmd
     assert f"--template={TEMPLATE}" in cmd
+    assert "--preheat_kernel=True" in cmd
     assert any(a.endswith("PortalIdentityProvider") for a in cmd)
     template = _write_template(tmp_path) / "voila" / "templates" / TEMPLATE / "index.html.j2"
     assert "cdn.jsdelivr.net" in template.read_text()  # the lines it drops
