@@ -385,13 +385,17 @@ class DataPanelModel:
         if not self._local:
             self._read_remote_page(query, size, generation, index, total, last=want_last)
             return
-        kwargs = {"limit": size, **plan}
-        result = search_page(self.catalog, count=True, **kwargs, **query)
+        # count on a new search and on refreshes (data may have come); a move to another
+        # page of the same search keeps the count it has
+        count = total is None or refresh
+        kwargs = {"limit": size, **plan}  # (the last page's plan has its own limit)
+        result = search_page(self.catalog, count=count, **kwargs, **query)
         with self._lock:
             if generation != self._generation:
                 self._want_page = True  # a new search came in meanwhile: read again
                 return
-            new_total, new_exact = result.total, result.total_exact
+            new_total, new_exact = ((result.total, result.total_exact) if count
+                                    else (total, exact))
             if self.page_index == -1:
                 if new_total is not None and new_exact:
                     index = max(0, (new_total - 1) // size * size) if new_total else 0

@@ -88,6 +88,8 @@ def test_pages_follow_the_search_with_one_call_per_fetch(built, calls):
 
     assert show(model.next_page).ids == everything[7:14]
     assert show(model.next_page).ids == everything[14:21]
+    assert calls[0][1]["count"] is True  # a new search counts; a move keeps its count
+    assert calls[-1][1]["count"] is False
     assert calls[-1][1]["after"] is not None
     assert calls[-1][1]["skip"] == 0
     last = show(model.last_page)
