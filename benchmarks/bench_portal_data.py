@@ -171,7 +171,7 @@ def measure(cat, folder: Path, sql, args) -> list[tuple[str, list[float], str]]:
                            ("one beamline", [{"beamline": b} for b in beamlines])):
         models = [model_for(**q) for q in queries]
         totals = [m.page.total for m in models]
-        rows.append((f"{label}: first page (with the count)", _first(models), "keyset"))
+        rows.append((f"{label}: back to the first page", _first(models), "from the top"))
         rows.append((f"{label}: next page", _step(models, "next_page"), "keyset"))
         rows.append((f"{label}: jump to the middle page (cold)",
                      _jump(models, [t // 2 // PAGE for t in totals]), "skip from an end"))
@@ -319,7 +319,8 @@ def main(argv=None) -> None:
             f"tests ran meanwhile); run under `nice`; load average {load0[0]:.2f} at the "
             f"start, {load1[0]:.2f} at the end. Numbers under such load are upper bounds.",
             "- **What:** `DataPanelModel.fetch()` (one library call each: "
-            "`spotkit.catalog.search_page`, keyset paging with the count, or "
+            "`spotkit.catalog.search_page`: keyset paging, with the count on a new search or a "
+            "refresh, not on a move to another page of the same search; or "
             f"`dataset_overview` plus the panel's formatting) on {where}, with a small "
             "lineage added; offset paging (`Catalog.search(offset=)`) and a primary-key "
             "lookup measured in the same run; `DataPanel.apply` headless. A cold jump has "
