@@ -61,13 +61,15 @@ rules:
 
 @dataclass
 class DemoReport:
-    """What the demo did: datasets ingested, runs executed, products written."""
+    """What the demo did: datasets ingested, runs executed, products written, and the
+    keep-up quality verdicts of the scans and products (``spotkit monitor quality``)."""
 
     workdir: Path
     catalog_path: Path
     intake_catalog: Path
     raw: list = field(default_factory=list)       # catalog Datasets
     runs: list = field(default_factory=list)      # catalog Runs
+    verdicts: list = field(default_factory=list)  # spotkit.monitor QualityVerdicts
     seconds: float = 0.0
 
     @property
@@ -88,7 +90,9 @@ def run_demo(
     written by the digital twin into ``<workdir>/beamline``; a watcher with the rules in
     ``<workdir>/rules.yaml`` ingests them into the catalog at ``<workdir>/catalog.db``, copies
     them to ``<workdir>/warehouse`` (verified), runs each one's quick-look pipeline notebook
-    through papermill (products under ``<workdir>/runs/<run id>``), and the catalog is
+    through papermill (products under ``<workdir>/runs/<run id>``), checks the scans and
+    products against their references (:func:`spotkit.monitor.check_new_products`: a new
+    session's first products have too few, and say so), and the catalog is
     exported as an intake catalog ``<workdir>/catalogs/demo.yaml``. The scans are dated as a
     session that has just ended (start times :data:`SCAN_INTERVAL` apart, up to the time the
     demo runs), so time searches such as ``since=<today>`` find them. Running it again reuses
@@ -166,8 +170,23 @@ def run_demo(
                   if d.primary_file is not None
                   and str(Path(d.primary_file.registered_path).resolve()) in paths]
     report.runs = [r for d in report.raw for r in cat.runs(dataset_id=d.id, limit=None)]
+    report.verdicts = _quality_verdicts(cat, report)
     step(f"export intake catalog {report.intake_catalog}")
     cat.export_intake(report.intake_catalog)
     report.seconds = time.perf_counter() - t0
     cat.close()
     return report
+
+
+def _quality_verdicts(cat: Any, report: DemoReport) -> list:
+    """The keep-up checks of the products not checked yet (as the monitor beside a watcher
+    makes them), then the verdicts of the demo's scans and products (a run of the demo
+    again checks nothing twice)."""
+    from spotkit.monitor import check_new_products, quality_verdict
+
+    check_new_products(cat, limit=100)
+    ids = [d.id for d in report.raw] + [o for r in report.runs for o in r.outputs]
+    verdicts = [v for v in (quality_verdict(cat, i) for i in ids) if v is not None]
+    for v in verdicts:
+        logger.info("quality: %s", v.message)
+    return verdicts

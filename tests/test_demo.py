@@ -42,6 +42,16 @@ def test_demo_end_to_end(tmp_path):
         assert ds.path.exists()
         assert ds.parents[0].status == "raw"
     assert all(r.state == "completed" for r in cat.runs())
+    # the scans and products were checked against their references: a first session has
+    # too few of them (each verdict says how many there are and how many are needed)
+    from spotkit.monitor import quality_verdict
+    from spotkit.monitor._quality_data import QUALITY_KINDS
+
+    checked = [ds for ds in [*raw, *derived] if ds.kind in QUALITY_KINDS]
+    verdicts = [quality_verdict(cat, ds) for ds in checked]
+    assert len(checked) >= 4
+    assert {v.verdict for v in verdicts} == {"no reference"}
+    assert all("with this configuration, 8 needed" in v.message for v in verdicts)
 
     import intake
 
