@@ -26,6 +26,9 @@ Stream = tuple[str, str | None, str | None]
 #: is up holds its error just when it shows - both read as a second change
 RECENTRE = 4
 
+#: levels of :data:`LEVELS` at which the model knows a time of the week for a stream
+KNOWN = frozenset(LEVELS[3:])
+
 #: samples between false alarms the watcher's detectors are calibrated for: twice the
 #: detector's default, because residuals of a model learned online are not exactly
 #: independent N(0, 1) (bins of few values, patterns that do not follow the bins, streams
@@ -79,8 +82,16 @@ class MetricWatcher:
     (3 standard errors), the stream's bins are moved to it (:meth:`NormalModel.shift`:
     the new level is the new normal, its size and time structure kept); the detector's
     baseline restarts from the residuals of those values against the model (its spread
-    carried over) and the values are learned. A second real step is found from then on
-    (one within those 64 values, once they have passed).
+    carried over) and the values are learned. Where the model does not know those times
+    of the week for the stream yet (most of the values' answers came from bins coarser
+    than hour-of-day + weekday/weekend, :data:`KNOWN`; e.g. the first weekend of a stream
+    watched without history), the "level" may be that part of the week: moving every bin
+    to it would misplace the rest, so the model learns the values and the detector
+    learns its baseline again from the next ``warmup`` residuals. A second real step is
+    found from then on; one within those 64 values when they are checked, before they
+    are learned: a split of them into two levels, at least ``2 * drift`` sigmas apart and
+    significant at the detector's false-alarm rate, is reported as a change of its own
+    and the values before it are dropped (a level that did not last is not normal).
 
     Findings carry the magnitude in sigmas of the model (``detail["units"]``) and, for
     log-space metrics, the factor on the typical value (``detail["factor"]``, e.g. 3.0 for
@@ -265,8 +276,11 @@ class MetricWatcher:
         if st.onset is not None:
             if det.ready and det.statistic == 0.0:
                 out += self._recentre(st, det, metric, beamline, target)
-        elif det.statistic == 0.0 or len(held) > det.memory:
-            while held and (det.statistic == 0.0 or len(held) > det.memory):
+        elif det.statistic == 0.0 or len(held) > det.warmup:
+            # an excursion that has not become a change within ``warmup`` values is no
+            # step (a 3-sigma one is confirmed in ~3): its oldest values are learned, or a
+            # young model would starve of exactly the values it still has to learn
+            while held and (det.statistic == 0.0 or len(held) > det.warmup):
                 h = held.popleft()
                 self._learn(metric, h[0], h[1], h[2], beamline, target)
         self.findings.extend(out)
@@ -318,6 +332,15 @@ class MetricWatcher:
             return [found]
         st.held.clear()
         st.onset = None
+        known = sum(e.level in KNOWN for e in exp) * 2 > len(exp)
+        if self.rebase and held and not known:
+            # the model does not know this time of the week for the stream yet (its
+            # answers came from coarser bins): the "level" may be that part of the week;
+            # it learns the values, and the detector learns its baseline again after them
+            for v, t, s, _, _ in held:
+                self._learn(metric, v, t, s, beamline, target)
+            det.reset()
+            return []
         if self.rebase and held:
             delta = _wmean(dev, wts)
             if abs(delta) > 3.0 / math.sqrt(math.fsum(wts)):  # clearly a new level
