@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -380,7 +381,10 @@ def summarize_iq(q, intensity, sigma=None, *, points: int = IQ_POINTS) -> Produc
     if points < 4:
         raise ValueError(f"points must be >= 4, got {points}")
     n = np.sum(np.isfinite(inten), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # q bins with no finite value in any frame (masked) are expected: left out below
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
         mean = np.nanmean(np.where(np.isfinite(inten), inten, np.nan), axis=0) \
             if inten.shape[0] > 1 else inten[0].copy()
         if sigma is not None:
