@@ -13,12 +13,15 @@ Hooked into the parser by :func:`add_portal_parser` (one call in ``_main.build_p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from spotkit.cli._output import _out
@@ -180,6 +183,33 @@ def _key_settings(args, env: dict[str, str], catalog: str) -> str:
             "`spotkit serve` API key: ?api_key=KEY")
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()  # Voila shuts its kernels down on SIGTERM
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a service manager, a test stopping us) ends the wait like Ctrl-C, so Voila
+    and its kernels are stopped rather than left running without us."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_portal(args) -> int:
     """Print how to open the portal, or serve its read-only view until Ctrl-C."""
     catalog = _catalog_location(args)
@@ -221,16 +251,12 @@ def cmd_portal(args) -> int:
              f"(catalog {catalog}{keys}). Ctrl-C stops it.")
         cmd = voila_command(notebook, host=args.host, port=args.port, token=token)
         proc = subprocess.Popen(cmd, env=env, cwd=notebook.parent)
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
+        with _sigterm_as_interrupt():
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            return 0
+                code = proc.wait()
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Voila stops, with its kernels
+                _stop(proc)
+                return 0
     if code:
         raise SpotkitError(f"Voila stopped with status {code} (see its messages above; is "
                            f"port {args.port} free? try --port)")

@@ -273,12 +273,19 @@ def voila_portal(small_catalog, tmp_path_factory, chromium_path):
                 time.sleep(0.25)  # polling while Voila starts
         yield url, token, keys
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM: the command stops Voila, which stops its kernels
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=45)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        import psutil
+
+        left = [p for p in psutil.process_iter(["cmdline"])
+                if f"--port={port}" in (p.info["cmdline"] or [])]
+        for p in left:
+            p.kill()
+    assert not left, f"Voila outlived `spotkit portal --serve`: {left}"
 
 
 def test_portal_read_only_in_voila(browser, voila_portal, small_catalog, artifacts):
