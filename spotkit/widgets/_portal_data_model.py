@@ -212,6 +212,7 @@ class DataPanelModel:
         self.selected: str | None = None
         self._generation = 0                # bumped by every new search
         self._anchors: OrderedDict[int, PageKey] = OrderedDict()
+        self._origin = "top"                # where the known rows' positions count from
         self._total: int | None = None
         self._exact = True
         self._want_page = True              # the next fetch reads the page
@@ -240,6 +241,7 @@ class DataPanelModel:
             self.query = query
             self._generation += 1
             self._anchors.clear()
+            self._origin = "top"
             self._total, self._exact = None, True
             self.page_index = 0
             self._want_page = True
@@ -396,19 +398,30 @@ class DataPanelModel:
                 return
             new_total, new_exact = ((result.total, result.total_exact) if count
                                     else (total, exact))
-            if self.page_index == -1:
-                if new_total is not None and new_exact:
-                    index = max(0, (new_total - 1) // size * size) if new_total else 0
-                    if new_total - index != len(result) and new_total:  # changed since
-                        index = max(0, new_total - len(result))
-                else:
-                    index = max(0, (new_total or len(result)) - len(result))
-                self.page_index = index // size
+            if self.page_index == -1:  # the last page: its rows counted from the end
+                n = len(result)
+                if new_total and new_exact:
+                    index = (new_total - 1) // size * size
+                    if new_total - index != n:  # the count changed since: read it again
+                        self._want_page = True
+                        index = max(0, new_total - n) // size * size
+                    else:
+                        self.page_index = index // size
+                else:  # no count, or an estimate: the nearest page start will do
+                    index = max(0, (new_total or n) - n) // size * size
+                    self.page_index = index // size
             if refresh and total is not None and new_total is not None and new_total > total:
                 notes.append(f"{new_total - total:,} new dataset(s) since the last refresh")
                 if index == 0:
                     self._anchors.clear()  # rows moved down: the known positions are old
             self._total, self._exact = new_total, new_exact
+            # with an estimated total, rows counted from the end have estimated positions:
+            # keep the known rows of one end at a time, so a page is never placed by the
+            # other end's reckoning
+            origin = "end" if plan.get("last") else "top" if not plan else self._origin
+            if not new_exact and origin != self._origin:
+                self._anchors.clear()
+            self._origin = origin
             for i, key in enumerate(result.keys):
                 self._anchors[index + i] = key
                 self._anchors.move_to_end(index + i)

@@ -295,3 +295,39 @@ def test_random_moves_always_show_the_rows_of_the_search(built):
             page = model.fetch().page
             assert page.ids == everything[page.first:page.first + model.page_size], move
             assert page.first == page.page * model.page_size
+
+
+def test_an_estimated_total_keeps_pages_contiguous(built, monkeypatch):
+    """A PostgreSQL catalog estimates big totals: the last page's position is then an
+    estimate, and paging back from it (or forward from the top) still shows every row
+    once, in order."""
+    import dataclasses
+
+    cat, _ = built
+    real = data_model.search_page
+
+    def estimating(*args, **kwargs):
+        page = real(*args, **kwargs)
+        if page.total is None:
+            return page
+        return dataclasses.replace(page, total=page.total + 7, total_exact=False)
+
+    monkeypatch.setattr(data_model, "search_page", estimating)
+    everything = cat.search(limit=None).ids
+    model = DataPanelModel(cat, page_size=8, lab=(None, "/"))
+    first = model.fetch().page
+    assert first.total == 67
+    assert not first.total_exact
+    model.last_page()
+    shown = list(model.fetch().page.ids)
+    assert shown == everything[-8:]
+    for _ in range(3):
+        model.previous_page()
+        shown = list(model.fetch().page.ids) + shown
+    assert shown == everything[-len(shown):]
+    model.first_page()
+    shown = list(model.fetch().page.ids)
+    for _ in range(3):
+        model.next_page()
+        shown += model.fetch().page.ids
+    assert shown == everything[:len(shown)]
