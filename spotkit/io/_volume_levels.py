@@ -191,6 +191,7 @@ class ChunkIndex:
         self.path = dataset.file.filename
         self.fd = os.open(self.path, os.O_RDONLY)
         self.chunk_bytes = nbytes
+        self._pool: ThreadPoolExecutor | None = None  # started on the first large read
 
     def read_plane(self, axis: int, index: int, rows: slice, cols: slice) -> np.ndarray:
         """The ``rows`` x ``cols`` part of plane ``index`` across ``axis``."""
@@ -231,12 +232,17 @@ class ChunkIndex:
         if n == 1:
             work(tasks)
         else:
-            with ThreadPoolExecutor(n) as pool:
-                list(pool.map(work, [tasks[i::n] for i in range(n)]))
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.THREADS,
+                                                thread_name_prefix="spotkit-chunks")
+            list(self._pool.map(work, [tasks[i::n] for i in range(n)]))
         return out
 
     def close(self) -> None:
-        """Close the file descriptor."""
+        """Close the file descriptor (and stop the reading threads)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

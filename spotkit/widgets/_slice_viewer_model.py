@@ -427,7 +427,11 @@ class SliceViewerModel:
         grey = to_uint8(plane, self.vmin, self.vmax)
         img = Image.fromarray(grey)  # uint8 2-D: mode "L"
         if (grey.shape[0], grey.shape[1]) != size:
-            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            # area averaging when reducing (each output pixel the mean of the pixels it
+            # covers: no aliasing, and ~4x faster than bilinear); bilinear when enlarging
+            smaller = size[0] <= grey.shape[0] and size[1] <= grey.shape[1]
+            img = img.resize((size[1], size[0]), Image.Resampling.BOX if smaller
+                             else Image.Resampling.BILINEAR)
         buf = io.BytesIO()
         if self.fmt == "jpeg":
             _palette(img, self._lut).convert("RGB").save(buf, format="JPEG", quality=90)
