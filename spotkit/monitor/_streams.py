@@ -145,7 +145,8 @@ class MetricWatcher:
             raise ValueError(f"min_history must be an integer >= 0, got {min_history!r}")
         self.min_history = int(min_history)
         detector = {"arl": DEFAULT_ARL, **detector}
-        detector.setdefault("rewarm", RECENTRE * int(detector.get("warmup", 16)))
+        detector.setdefault("rewarm", min(RECENTRE * int(detector.get("warmup", 16)),
+                                          int(detector.get("memory", 500))))
         ChangeDetector(**detector)  # check the options now, not at the first value
         self._options = detector
         self._detectors: dict[Stream, ChangeDetector] = {}
