@@ -278,8 +278,11 @@ class _ZarrWriter:
         self.group.attrs.update({k: v for k, v in meta.items()})
 
     def create(self, name, shape, dtype, chunks):
-        return self.group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
-                                       compressors=None)
+        if hasattr(self.group, "create_array"):  # zarr 3
+            return self.group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
+                                           compressors=None)
+        return self.group.create_dataset(name, shape=shape, dtype=dtype,  # zarr 2
+                                         chunks=chunks, compressor=None)
 
     def reader(self, name):
         return _Slabs(self.group[name])

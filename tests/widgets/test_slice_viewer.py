@@ -317,3 +317,22 @@ def test_costly_planes_wait_for_a_click_and_a_pyramid_makes_them_cheap(tmp_path)
     assert ro.pyramid_button.layout.display == "none"
     with pytest.raises(ValueError, match="cannot write a pyramid"):
         ro.build_pyramid()
+
+
+def test_background_view_shows_the_coarse_level_then_the_fine_one(tmp_path):
+    pytest.importorskip("ipywidgets")
+    from spotkit.widgets._slice_viewer import SliceViewer
+
+    vol = np.random.default_rng(4).random((32, 256, 256)).astype(np.float32)
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=vol, chunks=(16, 16, 16))
+    write_pyramid(path, min_size=16, chunk=16)
+    viewer = SliceViewer(path, display=100)  # background=True: the fine level in a thread
+    assert viewer.model.levels(0) == (3, 1)
+    viewer.sliders[0].value = 9
+    viewer._executor.shutdown(wait=True)  # the fine image is in place once the thread ends
+    assert viewer.model.last[0].level == 1
+    assert viewer.model.last[0].index == 9
+    assert "level 1" in viewer.status.value
+    viewer.close()
