@@ -116,8 +116,12 @@ class SliceViewer:
             self.images.append(image)
             self.notes.append(note)
             self.read_buttons.append(read)
-            panes.append(w.VBox([title, image, note, read, slider],
-                                layout=w.Layout(margin="0 8px 8px 0")))
+            title.add_class("spotkit-slice-title")
+            slider.add_class("spotkit-slice-index")
+            pane = w.VBox([title, image, note, read, slider],
+                          layout=w.Layout(margin="0 8px 8px 0"))
+            pane.add_class("spotkit-slice-pane")
+            panes.append(pane)
         vals = (m.vmin, m.vmax)
         lo, hi = self._range_limits(vals)
         self.cmap = w.Dropdown(options=_CMAPS if m.cmap in _CMAPS else [m.cmap, *_CMAPS],
@@ -148,9 +152,10 @@ class SliceViewer:
         controls = w.HBox([self.cmap, self.contrast, self.auto_button, self.zoom,
                            self.pyramid_button],
                           layout=w.Layout(flex_flow="row wrap"))
-        self.widget = w.VBox([header, controls,
+        # the planes first, the controls under them (a narrow screen shows a plane at once)
+        self.widget = w.VBox([header,
                               w.HBox(panes, layout=w.Layout(flex_flow="row wrap")),
-                              self.status])
+                              controls, self.status])
         self.widget.add_class("spotkit-slice-viewer")
         for ax in range(3):  # images the model rendered already (e.g. in the portal's
             last = m.last.get(ax)  # background thread) are shown without reading again
