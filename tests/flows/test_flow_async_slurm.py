@@ -118,7 +118,7 @@ def test_watcher_killed_with_its_job_in_flight_follows_that_job_after_restart(
             job = rec.result["job"]
             _wait(lambda: any(r.state == "running" for r in _runs(root)), 120,
                   "the job to start", log)
-            time.sleep(1.5)  # more passes: they follow the job, they submit nothing
+            time.sleep(1.0)  # more passes: they follow the job, they submit nothing
             (run,) = _runs(root)
             assert (run.id, run.job_id) == (job["run_id"], job["id"])
         finally:
@@ -126,7 +126,9 @@ def test_watcher_killed_with_its_job_in_flight_follows_that_job_after_restart(
             first.wait(30)
         second = _watch(root, cluster.conf, out)
         try:
-            time.sleep(2.0)
+            _wait(lambda: log.read_text().count("spotkit.flows._flow: watching") >= 2, 60,
+                  "the second watcher to start", log)
+            time.sleep(1.0)  # its passes follow the job the journal names
             assert [r.id for r in _runs(root)] == [run.id]  # followed, not submitted again
             assert _step(root).result["job"]["id"] == job["id"]
             hold.unlink()
