@@ -64,7 +64,8 @@ Configurations (wall times measured 2026-12-04 on 2 CPUs):
         the full run, every method (incl. sha256sum at ~0.35 GB/s), repeat 5: ~10 min on the
         reference machine at load 3-6 (589 s)
     python benchmarks/bench_transfer.py --frame-folder --repeat 3 --dir /work
-        the frame folder before and after one read (~2 GB, cold and warm): ~4 min
+        the frame folder before and after one read (~2 GB, cold and warm): ~5 min at load
+        3-10 (298-335 s)
     python benchmarks/bench_transfer.py --sets "4 x 500 MB" --caches warm --json out.json
         one cell, e.g. while profiling
 
