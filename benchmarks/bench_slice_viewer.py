@@ -258,7 +258,7 @@ def main() -> None:
         "sooner. The naive full-resolution h5py read (reference, same file, same "
         "rendering) is " + ", ".join(f"{names[a]} {r:.0f}x" for a, r in enumerate(ratio))
         + " slower (cold medians); across x it pays HDF5's element-by-element copy, which "
-        "the viewer avoids with direct chunk reads.",
+        "the viewer avoids by reading whole chunks.",
         "- Full resolution of the whole plane is for a display as large as the plane; "
         "zoomed in, the viewer reads full resolution only for the region shown.",
         "- Uncompressed chunks are read with `pread` from 8 threads at the file offsets "
