@@ -248,7 +248,7 @@ def main() -> None:
         f"{args.n} random planes per axis for coarse/display, {args.n_heavy} for full "
         "resolution and the reference.",
         "",
-        "median / p95 in ms | z cold | z warm | y cold | y warm | x cold | x warm |",
+        "| median / p95 in ms | z cold | z warm | y cold | y warm | x cold | x warm |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
