@@ -13,9 +13,9 @@ gives it :data:`PREHEAT_WAIT` seconds to do so before each page.
 Memory (target: no growth): the portal runs inside a real IPython kernel (jupyter_client),
 every panel refreshing every ``--interval`` seconds (compressed: an hour at 5 s is 720
 refreshes), while this process drains the kernel's messages as a browser would. After a
-warm-up, the kernel's RSS (psutil) and the Python heap inside it (tracemalloc) are read,
-then again after ``--refreshes`` more refreshes of every panel; the heap's biggest growths
-by line are printed.
+warm-up, the kernel's RSS (psutil, no tracemalloc) is read after each third of
+``--refreshes`` refreshes of every panel; then tracemalloc follows a further third and
+the heap's growth (in all, and the largest by line) is printed.
 
     nice python benchmarks/bench_portal.py --db /work/tmp/p4/catalog-1m.db --write
 
@@ -141,6 +141,7 @@ def browser_paint(db: Path, repeats: int) -> list[float]:
 
 _KERNEL_START = """
 import gc, json, time, tracemalloc, warnings
+import psutil
 import spotkit
 from spotkit.widgets import PortalPanelWarning
 warnings.simplefilter("ignore", PortalPanelWarning)
@@ -148,22 +149,36 @@ portal = spotkit.portal({db!r}, refresh={interval!r})
 states = [portal.refresher.state(p) for p in portal.panels]
 def applied():
     return min(s.applied for s in states)
+def rss():
+    return psutil.Process().memory_info().rss
 assert portal.refresher.wait(lambda: applied() >= {warmup}, timeout=600), applied()
 gc.collect()
-tracemalloc.start(10)
-heap0 = tracemalloc.take_snapshot()
 base = applied()
-print(json.dumps({{"base": base, "panels": [s.title for s in states]}}))
+print(json.dumps({{"base": base, "panels": [s.title for s in states], "rss0": rss()}}))
 """
 
+# phase 1, RSS (no tracemalloc): the compressed hour, the RSS read at each third;
+# phase 2, heap: tracemalloc over a further third, growth by line
 _KERNEL_END = """
-ok = portal.refresher.wait(lambda: applied() >= base + {refreshes}, timeout={timeout})
-portal.stop()
+t0, marks = time.perf_counter(), []
+for k in (1, 2, 3):
+    ok = portal.refresher.wait(lambda: applied() >= base + k * {refreshes} // 3,
+                               timeout={timeout})
+    gc.collect()
+    marks.append(rss())
+seconds = time.perf_counter() - t0
+done = applied() - base
+tracemalloc.start(1)
+heap0 = tracemalloc.take_snapshot()
+more = applied()
+ok2 = portal.refresher.wait(lambda: applied() >= more + {refreshes} // 3, timeout={timeout})
 gc.collect()
 heap1 = tracemalloc.take_snapshot()
+portal.stop()
 top = heap1.compare_to(heap0, "lineno")[:6]
 grown = sum(s.size_diff for s in heap1.compare_to(heap0, "filename"))
-print(json.dumps({{"ok": ok, "done": applied() - base, "heap_growth": grown,
+print(json.dumps({{"ok": ok and ok2, "done": done, "seconds": seconds, "rss_marks": marks,
+                  "heap_refreshes": applied() - more, "heap_growth": grown,
                   "errors": {{s.title: s.error for s in states if s.error}},
                   "top": [str(s) for s in top]}}))
 portal.close()
@@ -187,48 +202,59 @@ def _execute(client, code: str, timeout: float) -> str:
 
 
 def kernel_memory(db: Path, interval: float, refreshes: int, warmup: int) -> dict:
-    import psutil
     from jupyter_client.manager import start_new_kernel
 
     from spotkit.runs import ensure_kernel
 
     km, client = start_new_kernel(kernel_name=ensure_kernel())
     try:
-        proc = psutil.Process(km.provisioner.process.pid)
         start = json.loads(_execute(client, _KERNEL_START.format(
             db=str(db), interval=interval, warmup=warmup), 900).splitlines()[-1])
-        rss0 = proc.memory_info().rss
-        samples = [rss0]
-        t = time.perf_counter()
-        # sample the RSS while the kernel refreshes (its cell returns at the end)
-        msg_id = client.execute(_KERNEL_END.format(refreshes=refreshes,
-                                                   timeout=max(600, refreshes * 5)))
-        out = []
-        while True:
-            try:
-                msg = client.get_iopub_msg(timeout=10)
-            except Exception:  # queue.Empty: nothing said for 10 s
-                samples.append(proc.memory_info().rss)
-                continue
-            if len(samples) < 2 or time.perf_counter() - t > 10 * (len(samples) - 1):
-                samples.append(proc.memory_info().rss)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                raise RuntimeError("\n".join(msg["content"]["traceback"]))
-            elif (msg["msg_type"] == "status"
-                  and msg["content"]["execution_state"] == "idle"):
-                break
-        seconds = time.perf_counter() - t
-        end = json.loads("".join(out).splitlines()[-1])
-        rss1 = proc.memory_info().rss
+        # the kernel's widget messages are drained meanwhile, as a browser would
+        end = json.loads(_execute(client, _KERNEL_END.format(
+            refreshes=refreshes, timeout=max(600, refreshes * 5)), 7200).splitlines()[-1])
     finally:
         client.stop_channels()
         km.shutdown_kernel(now=True)
-    return {**start, **end, "rss0": rss0, "rss1": rss1, "seconds": seconds,
-            "samples": samples}
+    return {**start, **end, "rss1": end["rss_marks"][-1]}
+
+
+def heap_per_panel(db: Path, per_mark: int = 100, marks: int = 4) -> dict[str, list[float]]:
+    """Each panel alone in a portal in this process, refreshed synchronously: the traced
+    Python heap (KiB, from the first mark) after every ``per_mark`` refreshes."""
+    import gc
+    import tracemalloc
+    import warnings
+
+    import spotkit
+    from spotkit.widgets import PANELS
+
+    out = {}
+    for name in PANELS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                portal = spotkit.portal(db, panels=[name], refresh=3600)
+            except Exception as exc:  # a panel that cannot load here: said, not measured
+                print(f"  heap per panel: {name} not measured ({exc})")
+                continue
+        try:
+            portal.stop()
+            for _ in range(30):
+                portal.refresh()
+            gc.collect()
+            tracemalloc.start(1)
+            values = []
+            for _ in range(marks):
+                for _ in range(per_mark):
+                    portal.refresh()
+                gc.collect()
+                values.append(tracemalloc.get_traced_memory()[0])
+            tracemalloc.stop()
+        finally:
+            portal.close()
+        out[str(portal.panels[0].title)] = [(v - values[0]) / 1024 for v in values]
+    return out
 
 
 def main(argv=None) -> None:
@@ -305,34 +331,46 @@ def main(argv=None) -> None:
     if not args.skip_memory:
         mem = kernel_memory(db, args.interval, args.refreshes, args.warmup)
         mib = 2**20
+        marks = [mem["rss0"], *mem["rss_marks"]]
         growth = (mem["rss1"] - mem["rss0"]) / mib
+        steady = (marks[-1] - marks[1]) / mib
         print(f"memory: {mem['done']} refreshes of every panel in {mem['seconds']:.0f} s "
-              f"(ok={mem['ok']}): RSS {mem['rss0'] / mib:.1f} -> {mem['rss1'] / mib:.1f} MiB "
-              f"({growth:+.1f}); Python heap {mem['heap_growth'] / 1024:+.1f} KiB; "
+              f"(ok={mem['ok']}): RSS " + " -> ".join(f"{m / mib:.1f}" for m in marks)
+              + f" MiB ({growth:+.1f}; last two thirds {steady:+.1f}); Python heap over "
+              f"{mem['heap_refreshes']} more refreshes {mem['heap_growth'] / 1024:+.1f} KiB; "
               f"errors {mem['errors']}")
-        print("  RSS samples (MiB): " + ", ".join(f"{s / mib:.1f}" for s in mem["samples"]))
         for line in mem["top"]:
             print("  " + line)
         lines += [
             "",
             f"Memory: a real IPython kernel runs `spotkit.portal(...)` with every panel "
             f"refreshing every {args.interval:g} s (compressed time) while this process "
-            f"drains its messages; after {mem['base']} warm-up refreshes, "
-            f"{mem['done']} more refreshes of every panel ({args.refreshes} = an hour at "
-            f"5 s) took {mem['seconds']:.0f} s.",
+            f"drains its messages as a browser would. After {mem['base']} warm-up refreshes, "
+            f"{mem['done']} more refreshes of every panel ({args.refreshes} = an hour at 5 s) "
+            f"took {mem['seconds']:.0f} s; the kernel's RSS is read (psutil, after "
+            "`gc.collect()`, no tracemalloc) after each third. Then tracemalloc follows "
+            f"{mem['heap_refreshes']} further refreshes of every panel.",
             "",
-            "| kernel memory | after warm-up | after the compressed hour | growth |",
-            "|---|---|---|---|",
-            f"| RSS (psutil) | {mem['rss0'] / mib:.1f} MiB | {mem['rss1'] / mib:.1f} MiB | "
-            f"{growth:+.1f} MiB |",
-            f"| Python heap (tracemalloc, all files) | 0 | {mem['heap_growth'] / 1024:+.1f} "
-            f"KiB | {mem['heap_growth'] / 1024:+.1f} KiB |",
+            "| kernel memory | after warm-up | 1/3 hour | 2/3 hour | the hour | growth |",
+            "|---|---|---|---|---|---|",
+            "| RSS | " + " | ".join(f"{m / mib:.1f} MiB" for m in marks)
+            + f" | {growth:+.1f} MiB (last two thirds {steady:+.1f}) |",
             "",
-            "RSS samples over the run (MiB): "
-            + ", ".join(f"{s / mib:.0f}" for s in mem["samples"][:: max(1, len(mem['samples'])
-                                                                       // 12)]) + ".",
-            "Largest heap growths by line: "
-            + "; ".join(textwrap.shorten(t, 110) for t in mem["top"][:3]) + ".",
+            f"Python heap (tracemalloc) over the {mem['heap_refreshes']} further refreshes: "
+            f"{mem['heap_growth'] / 1024:+.1f} KiB in all. Largest growths by line: "
+            + "; ".join(textwrap.shorten(t, 120) for t in mem["top"][:3]) + ".",
+        ]
+    if not args.skip_memory:
+        per_panel = heap_per_panel(db)
+        for title, kib in per_panel.items():
+            print(f"  heap of {title} alone after 100..400 refreshes: "
+                  + ", ".join(f"{k:+.1f}" for k in kib) + " KiB")
+        lines += [
+            "",
+            "Each panel alone, refreshed in this process (tracemalloc, after 30 warm-up "
+            "refreshes): Python heap after 100, 200, 300 and 400 more refreshes, from the "
+            "first: " + "; ".join(f"{t} " + ", ".join(f"{k:+.0f}" for k in kib) + " KiB"
+                                  for t, kib in per_panel.items()) + ".",
         ]
     text = "\n".join(lines)
     print()
