@@ -251,17 +251,17 @@ class ChunkIndex:
             list(self._pool.map(work, [tasks[i::n] for i in range(n)]))
         return out
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         """Close the file descriptor (and stop the reading threads)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=wait)
             self._pool = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
     def __del__(self) -> None:
-        self.close()
+        self.close(wait=False)  # never join threads from a finaliser
 
 
 class ZarrLevel:
