@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -279,13 +280,22 @@ def voila_portal(small_catalog, tmp_path_factory, chromium_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        import psutil
+        left = _processes_with(f"--port={port}")
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"Voila outlived `spotkit portal --serve`: processes {left}"
 
-        left = [p for p in psutil.process_iter(["cmdline"])
-                if f"--port={port}" in (p.info["cmdline"] or [])]
-        for p in left:
-            p.kill()
-    assert not left, f"Voila outlived `spotkit portal --serve`: {left}"
+
+def _processes_with(argument: str) -> list[int]:
+    """Ids of the processes with ``argument`` on their command line (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if argument in (entry / "cmdline").read_bytes().decode(errors="replace").split("\0"):
+                found.append(int(entry.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return found
 
 
 def test_portal_read_only_in_voila(browser, voila_portal, small_catalog, artifacts):
