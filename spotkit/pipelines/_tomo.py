@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from spotkit._version import __version__
+from spotkit.io import write_pyramid
 from spotkit.pipelines._scan import open_scan, read_rows, scan_theta
 from spotkit.tomo import CONVENTION, PipelineResult, TomoPipeline
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["run_tomo"]
 
+
+#: Volumes of at least this many bytes get a pyramid sidecar from :func:`run_tomo` by default.
+PYRAMID_MIN_BYTES = 256 * 2**20
 
 def run_tomo(
     pipeline: TomoPipeline,
@@ -42,6 +46,7 @@ def run_tomo(
     client=None,
     progress: bool | Callable[[int, int], None] = False,
     overwrite: bool = False,
+    pyramid: bool | None = None,
 ) -> PipelineResult:
     """Run ``pipeline`` on a scan, streaming slices into an HDF5 volume.
 
@@ -69,6 +74,12 @@ def run_tomo(
         True shows a progress bar; a callable gets ``(blocks_done, n_blocks)``.
     overwrite : bool
         Replace an existing ``output``.
+    pyramid : bool, optional
+        Also write the volume's coarse levels into a sidecar (``vol.pyramid.h5``, see
+        :func:`spotkit.io.write_pyramid`), so that a viewer shows every plane of a large
+        volume at once: ``/recon`` is stored slice by slice, and a plane across the slices
+        would otherwise read the whole volume. Default: only for volumes of at least
+        :data:`PYRAMID_MIN_BYTES` (256 MiB).
 
     Returns
     -------
@@ -220,6 +231,10 @@ def run_tomo(
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, output)
+    volume_bytes = 4 * n_slices * n_out * n_out
+    if pyramid or (pyramid is None and volume_bytes >= PYRAMID_MIN_BYTES):
+        sidecar = write_pyramid(output, key="recon", overwrite=True)
+        logger.info("pipeline %s: coarse levels for viewing in %s", pipeline.name, sidecar)
     seconds = time.perf_counter() - t0
     logger.info("pipeline %s wrote %s in %.1f s", pipeline.name, output, seconds)
     return PipelineResult(

@@ -302,3 +302,24 @@ def test_the_steps_on_arrays_match_a_run(tmp_path, scan):
     with h5py.File(res.output) as f:
         np.testing.assert_allclose(f["recon"][...], vol, rtol=1e-4, atol=1e-4)
     assert info.backend == res.backend["backend"]
+
+
+def test_run_tomo_writes_a_pyramid_for_viewing(tmp_path):
+    """pyramid=True adds coarse levels beside the volume; small volumes get none by default."""
+    from spotkit.io import open_volume, pyramid_path
+    from spotkit.pipelines._tomo import run_tomo
+    from spotkit.sim import simulate_tomo_scan
+
+    truth = simulate_tomo_scan(tmp_path / "scan.h5", shape=(61, 4, 128), seed=3)
+    pipe = TomoPipeline.default(algorithm="fbp")
+    run_tomo(pipe, truth.path, tmp_path / "vol.h5", pyramid=True)
+    run_tomo(pipe, truth.path, tmp_path / "small.h5")
+    assert pyramid_path(tmp_path / "vol.h5").exists()
+    assert not pyramid_path(tmp_path / "small.h5").exists()
+    with open_volume(tmp_path / "vol.h5") as vol:
+        shapes = [level.shape for level in vol.levels]
+        full = vol.read_plane(0, 1)
+    assert shapes[0] == (4, 128, 128)
+    assert shapes[1] == (2, 64, 64)
+    with h5py.File(tmp_path / "vol.h5") as f:
+        np.testing.assert_array_equal(full, f["recon"][1])
