@@ -73,7 +73,8 @@ def small_catalog(tmp_path_factory, tiny_tomo, tiny_saxs):
     params = nbformat.v4.new_code_cell("dataset_id = None\ncatalog_path = None\n"
                                        "output_dir = '.'")
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(600)")]
+    # the job is cancelled well before it ends (and ends by itself if a test fails first)
+    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(180)")]
     nbformat.write(nb, folder / "sleepy.ipynb")
     return path, [tomo.id, saxs.id, recon.id]
 
