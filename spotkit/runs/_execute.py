@@ -280,7 +280,10 @@ def run_notebook(
     try:
         papermill.execute_notebook(
             str(notebook), str(out_nb), parameters=injected, kernel_name=kernel, language="python",
-            cwd=str(out_dir), progress_bar=False, log_output=log_output,
+            # the kernel starts in out_dir (nbclient's resources.metadata.path); papermill's
+            # cwd= would chdir the whole process, a race between concurrent runs' threads
+            resources={"metadata": {"path": str(out_dir)}},
+            progress_bar=False, log_output=log_output,
             start_timeout=start_timeout, execution_timeout=cell_timeout,
             **kernel_engine_options(kernel),
         )

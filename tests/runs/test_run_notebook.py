@@ -151,3 +151,39 @@ def test_a_dataset_object_runs_against_the_catalog_it_came_from(tmp_path, catalo
     result = spotkit.run_notebook(nb, raw, output_dir=tmp_path / "out")
     assert catalog.get_run(result.run_id).state == "completed"
     assert not (tmp_path / "other" / "catalog.db").exists()
+
+
+def test_concurrent_runs_start_in_their_own_folders_and_leave_the_process_cwd(
+        tmp_path, catalog, raw, monkeypatch):
+    """The kernel starts in its run's folder; the calling process never changes directory
+    (papermill's cwd= did, and two threads' runs restored each other's folder)."""
+    import os
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    nb = _write_nb(tmp_path / "where.ipynb",
+                   "import os, pathlib\npathlib.Path('where.txt').write_text(os.getcwd())")
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch_cwd():
+        while not stop.is_set():
+            seen.append(os.getcwd())
+            stop.wait(0.005)
+
+    watcher = threading.Thread(target=watch_cwd)
+    watcher.start()
+    outs = [tmp_path / f"out{i}" for i in range(2)]
+    runs = [threading.Thread(target=spotkit.run_notebook, args=(nb, raw.id),
+                             kwargs={"catalog": catalog, "output_dir": out}) for out in outs]
+    try:
+        for t in runs:
+            t.start()
+        for t in runs:
+            t.join(timeout=300)
+    finally:
+        stop.set()
+        watcher.join()
+    for out in outs:
+        assert os.path.samefile((out / "where.txt").read_text(), out)
+    assert set(seen) == {str(tmp_path)}
