@@ -364,7 +364,7 @@ class _ActionSteps(_WatcherBase):
                                    item.path, exc)
                     continue
                 jobs.append(job)
-        self._polled = {}
+        before, self._polled = self._polled, {}
         if not jobs:
             return
         try:
@@ -373,6 +373,19 @@ class _ActionSteps(_WatcherBase):
             logger.warning("event=outage polling %d job(s) failed: %s", len(jobs), exc)
             return
         self._polled = {job.id: answer[job.id] for job in jobs if job.id in answer}
+        changed = [i for i, st in self._polled.items()
+                   if i not in before or before[i].state != st.state]
+        if changed:
+            # the jobs' started/finished events (the shared recorder buffers them) are
+            # written now, and the routing decisions of this pass read them: a job that
+            # started is not taken for one still waiting in the queue
+            from spotkit.monitor import telemetry_for
+
+            try:
+                telemetry_for(self.catalog).flush()
+            except Exception as exc:  # telemetry never stops the flow
+                logger.warning("telemetry: job events not written: %s", exc)
+            self._route_cache = None
 
     def _check_job(self, item: Item, ds, action, rec) -> None:
         """A followed job, as this pass's poll saw it: still in flight (_Waiting), ended
