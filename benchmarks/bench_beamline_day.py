@@ -479,7 +479,10 @@ def _median(values: list[float]) -> float:
 
 
 def _h(h: float | None) -> str:
-    return "never" if h is None else f"{int(h):02d}:{round(h % 1 * 60):02d}"
+    if h is None:
+        return "never"
+    hours, minutes = divmod(round(h * 60), 60)
+    return f"{hours:02d}:{minutes:02d}"
 
 
 def _report(o: dict[str, Any]) -> str:
