@@ -450,8 +450,13 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
         return monitor.events(path, since=since)
 
     def changes(ev: Any, now: float) -> list:
-        """Change points and anomalies of the metric streams (spotkit.monitor models)."""
-        return monitor.watch_metrics(monitor.metrics(ev)) if len(ev) else []
+        """Change points and anomalies of the metric streams (spotkit.monitor models), and
+        for routed targets the target-wide queue-wait changes and the flow's reroutes: one
+        finding per change (a stream's change inside a target-wide one is folded into it)."""
+        if not len(ev):
+            return []
+        found = monitor.watch_metrics(monitor.metrics(ev))
+        return monitor.one_per_change(found + routing(ev, now)) if routed else found
 
     def quality(ev: Any, now: float) -> list:
         """Keep-up quality checks of the products registered lately that have no verdict
@@ -473,7 +478,7 @@ def start_monitor(watcher: Any, *, metrics_port: int | None = None,
 
     loop = monitor.MonitorLoop(
         events, missing=monitor.MissingData(schedule=schedule, promised=view.promised),
-        detectors=[changes, quality, *([routing] if routed else [])], alerts=alerts,
+        detectors=[changes, quality], alerts=alerts,
         metrics=metrics,
         flow_state=view.state, period=period, history=history, on_stop=[view.close])
     logger.info("monitor: checks every %.0f s, %d alert rule(s)%s", period, len(rules.alerts),
