@@ -27,7 +27,7 @@ from spotkit.widgets._portal_flow_model import (
 from spotkit.widgets._portal_flow_parts import (
     AMBER,
     RED,
-    ClickWorker,
+    ModelPanel,
     html_table,
     ipywidgets,
     message_html,
@@ -71,7 +71,7 @@ def _set_options(dropdown: Any, options: list) -> None:
         dropdown.value = keep if keep in values else values[0]
 
 
-class FlowPanel:
+class FlowPanel(ModelPanel):
     """The portal's Flow tab.
 
     Parameters
@@ -99,26 +99,16 @@ class FlowPanel:
     """
 
     title = "Flow"
+    _worker_name = "spotkit-flow-panel"
 
     def __init__(self, catalog: Any, *, readonly: bool = False,
                  on_select: Callable[[str], None] | None = None,
                  request_refresh: Callable[[], Any] | None = None, **options: Any):
-        self.model = FlowPanelModel(catalog, readonly=readonly, **options)
-        self.request_refresh = request_refresh
-        self.readonly = bool(readonly)
-        self.on_select = on_select
-        self.worker = ClickWorker("spotkit-flow-panel")
-        self._widget: Any = None
+        super().__init__(FlowPanelModel(catalog, readonly=readonly, **options), readonly=readonly,
+                         on_select=on_select, request_refresh=request_refresh)
         self._selected_dataset: str | None = None
 
     # -- protocol ---------------------------------------------------------------------
-
-    @property
-    def widget(self):
-        """The panel's view (built on first access)."""
-        if self._widget is None:
-            self._build()
-        return self._widget
 
     def fetch(self) -> FlowStatus:
         """One read of the catalog database (:func:`spotkit.flows.flow_status`)."""
@@ -150,13 +140,6 @@ class FlowPanel:
         """The flow status shown now (the last one read), or None."""
         return self.model.last
 
-    def close(self) -> None:
-        """Close the widgets."""
-        if self._widget is not None:
-            for w in self._parts:
-                w.close()
-            self._widget.close()
-
     def show_dataset(self, dataset_id: str) -> None:
         """The portal's selection: offered for a re-run, and its parked item selected."""
         self._selected_dataset = dataset_id
@@ -169,9 +152,6 @@ class FlowPanel:
             if e.dataset_id == dataset_id:
                 self.item.value = e.key
                 break
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
         return f"<FlowPanel{' (read-only)' if self.readonly else ''}>"

@@ -144,3 +144,42 @@ class ClickWorker:
             thread.join(timeout)
             return not thread.is_alive()
         return True
+
+
+class ModelPanel:
+    """What the Flow, Jobs and Monitor panels share: a plain-Python ``model``, the portal's
+    callbacks, a :class:`ClickWorker` for buttons, a view built on first access by the
+    subclass's ``_build`` (which sets ``_widget`` and the ``_parts`` closed with it)."""
+
+    _worker_name = "spotkit-portal-panel"
+
+    def __init__(self, model: Any, *, readonly: bool,
+                 on_select: Callable[[str], None] | None,
+                 request_refresh: Callable[[], Any] | None):
+        self.model = model
+        self.request_refresh = request_refresh
+        self.readonly = bool(readonly)
+        self.on_select = on_select
+        self.worker = ClickWorker(self._worker_name)
+        self._widget: Any = None
+        self._parts: list = []
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def widget(self):
+        """The panel's view (built on first access)."""
+        if self._widget is None:
+            self._build()
+        return self._widget
+
+    def close(self) -> None:
+        """Close the widgets."""
+        if self._widget is not None:
+            for w in self._parts:
+                w.close()
+            self._widget.close()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -19,7 +19,7 @@ from typing import Any
 from spotkit.widgets._jobmonitor_model import COLUMNS, OUTCOME_COLOURS, format_seconds
 from spotkit.widgets._portal_flow_parts import (
     RED,
-    ClickWorker,
+    ModelPanel,
     html_table,
     ipywidgets,
     message_html,
@@ -67,7 +67,7 @@ def detail_html(detail: JobDetail) -> str:
     return "<br>".join(parts)
 
 
-class JobsPanel:
+class JobsPanel(ModelPanel):
     """The portal's Jobs tab.
 
     Parameters
@@ -96,26 +96,16 @@ class JobsPanel:
     """
 
     title = "Jobs"
+    _worker_name = "spotkit-jobs-panel"
 
     def __init__(self, catalog: Any, *, readonly: bool = False,
                  on_select: Callable[[str], None] | None = None,
                  request_refresh: Callable[[], Any] | None = None, **options: Any):
-        self.model = JobsPanelModel(catalog, readonly=readonly, **options)
-        self.request_refresh = request_refresh
-        self.readonly = bool(readonly)
-        self.on_select = on_select
-        self.worker = ClickWorker("spotkit-jobs-panel")
-        self._widget: Any = None
+        super().__init__(JobsPanelModel(catalog, readonly=readonly, **options), readonly=readonly,
+                         on_select=on_select, request_refresh=request_refresh)
         self._last: JobsSnapshot | None = None
 
     # -- protocol ---------------------------------------------------------------------
-
-    @property
-    def widget(self):
-        """The panel's view (built on first access)."""
-        if self._widget is None:
-            self._build()
-        return self._widget
 
     def fetch(self) -> JobsSnapshot:
         """The catalog's newest runs (one query), the schedulers, the inspected job."""
@@ -151,13 +141,6 @@ class JobsPanel:
         """The job shown below the table (its logs, notebook, resource use), or None."""
         return self._last.detail if self._last is not None else None
 
-    def close(self) -> None:
-        """Close the widgets."""
-        if self._widget is not None:
-            for w in self._parts:
-                w.close()
-            self._widget.close()
-
     def show_dataset(self, dataset_id: str) -> None:
         """The portal's selection: inspect the newest job of that dataset (if any)."""
         if self._last is None:
@@ -166,9 +149,6 @@ class JobsPanel:
             if r["dataset"] == dataset_id:
                 self.inspect(r["id"])
                 return
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
         return f"<JobsPanel{' (read-only)' if self.readonly else ''}>"

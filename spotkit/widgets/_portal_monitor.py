@@ -22,7 +22,7 @@ from spotkit.widgets._portal_flow_parts import (
     AMBER,
     GREEN,
     RED,
-    ClickWorker,
+    ModelPanel,
     html_table,
     ipywidgets,
     message_html,
@@ -71,7 +71,7 @@ def summary_html(snap: MonitorSnapshot) -> str:
     return f'<span class="spotkit-monitor-summary">{text} &middot; read {stamp}</span>'
 
 
-class MonitorPanel:
+class MonitorPanel(ModelPanel):
     """The portal's Monitor tab (read only in every view).
 
     Parameters
@@ -99,27 +99,17 @@ class MonitorPanel:
     """
 
     title = "Monitor"
+    _worker_name = "spotkit-monitor-panel"
 
     def __init__(self, catalog: Any, *, readonly: bool = False,
                  on_select: Callable[[str], None] | None = None,
                  request_refresh: Callable[[], Any] | None = None, **options: Any):
-        self.model = MonitorPanelModel(catalog, **options)
-        self.request_refresh = request_refresh
-        self.readonly = bool(readonly)
-        self.on_select = on_select
-        self.worker = ClickWorker("spotkit-monitor-panel")
-        self._widget: Any = None
+        super().__init__(MonitorPanelModel(catalog, **options), readonly=readonly,
+                         on_select=on_select, request_refresh=request_refresh)
         self._last: MonitorSnapshot | None = None
         self._dataset: str | None = None
 
     # -- protocol ---------------------------------------------------------------------
-
-    @property
-    def widget(self):
-        """The panel's view (built on first access)."""
-        if self._widget is None:
-            self._build()
-        return self._widget
 
     def fetch(self) -> MonitorSnapshot:
         """Events, alerts, verdicts: one read each (nothing written)."""
@@ -169,21 +159,11 @@ class MonitorPanel:
         """What the panel shows now (the last snapshot applied), or None."""
         return self._last
 
-    def close(self) -> None:
-        """Close the widgets."""
-        if self._widget is not None:
-            for w in self._parts:
-                w.close()
-            self._widget.close()
-
     def show_dataset(self, dataset_id: str) -> None:
         """The portal's selection: its quality verdict, if it has one, is shown."""
         self._dataset = dataset_id
         if self._widget is not None:
             self._show_selected()
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
         return "<MonitorPanel>"
