@@ -12,7 +12,6 @@ Hooked into the parser by :func:`add_portal_parser` (one call in ``_main.build_p
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -25,6 +24,7 @@ import threading
 from pathlib import Path
 
 from spotkit.cli._output import _out
+from spotkit.cli._types import _port, _seconds
 from spotkit.errors import SpotkitError
 
 __all__ = ["add_portal_parser", "cmd_portal", "portal_notebook", "voila_command"]
@@ -38,26 +38,6 @@ def portal_notebook() -> Path:
     """The read-only portal notebook shipped with spotkit (what Voila shows)."""
     # beside spotkit.widgets (not imported: it is not needed to serve the notebook)
     return Path(__file__).resolve().parents[1] / "widgets" / "portal.ipynb"
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return port
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
 
 
 def add_portal_parser(sub, common) -> None:
@@ -84,7 +64,7 @@ def add_portal_parser(sub, common) -> None:
     p.add_argument("--auth-database", default=None,
                    help="with --config: SQLAlchemy URL of the API-key database (default: as "
                    "`spotkit serve`)")
-    p.add_argument("--refresh", type=_seconds, default=5.0,
+    p.add_argument("--refresh", type=_seconds(zero_ok=False, example="5"), default=5.0,
                    help="seconds between refreshes (default: %(default)s)")
     p.set_defaults(func=cmd_portal)
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from spotkit.cli._output import _out, _table
+from spotkit.cli._types import _port
 from spotkit.errors import SpotkitError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -23,16 +24,6 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a duration; write e.g. 90d, 12h, 30m or 3600 (seconds)")
     return float(match.group(1)) * _UNIT[match.group(2)]
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return port
 
 
 def _serve_module():

@@ -31,6 +31,17 @@ def _whole(minimum: int, example: str):
     return parse
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return port
+
+
 def _seconds(*, zero_ok: bool, example: str):
     """argparse type: a finite number of seconds, > 0 (or >= 0 with ``zero_ok``)."""
 
