@@ -70,6 +70,11 @@ TIME_FORMS = ("an ISO date or time (2026-01-31, 2026-01-31T13:30, 2026-01-31T13:
               "as 30m, 2h, 7d, 2w (also '3 days' or '3 days ago')")
 
 
+def _now() -> dt.datetime:
+    """The current UTC time (one place, so tests can hold the clock still)."""
+    return dt.datetime.now(dt.UTC)
+
+
 def _when(*, end: bool):
     """argparse type for ``--since`` (``end=False``) and ``--until`` (``end=True``).
 
@@ -79,7 +84,7 @@ def _when(*, end: bool):
 
     def parse(text: str):
         word = text.strip().lower()
-        now = dt.datetime.now(dt.UTC)
+        now = _now()
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         if word == "now":
             return now

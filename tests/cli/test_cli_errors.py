@@ -180,13 +180,17 @@ def test_relative_times():
     assert since("2026-01-31T13:30+01:00") == "2026-01-31T13:30+01:00"
 
 
-def test_search_since_yesterday_finds_todays_scan_only(tmp_path, tiny_tomo, capsys):
+def test_search_since_yesterday_finds_todays_scan_only(tmp_path, tiny_tomo, capsys,
+                                                     monkeypatch):
     from spotkit.sim import simulate_tomo_scan
 
+    # the clock held at mid-day: between 00:00 and 01:00 UTC a scan taken an hour ago
+    # really is yesterday's (CI ran into exactly that)
+    noon = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr("spotkit.cli._types._now", lambda: noon)
     recent = tmp_path / "recent.h5"
     simulate_tomo_scan(recent, shape=(16, 2, 32), n_flats=1, n_darks=1, seed=3,
-                       sample="fresh", start_time=dt.datetime.now(dt.UTC)
-                       - dt.timedelta(hours=1))
+                       sample="fresh", start_time=noon - dt.timedelta(hours=1))
     db = str(tmp_path / "cat.db")
     assert main(["--catalog", db, "-q", "ingest", str(recent), str(tiny_tomo[0])]) == 0
     capsys.readouterr()
