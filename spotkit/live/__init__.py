@@ -1,0 +1,1 @@
+"""Real time: reduce and judge frames while the detector writes them (``spotkit live``)."""
