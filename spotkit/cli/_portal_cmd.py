@@ -163,6 +163,22 @@ def _key_settings(args, env: dict[str, str], catalog: str) -> str:
             "`spotkit serve` API key: ?api_key=KEY")
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """Ask Linux to SIGTERM this (Voila) process when its parent dies, even by SIGKILL.
+
+    Without it a ``spotkit portal --serve`` killed with SIGKILL leaves Voila (and its
+    kernels) serving on the port; SIGTERM lets Voila shut its kernels down. Elsewhere
+    (no prctl) it does nothing.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()  # Voila shuts its kernels down on SIGTERM
     try:
@@ -230,7 +246,9 @@ def cmd_portal(args) -> int:
         _out(f"spotkit portal (read-only): http://{shown}:{args.port}/?token={token}  "
              f"(catalog {catalog}{keys}). Ctrl-C stops it.")
         cmd = voila_command(notebook, host=args.host, port=args.port, token=token)
-        proc = subprocess.Popen(cmd, env=env, cwd=notebook.parent)
+        linux = sys.platform.startswith("linux")
+        proc = subprocess.Popen(cmd, env=env, cwd=notebook.parent,
+                                preexec_fn=_die_with_parent if linux else None)
         with _sigterm_as_interrupt():
             try:
                 code = proc.wait()

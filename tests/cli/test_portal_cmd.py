@@ -6,6 +6,12 @@ The served page itself is driven by Chromium in tests/browser/test_portal_browse
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +138,28 @@ def test_the_identity_provider_takes_the_token_or_a_staff_key(tmp_path, monkeypa
     assert user() is None
     monkeypatch.delenv(KEYS_DB_ENV)
     assert user(api_key=alice) is None                    # no --config: keys not taken
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_voila_does_not_outlive_a_sigkilled_command():
+    """The child (Voila in `spotkit portal --serve`) gets SIGTERM when its parent is
+    SIGKILLed: nothing keeps serving on the port without the command."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess\n"
+         "from spotkit.cli._portal_cmd import _die_with_parent\n"
+         "p = subprocess.Popen(['sleep', '60'], preexec_fn=_die_with_parent)\n"
+         "print(p.pid, flush=True)\n"
+         "p.wait()\n"],
+        stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists():
+        state = Path(f"/proc/{child}/stat").read_text().split()[2] if Path(
+            f"/proc/{child}/stat").exists() else "X"
+        if state == "Z":  # ended, waiting for init to reap it
+            break
+        assert time.monotonic() < deadline, "the child outlived its SIGKILLed parent"
+        time.sleep(0.05)  # polling until the kernel delivers SIGTERM
