@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from spotkit.cli._catalog_cmds import _catalog
+from spotkit.cli._monitor_beamtime import _beamtime
 from spotkit.cli._output import _counts_table, _one_line, _out, _table, _terminal_width
 from spotkit.errors import SpotkitError
 
@@ -42,6 +43,10 @@ def cmd_watch(args) -> int:
     from spotkit.flows import Watcher, load_rules, start_monitor
 
     _check_watch_paths(args)
+    try:
+        schedule = _beamtime(args)
+    except ValueError as exc:  # a window or file the schedule cannot read: before any work
+        raise SpotkitError(str(exc)) from None
     rules = load_rules(args.rules)
     watcher = Watcher(args.inboxes, catalog=_catalog(args, create=True), rules=rules,
                       warehouse=args.warehouse, poll=args.poll, settle=args.settle,
@@ -49,7 +54,7 @@ def cmd_watch(args) -> int:
                       cell_timeout=args.cell_timeout, inotify=False if args.no_inotify else None)
     port = getattr(args, "metrics_port", None)
     try:  # the rules' alerts, and the metrics endpoint: in a thread beside the watcher
-        monitor = start_monitor(watcher, metrics_port=port,
+        monitor = start_monitor(watcher, metrics_port=port, schedule=schedule,
                                 metrics_host=getattr(args, "metrics_host", "127.0.0.1"))
     except (OSError, ValueError) as exc:  # port taken or out of range
         watcher.close()

@@ -47,6 +47,7 @@ from spotkit.cli._flow_cmds import (
     cmd_status,
     cmd_watch,
 )
+from spotkit.cli._monitor_beamtime import _add_beamtime_arguments
 from spotkit.cli._monitor_cmds import add_monitor_parser
 from spotkit.cli._output import (
     DEFAULT_WIDTH,
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics on this port (the rules' alerts run anyway)")
     w.add_argument("--metrics-host", default="127.0.0.1",
                    help="address for --metrics-port (0.0.0.0: all; default: %(default)s)")
+    _add_beamtime_arguments(w, scoped=False)
     w.set_defaults(func=cmd_watch)
 
     st = sub.add_parser("status", parents=common,

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 __all__: list[str] = []
+
+
+def _add_beamtime_arguments(parser: Any, *, scoped: bool) -> None:
+    """``--beamtime`` and ``--beamtime-file`` (``spotkit monitor missing``, ``spotkit watch``).
+
+    ``scoped``: the command has ``--beamline``, and a window without ``BEAMLINE=`` is its.
+    """
+    whose = ("is --beamline's, else every beamline's" if scoped else "is every beamline's")
+    parser.add_argument(
+        "--beamtime", action="append", default=[], metavar="[BEAMLINE=]START/END",
+        help="a beamtime window, ISO 8601 (no zone: UTC), e.g. "
+        f"2026-12-04T08:00Z/2026-12-04T20:00Z; repeat for more; a window without BEAMLINE= "
+        f"{whose}. Outside beamtime a silent beamline is expected and the nights between "
+        "windows are not part of its cadence (default: always in beamtime)")
+    parser.add_argument(
+        "--beamtime-file", type=Path, metavar="PATH",
+        help="beamtime windows from a file: YAML {beamline: [START/END, ...]} ('*': every "
+        "beamline), a list of windows, or one [BEAMLINE=]START/END per line")
 
 
 def _beamtime(args) -> Any:
@@ -14,7 +33,8 @@ def _beamtime(args) -> Any:
 
     if not args.beamtime and args.beamtime_file is None:
         return None
-    return Schedule.parse(args.beamtime, path=args.beamtime_file, beamline=args.beamline)
+    return Schedule.parse(args.beamtime, path=args.beamtime_file,
+                          beamline=getattr(args, "beamline", None))
 
 
 def _windows_json(schedule: Any,

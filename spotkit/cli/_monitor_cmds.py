@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from spotkit.cli._catalog_cmds import _catalog
-from spotkit.cli._monitor_beamtime import _beamtime, _beamtime_line, _windows_json
+from spotkit.cli._monitor_beamtime import (
+    _add_beamtime_arguments,
+    _beamtime,
+    _beamtime_line,
+    _windows_json,
+)
 from spotkit.cli._output import _out, _table, _terminal_width
 from spotkit.cli._types import _when, _whole
 
@@ -209,16 +214,7 @@ def _add_find_parsers(msub, common) -> None:
     m.add_argument("--rules", type=Path, metavar="PATH",
                    help="rules.yaml: check that each dataset has the products its rules "
                    "promise (skipped without it)")
-    m.add_argument("--beamtime", action="append", default=[], metavar="[BEAMLINE=]START/END",
-                   help="a beamtime window, ISO 8601 (no zone: UTC), e.g. "
-                   "2026-12-04T08:00Z/2026-12-04T20:00Z; repeat for more; a window without "
-                   "BEAMLINE= is --beamline's, else every beamline's. Outside beamtime a "
-                   "silent beamline is expected and the nights between windows are not part "
-                   "of its cadence (default: always in beamtime)")
-    m.add_argument("--beamtime-file", type=Path, metavar="PATH",
-                   help="beamtime windows from a file: YAML {beamline: [START/END, ...]} "
-                   "('*': every beamline), a list of windows, or one [BEAMLINE=]START/END "
-                   "per line")
+    _add_beamtime_arguments(m, scoped=True)
     m.add_argument("--json", action="store_true", help="print JSON")
     m.add_argument("--wide", action="store_true", help="full messages, not fitted to the terminal")
     m.set_defaults(func=cmd_monitor_missing)

@@ -151,6 +151,42 @@ def test_watch_missing_rules_or_warehouse_folder(tmp_path, capsys):
     assert _tree(tmp_path) == ["inbox", "rules.yaml"]
 
 
+def test_watch_takes_beamtime_windows_and_refuses_bad_ones_before_any_work(tmp_path, capsys,
+                                                                          monkeypatch):
+    """``spotkit watch --beamtime``: the monitor beside the watcher gets the windows (outside
+    them a quiet beamline is expected); a window it cannot read is one paragraph, no catalog."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "rules.yaml").write_text(
+        "targets: {local: {kind: local, max_workers: 1}}\nrules:\n"
+        "  - {name: recon, match: {kind: tomo/raw}, actions: [{name: q, "
+        "notebook: tomo_quicklook, target: local}]}\n")
+    base = ["--catalog", str(tmp_path / "cat.db"), "-q", "watch", str(inbox), "--once",
+            "--rules", str(tmp_path / "rules.yaml"), "--warehouse", str(tmp_path),
+            "--settle", "0", "--no-inotify"]
+    assert main([*base, "--beamtime", "2026-12-04T08:00/soon"]) == 1
+    err = capsys.readouterr().err
+    _one_paragraph(err)
+    assert "soon" in err
+    assert not (tmp_path / "cat.db").exists()
+
+    seen = {}
+
+    def start_monitor(watcher, **options):
+        seen.update(options)
+
+    monkeypatch.setattr("spotkit.flows.start_monitor", start_monitor)
+    assert main([*base, "--beamtime", "8.3.2=2026-12-04T08:00Z/2026-12-04T20:00Z",
+                 "--beamtime", "2026-12-05T08:00Z/2026-12-05T20:00Z"]) == 0
+    schedule = seen["schedule"]
+    assert sorted(schedule.windows) == ["*", "8.3.2"]
+    t = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC).timestamp()
+    assert schedule.active("8.3.2", t)
+    assert not schedule.active("7.3.3", t)
+    assert main(base) == 0  # no windows: always in beamtime
+    assert seen["schedule"] is None
+
+
 def test_invalid_rules_file_is_one_paragraph_and_creates_no_catalog(tmp_path, capsys):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
