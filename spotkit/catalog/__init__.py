@@ -27,6 +27,8 @@ True
 from spotkit.catalog._backend import database_errors, mask_url
 from spotkit.catalog._catalog import Catalog, open_catalog
 from spotkit.catalog._dataset import Dataset, Provenance
+from spotkit.catalog._live import LIVE_ENDED_STATES
+from spotkit.catalog._live_point import LIVE_KINDS, LivePoint
 from spotkit.catalog._overview import DatasetOverview, LineageGraph, Preview, dataset_overview
 from spotkit.catalog._pages import DatasetPage, PageKey, search_page
 from spotkit.catalog._records import FileRecord, Run
@@ -42,6 +44,8 @@ from spotkit.catalog._schema import connect as connect_database
 from spotkit.catalog._search import SearchResult
 
 __all__ = [
+    "LIVE_ENDED_STATES",
+    "LIVE_KINDS",
     "SCHEMA_VERSION",
     "Catalog",
     "Dataset",
@@ -49,6 +53,7 @@ __all__ = [
     "DatasetPage",
     "FileRecord",
     "LineageGraph",
+    "LivePoint",
     "PageKey",
     "Preview",
     "Provenance",

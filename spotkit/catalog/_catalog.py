@@ -21,6 +21,7 @@ from spotkit.catalog._derived import DerivedMixin
 from spotkit.catalog._files import absolute
 from spotkit.catalog._find import SearchMixin
 from spotkit.catalog._ingest import IngestMixin
+from spotkit.catalog._live import LiveMixin
 from spotkit.catalog._marks import MarksMixin
 from spotkit.catalog._replicas import ReplicaMixin
 from spotkit.catalog._runs import RunsMixin
@@ -46,7 +47,7 @@ def _require_tables(url: str) -> None:
 
 logger = logging.getLogger(__name__)
 class Catalog(IngestMixin, RunsMixin, DerivedMixin, MarksMixin, SearchMixin, ReplicaMixin,
-              CatalogCore):
+              LiveMixin, CatalogCore):
     """The spotkit dataset catalog with provenance, stored in one SQLite file or in a
     PostgreSQL database.
 

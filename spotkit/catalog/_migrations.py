@@ -19,6 +19,7 @@ from spotkit.catalog._tables import (
     _PG_DOC_INDEX,
     _add_pg_doc,
     _create_extension_tables,
+    _create_live_tables,
     _create_mark_tables,
     _create_replica_tables,
     _pg_search_indexes,
@@ -186,3 +187,15 @@ def _v6_to_v7(conn: Any) -> None:
 
 
 MIGRATIONS[6] = _v6_to_v7
+
+
+def _v7_to_v8(conn: Any) -> None:
+    """The live store: ``live_points`` (a series' per-frame features, changes, fits and
+    decisions while it is written) and ``live_status`` (how far ``spotkit live`` is).
+
+    Only new tables, on both databases: existing rows are kept as they are.
+    """
+    _create_live_tables(conn)
+
+
+MIGRATIONS[7] = _v7_to_v8

@@ -39,6 +39,7 @@ from spotkit.catalog._tables import (
     _TABLES,
     _add_pg_doc,
     _create_extension_tables,
+    _create_live_tables,
     _create_mark_tables,
     _create_replica_tables,
     _postgres_ddl,  # noqa: F401 (re-exported: tests translate DDL with it)
@@ -64,7 +65,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7  #: version of the schema this spotkit writes
+SCHEMA_VERSION = 8  #: version of the schema this spotkit writes
 BUSY_TIMEOUT_MS = 30_000  #: how long a writer waits for another process's write lock
 CACHE_KIB = 65_536  #: page cache per connection (SQLite's default is 2 MiB)
 
@@ -92,6 +93,7 @@ def _create(conn: Any) -> None:
                      "FOREIGN KEY (run_id) REFERENCES runs(id)")
         _create_mark_tables(conn)
         _create_replica_tables(conn)
+        _create_live_tables(conn)
         _create_extension_tables(conn)
         _add_pg_doc(conn)
         conn.execute(_PG_DOC_INDEX)
@@ -101,6 +103,7 @@ def _create(conn: Any) -> None:
             conn.execute(statement)
     _create_mark_tables(conn)
     _create_replica_tables(conn)
+    _create_live_tables(conn)
     _create_extension_tables(conn)
     if fts5_available():
         conn.execute(_FTS)

@@ -156,6 +156,40 @@ def _create_replica_tables(conn: Any) -> None:
     run_ddl(conn, _REPLICA_TABLES)
 
 
+# The live store (``spotkit live``): one row per (series, kind, frame) - a frame's features,
+# a confirmed change, a model fit, a decision - with ``seq``, the series' change number (a
+# row written or replaced gets the next one, inside the write lock, so watchers poll
+# "seq > the last I saw" from an index); and each live series' status (written, done,
+# behind...), replaced about once a second. Schema 8.
+_LIVE_TABLES = """
+CREATE TABLE IF NOT EXISTS live_points (
+    dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    frame       INTEGER NOT NULL CHECK (frame >= 0),
+    seq         INTEGER NOT NULL,
+    payload     TEXT NOT NULL DEFAULT '{}',
+    time_s      REAL,
+    written_at  REAL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (dataset_id, kind, frame)
+);
+CREATE INDEX IF NOT EXISTS live_points_frame ON live_points (dataset_id, frame, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS live_points_seq ON live_points (dataset_id, seq);
+CREATE TABLE IF NOT EXISTS live_status (
+    dataset_id TEXT PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE,
+    active     INTEGER NOT NULL DEFAULT 1,
+    fields     TEXT NOT NULL DEFAULT '{}',
+    started_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS live_status_active ON live_status (active, updated_at);
+"""
+
+
+def _create_live_tables(conn: Any) -> None:
+    run_ddl(conn, _LIVE_TABLES)
+
+
 # ``datasets.id`` is the key every other table refers to. ``seq`` is only the rowid, made
 # explicit so that VACUUM never renumbers it: the FTS index is keyed by it.
 _TABLES = """
