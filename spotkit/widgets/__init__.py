@@ -7,12 +7,16 @@
   frame with the detected onsets, and for the selected frame its image, spatial change map
   and I(q) (:mod:`spotkit.change`);
 - :class:`ChangeTimelineModel` — the same series, onsets, maps and selection in plain Python;
+- :class:`LiveTimeline` — a series while ``spotkit live`` records it: features with the
+  onsets and flagged frames, fitted parameters with error bars, how far behind, the latest
+  I(q) with the fit curve, redrawn from a background thread;
+- :class:`LiveTimelineModel` — the same growing series in plain Python;
 - :class:`CenterFinder` — pick the centre of rotation by eye: a slider over the slices
   reconstructed at candidate centres (:func:`spotkit.tomo.center_sweep`), their score and
   the automatic estimate, and a "Use this centre" button;
 - :class:`CenterFinderModel` — the same candidates, slices, scores and choice in plain Python;
-- :func:`portal` / :class:`Portal` — one dashboard (tabs for data, viewers, flow, jobs and
-  monitor) refreshed in a background thread; :data:`PANELS` names its panels.
+- :func:`portal` / :class:`Portal` — one dashboard (tabs for data, viewers, flow, jobs,
+  monitor and live series) refreshed in a background thread; :data:`PANELS` names its panels.
 
 ipywidgets is an optional dependency (``pip install "spotkit[lab]"``): it is imported when
 a :class:`JobMonitor` or a :class:`ChangeTimeline` is made, and :class:`CenterFinder` (with
@@ -52,6 +56,10 @@ __all__ = [
     "JobMonitorModel",
     "JobsPanel",
     "JobsPanelModel",
+    "LivePanel",
+    "LivePanelModel",
+    "LiveTimeline",
+    "LiveTimelineModel",
     "MonitorPanel",
     "MonitorPanelModel",
     "Portal",
@@ -82,6 +90,11 @@ _LAZY = {
     "JobsPanelModel": "spotkit.widgets._portal_jobs_model",
     "MonitorPanel": "spotkit.widgets._portal_monitor",
     "MonitorPanelModel": "spotkit.widgets._portal_monitor_model",
+    "LivePanel": "spotkit.widgets._portal_live",
+    "LivePanelModel": "spotkit.widgets._portal_live_model",
+    # a live series (spotkit.live) as it is recorded
+    "LiveTimeline": "spotkit.widgets._live_timeline",
+    "LiveTimelineModel": "spotkit.widgets._live_timeline_model",
     **dict.fromkeys(("PANELS", "Portal", "PortalPanelWarning", "portal"),
                     "spotkit.widgets._portal"),
 }

@@ -56,6 +56,7 @@ PANELS = {
     "flow": "spotkit.widgets._portal_flow:FlowPanel",
     "jobs": "spotkit.widgets._portal_jobs:JobsPanel",
     "monitor": "spotkit.widgets._portal_monitor:MonitorPanel",
+    "live": "spotkit.widgets._portal_live:LivePanel",
 }
 
 _PROTOCOL = ("title", "widget", "fetch", "apply", "close")
@@ -517,8 +518,9 @@ def portal(catalog: Any = None, *, readonly: bool = False, refresh: float = 5.0,
     """Open the portal: browse, inspect, watch and act on the catalog from JupyterLab.
 
     Tabs: Data (search and inspect datasets), Viewers (slices, I(q), centre), Flow (the
-    watcher's rules and parked items), Jobs (batch jobs) and Monitor (turnaround, metrics,
-    quality), refreshed every ``refresh`` seconds in the background. See :class:`Portal`.
+    watcher's rules and parked items), Jobs (batch jobs), Monitor (turnaround, metrics,
+    quality) and Live (the series ``spotkit live`` follows, each with its live timeline),
+    refreshed every ``refresh`` seconds in the background. See :class:`Portal`.
 
     Parameters
     ----------

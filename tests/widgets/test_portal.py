@@ -270,7 +270,7 @@ def test_a_default_panel_that_cannot_load_is_left_out_with_a_warning(cat, monkey
     with p:
         assert [type(x).__name__ for x in p.panels] == ["Counter"]
         assert "left out: gone: ModuleNotFoundError" in p.status.value
-    assert set(PANELS) == {"data", "viewers", "flow", "jobs", "monitor"}
+    assert set(PANELS) == {"data", "viewers", "flow", "jobs", "monitor", "live"}
 
 
 def test_a_catalog_path_is_opened_and_closed_by_the_portal(tmp_path):

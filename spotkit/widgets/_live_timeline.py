@@ -1,0 +1,344 @@
+"""Watch a series while ``spotkit live`` records it: features, onsets, fits and status.
+
+Three collaborators behind :class:`LiveTimeline`, as for
+:class:`~spotkit.widgets.ChangeTimeline`:
+
+- :class:`~spotkit.widgets.LiveTimelineModel` (:mod:`spotkit.widgets._live_timeline_model`)
+  reads what is new in the catalog and holds the growing series, in plain Python;
+- :class:`~spotkit.widgets._live_timeline_plots.LivePlots` draws the timeline and the latest
+  I(q) with matplotlib's Agg canvas, as PNG bytes;
+- :class:`LiveTimeline` (here) lays them out with ipywidgets and keeps them current from a
+  background thread, so the kernel stays free.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from typing import Any
+
+from spotkit.widgets._live_timeline_model import LiveTimelineModel, LiveUpdate
+from spotkit.widgets._live_timeline_plots import LivePlots
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LiveTimeline", "LiveTimelineModel"]
+
+_LAB_EXTRA = 'pip install "spotkit[lab]"'
+_RED, _GREEN = "#cf222e", "#1a7f37"
+_NONE = "(none)"
+
+
+def _ipywidgets():
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise ImportError(
+            f"spotkit.widgets.LiveTimeline needs ipywidgets; install it with {_LAB_EXTRA} "
+            "(LiveTimelineModel works without it)"
+        ) from exc
+    return ipywidgets
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fit_html(latest: tuple[str, int, dict] | None) -> str:
+    """The newest fit as one line: ``sphere at frame 80: radius = 52.1 ± 0.4 · chi2 = 1.1``.
+
+    Examples
+    --------
+    >>> fit_html(("sphere", 80, {"radius": 52.08, "radius_err": 0.41, "chi2": 1.07}))
+    '<b>sphere</b> at frame 80: radius = 52.08 ± 0.41 &middot; χ² = 1.07'
+    """
+    if latest is None:
+        return "<i>no model fit yet</i>"
+    model, frame, values = latest
+    parts = []
+    for k, v in values.items():
+        if k.endswith("_err") or k in ("chi2",) or v is None or isinstance(v, bool):
+            continue
+        err = values.get(f"{k}_err")
+        text = f"{html.escape(k)} = {html.escape(_fmt(v))}"
+        if isinstance(err, int | float) and err == err:
+            text += f" ± {_fmt(float(err))}"
+        parts.append(text)
+    if values.get("chi2") is not None:
+        parts.append(f"χ² = {_fmt(values['chi2'])}")
+    return f"<b>{html.escape(model)}</b> at frame {frame}: " + " &middot; ".join(parts)
+
+
+def decisions_html(decisions: list[dict], *, limit: int = 8) -> str:
+    """The newest decisions (frame, action, reason), newest first, as an HTML list."""
+    if not decisions:
+        return "<i>no decision yet</i>"
+    rows = []
+    for d in reversed(decisions[-limit:]):
+        what = d.get("action") or d.get("trigger") or "decision"
+        reason = d.get("reason") or ""
+        rows.append(f"<li>frame {d['frame']}: <b>{html.escape(str(what))}</b> "
+                    f"{html.escape(str(reason))}</li>")
+    return f'<ul style="margin:0">{"".join(rows)}</ul>'
+
+
+class LiveTimeline:
+    """A series as ``spotkit live`` records it, redrawn as frames land.
+
+    Shows the live status ("behind by N frames", frames/s, latency), a feature (dropdown)
+    against frame with the confirmed onsets and the flagged frames, below it on the same
+    frame axis a fitted model parameter (dropdowns) with its error bars, the newest fit's
+    values, the latest I(q) with the fit curve, and the recent decisions. A daemon thread
+    polls the catalog every ``refresh`` seconds (:meth:`LiveTimelineModel.start`) and redraws
+    only when something new came; the kernel is never blocked.
+
+    Parameters
+    ----------
+    catalog : Catalog, path-like or LiveTimelineModel
+        The catalog ``spotkit live`` records into (or where it is), or a model made already
+        (then leave ``dataset_id`` out).
+    dataset_id : str
+        The live series.
+    refresh : float
+        Seconds between two polls.
+    feature : str, optional
+        Feature shown first (default: the first change's feature, else ``"difference"``).
+    autostart : bool
+        Start polling at once (else :meth:`start`, or :meth:`refresh` by hand).
+    dpi : int
+        Resolution of the plots.
+    profile_log : ProfileLog or path-like, optional
+        Where the series' I(q) are (default: from the live status).
+
+    Attributes
+    ----------
+    model : LiveTimelineModel
+    widget : ipywidgets.VBox
+    status, feature_dropdown, model_dropdown, parameter_dropdown, timeline, profile, fit,
+    decisions, error
+        The parts, for notebooks and tests to drive.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import LivePoint, open_catalog
+    >>> from spotkit.widgets import LiveTimeline
+    >>> cat = open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+    >>> view = LiveTimeline(cat, "series-1", autostart=False)
+    >>> view.model.ingest([LivePoint(frame=k, kind="features", values={"difference": 1.0})
+    ...                    for k in range(4)])
+    4
+    >>> view.render()
+    >>> view.feature_dropdown.options
+    ('difference',)
+    >>> view                        # displays the widget in JupyterLab   # doctest: +SKIP
+    >>> view.close(); cat.close()
+    """
+
+    def __init__(self, catalog: Any, dataset_id: str | None = None, *, refresh: float = 0.5,
+                 feature: str | None = None, autostart: bool = True, dpi: int = 80,
+                 profile_log: Any = None):
+        w = _ipywidgets()
+        if not refresh > 0:
+            raise ValueError(f"refresh must be > 0 seconds, got {refresh!r}")
+        if not isinstance(dpi, int) or dpi < 20:
+            raise ValueError(f"dpi must be an integer >= 20, got {dpi!r}")
+        self._opened = None
+        if isinstance(catalog, LiveTimelineModel):
+            if dataset_id is not None or profile_log is not None:
+                raise ValueError("a LiveTimelineModel knows its series already; leave "
+                                 "dataset_id and profile_log out")
+            self.model = catalog
+        else:
+            if dataset_id is None:
+                raise ValueError("give the live series: LiveTimeline(catalog, dataset_id)")
+            if not hasattr(catalog, "live_points"):
+                from spotkit.catalog import open_catalog
+
+                catalog = self._opened = open_catalog(catalog, create=False)
+            self.model = LiveTimelineModel(catalog, dataset_id, profile_log=profile_log)
+        self.interval = float(refresh)
+        self._w = w
+        self._plots = LivePlots(self.model, dpi=dpi)
+        self._render_lock = threading.Lock()
+        self._feature = feature
+        self._closed = False
+        self.renders = 0
+        self._build()
+        if autostart:
+            self.start()
+        else:
+            self.render()
+
+    # -- building -----------------------------------------------------------------------
+
+    def _build(self) -> None:
+        w = self._w
+        self.status = w.HTML()
+        self.status.add_class("spotkit-lt-status")
+        self.feature_dropdown = w.Dropdown(options=[], description="feature",
+                                           layout=w.Layout(width="16em"))
+        self.model_dropdown = w.Dropdown(options=[], description="fit",
+                                         layout=w.Layout(width="16em"))
+        self.parameter_dropdown = w.Dropdown(options=[], description="parameter",
+                                             layout=w.Layout(width="16em"))
+        for dd in (self.feature_dropdown, self.model_dropdown, self.parameter_dropdown):
+            dd.observe(self._chosen, names="value")
+        self.timeline = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.timeline.add_class("spotkit-lt-timeline")
+        self.profile = w.Image(format="png", layout=w.Layout(max_width="45%"))
+        self.profile.add_class("spotkit-lt-profile")
+        self.fit = w.HTML()
+        self.fit.add_class("spotkit-lt-fit")
+        self.decisions = w.HTML()
+        self.decisions.add_class("spotkit-lt-decisions")
+        self.error = w.HTML()
+        side = w.VBox([w.HTML("<b>Newest fit</b>"), self.fit, w.HTML("<b>Decisions</b>"),
+                       self.decisions], layout=w.Layout(width="50%", padding="0 0 0 1em"))
+        self.widget = w.VBox([
+            w.HTML(f"<b>live: {html.escape(self.model.dataset_id)}</b>"),
+            self.status,
+            w.HBox([self.feature_dropdown, self.model_dropdown, self.parameter_dropdown]),
+            self.timeline,
+            w.HBox([self.profile, side], layout=w.Layout(align_items="flex-start")),
+            self.error,
+        ])
+        self.widget.add_class("spotkit-live-timeline")
+
+    # -- choices --------------------------------------------------------------------------
+
+    def _chosen(self, change: dict) -> None:
+        if getattr(self, "_syncing", False):
+            return
+        if change["owner"] is self.model_dropdown:
+            self._sync_parameters()
+        self.render()
+
+    def _sync_options(self) -> None:
+        """Dropdowns follow what the model holds (new features, models, parameters)."""
+        self._syncing = True
+        try:
+            m = self.model
+            names = m.feature_names
+            if list(self.feature_dropdown.options) != names:
+                current = self.feature_dropdown.value or self._feature or m.default_feature
+                self.feature_dropdown.options = names
+                self.feature_dropdown.value = current if current in names else (
+                    m.default_feature if names else None)
+            models = m.fit_models
+            if list(self.model_dropdown.options) != models:
+                current = self.model_dropdown.value
+                self.model_dropdown.options = models
+                self.model_dropdown.value = current if current in models else (
+                    models[0] if models else None)
+            self._sync_parameters()
+        finally:
+            self._syncing = False
+
+    def _sync_parameters(self) -> None:
+        model = self.model_dropdown.value
+        params = self.model.fit_parameters(model) if model else []
+        if list(self.parameter_dropdown.options) != params:
+            current = self.parameter_dropdown.value
+            was, self._syncing = getattr(self, "_syncing", False), True
+            try:
+                self.parameter_dropdown.options = params
+                self.parameter_dropdown.value = current if current in params else (
+                    params[0] if params else None)
+            finally:
+                self._syncing = was
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def render(self) -> None:
+        """Redraw everything from the model (no I/O: :meth:`LiveTimelineModel.fetch` read
+        it all, the latest I(q) included)."""
+        with self._render_lock:
+            if self._closed:
+                return
+            t0 = time.perf_counter()
+            m = self.model
+            self._sync_options()
+            self.status.value = self._status_html()
+            model, param = self.model_dropdown.value, self.parameter_dropdown.value
+            self.timeline.value = self._plots.timeline_png(
+                self.feature_dropdown.value, (model, param) if model and param else None)
+            latest = m.latest_fit(model)
+            self.fit.value = fit_html(latest)
+            profile = m.latest_profile
+            curve = m.fit_curve(profile, latest) if profile is not None and latest else None
+            self.profile.value = self._plots.profile_png(
+                profile, curve, label=f"{latest[0]} fit (frame {latest[1]})" if latest
+                else "fit")
+            self.decisions.value = decisions_html(m.decisions)
+            error = m.error
+            self.error.value = ("" if error is None else
+                                f'<span style="color:{_RED}">{html.escape(error)}</span>')
+            self.renders += 1
+            logger.debug("live timeline rendered in %.3f s", time.perf_counter() - t0)
+
+    def _status_html(self) -> str:
+        m = self.model
+        behind = m.behind
+        colour = _RED if behind is not None and behind > 0 else _GREEN
+        return f'<span style="color:{colour}">{html.escape(m.status_text())}</span>'
+
+    def _on_update(self, update: LiveUpdate) -> None:
+        try:
+            if update.changed or self.renders == 0:
+                self.render()
+            else:  # nothing new: only the status line (its age) moves
+                text = self._status_html()
+                if self.status.value != text:
+                    self.status.value = text
+        except Exception as exc:  # the thread goes on; the view says why
+            logger.warning("live timeline: drawing failed: %s", exc)
+            self.error.value = (f'<span style="color:{_RED}">drawing failed: '
+                                f"{html.escape(f'{type(exc).__name__}: {exc}')}</span>")
+
+    # -- control --------------------------------------------------------------------------
+
+    def refresh(self) -> LiveUpdate:
+        """Read what is new and redraw, in the calling thread."""
+        update = self.model.fetch()
+        self.render()
+        return update
+
+    def start(self) -> None:
+        """Poll and redraw in the background every ``refresh`` seconds."""
+        self.model.start(self._on_update, interval=self.interval)
+
+    def stop(self) -> None:
+        """Stop polling (the view keeps what it shows)."""
+        self.model.stop()
+
+    @property
+    def running(self) -> bool:
+        """Polling in the background."""
+        return self.model.running
+
+    def wait(self, condition, timeout: float = 30.0) -> bool:
+        """Wait until ``condition(model)`` holds, then redraw (see
+        :meth:`LiveTimelineModel.wait`)."""
+        ok = self.model.wait(condition, timeout)
+        self.render()
+        return ok
+
+    def close(self) -> None:
+        """Stop polling and close the widgets (and the catalog if this view opened it)."""
+        self.model.stop()
+        with self._render_lock:
+            self._closed = True
+        self.widget.close()
+        if self._opened is not None:
+            self._opened.close()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<LiveTimeline: {self.model!r}>"

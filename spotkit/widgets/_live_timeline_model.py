@@ -1,0 +1,492 @@
+"""The plain-Python side of :class:`~spotkit.widgets.LiveTimeline`: a live series as it grows.
+
+:class:`LiveTimelineModel` follows one series that ``spotkit live`` (:mod:`spotkit.live`) is
+recording in the catalog. Each :meth:`~LiveTimelineModel.fetch` reads only what is new: the
+:class:`~spotkit.catalog.LivePoint` rows recorded since the last read (per-frame features,
+confirmed changes, model fits, decisions) and the series' live status; :meth:`ingest` adds
+points to the growing arrays (a point read twice is counted once). The latest I(q) is read
+from the series' :class:`~spotkit.live.ProfileLog` on demand. Nothing here imports ipywidgets
+or matplotlib, so it is tested without a browser; the plots are drawn by
+:mod:`spotkit.widgets._live_timeline_plots`, the widgets by
+:mod:`spotkit.widgets._live_timeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from spotkit.widgets._live_timeline_poll import LiveUpdate, Poller, number, status_text, steady
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LiveTimelineModel", "LiveUpdate", "status_text"]
+
+FEATURES = "features"
+EVENT = "event"
+DECISION = "decision"
+FIT = "fit:"
+_OTHER_KINDS = (EVENT, "fit", DECISION)  # families: "fit" selects every "fit:<model>"
+_SCORE = "score"
+#: feature values that are not features (the detector's own bookkeeping)
+_NOT_FEATURES = frozenset({"state", "flagged", "index", "frame"})
+#: how far back (in frames) the points of other kinds than features are read again: a fit or
+#: a decision is recorded for a frame after the features of later frames
+_LAG = 256
+#: values of a fit point that are not fitted parameters
+_NOT_PARAMETERS = frozenset({"chi2", "n_points", "q_unit", "elapsed_s", "method"})
+
+
+class LiveTimelineModel:
+    """A live series as it grows: features, onsets, flagged frames, fits, decisions, status.
+
+    Nothing here touches a widget: :class:`~spotkit.widgets.LiveTimeline` draws it. Call
+    :meth:`fetch` (or :meth:`start` a background poller) to read what is new; every value
+    comes from the catalog (written by :mod:`spotkit.live`), nothing is computed again.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The catalog ``spotkit live`` records into (SQLite or PostgreSQL).
+    dataset_id : str
+        The live series.
+    profile_log : ProfileLog or path-like, optional
+        Where the series' I(q) rows are (:class:`spotkit.live.ProfileLog`); default: the
+        one the live status names (``profile_log``), if any.
+    max_decisions : int
+        Decisions kept (the newest).
+
+    Attributes
+    ----------
+    catalog
+    dataset_id : str
+    status : dict or None
+        The live status read last.
+    decisions : list of dict
+        ``{"frame", **values}`` of each recorded decision (newest last).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import LivePoint, open_catalog
+    >>> cat = open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+    >>> model = LiveTimelineModel(cat, "series-1")
+    >>> model.ingest([LivePoint(frame=k, kind="features", values={"difference": 1.0 + k,
+    ...     "score": 0.5, "state": "watching"}) for k in range(3)])
+    3
+    >>> model.n_frames, model.feature("difference")[1]
+    (3, array([1., 2., 3.]))
+    >>> model.ingest([LivePoint(frame=5, kind="event", values={"onset": 2, "end": 4,
+    ...     "confidence": 0.9, "feature": "difference"})])
+    1
+    >>> model.onsets
+    (2,)
+    >>> cat.close()
+    """
+
+    def __init__(self, catalog: Any, dataset_id: str, *, profile_log: Any = None,
+                 max_decisions: int = 200):
+        if not isinstance(dataset_id, str) or not dataset_id.strip():
+            raise ValueError(f"dataset_id must be a dataset id (a non-empty string), not "
+                             f"{dataset_id!r}")
+        for method in ("live_points", "live_status"):
+            if not callable(getattr(catalog, method, None)):
+                raise TypeError(f"catalog must be a spotkit catalog with {method}() (from "
+                                f"spotkit.open_catalog), not {type(catalog).__name__}")
+        if int(max_decisions) != max_decisions or max_decisions < 1:
+            raise ValueError(f"max_decisions must be an integer >= 1, got {max_decisions!r}")
+        self.catalog = catalog
+        self.dataset_id = dataset_id
+        self.max_decisions = int(max_decisions)
+        self._profile_log = profile_log
+        self._lock = threading.RLock()
+        self._seen: set[tuple[int, str]] = set()
+        # features, frame by frame (in frame order; a late frame is inserted)
+        self._frames: list[int] = []
+        self._values: dict[str, list[float]] = {}
+        self._states: list[str | None] = []
+        self._flags: list[bool] = []
+        self.events: list[dict] = []
+        self._fits: dict[str, dict[int, dict[str, Any]]] = {}
+        self.decisions: list[dict] = []
+        self.status: dict | None = None
+        self._cursor = -1  # newest feature frame read
+        self._other = -1  # newest frame of any other kind read
+        self.version = 0  # bumped whenever something new came
+        self.latest_profile: Any = None  # I(q) of the newest frame, read by fetch
+        self._profile_frame: int | None = None
+        self._poller: Poller | None = None
+
+    def __repr__(self) -> str:
+        return (f"<LiveTimelineModel {self.dataset_id}: {len(self._frames)} frames, onsets "
+                f"{list(self.onsets)}, fits {self.fit_models}>")
+
+    # -- reading --------------------------------------------------------------------------
+
+    def fetch(self) -> LiveUpdate:
+        """Read what is new since the last fetch (two catalog queries and the status).
+
+        Returns
+        -------
+        LiveUpdate
+        """
+        t0 = time.perf_counter()
+        with self._lock:
+            since, other, version = self._cursor, self._other, self.version
+        points = list(self.catalog.live_points(self.dataset_id, since=since,
+                                               kinds=[FEATURES]))
+        # other kinds are read again a little further back: a fit or a decision about a
+        # frame is recorded after the features of later frames (seen ones are skipped)
+        back = max(-1, min(other, since) - _LAG)
+        points += self.catalog.live_points(self.dataset_id, since=back, kinds=_OTHER_KINDS)
+        status = self.catalog.live_status(self.dataset_id)
+        with self._lock:
+            new, kinds = self._ingest(points)
+            if steady(status) != steady(self.status):
+                if not new:
+                    self.version += 1
+            self.status = status
+            last = self.last_frame
+        if last is not None and last != self._profile_frame:
+            self._read_profile(last)
+        return LiveUpdate(new=new, changed=self.version != version, kinds=frozenset(kinds),
+                          status=status, at=time.time(), seconds=time.perf_counter() - t0)
+
+    def ingest(self, points: Iterable[Any]) -> int:
+        """Add points (:class:`~spotkit.catalog.LivePoint`); points seen already are skipped.
+
+        Returns
+        -------
+        int
+            How many were new.
+        """
+        with self._lock:
+            return self._ingest(points)[0]
+
+    def _ingest(self, points: Iterable[Any]) -> tuple[int, set[str]]:
+        new = 0
+        kinds: set[str] = set()
+        for p in points:
+            frame, kind = int(p.frame), str(p.kind)
+            key = (frame, kind)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            values = dict(p.values or {})
+            if kind == FEATURES:
+                self._add_features(frame, values)
+                self._cursor = max(self._cursor, frame)
+            else:
+                self._other = max(self._other, frame)
+                family, _, name = kind.partition(":")
+                if family == EVENT:
+                    self._add_event(frame, values)
+                elif family == "fit" and name:
+                    self._fits.setdefault(name, {})[frame] = values
+                elif family == DECISION:
+                    self.decisions.append({"frame": frame, "kind": kind, **values})
+                    self.decisions.sort(key=lambda d: d["frame"])
+                    del self.decisions[:-self.max_decisions]
+                else:
+                    logger.debug("live timeline: point kind %r not shown", kind)
+            new += 1
+            kinds.add(kind)
+        if new:
+            self.version += 1
+        return new, kinds
+
+    def _add_features(self, frame: int, values: dict) -> None:
+        at = len(self._frames)
+        if self._frames and frame < self._frames[-1]:  # late: keep the frames in order
+            at = int(np.searchsorted(self._frames, frame))
+        n = len(self._frames)
+        for name, value in values.items():
+            if name in _NOT_FEATURES or isinstance(value, str | bool) or (
+                    value is None and name not in self._values):
+                continue
+            if name not in self._values:  # a feature seen first now: nan before
+                self._values[name] = [math.nan] * n
+        for name, column in self._values.items():
+            column.insert(at, number(values.get(name)))
+        state = values.get("state")
+        self._states.insert(at, None if state is None else str(state))
+        flagged = values.get("flagged")
+        self._flags.insert(at, bool(flagged) if flagged is not None
+                           else state in ("alarm", "flagged"))
+        self._frames.insert(at, frame)
+
+    def _add_event(self, frame: int, values: dict) -> None:
+        onset = values.get("onset")
+        event = {"frame": frame, "onset": int(onset) if onset is not None else frame,
+                 "end": int(values["end"]) if values.get("end") is not None else None,
+                 "confidence": number(values.get("confidence")),
+                 "feature": values.get("feature")}
+        event.update({k: v for k, v in values.items() if k not in event})
+        self.events.append(event)
+        self.events.sort(key=lambda e: e["onset"])
+
+    # -- features -------------------------------------------------------------------------
+
+    @property
+    def frames(self) -> np.ndarray:
+        """Frames with features, in order."""
+        with self._lock:
+            return np.asarray(self._frames, dtype=np.int64)
+
+    @property
+    def n_frames(self) -> int:
+        """Newest frame with features + 1 (0 before the first)."""
+        with self._lock:
+            return self._frames[-1] + 1 if self._frames else 0
+
+    @property
+    def last_frame(self) -> int | None:
+        """The newest frame with features, or None."""
+        with self._lock:
+            return self._frames[-1] if self._frames else None
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names :meth:`feature` accepts (``"score"``, the detection score, last)."""
+        with self._lock:
+            names = [n for n in self._values if n != _SCORE]
+            return [*names, _SCORE] if _SCORE in self._values else names
+
+    @property
+    def default_feature(self) -> str | None:
+        """The feature to show first: the first change's feature, else ``"difference"``,
+        else the first one (None before any)."""
+        names = self.feature_names
+        for name in [e.get("feature") for e in self.events] + ["difference"]:
+            if name in names:
+                return name
+        return names[0] if names else None
+
+    def feature(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames, values)`` of one feature (nan where a frame lacks it).
+
+        Raises
+        ------
+        ValueError
+            For an unknown name (the message lists :attr:`feature_names`).
+        """
+        with self._lock:
+            if name not in self._values:
+                raise ValueError(f"unknown feature {name!r}; choose one of "
+                                 f"{self.feature_names or '(none recorded yet)'}")
+            return (np.asarray(self._frames, dtype=np.int64),
+                    np.asarray(self._values[name], dtype=np.float64))
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """Frames the detector flagged (inside a suspected or confirmed change)."""
+        with self._lock:
+            return np.asarray([f for f, flag in zip(self._frames, self._flags, strict=True)
+                               if flag], dtype=np.int64)
+
+    def state(self, frame: int) -> str | None:
+        """The detector's state at a frame (``"warmup"``, ``"watching"``...), or None."""
+        with self._lock:
+            i = int(np.searchsorted(self._frames, frame))
+            if i < len(self._frames) and self._frames[i] == frame:
+                return self._states[i]
+            return None
+
+    @property
+    def onsets(self) -> tuple[int, ...]:
+        """Onset frames of the confirmed changes, in order."""
+        with self._lock:
+            return tuple(e["onset"] for e in self.events)
+
+    # -- fits -----------------------------------------------------------------------------
+
+    @property
+    def fit_models(self) -> list[str]:
+        """Models with recorded fits (``"sphere"`` for points of kind ``"fit:sphere"``)."""
+        with self._lock:
+            return sorted(self._fits)
+
+    def fit_parameters(self, model: str) -> list[str]:
+        """The fitted parameters of a model (those with ``<name>_err`` first; not
+        ``chi2`` or the ``*_err`` columns themselves)."""
+        fits = self._model_fits(model)
+        names: dict[str, None] = {}
+        for values in fits.values():
+            for k, v in values.items():
+                if k.endswith("_err") or k in _NOT_PARAMETERS or \
+                        isinstance(v, str | bool) or v is None:
+                    continue
+                names[k] = None
+        keys = list(names)
+        with_err = [k for k in keys if any(f"{k}_err" in v for v in fits.values())]
+        return with_err + [k for k in keys if k not in with_err]
+
+    def _model_fits(self, model: str) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            if model not in self._fits:
+                raise ValueError(f"no fits of model {model!r} recorded; models with fits: "
+                                 f"{self.fit_models or '(none yet)'}")
+            return dict(self._fits[model])
+
+    def fit(self, model: str, parameter: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(frames, values, errors)`` of one fitted parameter (errors nan when unknown).
+
+        Raises
+        ------
+        ValueError
+            For a model without fits or an unknown parameter (the message lists them).
+        """
+        fits = self._model_fits(model)
+        names = self.fit_parameters(model)
+        if parameter not in names and parameter != "chi2":
+            raise ValueError(f"unknown parameter {parameter!r} of model {model!r}; choose one "
+                             f"of {names}")
+        frames = sorted(fits)
+        return (np.asarray(frames, dtype=np.int64),
+                np.asarray([number(fits[f].get(parameter)) for f in frames]),
+                np.asarray([number(fits[f].get(f"{parameter}_err")) for f in frames]))
+
+    def latest_fit(self, model: str | None = None) -> tuple[str, int, dict] | None:
+        """``(model, frame, values)`` of the newest fit (of ``model``, or of any), or None."""
+        with self._lock:
+            best: tuple[str, int, dict] | None = None
+            for name, fits in self._fits.items():
+                if (model is not None and name != model) or not fits:
+                    continue
+                frame = max(fits)
+                if best is None or frame > best[1]:
+                    best = (name, frame, dict(fits[frame]))
+            return best
+
+    # -- status and I(q) ------------------------------------------------------------------
+
+    def status_text(self, *, now: float | None = None) -> str:
+        """The status line (:func:`status_text`)."""
+        return status_text(self.status, last_frame=self.last_frame, now=now)
+
+    @property
+    def behind(self) -> int | None:
+        """Frames written but not done yet (from the status), or None."""
+        status = self.status or {}
+        return None if status.get("behind") is None else int(status["behind"])
+
+    def _log(self) -> Any:
+        log = self._profile_log
+        if log is None:
+            path = (self.status or {}).get("profile_log")
+            if not path:
+                return None
+            log = path
+        if not hasattr(log, "read"):
+            import spotkit.live
+
+            store = getattr(spotkit.live, "ProfileLog", None)
+            if store is None:  # spotkit.live without its store
+                return None
+            log = store.open(log) if hasattr(store, "open") else store(log)
+            self._profile_log = log
+        return log
+
+    def profile(self, frame: int | None = None) -> Any:
+        """I(q) of a frame (default: the newest with features) read from the series'
+        ProfileLog now, as an xarray Dataset (``intensity``, ``sigma`` on ``q``; attribute
+        ``frame``), or None when the series has no ProfileLog or the frame is not in it.
+        :meth:`fetch` keeps the newest one in :attr:`latest_profile`."""
+        frame = self.last_frame if frame is None else int(frame)
+        if frame is None:
+            return None
+        try:
+            log = self._log()
+            if log is None:
+                return None
+            ds = log.read(frames=[frame])
+        except (KeyError, IndexError, ValueError, OSError) as exc:
+            logger.debug("live timeline: no I(q) of frame %s: %s", frame, exc)
+            return None
+        fdim = "frame" if "frame" in ds.dims else None
+        if fdim is not None:
+            if ds.sizes[fdim] == 0:
+                return None
+            ds = ds.isel({fdim: -1})
+        return ds.assign_attrs(frame=frame)
+
+    def _read_profile(self, frame: int) -> None:
+        profile = self.profile(frame)
+        if profile is not None or self._log() is None:
+            with self._lock:
+                self.latest_profile = profile
+                self._profile_frame = frame
+                self.version += 1
+
+    def fit_curve(self, profile: Any, latest: tuple[str, int, dict] | None,
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(q, I)`` of a recorded fit (:meth:`latest_fit`) on a profile's q, or None when
+        it cannot be evaluated (no profile, no fit, or a model :mod:`spotkit.scattering`
+        does not know)."""
+        if profile is None or latest is None:
+            return None
+        from spotkit.scattering import sas_model_curve
+
+        model, _, values = latest
+        rdim = profile["intensity"].dims[0]
+        q = np.asarray(profile[rdim].values, dtype=np.float64)
+        q_unit = str(values.get("q_unit") or "nm^-1")
+        params = {k: float(v) for k, v in values.items() if k not in _NOT_PARAMETERS
+                  and not k.endswith("_err") and isinstance(v, int | float)
+                  and not isinstance(v, bool)}
+        try:
+            return q, np.asarray(sas_model_curve(q, model=model, q_unit=q_unit,
+                                                 params=params), dtype=np.float64)
+        except (ValueError, KeyError, TypeError, ImportError) as exc:
+            logger.info("live timeline: cannot draw the %s fit: %s", model, exc)
+            return None
+
+    # -- background polling ----------------------------------------------------------------
+
+    def start(self, on_update: Callable[[LiveUpdate], Any] | None = None, *,
+              interval: float = 0.5) -> None:
+        """Poll in a daemon thread every ``interval`` seconds; ``on_update(update)``
+        (:class:`LiveUpdate`) is called there after each fetch (never blocks the caller)."""
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        if self._poller is not None and self._poller.running:
+            self._poller.interval = float(interval)
+            self._poller.on_update = on_update
+            return
+        self._poller = Poller(self, on_update, float(interval))
+        self._poller.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the background poller (what was read stays)."""
+        if self._poller is not None:
+            self._poller.stop(timeout)
+
+    @property
+    def running(self) -> bool:
+        """The background poller runs."""
+        return self._poller is not None and self._poller.running
+
+    @property
+    def error(self) -> str | None:
+        """Why the last background fetch failed (None when it worked)."""
+        return None if self._poller is None else self._poller.error
+
+    def wait(self, condition: Callable[[LiveTimelineModel], bool], timeout: float = 30.0,
+             ) -> bool:
+        """Wait (for scripts and tests) until ``condition(model)`` holds; False on timeout.
+        Polls itself when no background poller runs."""
+        end = time.monotonic() + timeout
+        while True:
+            if not self.running:
+                self.fetch()
+            if condition(self):
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.05)

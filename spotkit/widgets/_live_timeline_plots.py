@@ -1,0 +1,155 @@
+"""The matplotlib figures of :class:`~spotkit.widgets.LiveTimeline`, as PNG bytes.
+
+Drawn as :class:`~spotkit.widgets.ChangeTimeline`'s are (its figure and PNG helpers, its
+colours: the feature in grey, onsets as dashed blue lines with their confidence, flagged
+frames shaded orange), on figures made once: the timeline (a feature against frame, and
+below it on the same frame axis a fitted parameter with its error bars) and the latest I(q)
+with the fit curve. Plain Python (no ipywidgets): every value drawn comes from a
+:class:`~spotkit.widgets.LiveTimelineModel`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from spotkit.widgets._change_timeline_plots import _figure, _png
+from spotkit.widgets._live_timeline_model import LiveTimelineModel
+
+__all__ = ["LivePlots", "flagged_spans"]
+
+
+def flagged_spans(frames: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive frames, as ``(first, last)`` pairs.
+
+    Examples
+    --------
+    >>> flagged_spans(np.array([3, 4, 5, 9, 11, 12]))
+    [(3, 5), (9, 9), (11, 12)]
+    """
+    spans: list[tuple[int, int]] = []
+    for f in (int(x) for x in frames):
+        if spans and f == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], f)
+        else:
+            spans.append((f, f))
+    return spans
+
+
+class LivePlots:
+    """The timeline and the I(q) figure of a live series, redrawn in place."""
+
+    def __init__(self, model: LiveTimelineModel, *, dpi: int = 80):
+        self.model = model
+        self.dpi = dpi
+        self.timeline_fig = _figure(11.0, 4.2, dpi)
+        self.feature_ax, self.fit_ax = self.timeline_fig.subplots(
+            2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        self.profile_fig = _figure(4.6, 3.4, dpi)
+        self.profile_ax = self.profile_fig.add_subplot()
+
+    # -- the timeline ---------------------------------------------------------------------
+
+    def timeline_png(self, feature: str | None, fit: tuple[str, str] | None = None,
+                     *, selected: int | None = None) -> bytes:
+        """The feature against frame (onsets, flagged frames) over the fitted parameter
+        ``fit = (model, parameter)`` with its error bars; ``selected`` marks a frame."""
+        m = self.model
+        ax, fax = self.feature_ax, self.fit_ax
+        ax.clear()
+        fax.clear()
+        self.timeline_fig.set_layout_engine("constrained")
+        n = max(m.n_frames, 1)
+        for a, b in flagged_spans(m.flagged):
+            ax.axvspan(a - 0.5, b + 0.5, color="tab:orange", alpha=0.18, lw=0)
+            fax.axvspan(a - 0.5, b + 0.5, color="tab:orange", alpha=0.18, lw=0)
+        if m.flagged.size:
+            ax.axvspan(np.nan, np.nan, color="tab:orange", alpha=0.18, lw=0, label="flagged")
+        if feature is not None and feature in m.feature_names:
+            frames, values = m.feature(feature)
+            ax.plot(frames, values, ".-", color="0.25", lw=1, ms=3, label=feature)
+            ax.set_ylabel(feature, fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "waiting for the first frames…", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=9, color="0.4")
+        for i, event in enumerate(m.events):
+            for a in (ax, fax):
+                a.axvline(event["onset"], color="tab:blue", lw=1.2, ls="--",
+                          label="onset" if (i == 0 and a is ax) else None)
+            conf = event["confidence"]
+            text = f" onset {event['onset']}" + (f" ({conf:.2f})" if conf == conf else "")
+            ax.text(event["onset"], 0.97, text, transform=ax.get_xaxis_transform(),
+                    va="top", ha="left", fontsize=7, color="tab:blue")
+        for d in m.decisions:
+            ax.plot([d["frame"]], [0.03], "v", color="tab:purple", ms=6,
+                    transform=ax.get_xaxis_transform())
+        if m.decisions:
+            ax.plot([], [], "v", color="tab:purple", ms=6, label="decision")
+        if selected is not None:
+            ax.axvline(selected, color="tab:red", lw=1.5, alpha=0.8, label="selected")
+        self._draw_fit(fit)
+        ax.set_xlim(-0.5, n - 0.5)
+        fax.set_xlabel("frame", fontsize=8)
+        for a in (ax, fax):
+            a.tick_params(labelsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0),
+                      ncols=6, borderaxespad=0.2)
+        return _png(self.timeline_fig)
+
+    def _draw_fit(self, fit: tuple[str, str] | None) -> None:
+        m, fax = self.model, self.fit_ax
+        if fit is None or fit[0] not in m.fit_models:
+            fax.text(0.5, 0.5, "no model fit yet (a `fit` rule streams them here)",
+                     transform=fax.transAxes, ha="center", va="center", fontsize=8,
+                     color="0.4")
+            fax.set_yticks([])
+            return
+        model, parameter = fit
+        frames, values, errors = m.fit(model, parameter)
+        ok = np.isfinite(values)
+        err = np.where(np.isfinite(errors), errors, 0.0)
+        fax.errorbar(frames[ok], values[ok], yerr=err[ok], fmt="o", ms=3, lw=1,
+                     color="tab:green", ecolor="tab:green", capsize=2,
+                     label=f"{model}: {parameter}")
+        fax.set_ylabel(f"{parameter}\n({model})", fontsize=8)
+        fax.legend(fontsize=7, frameon=False, loc="upper left")
+
+    # -- the latest I(q) ------------------------------------------------------------------
+
+    def profile_png(self, profile: Any, curve: tuple[np.ndarray, np.ndarray] | None = None,
+                    *, label: str = "fit") -> bytes:
+        """I(q) (an xarray Dataset with ``intensity``, optional ``sigma``) on log-log axes
+        with the fit ``curve = (q, I)``."""
+        ax = self.profile_ax
+        ax.clear()
+        self.profile_fig.set_layout_engine("constrained")
+        if profile is None:
+            ax.text(0.5, 0.5, "no I(q) yet", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.4")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            return _png(self.profile_fig)
+        rdim = profile["intensity"].dims[0]
+        q = np.asarray(profile[rdim].values, dtype=np.float64)
+        iq = np.asarray(profile["intensity"].values, dtype=np.float64)
+        sig = (np.asarray(profile["sigma"].values, dtype=np.float64)
+               if "sigma" in profile else np.zeros_like(iq))
+        ok = np.isfinite(iq) & (iq > 0) & (q > 0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.errorbar(q[ok], iq[ok], yerr=np.where(np.isfinite(sig[ok]), sig[ok], 0.0),
+                    fmt=".", ms=2, lw=0.6, color="0.3", ecolor="0.7",
+                    label=f"frame {profile.attrs.get('frame', '?')}")
+        if curve is not None:
+            cq, ci = (np.asarray(c, dtype=np.float64) for c in curve)
+            good = np.isfinite(ci) & (ci > 0) & (cq > 0)
+            ax.plot(cq[good], ci[good], color="tab:green", lw=1.5, label=label)
+        units = profile[rdim].attrs.get("units", "")
+        ax.set_xlabel(f"{rdim} ({units})" if units else rdim, fontsize=8)
+        ax.set_ylabel("I(q)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, frameon=False, loc="lower left")
+        ax.set_title("latest I(q)", fontsize=9)
+        return _png(self.profile_fig)
