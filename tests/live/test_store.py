@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from spotkit.errors import InputFileError
-from spotkit.live import ProfileLog, _store, profile_log_path
+from spotkit.live import ProfileLog, _store_recovery, profile_log_path
 
 Q = np.linspace(0.05, 3.0, 40)
 
@@ -153,7 +153,7 @@ def test_a_log_whose_mark_cannot_be_cleared_is_rebuilt(tmp_path, monkeypatch):
                     str(path)], check=True)
     with pytest.raises(OSError, match="already open for write"):
         h5py.File(path, "r+", libver="latest")
-    monkeypatch.setattr(_store, "_clear_swmr_mark", lambda path: False)
+    monkeypatch.setattr(_store_recovery, "clear_swmr_mark", lambda path: False)
     with ProfileLog(path, Q) as log:
         assert log.frames.tolist() == [0, 1, 2]
         log.append(3, _row(3))
