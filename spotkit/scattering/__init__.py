@@ -21,6 +21,10 @@ rewrite it. Install it with ``pip install "spotkit[scattering]"``.
   :func:`integrate_2d` (cake, chi x q), :func:`integrate_grazing` (GISAXS/GIWAXS maps,
   q_oop x q_ip, incidence angle in degrees) and :func:`integrate_frames` (a frame series,
   lazily with dask, to an xarray Dataset with provenance).
+* Model fits: :func:`fit_sas` fits a sasmodels model (:data:`SAS_MODELS`: spheres,
+  core-shell spheres, Guinier-Porod, Gaussian coils, peaks) to one I(q) with bumps, starting
+  values found automatically, uncertainties from the covariance (:class:`SasFit`; q in nm^-1
+  converted to sasmodels' Å^-1); :func:`sas_model_curve` computes a model's I(q).
 """
 
 from spotkit.scattering._calibrate import calibrate
@@ -58,10 +62,14 @@ from spotkit.scattering._mask import (
     threshold_mask,
 )
 from spotkit.scattering._orientation import OrientationCheck, check_orientation
+from spotkit.scattering._sasfit import FIT_METHODS, SasFit, SasFitError, fit_sas, sas_model_curve
+from spotkit.scattering._sasfit_models import SAS_MODELS
 
 __all__ = [
+    "FIT_METHODS",
     "FLIPS",
     "METHODS",
+    "SAS_MODELS",
     "UNITS",
     "CalibrationError",
     "CalibrationResult",
@@ -70,11 +78,14 @@ __all__ = [
     "GeometryWarning",
     "OrientationCheck",
     "RingResidual",
+    "SasFit",
+    "SasFitError",
     "beamstop_mask",
     "calibrate",
     "check_geometry",
     "check_orientation",
     "combine_masks",
+    "fit_sas",
     "flip_geometry",
     "gap_mask",
     "geometry_from_metadata",
@@ -86,6 +97,7 @@ __all__ = [
     "integrate_grazing",
     "make_geometry",
     "mask_summary",
+    "sas_model_curve",
     "shadow_mask",
     "threshold_mask",
 ]
