@@ -97,11 +97,10 @@ class LiveMixin(CatalogCore):
         --------
         >>> import pathlib, tempfile
         >>> from spotkit.catalog import LivePoint, open_catalog
-        >>> from spotkit.sim import simulate_saxs_series
-        >>> work = pathlib.Path(tempfile.mkdtemp())
-        >>> truth = simulate_saxs_series(work / "series.h5", n_frames=8, seed=1)
-        >>> cat = open_catalog(work / "catalog.db")
-        >>> series = cat.ingest(truth.path)
+        >>> cat = open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+        >>> cat.bulk_load([{"kind": "saxs/raw", "sample": "film"}])  # a series
+        1
+        >>> series = cat[next(iter(cat))]
         >>> points = [LivePoint(f, "features", {"score": 0.1 * f}) for f in range(3)]
         >>> cat.record_live(series.id, points, status={"state": "following", "done": 3})
         3
@@ -175,10 +174,10 @@ class LiveMixin(CatalogCore):
         --------
         >>> import pathlib, tempfile
         >>> from spotkit.catalog import LivePoint, open_catalog
-        >>> from spotkit.sim import simulate_saxs_series
-        >>> work = pathlib.Path(tempfile.mkdtemp())
-        >>> cat = open_catalog(work / "catalog.db")
-        >>> series = cat.ingest(simulate_saxs_series(work / "s.h5", n_frames=4, seed=1).path)
+        >>> cat = open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+        >>> cat.bulk_load([{"kind": "saxs/raw", "sample": "film"}])  # a series
+        1
+        >>> series = cat[next(iter(cat))]
         >>> _ = cat.record_live(series.id, [LivePoint(0, "features", {"score": 0.1}),
         ...                                 LivePoint(1, "features", {"score": 0.2}),
         ...                                 LivePoint(1, "fit:sphere", {"radius": 4.1})])
@@ -233,10 +232,10 @@ class LiveMixin(CatalogCore):
         --------
         >>> import pathlib, tempfile
         >>> from spotkit.catalog import LivePoint, open_catalog
-        >>> from spotkit.sim import simulate_saxs_series
-        >>> work = pathlib.Path(tempfile.mkdtemp())
-        >>> cat = open_catalog(work / "catalog.db")
-        >>> series = cat.ingest(simulate_saxs_series(work / "s.h5", n_frames=4, seed=1).path)
+        >>> cat = open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+        >>> cat.bulk_load([{"kind": "saxs/raw", "sample": "film"}])  # a series
+        1
+        >>> series = cat[next(iter(cat))]
         >>> _ = cat.record_live(series.id, [LivePoint(0, "features", {"score": 0.1})])
         >>> points, last = cat.live_changes(series.id)
         >>> _ = cat.record_live(series.id, [LivePoint(0, "fit:sphere", {"radius": 4.0})])
@@ -343,10 +342,10 @@ class LiveMixin(CatalogCore):
         --------
         >>> import pathlib, tempfile
         >>> from spotkit.catalog import open_catalog
-        >>> from spotkit.sim import simulate_saxs_series
-        >>> work = pathlib.Path(tempfile.mkdtemp())
-        >>> cat = open_catalog(work / "catalog.db")
-        >>> series = cat.ingest(simulate_saxs_series(work / "s.h5", n_frames=4, seed=1).path)
+        >>> cat = open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+        >>> cat.bulk_load([{"kind": "saxs/raw", "sample": "film"}])  # a series
+        1
+        >>> series = cat[next(iter(cat))]
         >>> status = cat.set_live_status(series.id, state="following", written=4, done=3)
         >>> status["done"], status["active"]
         (3, True)

@@ -248,10 +248,10 @@ def subscribe(
     >>> import pathlib, tempfile
     >>> from spotkit.catalog import LivePoint, open_catalog
     >>> from spotkit.live import subscribe
-    >>> from spotkit.sim import simulate_saxs_series
-    >>> work = pathlib.Path(tempfile.mkdtemp())
-    >>> cat = open_catalog(work / "catalog.db")
-    >>> series = cat.ingest(simulate_saxs_series(work / "s.h5", n_frames=4, seed=1).path)
+    >>> cat = open_catalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+    >>> cat.bulk_load([{"kind": "saxs/raw", "sample": "film"}])  # a series
+    1
+    >>> series = cat[next(iter(cat))]
     >>> sub = subscribe(cat, series.id, interval=0.05)
     >>> sub.poll()
     []

@@ -3,11 +3,9 @@ process), and a killed writer's log reopened and cut back to the catalog's curso
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import h5py
@@ -88,28 +86,34 @@ def test_bad_files_and_arguments(tmp_path):
         ProfileLog(tmp_path / "y.h5", [[1.0, 2.0]])
 
 
-_WRITER = textwrap.dedent("""
-    import sys, time
-    import numpy as np
-    from spotkit.live import ProfileLog
-    q = np.linspace(0.05, 3.0, 40)
-    log = ProfileLog(sys.argv[1], q)
+def _writer(path, ready):
+    """Append a row every millisecond until killed (in a forked process: nothing to import)."""
+    log = ProfileLog(path, Q)
     frame = 0
     while True:
-        log.append(frame, np.full(40, 100.0 + frame), np.full(40, float(frame)))
+        log.append(frame, _row(frame), np.full(Q.size, float(frame)))
         if frame == 40:
-            print("ready", flush=True)
+            ready.set()
         frame += 1
         time.sleep(0.001)
-""")
+
+
+def _die_while_writing(path):
+    """Open a log for SWMR writing and die without closing it (as a killed writer)."""
+    f = h5py.File(path, "r+", libver="latest")
+    f.swmr_mode = True
+    f.flush()
+    os._exit(0)
 
 
 def test_read_while_written_by_another_process_then_kill_and_resume(tmp_path):
     path = tmp_path / "s.profiles.h5"
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)],
-                              stdout=subprocess.PIPE, text=True)
+    fork = multiprocessing.get_context("fork")
+    ready = fork.Event()
+    writer = fork.Process(target=_writer, args=(path, ready), daemon=True)
+    writer.start()
     try:
-        assert writer.stdout.readline().strip() == "ready"
+        assert ready.wait(30)
         reader = ProfileLog.open(path)
         sizes = []
         for _ in range(3):
@@ -127,7 +131,7 @@ def test_read_while_written_by_another_process_then_kill_and_resume(tmp_path):
             ProfileLog(path, Q)
     finally:
         os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
+        writer.join()
     # the killed writer's log opens again for writing; the catalog's cursor says where to
     # go on from
     with ProfileLog(path, Q) as log:
@@ -148,9 +152,10 @@ def test_a_log_whose_mark_cannot_be_cleared_is_rebuilt(tmp_path, monkeypatch):
     with ProfileLog(path, Q) as log:
         log.append(range(3), np.stack([_row(f) for f in range(3)]))
     # a writer that dies without closing leaves the file marked "open for SWMR write"
-    subprocess.run([sys.executable, "-c", "import h5py, os, sys; f = h5py.File(sys.argv[1], "
-                    "'r+', libver='latest'); f.swmr_mode = True; f.flush(); os._exit(0)",
-                    str(path)], check=True)
+    dying = multiprocessing.get_context("fork").Process(target=_die_while_writing,
+                                                          args=(path,))
+    dying.start()
+    dying.join()
     with pytest.raises(OSError, match="already open for write"):
         h5py.File(path, "r+", libver="latest")
     monkeypatch.setattr(_store_recovery, "clear_swmr_mark", lambda path: False)
