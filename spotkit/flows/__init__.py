@@ -76,6 +76,7 @@ from spotkit.flows._rules import (
     Rules,
     load_rules,
 )
+from spotkit.flows._rules_live import LiveAction, LiveTrigger
 from spotkit.flows._suitcase import (
     FileEntry,
     Manifest,
@@ -84,6 +85,7 @@ from spotkit.flows._suitcase import (
     sha256_file,
     verify_manifest,
 )
+from spotkit.flows._triggers import Decision, LiveTriggers
 from spotkit.flows._watch import (
     EXPECTED_DATASETS,
     SENTINEL_SUFFIX,
@@ -105,11 +107,15 @@ __all__ = [
     "Action",
     "ActionStatus",
     "Candidate",
+    "Decision",
     "FileEntry",
     "FlowStatus",
     "InboxScanner",
     "Item",
     "Journal",
+    "LiveAction",
+    "LiveTrigger",
+    "LiveTriggers",
     "LocalCopy",
     "Manifest",
     "Mover",

@@ -170,15 +170,117 @@ class _JournalStore:
         return [_item(r) for r in rows]
 
     def due(self, now: float | None = None) -> list[Item]:
-        """Datasets not finished nor parked whose next attempt is due, oldest first."""
+        """Datasets not finished nor parked whose next attempt is due: the highest transfer
+        priority first (:meth:`prioritize`), then the oldest."""
         now = time.time() if now is None else now
         rows = self._read(
             f"SELECT {_ITEM_COLUMNS} FROM flow_items "  # noqa: S608
             "WHERE state IN ('pending', 'running', 'failed') AND next_attempt <= ? "
-            "ORDER BY discovered_at",
+            "ORDER BY coalesce((SELECT max(p.priority) FROM flow_priorities p "
+            "WHERE p.dataset_id = flow_items.dataset_id OR p.path = flow_items.path), 0) DESC, "
+            "discovered_at",
             (now,),
         )
         return [_item(r) for r in rows]
+
+    # -- transfer priority ------------------------------------------------------------
+
+    def prioritize(self, dataset_id: str, *, priority: int, reason: str,
+                   frames: tuple[int, int] | None = None, path: str | os.PathLike | None = None,
+                   by: str | None = None) -> None:
+        """Let a dataset's transfer (or some of its frames) go first, with the reason.
+
+        The watcher takes due datasets by their highest priority first, then the oldest;
+        the frame ranges tell a transfer which frames of a series matter most
+        (:meth:`priorities`). Setting the same range again keeps the higher priority and
+        the newest reason. A dataset the watcher has not found yet gets its priority when
+        it does (matched by dataset id or by ``path``).
+
+        Parameters
+        ----------
+        dataset_id : str
+        priority : int
+            Higher goes first (everything else has 0).
+        reason : str
+            Why (e.g. ``"live trigger 'onset-look': onset at frame 41"``).
+        frames : (int, int), optional
+            First and last frame of interest; None: the whole dataset.
+        path : path-like, optional
+            The file the watcher will find, when the dataset is not ingested by it yet.
+        by : str, optional
+            Who decided (a live trigger, an operator).
+
+        Examples
+        --------
+        >>> import pathlib, tempfile
+        >>> from spotkit.flows import Journal
+        >>> journal = Journal(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+        >>> journal.prioritize("ds-1", priority=10, frames=(36, 61), reason="onset at 41")
+        >>> [(p["first_frame"], p["last_frame"], p["priority"]) for p in journal.priorities("ds-1")]
+        [(36, 61, 10)]
+        >>> journal.close()
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("a transfer priority needs a reason; it is recorded with it")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an integer, not {priority!r}")
+        first, last = (-1, -1) if frames is None else (int(frames[0]), int(frames[1]))
+        if frames is not None and not 0 <= first <= last:
+            raise ValueError(f"frames {frames!r}: give (first, last) with 0 <= first <= last")
+        with self._write(f"journal: prioritizing {dataset_id}") as conn:
+            conn.execute(
+                "INSERT INTO flow_priorities (dataset_id, first_frame, last_frame, path, "
+                "priority, reason, set_by, set_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dataset_id, first_frame, last_frame) DO UPDATE SET "
+                "priority = CASE WHEN excluded.priority > flow_priorities.priority "
+                "THEN excluded.priority ELSE flow_priorities.priority END, "
+                "reason = excluded.reason, set_by = excluded.set_by, set_at = excluded.set_at, "
+                "path = coalesce(excluded.path, flow_priorities.path)",
+                (str(dataset_id), first, last, os.fspath(path) if path is not None else None,
+                 int(priority), reason.strip(), by, time.time()))
+        logger.info("event=prioritized dataset=%s frames=%s priority=%d reason=%s", dataset_id,
+                    "all" if frames is None else f"{first}-{last}", priority, reason.strip())
+
+    def priorities(self, dataset_id: str | None = None) -> list[dict[str, Any]]:
+        """Transfer priorities (of one dataset), highest first: ``dataset_id``,
+        ``first_frame``, ``last_frame`` (None for the whole dataset), ``path``,
+        ``priority``, ``reason``, ``set_by``, ``set_at``."""
+        sql = ("SELECT dataset_id, first_frame, last_frame, path, priority, reason, set_by, "
+               "set_at FROM flow_priorities")
+        args: tuple = ()
+        if dataset_id is not None:
+            sql += " WHERE dataset_id = ?"
+            args = (str(dataset_id),)
+        rows = self._read(sql + " ORDER BY priority DESC, first_frame", args)
+        keys = ("dataset_id", "first_frame", "last_frame", "path", "priority", "reason",
+                "set_by", "set_at")
+        out = [dict(zip(keys, r, strict=True)) for r in rows]
+        for p in out:
+            if p["first_frame"] < 0:
+                p["first_frame"] = p["last_frame"] = None
+        return out
+
+    def frame_order(self, dataset_id: str, frames: int) -> list[int]:
+        """Frames ``0 .. frames-1`` in the order a transfer should take them: frames of
+        interest by priority (then in order), then the rest in order.
+
+        Examples
+        --------
+        >>> import pathlib, tempfile
+        >>> from spotkit.flows import Journal
+        >>> journal = Journal(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+        >>> journal.prioritize("ds-1", priority=5, frames=(4, 5), reason="onset at 4")
+        >>> journal.frame_order("ds-1", 7)
+        [4, 5, 0, 1, 2, 3, 6]
+        >>> journal.close()
+        """
+        rank = [0] * int(frames)
+        for p in self.priorities(dataset_id):
+            if p["first_frame"] is None:
+                continue
+            for f in range(max(0, p["first_frame"]), min(int(frames) - 1, p["last_frame"]) + 1):
+                rank[f] = max(rank[f], int(p["priority"]))
+        return sorted(range(int(frames)), key=lambda f: (-rank[f], f))
 
     def update_item(self, key: str, **fields: Any) -> None:
         """Set columns of a dataset's row (``dataset_id``, ``beamline``, ``kind``, ``state``...)."""

@@ -1,8 +1,9 @@
 """The flow journal's tables in the catalog database, and the rows read from them.
 
 ``flow_items`` (one row per dataset the watcher found, keyed by an idempotency key),
-``flow_steps`` (one row per step of its path) and ``flow_leases`` (who works on a dataset
-now); the catalog creates them with its own tables (:func:`spotkit.catalog.register_tables`).
+``flow_steps`` (one row per step of its path), ``flow_leases`` (who works on a dataset
+now) and ``flow_priorities`` (frames of interest that go first, with the reason); the
+catalog creates them with its own tables (:func:`spotkit.catalog.register_tables`).
 :class:`Item` and :class:`StepRecord` are their rows as the journal returns them.
 """
 
@@ -65,7 +66,19 @@ CREATE TABLE IF NOT EXISTS flow_leases (
     owner    TEXT NOT NULL,
     expires  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS flow_priorities (
+    dataset_id  TEXT NOT NULL,
+    first_frame INTEGER NOT NULL,
+    last_frame  INTEGER NOT NULL,
+    path        TEXT,
+    priority    INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    set_by      TEXT,
+    set_at      REAL NOT NULL,
+    PRIMARY KEY (dataset_id, first_frame, last_frame)
+);
 CREATE INDEX IF NOT EXISTS flow_items_state ON flow_items (state, next_attempt);
+CREATE INDEX IF NOT EXISTS flow_priorities_path ON flow_priorities (path);
 CREATE INDEX IF NOT EXISTS flow_items_path ON flow_items (path);
 CREATE INDEX IF NOT EXISTS flow_items_dataset ON flow_items (dataset_id);
 """
@@ -77,6 +90,8 @@ _STATES_V5 = ("CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked'
 
 
 def _tables_current(conn: Any) -> bool:
+    if not table_exists(conn, "flow_priorities"):  # the newest table (transfer priority)
+        return False
     if getattr(conn, "dialect", "sqlite") == "postgresql":  # created current (schema 5 on)
         return table_exists(conn, "flow_items")
     row = conn.execute(

@@ -62,6 +62,7 @@ from spotkit.flows._rules_checks import (
     check_secrets,
     resolve_after,
 )
+from spotkit.flows._rules_live import check_live, live_canonical, live_triggers
 from spotkit.flows._rules_objects import (
     Action,
     RetryPolicy,
@@ -143,6 +144,7 @@ def load_rules(source: str | os.PathLike | Mapping[str, Any], *,
     findings += check_references(src.data)
     findings += check_notebooks(src.data, notebooks)
     findings += check_alert_names(src.data)
+    findings += check_live(src.data, notebooks)
     findings += [Finding(loc, f"{loc[-1]!r} is given twice (also on line {first}); YAML "
                               "keeps only the last one: give it once")
                  for loc, _line, first in src.duplicates]
@@ -151,6 +153,7 @@ def load_rules(source: str | os.PathLike | Mapping[str, Any], *,
         raise RulesError(problems, src.name)
     canonical, rules = _build(doc, src.data, notebooks)
     loaded = Rules(canonical, rules, source=src.name)
+    loaded.live = live_triggers(canonical.get("live"), notebooks)  # paths from the file's folder
     log.info("loaded rules %s%s: %d rule(s), %d target(s)", loaded.version,
              f" from {src.name}" if src.name else "", len(rules), len(loaded.targets))
     return loaded
@@ -202,6 +205,18 @@ def _problem(finding: Finding, data: Any, lines: Lines, name: str | None) -> Rul
         alert_name = _at(_at(_at(data, "alerts"), loc[1]), "name")
         rule = f"alert {loc[1]}" + (f" {alert_name!r}" if alert_name is not None else "")
         rest = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "live" and isinstance(loc[1], int):
+        trigger = _at(_at(data, "live"), loc[1])
+        trigger_name = _at(trigger, "name")
+        rule = f"live {loc[1]}" + (f" {trigger_name!r}" if trigger_name is not None else "")
+        rest = loc[2:]
+        if len(rest) >= 2 and rest[0] == "actions" and isinstance(rest[1], int):
+            from spotkit.flows._rules_live import action_name
+
+            spec = _at(_at(trigger, "actions"), rest[1])
+            action = (action_name(spec, rest[1], _at(trigger, "actions"))
+                      if isinstance(spec, Mapping) else rest[1])
+            rest = rest[2:]
     elif len(loc) >= 2 and loc[0] == "targets":
         rule = f"target {str(loc[1])!r}"
         rest = loc[2:]
@@ -265,6 +280,8 @@ def _build(doc: DocumentSpec, data: Mapping, notebooks: Notebooks
         built.append((rule.name, rule.match.criteria(), actions))
     if doc.alerts is not None:
         canonical["alerts"] = [alert_canonical(a) for a in doc.alerts]
+    if doc.live is not None:
+        canonical["live"] = [live_canonical(t) for t in doc.live]
     version = digest(canonical)[:12]
     rules = []
     for name, match, specs in built:

@@ -269,7 +269,9 @@ class AlertSpec(_Spec):
         return self
 
 
-DocumentSpec.model_rebuild(_types_namespace={"AlertSpec": AlertSpec})
+# completed with the live section's models by spotkit.flows._rules_live (imported by
+# check_document)
+DocumentSpec.model_rebuild(_types_namespace={"AlertSpec": AlertSpec}, raise_errors=False)
 
 
 def alert_canonical(spec: AlertSpec) -> dict[str, Any]:

@@ -274,6 +274,8 @@ class Rules:
     rules : tuple of Rule
     alerts : tuple of spotkit.monitor.AlertRule
         The ``alerts`` section (empty without one).
+    live : tuple of LiveTrigger
+        The ``live`` section (empty without one): see :class:`spotkit.flows.LiveTriggers`.
     targets : dict
         ``{name: settings}`` as written (``kind``, ``concurrency``, constructor settings).
     retry : RetryPolicy
@@ -316,6 +318,9 @@ class Rules:
         from spotkit.flows._rules_alerts import alert_rules
 
         self.alerts = alert_rules(data.get("alerts") or ())
+        from spotkit.flows._rules_live import live_triggers
+
+        self.live = live_triggers(data.get("live"))
         self.source = source
         self.digest = digest(data)
         self.version = self.digest[:12]

@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 if TYPE_CHECKING:  # the alerts section's models build on _Spec (spotkit.flows._rules_alerts,
     # which completes DocumentSpec when it is imported)
     from spotkit.flows._rules_alerts import AlertSpec
+    from spotkit.flows._rules_live import LiveTriggerSpec
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -305,11 +306,20 @@ class DocumentSpec(_Spec):
     targets: dict[str, Any] = Field(min_length=1, description="define at least one compute "
                                     "target by name, e.g. targets: {local: {kind: local, "
                                     "max_workers: 2}}")
-    rules: list[RuleSpec] = Field(min_length=1, description="a list of rules, each with "
-                                  "'name', 'match' and 'actions'")
+    rules: list[RuleSpec] = Field(default_factory=list, description="a list of rules, each "
+                                  "with 'name', 'match' and 'actions'")
     alerts: list[AlertSpec] | None = Field(None, description="a list of alert rules, each with "
                                            "'name', 'match' and one of 'log', 'email', "
                                            "'webhook'")
+    live: list[LiveTriggerSpec] | None = Field(None, description="a list of live triggers, "
+                                               "each with 'name', 'on' and 'actions'")
+
+    @model_validator(mode="after")
+    def _rules_or_live(self) -> DocumentSpec:
+        if not self.rules and not self.live:
+            raise _fail("missing: a list of rules, each with 'name', 'match' and 'actions' "
+                        "(a file with live triggers only may leave rules out)")
+        return self
 
 
 class TargetSpec(_Spec):
@@ -425,7 +435,7 @@ def check_document(data: Any) -> tuple[DocumentSpec | None, list[Finding]]:
     (DocumentSpec or None, list of Finding)
         The model when the document is valid, and every problem found.
     """
-    import spotkit.flows._rules_alerts  # noqa: F401 (completes DocumentSpec's 'alerts')
+    import spotkit.flows._rules_live  # noqa: F401 (completes DocumentSpec's 'alerts', 'live')
 
     try:
         return DocumentSpec.model_validate(data), []
