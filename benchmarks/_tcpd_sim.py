@@ -1,5 +1,8 @@
 """A simulated suite of annotated series, for choosing change-point defaults blind to TCPD.
 
+Also TCPD's two metrics (F1 with margin 5, segmentation cover) and :func:`choose`, which
+scores BayesianDetector's segment-model candidates on the extended suite.
+
 The suite was written before any of the detectors compared on it was run on TCPD with the
 new options, from what real series of the kind look like in general (economic, physical and
 workflow series: levels that jump, trends that bend, autocorrelated or heavy-tailed noise,
@@ -16,16 +19,83 @@ trend (exponential, logistic or quadratic) with level jumps (none in a third of 
 carry a 12-value seasonal cycle, 10 % one to three outliers of 6-10 noise sds. Lengths
 log-uniform in [20, 800]; changes at a rate log-uniform in [1/300, 1/50] per value, at least
 8 values apart and from the ends.
+
+The extended suite (``suite(..., families=EXTENDED)``, added 2026-12-05 after the first
+suite was found not to transfer to TCPD's random-walk-like series: its cases fixed before any
+detector was run on it) adds two families: ``walk`` a random walk plus noise (innovation sd
+log-uniform in [0.1, 3] noise sds, half with a constant drift) whose level jumps at the
+changes by ``U(1.5, 6) sqrt(1 + 10 s^2)`` (a jump that stands out of ten values of wander), and
+``seasonal`` level jumps (half on a constant slope) under a strong cycle (period 4, 7, 12 or 24;
+amplitude 1-5 noise sds). The first suite (``FAMILIES``, seed 11) is drawn as before.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 
+from spotkit.monitor import bayesian_changes
+
+
+# -- the benchmark's metrics (definitions of van den Burg & Williams 2020, section 4) -------
+def true_positives(truth: set[int], pred: set[int], margin: int = 5) -> set[int]:
+    """True change points of ``truth`` matched by a distinct prediction within ``margin``."""
+    left = set(pred)
+    tp = set()
+    for tau in sorted(truth):
+        close = sorted((abs(tau - x), x) for x in left if abs(tau - x) <= margin)
+        if close:
+            tp.add(tau)
+            left.remove(close[0][1])
+    return tp
+
+
+def f_measure(annotations: dict[str, list[int]], pred: list[int], margin: int = 5,
+              alpha: float = 0.5) -> tuple[float, float, float]:
+    """F1 (and precision, recall) against all annotators; 0 counts as a change point."""
+    tks = [set(a) | {0} for a in annotations.values()]
+    x = set(pred) | {0}
+    tstar = set().union(*tks)
+    p = len(true_positives(tstar, x, margin)) / len(x)
+    r = sum(len(true_positives(tk, x, margin)) / len(tk) for tk in tks) / len(tks)
+    f = p * r / (alpha * r + (1 - alpha) * p) if p + r > 0 else 0.0
+    return f, p, r
+
+
+def partition(cps: list[int], n: int) -> list[set[int]]:
+    """The segments of ``range(n)`` that change points ``cps`` (first index of each) make."""
+    edges = [0, *sorted(c for c in set(cps) if 0 < c < n), n]
+    return [set(range(a, b)) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def cover_single(pred: list[set[int]], truth: list[set[int]]) -> float:
+    """Covering of segmentation ``truth`` by ``pred`` (Arbelaez et al. 2010, eq. 8)."""
+    n = sum(map(len, pred))
+    c = 0.0
+    for r in truth:
+        c += len(r) * max(len(r & q) / len(r | q) for q in pred)
+    return c / n
+
+
+def covering(annotations: dict[str, list[int]], pred: list[int], n: int) -> float:
+    """Segmentation cover averaged over annotators."""
+    px = partition(pred, n)
+    cs = [cover_single(px, partition(a, n)) for a in annotations.values()]
+    return sum(cs) / len(cs)
+
+
+def clean(locations, n: int) -> list[int]:
+    """As TCPDBench's summarize.py: unique, in [1, n - 2]."""
+    return sorted({int(x) for x in locations if 1 <= x < n - 1})
+
+
+# -- the simulated suite ----------------------------------------------------------------
 FAMILIES = ("level", "kink", "jump+trend", "smooth", "variance")
+#: the extended suite's families
+EXTENDED = (*FAMILIES, "walk", "seasonal")
 
 
 def _locations(rng: np.random.Generator, n: int) -> list[int]:
@@ -56,13 +126,39 @@ def _noise(rng: np.random.Generator, n: int) -> tuple[np.ndarray, str]:
     return rng.standard_t(3, n) / math.sqrt(3.0), "t3"
 
 
-def simulate(rng: np.random.Generator) -> tuple[np.ndarray, list[int], str]:
+def _walk(rng: np.random.Generator, n: int, edges: list[int]) -> np.ndarray:
+    """A random walk (half with drift) whose level jumps at the changes."""
+    s = math.exp(rng.uniform(math.log(0.1), math.log(3.0)))
+    drift = rng.normal(0, 3.0) / max(n, 1) * 10 if rng.uniform() < 0.5 else 0.0
+    steps = rng.normal(drift, s, n)
+    steps[0] = 0.0
+    for c in edges[1:-1]:
+        steps[c] += rng.choice([-1.0, 1.0]) * rng.uniform(1.5, 6.0) * math.sqrt(1 + 10 * s * s)
+    return np.cumsum(steps)
+
+
+def _seasonal(rng: np.random.Generator, n: int, edges: list[int]) -> np.ndarray:
+    """Level jumps (half on a constant slope) under a strong cycle."""
+    t = np.arange(n, dtype=float)
+    slope = rng.normal(0, 3.0) / max(n, 1) * 10 if rng.uniform() < 0.5 else 0.0
+    signal = slope * t
+    level = 0.0
+    for a, b in itertools.pairwise(edges):
+        signal[a:b] += level
+        level += rng.choice([-1.0, 1.0]) * rng.uniform(1.5, 6.0)
+    period = float(rng.choice([4, 7, 12, 24]))
+    return signal + rng.uniform(1.0, 5.0) * np.sin(2 * np.pi * t / period
+                                                    + rng.uniform(0, 2 * np.pi))
+
+
+def simulate(rng: np.random.Generator, families: tuple[str, ...] = FAMILIES,
+             ) -> tuple[np.ndarray, list[int], str]:
     """One series, its true change points (first index of each new segment), its kind.
 
     The kind is ``family/noise[+seasonal][+outliers]``.
     """
     n = round(math.exp(rng.uniform(math.log(20), math.log(800))))
-    family = FAMILIES[int(rng.integers(len(FAMILIES)))]
+    family = families[int(rng.integers(len(families)))]
     locs = _locations(rng, n)
     edges = [0, *locs, n]
     t = np.arange(n, dtype=float)
@@ -83,6 +179,10 @@ def simulate(rng: np.random.Generator) -> tuple[np.ndarray, list[int], str]:
                 level += sign() * rng.uniform(1.5, 6.0)
             # a kink that moves the level by 4-12 noise sds over 20 values
             slope += sign() * rng.uniform(4.0, 12.0) / 20.0
+    elif family == "walk":
+        signal = _walk(rng, n, edges)
+    elif family == "seasonal":
+        signal = _seasonal(rng, n, edges)
     elif family == "smooth":
         shape = rng.integers(3)
         z = t / max(n - 1, 1)
@@ -114,7 +214,65 @@ def simulate(rng: np.random.Generator) -> tuple[np.ndarray, list[int], str]:
     return y, locs, f"{family}/{kind}"
 
 
-def suite(count: int, seed: int = 20261204) -> list[tuple[np.ndarray, list[int], str]]:
-    """``count`` simulated series (fixed by ``seed``)."""
+def suite(count: int, seed: int = 20261204, families: tuple[str, ...] = FAMILIES,
+          ) -> list[tuple[np.ndarray, list[int], str]]:
+    """``count`` simulated series of ``families`` (fixed by ``seed``)."""
+    unknown = set(families) - set(EXTENDED)
+    if unknown:
+        raise ValueError(f"unknown families {sorted(unknown)}; choose from {list(EXTENDED)}")
     rng = np.random.default_rng(seed)
-    return [simulate(rng) for _ in range(count)]
+    return [simulate(rng, families) for _ in range(count)]
+
+
+#: engineer H's candidate segment models (2026-12-05), fixed before any run with them: the
+#: 12-04 defaults, the random-walk models and model-averaged mixtures (equal prior weights)
+SEGMENT_MODELS = {
+    "trend (the 12-04 defaults)": {"model": "trend"},
+    "level (random walk + noise)": {"model": "level"},
+    "llt (random walk with drift + noise)": {"model": "llt"},
+    "mix: trend + level": {"model": ("trend", "level")},
+    "mix: trend + llt": {"model": ("trend", "llt")},
+    "mix: mean + trend + level + llt": {"model": ("mean", "trend", "level", "llt")},
+}
+#: the extended simulated suite on which they are compared (blind to TCPD)
+CHOOSE_SEED = 12
+
+
+def onsets(y, **options) -> list[int]:
+    return [f.detail["onset_index"] for f in bayesian_changes(y, **options)]
+
+
+def choose(count: int, seed: int = CHOOSE_SEED) -> tuple[list[str], str]:
+    """Score SEGMENT_MODELS on ``count`` series of the extended suite; the best mean F1.
+
+    Ties (within 0.002) go to the one listed first (simpler, cheaper). No TCPD series is
+    read. Returns the table's lines and the chosen candidate.
+    """
+    data = suite(count, seed=seed, families=EXTENDED)
+    families = sorted({label.split("/")[0] for _, _, label in data})
+    out = [f"Segment models on the extended simulated suite ({count} series, seed {seed}: "
+           f"the first suite's five families + random walks + strong cycles; truth = the one "
+           f"annotator; last columns: F1 per family; µs: per update, this run):", "",
+           "| candidate | F1 | cover | µs | " + " | ".join(families) + " |",
+           "|---|---|---|---|" + "---|" * len(families)]
+    f1_of = {}
+    for name, opts in SEGMENT_MODELS.items():
+        f1s, cvs, fam, t, nv = [], [], {f: [] for f in families}, 0.0, 0
+        for y, locs, label in data:
+            t0 = time.perf_counter()
+            pred = clean(onsets(y, **opts), len(y))
+            t += time.perf_counter() - t0
+            nv += len(y)
+            f1 = f_measure({"1": locs}, pred)[0]
+            f1s.append(f1)
+            cvs.append(covering({"1": locs}, pred, len(y)))
+            fam[label.split("/")[0]].append(f1)
+        f1_of[name] = float(np.mean(f1s))
+        out.append(f"| {name} | {np.mean(f1s):.3f} | {np.mean(cvs):.3f} | {1e6 * t / nv:.0f} | "
+                   + " | ".join(f"{np.mean(fam[f]):.3f}" for f in families) + " |")
+        print(out[-1], flush=True)
+    top = max(f1_of.values())
+    chosen = next(n for n in SEGMENT_MODELS if f1_of[n] >= top - 0.002)
+    out += ["", f"- **Chosen (best F1, ties within 0.002 to the simpler): {chosen}** "
+            f"(F1 {f1_of[chosen]:.3f})."]
+    return out, chosen

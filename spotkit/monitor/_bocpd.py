@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import gammaln
 
-from spotkit.monitor._bocpd_prior import MODELS, Prior, Scales, make_prior, prior_scales
+from spotkit.monitor._bocpd_prior import MODELS, WALKS, Scales, make_prior, prior_scales
 from spotkit.monitor._findings import Finding
 
 __all__ = ["BayesianDetector", "bayesian_changes"]
@@ -29,25 +29,33 @@ class BayesianDetector:
 
     Adams & MacKay (2007): the posterior of the run length (values since the last change)
     is updated with each value, under a constant hazard ``1 / expected_run``. Each segment
-    is a Bayesian linear regression with a normal-inverse-gamma prior (unknown coefficients
-    and noise variance; Student-t predictive): ``model="trend"`` (default) a level and a
-    slope, so that a steady trend is one segment and a change is a jump of level or a kink
-    of slope; ``model="mean"`` a level only (the paper's model). The prior of a new segment
-    comes from robust statistics of the series (empirical Bayes): the noise scale from the
-    MADs of the first and second differences (as the marginal variance of AR(1) noise), the
-    level around the median with the series' spread, the slope around 0 with one spread
-    per expected run (see :mod:`spotkit.monitor._bocpd_prior`). Online, these scales are
-    estimated from the first ``warmup`` values (held back until then) and re-estimated from
-    the last ``max_run`` values every 32 values; :func:`bayesian_changes` takes them from the
-    whole series. Pass ``noise``, ``center`` and ``spread`` to fix them. With ``rho=None``
-    each value's evidence weighs ``(1 - rho) / (1 + rho)`` independent values, ``rho`` the
-    noise's lag-1 autocorrelation estimated from the same differences (for stationary
-    autocorrelated noise; on random-walk-like series the estimate reaches its cap and the
-    detector goes nearly blind, so it is not the default). Run lengths beyond ``max_run``
-    are merged into the longest one (bounded memory and cost: one numpy pass over
-    ``max_run`` values per update, about 0.2 ms on a busy 2-core machine - the monitor's default
-    :class:`~spotkit.monitor.ChangeDetector` is faster and has a stated false-alarm rate;
-    this one also sees changes of trend and variance and gives posterior probabilities).
+    is a linear Gaussian state-space model with unknown noise variance (normal-inverse-gamma
+    prior, Kalman update, Student-t predictive; see :mod:`spotkit.monitor._bocpd_prior`):
+    ``"trend"`` a level and a slope (a Bayesian linear regression: a steady trend is one
+    segment, a change a jump of level or a kink of slope), ``"mean"`` a level only (the
+    paper's model), ``"level"`` a local level (a random walk under noise: a wandering level
+    is one segment, a change a jump out of its wander) and ``"llt"`` a random walk with a
+    drift. A tuple of models is averaged (Bayesian model averaging: each new segment is one
+    of them with equal prior probability, and the run-length posterior sums over them); the
+    default ``("trend", "llt")`` lets a segment be a steady trend under independent noise or
+    a drifting random walk, whichever explains it better. The prior of a new segment comes
+    from robust statistics of the series (empirical Bayes): the noise scale from the MADs of
+    the first and second differences (as the marginal variance of AR(1) noise; read as a
+    random walk plus noise, the same two give the walk's signal-to-noise ratio ``walk`` and
+    its noise ``walk_noise``), the level around the median with the series' spread, the
+    slope around 0 with one spread per expected run. Online, these scales are estimated
+    from the first ``warmup`` values (held back until then) and re-estimated from the last
+    ``max_run`` values every 32 values; :func:`bayesian_changes` takes them from the whole
+    series. Pass ``noise``, ``center``, ``spread`` (and ``walk``, ``walk_noise``) to fix
+    them. With ``rho=None`` each value's evidence weighs ``(1 - rho) / (1 + rho)``
+    independent values, ``rho`` the noise's lag-1 autocorrelation estimated from the same
+    differences (for stationary autocorrelated noise; on random-walk-like series the
+    estimate reaches its cap and the detector goes nearly blind, so it is not the default).
+    Run lengths beyond ``max_run`` are merged into the longest one (bounded memory and cost:
+    one numpy pass over ``max_run`` values and the models per update, about 0.1-0.2 ms on a
+    busy 2-core machine - the monitor's default :class:`~spotkit.monitor.ChangeDetector` is
+    faster and has a stated false-alarm rate; this one also sees changes of trend and
+    variance and gives posterior probabilities).
 
     A change is reported when the most probable run length is ``confirm`` to
     ``2 confirm + 1`` values (a change that has stayed the most probable explanation for
@@ -57,15 +65,13 @@ class BayesianDetector:
     confidence that probability, its magnitude the mean of the values since the onset
     minus the mean of the previous segment.
 
-    Defaults (since 2026-12-04; before: ``model="mean", mean=0, kappa=1, alpha=1, beta=1``,
-    the paper's BOCPD for z-scored data): trend segments with the robust prior. They were
-    chosen among seven candidate settings fixed in advance, by leave-one-series-out
-    cross-validation on the TCPD benchmark's series (the honest score is the held-out
-    one, F1 0.722, below the former defaults' 0.734 there: not shown better on TCPD); the
-    candidate best on a simulated suite (``rho=None`` as well) scored F1 0.692 in its blind
-    TCPD run (see benchmarks/RESULTS.md). They are kept because the prior is in the
-    series' own units (the former one assumed z-scored data, which an online detector does
-    not have) and a steady trend is one segment.
+    Defaults (since 2026-12-05): trend and random-walk-with-drift segments averaged,
+    robust prior. Before: ``model="trend"`` (2026-12-04, chosen by leave-one-series-out
+    cross-validation on TCPD among seven candidates: held-out F1 0.722) and before that
+    ``model="mean", mean=0, kappa=1, alpha=1, beta=1`` (the paper's BOCPD for z-scored
+    data). The current ones were chosen among six segment-model candidates fixed in
+    advance, on a simulated suite extended with random walks and strong cycles, blind to
+    TCPD; their first TCPD run is reported in benchmarks/RESULTS.md.
 
     Parameters
     ----------
@@ -77,8 +83,9 @@ class BayesianDetector:
         Values after a change before it can be reported (more: fewer false alarms, later).
     max_run : int
         Longest run length tracked.
-    model : {"trend", "mean"}
-        Segment model: level and slope, or level only.
+    model : {"trend", "mean", "level", "llt"} or tuple of them
+        Segment model (level and slope, level only, random-walk level, random walk with
+        drift), or several averaged with equal prior weights.
     alpha : float
         Shape of the inverse-gamma prior of a segment's noise variance (its weight in
         values is ``2 alpha``).
@@ -90,6 +97,11 @@ class BayesianDetector:
         ``(1 - rho) / (1 + rho)`` (a power likelihood: the effective number of independent
         values per value of AR(1) noise); ``None``: estimated from the data (capped at
         0.95); default ``0``, independent noise.
+    walk : float, optional
+        The random-walk models' innovation variance in units of their noise variance (the
+        signal-to-noise ratio ``q``); default: estimated from the data.
+    walk_noise : float, optional
+        Their noise standard deviation; default ``noise`` when that is given, else estimated.
     mean, kappa, beta : float, optional
         The classic Normal-Gamma form of the prior (``model="mean"``): prior mean, its
         pseudo-count and the rate of the precision; they set ``center = mean``,
@@ -113,14 +125,21 @@ class BayesianDetector:
     [200]
     >>> len(bayesian_changes(y, model="mean")) > 1                 # levels: a staircase
     True
+    >>> w = np.cumsum(rng.normal(0, 1, 300)) + np.where(t >= 150, 15.0, 0.0)  # a walk jumps
+    >>> [f.detail["onset_index"] for f in bayesian_changes(w)]
+    [150]
+    >>> len(bayesian_changes(w, model="trend")) > 1                # no walk: cut up
+    True
     """
 
     def __init__(self, *, expected_run: float = 100.0, threshold: float = 0.5,
-                 confirm: int = 3, max_run: int = 500, model: str = "trend",
+                 confirm: int = 3, max_run: int = 500,
+                 model: str | tuple[str, ...] = ("trend", "llt"),
                  alpha: float = 1.0, noise: float | None = None, center: float | None = None,
                  spread: float | None = None, mean: float | None = None,
                  kappa: float | None = None, beta: float | None = None,
-                 rho: float | None = 0.0, warmup: int = 8,
+                 rho: float | None = 0.0, walk: float | None = None,
+                 walk_noise: float | None = None, warmup: int = 8,
                  metric: str = "value", beamline: str | None = None,
                  target: str | None = None) -> None:
         if not (expected_run > 1 and math.isfinite(expected_run)):
@@ -131,12 +150,14 @@ class BayesianDetector:
             raise ValueError(f"confirm must be an integer >= 0, got {confirm!r}")
         if int(max_run) != max_run or max_run < confirm + 2:
             raise ValueError(f"max_run must be an integer >= confirm + 2, got {max_run!r}")
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)}")
+        models = (model,) if isinstance(model, str) else tuple(model)
+        if not models or any(m not in MODELS for m in models) or len(set(models)) < len(models):
+            raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)} or a "
+                             f"tuple of distinct ones (averaged)")
         if int(warmup) != warmup or warmup < 4:
             raise ValueError(f"warmup must be an integer >= 4, got {warmup!r}")
         for name, v in (("alpha", alpha), ("kappa", kappa), ("beta", beta),
-                        ("noise", noise), ("spread", spread)):
+                        ("noise", noise), ("spread", spread), ("walk_noise", walk_noise)):
             if v is not None and not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         for name, v in (("center", center), ("mean", mean)):
@@ -144,64 +165,76 @@ class BayesianDetector:
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
         if rho is not None and not 0.0 <= rho < 1.0:
             raise ValueError(f"rho must be in [0, 1), got {rho!r}")
+        if walk is not None and not (walk >= 0 and math.isfinite(walk)):
+            raise ValueError(f"walk must be a finite number >= 0, got {walk!r}")
         self.expected_run, self.threshold = float(expected_run), float(threshold)
-        self.confirm, self.max_run, self.model = int(confirm), int(max_run), model
+        self.confirm, self.max_run = int(confirm), int(max_run)
+        self.models = models
+        self.model = "+".join(models)
         self.alpha, self.warmup = float(alpha), int(warmup)
         if mean is not None:
             center = mean
         if beta is not None:
             noise = math.sqrt(beta / alpha)
+        if noise is not None and walk_noise is None:
+            walk_noise = noise  # a given noise scale holds for the walks' noise too
         self._kappa = kappa
-        self._fixed = (noise, center, spread, rho)
+        self._fixed = (noise, center, spread, rho, walk, walk_noise)
         self._count = 0
         self.metric, self.beamline, self.target = metric, beamline, target
         self._log_h = math.log(1.0 / self.expected_run)
         self._log_1h = math.log1p(-1.0 / self.expected_run)
+        #: equal prior weight of each model at the start of a segment
+        self._log_w = np.full((len(models), 1), -math.log(len(models)))
         self.n = 0
         self.findings: deque[Finding] = deque(maxlen=1000)
         self._recent: deque[tuple[float, float]] = deque(maxlen=self.max_run + 1)
         self._held: list[tuple[int, float, float]] = []
         self._last_onset = -1
-        # per run length r = 0..max_run: regressors of the value r values into a segment,
-        # the shape of the noise posterior and the Student-t constant that depends on it
+        # per run length r = 0..max_run: the shape of the noise posterior and the
+        # Student-t constant that depends on it
         r = np.arange(self.max_run + 2, dtype=float)
-        self._u = r / self.expected_run
         self._a = self.alpha + r / 2.0
         nu = 2.0 * self._a
         self._const = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(np.pi * nu)
+        self._delta = 1.0 / self.expected_run  # the slope is per expected run
         self.scales: Scales | None = None
-        self._prior: Prior | None = None
         self._weight = 1.0
-        self._logr = np.zeros(1)
-        # the state of each run length: b, then the coefficients' means and the upper
-        # triangle of P by rows ([b, m0, p00] or [b, m0, p00, m1, p01, p11])
-        self._st = np.zeros((0, 3 if model == "mean" else 6))
-        self._prior_row = np.zeros(self._st.shape[1])
-        self._estimate = None in (noise, center, spread if kappa is None else kappa, rho)
+        self._q = np.zeros((len(models), 1))
+        self._logr = np.full((len(models), 1), 0.0) + self._log_w
+        # the state of each model (axis 1) and run length (axis 2), predicted for the next
+        # value: b, the level, the slope, and the upper triangle of P (p00, p01, p11)
+        self._st = np.zeros((6, len(models), 0))
+        self._prior_col = np.zeros((6, len(models), 1))
+        needed = [noise, center, spread if kappa is None else kappa, rho]
+        if any(m in WALKS for m in models):
+            needed += [walk, walk_noise]
+        self._estimate = None in needed
         if not self._estimate:  # nothing to estimate: no values held back
             self._set_scales(None)
 
     def _set_scales(self, values: np.ndarray | None) -> None:
         """Set the prior of new segments from the fixed scales and estimates from ``values``."""
         est = (prior_scales(values) if values is not None else None) or Scales(1, 0, 1, 0)
-        noise, center, spread, rho = (e if f is None else f
-                                      for f, e in zip(self._fixed, est, strict=True))
+        noise, center, spread, rho, walk, walk_noise = (
+            e if f is None else f for f, e in zip(self._fixed, est, strict=True))
         if self._kappa is not None:
             spread = noise / math.sqrt(self._kappa)
-        self.scales = Scales(noise, center, spread, rho)
+        walk_noise = walk_noise or noise
+        self.scales = Scales(noise, center, spread, rho, walk, walk_noise)
         self._weight = (1.0 - rho) / (1.0 + rho)
-        self._prior = make_prior(self.model, self.alpha, noise, center, spread, spread)
-        pr = self._prior
-        row = [pr.b, pr.m[0], pr.p[0, 0]]
-        if self.model == "trend":
-            row += [pr.m[1], pr.p[0, 1], pr.p[1, 1]]
-        self._prior_row = np.array(row)
-        if self._st.shape[0] == 0:  # the first run starts from it too
-            self._st = self._prior_row[None, :].copy()
+        for k, m in enumerate(self.models):
+            sd = walk_noise if m in WALKS else noise
+            pr = make_prior(m, self.alpha, sd, center, spread, spread)
+            self._prior_col[:, k, 0] = (pr.b, pr.m[0], pr.m[1], pr.p[0, 0], pr.p[0, 1],
+                                        pr.p[1, 1])
+            self._q[k, 0] = walk if m in WALKS else 0.0
+        if self._st.shape[2] == 0:  # the first run starts from it too
+            self._st = self._prior_col.copy()
 
     def run_length(self) -> np.ndarray:
-        """Posterior probabilities of the run lengths ``0, 1, ...`` now."""
-        return np.exp(self._logr)
+        """Posterior probabilities of the run lengths ``0, 1, ...`` now (models summed)."""
+        return np.exp(self._logr).sum(axis=0)
 
     def update(self, value: float, time: float | None = None) -> list[Finding]:
         """Add the next value (NaN is skipped); return a change finding when one is confirmed."""
@@ -211,7 +244,7 @@ class BayesianDetector:
         if x != x:
             return []
         t = float(i) if time is None else float(time)
-        if self._prior is None:  # hold the first values back until the scales are known
+        if self.scales is None:  # hold the first values back until the scales are known
             self._held.append((i, x, t))
             if len(self._held) < self.warmup:
                 return []
@@ -228,56 +261,52 @@ class BayesianDetector:
         self._count += 1
         if self._estimate and self._count % _REFRESH == 0:
             self._set_scales(np.array([v for v, _ in self._recent]))
-        prior = self._prior
-        assert prior is not None
-        st, size = self._st, self._logr.size
-        u, a = self._u[:size], self._a[:size]
-        # Student-t predictive of each run length (NIG regression: h = [1] or [1, u])
-        b, m0, p00 = st[:, 0], st[:, 1], st[:, 2]
-        if self.model == "trend":
-            m1, p01, p11 = st[:, 3], st[:, 4], st[:, 5]
-            ph0, ph1 = p00 + p01 * u, p01 + p11 * u
-            s = 1.0 + ph0 + ph1 * u
-            e = x - m0 - m1 * u
-        else:
-            ph0 = p00
-            s = 1.0 + ph0
-            e = x - m0
+        size = self._logr.shape[1]
+        a = self._a[:size]
+        # Student-t predictive of each model and run length (the state is predicted)
+        b, m0, m1, p00, p01, p11 = self._st
+        s = 1.0 + p00
+        e = x - m0
         scale2 = b / a * s
         nu = 2.0 * a
         logpred = (self._const[:size] - 0.5 * np.log(scale2)
                    - (nu + 1) / 2 * np.log1p(e * e / (nu * scale2)))
         joint = self._logr + self._weight * logpred
-        logr = np.empty(size + 1)
-        logr[0] = _logsumexp(joint) + self._log_h
-        logr[1:] = joint + self._log_1h
-        # posterior after this value (rank-one NIG update); a new run starts from the prior
-        new = np.empty((size + 1, st.shape[1]))
-        new[0] = self._prior_row
-        k0 = ph0 / s
-        new[1:, 0] = b + e * e / (2.0 * s)
-        new[1:, 1] = m0 + k0 * e
-        new[1:, 2] = p00 - k0 * ph0
-        if self.model == "trend":
-            k1 = ph1 / s
-            new[1:, 3] = m1 + k1 * e
-            new[1:, 4] = p01 - k0 * ph1
-            new[1:, 5] = p11 - k1 * ph1
+        logr = np.empty((joint.shape[0], size + 1))
+        logr[:, :1] = _logsumexp(joint) + self._log_h + self._log_w
+        logr[:, 1:] = joint + self._log_1h
+        # posterior after this value (rank-one Kalman update), then predicted for the next
+        # one (the level moves by the slope and the walk); a new run starts from the prior
+        new = np.empty((6, joint.shape[0], size + 1))
+        new[:, :, :1] = self._prior_col
+        k0, k1 = p00 / s, p01 / s
+        m1n = m1 + k1 * e
+        p01n, p11n = p01 - k0 * p01, p11 - k1 * p01
+        d = self._delta
+        new[0, :, 1:] = b + e * e / (2.0 * s)
+        new[1, :, 1:] = m0 + k0 * e + d * m1n
+        new[2, :, 1:] = m1n
+        new[3, :, 1:] = p00 - k0 * p00 + 2.0 * d * p01n + d * d * p11n + self._q
+        new[4, :, 1:] = p01n + d * p11n
+        new[5, :, 1:] = p11n
         if size + 1 > self.max_run + 1:  # merge the longest run lengths (bounded memory)
-            logr[-2] = np.logaddexp(logr[-2], logr[-1])
-            logr, new = logr[:-1], new[:-1]
+            logr[:, -2] = np.logaddexp(logr[:, -2], logr[:, -1])
+            logr, new = logr[:, :-1], new[:, :, :-1]
         logr -= _logsumexp(logr)
         self._logr, self._st = logr, new
-        r_map = int(np.argmax(logr))
+        marginal = logr[0] if logr.shape[0] == 1 else np.logaddexp.reduce(logr, axis=0)
+        r_map = int(np.argmax(marginal))
         if not self.confirm <= r_map <= 2 * self.confirm + 1 or i < self.confirm + 1:
             return []
-        p_recent = float(np.exp(_logsumexp(logr[: r_map + 2])))
+        p_recent = float(np.exp(_logsumexp(marginal[: r_map + 2])))
         onset = i - r_map + 1
         if p_recent < self.threshold or onset <= self._last_onset + self.confirm:
             return []
-        return [self._change(i, t, onset, r_map, p_recent)]
+        seg_model = self.models[int(np.argmax(logr[:, r_map]))]
+        return [self._change(i, t, onset, r_map, p_recent, seg_model)]
 
-    def _change(self, i: int, t: float, onset: int, r_map: int, p: float) -> Finding:
+    def _change(self, i: int, t: float, onset: int, r_map: int, p: float,
+                seg_model: str) -> Finding:
         recent = list(self._recent)
         end = len(recent) - r_map  # the values since the onset are the last r_map
         post = recent[end:] or recent[-1:]
@@ -294,7 +323,8 @@ class BayesianDetector:
                              f"{after_mean:.4g} since sample {onset} (BOCPD, p = {p:.2f})"),
                     detail={"index": i, "onset_index": onset, "before": before_mean,
                             "after": after_mean, "delay": i - onset,
-                            "method": "bocpd", "model": self.model})
+                            "method": "bocpd", "model": self.model,
+                            "segment_model": seg_model})
         self.findings.append(f)
         return f
 
@@ -344,6 +374,8 @@ def bayesian_changes(values: npt.ArrayLike, times: npt.ArrayLike | None = None, 
             given.add("rho")  # the default (0), not an estimate
         if given & {"mean", "beta"}:
             given |= {"center", "noise"}
+        if "noise" in given:
+            given.add("walk_noise")  # the given noise holds for the walks too
         if "kappa" in given:
             given.add("spread")
         options = {**options, **{k: v for k, v in est._asdict().items() if k not in given}}
