@@ -173,3 +173,52 @@ def test_default_path(tmp_path):
         assert profile_log_path(cat, "ds-abc") == tmp_path / "live" / "ds-abc.profiles.h5"
     with pytest.raises(ValueError, match="dataset id"):
         profile_log_path(cat, "../x")
+
+
+def _follow(db, ds, path):
+    """What spotkit live does per batch (the crash protocol): resume at the catalog's
+    cursor, append + flush the I(q) rows, then record the points; until killed."""
+    from spotkit.catalog import LivePoint, open_catalog
+
+    cat = open_catalog(db)
+    log = ProfileLog(path, Q)
+    cursor = cat.live_cursor(ds)
+    log.truncate(after_frame=cursor)
+    frame = cursor + 1
+    while True:
+        frames = list(range(frame, frame + 3))
+        log.append(frames, np.stack([_row(f) for f in frames]))
+        cat.record_live(ds, [LivePoint(f, "features", {"v": 100.0 + f}) for f in frames])
+        frame += 3
+
+
+def test_killed_again_and_again_nothing_lost_nothing_twice(tmp_path):
+    from spotkit.catalog import open_catalog
+
+    db, path = tmp_path / "catalog.db", tmp_path / "s.profiles.h5"
+    with open_catalog(db) as cat:
+        cat.bulk_load([{"kind": "saxs/raw", "sample": "film"}])
+        ds = next(iter(cat))
+    fork = multiprocessing.get_context("fork")
+    rng = np.random.default_rng(0)
+    cursors = []
+    for _ in range(3):
+        child = fork.Process(target=_follow, args=(db, ds, path), daemon=True)
+        child.start()
+        time.sleep(0.1 + 0.1 * rng.random())
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        with open_catalog(db) as cat:
+            cursors.append(cat.live_cursor(ds))
+    assert cursors == sorted(cursors)
+    assert cursors[-1] > cursors[0] >= 0  # every session went on from the last
+    with open_catalog(db) as cat, ProfileLog(path, Q) as log:
+        cursor = cat.live_cursor(ds)
+        log.truncate(after_frame=cursor)
+        points = cat.live_points(ds)
+        assert [p.frame for p in points] == list(range(cursor + 1))
+        assert all(p.values["v"] == 100.0 + p.frame for p in points)
+        ds_rows = log.read()
+        assert ds_rows.frame.values.tolist() == list(range(cursor + 1))
+        np.testing.assert_array_equal(ds_rows["intensity"].values[:, 0],
+                                      100.0 + ds_rows.frame.values)
