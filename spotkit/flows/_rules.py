@@ -221,6 +221,9 @@ def _problem(finding: Finding, data: Any, lines: Lines, name: str | None) -> Rul
         rule = f"target {str(loc[1])!r}"
         rest = loc[2:]
     field = ".".join(map(str, rest)) or None
+    if len(loc) >= 3 and loc[0] == "live" and loc[2] == "on" and lines.of(loc[:3]) == lines.of(
+            loc[:2]):
+        loc = (*loc[:2], True, *loc[3:])  # YAML 1.1 read the key 'on' as true
     return RuleProblem(rule, action, field, finding.message, lines.of(loc), name)
 
 

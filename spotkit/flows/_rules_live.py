@@ -373,12 +373,14 @@ def check_live(data: Any, notebooks: Notebooks) -> list[Finding]:
                                    f"action {names[aname]} of this trigger; name them "
                                    "(name: ...)"))
             names.setdefault(aname, j)
+            bad_target = False
             for kind in ("notebook", "fit"):
                 spec = action.get(kind)
                 if not isinstance(spec, Mapping):
                     continue
                 target = spec.get("target")
                 if isinstance(target, str) and target not in defined:
+                    bad_target = True
                     out.append(Finding((*loc, kind, "target"), f"unknown target {target!r}; "
                                        f"defined targets: {defined or 'none'}"
                                        f"{did_you_mean(target, defined)}"))
@@ -397,7 +399,8 @@ def check_live(data: Any, notebooks: Notebooks) -> list[Finding]:
                 kind = "fit"
             else:
                 kind = "notebook"
-            if not isinstance(book, Mapping) or not isinstance(book.get("path"), str):
+            if bad_target or not isinstance(book, Mapping) or not isinstance(book.get("path"),
+                                                                              str):
                 continue
             if kind == "notebook" and book.get("target") is None and default_target is None:
                 out.append(Finding((*loc, "notebook", "target"), f"no target: name one of "
@@ -430,7 +433,9 @@ def action_name(action: Mapping[str, Any], index: int,
     name = action.get("name")
     if isinstance(name, str) and name:
         return name
-    kind = next((k for k in ACTION_KINDS if k in action), "action")
+    kind = next((k for k in ACTION_KINDS if k in action), None)
+    if kind is None:
+        return f"action-{index + 1}"
     same = [i for i, a in enumerate(actions or [action])
             if isinstance(a, Mapping) and not a.get("name")
             and next((k for k in ACTION_KINDS if k in a), "action") == kind]
@@ -451,13 +456,23 @@ def _check_model(model: Any) -> str | None:
     return None
 
 
+def _cooldown_text(cool: dict[str, float] | None) -> int | str:
+    """The cooldown as a rules file writes it: frames (an integer) or seconds (``"30s"``)."""
+    if not cool:
+        return 0
+    if cool.get("seconds"):
+        return f"{cool['seconds']:g}s"
+    return int(cool.get("frames", 0))
+
+
 def live_canonical(spec: LiveTriggerSpec) -> dict[str, Any]:
-    """The canonical form of a live trigger (defaults filled, durations in seconds)."""
+    """The canonical form of a live trigger: as a rules file writes it, defaults filled
+    (every action named, a cooldown in frames or seconds), so it loads again."""
     out: dict[str, Any] = {"name": spec.name, "on": spec.on,
                            "match": ({k: list(v) for k, v in
                                       spec.match.model_dump(exclude_none=True).items()}
                                      if spec.match is not None else {}),
-                           "cooldown": spec.cooldown or {"frames": 0.0, "seconds": 0.0}}
+                           "cooldown": _cooldown_text(spec.cooldown)}
     if spec.description is not None:
         out["description"] = spec.description
     if spec.frames is not None:
@@ -474,7 +489,7 @@ def live_canonical(spec: LiveTriggerSpec) -> dict[str, Any]:
                 body[key] = list(value)
         named = [{a.kind: {}, **({"name": a.name} if a.name else {})} for a in spec.actions]
         actions.append({"name": action.name or action_name(named[j], j, named),
-                        "kind": action.kind, action.kind: body})
+                        action.kind: body})
     out["actions"] = actions
     return out
 
@@ -605,12 +620,12 @@ def live_triggers(live: Sequence[Mapping[str, Any]] | None,
     """
     out = []
     for data in live or ():
-        cool = data.get("cooldown") or {}
+        cool = _cooldown(data.get("cooldown") or 0)
         bands = data.get("bands")
         out.append(LiveTrigger(
             name=data["name"], on=data["on"],
             match={k: tuple(v) for k, v in (data.get("match") or {}).items()},
-            actions=tuple(LiveAction(a["name"], a["kind"], _resolved(a, notebooks))
+            actions=tuple(LiveAction(a["name"], _kind(a), _resolved(a, notebooks))
                           for a in data["actions"]),
             frames=data.get("frames"), min_confidence=float(data.get("min_confidence") or 0),
             features=tuple(data["features"]) if data.get("features") else None,
@@ -620,8 +635,12 @@ def live_triggers(live: Sequence[Mapping[str, Any]] | None,
     return tuple(out)
 
 
+def _kind(action: Mapping[str, Any]) -> str:
+    return next(k for k in ACTION_KINDS if k in action)
+
+
 def _resolved(action: Mapping[str, Any], notebooks: Notebooks | None) -> dict[str, Any]:
-    options = dict(action[action["kind"]])
-    if notebooks is not None and action["kind"] == "notebook":
+    options = dict(action[_kind(action)])
+    if notebooks is not None and _kind(action) == "notebook":
         options["notebook_path"] = str(notebooks.path(options["path"]))
     return options
