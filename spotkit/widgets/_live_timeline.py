@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -28,7 +29,8 @@ __all__ = ["LiveTimeline", "LiveTimelineModel"]
 
 _LAB_EXTRA = 'pip install "spotkit[lab]"'
 _RED, _GREEN = "#cf222e", "#1a7f37"
-_NONE = "(none)"
+#: redraw after at least this many times the last drawing's duration
+_BUSY = 5.0
 
 
 def _ipywidgets():
@@ -167,7 +169,11 @@ class LiveTimeline:
         self._render_lock = threading.Lock()
         self._feature = feature
         self._closed = False
+        self._profile_key: Any = ()
         self.renders = 0
+        self.render_seconds = 0.0  # how long the last drawing took
+        self._drawn_at = -math.inf
+        self._pending = False
         self._build()
         if autostart:
             self.start()
@@ -270,16 +276,23 @@ class LiveTimeline:
             latest = m.latest_fit(model)
             self.fit.value = fit_html(latest)
             profile = m.latest_profile
-            curve = m.fit_curve(profile, latest) if profile is not None and latest else None
-            self.profile.value = self._plots.profile_png(
-                profile, curve, label=f"{latest[0]} fit (frame {latest[1]})" if latest
-                else "fit")
+            key = (id(profile), None if latest is None else latest[:2])
+            if key != self._profile_key:  # a new I(q) or a new fit: draw them
+                curve = m.fit_curve(profile, latest) if profile is not None and latest \
+                    else None
+                label = f"{latest[0]} fit (frame {latest[1]})" if latest else "fit"
+                self.profile.value = self._plots.profile_png(profile, curve, label=label,
+                                                             key=key)
+                self._profile_key = key
             self.decisions.value = decisions_html(m.decisions)
             error = m.error
             self.error.value = ("" if error is None else
                                 f'<span style="color:{_RED}">{html.escape(error)}</span>')
             self.renders += 1
-            logger.debug("live timeline rendered in %.3f s", time.perf_counter() - t0)
+            self._pending = False
+            self._drawn_at = time.monotonic()
+            self.render_seconds = time.perf_counter() - t0
+            logger.debug("live timeline rendered in %.3f s", self.render_seconds)
 
     def _status_html(self) -> str:
         m = self.model
@@ -289,7 +302,11 @@ class LiveTimeline:
 
     def _on_update(self, update: LiveUpdate) -> None:
         try:
-            if update.changed or self.renders == 0:
+            self._pending = self._pending or update.changed or self.renders == 0
+            # drawing takes at most a fifth of a core: a long series on a busy machine is
+            # redrawn less often, never piling up behind the poller
+            rest = _BUSY * self.render_seconds - (time.monotonic() - self._drawn_at)
+            if self._pending and rest <= 0:
                 self.render()
             else:  # nothing new: only the status line (its age) moves
                 text = self._status_html()
@@ -330,7 +347,7 @@ class LiveTimeline:
 
     def close(self) -> None:
         """Stop polling and close the widgets (and the catalog if this view opened it)."""
-        self.model.stop()
+        self.model.close()
         with self._render_lock:
             self._closed = True
         self.widget.close()

@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,13 +33,11 @@ FEATURES = "features"
 EVENT = "event"
 DECISION = "decision"
 FIT = "fit:"
-_OTHER_KINDS = (EVENT, "fit", DECISION)  # families: "fit" selects every "fit:<model>"
 _SCORE = "score"
 #: feature values that are not features (the detector's own bookkeeping)
 _NOT_FEATURES = frozenset({"state", "flagged", "index", "frame"})
-#: how far back (in frames) the points of other kinds than features are read again: a fit or
-#: a decision is recorded for a frame after the features of later frames
-_LAG = 256
+#: fitted amplitudes, listed after the sample's parameters
+_AMPLITUDES = frozenset({"scale", "background"})
 #: values of a fit point that are not fitted parameters
 _NOT_PARAMETERS = frozenset({"chi2", "n_points", "q_unit", "elapsed_s", "method"})
 
@@ -106,7 +105,7 @@ class LiveTimelineModel:
         self.max_decisions = int(max_decisions)
         self._profile_log = profile_log
         self._lock = threading.RLock()
-        self._seen: set[tuple[int, str]] = set()
+        self._seen: dict[tuple[int, str], dict] = {}  # the values of each (frame, kind)
         # features, frame by frame (in frame order; a late frame is inserted)
         self._frames: list[int] = []
         self._values: dict[str, list[float]] = {}
@@ -116,8 +115,7 @@ class LiveTimelineModel:
         self._fits: dict[str, dict[int, dict[str, Any]]] = {}
         self.decisions: list[dict] = []
         self.status: dict | None = None
-        self._cursor = -1  # newest feature frame read
-        self._other = -1  # newest frame of any other kind read
+        self._subscription: Any = None  # spotkit.live.subscribe, made at the first fetch
         self.version = 0  # bumped whenever something new came
         self.latest_profile: Any = None  # I(q) of the newest frame, read by fetch
         self._profile_frame: int | None = None
@@ -130,7 +128,9 @@ class LiveTimelineModel:
     # -- reading --------------------------------------------------------------------------
 
     def fetch(self) -> LiveUpdate:
-        """Read what is new since the last fetch (two catalog queries and the status).
+        """Read what is new since the last fetch: the points recorded meanwhile (one query
+        through :func:`spotkit.live.subscribe`), the live status, and when a newer frame
+        came its I(q) (:attr:`latest_profile`).
 
         Returns
         -------
@@ -138,13 +138,16 @@ class LiveTimelineModel:
         """
         t0 = time.perf_counter()
         with self._lock:
-            since, other, version = self._cursor, self._other, self.version
-        points = list(self.catalog.live_points(self.dataset_id, since=since,
-                                               kinds=[FEATURES]))
-        # other kinds are read again a little further back: a fit or a decision about a
-        # frame is recorded after the features of later frames (seen ones are skipped)
-        back = max(-1, min(other, since) - _LAG)
-        points += self.catalog.live_points(self.dataset_id, since=back, kinds=_OTHER_KINDS)
+            version = self.version
+            if self._subscription is None:
+                from spotkit.live import subscribe
+
+                self._subscription = subscribe(self.catalog, self.dataset_id,
+                                               interval=0.2)
+            subscription = self._subscription
+        # every point recorded since the last poll, once, in the order recorded (a fit
+        # about an earlier frame too, and a point recorded again with its new values)
+        points = subscription.poll()
         status = self.catalog.live_status(self.dataset_id)
         with self._lock:
             new, kinds = self._ingest(points)
@@ -159,12 +162,13 @@ class LiveTimelineModel:
                           status=status, at=time.time(), seconds=time.perf_counter() - t0)
 
     def ingest(self, points: Iterable[Any]) -> int:
-        """Add points (:class:`~spotkit.catalog.LivePoint`); points seen already are skipped.
+        """Add points (:class:`~spotkit.catalog.LivePoint`). A point of a (frame, kind)
+        seen before replaces it (a fit done again); the same values again are skipped.
 
         Returns
         -------
         int
-            How many were new.
+            How many were new or changed.
         """
         with self._lock:
             return self._ingest(points)[0]
@@ -175,33 +179,40 @@ class LiveTimelineModel:
         for p in points:
             frame, kind = int(p.frame), str(p.kind)
             key = (frame, kind)
-            if key in self._seen:
-                continue
-            self._seen.add(key)
             values = dict(p.values or {})
+            again = key in self._seen
+            if again and self._seen[key] == values:
+                continue
+            self._seen[key] = values
+            family, _, name = kind.partition(":")
             if kind == FEATURES:
-                self._add_features(frame, values)
-                self._cursor = max(self._cursor, frame)
+                self._add_features(frame, values, replace=again)
+            elif family == EVENT:
+                self.events = [e for e in self.events if e["frame"] != frame]
+                self._add_event(frame, values)
+            elif family == "fit" and name:
+                self._fits.setdefault(name, {})[frame] = values
+            elif family == DECISION:
+                self.decisions = [d for d in self.decisions
+                                  if (d["frame"], d["kind"]) != key]
+                self.decisions.append({"frame": frame, "kind": kind, **values})
+                self.decisions.sort(key=lambda d: d["frame"])
+                del self.decisions[:-self.max_decisions]
             else:
-                self._other = max(self._other, frame)
-                family, _, name = kind.partition(":")
-                if family == EVENT:
-                    self._add_event(frame, values)
-                elif family == "fit" and name:
-                    self._fits.setdefault(name, {})[frame] = values
-                elif family == DECISION:
-                    self.decisions.append({"frame": frame, "kind": kind, **values})
-                    self.decisions.sort(key=lambda d: d["frame"])
-                    del self.decisions[:-self.max_decisions]
-                else:
-                    logger.debug("live timeline: point kind %r not shown", kind)
+                logger.debug("live timeline: point kind %r not shown", kind)
             new += 1
             kinds.add(kind)
         if new:
             self.version += 1
         return new, kinds
 
-    def _add_features(self, frame: int, values: dict) -> None:
+    def _add_features(self, frame: int, values: dict, *, replace: bool = False) -> None:
+        if replace:  # recorded again: drop the old row first
+            i = int(np.searchsorted(self._frames, frame))
+            if i < len(self._frames) and self._frames[i] == frame:
+                for column in self._values.values():
+                    del column[i]
+                del self._states[i], self._flags[i], self._frames[i]
         at = len(self._frames)
         if self._frames and frame < self._frames[-1]:  # late: keep the frames in order
             at = int(np.searchsorted(self._frames, frame))
@@ -313,8 +324,9 @@ class LiveTimelineModel:
             return sorted(self._fits)
 
     def fit_parameters(self, model: str) -> list[str]:
-        """The fitted parameters of a model (those with ``<name>_err`` first; not
-        ``chi2`` or the ``*_err`` columns themselves)."""
+        """The fitted parameters of a model: those with ``<name>_err`` first, the sample's
+        (``radius``...) before ``scale`` and ``background``; not ``chi2``, ``n_points`` or
+        the ``*_err`` columns themselves."""
         fits = self._model_fits(model)
         names: dict[str, None] = {}
         for values in fits.values():
@@ -323,9 +335,9 @@ class LiveTimelineModel:
                         isinstance(v, str | bool) or v is None:
                     continue
                 names[k] = None
-        keys = list(names)
-        with_err = [k for k in keys if any(f"{k}_err" in v for v in fits.values())]
-        return with_err + [k for k in keys if k not in with_err]
+        fitted = {k for k in names if any(f"{k}_err" in v for v in fits.values())}
+        # the sample's parameters first (radius...), then the amplitudes, then fixed ones
+        return sorted(names, key=lambda k: (k not in fitted, k in _AMPLITUDES))
 
     def _model_fits(self, model: str) -> dict[int, dict[str, Any]]:
         with self._lock:
@@ -377,21 +389,18 @@ class LiveTimelineModel:
         return None if status.get("behind") is None else int(status["behind"])
 
     def _log(self) -> Any:
+        """The series' ProfileLog opened to read (None while it does not exist)."""
         log = self._profile_log
-        if log is None:
-            path = (self.status or {}).get("profile_log")
-            if not path:
-                return None
-            log = path
-        if not hasattr(log, "read"):
-            import spotkit.live
+        if log is not None and hasattr(log, "read"):
+            return log
+        from spotkit.live import ProfileLog, profile_log_path
 
-            store = getattr(spotkit.live, "ProfileLog", None)
-            if store is None:  # spotkit.live without its store
-                return None
-            log = store.open(log) if hasattr(store, "open") else store(log)
-            self._profile_log = log
-        return log
+        path = log or (self.status or {}).get("profile_log") or profile_log_path(
+            self.catalog, self.dataset_id)
+        if not Path(path).exists():
+            return None
+        self._profile_log = ProfileLog.open(path)
+        return self._profile_log
 
     def profile(self, frame: int | None = None) -> Any:
         """I(q) of a frame (default: the newest with features) read from the series'
@@ -418,10 +427,13 @@ class LiveTimelineModel:
 
     def _read_profile(self, frame: int) -> None:
         profile = self.profile(frame)
-        if profile is not None or self._log() is None:
-            with self._lock:
-                self.latest_profile = profile
-                self._profile_frame = frame
+        if profile is None and hasattr(self._profile_log, "read"):
+            return  # not flushed into the log yet: again at the next fetch
+        with self._lock:
+            changed = profile is not None or self.latest_profile is not None
+            self.latest_profile = profile
+            self._profile_frame = frame
+            if changed:
                 self.version += 1
 
     def fit_curve(self, profile: Any, latest: tuple[str, int, dict] | None,
@@ -466,6 +478,18 @@ class LiveTimelineModel:
         """Stop the background poller (what was read stays)."""
         if self._poller is not None:
             self._poller.stop(timeout)
+
+    def close(self) -> None:
+        """Stop polling and let go of the subscription and the ProfileLog reader."""
+        self.stop()
+        with self._lock:
+            subscription, self._subscription = self._subscription, None
+            log = self._profile_log
+        if subscription is not None:
+            subscription.close()
+        if log is not None and hasattr(log, "close"):
+            log.close()
+            self._profile_log = None
 
     @property
     def running(self) -> bool:

@@ -48,6 +48,9 @@ class LivePlots:
             2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         self.profile_fig = _figure(4.6, 3.4, dpi)
         self.profile_ax = self.profile_fig.add_subplot()
+        self._choice: Any = None
+        self._profile_key: Any = None
+        self._profile_png = b""
 
     # -- the timeline ---------------------------------------------------------------------
 
@@ -59,12 +62,15 @@ class LivePlots:
         ax, fax = self.feature_ax, self.fit_ax
         ax.clear()
         fax.clear()
-        self.timeline_fig.set_layout_engine("constrained")
+        if (feature, fit) != self._choice:  # labels change: lay the figure out again
+            self.timeline_fig.set_layout_engine("constrained")
+            self._choice = (feature, fit)
         n = max(m.n_frames, 1)
-        for a, b in flagged_spans(m.flagged):
-            ax.axvspan(a - 0.5, b + 0.5, color="tab:orange", alpha=0.18, lw=0)
-            fax.axvspan(a - 0.5, b + 0.5, color="tab:orange", alpha=0.18, lw=0)
-        if m.flagged.size:
+        spans = [(a - 0.5, b - a + 1.0) for a, b in flagged_spans(m.flagged)]
+        if spans:  # one collection per axes, however many runs
+            for a in (ax, fax):
+                a.broken_barh(spans, (0, 1), transform=a.get_xaxis_transform(),
+                              color="tab:orange", alpha=0.18, lw=0)
             ax.axvspan(np.nan, np.nan, color="tab:orange", alpha=0.18, lw=0, label="flagged")
         if feature is not None and feature in m.feature_names:
             frames, values = m.feature(feature)
@@ -81,11 +87,10 @@ class LivePlots:
             text = f" onset {event['onset']}" + (f" ({conf:.2f})" if conf == conf else "")
             ax.text(event["onset"], 0.97, text, transform=ax.get_xaxis_transform(),
                     va="top", ha="left", fontsize=7, color="tab:blue")
-        for d in m.decisions:
-            ax.plot([d["frame"]], [0.03], "v", color="tab:purple", ms=6,
-                    transform=ax.get_xaxis_transform())
         if m.decisions:
-            ax.plot([], [], "v", color="tab:purple", ms=6, label="decision")
+            at = [d["frame"] for d in m.decisions]
+            ax.plot(at, np.full(len(at), 0.03), "v", color="tab:purple", ms=6, ls="none",
+                    transform=ax.get_xaxis_transform(), label="decision")
         if selected is not None:
             ax.axvline(selected, color="tab:red", lw=1.5, alpha=0.8, label="selected")
         self._draw_fit(fit)
@@ -119,9 +124,12 @@ class LivePlots:
     # -- the latest I(q) ------------------------------------------------------------------
 
     def profile_png(self, profile: Any, curve: tuple[np.ndarray, np.ndarray] | None = None,
-                    *, label: str = "fit") -> bytes:
+                    *, label: str = "fit", key: Any = None) -> bytes:
         """I(q) (an xarray Dataset with ``intensity``, optional ``sigma``) on log-log axes
-        with the fit ``curve = (q, I)``."""
+        with the fit ``curve = (q, I)``. ``key``: what the picture shows (the same key
+        again returns the last picture without drawing)."""
+        if key is not None and key == self._profile_key:
+            return self._profile_png
         ax = self.profile_ax
         ax.clear()
         self.profile_fig.set_layout_engine("constrained")
@@ -130,7 +138,16 @@ class LivePlots:
                     va="center", fontsize=9, color="0.4")
             ax.set_xticks([])
             ax.set_yticks([])
-            return _png(self.profile_fig)
+        else:
+            self._draw_profile(ax, profile, curve, label)
+        self._profile_key, self._profile_png = key, _png(self.profile_fig)
+        return self._profile_png
+
+    @staticmethod
+    def _draw_profile(ax: Any, profile: Any, curve: tuple[np.ndarray, np.ndarray] | None,
+                      label: str) -> None:
+        from matplotlib.ticker import NullFormatter
+
         rdim = profile["intensity"].dims[0]
         q = np.asarray(profile[rdim].values, dtype=np.float64)
         iq = np.asarray(profile["intensity"].values, dtype=np.float64)
@@ -139,6 +156,7 @@ class LivePlots:
         ok = np.isfinite(iq) & (iq > 0) & (q > 0)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded minor labels
         ax.errorbar(q[ok], iq[ok], yerr=np.where(np.isfinite(sig[ok]), sig[ok], 0.0),
                     fmt=".", ms=2, lw=0.6, color="0.3", ecolor="0.7",
                     label=f"frame {profile.attrs.get('frame', '?')}")
@@ -152,4 +170,3 @@ class LivePlots:
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7, frameon=False, loc="lower left")
         ax.set_title("latest I(q)", fontsize=9)
-        return _png(self.profile_fig)

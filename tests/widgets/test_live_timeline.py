@@ -153,7 +153,7 @@ def test_view_follows_in_the_background(series):
 
     cat, ds = series
     cat.record_live(ds, _features(range(10)))
-    view = LiveTimeline(cat, ds, refresh=0.05)
+    view = LiveTimeline(cat, ds, refresh=0.05, dpi=40)
     try:
         assert view.running
         assert view.wait(lambda m: m.n_frames == 10, timeout=20)
@@ -194,3 +194,45 @@ def test_view_follows_in_the_background(series):
     finally:
         view.close()
     assert not view.running
+
+
+def test_latest_iq_comes_from_the_profile_log_with_the_fit_curve(series):
+    """The newest frame's I(q) is read from the series' ProfileLog (found through the live
+    status), and the newest fit is drawn from its recorded values with sasmodels."""
+    pytest.importorskip("sasmodels")
+    from spotkit.live import ProfileLog, profile_log_path
+    from spotkit.scattering import fit_sas, sas_model_curve
+
+    cat, ds = series
+    q = np.linspace(0.1, 3.0, 120)
+    truth = sas_model_curve(q, model="sphere", params={"radius": 6.0, "scale": 0.02,
+                                                       "background": 0.01})
+    rng = np.random.default_rng(3)
+    path = profile_log_path(cat, ds)
+    with ProfileLog(path, q, dim="q", unit="nm^-1") as log:
+        for k in range(3):
+            counts = rng.poisson(truth * 1e4) / 1e4
+            log.append(k, counts, np.sqrt(np.maximum(counts, 1e-4) / 1e4))
+        cat.record_live(ds, _features(range(3)))
+        cat.set_live_status(ds, state="following", profile_log=str(path))
+        model = LiveTimelineModel(cat, ds)
+        assert model.fetch().changed
+        profile = model.latest_profile
+        assert profile.attrs["frame"] == 2
+        np.testing.assert_allclose(profile["q"].values, q)
+        assert model.fit_curve(profile, model.latest_fit()) is None  # no fit yet
+        fit = fit_sas(q, profile["intensity"].values, profile["sigma"].values,
+                      model="sphere")
+        cat.record_live(ds, [LivePoint(2, "fit:sphere", fit.values())])
+        model.fetch()
+        assert model.fit_parameters("sphere")[0] == "radius"
+        cq, ci = model.fit_curve(profile, model.latest_fit("sphere"))
+        np.testing.assert_allclose(cq, q)
+        np.testing.assert_allclose(ci, fit.evaluate(q), rtol=1e-6)  # the same curve
+        assert abs(fit.params["radius"] - 6.0) < 0.1
+        # a frame appended after: read at the next fetch
+        log.append(3, truth, np.full_like(q, 0.01))
+        cat.record_live(ds, _features([3]))
+        model.fetch()
+        assert model.latest_profile.attrs["frame"] == 3
+    model.close()
