@@ -11,7 +11,6 @@ and its covariance gives the 1-sigma uncertainties (or DREAM's posterior, ``meth
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
@@ -23,12 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from spotkit.errors import SpotkitError
-from spotkit.scattering._sasfit_models import (
-    Q_UNITS,
-    SAS_MODELS,
-    SasModelSpec,
-    to_sasmodels_factor,
-)
+from spotkit.scattering._sasfit_models import Q_UNITS, SAS_MODELS, to_sasmodels_factor
+from spotkit.scattering._sasfit_start import data1d as _data1d
+from spotkit.scattering._sasfit_start import kernel as _kernel
+from spotkit.scattering._sasfit_start import scan_starts
+from spotkit.scattering._sasfit_start import theory as _theory
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +37,9 @@ __all__ = ["FIT_METHODS", "SasFit", "SasFitError", "fit_sas"]
 FIT_METHODS = ("lm", "dream", "amoeba", "newton", "de")
 
 _MAGNETIC = ("up_", "_M0", "_mtheta", "_mphi")
+
+#: A reduced chi2 below this ends the search over starting points.
+_GOOD_CHI2 = 2.0
 
 
 class SasFitError(SpotkitError, RuntimeError):
@@ -174,12 +175,6 @@ def _import_sas():
                           'pip install "spotkit[scattering]"') from exc
 
 
-def _kernel(model: str):
-    from sasmodels.core import load_model
-
-    return load_model(model)
-
-
 def _parameter_units(model: str) -> dict[str, str]:
     """Every settable (non-magnetic) parameter of a sasmodels model -> its sasmodels unit."""
     from sasmodels.core import load_model_info
@@ -192,21 +187,6 @@ def _parameter_units(model: str) -> dict[str, str]:
             units.update({f"{p.name}_pd": "", f"{p.name}_pd_n": "",
                           f"{p.name}_pd_nsigma": "", f"{p.name}_pd_type": ""})
     return {k: v for k, v in units.items() if not any(m in k for m in _MAGNETIC)}
-
-
-def _data1d(qa, intensity=None, sigma=None, dqa=None):
-    from sasmodels.data import Data1D
-
-    y = np.ones_like(qa) if intensity is None else intensity
-    dy = np.ones_like(qa) if sigma is None else sigma
-    return Data1D(x=qa, y=y, dy=dy, dx=dqa)
-
-
-def _theory(model: str, qa: np.ndarray, pars: Mapping[str, Any], dqa=None) -> np.ndarray:
-    from sasmodels.direct_model import DirectModel
-
-    calc = DirectModel(_data1d(qa, dqa=dqa), _kernel(model))
-    return np.asarray(calc(**pars), dtype=np.float64)
 
 
 # -- input checks ---------------------------------------------------------------------------
@@ -253,88 +233,6 @@ def _points(q, intensity, sigma, dq, q_range, q_unit):
         keep &= (q >= lo) & (q <= hi)
     sel = {k: (None if v is None else v[keep]) for k, v in out.items()}
     return q[keep], intensity[keep], sel["sigma"], sel["dq"]
-
-
-# -- the start scan -------------------------------------------------------------------------
-
-
-def _scan_start(spec: SasModelSpec, qa, intensity, sigma, dqa, pars: dict[str, Any],
-                scan: Sequence[str], linear: Sequence[str], fit_background: bool):
-    """Best grid point of ``scan`` with ``linear`` amplitudes and background solved exactly.
-
-    A coarse grid over every scanned parameter first; then the first one (the size or the
-    peak position, whose minima are narrow when the data span many fringes) is scanned
-    finely around the three best coarse points.
-    """
-    from sasmodels.direct_model import DirectModel
-    from scipy.optimize import nnls
-
-    calc = DirectModel(_data1d(qa, dqa=dqa), _kernel(spec.name))
-    grids = spec.grid(float(qa.min()), float(qa.max()))
-    axes = [grids[name] for name in scan]
-    w = 1.0 / sigma
-    target = intensity if fit_background else intensity - float(pars.get("background", 0.0))
-
-    def solve(point: dict[str, float]) -> tuple[float, dict[str, float]] | None:
-        zero = {**pars, **point, "background": 0.0, **{n: 0.0 for n in linear}}
-        fixed_part = np.asarray(calc(**zero), dtype=np.float64)
-        columns = [np.asarray(calc(**{**zero, name: 1.0}), dtype=np.float64) - fixed_part
-                   for name in linear]
-        if fit_background:
-            columns += [np.ones_like(qa), -np.ones_like(qa)]
-        rhs = (target - fixed_part) * w
-        if not columns:
-            chi, coef = float(np.sum(rhs**2)), np.zeros(0)
-        else:
-            design = np.column_stack(columns) * w[:, None]
-            if not (np.all(np.isfinite(design)) and np.all(np.isfinite(rhs))):
-                return None
-            coef, rnorm = nnls(design, rhs, maxiter=50 * design.shape[1])
-            chi = float(rnorm**2)
-        if not math.isfinite(chi):
-            return None
-        found = dict(point)
-        found.update({n: float(c) for n, c in zip(linear, coef, strict=False)})
-        if fit_background:
-            found["background"] = float(coef[-2] - coef[-1])
-        return chi, found
-
-    coarse = []
-    for values in itertools.product(*axes) if axes else [()]:
-        got = solve(dict(zip(scan, map(float, values), strict=True)))
-        if got is not None:
-            coarse.append(got)
-    if not coarse:
-        return {}
-    coarse.sort(key=lambda item: item[0])
-    best = coarse[0]
-    if scan:
-        first, axis = scan[0], np.asarray(axes[0], dtype=np.float64)
-        for _, found in coarse[:3]:
-            for value in _fine_axis(axis, found[first], float(qa.max())):
-                got = solve({**{n: found[n] for n in scan}, first: float(value)})
-                if got is not None and got[0] < best[0]:
-                    best = got
-    return best[1]
-
-
-def _fine_axis(axis: np.ndarray, value: float, q_max: float) -> np.ndarray:
-    """A fine grid spanning one coarse step of ``axis`` either side of ``value``.
-
-    Log axes are sizes: their step is at most a fifth of a fringe at the highest q
-    (pi / q_max / 5), so a sphere whose data span hundreds of fringes is not missed.
-    """
-    if axis.size < 2:
-        return np.array([value])
-    log = bool(np.all(axis > 0) and not np.allclose(np.diff(axis), axis[1] - axis[0]))
-    if log:
-        ratio = float(axis[1] / axis[0])
-        lo, hi = value / ratio, value * ratio
-        step = min((hi - lo) / 20, math.pi / q_max / 5)
-        n = int(min(400, max(21, math.ceil((hi - lo) / step) + 1)))
-        return np.linspace(lo, hi, n)
-    step = float(axis[1] - axis[0])
-    return np.linspace(value - step, value + step, 21)
 
 
 # -- fit_sas --------------------------------------------------------------------------------
@@ -457,12 +355,21 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
     scan = [n for n in spec.scan if n in free and n not in params]
     linear = [n for n in spec.linear if n in free and n not in params]
     fit_background = "background" in free and "background" not in params
-    start = _scan_start(spec, qa, i_arr, s_arr, dqa, pars, scan, linear, fit_background)
-    pars.update(start)
-    how = {n: ("given" if n in params else "scan" if n in start else "default") for n in free}
-
-    result, labels = _bumps_fit(spec, qa, i_arr, s_arr, dqa, pars, free, bounds, to_sas,
-                                method, dict(fit_options or {}))
+    starts = scan_starts(spec, qa, i_arr, s_arr, dqa, pars, scan, linear, fit_background) or [{}]
+    options = dict(fit_options or {})
+    chosen = starts[0]
+    result, labels = _bumps_fit(spec, qa, i_arr, s_arr, dqa, {**pars, **chosen}, free, bounds,
+                                to_sas, method, options)
+    for k, start in enumerate(starts[1:], start=2):
+        if result.chisq < _GOOD_CHI2:  # the next scan points only while the fit ends poorly
+            break
+        trial, trial_labels = _bumps_fit(spec, qa, i_arr, s_arr, dqa, {**pars, **start}, free,
+                                         bounds, to_sas, method, options)
+        if trial.chisq < result.chisq:
+            result, labels, chosen = trial, trial_labels, start
+            notes.append(f"started from scan point {k} (the best one fitted worse)")
+    pars.update(chosen)
+    how = {n: ("given" if n in params else "scan" if n in chosen else "default") for n in free}
     best = dict(pars)
     best.update(dict(zip(labels, map(float, result.x), strict=True)))
     dx = np.asarray(result.dx, dtype=np.float64) if result.dx is not None else np.full(

@@ -9,6 +9,7 @@ sasmodels' own units (lengths in Å, q in Å^-1); :mod:`spotkit.scattering._sasf
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,10 @@ class SasModelSpec:
         non-negative least squares at each point of the start scan.
     scan : tuple of str
         Nonlinear parameters scanned on a grid (:meth:`grid`) for the start.
+    grids : dict
+        Grids for some scanned parameters instead of the shared ones (``f(q_min, q_max)``).
+    stages : tuple of (scan names, linear names)
+        For sum models: the parts scanned one after the other (default: all at once).
     """
 
     name: str
@@ -51,10 +56,13 @@ class SasModelSpec:
     fixed: dict[str, float] = field(default_factory=dict)
     linear: tuple[str, ...] = ("scale",)
     scan: tuple[str, ...] = ()
+    grids: dict[str, Callable[[float, float], np.ndarray]] = field(default_factory=dict)
+    stages: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
     def grid(self, q_min: float, q_max: float) -> dict[str, np.ndarray]:
         """Scan grids (sasmodels units) for data between ``q_min`` and ``q_max`` (Å^-1)."""
-        return {name: _GRIDS[name](q_min, q_max) for name in self.scan}
+        return {name: (self.grids.get(name) or _GRIDS[_base(name)])(q_min, q_max)
+                for name in self.scan}
 
     def default_bounds(self, q_min: float, q_max: float) -> dict[str, tuple[float, float]]:
         """Bounds (sasmodels units) for the free parameters that have natural limits."""
@@ -70,7 +78,12 @@ class SasModelSpec:
             "peak_hwhm": (span / 1000, span),
             "width_exp": (0.5, 6.0), "shape_exp": (0.1, 6.0),
         }
-        return {k: v for k, v in bounds.items() if k in self.free}
+        return {name: bounds[_base(name)] for name in self.free if _base(name) in bounds}
+
+
+def _base(name: str) -> str:
+    """A sum model's parameter without its part prefix: ``A_radius`` -> ``radius``."""
+    return name[2:] if name[:2] in ("A_", "B_") else name
 
 
 def _log_grid(lo_factor: float, hi_factor: float, n: int):
@@ -130,6 +143,14 @@ SAS_MODELS: dict[str, SasModelSpec] = {
         fixed={"scale": 1.0, "width_exp": 2.0, "shape_exp": 1.0},
         linear=("porod_scale", "peak_scale"),
         scan=("peak_pos", "correlation_length", "porod_exp")),
+    "sphere+gaussian_peak": SasModelSpec(
+        "sphere+gaussian_peak", "spheres plus a Gaussian peak (particles that order or "
+        "crystallise): sasmodels' sum model, parameters A_* (sphere) and B_* (peak)",
+        free=("A_radius", "A_scale", "B_peak_pos", "B_sigma", "B_scale", "background"),
+        fixed={"scale": 1.0}, linear=("A_scale", "B_scale"),
+        scan=("A_radius", "B_peak_pos", "B_sigma"),
+        stages=((("A_radius",), ("A_scale",)),
+                (("B_peak_pos", "B_sigma"), ("A_scale", "B_scale")))),
 }
 
 

@@ -32,6 +32,8 @@ TRUTH = {
     "broad_peak": ({"porod_scale": 1e-3, "porod_exp": 3.0, "peak_scale": 5.0,
                     "correlation_length": 20.0, "peak_pos": 1.2, "background": 0.5},
                    "peak_pos"),
+    "sphere+gaussian_peak": ({"A_radius": 6.5, "A_scale": 0.01, "B_peak_pos": 1.6,
+                              "B_sigma": 0.06, "B_scale": 2.0, "background": 0.05}, "A_radius"),
 }
 
 

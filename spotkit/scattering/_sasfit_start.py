@@ -1,0 +1,170 @@
+"""Starting values for :func:`spotkit.scattering.fit_sas`, and the sasmodels calls it shares.
+
+The start is a scan: the model's nonlinear parameters (size, peak position, widths,
+exponents; :meth:`SasModelSpec.grid`) on a coarse grid set by the q range, with the
+amplitudes and the background solved exactly at each point by non-negative least squares;
+then the first scanned parameter (a size or a peak position, whose chi2 minima are narrow
+when the data span many fringes) finely around the best coarse points. The best few
+distinct points are returned: the fit starts from the first and tries the next ones when
+it ends poorly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from spotkit.scattering._sasfit_models import SasModelSpec
+
+__all__ = ["data1d", "kernel", "scan_starts", "theory"]
+
+#: Relative model error (of the local intensity scale) in the weights of the start scan.
+_MODEL_ERROR = 0.02
+
+
+def kernel(model: str):
+    from sasmodels.core import load_model
+
+    return load_model(model)
+
+
+def data1d(qa, intensity=None, sigma=None, dqa=None):
+    from sasmodels.data import Data1D
+
+    y = np.ones_like(qa) if intensity is None else intensity
+    dy = np.ones_like(qa) if sigma is None else sigma
+    return Data1D(x=qa, y=y, dy=dy, dx=dqa)
+
+
+def theory(model: str, qa: np.ndarray, pars: Mapping[str, Any], dqa=None) -> np.ndarray:
+    from sasmodels.direct_model import DirectModel
+
+    calc = DirectModel(data1d(qa, dqa=dqa), kernel(model))
+    return np.asarray(calc(**pars), dtype=np.float64)
+
+
+def scan_starts(spec: SasModelSpec, qa, intensity, sigma, dqa, pars: dict[str, Any],
+                scan: Sequence[str], linear: Sequence[str], fit_background: bool, *,
+                n_best: int = 3) -> list[dict[str, float]]:
+    """Starting points, best first: grid points of ``scan`` with the ``linear`` amplitudes
+    and the background solved exactly (sasmodels units).
+
+    A coarse grid over every scanned parameter first; then the first one (the size or the
+    peak position, whose minima are narrow when the data span many fringes) is scanned
+    finely around each of the ``n_best`` best coarse points; the distinct results are
+    returned ordered by chi2 (an empty list when nothing could be evaluated). A sum model
+    is scanned part by part (:attr:`SasModelSpec.stages`): the first part alone (the later
+    parts' amplitudes 0), then the next with the earlier parts at their best point.
+    """
+    from sasmodels.direct_model import DirectModel
+
+    calc = DirectModel(data1d(qa, dqa=dqa), kernel(spec.name))
+    grids = spec.grid(float(qa.min()), float(qa.max()))
+    stages = spec.stages or ((tuple(spec.scan), tuple(spec.linear)),)
+    current = dict(pars)
+    solved: list[str] = []
+    starts: list[dict[str, float]] = []
+    for stage_scan, stage_linear in stages:
+        s_scan = [n for n in stage_scan if n in scan]
+        s_linear = [n for n in stage_linear if n in linear]
+        solved += s_linear
+        off = {n: 0.0 for n in linear if n not in solved}  # later parts: not there yet
+        starts = _scan(calc, grids, qa, intensity, sigma, {**current, **off}, s_scan,
+                       s_linear, fit_background, n_best)
+        if not starts:
+            return []
+        starts = [{**{k: v for k, v in current.items() if k in scan or k in linear}, **st}
+                  for st in starts]
+        current.update(starts[0])
+    return starts
+
+
+def _scan(calc, grids, qa, intensity, sigma, pars, scan, linear, fit_background, n_best):
+    """One stage of :func:`scan_starts`."""
+    from scipy.optimize import nnls
+
+    axes = [grids[name] for name in scan]
+    # the scan's weights allow a model error of 2 % of the local intensity scale (the
+    # running maximum): near a form factor's zero (noiseless or relative errors) a point
+    # would otherwise outweigh the whole curve and a wrong size could win the scan
+    from scipy.ndimage import maximum_filter1d
+
+    size = 2 * max(2, qa.size // 50) + 1
+    envelope = maximum_filter1d(np.abs(intensity), size=size, mode="nearest")
+    w = 1.0 / np.hypot(sigma, _MODEL_ERROR * envelope)
+    target = intensity if fit_background else intensity - float(pars.get("background", 0.0))
+
+    def solve(point: dict[str, float]) -> tuple[float, dict[str, float]] | None:
+        zero = {**pars, **point, "background": 0.0, **{n: 0.0 for n in linear}}
+        fixed_part = np.asarray(calc(**zero), dtype=np.float64)
+        columns = [np.asarray(calc(**{**zero, name: 1.0}), dtype=np.float64) - fixed_part
+                   for name in linear]
+        if fit_background:
+            columns += [np.ones_like(qa), -np.ones_like(qa)]
+        rhs = (target - fixed_part) * w
+        if not columns:
+            chi, coef = float(np.sum(rhs**2)), np.zeros(0)
+        else:
+            design = np.column_stack(columns) * w[:, None]
+            if not (np.all(np.isfinite(design)) and np.all(np.isfinite(rhs))):
+                return None
+            coef, rnorm = nnls(design, rhs, maxiter=50 * design.shape[1])
+            chi = float(rnorm**2)
+        if not math.isfinite(chi):
+            return None
+        found = dict(point)
+        found.update({n: float(c) for n, c in zip(linear, coef, strict=False)})
+        if fit_background:
+            found["background"] = float(coef[-2] - coef[-1])
+        return chi, found
+
+    coarse = []
+    for values in itertools.product(*axes) if axes else [()]:
+        got = solve(dict(zip(scan, map(float, values), strict=True)))
+        if got is not None:
+            coarse.append(got)
+    if not coarse:
+        return []
+    coarse.sort(key=lambda item: item[0])
+    if not scan:
+        return [coarse[0][1]]
+    first, axis = scan[0], np.asarray(axes[0], dtype=np.float64)
+    refined = []
+    for chi, found in coarse[:n_best]:
+        best = (chi, found)
+        for value in _fine_axis(axis, found[first], float(qa.max())):
+            got = solve({**{n: found[n] for n in scan}, first: float(value)})
+            if got is not None and got[0] < best[0]:
+                best = got
+        refined.append(best)
+    refined.sort(key=lambda item: item[0])
+    out: list[dict[str, float]] = []
+    for _, found in refined:  # distinct starts only
+        if all(not math.isclose(found[first], o[first], rel_tol=1e-3) for o in out):
+            out.append(found)
+    return out
+
+
+def _fine_axis(axis: np.ndarray, value: float, q_max: float) -> np.ndarray:
+    """A fine grid spanning one coarse step of ``axis`` either side of ``value``.
+
+    Log axes are sizes: their step is at most a fifth of a fringe at the highest q
+    (pi / q_max / 5), so a sphere whose data span hundreds of fringes is not missed.
+    """
+    if axis.size < 2:
+        return np.array([value])
+    log = bool(np.all(axis > 0) and not np.allclose(np.diff(axis), axis[1] - axis[0]))
+    if log:
+        ratio = float(axis[1] / axis[0])
+        lo, hi = value / ratio, value * ratio
+        step = min((hi - lo) / 20, math.pi / q_max / 5)
+        n = int(min(400, max(21, math.ceil((hi - lo) / step) + 1)))
+        return np.linspace(lo, hi, n)
+    step = float(axis[1] - axis[0])
+    return np.linspace(value - step, value + step, 21)
+
+
