@@ -20,7 +20,9 @@ rewrite it. Install it with ``pip install "spotkit[scattering]"``.
 * Integration: :func:`integrate_1d` (I(q) or I(2theta) with Poisson errors),
   :func:`integrate_2d` (cake, chi x q), :func:`integrate_grazing` (GISAXS/GIWAXS maps,
   q_oop x q_ip, incidence angle in degrees) and :func:`integrate_frames` (a frame series,
-  lazily with dask, to an xarray Dataset with provenance).
+  lazily with dask, to an xarray Dataset with provenance); :class:`FrameReducer` (frame
+  after frame, as ``spotkit live`` reduces them: the same numbers as :func:`integrate_1d`
+  at the speed of pyFAI's compiled engine).
 * Model fits: :func:`fit_sas` fits a sasmodels model (:data:`SAS_MODELS`: spheres,
   core-shell spheres, Guinier-Porod, Gaussian coils, peaks) to one I(q) with bumps, starting
   values found automatically, uncertainties from the covariance (:class:`SasFit`; q in nm^-1
@@ -62,6 +64,7 @@ from spotkit.scattering._mask import (
     threshold_mask,
 )
 from spotkit.scattering._orientation import OrientationCheck, check_orientation
+from spotkit.scattering._reducer import FrameReducer
 from spotkit.scattering._sasfit import FIT_METHODS, SasFit, SasFitError, fit_sas, sas_model_curve
 from spotkit.scattering._sasfit_models import SAS_MODELS
 
@@ -74,6 +77,7 @@ __all__ = [
     "CalibrationError",
     "CalibrationResult",
     "CalibrationWarning",
+    "FrameReducer",
     "GeometryError",
     "GeometryWarning",
     "OrientationCheck",

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import math
-import threading
 import uuid
 import warnings
 import weakref
@@ -408,7 +407,7 @@ def integrate_frames(
     """Reduce a frame series to I(q) per frame with Poisson errors, lazily with dask.
 
     Everything is checked before any frame is integrated (shapes, dtype, mask, geometry,
-    unit, method). pyFAI's lookup table is built once here, on a blank frame, and the same
+    unit, method). pyFAI's lookup table is built once here, on a test frame, and the same
     integrator then serves every chunk; computing a subset of frames (``ds.isel(frame=...)``)
     integrates only those frames.
 
@@ -515,39 +514,34 @@ def integrate_frames(
     coord_values = None if frame_coords is None else np.asarray(frame_coords)
     if coord_values is not None and len(coord_values) != n_frames:
         raise ValueError(f"frame_coords has {len(coord_values)} values for {n_frames} frames")
-    options = {"unit": unit, "method": method, "mask": valid_mask,
-               "correct_solid_angle": correct_solid_angle,
-               "polarization_factor": polarization_factor, "radial_range": radial_range,
-               "min_pixels": min_pixels}
+    # pyFAI's lookup table is built here, once, on a test frame, before any frame is read;
+    # every frame then goes through the same FrameReducer (pyFAI's compiled engine, the
+    # same numbers as integrate_1d)
+    from spotkit.scattering._reducer import FrameReducer
 
-    # One blank integration: builds pyFAI's lookup table on this integrator (reused by
-    # every chunk) and gives the radial axis, before any frame is read.
-    radial, _, _ = _call_1d(integrator, np.zeros((ny, nx), np.float32), npt,
-                            normalization=1.0, **options)
-
-    # pyFAI integrators are not safe for concurrent calls (shared buffers): the chunks,
-    # read and prepared in parallel by dask's threads, take turns on the one integrator,
-    # whose own compiled code is multi-threaded (OpenMP).
-    lock = threading.Lock()
+    reducer = FrameReducer(integrator, npt=npt, unit=unit, mask=valid_mask, method=method,
+                           correct_solid_angle=correct_solid_angle,
+                           polarization_factor=polarization_factor, radial_range=radial_range,
+                           shape=(ny, nx), min_pixels=min_pixels, check_orientation=False)
+    radial = reducer.radial
 
     def _block(block, block_info=None):
+        # the reducer's calls take turns (pyFAI's engine has one buffer; its compiled code
+        # is multi-threaded itself): dask's threads read the next chunks meanwhile
         start = block_info[0]["array-location"][0][0] if block_info else 0
         out = np.empty((block.shape[0], 2, npt), np.float64)
         for k in range(block.shape[0]):
-            frame = prepare_frame(block[k])
-            with lock:
-                _, out[k, 0], out[k, 1] = _call_1d(integrator, frame, npt,
-                                                   normalization=norm[start + k], **options)
+            out[k, 0], out[k, 1] = reducer.reduce(block[k], normalization=norm[start + k])
         return out
 
-    arr = stack if lazy else da.from_array(stack, chunks=(1, ny, nx))
-    arr = arr.rechunk({1: -1, 2: -1})
-    # an explicit name: dask would otherwise hash the closure, pickling the integrator
-    reduced = arr.map_blocks(_block, dtype=np.float64, chunks=(arr.chunks[0], (2,), (npt,)),
-                             meta=np.empty((0, 0, 0), np.float64),
-                             name=f"spotkit-integrate1d-{uuid.uuid4().hex}")
-    if not lazy:
-        reduced = reduced.compute()
+    if lazy:
+        arr = stack.rechunk({1: -1, 2: -1})
+        # an explicit name: dask would otherwise hash the closure, pickling the integrator
+        reduced = arr.map_blocks(_block, dtype=np.float64, chunks=(arr.chunks[0], (2,), (npt,)),
+                                 meta=np.empty((0, 0, 0), np.float64),
+                                 name=f"spotkit-integrate1d-{uuid.uuid4().hex}")
+    else:  # frames in memory: one after the other, no task graph
+        reduced = _block(stack)
     intensity, sigma = reduced[:, 0, :], reduced[:, 1, :]
     rdim, rcoord = _radial_coord(radial, unit)
     coords: dict[str, Any] = {

@@ -10,6 +10,7 @@ import pytest
 
 from spotkit.io import load_geometry
 from spotkit.scattering import (
+    FrameReducer,
     beamstop_mask,
     integrate_1d,
     integrate_2d,
@@ -105,12 +106,22 @@ def test_series_is_lazy_reuses_the_integrator_and_integrates_only_the_subset(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(ai, "integrate1d", counting)
+    reduced = []
+    reduce = FrameReducer.reduce
+
+    def counting_reduce(self, frame, **kwargs):
+        reduced.append(1)
+        return reduce(self, frame, **kwargs)
+
+    monkeypatch.setattr(FrameReducer, "reduce", counting_reduce)
     iq = integrate_frames(saxs_frames, ai, npt=100)
     assert isinstance(iq.intensity.data, da.Array)
-    assert len(calls) == 1  # the blank call that builds pyFAI's lookup table
+    assert len(calls) == 1  # the test frame that builds pyFAI's lookup table
+    assert not reduced  # no frame read yet
     engines = {k: e.engine for k, e in ai.engines.items()}
     iq.isel(frame=[2, 6]).compute()
-    assert len(calls) == 3
+    assert len(reduced) == 2  # two frames, through pyFAI's engine
+    assert len(calls) == 1
     assert {k: e.engine for k, e in ai.engines.items()} == engines  # nothing was rebuilt
 
 
