@@ -23,7 +23,7 @@ from typing import Any
 
 from spotkit.catalog._common import _dataset_id, _dumps
 from spotkit.catalog._core import CatalogCore
-from spotkit.catalog._live_point import LivePoint, kind_clause, point_from_row, point_row
+from spotkit.catalog._live_point import LivePoint, kind_clause, point_row, points_from_rows
 from spotkit.catalog._time import now_epoch
 from spotkit.errors import DatasetNotFoundError
 
@@ -196,7 +196,7 @@ class LiveMixin(CatalogCore):
             params.append(limit)
         with self._read() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [point_from_row(r) for r in rows]
+        return points_from_rows(rows)
 
     def live_changes(
         self,
@@ -264,7 +264,7 @@ class LiveMixin(CatalogCore):
                 return [], after
             rows = conn.execute(sql, [ds_id, after, newest, *args]).fetchall()
         full = most is not None and len(rows) == most
-        return [point_from_row(r[1:]) for r in rows], int(rows[-1][0] if full else newest)
+        return points_from_rows(rows, skip=1), int(rows[-1][0] if full else newest)
 
     def live_cursor(self, dataset_id: str, kind: str = "features") -> int:
         """The last frame of a series with a point of ``kind`` (-1: none): where a killed
