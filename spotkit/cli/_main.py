@@ -47,6 +47,7 @@ from spotkit.cli._flow_cmds import (
     cmd_status,
     cmd_watch,
 )
+from spotkit.cli._live_cmd import add_live_parser
 from spotkit.cli._monitor_beamtime import _add_beamtime_arguments
 from spotkit.cli._monitor_cmds import add_monitor_parser
 from spotkit.cli._output import (
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub, common)
     add_monitor_parser(sub, common)
     add_portal_parser(sub, common)
+    add_live_parser(sub, common)
     return p
 
 

@@ -1,0 +1,554 @@
+"""Follow a series while the detector writes it: :class:`LiveSession` (``spotkit live``).
+
+Per frame: reduce (I(q) and sigma) -> the online change detector -> a ``features`` point
+(and an ``event`` point when a change is confirmed) and the I(q) row in the ProfileLog ->
+frame marks (:func:`spotkit.change.reduction_policy`'s labels) -> the rules' live triggers.
+
+Crash safety: the I(q) rows are flushed to the ProfileLog first, then a batch of points
+is recorded in the catalog in one transaction (the catalog's cursor moves only there),
+then the marks (idempotent) and the triggers. A session started again on the same series,
+after a SIGKILL or anywhere, goes on at the first frame not recorded: it cuts the
+ProfileLog back to the cursor and rebuilds the detector from the profiles recorded since
+it last started afresh, so no frame is counted twice and none is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spotkit.catalog import LivePoint
+from spotkit.errors import SpotkitError
+
+from ._adapters import make_reducer, open_source
+from ._judge import _Judge, event_values, feature_values
+from ._marks import _Marker
+from ._status import FINAL_STATES, LiveStatus, _Meter
+
+__all__ = ["LiveSession"]
+
+logger = logging.getLogger(__name__)
+
+#: seconds without a new frame after which a writer counts as paused
+WAIT_AFTER_S = 2.0
+
+
+def _no_checksum(path: Path) -> tuple[int, None]:
+    """The registration hasher of a series still being written: its size, no sha256 (the
+    finished series is ingested with its checksums)."""
+    return os.stat(path).st_size, None
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _describe(path: Path, info: Any) -> Any:
+    """A :class:`spotkit.io.DatasetInfo` of a series being written, from its frame source."""
+    from spotkit.io import DatasetInfo
+
+    meta = dict(getattr(info, "metadata", None) or {})
+    start = meta.get("start_time")
+    if isinstance(start, str):
+        try:
+            start = datetime.fromisoformat(start)
+        except ValueError:
+            start = None
+    if not isinstance(start, datetime):
+        start = datetime.now(UTC)
+    elif start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    files = [(path, "data")]
+    for attr, role in (("poni_path", "geometry"), ("mask_path", "mask")):
+        extra = getattr(info, attr, None)
+        if extra is not None and Path(extra).exists():
+            files.append((Path(extra).absolute(), role))
+    names = {k: str(meta.get(k) or "unknown") for k in ("beamline", "sample", "proposal")}
+    metadata = {k: _json_value(v) for k, v in meta.items()
+                if k not in ("beamline", "sample", "proposal", "start_time", "end_time")}
+    shape = getattr(info, "shape", None)
+    if shape is not None:
+        metadata["frame_shape"] = [int(n) for n in shape]
+    metadata["format"] = str(getattr(info, "format", "") or metadata.get("format", ""))
+    return DatasetInfo(kind="saxs/raw", start_time=start, end_time=None,
+                       title=f"{names['beamline']} live SAXS series of {names['sample']}",
+                       metadata=metadata, files=tuple(files), **names)
+
+
+class LiveSession:
+    """Reduce, judge and record the frames of a series while the detector writes it.
+
+    Parameters
+    ----------
+    source : path-like or FrameSource
+        The HDF5/NeXus file being appended or the folder frame files arrive in
+        (:func:`spotkit.io.follow_frames`), or a frame source already open.
+    catalog : Catalog or path-like, optional
+        Where the series, its points, marks and status are recorded (default:
+        :func:`spotkit.catalog.open_catalog`).
+    geometry : AzimuthalIntegrator or path-like, optional
+        The detector geometry or its PONI file (default: the series' own PONI file).
+    mask : array of bool or path-like, optional
+        Invalid pixels (True), or a mask file (default: the series' mask file, if any;
+        negative pixels, e.g. module gaps, are always ignored).
+    npt : int
+        Bins of I(q).
+    detector : dict, optional
+        :class:`~spotkit.change.OnlineDetector` options (``warmup``, ``threshold``,
+        ``holdoff``...).
+    rules : Rules or path-like, optional
+        Rules with a ``live:`` section (:class:`spotkit.flows.LiveTriggers`).
+    dataset_id : str, optional
+        The series in the catalog; default: the live series already following this path,
+        else a new raw dataset (status ``"acquiring"``) registered at the first frame.
+    on_point : callable, optional
+        Called with each :class:`~spotkit.catalog.LivePoint` once it is recorded.
+    marks : dict, optional
+        ``before``, ``after``, ``every`` for :func:`spotkit.change.reduction_policy`.
+    ingest : bool
+        When the writer has finished, ingest the finished series (with its checksums,
+        status ``"raw"``) and set the live one to ``"acquired"``.
+    max_batch : int
+        Frames per catalog transaction at most (:meth:`run` polls this many at a time).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from spotkit.catalog import open_catalog
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> truth = simulate_saxs_series(work / "film.h5", n_frames=40, onset_frame=20, seed=3)
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> with LiveSession(truth.path, catalog=cat) as live:
+    ...     status = live.run(idle_timeout=5)
+    >>> status.done, status.state, status.events
+    (40, 'finished', 1)
+    >>> [p.values["onset"] for p in cat.live_points(live.dataset_id, kinds="event")]
+    [20]
+    """
+
+    def __init__(self, source: Any, *, catalog: Any = None, geometry: Any = None,
+                 mask: Any = None, npt: int = 300, detector: dict | None = None,
+                 rules: Any = None, dataset_id: str | None = None,
+                 on_point: Callable[[LivePoint], Any] | None = None,
+                 marks: dict | None = None, ingest: bool = True, max_batch: int = 64,
+                 status_interval: float = 1.0) -> None:
+        from spotkit.catalog import Catalog, open_catalog
+
+        if int(npt) != npt or npt < 2:
+            raise ValueError(f"npt must be an integer >= 2, got {npt!r}")
+        if int(max_batch) != max_batch or max_batch < 1:
+            raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
+        self.npt, self.max_batch = int(npt), int(max_batch)
+        self.status_interval = float(status_interval)
+        self._own_catalog = not isinstance(catalog, Catalog)
+        self.catalog = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+        self._given_source = None if isinstance(source, str | os.PathLike) else source
+        raw = source if self._given_source is None else getattr(source, "path", None)
+        if raw is None:
+            raise ValueError("source must be a path or a frame source with a .path")
+        self.path = Path(raw).expanduser().absolute()
+        self._geometry, self._mask = geometry, mask
+        self._judge = _Judge(detector)
+        self._marker_opts = dict(marks or {})
+        self._rules, self._on_point, self._ingest = rules, on_point, bool(ingest)
+        self._meter = _Meter()
+        self._pending: list[LivePoint] = []
+        self._events: dict[int, LivePoint] = {}  # event points of the batch, by frame
+        self._status_at = 0.0
+        self._state = "starting"
+        self._closed = False
+        self._reducer: Any = None
+        self._log: Any = None
+        self._triggers: Any = None
+        self.ingested_as: str | None = None
+        self.dataset_id = self._find(dataset_id)
+        status = (self.catalog.live_status(self.dataset_id) or {}) if self.dataset_id else {}
+        self.cursor = self.catalog.live_cursor(self.dataset_id) if self.dataset_id else -1
+        self.first = int(status.get("first_frame", self.cursor + 1))
+        if status.get("masked_bins") is not None:
+            self._judge.bad_bins = [int(b) for b in status["masked_bins"]]
+        self._marker = _Marker(**self._marker_opts, first=self.first,
+                               lag=self._judge.reach + int(self._marker_opts.get("before", 3)))
+        self._source = self._given_source or open_source(self.path, start=self.cursor + 1)
+        self._last_frame_at = time.monotonic()
+        if self.cursor >= 0:
+            logger.info("%s: resuming series %s after frame %d", self.path, self.dataset_id,
+                        self.cursor)
+
+    # -- the series in the catalog -------------------------------------------------------
+    def _find(self, dataset_id: str | None) -> str | None:
+        if dataset_id is not None:
+            return self.catalog[dataset_id].id  # DatasetNotFoundError when unknown
+        for entry in self.catalog.live_series(active=None):
+            if entry.get("path") == str(self.path):
+                return str(entry["dataset_id"])
+        return None
+
+    def _register(self) -> str:
+        """Register the series being written: a raw dataset with status ``"acquiring"``,
+        described by what the frame source knows (the file itself may not be readable by
+        the catalog's readers while the detector writes it), without checksums yet."""
+        from spotkit.catalog import open_catalog
+
+        described = _describe(self.path, getattr(self._source, "info", None))
+        registrar = open_catalog(self.catalog.url, reader=lambda _path: described,
+                                 create=False)
+        try:
+            ds = registrar.ingest(self.path, status="acquiring", hasher=_no_checksum,
+                                  extra_metadata={"live": True})
+        finally:
+            registrar.close()
+        self.catalog.set_live_status(ds.id, path=str(self.path), state="starting",
+                                     first_frame=self.first, npt=self.npt)
+        logger.info("%s: registered as %s (acquiring)", self.path, ds.id)
+        return ds.id
+
+    # -- set-up at the first frame -------------------------------------------------------
+    def _setup(self, first: np.ndarray) -> None:
+        from spotkit.live._store import ProfileLog, profile_log_path
+
+        info = getattr(self._source, "info", None)
+        integrator = self._integrator(info, first.shape)
+        mask = self._load_mask(info, first.shape)
+        self._reducer = make_reducer(integrator, npt=self.npt, mask=mask, first=first)
+        if self.dataset_id is None:
+            self.dataset_id = self._register()
+        radial = np.asarray(self._reducer.radial, dtype=np.float64)
+        dim = str(getattr(self._reducer, "dim", "q"))
+        log_path = profile_log_path(self.catalog, self.dataset_id)
+        self._log = ProfileLog(log_path, radial, dim=dim, autoflush=False)
+        removed = self._log.truncate(after_frame=self.cursor)
+        if removed:
+            logger.info("%s: %d I(q) row(s) after frame %d were never recorded: removed",
+                        self.path, removed, self.cursor)
+        self.catalog.set_live_status(self.dataset_id, path=str(self.path),
+                                     profile_log=str(log_path), dim=dim, npt=radial.size)
+        self._resume()
+        if self._rules is not None:
+            self._triggers = self._make_triggers()
+
+    def _integrator(self, info: Any, shape: tuple[int, ...]) -> Any:
+        from spotkit.io import load_geometry
+
+        geometry = self._geometry
+        if geometry is not None and hasattr(geometry, "integrate1d"):
+            return geometry
+        if geometry is None:
+            geometry = getattr(info, "poni_path", None)
+        if geometry is None:
+            raise SpotkitError(f"{self.path}: no detector geometry: the series names no PONI "
+                               "file; give one (geometry= in Python, --poni on the command "
+                               "line)")
+        return load_geometry(geometry, shape=shape)
+
+    def _load_mask(self, info: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+        from spotkit.io import load_mask
+
+        mask = self._mask
+        if mask is None:
+            mask = getattr(info, "mask_path", None)
+            if mask is None:
+                return None
+        if isinstance(mask, str | os.PathLike):
+            return load_mask(mask, shape=shape)
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != tuple(shape):
+            raise ValueError(f"mask of shape {m.shape} does not fit the frames of {self.path} "
+                             f"({tuple(shape)})")
+        return m
+
+    def _make_triggers(self) -> Any:
+        from spotkit.flows import LiveTriggers
+
+        fit = None
+        try:
+            from spotkit.live._fit import fit_latest  # type: ignore[import-not-found,unused-ignore]
+
+            fit = fit_latest
+        except ImportError:
+            pass
+        assert self.dataset_id is not None
+        return LiveTriggers(self._rules, self.catalog, dataset_id=self.dataset_id, fit=fit)
+
+    def _resume(self) -> None:
+        """Marks and detector state of the frames recorded before (nothing if none)."""
+        if self.cursor < 0:
+            return
+        assert self.dataset_id is not None
+        events = self.catalog.live_points(self.dataset_id, kinds="event")
+        for p in events:
+            self._marker.add_event(int(p.values["onset"]), int(p.values["end"]))
+        self._marker.resume(m["frame"] for m in self.catalog.frame_marks(self.dataset_id))
+        start = self.first
+        if events:
+            self._judge.restart_after(events[-1].frame)
+            start = self._judge.hold_until + 1
+        if start > self.cursor:
+            return
+        have = self._log.frames
+        todo = have[(have >= start) & (have <= self.cursor)]
+        t0 = time.perf_counter()
+        for k in range(0, todo.size, 1024):  # bounded memory on long quiet stretches
+            block = self._log.read(frames=todo[k: k + 1024])
+            for f, i, s in zip(block.frame.values, block.intensity.values,
+                               block.sigma.values, strict=True):
+                self._judge.judge(int(f), i, s)
+        logger.info("%s: detector rebuilt from %d recorded profiles (frames %d..%d) in "
+                    "%.2f s", self.path, todo.size, start, self.cursor,
+                    time.perf_counter() - t0)
+
+    # -- per frame -----------------------------------------------------------------------
+    def _process(self, frame: Any) -> None:
+        data = np.asarray(frame.data)
+        if self._reducer is None:
+            self._setup(data)
+        intensity, sigma = self._reducer.reduce(data)
+        self._log.append(frame.index, intensity, sigma)
+        result, event, offset = self._judge.judge(frame.index, intensity, sigma)
+        point = LivePoint(frame.index, "features", feature_values(result, intensity),
+                          frame.time_s, frame.written_at)
+        self._pending.append(point)
+        if event is not None:
+            values = event_values(event, offset)
+            ep = LivePoint(frame.index, "event", values, frame.time_s, frame.written_at)
+            self._pending.append(ep)
+            self._events[frame.index] = ep
+            self._marker.add_event(values["onset"], values["end"])
+            logger.info("%s: change confirmed at frame %d: onset %d, end %d, confidence "
+                        "%.3f (%s)", self.path, frame.index, values["onset"], values["end"],
+                        values["confidence"] or 0.0, values["feature"])
+
+    def _flush(self, *, finished: bool = False) -> list[LivePoint]:
+        """Record the pending points (one transaction), then marks and triggers."""
+        points, self._pending = self._pending, []
+        events, self._events = self._events, {}
+        if not points:
+            return []
+        assert self.dataset_id is not None
+        self._log.flush()
+        now = time.time()
+        frames = [p for p in points if p.kind == "features"]
+        self._meter.add(len(frames), [now - p.written_at for p in frames
+                                      if p.written_at is not None])
+        new_cursor = frames[-1].frame
+        status = None
+        if time.monotonic() - self._status_at >= self.status_interval or events or finished:
+            status = self._status_fields(done=new_cursor + 1)
+            self._status_at = time.monotonic()
+        self.catalog.record_live(self.dataset_id, points, status=status)
+        self.cursor = new_cursor
+        recorded = [replace(p, recorded_at=now) for p in points]
+        self._mark(finished=finished)
+        if self._triggers is not None:
+            for p in recorded:
+                if p.kind == "features":
+                    self._triggers.on_frame(p, event=events.get(p.frame))
+        if self._on_point is not None:
+            for p in recorded:
+                self._on_point(p)
+        return recorded
+
+    def _mark(self, *, finished: bool = False) -> None:
+        frames, labels, reasons = self._marker.due(self.cursor + 1, finished=finished)
+        if frames:
+            assert self.dataset_id is not None
+            self.catalog.mark_frames(self.dataset_id, frames, labels, reasons=reasons)
+
+    # -- status --------------------------------------------------------------------------
+    @property
+    def status(self) -> LiveStatus:
+        """Where the session stands now (:class:`LiveStatus`)."""
+        written = max(int(getattr(self._source, "available", 0)), self.cursor + 1)
+        done = self.cursor + 1
+        return LiveStatus(written=written, done=done, behind=max(0, written - done),
+                          rate_hz=round(self._meter.rate(), 3),
+                          latency_s=self._meter.latency(), state=self._state,
+                          events=len(self._marker.events),
+                          reduction_factor=self._marker.reduction_factor,
+                          dataset_id=self.dataset_id)
+
+    def _update_state(self, got: int) -> None:
+        if self._state in FINAL_STATES:
+            return
+        now = time.monotonic()
+        if got:
+            self._last_frame_at = now
+        source = self._source
+        behind = max(0, int(getattr(source, "available", 0)) - (self.cursor + 1))
+        if getattr(source, "finished", False) and behind == 0 and not self._pending:
+            self._state = "finished"
+        elif behind > max(2.0, self._meter.rate()):
+            self._state = "behind"
+        elif not got and now - self._last_frame_at > WAIT_AFTER_S:
+            self._state = "waiting"
+        elif got or self._state == "starting":
+            self._state = "following" if self.dataset_id else "starting"
+
+    def _status_fields(self, *, done: int | None = None) -> dict[str, Any]:
+        s = self.status
+        fields = {k: v for k, v in s.to_dict().items() if k != "dataset_id"}
+        if done is not None:
+            fields.update(done=done, behind=max(0, s.written - done))
+        fields["masked_bins"] = self._judge.bad_bins
+        fields["first_frame"] = self.first
+        return fields
+
+    def _publish_status(self) -> None:
+        if self.dataset_id is None:
+            return
+        self.catalog.set_live_status(self.dataset_id, **self._status_fields())
+        self._status_at = time.monotonic()
+
+    # -- the loop ------------------------------------------------------------------------
+    def step(self, max_frames: int | None = None) -> list[LivePoint]:
+        """Process the frames written since the last step (at most ``max_frames``), record
+        them in one transaction, and return their points. Never waits for frames.
+
+        Returns
+        -------
+        list of LivePoint
+            The ``features`` (and ``event``) points recorded by this step.
+        """
+        if self._closed:
+            raise ValueError(f"the live session of {self.path} is closed")
+        frames = self._source.poll(max_frames)
+        before = self._state
+        recorded: list[LivePoint] = []
+        try:
+            for frame in frames:
+                if frame.index <= self.cursor:
+                    continue  # recorded before (a source opened earlier than the cursor)
+                self._process(frame)
+        finally:
+            done_now = bool(self._pending) and getattr(self._source, "exhausted", False)
+            recorded = self._flush(finished=done_now)
+        self._update_state(len(frames))
+        if self._state == "finished":
+            self._finish()
+        elif self._state != before or time.monotonic() - self._status_at >= \
+                self.status_interval:
+            self._publish_status()
+        return recorded
+
+    def run(self, *, idle_timeout: float | None = None,
+            stop: threading.Event | Callable[[], bool] | None = None,
+            interval: float = 0.05) -> LiveStatus:
+        """Follow the series until the writer finishes it (or ``stop``, or idle).
+
+        Parameters
+        ----------
+        idle_timeout : float, optional
+            Return after this many seconds without a new frame (a writer that died leaves
+            no end marker); default: wait for the end.
+        stop : threading.Event or callable, optional
+            Return as soon as it is set (or returns True).
+        interval : float
+            Seconds between polls when nothing new has come.
+
+        Returns
+        -------
+        LiveStatus
+        """
+        def stopped() -> bool:
+            if stop is None:
+                return False
+            return stop.is_set() if isinstance(stop, threading.Event) else bool(stop())
+
+        while self._state not in FINAL_STATES:
+            if stopped():
+                break
+            got = self.step(self.max_batch)
+            if self._state in FINAL_STATES:
+                break
+            if not got:
+                if idle_timeout is not None and \
+                        time.monotonic() - self._last_frame_at > idle_timeout:
+                    logger.info("%s: no new frame for %.1f s; stop following", self.path,
+                                idle_timeout)
+                    break
+                time.sleep(interval)
+        return self.status
+
+    def _finish(self) -> None:
+        """The writer has finished and every frame is recorded: final marks, the finished
+        series ingested."""
+        assert self.dataset_id is not None
+        self._mark(finished=True)
+        fields = self._status_fields()
+        if self._ingest and self.ingested_as is None:
+            if self._given_source is None:
+                self._source.close()  # the file is read again, with the catalog's reader
+            try:
+                fields["ingested_as"] = self._ingest_final()
+            except (SpotkitError, OSError) as exc:
+                logger.warning("%s: the finished series could not be ingested: %s",
+                               self.path, exc)
+                fields["ingest_error"] = str(exc)
+        self.catalog.set_live_status(self.dataset_id, **fields)
+        logger.info("%s: finished: %s", self.path, self.status.summary())
+
+    def _ingest_final(self) -> str:
+        """Ingest the finished series (checksums, status ``"raw"``); its marks go with it,
+        and the live dataset becomes ``"acquired"``."""
+        assert self.dataset_id is not None
+        final = self.catalog.ingest(self.path, extra_metadata={"live_dataset": self.dataset_id})
+        if final.id != self.dataset_id:
+            marks = self.catalog.frame_marks(self.dataset_id)
+            if marks:
+                self.catalog.mark_frames(final.id, [m["frame"] for m in marks],
+                                         [m["label"] for m in marks],
+                                         reasons=[m["reason"] for m in marks])
+            self.catalog.set_status(self.dataset_id, "acquired",
+                                    reason=f"acquisition finished; ingested as {final.id}")
+        self.ingested_as = final.id
+        logger.info("%s: the finished series is %s", self.path, final.id)
+        return final.id
+
+    # -- closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop following: the series' status says ``"stopped"`` unless it finished."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._state not in FINAL_STATES and self.dataset_id is not None:
+                self._state = "stopped"
+                self._publish_status()
+        finally:
+            if self._triggers is not None:
+                self._triggers.close()
+            if self._given_source is None:
+                self._source.close()  # idempotent
+            if self._log is not None:
+                self._log.close()
+            if self._own_catalog:
+                self.catalog.close()
+
+    def __enter__(self) -> LiveSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<LiveSession {self.path} {self.status.summary()}>"
