@@ -220,6 +220,8 @@ class LiveTimeline:
     def _chosen(self, change: dict) -> None:
         if getattr(self, "_syncing", False):
             return
+        if change["owner"] is self.feature_dropdown:  # the user's choice, kept from now on
+            self._feature = change["new"]
         if change["owner"] is self.model_dropdown:
             self._sync_parameters()
         self.render()
@@ -230,11 +232,13 @@ class LiveTimeline:
         try:
             m = self.model
             names = m.feature_names
+            # until the user chooses, the feature shown follows the model's default (the
+            # feature of the first change, once there is one)
+            wanted = self._feature if self._feature in names else m.default_feature
             if list(self.feature_dropdown.options) != names:
-                current = self.feature_dropdown.value or self._feature or m.default_feature
                 self.feature_dropdown.options = names
-                self.feature_dropdown.value = current if current in names else (
-                    m.default_feature if names else None)
+            if self.feature_dropdown.value != wanted:
+                self.feature_dropdown.value = wanted
             models = m.fit_models
             if list(self.model_dropdown.options) != models:
                 current = self.model_dropdown.value

@@ -39,7 +39,8 @@ _NOT_FEATURES = frozenset({"state", "flagged", "index", "frame"})
 #: fitted amplitudes, listed after the sample's parameters
 _AMPLITUDES = frozenset({"scale", "background"})
 #: values of a fit point that are not fitted parameters
-_NOT_PARAMETERS = frozenset({"chi2", "n_points", "q_unit", "elapsed_s", "method"})
+_NOT_PARAMETERS = frozenset({"chi2", "n_points", "q_unit", "frames", "fit_s", "elapsed_s",
+                             "method"})
 
 
 class LiveTimelineModel:
