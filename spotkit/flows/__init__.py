@@ -57,6 +57,8 @@ from spotkit.flows._journal import (
     make_owner,
 )
 from spotkit.flows._movers import (
+    FramePlan,
+    FrameRetention,
     LocalCopy,
     Mover,
     Relay,
@@ -110,6 +112,8 @@ __all__ = [
     "Decision",
     "FileEntry",
     "FlowStatus",
+    "FramePlan",
+    "FrameRetention",
     "InboxScanner",
     "Item",
     "Journal",

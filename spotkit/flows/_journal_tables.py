@@ -2,7 +2,9 @@
 
 ``flow_items`` (one row per dataset the watcher found, keyed by an idempotency key),
 ``flow_steps`` (one row per step of its path), ``flow_leases`` (who works on a dataset
-now) and ``flow_priorities`` (frames of interest that go first, with the reason); the
+now), ``flow_priorities`` (frames of interest that go first, with the reason), and the
+frame retention's ``frame_files`` (which file holds which frame of a frame folder),
+``frame_approvals`` and ``frame_releases`` (:class:`spotkit.flows.FrameRetention`); the
 catalog creates them with its own tables (:func:`spotkit.catalog.register_tables`).
 :class:`Item` and :class:`StepRecord` are their rows as the journal returns them.
 """
@@ -77,6 +79,31 @@ CREATE TABLE IF NOT EXISTS flow_priorities (
     set_at      REAL NOT NULL,
     PRIMARY KEY (dataset_id, first_frame, last_frame)
 );
+CREATE TABLE IF NOT EXISTS frame_files (
+    dataset_id TEXT NOT NULL,
+    frame      INTEGER NOT NULL,
+    path       TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, frame)
+);
+CREATE TABLE IF NOT EXISTS frame_approvals (
+    dataset_id  TEXT NOT NULL,
+    approved_by TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    approved_at REAL NOT NULL,
+    PRIMARY KEY (dataset_id, approved_by, approved_at)
+);
+CREATE TABLE IF NOT EXISTS frame_releases (
+    dataset_id  TEXT NOT NULL,
+    frame       INTEGER NOT NULL,
+    path        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    dest        TEXT,
+    sha256      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    released_by TEXT,
+    released_at REAL NOT NULL,
+    PRIMARY KEY (dataset_id, frame)
+);
 CREATE INDEX IF NOT EXISTS flow_items_state ON flow_items (state, next_attempt);
 CREATE INDEX IF NOT EXISTS flow_priorities_path ON flow_priorities (path);
 CREATE INDEX IF NOT EXISTS flow_items_path ON flow_items (path);
@@ -90,7 +117,7 @@ _STATES_V5 = ("CHECK (state IN ('pending', 'running', 'done', 'failed', 'parked'
 
 
 def _tables_current(conn: Any) -> bool:
-    if not table_exists(conn, "flow_priorities"):  # the newest table (transfer priority)
+    if not table_exists(conn, "frame_releases"):  # the newest tables (frame retention)
         return False
     if getattr(conn, "dialect", "sqlite") == "postgresql":  # created current (schema 5 on)
         return table_exists(conn, "flow_items")

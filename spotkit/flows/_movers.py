@@ -30,13 +30,15 @@ from ._mover_base import (
     register_mover,
 )
 from ._relay import Relay
-from ._retention import RetentionPolicy
+from ._retention import FramePlan, FrameRetention, RetentionPolicy
 from ._rsync import Rsync
 
 __all__ = [
     "MANIFEST_SUFFIX",
     "PARTIAL_SUFFIX",
     "PROGRESS_SECONDS",
+    "FramePlan",
+    "FrameRetention",
     "LocalCopy",
     "Mover",
     "Relay",
