@@ -117,11 +117,15 @@ class LiveMixin(CatalogCore):
         fields = self._status_fields(status) if status else None
         now = now_epoch()
         with self._write(f"recording {len(rows)} live points of {ds_id}") as conn:
-            self._require_dataset(conn, ds_id)
+            # the series is there, and its newest change number: one round trip
+            known, last = conn.execute(
+                "SELECT (SELECT count(*) FROM datasets WHERE id = ?), "
+                "(SELECT coalesce(max(seq), 0) FROM live_points WHERE dataset_id = ?)",
+                (ds_id, ds_id)).fetchone()
+            if not known:
+                raise DatasetNotFoundError(ds_id, self._where_name())
             changed = 0
             if rows:
-                (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM live_points "
-                                       "WHERE dataset_id = ?", (ds_id,)).fetchone()
                 differs = "IS DISTINCT FROM" if self._pg else "IS NOT"
                 conn.executemany(
                     "INSERT INTO live_points (dataset_id, kind, frame, seq, payload, time_s, "  # noqa: S608

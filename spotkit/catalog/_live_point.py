@@ -60,7 +60,7 @@ class LivePoint:
 
     frame: int
     kind: str
-    values: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict, hash=False)  # hashable points
     time_s: float | None = None
     written_at: float | None = None
     recorded_at: float | None = None
