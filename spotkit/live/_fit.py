@@ -62,6 +62,16 @@ def _profile(log: ProfileLog, frames: Any) -> tuple[np.ndarray, np.ndarray, np.n
         if data.sizes["frame"] == 0:
             raise InputFileError(log.path, "the profile log has no rows yet",
                                  hint="Wait for `spotkit live` to reduce a frame.")
+    elif isinstance(frames, tuple) and len(frames) == 2:  # a window (first, last), inclusive
+        first, last = (int(f) for f in frames)
+        log.refresh()
+        have = log.frames
+        inside = have[(have >= first) & (have <= last)]
+        if inside.size == 0:
+            present = f"{have[0]}..{have[-1]}" if have.size else "none"
+            raise KeyError(f"no frame of the window ({first}, {last}) in profile log "
+                           f"{log.path}; frames there: {present}")
+        data = log.read(frames=inside)
     else:
         if isinstance(frames, int | np.integer):
             frames = [int(frames)]
@@ -91,16 +101,21 @@ def fit_latest(catalog: Any, dataset_id: Any, *, model: str = "sphere", frames: 
         The series.
     model : str
         A model of :data:`spotkit.scattering.SAS_MODELS` (``"sphere"``, ``"broad_peak"``...).
-    frames : int or iterable of int, optional
-        The frame to fit, or frames whose mean I(q) is fitted (errors added in quadrature);
-        default the newest row of the profile log.
+    frames : int, (int, int) or list of int, optional
+        The frame to fit; a tuple ``(first, last)``: the window of frames (inclusive) whose
+        rows are in the log, as a live rule passes it; a list (or range, array): these
+        frames. Several frames: their mean I(q) is fitted (errors added in quadrature).
+        Default: the newest row of the profile log.
     profile_log : path-like or ProfileLog, optional
         Where the I(q) rows are; default :func:`~spotkit.live.profile_log_path`.
     record : bool
         Record a :class:`~spotkit.catalog.LivePoint` of kind ``"fit:<model>"`` on the last
         frame fitted: the free parameters, ``"<name>_err"``, ``"chi2"``, ``"n_points"``,
-        ``"q_unit"``, ``"frames"`` (how many were averaged) and ``"fit_s"`` (seconds). The
-        frame's time and written time are those of its ``features`` point.
+        ``"q_unit"``, ``"frames"`` (how many were averaged; ``"window"``: ``"first-last"``
+        when more than one), ``"fixed"`` (the held parameters as ``"name=value;..."``, in
+        the same units: with the free ones, :func:`~spotkit.scattering.sas_model_curve`
+        gives the fitted curve) and ``"fit_s"`` (seconds). The frame's time and written
+        time are those of its ``features`` point.
     q_unit : str, optional
         Unit of the log's radial axis when the log does not say (spotkit writes nm^-1).
     **fit_options
@@ -176,7 +191,11 @@ def _record(cat: Any, ds_id: str, fit: SasFit, used: list[int], elapsed: float) 
     values = fit.values()
     values["frames"] = float(len(used))
     if len(used) > 1:
-        values["first_frame"] = float(min(used))
+        values["window"] = f"{min(used)}-{max(used)}"
+    held = {k: v for k, v in fit.params.items() if k not in fit.free}
+    if held:  # what the curve also needs (a text: readers plotting numbers skip it)
+        values["fixed"] = ";".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in sorted(held.items()))
     values["fit_s"] = round(elapsed, 4)
     features = cat.live_points(ds_id, since=frame - 1, kinds="features", limit=1)
     same = [p for p in features if p.frame == frame]

@@ -189,6 +189,15 @@ def _parameter_units(model: str) -> dict[str, str]:
     return {k: v for k, v in units.items() if not any(m in k for m in _MAGNETIC)}
 
 
+def _defaults(model: str) -> dict[str, float]:
+    """sasmodels' default value of each (non-magnetic, non-dispersity) parameter."""
+    from sasmodels.core import load_model_info
+
+    info = load_model_info(model)
+    return {p.name: float(p.default) for p in list(info.parameters.common_parameters)
+            + list(info.parameters.kernel_parameters) if not any(m in p.name for m in _MAGNETIC)}
+
+
 # -- input checks ---------------------------------------------------------------------------
 
 
@@ -350,7 +359,7 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
             return value
         return float(value) / to_sasmodels_factor(table[name], q_factor)
 
-    pars: dict[str, Any] = dict(spec.fixed)
+    pars: dict[str, Any] = {"background": 0.0, **spec.fixed}
     pars.update({k: to_sas(k, v) for k, v in params.items()})
     scan = [n for n in spec.scan if n in free and n not in params]
     linear = [n for n in spec.linear if n in free and n not in params]
@@ -370,7 +379,7 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
             notes.append(f"started from scan point {k} (the best one fitted worse)")
     pars.update(chosen)
     how = {n: ("given" if n in params else "scan" if n in chosen else "default") for n in free}
-    best = dict(pars)
+    best = {**_defaults(spec.name), **pars}  # every parameter, the held ones included
     best.update(dict(zip(labels, map(float, result.x), strict=True)))
     dx = np.asarray(result.dx, dtype=np.float64) if result.dx is not None else np.full(
         len(labels), np.nan)

@@ -62,6 +62,12 @@ def test_fit_latest_follows_the_growing_spheres(series):
         assert 0.6 < v["chi2"] < 1.6
         assert v["q_unit"] == "nm^-1"
         assert v["frames"] == 1
+        fixed = dict(item.split("=") for item in v["fixed"].split(";"))
+        assert set(fixed) == {"sld", "sld_solvent"}
+        curve = sas_model_curve(Q, model="sphere", params={
+            **{k: float(x) for k, x in fixed.items()},
+            **{k: x for k, x in v.items() if k in ("radius", "scale", "background")}})
+        assert np.all(np.isfinite(curve))
         assert (p.time_s, p.written_at) == (0.5 * p.frame, 1000.0 + p.frame)  # the frame's
 
 
@@ -74,7 +80,10 @@ def test_a_window_of_frames_is_averaged(series):
     assert three.errors["radius"] < one.errors["radius"]
     assert three.params["radius"] == pytest.approx(RADII[3:6].mean(), abs=0.02)
     (point,) = cat.live_points(ds_id, kinds="fit:sphere")
-    assert (point.frame, point.values["frames"], point.values["first_frame"]) == (5, 3, 3)
+    assert (point.frame, point.values["frames"], point.values["window"]) == (5, 3, "3-5")
+    # a live rule's window (first, last): the frames of it that the log holds
+    window = fit_latest(cat, ds_id, model="sphere", frames=(4, 9), record=False)
+    assert window.params["radius"] == pytest.approx(RADII[4:6].mean(), abs=0.02)
 
 
 def test_follow_fits_every_n_frames_while_written(series):
@@ -114,6 +123,8 @@ def test_clear_errors(series, tmp_path):
         _write(cat, ds_id, log, range(2))
         with pytest.raises(KeyError, match=r"frame\(s\) \[7\] not in profile log"):
             fit_latest(cat, ds_id, frames=7)
+        with pytest.raises(KeyError, match=r"no frame of the window \(5, 9\)"):
+            fit_latest(cat, ds_id, frames=(5, 9))
         with pytest.raises(ValueError, match="unknown model 'cube'"):
             fit_latest(cat, ds_id, model="cube")
     other = ProfileLog(tmp_path / "tth.h5", np.linspace(1, 10, 20), dim="tth", unit="deg")
@@ -123,3 +134,33 @@ def test_clear_errors(series, tmp_path):
     with pytest.raises(ValueError, match="every must be"):
         next(follow_fits(cat, ds_id, every=0))
     assert cat.live_points(ds_id, kinds="fit") == []
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_saxs_fit_notebook_reduces_fits_and_records(tmp_path, series):
+    """notebooks/saxs_fit.ipynb as a batch job on a series without a profile log: the window
+    is reduced there, the twin's ordering ring fitted, the fit recorded and declared."""
+    import json
+
+    import spotkit
+    from spotkit.sim import simulate_saxs_series
+
+    cat, _ = series
+    truth = simulate_saxs_series(tmp_path / "film.h5", n_frames=8, onset_frame=3,
+                                 ring_growth_frames=0, ring_strength=3.0, shape=(120, 160),
+                                 seed=5)
+    raw = cat.ingest(truth.path)
+    res = spotkit.run_notebook("saxs_fit", raw.id, catalog=cat, output_dir=tmp_path / "out",
+                               parameters={"model": "broad_peak", "frames": [5, 7],
+                                           "npt": 150})
+    by_kind = {o.kind: o for o in res.outputs}
+    assert sorted(by_kind) == ["image/png", "saxs/fit"]
+    report = json.loads(by_kind["saxs/fit"].path.read_text())
+    assert report["frames"] == [5, 6, 7]
+    assert report["source"] == "frames 5-7 reduced here (150 bins)"
+    assert report["units"]["peak_pos"] == "nm^-1"
+    assert report["params"]["peak_pos"] == pytest.approx(truth.ring_q_nm, rel=0.02)
+    (point,) = cat.live_points(raw.id, kinds="fit")
+    assert (point.frame, point.kind, point.values["window"]) == (7, "fit:broad_peak", "5-7")
+    assert point.values["peak_pos"] == pytest.approx(report["params"]["peak_pos"])
