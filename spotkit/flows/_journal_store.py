@@ -192,8 +192,8 @@ class _JournalStore:
 
         The watcher takes due datasets by their highest priority first, then the oldest;
         the frame ranges tell a transfer which frames of a series matter most
-        (:meth:`priorities`). Setting the same range again keeps the higher priority and
-        the newest reason. A dataset the watcher has not found yet gets its priority when
+        (:meth:`priorities`). Setting the same range again keeps the higher priority, with
+        its reason. A dataset the watcher has not found yet gets its priority when
         it does (matched by dataset id or by ``path``).
 
         Parameters
@@ -234,7 +234,12 @@ class _JournalStore:
                 "ON CONFLICT (dataset_id, first_frame, last_frame) DO UPDATE SET "
                 "priority = CASE WHEN excluded.priority > flow_priorities.priority "
                 "THEN excluded.priority ELSE flow_priorities.priority END, "
-                "reason = excluded.reason, set_by = excluded.set_by, set_at = excluded.set_at, "
+                "reason = CASE WHEN excluded.priority >= flow_priorities.priority "
+                "THEN excluded.reason ELSE flow_priorities.reason END, "
+                "set_by = CASE WHEN excluded.priority >= flow_priorities.priority "
+                "THEN excluded.set_by ELSE flow_priorities.set_by END, "
+                "set_at = CASE WHEN excluded.priority >= flow_priorities.priority "
+                "THEN excluded.set_at ELSE flow_priorities.set_at END, "
                 "path = coalesce(excluded.path, flow_priorities.path)",
                 (str(dataset_id), first, last, os.fspath(path) if path is not None else None,
                  int(priority), reason.strip(), by, time.time()))

@@ -369,4 +369,9 @@ def test_priority_orders_the_journal_queue(cat):
     # a file not ingested yet gets its priority by path
     journal.prioritize("ds-later", priority=9, path="/inbox/b.h5", reason="operator")
     assert [i.key for i in journal.due()] == ["b.h5", "c.h5", "a.h5"]
+    journal.prioritize("ds-later", priority=3, path="/inbox/b.h5", reason="lower")
+    assert [(p["priority"], p["reason"]) for p in journal.priorities("ds-later")] == [
+        (9, "operator")]
+    journal.prioritize(cat.dataset_id, priority=8, frames=(4, 5), reason="onset at 4")
+    assert journal.frame_order(cat.dataset_id, 7) == [4, 5, 0, 1, 2, 3, 6]
     journal.close()
