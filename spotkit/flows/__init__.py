@@ -78,7 +78,7 @@ from spotkit.flows._rules import (
     Rules,
     load_rules,
 )
-from spotkit.flows._rules_live import LiveAction, LiveTrigger
+from spotkit.flows._rules_live_objects import LiveAction, LiveTrigger
 from spotkit.flows._suitcase import (
     FileEntry,
     Manifest,

@@ -211,6 +211,9 @@ class FrameRetention:
         Where moved frames go (required for ``"move"``).
     location : str, optional
         The replica location that counts (default: any but ``"origin"``).
+    dry_run : bool
+        :meth:`apply` only reports unless told otherwise (default True). A rules file
+        sets all of these in ``retention: frames:`` (:meth:`from_rules`).
 
     Examples
     --------
@@ -246,6 +249,35 @@ class FrameRetention:
     action: str = "move"
     dest: str | os.PathLike | None = None
     location: str | None = None
+    dry_run: bool = True
+
+    @classmethod
+    def from_rules(cls, rules) -> FrameRetention | None:
+        """The policy of a rules file's ``retention: frames:`` section (None without one).
+
+        Examples
+        --------
+        >>> from spotkit.flows import load_rules
+        >>> rules = load_rules('''
+        ... targets: {local: {kind: local}}
+        ... live: [{name: t, on: onset, actions: [{priority: {level: 1}}]}]
+        ... retention:
+        ...   frames: {validated_by: [replica, approval], min_age: 7d, action: age_out}
+        ... ''')
+        >>> FrameRetention.from_rules(rules)  # doctest: +NORMALIZE_WHITESPACE
+        FrameRetention(validated_by=('replica', 'approval'), min_age_days=7.0,
+                       action='age_out', dest=None, location=None, dry_run=True)
+        """
+        spec = ((rules.to_dict().get("retention") or {}).get("frames")
+                if hasattr(rules, "to_dict") else None)
+        if spec is None:
+            return None
+        from spotkit.monitor import parse_duration
+
+        return cls(validated_by=tuple(spec["validated_by"]),
+                   min_age_days=parse_duration(spec["min_age"]) / 86400.0,
+                   action=spec["action"], dest=spec.get("dest"),
+                   location=spec.get("location"), dry_run=bool(spec.get("dry_run", True)))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "validated_by", _check_validations(self.validated_by))
@@ -407,9 +439,10 @@ class FrameRetention:
 
     # -- acting -------------------------------------------------------------------------
 
-    def apply(self, catalog, dataset_id, *, dry_run: bool = True, by: str | None = None,
+    def apply(self, catalog, dataset_id, *, dry_run: bool | None = None, by: str | None = None,
               now: float | None = None) -> FramePlan:
-        """Plan, then (unless ``dry_run``) move or age out the frames that may go.
+        """Plan, then (unless a dry run: ``dry_run``, default the policy's) move or age out
+        the frames that may go.
 
         Each frame is handled on its own: checked against the verified copy (when it is
         local), copied and checked at ``dest`` (``move``), removed here, and recorded with
@@ -422,6 +455,7 @@ class FrameRetention:
         """
         from spotkit.checksums import sha256_file
 
+        dry_run = self.dry_run if dry_run is None else bool(dry_run)
         ds_id = str(getattr(dataset_id, "id", dataset_id))
         with self._journal(catalog) as journal:
             plan, files, replica_root = self._plan(

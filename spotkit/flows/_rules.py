@@ -62,7 +62,8 @@ from spotkit.flows._rules_checks import (
     check_secrets,
     resolve_after,
 )
-from spotkit.flows._rules_live import check_live, live_canonical, live_triggers
+from spotkit.flows._rules_live import check_live, live_canonical, retention_canonical
+from spotkit.flows._rules_live_objects import live_triggers
 from spotkit.flows._rules_objects import (
     Action,
     RetryPolicy,
@@ -285,6 +286,8 @@ def _build(doc: DocumentSpec, data: Mapping, notebooks: Notebooks
         canonical["alerts"] = [alert_canonical(a) for a in doc.alerts]
     if doc.live is not None:
         canonical["live"] = [live_canonical(t) for t in doc.live]
+    if doc.retention is not None:
+        canonical["retention"] = retention_canonical(doc.retention)
     version = digest(canonical)[:12]
     rules = []
     for name, match, specs in built:

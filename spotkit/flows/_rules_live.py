@@ -35,16 +35,15 @@ YAML 1.1 reads an unquoted ``on`` key as ``true``; the file is read so that ``on
 ``on``. Secrets never go in the file: a hook URL with a token is named by ``url_env``.
 
 :func:`check_live` looks across the file (the alert, the target and the notebook that an
-action names); :func:`live_canonical` gives the canonical form, which
-:class:`LiveTrigger` objects are built from (:func:`live_triggers`).
+action names); :func:`live_canonical` gives the canonical form, which the
+:class:`~spotkit.flows.LiveTrigger` objects are built from
+(:mod:`spotkit.flows._rules_live_objects`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
@@ -59,12 +58,12 @@ __all__ = [
     "ACTION_KINDS",
     "FIT_NOTEBOOK",
     "TRIGGER_KINDS",
-    "LiveAction",
-    "LiveTrigger",
+    "FrameRetentionSpec",
     "LiveTriggerSpec",
+    "RetentionSpec",
     "check_live",
     "live_canonical",
-    "live_triggers",
+    "retention_canonical",
 ]
 
 TRIGGER_KINDS = ("onset", "quiet", "every")
@@ -318,8 +317,75 @@ class LiveTriggerSpec(_Spec):
         return self
 
 
+def _validations(value: Any) -> tuple[str, ...]:
+    from spotkit.flows._retention import VALIDATIONS
+
+    items = value if isinstance(value, list) else [value]
+    bad = [v for v in items if v not in VALIDATIONS]
+    if not items or bad:
+        raise _fail(f"{show(value)}: validated_by is one or more of {list(VALIDATIONS)} "
+                    "(every one given must hold)"
+                    + (did_you_mean(bad[0], VALIDATIONS) if bad else ""))
+    return tuple(items)
+
+
+def _age(value: Any) -> float:
+    from spotkit.monitor import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise _fail(f"{show(value)}: min_age is a duration (30d, 12h)") from None
+
+
+class FrameRetentionSpec(_Spec):
+    """When frames marked redundant may move or age out (:class:`spotkit.flows.FrameRetention`)."""
+
+    what = ("frames is a mapping: {validated_by: [replica], min_age: 30d, action: move, "
+            "dest: /archive/cold, location: warehouse, dry_run: true}")
+    noun = "frame retention field"
+    validated_by: Annotated[Any, BeforeValidator(_validations)] = Field(
+        ("replica",), description="validated_by is one or more of replica, verdict, approval")
+    min_age: Annotated[Any, BeforeValidator(_age)] = Field(
+        30 * 86400.0, description="min_age is a duration (30d, 12h)")
+    action: Literal["move", "age_out"] = Field("move", description="action is move or age_out")
+    dest: str | None = Field(None, pattern=r"^/", description="dest is an absolute folder path")
+    location: str | None = Field(None, min_length=1, description="location names a replica "
+                                 "location (warehouse, tape...)")
+    dry_run: bool = Field(True, description="dry_run is true/false (true: only report)")
+
+    @model_validator(mode="after")
+    def _safe(self) -> FrameRetentionSpec:
+        if self.action == "move" and self.dest is None:
+            raise _fail("action: move needs dest: the folder the frames move to")
+        if self.action == "age_out" and "replica" not in self.validated_by:
+            raise _fail("action: age_out deletes frames: validated_by must include replica (a "
+                        "verified copy elsewhere), so no frame's only copy is ever deleted")
+        return self
+
+
+class RetentionSpec(_Spec):
+    """The ``retention`` section: what may leave the beamline's storage, and when."""
+
+    what = "retention is a mapping: {frames: {validated_by: [...], min_age: 30d, ...}}"
+    noun = "retention field"
+    frames: FrameRetentionSpec | None = None
+
+
+def retention_canonical(spec: RetentionSpec) -> dict[str, Any]:
+    """The canonical form of the ``retention`` section (as a rules file writes it)."""
+    out: dict[str, Any] = {}
+    if spec.frames is not None:
+        f = spec.frames.model_dump(exclude_none=True)
+        f["validated_by"] = list(f["validated_by"])
+        f["min_age"] = f"{f['min_age']:g}s"
+        out["frames"] = f
+    return out
+
+
 DocumentSpec.model_rebuild(_types_namespace={"AlertSpec": AlertSpec,
-                                             "LiveTriggerSpec": LiveTriggerSpec})
+                                             "LiveTriggerSpec": LiveTriggerSpec,
+                                             "RetentionSpec": RetentionSpec})
 
 
 # -- across the file ------------------------------------------------------------------------
@@ -492,155 +558,3 @@ def live_canonical(spec: LiveTriggerSpec) -> dict[str, Any]:
                         action.kind: body})
     out["actions"] = actions
     return out
-
-
-# -- the objects LiveTriggers uses ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LiveAction:
-    """One action of a live trigger, as the canonical form gives it.
-
-    Attributes
-    ----------
-    name : str
-        Unique within its trigger (its kind when not named).
-    kind : str
-        One of :data:`ACTION_KINDS`.
-    options : dict
-        The action's settings (``path``, ``target``, ``window``, ``parameters``, ``level``,
-        ``alert``, ``url``, ``command``, ``timeout``, ``model``...).
-    """
-
-    name: str
-    kind: str
-    options: dict = field(hash=False)
-
-    @property
-    def window(self) -> tuple[int, int] | None:
-        """``(before, after)`` frames, or None."""
-        w = self.options.get("window")
-        return (int(w[0]), int(w[1])) if w is not None else None
-
-
-@dataclass(frozen=True)
-class LiveTrigger:
-    """One live trigger of a rules file (see the module docs).
-
-    Attributes
-    ----------
-    name : str
-    on : str
-        ``"onset"``, ``"quiet"`` or ``"every"``.
-    match : dict
-        ``{beamline, proposal, sample, kind: [globs]}`` (every given one must hold).
-    actions : tuple of LiveAction
-    frames : int or None
-        For ``quiet`` and ``every``.
-    min_confidence : float
-    features : tuple of str or None
-        Globs on the feature that flagged the change.
-    bands : tuple of (float, float) or None
-        q ranges; a change's band must overlap one.
-    cooldown_frames, cooldown_seconds : float
-        After firing, the trigger stays silent this many frames / seconds.
-
-    Examples
-    --------
-    >>> t = LiveTrigger("t", "onset", {"beamline": ["12.*"]}, (), min_confidence=0.9)
-    >>> t.matches({"beamline": "12.3.1"}), t.matches({"beamline": "7.3.3"})
-    (True, False)
-    >>> t.selects({"confidence": 0.95, "feature": "band_2"}), t.selects({"confidence": 0.5})
-    (True, False)
-    """
-
-    name: str
-    on: str
-    match: dict = field(hash=False)
-    actions: tuple[LiveAction, ...]
-    frames: int | None = None
-    min_confidence: float = 0.0
-    features: tuple[str, ...] | None = None
-    bands: tuple[tuple[float, float], ...] | None = None
-    cooldown_frames: float = 0.0
-    cooldown_seconds: float = 0.0
-
-    def matches(self, facts: Mapping[str, Any]) -> bool:
-        """Whether a series (``beamline``, ``proposal``, ``sample``, ``kind``) is watched."""
-        meta = facts.get("metadata") or {}
-        for key, patterns in self.match.items():
-            value = facts.get(key)
-            if value is None:
-                value = meta.get(key) if isinstance(meta, Mapping) else None
-            if value is None or not any(fnmatch.fnmatchcase(str(value), str(p))
-                                        for p in patterns):
-                return False
-        return True
-
-    def selects(self, event: Mapping[str, Any]) -> bool:
-        """Whether a confirmed change (``confidence``, ``feature``, ``q_first``/``q_last``)
-        passes this trigger's filters."""
-        confidence = event.get("confidence")
-        if self.min_confidence > 0 and (confidence is None
-                                        or float(confidence) < self.min_confidence):
-            return False
-        if self.features is not None:
-            feature = event.get("feature")
-            if feature is None or not any(fnmatch.fnmatchcase(str(feature), p)
-                                          for p in self.features):
-                return False
-        if self.bands is not None:
-            lo, hi = event.get("q_first"), event.get("q_last")
-            if lo is None or hi is None:
-                return False  # a whole-frame change has no band
-            lo, hi = min(float(lo), float(hi)), max(float(lo), float(hi))
-            if not any(lo <= b_hi and hi >= b_lo for b_lo, b_hi in self.bands):
-                return False
-        return True
-
-
-def live_triggers(live: Sequence[Mapping[str, Any]] | None,
-                  notebooks: Notebooks | None = None) -> tuple[LiveTrigger, ...]:
-    """:class:`LiveTrigger` objects from the canonical ``live`` section.
-
-    ``notebooks`` (the rules file's, from :func:`spotkit.flows.load_rules`) resolves each
-    notebook action's ``path`` (relative to the rules file) into ``notebook_path``.
-
-    Examples
-    --------
-    >>> from spotkit.flows import load_rules
-    >>> rules = load_rules('''
-    ... targets: {local: {kind: local}}
-    ... live:
-    ...   - {name: fit, on: every, frames: 10, actions: [{fit: {model: sphere}}]}
-    ... ''')
-    >>> [(t.name, t.on, t.frames, [a.kind for a in t.actions])
-    ...  for t in live_triggers(rules.to_dict()["live"])]
-    [('fit', 'every', 10, ['fit'])]
-    """
-    out = []
-    for data in live or ():
-        cool = _cooldown(data.get("cooldown") or 0)
-        bands = data.get("bands")
-        out.append(LiveTrigger(
-            name=data["name"], on=data["on"],
-            match={k: tuple(v) for k, v in (data.get("match") or {}).items()},
-            actions=tuple(LiveAction(a["name"], _kind(a), _resolved(a, notebooks))
-                          for a in data["actions"]),
-            frames=data.get("frames"), min_confidence=float(data.get("min_confidence") or 0),
-            features=tuple(data["features"]) if data.get("features") else None,
-            bands=tuple((float(lo), float(hi)) for lo, hi in bands) if bands else None,
-            cooldown_frames=float(cool.get("frames", 0.0)),
-            cooldown_seconds=float(cool.get("seconds", 0.0))))
-    return tuple(out)
-
-
-def _kind(action: Mapping[str, Any]) -> str:
-    return next(k for k in ACTION_KINDS if k in action)
-
-
-def _resolved(action: Mapping[str, Any], notebooks: Notebooks | None) -> dict[str, Any]:
-    options = dict(action[_kind(action)])
-    if notebooks is not None and _kind(action) == "notebook":
-        options["notebook_path"] = str(notebooks.path(options["path"]))
-    return options

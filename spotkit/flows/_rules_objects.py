@@ -318,7 +318,7 @@ class Rules:
         from spotkit.flows._rules_alerts import alert_rules
 
         self.alerts = alert_rules(data.get("alerts") or ())
-        from spotkit.flows._rules_live import live_triggers
+        from spotkit.flows._rules_live_objects import live_triggers
 
         self.live = live_triggers(data.get("live"))
         self.source = source

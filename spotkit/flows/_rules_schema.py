@@ -38,7 +38,7 @@ from pydantic_core import PydanticCustomError
 if TYPE_CHECKING:  # the alerts section's models build on _Spec (spotkit.flows._rules_alerts,
     # which completes DocumentSpec when it is imported)
     from spotkit.flows._rules_alerts import AlertSpec
-    from spotkit.flows._rules_live import LiveTriggerSpec
+    from spotkit.flows._rules_live import LiveTriggerSpec, RetentionSpec
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -313,6 +313,7 @@ class DocumentSpec(_Spec):
                                            "'webhook'")
     live: list[LiveTriggerSpec] | None = Field(None, description="a list of live triggers, "
                                                "each with 'name', 'on' and 'actions'")
+    retention: RetentionSpec | None = None
 
     @model_validator(mode="after")
     def _rules_or_live(self) -> DocumentSpec:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spotkit.flows._rules_live import LiveAction, LiveTrigger, live_triggers
+from spotkit.flows._rules_live_objects import LiveAction, LiveTrigger, live_triggers
 from spotkit.flows._triggers_actions import ActionRunner
 
 __all__ = ["Decision", "LiveTriggers"]

@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spotkit.flows._rules_live import FIT_NOTEBOOK, WINDOW_PARAMETER, LiveAction
+from spotkit.flows._rules_live import FIT_NOTEBOOK, WINDOW_PARAMETER
+from spotkit.flows._rules_live_objects import LiveAction
 
 if TYPE_CHECKING:
     from spotkit.flows._triggers import Decision, LiveTriggers

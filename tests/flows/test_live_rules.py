@@ -208,3 +208,37 @@ live:
         f"'sphere'?); choose one of {sorted(SAS_MODELS)}",
         (10, "live 0 't'", "fit-2", "fit.target"): "unknown target 'clstr'; defined targets: "
         "['cluster', 'local'] (did you mean 'cluster'?)"}
+
+
+def test_the_retention_section(tmp_path):
+    from spotkit.flows import FrameRetention
+
+    rules = load_rules(write(tmp_path, HEAD + """\
+live: [{name: t, on: onset, actions: [{priority: {level: 1}}]}]
+retention:
+  frames: {validated_by: [replica, verdict], min_age: 2d, action: move, dest: /archive/cold,
+           location: warehouse}
+"""))
+    policy = FrameRetention.from_rules(rules)
+    assert policy == FrameRetention(validated_by=("replica", "verdict"), min_age_days=2.0,
+                                    dest="/archive/cold", location="warehouse", dry_run=True)
+    assert FrameRetention.from_rules(load_rules(rules.to_dict())) == policy
+    assert FrameRetention.from_rules(load_rules(write(tmp_path, GOOD))) is None
+    got = problems(tmp_path, HEAD + """\
+live: [{name: t, on: onset, actions: [{priority: {level: 1}}]}]
+retention:
+  frames: {validated_by: [aproval], min_age: soon, action: age_out}
+""")
+    assert got == {
+        (8, None, None, "retention.frames.validated_by"):
+        "['aproval']: validated_by is one or more of ['replica', 'verdict', 'approval'] (every "
+        "one given must hold) (did you mean 'approval'?)",
+        (8, None, None, "retention.frames.min_age"): "'soon': min_age is a duration (30d, 12h)"}
+    got = problems(tmp_path, HEAD + """\
+live: [{name: t, on: onset, actions: [{priority: {level: 1}}]}]
+retention:
+  frames: {validated_by: approval, action: age_out}
+""")
+    assert list(got.values()) == [
+        "action: age_out deletes frames: validated_by must include replica (a verified copy "
+        "elsewhere), so no frame's only copy is ever deleted"]
