@@ -60,9 +60,7 @@ def scan_starts(spec: SasModelSpec, qa, intensity, sigma, dqa, pars: dict[str, A
     is scanned part by part (:attr:`SasModelSpec.stages`): the first part alone (the later
     parts' amplitudes 0), then the next with the earlier parts at their best point.
     """
-    from sasmodels.direct_model import DirectModel
-
-    calc = DirectModel(data1d(qa, dqa=dqa), kernel(spec.name))
+    calc = _Columns(spec.name, qa, dqa)
     grids = spec.grid(float(qa.min()), float(qa.max()))
     stages = spec.stages or ((tuple(spec.scan), tuple(spec.linear)),)
     current = dict(pars)
@@ -99,10 +97,7 @@ def _scan(calc, grids, qa, intensity, sigma, pars, scan, linear, fit_background,
     target = intensity if fit_background else intensity - float(pars.get("background", 0.0))
 
     def solve(point: dict[str, float]) -> tuple[float, dict[str, float]] | None:
-        zero = {**pars, **point, "background": 0.0, **{n: 0.0 for n in linear}}
-        fixed_part = np.asarray(calc(**zero), dtype=np.float64)
-        columns = [np.asarray(calc(**{**zero, name: 1.0}), dtype=np.float64) - fixed_part
-                   for name in linear]
+        fixed_part, columns = calc({**pars, **point}, linear)
         if fit_background:
             columns += [np.ones_like(qa), -np.ones_like(qa)]
         rhs = (target - fixed_part) * w
@@ -147,6 +142,54 @@ def _scan(calc, grids, qa, intensity, sigma, pars, scan, linear, fit_background,
         if all(not math.isclose(found[first], o[first], rel_tol=1e-3) for o in out):
             out.append(found)
     return out
+
+
+class _Columns:
+    """The model split into the parts its ``linear`` amplitudes multiply, and the rest.
+
+    ``calc(params, linear)`` returns ``(fixed, columns)``: the intensity with every linear
+    amplitude 0 and the background 0, and the intensity per unit of each amplitude. A sum
+    model (``"sphere+gaussian_peak"``) is evaluated part by part with each part's own kernel,
+    and a part's curve is kept while only the other part's parameters change: the scan of
+    the peak costs peak evaluations only.
+    """
+
+    def __init__(self, model: str, qa: np.ndarray, dqa: np.ndarray | None):
+        from sasmodels.direct_model import DirectModel
+
+        data = data1d(qa, dqa=dqa)
+        self.parts = model.split("+") if "+" in model else []
+        self.prefixes = [f"{chr(ord('A') + i)}_" for i in range(len(self.parts))]
+        self.direct = [DirectModel(data, kernel(p)) for p in self.parts] or [
+            DirectModel(data, kernel(model))]
+        self.cache: dict[tuple, np.ndarray] = {}
+        self.size = int(qa.size)
+
+    def __call__(self, params: dict[str, Any], linear: Sequence[str]):
+        if not self.parts:
+            calc = self.direct[0]
+            zero = {**params, "background": 0.0, **{n: 0.0 for n in linear}}
+            fixed = np.asarray(calc(**zero), dtype=np.float64)
+            return fixed, [np.asarray(calc(**{**zero, n: 1.0}), dtype=np.float64) - fixed
+                           for n in linear]
+        overall = float(params.get("scale", 1.0))
+        fixed = np.zeros(self.size)
+        columns = {}
+        for i, prefix in enumerate(self.prefixes):
+            own = {k[2:]: v for k, v in params.items() if k.startswith(prefix) and
+                   k != f"{prefix}scale"}
+            key = (i, tuple(sorted(own.items())))
+            if key not in self.cache:
+                if len(self.cache) > 4096:
+                    self.cache.clear()
+                self.cache[key] = np.asarray(
+                    self.direct[i](**own, scale=1.0, background=0.0), dtype=np.float64)
+            amplitude = f"{prefix}scale"
+            if amplitude in linear:
+                columns[amplitude] = overall * self.cache[key]
+            else:
+                fixed = fixed + overall * float(params.get(amplitude, 1.0)) * self.cache[key]
+        return fixed, [columns[n] for n in linear]
 
 
 def _fine_axis(axis: np.ndarray, value: float, q_max: float) -> np.ndarray:
