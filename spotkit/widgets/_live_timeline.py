@@ -318,8 +318,12 @@ class LiveTimeline:
                     self.status.value = text
         except Exception as exc:  # the thread goes on; the view says why
             logger.warning("live timeline: drawing failed: %s", exc)
-            self.error.value = (f'<span style="color:{_RED}">drawing failed: '
-                                f"{html.escape(f'{type(exc).__name__}: {exc}')}</span>")
+            self._show_error(f"drawing failed: {type(exc).__name__}: {exc}")
+
+    def _show_error(self, message: str) -> None:
+        if not self._closed:
+            self.error.value = (f'<span style="color:{_RED}">{html.escape(message)} '
+                                "(tried again)</span>")
 
     # -- control --------------------------------------------------------------------------
 
@@ -331,7 +335,7 @@ class LiveTimeline:
 
     def start(self) -> None:
         """Poll and redraw in the background every ``refresh`` seconds."""
-        self.model.start(self._on_update, interval=self.interval)
+        self.model.start(self._on_update, interval=self.interval, on_error=self._show_error)
 
     def stop(self) -> None:
         """Stop polling (the view keeps what it shows)."""

@@ -463,16 +463,17 @@ class LiveTimelineModel:
     # -- background polling ----------------------------------------------------------------
 
     def start(self, on_update: Callable[[LiveUpdate], Any] | None = None, *,
-              interval: float = 0.5) -> None:
+              interval: float = 0.5, on_error: Callable[[str], Any] | None = None) -> None:
         """Poll in a daemon thread every ``interval`` seconds; ``on_update(update)``
-        (:class:`LiveUpdate`) is called there after each fetch (never blocks the caller)."""
+        (:class:`LiveUpdate`) is called there after each fetch, ``on_error(message)`` after
+        a fetch that failed (tried again after a growing pause). Never blocks the caller."""
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
         if self._poller is not None and self._poller.running:
             self._poller.interval = float(interval)
-            self._poller.on_update = on_update
+            self._poller.on_update, self._poller.on_error = on_update, on_error
             return
-        self._poller = Poller(self, on_update, float(interval))
+        self._poller = Poller(self, on_update, float(interval), on_error)
         self._poller.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:

@@ -122,10 +122,11 @@ def status_text(status: dict | None, *, last_frame: int | None = None,
 class Poller:
     """The model's background fetches: one daemon thread, errors kept, never raised."""
 
-    def __init__(self, model: Any, on_update: Callable | None,
-                 interval: float):
+    def __init__(self, model: Any, on_update: Callable | None, interval: float,
+                 on_error: Callable[[str], Any] | None = None):
         self.model = model
         self.on_update = on_update
+        self.on_error = on_error
         self.interval = interval
         self.error: str | None = None
         self._stop = threading.Event()
@@ -156,5 +157,10 @@ class Poller:
                 failures += 1
                 self.error = f"{type(exc).__name__}: {exc}"
                 logger.warning("live timeline %s: %s", self.model.dataset_id, self.error)
+                if self.on_error is not None:
+                    try:
+                        self.on_error(self.error)
+                    except Exception:  # the view is gone: polling goes on regardless
+                        logger.exception("live timeline: showing an error failed")
             pause = self.interval * min(2 ** failures, 60)
             self._stop.wait(pause)

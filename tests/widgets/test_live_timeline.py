@@ -236,3 +236,18 @@ def test_latest_iq_comes_from_the_profile_log_with_the_fit_curve(series):
         model.fetch()
         assert model.latest_profile.attrs["frame"] == 3
     model.close()
+
+
+def test_a_series_that_is_not_there_is_said_and_tried_again(series):
+    pytest.importorskip("ipywidgets")
+    from spotkit.widgets import LiveTimeline
+
+    cat, _ = series
+    view = LiveTimeline(cat, "ds-not-there", refresh=0.02, dpi=40)
+    try:
+        assert _until(lambda: "ds-not-there" in view.error.value)
+        assert "no dataset with id" in view.error.value
+        assert view.running  # it keeps trying (with a growing pause)
+        assert "DatasetNotFoundError" in view.model.error
+    finally:
+        view.close()
