@@ -11,6 +11,9 @@ Three parts (``--parts``, all by default):
   alternating), so that a change of the machine's load hits both sides alike; the ratio is
   pyFAI's time over spotkit's (>= 0.95 is the target). The numbers of both spotkit paths are
   checked to equal ``integrate_1d``'s bit for bit.
+* ``profile``: the pieces of one reduction timed alone (pyFAI's engine, its pre-processing,
+  the per-call work of ``integrate1d``, spotkit's frame preparation, ``integrate_frames``
+  before and after FrameReducer): where the time goes.
 * ``detector``: reduction + ``spotkit.change.OnlineDetector`` in profile mode (I(q) and
   sigma of each frame) on a Pilatus 2M series with a ring that appears: frames per second
   over the series (target >= 20), the time of each step, and the onset found.
@@ -20,7 +23,7 @@ Three parts (``--parts``, all by default):
   the frame written (the source's ``written_at``) to the watcher reading it, median and p95
   (target: median < 1 s).
 
-    python benchmarks/bench_live.py [--parts reduction detector latency] [--record]
+    python benchmarks/bench_live.py [--parts reduction profile detector latency] [--record]
 """
 
 from __future__ import annotations
@@ -162,6 +165,114 @@ def reduction(args) -> str:
         f"call (builds the lookup table): {first_ref:.2f} s; `FrameReducer(...)`: "
         f"{build:.2f} s (the table, then the engine checked against integrate1d on a test "
         f"frame); `integrate_frames` graph: {build_if:.2f} s.",
+        "",
+    ])
+    print(text, flush=True)
+    return text
+
+
+# -- profile: where a frame's time goes ------------------------------------------------------
+
+
+def profile(args) -> str:
+    """The pieces of one reduction, each timed alone on the same frames (interleaved rounds,
+    medians): what pyFAI's integrate1d does per call, and what spotkit did before."""
+    import threading
+    import uuid
+
+    import dask.array as da
+    from pyFAI.containers import ErrorModel
+    from pyFAI.ext.fastcrc import crc32
+    from pyFAI.ext.preproc import preproc
+
+    from spotkit.scattering import FrameReducer, integrate_frames
+    from spotkit.scattering._integrate import _call_1d, prepare_frame
+
+    load0 = _load()
+    ai = _geometry()
+    frames = _frames(args.frames, ai)
+    mask = frames[0] < 0
+    reducer = FrameReducer(ai, npt=NPT, mask=mask, check_orientation=False)
+    ai.integrate1d(frames[0], NPT, unit="q_nm^-1", method="csr", mask=mask,
+                   error_model="poisson")
+    method = next(k for k in ai.engines if k.dimension == 1)
+    engine = ai.engines[method].engine
+    sa64 = ai.solidAngleArray(SHAPE, True)
+    sa32 = np.ascontiguousarray(sa64.ravel(), dtype=np.float32)
+    cmask = np.asarray(engine.cmask)
+    buf = np.empty((frames[0].size, 4), np.float32)
+    prepared = [prepare_frame(f) for f in frames]
+    options = {"unit": "q_nm^-1", "method": "csr", "mask": mask, "correct_solid_angle": True,
+               "polarization_factor": None, "radial_range": None}
+    lock = threading.Lock()
+
+    def old_block(block, block_info=None):  # integrate_frames before FrameReducer
+        out = np.empty((block.shape[0], 2, NPT), np.float64)
+        for k in range(block.shape[0]):
+            frame = prepare_frame(block[k])
+            with lock:
+                _, out[k, 0], out[k, 1] = _call_1d(ai, frame, NPT, normalization=1.0,
+                                                   **options)
+        return out
+
+    lazy = da.from_array(frames, chunks=(1, *SHAPE))
+    old = lazy.map_blocks(old_block, dtype=np.float64, chunks=(lazy.chunks[0], (2,), (NPT,)),
+                          meta=np.empty((0, 0, 0)), name=f"old-{uuid.uuid4().hex}")
+
+    def engine_call(frame, solidangle, dummy=None):
+        return engine.integrate_ng(frame, error_model=ErrorModel.POISSON, dummy=dummy,
+                                   delta_dummy=None if dummy is None else 0.5,
+                                   solidangle=solidangle, normalization_factor=1.0,
+                                   weighted_average=True)
+
+    pieces = {
+        "pyFAI `integrate1d` (int32 frame, mask; reference)": lambda k: ai.integrate1d(
+            frames[k], NPT, unit="q_nm^-1", method="csr", mask=mask, error_model="poisson"),
+        "its engine alone (`integrate_ng`, float64 solid angle as integrate1d passes it)":
+            lambda k: engine_call(frames[k], sa64),
+        "its engine alone, solid angle already float32": lambda k: engine_call(frames[k], sa32),
+        "of which pre-processing (`preproc`: one thread, every pixel)": lambda k: preproc(
+            frames[k].ravel(), solidangle=sa32, mask=cmask, normalization_factor=1.0,
+            split_result=4, error_model=ErrorModel.POISSON, dtype=np.float32, out=buf),
+        "solid angle float64 -> float32 (integrate1d, every call)": lambda k: np.ascontiguousarray(
+            sa64.ravel(), dtype=np.float32),
+        "mask CRC32 (integrate1d checks its table, every call)": lambda k: crc32(mask),
+        "spotkit `prepare_frame` (float32 copy, gaps -> dummy; before)": lambda k: prepare_frame(
+            frames[k]),
+        "pyFAI `integrate1d` on the prepared frame with dummy (before, per frame)":
+            lambda k: ai.integrate1d(prepared[k], NPT, unit="q_nm^-1", method="csr",
+                                     mask=mask, error_model="poisson", dummy=-1.0,
+                                     delta_dummy=0.5),
+        "spotkit `FrameReducer.reduce` (now)": lambda k: reducer.reduce(frames[k]),
+    }
+    now = integrate_frames(lazy, _geometry(), npt=NPT, mask=mask, check_orientation=False)
+    series = {
+        "spotkit `integrate_frames` before (dask, lock, prepare_frame + integrate1d)":
+            old.compute,
+        "spotkit `integrate_frames` now (dask, FrameReducer)": now.compute,
+    }
+    times: dict[str, list[float]] = {name: [] for name in [*pieces, *series]}
+    for r in range(args.rounds):
+        for name, call in (pieces.items() if r % 2 == 0 else list(pieces.items())[::-1]):
+            for k in range(len(frames)):
+                t0 = time.perf_counter()
+                call(k)
+                times[name].append(time.perf_counter() - t0)
+        for name, run in series.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - t0) / len(frames))
+    ref = statistics.median(times[next(iter(pieces))])
+    rows = [f"| {name} | {1e3 * statistics.median(v):.2f} | {statistics.median(v) / ref:.2f} |"
+            for name, v in times.items()]
+    text = "\n".join([
+        "### Where a frame's time goes (profile)\n",
+        f"Each piece alone on the same {len(frames)} Pilatus 2M frames, {args.rounds} rounds "
+        f"(medians); load average {load0} at the start, {_load()} at the end.",
+        "",
+        "| piece | median ms/frame | / pyFAI integrate1d |",
+        "|---|---:|---:|",
+        *rows,
         "",
     ])
     print(text, flush=True)
@@ -359,8 +470,9 @@ def latency(args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["reduction", "detector", "latency"],
-                        choices=["reduction", "detector", "latency"])
+    parser.add_argument("--parts", nargs="+",
+                        default=["reduction", "profile", "detector", "latency"],
+                        choices=["reduction", "profile", "detector", "latency"])
     parser.add_argument("--frames", type=int, default=20, help="frames for the reduction")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--series", type=int, default=64, help="frames for the detector")

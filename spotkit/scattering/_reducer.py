@@ -134,6 +134,12 @@ class FrameReducer:
                                     else float(polarization_factor))
         self.radial_range = None if radial_range is None else tuple(radial_range)
         self._check_orientation = bool(check_orientation)
+        self._init = {"npt": self.npt, "unit": unit, "mask": self.mask, "method": self.method,
+                      "correct_solid_angle": self.correct_solid_angle,
+                      "polarization_factor": self.polarization_factor,
+                      "radial_range": self.radial_range, "shape": self.shape,
+                      "min_pixels": self.min_pixels,
+                      "check_orientation": self._check_orientation}
         self._options = {"unit": unit, "method": self.method, "mask": self.mask,
                          "correct_solid_angle": self.correct_solid_angle,
                          "polarization_factor": self.polarization_factor,
@@ -312,6 +318,15 @@ class FrameReducer:
             return out
         return prepare_frame(a)  # floats and booleans: NaN, inf, negatives
 
+    def __reduce__(self):
+        # pickled as its options (dask's distributed scheduler, multiprocessing): pyFAI's
+        # engine and the lock are made again where it is unpickled
+        return (_restore, (self.integrator, self._init))
+
     def __repr__(self) -> str:
         return (f"FrameReducer({self.shape[0]} x {self.shape[1]} -> {self.npt} {self.dim} "
                 f"bins, {self.method!r}, {self.engine})")
+
+
+def _restore(integrator, options: dict) -> FrameReducer:
+    return FrameReducer(integrator, **options)

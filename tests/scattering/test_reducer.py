@@ -212,3 +212,16 @@ def test_orientation_is_checked_on_the_first_frames(monkeypatch):
     FrameReducer(ai, npt=50).reduce(_frame())
     FrameReducer(ai, npt=50, check_orientation=False).reduce(_frame())
     assert len(seen) == 1
+
+
+def test_pickled_reducer_is_rebuilt_with_its_options():
+    import pickle
+
+    ai = _geometry()
+    reducer = FrameReducer(ai, npt=60, mask=_mask(), polarization_factor=0.95,
+                           check_orientation=False)
+    copy = pickle.loads(pickle.dumps(reducer))
+    assert copy.engine == "engine"
+    frame = _frame(7)
+    for a, b in zip(reducer.reduce(frame), copy.reduce(frame), strict=True):
+        np.testing.assert_array_equal(a, b)
