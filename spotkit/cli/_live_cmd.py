@@ -53,7 +53,7 @@ def add_live_parser(sub, common) -> None:
                    help="record into this dataset (default: the live series of PATH, else "
                    "a new one)")
     p.add_argument("--once", action="store_true",
-                   help="process the frames written so far, then exit")
+                   help="process the frames written when it starts, then exit")
     p.add_argument("--idle-timeout", type=_seconds(zero_ok=False, example="--idle-timeout 600"),
                    default=None, metavar="S",
                    help="exit after S seconds without a new frame (default: wait for the "
@@ -159,19 +159,22 @@ def _follow(live, args, stop: threading.Event) -> None:
     """Step the session, printing progress every ``--every`` seconds."""
     last_line = time.monotonic()
     idle_since = time.monotonic()
+    target = None  # --once: the frames written when it started
     while not stop.is_set():
         got = live.step(live.max_batch)
         status = live.status
+        if target is None:
+            target = status.written
         if got:
             idle_since = time.monotonic()
         if status.state in ("finished", "failed"):
+            return
+        if args.once and status.done >= target and (not got or status.behind == 0):
             return
         if time.monotonic() - last_line >= args.every:
             _out(f"{live.dataset_id}: {status.summary()}")
             last_line = time.monotonic()
         if not got:
-            if args.once and status.behind == 0:
-                return
             if args.idle_timeout is not None and \
                     time.monotonic() - idle_since > args.idle_timeout:
                 _out(f"no new frame for {args.idle_timeout:g} s: stopping (run again to "

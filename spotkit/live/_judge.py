@@ -106,6 +106,11 @@ class _Judge:
         bad[[b for b in self.bad_bins if b < n]] = True
         return bad
 
+    @property
+    def stretch(self) -> int:
+        """Frames judged since the detector last started afresh."""
+        return 0 if self._det is None else self._det.n_frames
+
     def restart_after(self, event_frame: int) -> None:
         """Resume after a change confirmed at ``event_frame``: the hold-off, then a fresh
         detector (as the detector itself does)."""

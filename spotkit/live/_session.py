@@ -14,13 +14,13 @@ it last started afresh, so no frame is counted twice and none is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ import numpy as np
 from spotkit.catalog import LivePoint
 from spotkit.errors import SpotkitError
 
+from . import _checkpoint as checkpoint
 from ._adapters import make_reducer, open_source
 from ._judge import _Judge, event_values, feature_values
 from ._marks import _Marker
+from ._register import ingest_final, register
 from ._status import FINAL_STATES, LiveStatus, _Meter
 
 __all__ = ["LiveSession"]
@@ -40,58 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: seconds without a new frame after which a writer counts as paused
 WAIT_AFTER_S = 2.0
-
-
-def _no_checksum(path: Path) -> tuple[int, None]:
-    """The registration hasher of a series still being written: its size, no sha256 (the
-    finished series is ingested with its checksums)."""
-    return os.stat(path).st_size, None
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
-def _describe(path: Path, info: Any) -> Any:
-    """A :class:`spotkit.io.DatasetInfo` of a series being written, from its frame source."""
-    from spotkit.io import DatasetInfo
-
-    meta = dict(getattr(info, "metadata", None) or {})
-    start = meta.get("start_time")
-    if isinstance(start, str):
-        try:
-            start = datetime.fromisoformat(start)
-        except ValueError:
-            start = None
-    if not isinstance(start, datetime):
-        start = datetime.now(UTC)
-    elif start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    files = [(path, "data")]
-    for attr, role in (("poni_path", "geometry"), ("mask_path", "mask")):
-        extra = getattr(info, attr, None)
-        if extra is not None and Path(extra).exists():
-            files.append((Path(extra).absolute(), role))
-    names = {k: str(meta.get(k) or "unknown") for k in ("beamline", "sample", "proposal")}
-    metadata = {k: _json_value(v) for k, v in meta.items()
-                if k not in ("beamline", "sample", "proposal", "start_time", "end_time")}
-    shape = getattr(info, "shape", None)
-    if shape is not None:
-        metadata["frame_shape"] = [int(n) for n in shape]
-    metadata["format"] = str(getattr(info, "format", "") or metadata.get("format", ""))
-    return DatasetInfo(kind="saxs/raw", start_time=start, end_time=None,
-                       title=f"{names['beamline']} live SAXS series of {names['sample']}",
-                       metadata=metadata, files=tuple(files), **names)
 
 
 class LiveSession:
@@ -126,7 +76,7 @@ class LiveSession:
         ``before``, ``after``, ``every`` for :func:`spotkit.change.reduction_policy`.
     ingest : bool
         When the writer has finished, ingest the finished series (with its checksums,
-        status ``"raw"``) and set the live one to ``"acquired"``.
+        status ``"raw"``) and set the live one to ``"superseded"`` (its points stay).
     max_batch : int
         Frames per catalog transaction at most (:meth:`run` polls this many at a time).
 
@@ -173,10 +123,13 @@ class LiveSession:
         self._rules, self._on_point, self._ingest = rules, on_point, bool(ingest)
         self._meter = _Meter()
         self._pending: list[LivePoint] = []
+        self._rows: list[tuple[int, np.ndarray, np.ndarray]] = []  # I(q) rows to append
         self._events: dict[int, LivePoint] = {}  # event points of the batch, by frame
         self._status_at = 0.0
+        self._since_ck = 0  # frames recorded since the detector's last checkpoint
         self._state = "starting"
         self._closed = False
+        self._broken: str | None = None  # why the session stopped on an error
         self._reducer: Any = None
         self._log: Any = None
         self._triggers: Any = None
@@ -205,23 +158,10 @@ class LiveSession:
         return None
 
     def _register(self) -> str:
-        """Register the series being written: a raw dataset with status ``"acquiring"``,
-        described by what the frame source knows (the file itself may not be readable by
-        the catalog's readers while the detector writes it), without checksums yet."""
-        from spotkit.catalog import open_catalog
-
-        described = _describe(self.path, getattr(self._source, "info", None))
-        registrar = open_catalog(self.catalog.url, reader=lambda _path: described,
-                                 create=False)
-        try:
-            ds = registrar.ingest(self.path, status="acquiring", hasher=_no_checksum,
-                                  extra_metadata={"live": True})
-        finally:
-            registrar.close()
-        self.catalog.set_live_status(ds.id, path=str(self.path), state="starting",
+        ds_id = register(self.catalog, self.path, getattr(self._source, "info", None))
+        self.catalog.set_live_status(ds_id, path=str(self.path), state="starting",
                                      first_frame=self.first, npt=self.npt)
-        logger.info("%s: registered as %s (acquiring)", self.path, ds.id)
-        return ds.id
+        return ds_id
 
     # -- set-up at the first frame -------------------------------------------------------
     def _setup(self, first: np.ndarray) -> None:
@@ -237,6 +177,7 @@ class LiveSession:
         dim = str(getattr(self._reducer, "dim", "q"))
         log_path = profile_log_path(self.catalog, self.dataset_id)
         self._log = ProfileLog(log_path, radial, dim=dim, autoflush=False)
+        self._ck_path = checkpoint.checkpoint_path(log_path)
         removed = self._log.truncate(after_frame=self.cursor)
         if removed:
             logger.info("%s: %d I(q) row(s) after frame %d were never recorded: removed",
@@ -305,17 +246,16 @@ class LiveSession:
             start = self._judge.hold_until + 1
         if start > self.cursor:
             return
-        have = self._log.frames
-        todo = have[(have >= start) & (have <= self.cursor)]
         t0 = time.perf_counter()
-        for k in range(0, todo.size, 1024):  # bounded memory on long quiet stretches
-            block = self._log.read(frames=todo[k: k + 1024])
-            for f, i, s in zip(block.frame.values, block.intensity.values,
-                               block.sigma.values, strict=True):
-                self._judge.judge(int(f), i, s)
-        logger.info("%s: detector rebuilt from %d recorded profiles (frames %d..%d) in "
-                    "%.2f s", self.path, todo.size, start, self.cursor,
-                    time.perf_counter() - t0)
+        saved = checkpoint.load(self._ck_path, options=self._judge.options, start=start,
+                                cursor=self.cursor)
+        if saved is not None:
+            self._judge, last = saved
+            start = last + 1
+        n = checkpoint.rebuild(self._judge, self._log, start, self.cursor)
+        logger.info("%s: detector rebuilt from %s%d recorded profiles (frames %d..%d) in "
+                    "%.2f s", self.path, "a checkpoint and " if saved else "", n, start,
+                    self.cursor, time.perf_counter() - t0)
 
     # -- per frame -----------------------------------------------------------------------
     def _process(self, frame: Any) -> None:
@@ -323,7 +263,7 @@ class LiveSession:
         if self._reducer is None:
             self._setup(data)
         intensity, sigma = self._reducer.reduce(data)
-        self._log.append(frame.index, intensity, sigma)
+        self._rows.append((frame.index, intensity, sigma))
         result, event, offset = self._judge.judge(frame.index, intensity, sigma)
         point = LivePoint(frame.index, "features", feature_values(result, intensity),
                           frame.time_s, frame.written_at)
@@ -345,6 +285,10 @@ class LiveSession:
         if not points:
             return []
         assert self.dataset_id is not None
+        rows, self._rows = self._rows, []
+        if rows:  # the I(q) rows first, then the points: a kill between leaves rows only
+            self._log.append([r[0] for r in rows], np.stack([r[1] for r in rows]),
+                             np.stack([r[2] for r in rows]))
         self._log.flush()
         now = time.time()
         frames = [p for p in points if p.kind == "features"]
@@ -357,6 +301,10 @@ class LiveSession:
             self._status_at = time.monotonic()
         self.catalog.record_live(self.dataset_id, points, status=status)
         self.cursor = new_cursor
+        self._since_ck = 0 if events else self._since_ck + len(frames)
+        if checkpoint.due(self._judge, self._since_ck):
+            checkpoint.save(self._ck_path, self._judge, self.cursor)
+            self._since_ck = 0
         recorded = [replace(p, recorded_at=now) for p in points]
         self._mark(finished=finished)
         if self._triggers is not None:
@@ -431,17 +379,25 @@ class LiveSession:
         """
         if self._closed:
             raise ValueError(f"the live session of {self.path} is closed")
+        if self._broken is not None:
+            raise SpotkitError(
+                f"the live session of {self.path} stopped on an error ({self._broken}); "
+                f"start a new one: it resumes at frame {self.cursor + 1}")
         frames = self._source.poll(max_frames)
         before = self._state
         recorded: list[LivePoint] = []
         try:
-            for frame in frames:
-                if frame.index <= self.cursor:
-                    continue  # recorded before (a source opened earlier than the cursor)
-                self._process(frame)
-        finally:
-            done_now = bool(self._pending) and getattr(self._source, "exhausted", False)
-            recorded = self._flush(finished=done_now)
+            try:
+                for frame in frames:
+                    if frame.index <= self.cursor:
+                        continue  # recorded before (a source opened before the cursor)
+                    self._process(frame)
+            finally:  # what was done is recorded, even when a frame failed
+                done_now = bool(self._pending) and getattr(self._source, "exhausted", False)
+                recorded = self._flush(finished=done_now)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
         self._update_state(len(frames))
         if self._state == "finished":
             self._finish()
@@ -449,6 +405,20 @@ class LiveSession:
                 self.status_interval:
             self._publish_status()
         return recorded
+
+    def _fail(self, exc: BaseException) -> None:
+        """Frames handed out by the source were not recorded: this session must not go on
+        (a new one resumes at the first frame not recorded)."""
+        self._broken = f"{type(exc).__name__}: {exc}"
+        interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+        self._state = "stopped" if interrupted else "failed"
+        if not interrupted:
+            logger.error("%s: live session failed after frame %d: %s", self.path,
+                         self.cursor, self._broken)
+        with contextlib.suppress(Exception):
+            if self.dataset_id is not None:
+                self.catalog.set_live_status(self.dataset_id, **self._status_fields(),
+                                             error=None if interrupted else self._broken)
 
     def run(self, *, idle_timeout: float | None = None,
             stop: threading.Event | Callable[[], bool] | None = None,
@@ -494,35 +464,20 @@ class LiveSession:
         series ingested."""
         assert self.dataset_id is not None
         self._mark(finished=True)
+        checkpoint.checkpoint_path(self._log.path).unlink(missing_ok=True)  # not needed now
         fields = self._status_fields()
         if self._ingest and self.ingested_as is None:
             if self._given_source is None:
                 self._source.close()  # the file is read again, with the catalog's reader
             try:
-                fields["ingested_as"] = self._ingest_final()
+                self.ingested_as = ingest_final(self.catalog, self.dataset_id, self.path)
+                fields["ingested_as"] = self.ingested_as
             except (SpotkitError, OSError) as exc:
                 logger.warning("%s: the finished series could not be ingested: %s",
                                self.path, exc)
                 fields["ingest_error"] = str(exc)
         self.catalog.set_live_status(self.dataset_id, **fields)
         logger.info("%s: finished: %s", self.path, self.status.summary())
-
-    def _ingest_final(self) -> str:
-        """Ingest the finished series (checksums, status ``"raw"``); its marks go with it,
-        and the live dataset becomes ``"acquired"``."""
-        assert self.dataset_id is not None
-        final = self.catalog.ingest(self.path, extra_metadata={"live_dataset": self.dataset_id})
-        if final.id != self.dataset_id:
-            marks = self.catalog.frame_marks(self.dataset_id)
-            if marks:
-                self.catalog.mark_frames(final.id, [m["frame"] for m in marks],
-                                         [m["label"] for m in marks],
-                                         reasons=[m["reason"] for m in marks])
-            self.catalog.set_status(self.dataset_id, "acquired",
-                                    reason=f"acquisition finished; ingested as {final.id}")
-        self.ingested_as = final.id
-        logger.info("%s: the finished series is %s", self.path, final.id)
-        return final.id
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:

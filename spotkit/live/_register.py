@@ -1,0 +1,111 @@
+"""A live series in the catalog: registered while it is written, ingested when it ends."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def _no_checksum(path: Path) -> tuple[int, None]:
+    """The registration hasher of a series still being written: its size, no sha256 (the
+    finished series is ingested with its checksums)."""
+    return os.stat(path).st_size, None
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def describe(path: Path, info: Any) -> Any:
+    """A :class:`spotkit.io.DatasetInfo` of a series being written, from its frame source."""
+    from spotkit.io import DatasetInfo
+
+    meta = dict(getattr(info, "metadata", None) or {})
+    start = meta.get("start_time")
+    if isinstance(start, str):
+        try:
+            start = datetime.fromisoformat(start)
+        except ValueError:
+            start = None
+    if not isinstance(start, datetime):
+        start = datetime.now(UTC)
+    elif start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    files = [(path, "data")]
+    for attr, role in (("poni_path", "geometry"), ("mask_path", "mask")):
+        extra = getattr(info, attr, None)
+        if extra is not None and Path(extra).exists():
+            files.append((Path(extra).absolute(), role))
+    names = {k: str(meta.get(k) or "unknown") for k in ("beamline", "sample", "proposal")}
+    metadata = {k: _json_value(v) for k, v in meta.items()
+                if k not in ("beamline", "sample", "proposal", "start_time", "end_time")}
+    shape = getattr(info, "shape", None)
+    if shape is not None:
+        metadata["frame_shape"] = [int(n) for n in shape]
+    metadata["format"] = str(getattr(info, "format", "") or metadata.get("format", ""))
+    return DatasetInfo(kind="saxs/raw", start_time=start, end_time=None,
+                       title=f"{names['beamline']} live SAXS series of {names['sample']}",
+                       metadata=metadata, files=tuple(files), **names)
+
+
+def register(catalog: Any, path: Path, info: Any) -> str:
+    """Register a series being written: a raw dataset with status ``"acquiring"``,
+    described by what its frame source knows (``info``; the file itself may not be readable
+    by the catalog's readers while the detector writes it), without checksums yet.
+
+    Returns
+    -------
+    str
+        The dataset id.
+    """
+    from spotkit.catalog import open_catalog
+
+    described = describe(path, info)
+    registrar = open_catalog(catalog.url, reader=lambda _path: described, create=False)
+    try:
+        ds = registrar.ingest(path, status="acquiring", hasher=_no_checksum,
+                              extra_metadata={"live": True})
+    finally:
+        registrar.close()
+    logger.info("%s: registered as %s (acquiring)", path, ds.id)
+    return str(ds.id)
+
+
+def ingest_final(catalog: Any, live_id: str, path: Path) -> str:
+    """Ingest a finished series (checksums, status ``"raw"``, metadata ``live_dataset``); the
+    frame marks are copied to it and the live dataset becomes ``"superseded"`` (set aside:
+    its points and marks stay).
+
+    Returns
+    -------
+    str
+        The id of the finished series.
+    """
+    final = catalog.ingest(path, extra_metadata={"live_dataset": live_id})
+    if final.id != live_id:
+        marks = catalog.frame_marks(live_id)
+        if marks:
+            catalog.mark_frames(final.id, [m["frame"] for m in marks],
+                                [m["label"] for m in marks],
+                                reasons=[m["reason"] for m in marks])
+        catalog.set_status(live_id, "superseded",
+                           reason=f"acquisition finished; ingested as {final.id}")
+    logger.info("%s: the finished series is %s", path, final.id)
+    return str(final.id)
