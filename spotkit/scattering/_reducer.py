@@ -77,7 +77,7 @@ class FrameReducer:
     correct_solid_angle, polarization_factor, radial_range
         As for :func:`integrate_1d`.
     shape : (int, int), optional
-        Frame shape; default: the mask's, else the geometry's detector shape.
+        Frame shape; default: the geometry's detector shape, else the mask's.
     min_pixels : float
         Bins with less than this many unmasked pixels are NaN (see :func:`integrate_1d`).
     check_orientation : bool
@@ -159,17 +159,17 @@ class FrameReducer:
             if len(out) != 2 or min(out) < 1:
                 raise ValueError(f"shape must be (rows, cols), got {shape!r}")
             return out
+        det = integrator.detector
+        det_shape = det.shape if det.shape is not None else det.max_shape
+        if det_shape is not None:
+            return (int(det_shape[0]), int(det_shape[1]))
         if mask is not None:
             m = np.shape(mask)
             if len(m) != 2:
                 raise ValueError(f"mask must be 2-D (rows, cols), got shape {m}")
             return (int(m[0]), int(m[1]))
-        det = integrator.detector
-        det_shape = det.shape if det.shape is not None else det.max_shape
-        if det_shape is None:
-            raise ValueError("the geometry has no detector shape and no mask was given: "
-                             "pass shape=(rows, cols) of the frames")
-        return (int(det_shape[0]), int(det_shape[1]))
+        raise ValueError("the geometry has no detector shape and no mask was given: "
+                         "pass shape=(rows, cols) of the frames")
 
     def _test_frame(self) -> np.ndarray:
         """A deterministic frame with structure, negative pixels (gaps) and large values."""

@@ -194,8 +194,10 @@ def test_bad_input_names_what_to_fix():
         FrameReducer(ai, npt=0)
     with pytest.raises(ValueError, match="polarization_factor"):
         FrameReducer(ai, polarization_factor=2.0)
-    with pytest.raises(GeometryError, match="another detector"):
+    with pytest.raises(ValueError, match="the mask is 10 x 10 pixels"):
         FrameReducer(ai, mask=np.zeros((10, 10), bool))
+    with pytest.raises(GeometryError, match="another detector"):
+        FrameReducer(ai, shape=(100, 100))
     no_shape = make_geometry(energy_kev=12.0, distance_m=2.0, beam_center=(150.0, 240.0),
                              pixel_size_um=172)
     with pytest.raises(ValueError, match="shape="):
