@@ -187,3 +187,16 @@ def test_bad_input_names_what_is_allowed():
     with pytest.raises(ValueError, match="q_range"):
         fit_sas(Q, Q, q_range=(2.0, 1.0))
 
+
+
+@pytest.mark.filterwarnings("ignore:Did not converge:UserWarning")  # a short chain, on purpose
+def test_dream_posterior_agrees_with_the_covariance():
+    truth, _ = TRUTH["mono_gauss_coil"]
+    intensity, sigma = _poisson("mono_gauss_coil", truth, counts=2e4, seed=9)
+    lm = fit_sas(Q, intensity, sigma, model="mono_gauss_coil")
+    # a random chain (bumps' own generator): the checks leave room for its scatter
+    dream = fit_sas(Q, intensity, sigma, model="mono_gauss_coil", method="dream",
+                    fit_options={"samples": 1500, "burn": 50})
+    assert dream.method == "dream"
+    assert abs(dream.params["rg"] - lm.params["rg"]) < lm.errors["rg"]
+    assert dream.errors["rg"] == pytest.approx(lm.errors["rg"], rel=0.35)
