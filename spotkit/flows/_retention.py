@@ -352,6 +352,10 @@ class FrameRetention:
 
         if any(s.get("dataset_id") == ds_id for s in catalog.live_series(active=True)):
             return hold_all("the series is still being acquired")
+        if ds.status == "superseded":  # a live series, ingested again when it was finished
+            why = (ds.metadata or {}).get("status_reason") or "by another dataset"
+            return hold_all(f"superseded ({why}): release the frames of the dataset that "
+                            "replaced it")
         primary = ds.primary_file
         folder = Path(primary.registered_path) if primary is not None else None
         if folder is None or not folder.is_dir():

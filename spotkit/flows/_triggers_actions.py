@@ -13,7 +13,8 @@ action has an outcome). Actions:
 * ``hook``: an HTTP POST of the decision as JSON, or a command with the JSON on its
   standard input (no shell), each with a timeout;
 * ``fit``: the ``fit`` function given to LiveTriggers (:func:`spotkit.live.fit_latest`),
-  or, with a target, the notebook ``saxs_fit`` submitted there.
+  or, with a target, the notebook ``saxs_fit`` submitted there; of the window's frames
+  ``(first, last)``, or without a window of the frame the decision was taken at.
 """
 
 from __future__ import annotations
@@ -163,12 +164,15 @@ class ActionRunner:
              window: tuple[int, int] | None) -> tuple[str, str, str | None]:
         opts = action.options
         params = dict(opts.get("parameters") or {})
+        # without a window: the frame it was decided at (not whatever is newest when the
+        # worker gets to it), so each fit is of, and recorded on, its own frame
+        frames = window if window is not None else (decision.frame, decision.frame)
         if opts.get("target"):
-            return self._submit(FIT_NOTEBOOK, decision, action, window, opts["target"],
+            return self._submit(FIT_NOTEBOOK, decision, action, frames, opts["target"],
                                 {"model": opts["model"], **params})
         assert self.fit is not None  # LiveTriggers refuses a local fit without one
         result = self.fit(self.owner.catalog, self.owner.dataset_id, model=opts["model"],
-                          frames=window, **params)
+                          frames=frames, **params)
         chi2 = getattr(result, "chi2", None)
         return "done", (f"fitted {opts['model']}" + (f", chi2 {chi2:.3g}" if isinstance(
             chi2, int | float) else "")), None

@@ -139,7 +139,12 @@ def test_a_series_in_one_file_or_still_acquired_stays(series, tmp_path):
     plan = policy.apply(cat, h5.id, dry_run=False)
     assert plan.held == {0: "its frames are inside one file (s.h5): a frame cannot leave it "
                             "on its own (only a frame folder's files can)"}
-    verdict = FrameRetention(validated_by="verdict", min_age_days=0, dest=tmp_path / "c")
     cat.set_live_status(ds.id, state="finished")
+    cat.set_status(ds.id, "superseded", reason="acquisition finished; ingested as ds-2")
+    plan = policy.plan(cat, ds.id)
+    assert set(plan.held.values()) == {"superseded (acquisition finished; ingested as ds-2): "
+                                       "release the frames of the dataset that replaced it"}
+    cat.set_status(ds.id, "registered")
+    verdict = FrameRetention(validated_by="verdict", min_age_days=0, dest=tmp_path / "c")
     assert verdict.plan(cat, ds.id).checks == {
         "verdict": (False, "no passed quality check on the series or its products")}

@@ -375,3 +375,21 @@ def test_priority_orders_the_journal_queue(cat):
     journal.prioritize(cat.dataset_id, priority=8, frames=(4, 5), reason="onset at 4")
     assert journal.frame_order(cat.dataset_id, 7) == [4, 5, 0, 1, 2, 3, 6]
     journal.close()
+
+
+def test_a_fit_without_a_window_is_of_the_frame_it_was_decided_at(cat):
+    seen = []
+    r = rules("""\
+        live:
+          - {name: sphere, on: every, frames: 10, actions: [{fit: {model: sphere}}]}
+        """)
+    gate = threading.Event()
+
+    def fit(catalog, dataset_id, *, model, frames):
+        gate.wait(5)  # the worker is slow: frames keep coming meanwhile
+        seen.append(frames)
+
+    with LiveTriggers(r, cat, dataset_id=cat.dataset_id, fit=fit) as t:
+        run(t, range(30))
+        gate.set()
+    assert seen == [(9, 9), (19, 19), (29, 29)]
