@@ -206,6 +206,20 @@ def _check_choice(kind: str, value, allowed) -> None:
         raise ValueError(f"unknown {kind} {value!r}; choose one of {sorted(allowed)}")
 
 
+def _check_values(params: Mapping[str, Any], model: str) -> None:
+    """Numbers for parameters, a dispersity name for ``<name>_pd_type``."""
+    from sasmodels.weights import MODELS
+
+    for name, value in params.items():
+        if name.endswith("_pd_type"):
+            if value not in MODELS:
+                raise ValueError(f"{name}={value!r} for model {model!r}: choose one of "
+                                 f"{sorted(MODELS)}")
+        elif isinstance(value, bool) or not isinstance(value, int | float | np.number) or (
+                not math.isfinite(float(value))):
+            raise ValueError(f"{name}={value!r} for model {model!r}: give a finite number")
+
+
 def _check_names(kind: str, names, allowed: Mapping[str, str], model: str) -> None:
     bad = [n for n in names if n not in allowed]
     if bad:
@@ -326,7 +340,12 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
     free = tuple(spec.free if free is None else free)
     bounds = dict(bounds or {})
     _check_names("parameter(s) in params", params, table, model)
+    _check_values(params, model)
     _check_names("free parameter(s)", free, table, model)
+    held_text = [n for n in free if n.endswith("_pd_type")]
+    if held_text:
+        raise ValueError(f"{held_text} cannot be fitted (a distribution name): give it in "
+                         "params=")
     _check_names("parameter(s) in bounds", bounds, table, model)
     not_free = [n for n in bounds if n not in free]
     if not_free:
@@ -492,6 +511,7 @@ def sas_model_curve(q: npt.ArrayLike, *, model: str = "sphere", q_unit: str = "n
     table = _parameter_units(spec.name)
     params = dict(params or {})
     _check_names("parameter(s) in params", params, table, model)
+    _check_values(params, model)
     q_factor = Q_UNITS[q_unit][1]
     pars: dict[str, Any] = {"background": 0.0, **spec.fixed}
     for k, v in params.items():

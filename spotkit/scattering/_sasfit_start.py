@@ -11,6 +11,7 @@ it ends poorly.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -20,13 +21,15 @@ import numpy as np
 
 from spotkit.scattering._sasfit_models import SasModelSpec
 
-__all__ = ["data1d", "kernel", "scan_starts", "theory"]
+__all__ = ["PD_POINTS", "data1d", "dispersity", "kernel", "scan_starts", "theory"]
 
 #: Relative model error (of the local intensity scale) in the weights of the start scan.
 _MODEL_ERROR = 0.02
 
 
+@functools.lru_cache(maxsize=32)
 def kernel(model: str):
+    """sasmodels' compiled model (loaded once per process: a few ms each time otherwise)."""
     from sasmodels.core import load_model
 
     return load_model(model)
@@ -41,10 +44,25 @@ def data1d(qa, intensity=None, sigma=None, dqa=None):
 
 
 def theory(model: str, qa: np.ndarray, pars: Mapping[str, Any], dqa=None) -> np.ndarray:
+    """I(q) of a sasmodels model at ``qa`` (Å^-1), smeared with ``dqa`` when given."""
     from sasmodels.direct_model import DirectModel
 
     calc = DirectModel(data1d(qa, dqa=dqa), kernel(model))
-    return np.asarray(calc(**pars), dtype=np.float64)
+    return np.asarray(calc(**dispersity(pars)), dtype=np.float64)
+
+
+#: Points of a size distribution when only its width is given (bumps' Model's default;
+#: sasmodels' direct calculation would otherwise use none, i.e. no dispersity at all).
+PD_POINTS = 35
+
+
+def dispersity(pars: Mapping[str, Any]) -> dict[str, Any]:
+    """``pars`` with ``<name>_pd_n`` set where a width ``<name>_pd`` is given without it."""
+    out = dict(pars)
+    for name, value in pars.items():
+        if name.endswith("_pd") and value and f"{name}_n" not in pars:
+            out[f"{name}_n"] = PD_POINTS
+    return out
 
 
 def scan_starts(spec: SasModelSpec, qa, intensity, sigma, dqa, pars: dict[str, Any],
@@ -166,6 +184,7 @@ class _Columns:
         self.size = int(qa.size)
 
     def __call__(self, params: dict[str, Any], linear: Sequence[str]):
+        params = dispersity(params)
         if not self.parts:
             calc = self.direct[0]
             zero = {**params, "background": 0.0, **{n: 0.0 for n in linear}}

@@ -186,6 +186,10 @@ def test_bad_input_names_what_is_allowed():
         fit_sas(Q, Q, method="magic")
     with pytest.raises(ValueError, match="q_range"):
         fit_sas(Q, Q, q_range=(2.0, 1.0))
+    with pytest.raises(ValueError, match=r"radius='big'.*finite number"):
+        fit_sas(Q, Q, params={"radius": "big"})
+    with pytest.raises(ValueError, match=r"radius_pd_type='gauss'.*'gaussian'"):
+        sas_model_curve(Q, params={"radius_pd_type": "gauss"})
 
 
 
@@ -200,3 +204,20 @@ def test_dream_posterior_agrees_with_the_covariance():
     assert dream.method == "dream"
     assert abs(dream.params["rg"] - lm.params["rg"]) < lm.errors["rg"]
     assert dream.errors["rg"] == pytest.approx(lm.errors["rg"], rel=0.35)
+
+
+def test_polydisperse_spheres_width_is_fitted():
+    truth = {"radius": 4.0, "scale": 0.01, "background": 0.02, "radius_pd": 0.1,
+             "radius_pd_type": "schulz"}
+    clean = sas_model_curve(Q, model="sphere", params=truth)
+    n = np.random.default_rng(2).poisson(clean * 1e5)
+    intensity, sigma = n / 1e5, np.sqrt(np.maximum(n, 1)) / 1e5
+    fit = fit_sas(Q, intensity, sigma, model="sphere",
+                  params={"radius_pd": 0.05, "radius_pd_type": "schulz"},
+                  free=["radius", "radius_pd", "scale", "background"])
+    assert fit.params["radius_pd"] == pytest.approx(0.1, abs=4 * fit.errors["radius_pd"])
+    assert fit.params["radius"] == pytest.approx(4.0, abs=4 * fit.errors["radius"])
+    assert fit.params["radius_pd_type"] == "schulz"
+    assert fit.chi2 < 1.6
+    mono = fit_sas(Q, intensity, sigma, model="sphere")  # the wrong model says so: chi2
+    assert mono.chi2 > 20
