@@ -15,6 +15,7 @@ it last started afresh, so no frame is counted twice and none is skipped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -42,6 +43,14 @@ logger = logging.getLogger(__name__)
 
 #: seconds without a new frame after which a writer counts as paused
 WAIT_AFTER_S = 2.0
+
+
+def _fingerprint(data: np.ndarray) -> str:
+    """A frame's content hash: a series written again under the same name is another."""
+    a = np.ascontiguousarray(data)
+    digest = hashlib.blake2b(a.tobytes(), digest_size=16)
+    digest.update(f"{a.shape}{a.dtype}".encode())
+    return digest.hexdigest()
 
 
 class LiveSession:
@@ -153,14 +162,34 @@ class LiveSession:
         if dataset_id is not None:
             return self.catalog[dataset_id].id  # DatasetNotFoundError when unknown
         for entry in self.catalog.live_series(active=None):
-            if entry.get("path") == str(self.path):
-                return str(entry["dataset_id"])
+            if entry.get("path") != str(self.path):
+                continue
+            if self._given_source is None and entry.get("fingerprint") and \
+                    self._probe(int(entry.get("fingerprint_frame", 0))) != entry["fingerprint"]:
+                logger.warning("%s was written again (its frames differ from those of series "
+                               "%s): a new series", self.path, entry["dataset_id"])
+                return None
+            return str(entry["dataset_id"])
         return None
 
-    def _register(self) -> str:
+    def _probe(self, frame: int) -> str | None:
+        """The fingerprint of frame ``frame`` of the file at the path now (None: none)."""
+        try:
+            source = open_source(self.path, start=frame)
+        except (SpotkitError, OSError):
+            return None
+        try:
+            got = source.poll(1)
+        finally:
+            source.close()
+        return _fingerprint(got[0].data) if got and got[0].index == frame else None
+
+    def _register(self, first: np.ndarray) -> str:
         ds_id = register(self.catalog, self.path, getattr(self._source, "info", None))
         self.catalog.set_live_status(ds_id, path=str(self.path), state="starting",
-                                     first_frame=self.first, npt=self.npt)
+                                     first_frame=self.first, npt=self.npt,
+                                     fingerprint=_fingerprint(first),
+                                     fingerprint_frame=self.first)
         return ds_id
 
     # -- set-up at the first frame -------------------------------------------------------
@@ -172,7 +201,7 @@ class LiveSession:
         mask = self._load_mask(info, first.shape)
         self._reducer = make_reducer(integrator, npt=self.npt, mask=mask, first=first)
         if self.dataset_id is None:
-            self.dataset_id = self._register()
+            self.dataset_id = self._register(first)
         radial = np.asarray(self._reducer.radial, dtype=np.float64)
         dim = str(getattr(self._reducer, "dim", "q"))
         log_path = profile_log_path(self.catalog, self.dataset_id)
