@@ -141,6 +141,16 @@ def _argv(value: Any) -> tuple[str, ...]:
                 "the decision comes as JSON on its standard input)")
 
 
+def _q_range(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                    for v in value) and value[0] < value[1]):
+        return float(value[0]), float(value[1])
+    raise _fail(f"{show(value)}: q_range is [low, high], 0 <= low < high, in nm^-1")
+
+
 Globs = Annotated[Any, BeforeValidator(_globs)]
 Window = Annotated[Any, BeforeValidator(_window)]
 
@@ -233,8 +243,14 @@ class FitActionSpec(_Spec):
     target: str | None = Field(None, description="the name of a target under 'targets' (the "
                                "fit runs notebook saxs_fit there); without it, here")
     window: Window = Field(None, description="window is [before, after] frames (default: the "
-                           "latest frame)")
-    parameters: dict[str, Any] | None = Field(None, description="a mapping of fit options")
+                           "frame of the decision)")
+    params: dict[str, Any] | None = Field(None, description="params is a mapping of starting "
+                                          "or held values {name: value} (nm units)")
+    free: list[str] | None = Field(None, description="free is a list of the parameters to fit")
+    method: str | None = Field(None, min_length=1, description="method names a bumps fitter "
+                               "(lm, dream...)")
+    q_range: Annotated[Any, BeforeValidator(_q_range)] = Field(
+        None, description="q_range is [low, high] in nm^-1")
 
 
 class LiveActionSpec(_Spec):
@@ -461,7 +477,8 @@ def check_live(data: Any, notebooks: Notebooks) -> list[Finding]:
             book = action.get("notebook")
             fit = action.get("fit")
             if isinstance(fit, Mapping) and isinstance(fit.get("target"), str):
-                book = {"path": FIT_NOTEBOOK, "window": fit.get("window"), "parameters": {}}
+                book = {"path": FIT_NOTEBOOK, "window": fit.get("window"),
+                        "parameters": fit_parameters(fit)}
                 kind = "fit"
             else:
                 kind = "notebook"
@@ -481,14 +498,30 @@ def check_live(data: Any, notebooks: Notebooks) -> list[Finding]:
                 try:
                     check_parameters(path, dict(params))
                 except NotebookParameterValueError as exc:
-                    out.extend(Finding((*loc, kind, "parameters", p.name), p.message)
-                               for p in exc.problems)
+                    out.extend(Finding(
+                        (*loc, kind, "parameters", p.name) if kind == "notebook" else
+                        (*loc, kind, "q_range" if p.name in ("q_min", "q_max") else p.name),
+                        p.message) for p in exc.problems)
             if book.get("window") is not None and WINDOW_PARAMETER not in notebook_parameters(
                     path):
                 out.append(Finding((*loc, kind, "window"), (
                     f"{path.name} does not declare a parameter {WINDOW_PARAMETER!r}: a window's "
                     f"frames [first, last] are passed there; declare it in the notebook's "
                     "parameters cell, or drop the window")))
+    return out
+
+
+def fit_parameters(fit: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of notebook ``saxs_fit`` for a fit action (its window's ``frames``
+    apart): ``model``, ``params``, ``free``, ``method`` and ``q_min``/``q_max``."""
+    out: dict[str, Any] = {"model": fit.get("model")}
+    for key in ("params", "free", "method"):
+        if fit.get(key) is not None:
+            out[key] = dict(fit[key]) if key == "params" else (
+                list(fit[key]) if key == "free" else fit[key])
+    q_range = fit.get("q_range")
+    if isinstance(q_range, list | tuple) and len(q_range) == 2:
+        out["q_min"], out["q_max"] = float(q_range[0]), float(q_range[1])
     return out
 
 

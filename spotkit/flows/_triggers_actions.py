@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spotkit.flows._rules_live import FIT_NOTEBOOK, WINDOW_PARAMETER
+from spotkit.flows._rules_live import FIT_NOTEBOOK, WINDOW_PARAMETER, fit_parameters
 from spotkit.flows._rules_live_objects import LiveAction
 
 if TYPE_CHECKING:
@@ -163,16 +163,18 @@ class ActionRunner:
     def _fit(self, decision: Decision, action: LiveAction,
              window: tuple[int, int] | None) -> tuple[str, str, str | None]:
         opts = action.options
-        params = dict(opts.get("parameters") or {})
         # without a window: the frame it was decided at (not whatever is newest when the
         # worker gets to it), so each fit is of, and recorded on, its own frame
         frames = window if window is not None else (decision.frame, decision.frame)
         if opts.get("target"):
             return self._submit(FIT_NOTEBOOK, decision, action, frames, opts["target"],
-                                {"model": opts["model"], **params})
+                                fit_parameters(opts))
         assert self.fit is not None  # LiveTriggers refuses a local fit without one
+        options = {k: opts[k] for k in ("params", "free", "method") if opts.get(k) is not None}
+        if opts.get("q_range") is not None:
+            options["q_range"] = tuple(opts["q_range"])
         result = self.fit(self.owner.catalog, self.owner.dataset_id, model=opts["model"],
-                          frames=frames, **params)
+                          frames=frames, **options)
         chi2 = getattr(result, "chi2", None)
         return "done", (f"fitted {opts['model']}" + (f", chi2 {chi2:.3g}" if isinstance(
             chi2, int | float) else "")), None

@@ -242,3 +242,25 @@ retention:
     assert list(got.values()) == [
         "action: age_out deletes frames: validated_by must include replica (a verified copy "
         "elsewhere), so no frame's only copy is ever deleted"]
+
+
+def test_a_remote_fit_is_checked_against_notebook_saxs_fit(tmp_path):
+    got = problems(tmp_path, HEAD + """\
+live:
+  - name: t
+    on: every
+    frames: 5
+    actions: [{fit: {model: sphere, target: cluster, method: newtn, q_range: [2, 1]}}]
+""")
+    assert got[(10, "live 0 't'", "fit", "fit.q_range")] == (
+        "[2, 1]: q_range is [low, high], 0 <= low < high, in nm^-1")
+    got = problems(tmp_path, HEAD + """\
+live:
+  - name: t
+    on: every
+    frames: 5
+    actions: [{fit: {model: sphere, target: cluster, method: newtn}}]
+""")
+    [(where, message)] = got.items()
+    assert where == (10, "live 0 't'", "fit", "fit.method")
+    assert "newtn" in message

@@ -393,3 +393,27 @@ def test_a_fit_without_a_window_is_of_the_frame_it_was_decided_at(cat):
         run(t, range(30))
         gate.set()
     assert seen == [(9, 9), (19, 19), (29, 29)]
+
+
+def test_a_fit_on_a_target_runs_notebook_saxs_fit(cat, monkeypatch):
+    r = rules("""\
+        live:
+          - name: shape
+            on: every
+            frames: 5
+            actions:
+              - fit: {model: guinier_porod, target: local, params: {s: 1.0}, free: [rg, d],
+                      q_range: [0.1, 2.0], method: lm}
+        """)
+    target = Recorder()
+    monkeypatch.setattr(r, "target", lambda name: target)
+    with LiveTriggers(r, cat, dataset_id=cat.dataset_id) as t:
+        run(t, range(5))
+    [(script, _job_name)] = target.scripts
+    spec = json.loads((script.parent / "job.json").read_text())
+    assert pathlib.Path(spec["notebook"]).name == "saxs_fit.ipynb"
+    assert spec["parameters"] == {"model": "guinier_porod", "params": {"s": 1.0},
+                                  "free": ["rg", "d"], "method": "lm", "q_min": 0.1,
+                                  "q_max": 2.0, "frames": [4, 4]}
+    [run_] = cat[cat.dataset_id].runs
+    assert run_.context["live"]["reason"] == "every 5 frames (frame 4)"
