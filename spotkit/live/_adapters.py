@@ -1,16 +1,13 @@
-"""The parts a live session is made of, behind small adapters: the frame source, the reducer.
+"""The parts a live session is made of: the frame source and the reducer.
 
-Each prefers the dedicated component (:func:`spotkit.io.follow_frames`,
-:class:`spotkit.scattering.FrameReducer`) and falls back to what spotkit had before it
-(reading a finished series; :func:`spotkit.scattering.integrate_1d`), so a session works
-whichever is installed.
+The source prefers :func:`spotkit.io.follow_frames` and falls back to reading a finished
+series (what spotkit had before it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -86,39 +83,8 @@ def open_source(path: str | os.PathLike, *, start: int = 0) -> Any:
     return follow_frames(path, start=start)
 
 
-class _Integrate1D:
-    """:func:`spotkit.scattering.integrate_1d` with :class:`FrameReducer`'s interface."""
+def make_reducer(integrator: Any, *, npt: int, mask: np.ndarray | None) -> Any:
+    """The frame reducer (I(q) and sigma per frame) for ``integrator``."""
+    from spotkit.scattering import FrameReducer
 
-    def __init__(self, integrator: Any, *, npt: int, mask: np.ndarray | None) -> None:
-        self.integrator, self.npt, self.mask = integrator, int(npt), mask
-        self.radial: np.ndarray | None = None
-        self.dim = "q"
-        self._checked = False
-
-    def reduce(self, frame: np.ndarray, *, normalization: float = 1.0):
-        from spotkit.scattering import integrate_1d
-
-        res = integrate_1d(frame, self.integrator, npt=self.npt, mask=self.mask,
-                           normalization=normalization, check_orientation=not self._checked)
-        self._checked = True
-        if self.radial is None:
-            self.dim = str(res.intensity.dims[0])
-            self.radial = np.asarray(res[self.dim].values, dtype=np.float64)
-        return (np.asarray(res.intensity.values, dtype=np.float64),
-                np.asarray(res.sigma.values, dtype=np.float64))
-
-
-def make_reducer(integrator: Any, *, npt: int, mask: np.ndarray | None,
-                 first: np.ndarray) -> Any:
-    """The frame reducer (I(q) and sigma per frame) for ``integrator``; ``first`` is the
-    first frame (the fallback learns its radial axis from it)."""
-    try:
-        from spotkit.scattering import FrameReducer  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        reducer: Any = _Integrate1D(integrator, npt=npt, mask=mask)
-        t0 = time.perf_counter()
-        reducer.reduce(first)
-        logger.info("reducing with integrate_1d (FrameReducer not available; first frame "
-                    "%.2f s)", time.perf_counter() - t0)
-        return reducer
     return FrameReducer(integrator, npt=npt, mask=mask)

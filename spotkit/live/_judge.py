@@ -60,13 +60,23 @@ def feature_values(result: FrameResult, intensity: np.ndarray) -> dict[str, Any]
     return values
 
 
-def event_values(event: ChangeEvent, offset: int) -> dict[str, Any]:
-    """A confirmed change's point values (frames in the series' numbers)."""
-    return {"onset": int(event.onset) + offset, "end": int(event.end) + offset,
-            "detected_at": int(event.detected_at) + offset,
-            "confidence": _number(event.confidence), "statistic": _number(event.statistic),
-            "feature": str(event.feature),
-            "region": None if event.region is None else str(event.region)}
+def event_values(event: ChangeEvent, offset: int,
+                 radial: np.ndarray | None = None) -> dict[str, Any]:
+    """A confirmed change's point values (frames in the series' numbers); a change seen in
+    one band of I(q) also gets the band's radial range, ``q_first`` and ``q_last`` (in the
+    radial axis' unit and name: ``two_theta_first``...)."""
+    values: dict[str, Any] = {
+        "onset": int(event.onset) + offset, "end": int(event.end) + offset,
+        "detected_at": int(event.detected_at) + offset,
+        "confidence": _number(event.confidence), "statistic": _number(event.statistic),
+        "feature": str(event.feature),
+        "region": None if event.region is None else str(event.region)}
+    for key, (lo, hi) in (event.region or {}).items():
+        if key.endswith("_index") and radial is not None and radial.size:
+            dim = key[: -len("_index")]
+            values[f"{dim}_first"] = _number(radial[min(max(int(lo), 0), radial.size - 1)])
+            values[f"{dim}_last"] = _number(radial[min(max(int(hi), 0), radial.size - 1)])
+    return values
 
 
 class _Judge:

@@ -140,6 +140,7 @@ class LiveSession:
         self._closed = False
         self._broken: str | None = None  # why the session stopped on an error
         self._reducer: Any = None
+        self._radial: np.ndarray | None = None
         self._log: Any = None
         self._triggers: Any = None
         self.ingested_as: str | None = None
@@ -199,13 +200,14 @@ class LiveSession:
         info = getattr(self._source, "info", None)
         integrator = self._integrator(info, first.shape)
         mask = self._load_mask(info, first.shape)
-        self._reducer = make_reducer(integrator, npt=self.npt, mask=mask, first=first)
+        self._reducer = make_reducer(integrator, npt=self.npt, mask=mask)
         if self.dataset_id is None:
             self.dataset_id = self._register(first)
-        radial = np.asarray(self._reducer.radial, dtype=np.float64)
+        radial = self._radial = np.asarray(self._reducer.radial, dtype=np.float64)
         dim = str(getattr(self._reducer, "dim", "q"))
         log_path = profile_log_path(self.catalog, self.dataset_id)
-        self._log = ProfileLog(log_path, radial, dim=dim, autoflush=False)
+        self._log = ProfileLog(log_path, radial, dim=dim, autoflush=False,
+                               unit=getattr(self._reducer, "units", None))
         self._ck_path = checkpoint.checkpoint_path(log_path)
         removed = self._log.truncate(after_frame=self.cursor)
         if removed:
@@ -298,7 +300,7 @@ class LiveSession:
                           frame.time_s, frame.written_at)
         self._pending.append(point)
         if event is not None:
-            values = event_values(event, offset)
+            values = event_values(event, offset, self._radial)
             ep = LivePoint(frame.index, "event", values, frame.time_s, frame.written_at)
             self._pending.append(ep)
             self._events[frame.index] = ep
