@@ -8,6 +8,13 @@ facility's rules (:func:`load_rules`) ask for, preview stage first. Every step i
 in a :class:`Journal` in the catalog database, so that a watcher killed at any point and
 started again finishes every dataset exactly once.
 
+While a series is still being written, ``spotkit live`` hands each recorded frame to
+:class:`LiveTriggers`: the rules' ``live:`` triggers decide on a change (or on a quiet
+stretch) to run a notebook on the frames around it, send those frames first
+(:meth:`Journal.prioritize`), notify, call the beamline's hook or fit a model, each decision
+recorded with its reason. Frames marked redundant leave the beamline's storage only after
+the validation the facility configures (:class:`FrameRetention`).
+
 Examples
 --------
 A watcher over a simulated inbox. Its rules ask for a notebook for SAXS data only, so the
