@@ -148,6 +148,7 @@ class LiveSession:
         status = (self.catalog.live_status(self.dataset_id) or {}) if self.dataset_id else {}
         self.cursor = self.catalog.live_cursor(self.dataset_id) if self.dataset_id else -1
         self.first = int(status.get("first_frame", self.cursor + 1))
+        self.ingested_as = status.get("ingested_as")  # a series followed to its end before
         if status.get("masked_bins") is not None:
             self._judge.bad_bins = [int(b) for b in status["masked_bins"]]
         self._marker = _Marker(**self._marker_opts, first=self.first,
@@ -495,7 +496,8 @@ class LiveSession:
         series ingested."""
         assert self.dataset_id is not None
         self._mark(finished=True)
-        checkpoint.checkpoint_path(self._log.path).unlink(missing_ok=True)  # not needed now
+        if self._log is not None:  # the checkpoint is not needed any more
+            checkpoint.checkpoint_path(self._log.path).unlink(missing_ok=True)
         fields = self._status_fields()
         if self._ingest and self.ingested_as is None:
             if self._given_source is None:
