@@ -19,6 +19,9 @@ reader              kind       layout
   :func:`check_complete` (has the acquisition finished? for the watcher) go through it.
 * :func:`open_tomo` and :func:`open_saxs` return lazy (dask-backed) xarray objects, whatever
   the layout; :func:`open_array` opens derived arrays (HDF5 dataset, ``.npy``, zarr).
+* :func:`follow_frames` follows a series while the detector writes it (an HDF5/NeXus file
+  being appended, SWMR or not, or a folder of CBF/EDF/TIFF files arriving): a
+  :class:`FrameSource` polls the new complete :class:`Frame` objects, in order.
 * :func:`open_frames` reads detector frame series (TIFF, EDF, CBF, HDF5/NeXus) through
   fabio as a lazy array.
 * :func:`write_frame_subset` writes a copy of a frame series with only some frames (the
@@ -42,6 +45,7 @@ with a file raises :class:`spotkit.errors.InputFileError` naming the file and th
 """
 
 from ._arrays import open_array
+from ._follow import Frame, FrameSource, FrameSourceInfo, follow_frames
 from ._frames import FRAME_SUFFIXES, open_frames
 from ._info import DatasetInfo
 from ._masks import MASK_FORMATS, load_mask, save_mask
@@ -73,12 +77,16 @@ __all__ = [
     "ORIENTATIONS",
     "Axis",
     "DatasetInfo",
+    "Frame",
+    "FrameSource",
+    "FrameSourceInfo",
     "Reader",
     "Volume",
     "check_complete",
     "detect_kind",
     "find_reader",
     "folder_readers",
+    "follow_frames",
     "get_reader",
     "list_readers",
     "load_geometry",

@@ -6,7 +6,13 @@
   pyFAI PONI file) in which an ordering peak appears, and returns a
   :class:`SaxsSeriesTruth`.
 
-Both write files the way a detector does (growing datasets, flushed block by block,
+* :class:`LiveSeriesWriter` writes a SAXS series frame by frame, now (``write(n)``) or in
+  scaled real time (``start``/``pause``/``resume``/``stop``), into an HDF5 file (SWMR or not)
+  or a folder of CBF/EDF/TIFF files: growing spheres and an appearing peak at known
+  :class:`Transition` frames, with a :class:`LiveSeriesTruth` to check change detection and
+  model fits against.
+
+These write files the way a detector does (growing datasets, flushed block by block,
 completion metadata last, optional ``<file>.done`` sentinel), so that watchers and catalogs
 can be tested against them. :func:`write_nxtomo` and :func:`write_frame_folder` rewrite them
 in the layouts other facilities write (NeXus NXtomo; a folder of CBF/EDF/TIFF frames with
@@ -31,6 +37,8 @@ pyFAI PONI geometry with no tilts; beam centre ``(row, col)`` in pixel-index coo
 """
 
 from ._formats import NXTOMO_VARIANTS, write_frame_folder, write_nxtomo
+from ._live import LiveSeriesWriter
+from ._live_model import LiveSeriesTruth, Transition
 from ._phantom import Ellipsoid
 from ._saxs import SaxsSeriesTruth, q_map, simulate_saxs_series
 from ._tomo import TomoScanTruth, simulate_tomo_scan
@@ -38,8 +46,11 @@ from ._tomo import TomoScanTruth, simulate_tomo_scan
 __all__ = [
     "NXTOMO_VARIANTS",
     "Ellipsoid",
+    "LiveSeriesTruth",
+    "LiveSeriesWriter",
     "SaxsSeriesTruth",
     "TomoScanTruth",
+    "Transition",
     "q_map",
     "simulate_saxs_series",
     "simulate_tomo_scan",
