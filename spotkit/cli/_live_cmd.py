@@ -49,6 +49,9 @@ def add_live_parser(sub, common) -> None:
     p.add_argument("--mask", help="detector mask file (default: the series' mask, if any)")
     p.add_argument("--npt", type=_whole(2, "--npt 300"), default=300,
                    help="bins of I(q) (default: %(default)s)")
+    p.add_argument("--detector", action="append", default=[], metavar="NAME=VALUE",
+                   help="an option of the online change detector (spotkit.change.OnlineDetector"
+                   "), e.g. --detector holdoff=8 --detector threshold=15; repeatable")
     p.add_argument("--dataset", metavar="ID",
                    help="record into this dataset (default: the live series of PATH, else "
                    "a new one)")
@@ -96,6 +99,19 @@ def _print_status(args) -> int:
     return 0
 
 
+def _detector_options(items: list[str]) -> dict:
+    from spotkit.cli._types import _parse_value
+
+    options = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise SpotkitError(f"--detector {item!r}: write NAME=VALUE, e.g. --detector "
+                               "holdoff=8")
+        options[name.strip()] = _parse_value(value)
+    return options
+
+
 def _check_paths(args) -> None:
     path = Path(args.path).expanduser()
     if not path.exists() and not path.parent.is_dir():
@@ -139,6 +155,7 @@ def cmd_live(args) -> int:
     try:
         with LiveSession(args.path, catalog=cat, geometry=args.poni, mask=args.mask,
                          npt=args.npt, rules=rules, dataset_id=args.dataset,
+                         detector=_detector_options(args.detector),
                          on_point=on_point, ingest=args.ingest) as live:
             if live.cursor >= 0:
                 _out(f"resuming {live.dataset_id} after frame {live.cursor}")

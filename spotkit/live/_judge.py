@@ -10,6 +10,7 @@ that point, so replaying those profiles gives the state it had.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Mapping
@@ -98,7 +99,11 @@ class _Judge:
         if "mask" in self.options:
             raise ValueError("detector options: 'mask' is set by the live session (the I(q) "
                              "bins without pixels); mask detector pixels with mask= instead")
-        probe = OnlineDetector(**self.options)  # checks the options now
+        try:
+            probe = OnlineDetector(**self.options)  # checks the options now
+        except TypeError as exc:
+            allowed = sorted(set(inspect.signature(OnlineDetector).parameters) - {"mask"})
+            raise ValueError(f"detector options: {exc}; the options are {allowed}") from None
         self.holdoff = probe.holdoff
         self.warmup = probe.warmup
         #: frames a change may reach back before it is confirmed (the detector's buffer)
