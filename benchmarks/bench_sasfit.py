@@ -126,6 +126,7 @@ def truth_part(seeds: int, counts: float) -> tuple[list[str], dict]:
                      f"{np.std(pulls):.2f} | {np.median(t_ms):.0f} / "
                      f"{np.percentile(t_ms, 95):.0f} | {peer_ok}/{seeds} | "
                      f"{np.median(np.array(peer_times) * 1e3):.0f} |")
+        summary[model]["peer_median_ms"] = float(np.median(np.array(peer_times) * 1e3))
         print(lines[-1], flush=True)
     return lines, summary
 
@@ -159,8 +160,8 @@ def field_part() -> list[str]:
         dt = (time.perf_counter() - t0) * 1e3
         r = fit.params["radius"]
         lines.append(f"| 100nmPinholeSphere.txt (SasView simulation, 15 % dQ/Q) "
-                     f"{'with' if with_dq else 'without'} resolution | sphere | R {r:.1f} ± "
-                     f"{fit.errors['radius']:.1f} Å | R 500 Å | {100 * (r / 500 - 1):+.2f} % | "
+                     f"{'with' if with_dq else 'without'} resolution | sphere | R {r:.2f} ± "
+                     f"{fit.errors['radius']:.2f} Å | R 500 Å | {100 * (r / 500 - 1):+.2f} % | "
                      f"{fit.chi2:.3g} | {dt:.0f} |")
     for line in lines[2:]:
         print(line, flush=True)
@@ -235,7 +236,18 @@ def main(argv=None) -> int:
     frames = 24 if args.quick else args.frames
     fit_sas(Q, *_poisson("sphere", TRUTH["sphere"][0], 1e4, 0))  # imports, compiled models
     load = os.getloadavg()[0]
-    truth_lines, _ = truth_part(seeds, args.counts)
+    truth_lines, summary = truth_part(seeds, args.counts)
+    n_ok = sum(v["ok"] for v in summary.values())
+    n_peer = sum(v["peer_ok"] for v in summary.values())
+    n_all = seeds * len(summary)
+    verdict = (f"**Summary:** fit_sas found the truth (4 sigma and 2 %) in {n_ok}/{n_all} fits, "
+               f"the peer in {n_peer}/{n_all} (it fails where sasmodels' default start is far: "
+               "peaks); median fit time per I(q) "
+               f"{min(v['median_ms'] for v in summary.values()):.0f}-"
+               f"{max(v['median_ms'] for v in summary.values()):.0f} ms by model (the peer "
+               f"{min(v['peer_median_ms'] for v in summary.values()):.0f}-"
+               f"{max(v['peer_median_ms'] for v in summary.values()):.0f} ms: the start scan "
+               "costs the difference).")
     field_lines = field_part()
     twin_lines = twin_part(frames)
     load = max(load, os.getloadavg()[0])
@@ -250,12 +262,18 @@ def main(argv=None) -> int:
         "truth) / sigma: its spread is 1 when the uncertainties are right. The peer is bumps' "
         "LM on the same sasmodels model, free parameters and data, started from sasmodels' "
         "defaults (no start scan); ok when within 2 %.", "",
-        *truth_lines, "",
+        *truth_lines, "", verdict, "",
         "### The field: measured data a PyPI package ships (sasdata 0.11 example_data)", "",
         "Documented values: sasdata's `testdata_help.rst` (polymer blends: 'Rg~58 Ang', "
         "'Rg~74 Ang'); the file header of 100nmPinholeSphere.txt (radius 500 Å, 15 % dQ/Q).",
         "", *field_lines, "",
-        "### The live twin (LiveSeriesWriter), frame by frame", "", *twin_lines, ""])
+        "### The live twin (LiveSeriesWriter), frame by frame", "", *twin_lines, "",
+        "On the twin's exact I(q) the fit returns the true radius (pull 0.00): the bias of "
+        "0.04-0.05 % (2-3 sigma) on the reduced frames comes from the reduction (pyFAI's split "
+        "pixels average the fringes over each pixel; the twin draws each pixel's counts at its "
+        "centre), not from the fit. Without the peak term, the sphere fit is biased 0.26 % "
+        "(15 sigma) once the twin's peak appears: fit such a series with "
+        "`sphere+gaussian_peak`.", ""])
     if args.record:
         write_section(HEADING, text)
     else:

@@ -282,7 +282,8 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
     model : str
         One of :data:`SAS_MODELS` (``"sphere"``, ``"core_shell_sphere"``,
         ``"guinier_porod"``, ``"mono_gauss_coil"``, ``"gaussian_peak"``, ``"peak_lorentz"``,
-        ``"broad_peak"``).
+        ``"broad_peak"``, ``"sphere+gaussian_peak"``: sasmodels' sum model, parameters
+        ``A_*`` of the spheres and ``B_*`` of the peak).
     q_unit : {"nm^-1", "A^-1"}
         Unit of ``q`` (spotkit's profiles: nm^-1; ``"q_nm^-1"`` and ``"q_A^-1"`` work too).
         Parameters in and out use the matching length unit (nm or Å).
