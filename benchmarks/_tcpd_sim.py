@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from spotkit.monitor import bayesian_changes
+from spotkit.monitor import BayesianDetector, bayesian_changes
 
 
 # -- the benchmark's metrics (definitions of van den Burg & Williams 2020, section 4) -------
@@ -226,28 +226,42 @@ def suite(count: int, seed: int = 20261204, families: tuple[str, ...] = FAMILIES
 
 #: engineer H's candidate segment models (2026-12-05), fixed before any run with them: the
 #: 12-04 defaults, the random-walk models and model-averaged mixtures (equal prior weights)
+#: the first choice was made with the plug-in walk estimate (no gate)
+_PLUGIN = {"walk_gate": 0.0}
 SEGMENT_MODELS = {
     "trend (the 12-04 defaults)": {"model": "trend"},
-    "level (random walk + noise)": {"model": "level"},
-    "llt (random walk with drift + noise)": {"model": "llt"},
-    "mix: trend + level": {"model": ("trend", "level")},
-    "mix: trend + llt": {"model": ("trend", "llt")},
-    "mix: mean + trend + level + llt": {"model": ("mean", "trend", "level", "llt")},
+    "level (random walk + noise)": {"model": "level", **_PLUGIN},
+    "llt (random walk with drift + noise)": {"model": "llt", **_PLUGIN},
+    "mix: trend + level": {"model": ("trend", "level"), **_PLUGIN},
+    "mix: trend + llt": {"model": ("trend", "llt"), **_PLUGIN},
+    "mix: mean + trend + level + llt": {"model": ("mean", "trend", "level", "llt"), **_PLUGIN},
 }
 #: the extended simulated suite on which they are compared (blind to TCPD)
 CHOOSE_SEED = 12
+#: the second choice (after TCPD runs 8-9; for telemetry): the walk only when shown, on
+#: fresh series (seed 13); the gated one unless it loses more than 0.002 of F1
+GATE_MODELS = {
+    "trend + llt, plug-in walk (first 12-05 defaults)": {"model": ("trend", "llt"),
+                                                         "walk_gate": 0.0},
+    "trend + llt, walk only when shown (2 null sds)": {"model": ("trend", "llt"),
+                                                       "walk_gate": 2.0},
+}
+GATE_SEED = 13
 
 
 def onsets(y, **options) -> list[int]:
     return [f.detail["onset_index"] for f in bayesian_changes(y, **options)]
 
 
-def choose(count: int, seed: int = CHOOSE_SEED) -> tuple[list[str], str]:
-    """Score SEGMENT_MODELS on ``count`` series of the extended suite; the best mean F1.
+def choose(count: int, seed: int = CHOOSE_SEED, candidates: dict | None = None,
+           prefer_last: bool = False) -> tuple[list[str], str]:
+    """Score ``candidates`` (SEGMENT_MODELS) on ``count`` series of the extended suite.
 
-    Ties (within 0.002) go to the one listed first (simpler, cheaper). No TCPD series is
-    read. Returns the table's lines and the chosen candidate.
+    The best mean F1 wins; ties (within 0.002) go to the one listed first (simpler,
+    cheaper), or last with ``prefer_last``. No TCPD series is read. Returns the table's
+    lines and the chosen candidate.
     """
+    candidates = SEGMENT_MODELS if candidates is None else candidates
     data = suite(count, seed=seed, families=EXTENDED)
     families = sorted({label.split("/")[0] for _, _, label in data})
     out = [f"Segment models on the extended simulated suite ({count} series, seed {seed}: "
@@ -256,7 +270,7 @@ def choose(count: int, seed: int = CHOOSE_SEED) -> tuple[list[str], str]:
            "| candidate | F1 | cover | µs | " + " | ".join(families) + " |",
            "|---|---|---|---|" + "---|" * len(families)]
     f1_of = {}
-    for name, opts in SEGMENT_MODELS.items():
+    for name, opts in candidates.items():
         f1s, cvs, fam, t, nv = [], [], {f: [] for f in families}, 0.0, 0
         for y, locs, label in data:
             t0 = time.perf_counter()
@@ -272,7 +286,34 @@ def choose(count: int, seed: int = CHOOSE_SEED) -> tuple[list[str], str]:
                    + " | ".join(f"{np.mean(fam[f]):.3f}" for f in families) + " |")
         print(out[-1], flush=True)
     top = max(f1_of.values())
-    chosen = next(n for n in SEGMENT_MODELS if f1_of[n] >= top - 0.002)
-    out += ["", f"- **Chosen (best F1, ties within 0.002 to the simpler): {chosen}** "
-            f"(F1 {f1_of[chosen]:.3f})."]
+    order = list(candidates)[::-1] if prefer_last else list(candidates)
+    chosen = next(n for n in order if f1_of[n] >= top - 0.002)
+    rule = "the last listed" if prefer_last else "the simpler"
+    out += ["", f"- **Chosen (best F1, ties within 0.002 to {rule}): {chosen}** "
+            f"(F1 {f1_of[chosen]:.3f}).", "", *step_check(candidates)]
     return out, chosen
+
+
+def step_check(candidates: dict, seeds: int = 40) -> list[str]:
+    """Online: a 3-sigma step after 300 N(0, 1) values, found within 10 values of it?"""
+    out = ["| online, 3-sigma step after 300 N(0, 1) values (40 seeds) | found | median delay "
+           "| false changes before it |", "|---|---|---|---|"]
+    for name, opts in candidates.items():
+        found, delays, false = 0, [], 0
+        for k in range(seeds):
+            rng = np.random.default_rng(200 + k)
+            x = np.r_[rng.normal(0, 1, 300), rng.normal(3, 1, 60)]
+            det = BayesianDetector(**opts)
+            hit = None
+            for i, v in enumerate(x.tolist()):
+                for f in det.update(v):
+                    if abs(f.detail["onset_index"] - 300) <= 10 and hit is None:
+                        hit = i - 300
+                    elif f.detail["onset_index"] < 290:
+                        false += 1
+            if hit is not None:
+                found += 1
+                delays.append(hit)
+        med = f"{np.median(delays):.0f}" if delays else "-"
+        out.append(f"| {name} | {found}/{seeds} | {med} | {false} |")
+    return out

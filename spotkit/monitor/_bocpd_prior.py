@@ -24,7 +24,13 @@ Bayes), as the benchmark's z-scoring already does with the mean and spread:
 - for the random-walk models, the same two variances read as a random walk plus noise:
   ``Var(d1) = (q + 2) sigma^2``, ``Var(d2) = (2 q + 2) sigma^2``, so with ``R = Var(d2) /
   Var(d1)`` clipped to ``[1, 1.95]`` (the cap of ``rho`` above), ``q = 2 (R - 1) / (2 - R)``
-  and the walk's noise ``sigma^2 = Var(d1) / (q + 2)`` (``q = 0``: i.i.d. noise);
+  and the walk's noise ``sigma^2 = Var(d1) / (q + 2)`` (``q = 0``: i.i.d. noise). The MADs'
+  ratio is noisy (its sd is about ``3 / sqrt(n)`` on ``n`` i.i.d. values, measured by
+  simulation), so on i.i.d. noise ``q`` often comes out above 0 and the walk absorbs part of
+  a true jump; ``gate`` (the detector's ``walk_gate``) takes a walk as shown only when
+  ``R - 1`` exceeds that many such sds (``q = 0`` below). The default, 0, is the plug-in
+  estimate: on the simulated suite it finds changes better (F1 0.790 vs 0.751 with a gate
+  of 2), at the cost of missing some steps in i.i.d. noise online (see the detector);
 - the lag-1 autocorrelation ``rho`` of the noise (above), with which the detector can
   weigh each value as ``(1 - rho) / (1 + rho)`` independent ones (the effective sample
   size of AR(1) noise; ``BayesianDetector(rho=None)``): a power likelihood, so that
@@ -51,6 +57,8 @@ SLOPED = ("trend", "llt")
 _MAD = 1.482602218505602
 #: largest lag-1 autocorrelation allowed for (as segment() and ChangeDetector)
 _RHO_MAX = 0.95
+#: sd of the MADs' ratio R on n i.i.d. values, times sqrt(n) (simulated: 3.0-3.4 for n 50-800)
+_R_SD = 3.0
 
 
 class Prior(NamedTuple):
@@ -79,8 +87,11 @@ class Scales(NamedTuple):
     walk_noise: float = 0.0
 
 
-def prior_scales(values: np.ndarray) -> Scales | None:
+def prior_scales(values: np.ndarray, *, gate: float = 0.0) -> Scales | None:
     """Robust :class:`Scales` of a series, or None below 4 finite values.
+
+    ``gate``: how many of its null sds ``R - 1`` must exceed for a random walk to be taken
+    as shown (``walk > 0``); 0 (default) takes the plug-in estimate.
 
     Examples
     --------
@@ -105,7 +116,8 @@ def prior_scales(values: np.ndarray) -> Scales | None:
     if v1 > 0.0:
         rho = min(max(v2 / v1 - 1.0, 0.0), _RHO_MAX)
         noise = math.sqrt(v1 / (2.0 * (1.0 - rho)))
-        walk = 2.0 * rho / (1.0 - rho)  # R = 1 + rho: q = 2 (R - 1) / (2 - R)
+        if rho > gate * _R_SD / math.sqrt(d1.size):  # R = 1 + rho
+            walk = 2.0 * rho / (1.0 - rho)  # q = 2 (R - 1) / (2 - R)
         walk_noise = math.sqrt(v1 / (walk + 2.0))
     else:
         # most differences are exactly 0 (a coarse grid, or constant between steps): the

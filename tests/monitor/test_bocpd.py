@@ -48,6 +48,19 @@ def test_a_random_walk_is_one_segment_and_a_jump_out_of_it_is_found():
     assert 0.6 < sc.walk_noise < 1.6
 
 
+def test_walk_gate_takes_a_walk_only_when_the_differences_show_it():
+    rng = np.random.default_rng(8)
+    iid = rng.normal(0, 1, 400)
+    walk = np.cumsum(rng.normal(0, 2, 400)) + rng.normal(0, 1, 400)  # q = 4
+    assert prior_scales(iid, gate=2.0).walk == 0.0  # R - 1 within its null spread
+    assert prior_scales(walk, gate=2.0).walk == prior_scales(walk).walk > 1.0
+    x = np.r_[iid[:300], iid[300:360] + 3.0]  # a 3-sigma step, found online either way here
+    for gate in (0.0, 2.0):
+        det = BayesianDetector(walk_gate=gate)
+        assert [abs(f.detail["onset_index"] - 300) <= 3 for v in x
+                for f in det.update(v)] == [True]
+
+
 def test_model_averaging_keeps_one_run_length_posterior():
     rng = np.random.default_rng(7)
     det = BayesianDetector(model=("mean", "trend", "level", "llt"), max_run=50, noise=1.0,
@@ -115,6 +128,7 @@ def test_online_detector_holds_back_its_warmup_then_finds_the_change():
 @pytest.mark.parametrize(("kwargs", "name"), [
     ({"model": "ar"}, "model"), ({"model": ()}, "model"), ({"model": ("llt", "llt")}, "model"),
     ({"walk": -1.0}, "walk"), ({"walk_noise": 0.0}, "walk_noise"),
+    ({"walk_gate": -1.0}, "walk_gate"),
     ({"rho": 1.0}, "rho"), ({"warmup": 2}, "warmup"),
     ({"noise": 0.0}, "noise"), ({"center": float("nan")}, "center"),
 ])
