@@ -31,7 +31,6 @@ from spotkit.catalog import LivePoint
 from spotkit.errors import SpotkitError
 
 from . import _checkpoint as checkpoint
-from ._adapters import make_reducer, open_source
 from ._judge import _Judge, event_values, feature_values
 from ._marks import _Marker
 from ._register import ingest_final, register
@@ -51,6 +50,20 @@ def _fingerprint(data: np.ndarray) -> str:
     digest = hashlib.blake2b(a.tobytes(), digest_size=16)
     digest.update(f"{a.shape}{a.dtype}".encode())
     return digest.hexdigest()
+
+
+def open_source(path: str | os.PathLike, *, start: int = 0) -> Any:
+    """A frame source following ``path`` from frame ``start``."""
+    from spotkit.io import follow_frames
+
+    return follow_frames(path, start=start)
+
+
+def make_reducer(integrator: Any, *, npt: int, mask: np.ndarray | None) -> Any:
+    """The frame reducer (I(q) and sigma per frame) for ``integrator``."""
+    from spotkit.scattering import FrameReducer
+
+    return FrameReducer(integrator, npt=npt, mask=mask)
 
 
 class LiveSession:
