@@ -509,6 +509,9 @@ class LiveSession:
         series ingested."""
         assert self.dataset_id is not None
         self._mark(finished=True)
+        if self._triggers is not None:  # the actions waiting for frames after the end run
+            triggers, self._triggers = self._triggers, None
+            triggers.close()
         if self._log is not None:  # the checkpoint is not needed any more
             checkpoint.checkpoint_path(self._log.path).unlink(missing_ok=True)
         fields = self._status_fields()

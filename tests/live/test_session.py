@@ -191,28 +191,39 @@ def _abandon(live):
     live._source.close()
 
 
-def test_behind_a_faster_detector_and_a_paused_writer(tmp_path, monkeypatch):
+def test_behind_a_faster_detector_then_a_real_time_writer_that_pauses(tmp_path,
+                                                                       monkeypatch):
     import spotkit.live._session as session
 
-    monkeypatch.setattr(session, "WAIT_AFTER_S", 0.0)
-    writer = _writer(tmp_path / "run.h5", transitions=())
-    writer.write(30)
+    monkeypatch.setattr(session, "WAIT_AFTER_S", 0.15)
+    # 24 frames: 12 at once, then one every 20 ms with a 0.8 s pause after frame 17
+    writer = _writer(tmp_path / "run.h5", n_frames=24, transitions=(), time_scale=0.02,
+                     pauses=[(17, 40.0)])
+    writer.write(12)
     with open_catalog(tmp_path / "catalog.db") as cat:
         live = LiveSession(writer.path, catalog=cat)
-        live.step(max_frames=5)
+        live.step(max_frames=2)
         status = live.status
-        assert (status.done, status.written, status.behind, status.state) == (5, 30, 25,
+        assert (status.done, status.written, status.behind, status.state) == (2, 12, 10,
                                                                               "behind")
-        assert cat.live_status(live.dataset_id)["behind"] == 25
-        live.run(idle_timeout=0.3)  # catches up, then the writer has paused
-        status = live.status
-        assert (status.done, status.behind, status.state) == (30, 0, "waiting")
-        assert cat.live_status(live.dataset_id)["state"] == "waiting"
-        assert status.rate_hz > 0
-        assert status.latency_s is not None
+        assert cat.live_status(live.dataset_id)["behind"] == 10
+        states = []
+
+        def watch():  # called once per loop of run(): what the status said meanwhile
+            states.append((live.status.state, cat.live_status(live.dataset_id)["state"]))
+            return False
+
+        writer.start()
+        status = live.run(stop=watch, idle_timeout=10)
+        assert writer.wait(10)
         live.close()
-        assert cat.live_status(live.dataset_id)["state"] == "stopped"
-        assert cat.live_series() == []
+    assert (status.done, status.written, status.behind, status.state) == (24, 24, 0,
+                                                                          "finished")
+    seen = [s for s, _ in states]
+    assert seen.index("following") < seen.index("waiting")  # the writer paused
+    assert ("waiting", "waiting") in states  # and the catalog said so
+    assert status.rate_hz > 0
+    assert status.latency_s is not None
 
 
 def test_clear_errors(tmp_path):
@@ -229,6 +240,11 @@ def test_clear_errors(tmp_path):
         with pytest.raises(ValueError, match=r"mask of shape \(3, 3\)"):
             live.step()
         live.close()
+        live = LiveSession(writer.path, catalog=cat)  # stopped before the series ends
+        assert live.step()
+        live.close()
+        assert cat.live_status(live.dataset_id)["state"] == "stopped"
+        assert cat.live_series() == []
 
 
 def test_on_postgresql(postgres_server, tmp_path):
