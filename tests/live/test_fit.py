@@ -139,28 +139,29 @@ def test_clear_errors(series, tmp_path):
 @pytest.mark.notebook
 @pytest.mark.slow
 def test_saxs_fit_notebook_reduces_fits_and_records(tmp_path, series):
-    """notebooks/saxs_fit.ipynb as a batch job on a series without a profile log: the window
-    is reduced there, the twin's ordering ring fitted, the fit recorded and declared."""
+    """notebooks/saxs_fit.ipynb as a batch job on a series without a profile log (another
+    machine): the window is reduced there, the live twin's spheres fitted, the fit recorded
+    on the series' timeline and declared as the run's products."""
     import json
 
     import spotkit
-    from spotkit.sim import simulate_saxs_series
+    from spotkit.sim import LiveSeriesWriter, Transition
 
     cat, _ = series
-    truth = simulate_saxs_series(tmp_path / "film.h5", n_frames=8, onset_frame=3,
-                                 ring_growth_frames=0, ring_strength=3.0, shape=(120, 160),
-                                 seed=5)
-    raw = cat.ingest(truth.path)
+    writer = LiveSeriesWriter(tmp_path / "twin.h5", n_frames=8, shape=(97, 243), seed=7,
+                              module_shape=None, transitions=[Transition(4, "radius_nm", 6.0)])
+    writer.write(8)
+    raw = cat.ingest(writer.truth.path)
     res = spotkit.run_notebook("saxs_fit", raw.id, catalog=cat, output_dir=tmp_path / "out",
-                               parameters={"model": "broad_peak", "frames": [5, 7],
-                                           "npt": 150})
+                               parameters={"model": "sphere", "frames": [5, 7], "npt": 200})
     by_kind = {o.kind: o for o in res.outputs}
     assert sorted(by_kind) == ["image/png", "saxs/fit"]
     report = json.loads(by_kind["saxs/fit"].path.read_text())
     assert report["frames"] == [5, 6, 7]
-    assert report["source"] == "frames 5-7 reduced here (150 bins)"
-    assert report["units"]["peak_pos"] == "nm^-1"
-    assert report["params"]["peak_pos"] == pytest.approx(truth.ring_q_nm, rel=0.02)
+    assert report["source"] == "frames 5-7 reduced here (200 bins)"
+    assert report["units"]["radius"] == "nm"
+    radius, err = report["params"]["radius"], report["errors"]["radius"]
+    assert abs(radius - 6.0) < max(6 * err, 0.012), report  # the twin's truth, frames 4-7
     (point,) = cat.live_points(raw.id, kinds="fit")
-    assert (point.frame, point.kind, point.values["window"]) == (7, "fit:broad_peak", "5-7")
-    assert point.values["peak_pos"] == pytest.approx(report["params"]["peak_pos"])
+    assert (point.frame, point.kind, point.values["window"]) == (7, "fit:sphere", "5-7")
+    assert point.values["radius"] == pytest.approx(radius)
