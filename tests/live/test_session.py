@@ -283,3 +283,17 @@ def test_a_series_written_again_under_its_name_is_a_new_series(tmp_path):
                 assert live.cursor == -1
                 assert live.run(idle_timeout=5).done == 6
         assert len(cat.live_series(active=None)) == 2
+
+
+def test_a_writer_killed_mid_frame(tmp_path):
+    """The last frame half-written and the series never ended: every whole frame is done,
+    the half one never handed out; the session waits, then stops when told to."""
+    writer = _writer(tmp_path / "run.h5", n_frames=8, transitions=(), truncate_last=True)
+    writer.write(8)
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        with LiveSession(writer.path, catalog=cat, detector=DETECTOR) as live:
+            status = live.run(idle_timeout=0.3)
+        assert (status.done, status.written, status.behind) == (7, 7, 0)
+        assert status.state in ("following", "waiting")
+        assert cat.live_status(live.dataset_id)["state"] == "stopped"
+        assert cat.live_cursor(live.dataset_id) == 6
