@@ -114,8 +114,9 @@ def fit_latest(catalog: Any, dataset_id: Any, *, model: str = "sphere", frames: 
         ``"q_unit"``, ``"frames"`` (how many were averaged; ``"window"``: ``"first-last"``
         when more than one), ``"fixed"`` (the held parameters as ``"name=value;..."``, in
         the same units: with the free ones, :func:`~spotkit.scattering.sas_model_curve`
-        gives the fitted curve) and ``"fit_s"`` (seconds). The frame's time and written
-        time are those of its ``features`` point.
+        gives the fitted curve), ``"fit_s"`` (seconds) and, when the fit has any, its
+        ``"notes"`` (a bound reached, a parameter the data do not determine...). The frame's
+        time and written time are those of its ``features`` point.
     q_unit : str, optional
         Unit of the log's radial axis when the log does not say (spotkit writes nm^-1).
     **fit_options
@@ -197,6 +198,9 @@ def _record(cat: Any, ds_id: str, fit: SasFit, used: list[int], elapsed: float) 
         values["fixed"] = ";".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in sorted(held.items()))
     values["fit_s"] = round(elapsed, 4)
+    warnings = [n for n in fit.notes if not n.startswith(("q converted", "q in A^-1"))]
+    if warnings:  # a bound reached, an undetermined parameter, relative weights...
+        values["notes"] = "; ".join(warnings)
     features = cat.live_points(ds_id, since=frame - 1, kinds="features", limit=1)
     same = [p for p in features if p.frame == frame]
     time_s = same[0].time_s if same else None

@@ -159,7 +159,9 @@ class SasFit:
 def _fmt(value: float, err: float) -> str:
     if not math.isfinite(err) or err <= 0:
         return f"{value:.4g}"
-    digits = max(0, 1 - math.floor(math.log10(err))) if err < 1 else 0
+    if err >= 1 or err > abs(value):
+        return f"{value:.4g} ± {err:.2g}"
+    digits = max(0, 1 - math.floor(math.log10(err)))
     return f"{value:.{digits}f} ± {err:.{digits}f}" if digits < 8 else f"{value:.4g} ± {err:.2g}"
 
 
@@ -419,6 +421,10 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
     at_bound = [n for n in free if _at_bound(result, labels, n)]
     if at_bound:
         notes.append(f"ended at a bound: {at_bound}")
+    loose = [n for n in free if math.isfinite(errors[n]) and errors[n] > abs(user_params[n])
+             and n != "background"]
+    if loose:
+        notes.append(f"not determined by the data (error larger than the value): {loose}")
     fit = SasFit(
         model=model, params=user_params, errors=errors,
         units={k: _user_unit(table[k], unit_name) for k in user_params},

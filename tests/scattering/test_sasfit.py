@@ -221,3 +221,11 @@ def test_polydisperse_spheres_width_is_fitted():
     assert fit.chi2 < 1.6
     mono = fit_sas(Q, intensity, sigma, model="sphere")  # the wrong model says so: chi2
     assert mono.chi2 > 20
+
+
+def test_data_without_the_feature_say_so():
+    """Flat noise fitted with spheres: no radius can be read from it, and the fit says so."""
+    noise = np.random.default_rng(0).normal(1.0, 0.01, Q.size)
+    fit = fit_sas(Q, noise, np.full(Q.size, 0.01), model="sphere")
+    assert fit.chi2 < 1.5  # the background alone explains the data
+    assert any("not determined by the data" in n and "radius" in n for n in fit.notes)
