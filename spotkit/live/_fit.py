@@ -212,14 +212,15 @@ def _record(cat: Any, ds_id: str, fit: SasFit, used: list[int], elapsed: float) 
 def follow_fits(catalog: Any, dataset_id: Any, *, model: str = "sphere", every: int = 10,
                 window: int = 1, profile_log: Any = None, interval: float = 0.5,
                 idle_timeout: float | None = None, max_fits: int | None = None,
+                stop: Any = None,
                 fit_options: Mapping[str, Any] | None = None) -> Iterator[SasFit]:
     """Fit every ``every`` frames while a series is written; yield each fit (recorded).
 
     The newest ``window`` frames are averaged and fitted each time the series' newest
     ``features`` point is ``every`` frames past the last fit (the first fit comes at the
     first frame). It ends when the series ends (its live status), after ``max_fits``
-    fits, or after ``idle_timeout`` seconds without a new frame. A fit that fails is
-    logged and skipped; the next frames are fitted.
+    fits, after ``idle_timeout`` seconds without a new frame, or when ``stop`` is set. A fit
+    that fails is logged and skipped; the next frames are fitted.
 
     Parameters
     ----------
@@ -239,6 +240,8 @@ def follow_fits(catalog: Any, dataset_id: Any, *, model: str = "sphere", every: 
         Stop after this long without a new frame.
     max_fits : int, optional
         Stop after this many fits.
+    stop : threading.Event, optional
+        Set it (from another thread) to stop following.
     fit_options : dict, optional
         Passed to :func:`spotkit.scattering.fit_sas`.
 
@@ -259,7 +262,8 @@ def follow_fits(catalog: Any, dataset_id: Any, *, model: str = "sphere", every: 
     idle_since = time.monotonic()
     try:
         with subscribe(cat, ds_id, kinds="features", interval=interval) as sub:
-            while max_fits is None or done < max_fits:
+            while (max_fits is None or done < max_fits) and not (stop is not None
+                                                                 and stop.is_set()):
                 ended = sub.ended()  # before polling: what came before the end is all there
                 points = sub.poll()
                 if points:
@@ -279,7 +283,10 @@ def follow_fits(catalog: Any, dataset_id: Any, *, model: str = "sphere", every: 
                     return
                 if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                     return
-                time.sleep(interval)
+                if stop is not None:
+                    stop.wait(interval)
+                else:
+                    time.sleep(interval)
     finally:
         if owned:
             cat.close()

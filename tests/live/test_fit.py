@@ -133,6 +133,9 @@ def test_clear_errors(series, tmp_path):
         fit_latest(cat, ds_id, profile_log=tmp_path / "tth.h5")
     with pytest.raises(ValueError, match="every must be"):
         next(follow_fits(cat, ds_id, every=0))
+    stop = threading.Event()
+    stop.set()  # a follower asked to stop ends at once
+    assert list(follow_fits(cat, ds_id, stop=stop)) == []
     assert cat.live_points(ds_id, kinds="fit") == []
 
 
