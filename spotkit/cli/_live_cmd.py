@@ -178,7 +178,7 @@ def _follow(live, args, stop: threading.Event) -> None:
     idle_since = time.monotonic()
     target = None  # --once: the frames written when it started
     while not stop.is_set():
-        got = live.step(live.max_batch)
+        got = live.step(live.batch_size)
         status = live.status
         if target is None:
             target = status.written

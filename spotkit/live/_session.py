@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 #: seconds without a new frame after which a writer counts as paused
 WAIT_AFTER_S = 2.0
+#: a batch (one catalog transaction) holds about this much work, and at most this many bytes
+#: of frames
+BATCH_SECONDS = 0.5
+BATCH_BYTES = 256 * 2**20
 
 
 def _fingerprint(data: np.ndarray) -> str:
@@ -100,7 +104,8 @@ class LiveSession:
         When the writer has finished, ingest the finished series (with its checksums,
         status ``"raw"``) and set the live one to ``"superseded"`` (its points stay).
     max_batch : int
-        Frames per catalog transaction at most (:meth:`run` polls this many at a time).
+        Frames per catalog transaction at most (:meth:`run` polls :attr:`batch_size`
+        frames at a time: fewer when a batch would take more than half a second or 256 MB).
 
     Examples
     --------
@@ -153,6 +158,7 @@ class LiveSession:
         self._closed = False
         self._broken: str | None = None  # why the session stopped on an error
         self._reducer: Any = None
+        self._frame_bytes = 0
         self._radial: np.ndarray | None = None
         self._log: Any = None
         self._triggers: Any = None
@@ -305,6 +311,7 @@ class LiveSession:
     # -- per frame -----------------------------------------------------------------------
     def _process(self, frame: Any) -> None:
         data = np.asarray(frame.data)
+        self._frame_bytes = data.nbytes
         if self._reducer is None:
             self._setup(data)
         intensity, sigma = self._reducer.reduce(data)
@@ -390,7 +397,7 @@ class LiveSession:
         behind = max(0, int(getattr(source, "available", 0)) - (self.cursor + 1))
         if getattr(source, "finished", False) and behind == 0 and not self._pending:
             self._state = "finished"
-        elif behind > max(2.0, self._meter.rate()):
+        elif behind > 0:  # written before the poll, not taken by this batch
             self._state = "behind"
         elif not got and now - self._last_frame_at > WAIT_AFTER_S:
             self._state = "waiting"
@@ -465,6 +472,19 @@ class LiveSession:
                 self.catalog.set_live_status(self.dataset_id, **self._status_fields(),
                                              error=None if interrupted else self._broken)
 
+    @property
+    def batch_size(self) -> int:
+        """Frames to poll at once: at most ``max_batch``, about half a second of work at
+        the current rate (so a session far behind still records, and says so, twice a
+        second), and at most 256 MB of frames."""
+        n = self.max_batch
+        if self._frame_bytes:
+            n = min(n, max(1, BATCH_BYTES // self._frame_bytes))
+        rate = self._meter.rate()
+        if rate > 0:
+            n = min(n, max(1, int(rate * BATCH_SECONDS)))
+        return n
+
     def run(self, *, idle_timeout: float | None = None,
             stop: threading.Event | Callable[[], bool] | None = None,
             interval: float = 0.05) -> LiveStatus:
@@ -492,7 +512,7 @@ class LiveSession:
         while self._state not in FINAL_STATES:
             if stopped():
                 break
-            got = self.step(self.max_batch)
+            got = self.step(self.batch_size)
             if self._state in FINAL_STATES:
                 break
             if not got:

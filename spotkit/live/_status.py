@@ -34,9 +34,10 @@ class LiveStatus:
         Median seconds from a frame being written to its point being recorded (readable by
         watchers), over the last frames; None before the first.
     state : str
-        One of :data:`STATES`: ``"following"`` (keeping up), ``"behind"`` (the writer is
-        faster: more than a second of frames waiting), ``"waiting"`` (the writer has paused),
-        ``"finished"`` (the writer closed the series and every frame is done),
+        One of :data:`STATES`: ``"following"`` (keeping up), ``"behind"`` (frames were
+        written that the last batch, about half a second of work, could not take),
+        ``"waiting"`` (the writer has paused), ``"finished"`` (the writer closed the series
+        and every frame is done),
         ``"stopped"``, ``"failed"`` or ``"starting"``.
     events : int
         Changes confirmed so far.

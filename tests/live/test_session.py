@@ -112,7 +112,9 @@ def test_a_kill_mid_batch_counts_nothing_twice(tmp_path, monkeypatch, caplog):
     events and marks as a session that was never interrupted (the detector rebuilt from a
     checkpoint and the profiles after it, or from the profiles since its fresh start)."""
     import spotkit.live._checkpoint as checkpoint
+    import spotkit.live._session as session
 
+    monkeypatch.setattr(session, "BATCH_SECONDS", 1e6)  # batches of max_batch, however slow
     reference = tmp_path / "ref"
     reference.mkdir()
     writer = _writer(reference / "run.h5")
