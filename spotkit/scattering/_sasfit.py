@@ -38,8 +38,10 @@ FIT_METHODS = ("lm", "dream", "amoeba", "newton", "de")
 
 _MAGNETIC = ("up_", "_M0", "_mtheta", "_mphi")
 
-#: A reduced chi2 below this ends the search over starting points.
-_GOOD_CHI2 = 2.0
+def _statistically_good(chi2: float, dof: int) -> bool:
+    """A reduced chi2 the noise alone explains (within 2 of its standard deviations): no
+    other starting point can do better than that by more than chance."""
+    return chi2 < 1.0 + 2.0 * math.sqrt(2.0 / max(dof, 1))
 
 
 class SasFitError(SpotkitError, RuntimeError):
@@ -392,8 +394,8 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
     result, labels = _bumps_fit(spec, qa, i_arr, s_arr, dqa, {**pars, **chosen}, free, bounds,
                                 to_sas, method, options)
     for k, start in enumerate(starts[1:], start=2):
-        if result.chisq < _GOOD_CHI2:  # the next scan points only while the fit ends poorly
-            break
+        if _statistically_good(result.chisq, q_arr.size - len(free)):
+            break  # the next scan points only while the fit is worse than the noise says
         trial, trial_labels = _bumps_fit(spec, qa, i_arr, s_arr, dqa, {**pars, **start}, free,
                                          bounds, to_sas, method, options)
         if trial.chisq < result.chisq:
