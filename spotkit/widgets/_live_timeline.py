@@ -29,6 +29,8 @@ __all__ = ["LiveTimeline", "LiveTimelineModel"]
 
 _LAB_EXTRA = 'pip install "spotkit[lab]"'
 _RED, _GREEN = "#cf222e", "#1a7f37"
+#: values of a fit point that are not parameters (chi2 is shown last)
+_NOT_SHOWN = frozenset({"chi2", "n_points", "frames", "fit_s", "elapsed_s"})
 #: redraw after at least this many times the last drawing's duration
 _BUSY = 5.0
 
@@ -63,7 +65,8 @@ def fit_html(latest: tuple[str, int, dict] | None) -> str:
     model, frame, values = latest
     parts = []
     for k, v in values.items():
-        if k.endswith("_err") or k in ("chi2",) or v is None or isinstance(v, bool):
+        if k.endswith("_err") or k in _NOT_SHOWN or not isinstance(v, int | float) or \
+                isinstance(v, bool):
             continue
         err = values.get(f"{k}_err")
         text = f"{html.escape(k)} = {html.escape(_fmt(v))}"
@@ -72,7 +75,10 @@ def fit_html(latest: tuple[str, int, dict] | None) -> str:
         parts.append(text)
     if values.get("chi2") is not None:
         parts.append(f"χ² = {_fmt(values['chi2'])}")
-    return f"<b>{html.escape(model)}</b> at frame {frame}: " + " &middot; ".join(parts)
+    text = f"<b>{html.escape(model)}</b> at frame {frame}: " + " &middot; ".join(parts)
+    if isinstance(values.get("notes"), str) and values["notes"]:
+        text += f"<br><i>{html.escape(values['notes'])}</i>"
+    return text
 
 
 def decisions_html(decisions: list[dict], *, limit: int = 8) -> str:
