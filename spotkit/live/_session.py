@@ -238,6 +238,7 @@ class LiveSession:
         self._resume()
         if self._rules is not None:
             self._triggers = self._make_triggers()
+        self._meter.restart()  # the rate counts frames, not the set-up
 
     def _integrator(self, info: Any, shape: tuple[int, ...]) -> Any:
         from spotkit.io import load_geometry
