@@ -248,6 +248,29 @@ def follow_fits(catalog: Any, dataset_id: Any, *, model: str = "sphere", every: 
     Yields
     ------
     SasFit
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from spotkit.catalog import LivePoint, open_catalog
+    >>> from spotkit.live import ProfileLog, follow_fits, profile_log_path
+    >>> from spotkit.scattering import sas_model_curve
+    >>> from spotkit.sim import simulate_saxs_series
+    >>> work = pathlib.Path(tempfile.mkdtemp())
+    >>> cat = open_catalog(work / "catalog.db")
+    >>> series = cat.ingest(simulate_saxs_series(work / "s.h5", n_frames=2, seed=1).path)
+    >>> q = np.linspace(0.05, 3.0, 200)
+    >>> with ProfileLog(profile_log_path(cat, series.id), q, unit="nm^-1") as log:
+    ...     for frame in range(5):  # what spotkit live records for each frame
+    ...         i = sas_model_curve(q, model="sphere", params={"radius": 4.0 + 0.1 * frame})
+    ...         log.append(frame, i, 0.01 * i)
+    ...         _ = cat.record_live(series.id, [LivePoint(frame, "features", {})])
+    >>> _ = cat.set_live_status(series.id, state="finished")  # written already: one fit
+    >>> [round(f.params["radius"], 2) for f in follow_fits(cat, series.id, every=2)]
+    [4.4]
+    >>> [(p.frame, p.kind) for p in cat.live_points(series.id, kinds="fit")]
+    [(4, 'fit:sphere')]
     """
     from spotkit.live._subscribe import subscribe
 
