@@ -110,7 +110,7 @@ def fit_latest(catalog: Any, dataset_id: Any, *, model: str = "sphere", frames: 
         Where the I(q) rows are; default :func:`~spotkit.live.profile_log_path`.
     record : bool
         Record a :class:`~spotkit.catalog.LivePoint` of kind ``"fit:<model>"`` on the last
-        frame fitted: the free parameters, ``"<name>_err"``, ``"chi2"``, ``"n_points"``,
+        (highest) frame fitted: the free parameters, ``"<name>_err"``, ``"chi2"``, ``"n_points"``,
         ``"q_unit"``, ``"frames"`` (how many were averaged; ``"window"``: ``"first-last"``
         when more than one), ``"fixed"`` (the held parameters as ``"name=value;..."``, in
         the same units: with the free ones, :func:`~spotkit.scattering.sas_model_curve`
@@ -170,8 +170,8 @@ def fit_latest(catalog: Any, dataset_id: Any, *, model: str = "sphere", frames: 
         try:
             if log.dim != "q":
                 raise InputFileError(log.path, f"the profile log's axis is {log.dim!r}, not q",
-                                     hint="Model fits need I(q): reduce with unit "
-                                          "'q_nm^-1' (spotkit live --unit).")
+                                     hint="Model fits need I(q): reduce the frames to q "
+                                          "(unit 'q_nm^-1', spotkit's default).")
             unit = q_unit or _UNITS.get(log.unit, log.unit) or "nm^-1"
             q, intensity, sigma, used = _profile(log, frames)
         finally:
@@ -180,7 +180,7 @@ def fit_latest(catalog: Any, dataset_id: Any, *, model: str = "sphere", frames: 
         fit = fit_sas(q, intensity, sigma, model=model, q_unit=unit, **fit_options)
         if record:
             _record(cat, ds_id, fit, used, time.perf_counter() - t0)
-        logger.info("fit_latest %s frame %d: %s", ds_id, used[-1], fit.summary())
+        logger.info("fit_latest %s frame %d: %s", ds_id, max(used), fit.summary())
         return fit
     finally:
         if owned:
@@ -188,7 +188,7 @@ def fit_latest(catalog: Any, dataset_id: Any, *, model: str = "sphere", frames: 
 
 
 def _record(cat: Any, ds_id: str, fit: SasFit, used: list[int], elapsed: float) -> None:
-    frame = used[-1]
+    frame = max(used)
     values = fit.values()
     values["frames"] = float(len(used))
     if len(used) > 1:
