@@ -82,6 +82,9 @@ class LiveSeriesWriter:
         Pilatus-like module gaps (stored as -1 and masked); ``module_shape=None``: no gaps.
     mask : bool
         Write the mask file (gaps and beamstop, 1 = masked).
+    compression : {None, "gzip", "lzf"}
+        HDF5 only: compress each frame's chunk (as Eiger/Pilatus4 files are; readers
+        decompress through HDF5's filters).
     beamline, sample, proposal, experimenter : str
         Metadata.
     start_time : datetime, optional
@@ -124,7 +127,10 @@ class LiveSeriesWriter:
                  module_gap: tuple[int, int] = (5, 9), mask: bool = True,
                  beamline: str = "7.3.3", sample: str = "silica nanoparticles growing",
                  proposal: str = "ALS-00000", experimenter: str = "spotkit digital twin",
-                 start_time: datetime | None = None, overwrite: bool = False):
+                 start_time: datetime | None = None, overwrite: bool = False,
+                 compression: str | None = None):
+        if compression not in (None, "gzip", "lzf"):
+            raise ValueError(f"compression must be None, 'gzip' or 'lzf', not {compression!r}")
         if fmt not in _FORMATS:
             raise ValueError(f"unknown fmt {fmt!r}; choose one of {list(_FORMATS)}")
         if int(n_frames) < 1:
@@ -219,7 +225,8 @@ class LiveSeriesWriter:
                 (mask_path.name if not folder_mode else f"../{mask_path.name}")}
         self._out: H5Output | FolderOutput = (
             FolderOutput(path, fmt=fmt, meta=meta) if folder_mode
-            else H5Output(path, swmr=bool(swmr), shape=shape, meta=meta))
+            else H5Output(path, swmr=bool(swmr), shape=shape, meta=meta,
+                          compression=compression))
         self.truth = LiveSeriesTruth(
             path=path, poni_path=poni_path, mask_path=mask_path, fmt=fmt,
             n_frames=self.n_frames, frame_interval_s=self.frame_interval_s, transitions=trans,

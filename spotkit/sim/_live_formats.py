@@ -30,7 +30,8 @@ _FRAME_SUFFIX = {"cbf": ".cbf", "edf": ".edf", "tiff": ".tif"}
 class H5Output:
     """Frames appended to ``/entry/data/data`` of a NeXus-style file."""
 
-    def __init__(self, path: Path, *, swmr: bool, shape: tuple[int, int], meta: dict):
+    def __init__(self, path: Path, *, swmr: bool, shape: tuple[int, int], meta: dict,
+                 compression: str | None = None):
         self.path = path
         self.swmr = swmr
         self.meta = meta
@@ -83,7 +84,7 @@ class H5Output:
         nxdata.attrs["signal"] = "data"
         self._data = nxdata.create_dataset("data", shape=(0, *shape), maxshape=(None, *shape),
                                            chunks=(1, *shape), dtype=np.int32,
-                                           track_times=False)
+                                           compression=compression, track_times=False)
         self._data.attrs["units"] = "counts"
         self._stamps = nxdata.create_dataset("frame_timestamp", shape=(0,), maxshape=(None,),
                                              chunks=(256,), dtype=np.float64,
