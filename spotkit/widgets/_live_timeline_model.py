@@ -36,6 +36,8 @@ FIT = "fit:"
 _SCORE = "score"
 #: feature values that are not features (the detector's own bookkeeping)
 _NOT_FEATURES = frozenset({"state", "flagged", "index", "frame"})
+#: seconds between two reads of the frame marks while no change comes
+_MARKS_EVERY_S = 5.0
 #: fitted amplitudes, listed after the sample's parameters
 _AMPLITUDES = frozenset({"scale", "background"})
 #: values of a fit point that are not fitted parameters
@@ -69,7 +71,15 @@ class LiveTimelineModel:
     status : dict or None
         The live status read last.
     decisions : list of dict
-        ``{"frame", **values}`` of each recorded decision (newest last).
+        ``{"frame", "kind", **values}`` of each recorded decision (by frame).
+    events : list of dict
+        ``{"frame" (where confirmed), "onset", "end", "confidence", "feature", ...}`` of
+        each confirmed change, by onset.
+    latest_profile : xarray.Dataset or None
+        I(q) of the newest frame (``intensity``, ``sigma``; attribute ``frame``).
+    of_interest : ndarray of int
+        Frames marked "of interest" in the catalog (:meth:`Catalog.mark_frames
+        <spotkit.catalog.Catalog.mark_frames>`: the reduction policy's advice).
 
     Examples
     --------
@@ -119,6 +129,9 @@ class LiveTimelineModel:
         self._subscription: Any = None  # spotkit.live.subscribe, made at the first fetch
         self.version = 0  # bumped whenever something new came
         self.latest_profile: Any = None  # I(q) of the newest frame, read by fetch
+        #: frames marked "of interest" in the catalog (Catalog.mark_frames), read by fetch
+        self.of_interest = np.empty(0, dtype=np.int64)
+        self._marks_at = -math.inf
         self._profile_frame: int | None = None
         self._poller: Poller | None = None
 
@@ -159,6 +172,8 @@ class LiveTimelineModel:
             last = self.last_frame
         if last is not None and last != self._profile_frame:
             self._read_profile(last)
+        if new:
+            self._read_marks(urgent=EVENT in {k.partition(":")[0] for k in kinds})
         return LiveUpdate(new=new, changed=self.version != version, kinds=frozenset(kinds),
                           status=status, at=time.time(), seconds=time.perf_counter() - t0)
 
@@ -425,6 +440,20 @@ class LiveTimelineModel:
                 return None
             ds = ds.isel({fdim: -1})
         return ds.assign_attrs(frame=frame)
+
+    def _read_marks(self, *, urgent: bool) -> None:
+        """The frames marked "of interest" (the reduction policy's advice, marked as the
+        series goes): read again after a change came, else at most every few seconds."""
+        now = time.monotonic()
+        if not urgent and now - self._marks_at < _MARKS_EVERY_S:
+            return
+        self._marks_at = now
+        rows = self.catalog.frame_marks(self.dataset_id, label="of interest")
+        frames = np.asarray(sorted(int(r["frame"]) for r in rows), dtype=np.int64)
+        with self._lock:
+            if not np.array_equal(frames, self.of_interest):
+                self.of_interest = frames
+                self.version += 1
 
     def _read_profile(self, frame: int) -> None:
         profile = self.profile(frame)

@@ -37,6 +37,12 @@ def flagged_spans(frames: np.ndarray) -> list[tuple[int, int]]:
     return spans
 
 
+def _spans_decades(values: np.ndarray, decades: float = 3.0) -> bool:
+    """All finite values positive and over more than ``decades`` decades."""
+    v = values[np.isfinite(values)]
+    return bool(v.size > 1 and v.min() > 0 and np.log10(v.max() / v.min()) > decades)
+
+
 class LivePlots:
     """The timeline and the I(q) figure of a live series, redrawn in place."""
 
@@ -72,10 +78,16 @@ class LivePlots:
                 a.broken_barh(spans, (0, 1), transform=a.get_xaxis_transform(),
                               color="tab:orange", alpha=0.18, lw=0)
             ax.axvspan(np.nan, np.nan, color="tab:orange", alpha=0.18, lw=0, label="flagged")
+        kept = m.of_interest
+        if kept.size:  # the reduction policy's advice: these frames matter
+            ax.plot(kept, np.full(kept.size, 0.02), "|", color="tab:green", ms=8,
+                    transform=ax.get_xaxis_transform(), label="of interest")
         if feature is not None and feature in m.feature_names:
             frames, values = m.feature(feature)
             ax.plot(frames, values, ".-", color="0.25", lw=1, ms=3, label=feature)
             ax.set_ylabel(feature, fontsize=8)
+            if _spans_decades(values):  # e.g. the difference: ~1 at rest, 1e5 at a change
+                ax.set_yscale("log")
         else:
             ax.text(0.5, 0.5, "waiting for the first frames…", transform=ax.transAxes,
                     ha="center", va="center", fontsize=9, color="0.4")

@@ -73,7 +73,7 @@ def status_text(status: dict | None, *, last_frame: int | None = None,
     ----------
     status : dict or None
         A live status (``written``, ``done``, ``behind``, ``rate_hz``, ``latency_s``,
-        ``state``, and ``updated_at`` when the catalog has it).
+        ``state``, and when the catalog has them ``reduction_factor`` and ``updated_at``).
     last_frame : int, optional
         The newest frame with features on the timeline (said when the status is missing).
     now : float, optional
@@ -111,6 +111,9 @@ def status_text(status: dict | None, *, last_frame: int | None = None,
     latency = number(status.get("latency_s"))
     if math.isfinite(latency):
         parts.append(f"latency {latency:.2g} s")
+    factor = number(status.get("reduction_factor"))
+    if math.isfinite(factor):  # frames kept by the reduction policy's marks: 1 in N
+        parts.append(f"reduction {factor:.3g}x")
     updated = number(status.get("updated_at"))
     age = ((time.time() if now is None else now) - updated if math.isfinite(updated)
            else number(status.get("age_s")))

@@ -76,6 +76,7 @@ def test_fetch_reads_what_is_new_once(series):
                          LivePoint(35, "decision:notebook", {"action": "notebook",
                                                              "reason": "onset at frame 30"})])
     cat.set_live_status(ds, state="following", written=40, done=40, behind=0, rate_hz=9.0)
+    cat.mark_frames(ds, range(25, 40), "of interest", reasons="onset at frame 30")
     up = model.fetch()
     assert up.new == 22
     assert up.changed
@@ -85,6 +86,7 @@ def test_fetch_reads_what_is_new_once(series):
     np.testing.assert_array_equal(model.flagged, np.arange(30, 34))
     assert model.default_feature == "difference"
     assert [d["reason"] for d in model.decisions] == ["onset at frame 30"]
+    np.testing.assert_array_equal(model.of_interest, np.arange(25, 40))  # read on a change
     assert "up to date" in model.status_text()
 
     # a fit about frame 25 is recorded after the features of frame 39: it is still read
@@ -140,6 +142,8 @@ def test_errors_name_the_choices(series):
 
 def test_status_line():
     assert status_text(None) == "no live status yet"
+    assert status_text({"state": "finished", "done": 40, "reduction_factor": 3.6}) == (
+        "finished · 40 frames done · reduction 3.6x")
     assert status_text({"state": "behind", "written": 90, "done": 60, "behind": 30}) == (
         "behind · 60 of 90 frames done · behind by 30 frames")
     assert "no news for 60 s" in status_text({"state": "following", "updated_at": 40.0},
