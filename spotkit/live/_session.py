@@ -238,6 +238,7 @@ class LiveSession:
         self._resume()
         if self._rules is not None:
             self._triggers = self._make_triggers()
+            self._refeed()
         self._meter.restart()  # the rate counts frames, not the set-up
 
     def _integrator(self, info: Any, shape: tuple[int, ...]) -> Any:
@@ -282,6 +283,21 @@ class LiveSession:
             pass
         assert self.dataset_id is not None
         return LiveTriggers(self._rules, self.catalog, dataset_id=self.dataset_id, fit=fit)
+
+    def _refeed(self) -> None:
+        """Hand the triggers the last batch recorded before a restart again: a kill may
+        have come between recording it and the triggers seeing it (the triggers read back
+        their decisions, so none is taken twice)."""
+        if self.cursor < 0:
+            return
+        assert self.dataset_id is not None
+        since = max(self.first - 1, self.cursor - self.max_batch)
+        points = self.catalog.live_points(self.dataset_id, since=since,
+                                          kinds=["features", "event"])
+        events = {p.frame: p for p in points if p.kind == "event"}
+        for p in points:
+            if p.kind == "features":
+                self._triggers.on_frame(p, event=events.get(p.frame))
 
     def _resume(self) -> None:
         """Marks and detector state of the frames recorded before (nothing if none)."""

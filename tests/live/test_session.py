@@ -119,13 +119,17 @@ def test_a_kill_mid_batch_counts_nothing_twice(tmp_path, monkeypatch, caplog):
     reference.mkdir()
     writer = _writer(reference / "run.h5")
     writer.write(N)
+    rules = load_rules(RULES)
     with open_catalog(reference / "catalog.db") as cat:
-        with LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5) as live:
+        with LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5,
+                         rules=rules) as live:
             live.run(idle_timeout=10)
         want_features = _points(cat, live.dataset_id, "features")
         want_events = _points(cat, live.dataset_id, "event")
         want_marks = [(m["frame"], m["label"], m["reason"])
                       for m in cat.frame_marks(live.dataset_id)]
+        want_decisions = _decisions(cat, live.dataset_id)
+        assert len(want_decisions) == 2
 
     writer = _writer(tmp_path / "run.h5")
     writer.write(N)
@@ -133,13 +137,15 @@ def test_a_kill_mid_batch_counts_nothing_twice(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(checkpoint, "CHECKPOINT_EVERY", 6)
     caplog.set_level("INFO", logger="spotkit.live")
 
-    def die(method, after):  # the `after`-th call dies; the others go through
+    def die(method, after):  # the session's `after`-th call dies; the others go through
         calls = []
         real = getattr(cat, method)
 
         def dying(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == after:
+            mine = method != "record_live" or any(p.kind == "features" for p in args[1])
+            if mine:  # not the triggers' own records of their decisions
+                calls.append(1)
+            if mine and len(calls) == after:
                 raise KeyboardInterrupt("killed")
             return real(*args, **kwargs)
 
@@ -148,7 +154,7 @@ def test_a_kill_mid_batch_counts_nothing_twice(tmp_path, monkeypatch, caplog):
     # batches of 5 frames; a checkpoint after frame 9 (CHECKPOINT_EVERY); the change at 12
     # is confirmed at frame 16, then 4 frames of hold-off and a fresh detector from frame 21
     die("record_live", after=4)  # in the 4th batch: frames 15..19 are in the ProfileLog only
-    live = LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5)
+    live = LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5, rules=rules)
     with pytest.raises(KeyboardInterrupt):
         live.run(idle_timeout=10)
     with pytest.raises(SpotkitError, match="start a new one: it resumes at frame 15"):
@@ -156,8 +162,9 @@ def test_a_kill_mid_batch_counts_nothing_twice(tmp_path, monkeypatch, caplog):
     _abandon(live)
     assert cat.live_cursor(live.dataset_id) == 14
 
-    die("mark_frames", after=1)  # after recording frames 15..19 (with the change)
-    live = LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5)
+    die("mark_frames", after=1)  # after recording frames 15..19 (with the change), before
+    # the marks and the triggers saw them
+    live = LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5, rules=rules)
     assert live.cursor == 14
     with pytest.raises(KeyboardInterrupt):
         live.run(idle_timeout=10)
@@ -167,12 +174,12 @@ def test_a_kill_mid_batch_counts_nothing_twice(tmp_path, monkeypatch, caplog):
     assert cat.frame_marks(live.dataset_id) == []
 
     die("record_live", after=2)  # records frames 20..24, dies on 25..29
-    live = LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5)
+    live = LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5, rules=rules)
     with pytest.raises(KeyboardInterrupt):
         live.run(idle_timeout=10)
     _abandon(live)
 
-    with LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5) as live:
+    with LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=5, rules=rules) as live:
         assert live.cursor == 24
         status = live.run(idle_timeout=10)
     assert "rebuilt from 4 recorded profiles (frames 21..24)" in caplog.text
@@ -180,10 +187,16 @@ def test_a_kill_mid_batch_counts_nothing_twice(tmp_path, monkeypatch, caplog):
     assert status.state == "finished"
     assert _points(cat, live.dataset_id, "features") == want_features
     assert _points(cat, live.dataset_id, "event") == want_events
+    assert _decisions(cat, live.dataset_id) == want_decisions  # each taken, once
     assert [(m["frame"], m["label"], m["reason"])
             for m in cat.frame_marks(live.dataset_id)] == want_marks
     assert live_profiles(cat, live.dataset_id).frame.values.tolist() == list(range(N))
     cat.close()
+
+
+def _decisions(cat, ds):
+    return [(p.frame, p.kind, p.values["onset"], p.values["reason"])
+            for p in cat.live_points(ds, kinds="decision")]
 
 
 def _abandon(live):
