@@ -20,6 +20,12 @@ from spotkit.widgets._live_timeline_model import LiveTimelineModel
 __all__ = ["LivePlots", "flagged_spans"]
 
 
+#: onsets labelled with their frame and confidence (the newest; older ones are lines only)
+_LABELLED = 12
+#: points drawn with markers at most (beyond, a line: the markers would hide each other)
+_MARKERS = 2000
+
+
 def flagged_spans(frames: np.ndarray) -> list[tuple[int, int]]:
     """Runs of consecutive frames, as ``(first, last)`` pairs.
 
@@ -84,21 +90,25 @@ class LivePlots:
                     transform=ax.get_xaxis_transform(), label="of interest")
         if feature is not None and feature in m.feature_names:
             frames, values = m.feature(feature)
-            ax.plot(frames, values, ".-", color="0.25", lw=1, ms=3, label=feature)
+            # markers while they can be told apart; a long series is a line
+            ax.plot(frames, values, ".-" if frames.size <= _MARKERS else "-", color="0.25",
+                    lw=1, ms=3, label=feature)
             ax.set_ylabel(feature, fontsize=8)
             if _spans_decades(values):  # e.g. the difference: ~1 at rest, 1e5 at a change
                 ax.set_yscale("log")
         else:
             ax.text(0.5, 0.5, "waiting for the first frames…", transform=ax.transAxes,
                     ha="center", va="center", fontsize=9, color="0.4")
-        for i, event in enumerate(m.events):
+        onsets = [e["onset"] for e in m.events]
+        if onsets:  # one collection per axes; the newest onsets labelled
             for a in (ax, fax):
-                a.axvline(event["onset"], color="tab:blue", lw=1.2, ls="--",
-                          label="onset" if (i == 0 and a is ax) else None)
-            conf = event["confidence"]
-            text = f" onset {event['onset']}" + (f" ({conf:.2f})" if conf == conf else "")
-            ax.text(event["onset"], 0.97, text, transform=ax.get_xaxis_transform(),
-                    va="top", ha="left", fontsize=7, color="tab:blue")
+                a.vlines(onsets, 0, 1, transform=a.get_xaxis_transform(), color="tab:blue",
+                         lw=1.2, ls="--", label="onset" if a is ax else None)
+            for event in m.events[-_LABELLED:]:
+                conf = event["confidence"]
+                text = f" onset {event['onset']}" + (f" ({conf:.2f})" if conf == conf else "")
+                ax.text(event["onset"], 0.97, text, transform=ax.get_xaxis_transform(),
+                        va="top", ha="left", fontsize=7, color="tab:blue")
         if m.decisions:
             at = [d["frame"] for d in m.decisions]
             ax.plot(at, np.full(len(at), 0.03), "v", color="tab:purple", ms=6, ls="none",
@@ -127,7 +137,8 @@ class LivePlots:
         frames, values, errors = m.fit(model, parameter)
         ok = np.isfinite(values)
         err = np.where(np.isfinite(errors), errors, 0.0)
-        fax.errorbar(frames[ok], values[ok], yerr=err[ok], fmt="o", ms=3, lw=1,
+        fax.errorbar(frames[ok], values[ok], yerr=err[ok], fmt="o" if ok.sum() <= _MARKERS
+                     else ",", ms=3, lw=1,
                      color="tab:green", ecolor="tab:green", capsize=2,
                      label=f"{model}: {parameter}")
         fax.set_ylabel(f"{parameter}\n({model})", fontsize=8)
