@@ -135,7 +135,10 @@ class HDF5FrameSource(FrameSource):
         self._dtype: np.dtype | None = None
         self._meta: dict = {}
         self._stamps = np.empty(0)
-        self._seen: list[tuple[int, float]] = []  # (available, poll time) breakpoints
+        # breakpoints: frames below _seen_n[i] (and not below the previous one) were first
+        # seen complete at _seen_t[i]; pruned as frames are handed out
+        self._seen_n: list[int] = []
+        self._seen_t: list[float] = []
         self._races = 0
         self._expected: int | None = None
 
@@ -206,15 +209,15 @@ class HDF5FrameSource(FrameSource):
         return ds
 
     def _ended(self, f: h5py.File) -> bool:
-        if Path(f"{self.path}.done").exists():
-            return True
         end = f.get("/entry/end_time")
         if isinstance(end, h5py.Dataset):
             if self._handle is not None:
                 end.refresh()
-            value = get_value(f, "/entry/end_time")
-            return bool(str(value or "").strip())
-        return False
+            value = str(get_value(f, "/entry/end_time") or "").strip()
+            if value:
+                self._meta["end_time"] = value
+                return True
+        return Path(f"{self.path}.done").exists()
 
     def _look(self, f: h5py.File, *, swmr: bool, writing: bool, dry: bool = False):
         """Count the complete frames of the open file; apply it (or return it when dry)."""
@@ -261,7 +264,8 @@ class HDF5FrameSource(FrameSource):
         if new_stamps is not None and new_stamps.size:
             self._stamps = np.concatenate([self._stamps, new_stamps])
         if held > self._available:
-            self._seen.append((held, time.time()))
+            self._seen_n.append(held)
+            self._seen_t.append(time.time())
             self._available = held
         if ended and not self._finished:
             self._finished = True
@@ -334,8 +338,8 @@ class HDF5FrameSource(FrameSource):
 
     # -- reading frames ----------------------------------------------------------------------
     def _written_at(self, index: int) -> float:
-        pos = bisect.bisect_right([n for n, _ in self._seen], index)
-        return self._seen[min(pos, len(self._seen) - 1)][1]
+        pos = bisect.bisect_right(self._seen_n, index)
+        return self._seen_t[min(pos, len(self._seen_t) - 1)]
 
     def _time(self, index: int) -> float | None:
         if index < self._stamps.size:
@@ -370,6 +374,9 @@ class HDF5FrameSource(FrameSource):
                 return [], start
         frames = [Frame(start + i, block[i], self._time(start + i), self._written_at(start + i))
                   for i in range(block.shape[0])]
+        done = bisect.bisect_right(self._seen_n, start + len(frames))
+        if done > 1:  # breakpoints of frames handed out are not needed any more
+            del self._seen_n[:done - 1], self._seen_t[:done - 1]
         return frames, start + len(frames)
 
     @property

@@ -71,6 +71,7 @@ def test_frames_land_in_order_and_whole(tmp_path, kind):
         assert info.metadata["proposal"] == "ALS-00000"
         assert info.metadata["n_frames_expected"] == 6
         assert info.metadata["start_time"].startswith("2024-")
+        assert info.metadata["end_time"] > info.metadata["start_time"]
         assert info.swmr == (kind == "h5-swmr")
         ai = load_geometry(info.poni_path, shape=info.shape)
         assert ai.detector.shape == SHAPE
