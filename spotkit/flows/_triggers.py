@@ -151,6 +151,7 @@ def _reason(trigger: LiveTrigger, frame: int, facts: dict[str, Any]) -> str:
         return f"onset at frame {onset}{detail}, confirmed at frame {frame}"
     n = trigger.frames or 0
     if trigger.on == "quiet":
+        n = int(facts.get("quiet", n))  # more than asked when a cooldown held it back
         return f"no change for {n} frames (frames {frame - n + 1}-{frame})"
     return f"every {n} frames (frame {frame})"
 
@@ -316,7 +317,8 @@ class LiveTriggers:
                         continue
                 elif frame - (-1 if st.last_frame is None else st.last_frame) < trig.frames:
                     continue
-                decision = self._decide(st, frame, {})
+                decision = self._decide(st, frame, {"quiet": st.quiet} if trig.on == "quiet"
+                                        else {})
                 if decision is not None:
                     st.armed = False
                     fired = [*(fired or ()), decision]

@@ -417,3 +417,15 @@ def test_a_fit_on_a_target_runs_notebook_saxs_fit(cat, monkeypatch):
                                   "q_max": 2.0, "frames": [4, 4]}
     [run_] = cat[cat.dataset_id].runs
     assert run_.context["live"]["reason"] == "every 5 frames (frame 4)"
+
+
+def test_a_quiet_stretch_held_back_by_its_cooldown_says_how_long_it_was(cat):
+    r = rules("""\
+        live:
+          - {name: settled, on: quiet, frames: 5, cooldown: 10, actions: [{notify: {alert: ops}}]}
+        """)
+    with LiveTriggers(r, cat, dataset_id=cat.dataset_id) as t:
+        fired = run(t, range(20), events={6: event(6, 5)})
+    assert [d.reason for d in fired] == ["no change for 5 frames (frames 0-4)",
+                                         "no change for 8 frames (frames 7-14)"]
+    assert t.suppressed == {"settled": 3}
