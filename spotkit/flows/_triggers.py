@@ -20,7 +20,8 @@ still waits with the frames there are.
 Decisions are kept once: a trigger does not fire twice for the same onset, stays silent
 for its ``cooldown``, and a quiet trigger fires once per quiet stretch. After a restart
 (``spotkit live`` killed and started again) the decisions already recorded are read back,
-so nothing is decided twice.
+so nothing is decided twice, and the actions of a decision that had not all finished run
+then (a notebook run it had already submitted is adopted, not submitted again).
 """
 
 from __future__ import annotations
@@ -497,6 +498,8 @@ class LiveTriggers:
             onset = p.values.get("onset")
             if st.trigger.on == "onset" and onset is not None:
                 st.onsets.add(int(onset))
+            if p.values.get("status") != "done":
+                self._unfinished(st.trigger, p, when)
         quiet = [by_name[n] for n in last if by_name[n].trigger.on == "quiet"]
         if quiet:  # fired already: armed again only by a change after it
             first = min(last[st.trigger.name] for st in quiet)
@@ -506,6 +509,29 @@ class LiveTriggers:
         if last:
             log.info("live triggers for %s: resumed after %d recorded decision(s)",
                      self.dataset_id, len(points))
+
+    def _unfinished(self, trigger: LiveTrigger, point: Any, when: float | None) -> None:
+        """A decision recorded before a restart whose actions did not all finish: the ones
+        without an outcome wait again (a notebook run it started already is adopted, not
+        submitted twice; notify and hook may be sent again: at least once)."""
+        v = point.values
+        event = {k: v[k] for k in ("onset", "end", "confidence", "feature") if k in v}
+        anchor = int(v.get("anchor", point.frame))
+        d = Decision(trigger.name, trigger.on, point.frame, str(v.get("reason", "")),
+                     tuple(a.name for a in trigger.actions), anchor, event,
+                     when if when is not None else self._clock())
+        self._runner._values[(d.frame, d.trigger)] = dict(v)
+        for action in trigger.actions:
+            if action.name in v:
+                continue
+            w = action.window
+            due = anchor + w[1] if w is not None and action.kind in ("notebook", "fit") \
+                else point.frame
+            self._pending.append((due, d, action))
+            log.info("live triggers for %s: action %s of the decision at frame %d (%s) had "
+                     "not finished before the restart: it runs again", self.dataset_id,
+                     action.name, d.frame, d.trigger)
+        self._next_due = min((due for due, _d, _a in self._pending), default=math.inf)
 
     def _record(self, points: Iterable[Any]) -> None:
         points = list(points)

@@ -139,6 +139,10 @@ class ActionRunner:
                 parameters: dict[str, Any]) -> tuple[str, str, str | None]:
         from spotkit.compute import submit
 
+        context = self._context(decision, action, window)
+        adopted = self._started(context["live"])
+        if adopted is not None:  # submitted before a restart: not twice
+            return "submitted", f"run {adopted} (started before a restart)", adopted
         name = target_name or self.default_target
         if name is None:
             raise ValueError("no target: name one in the action or set defaults.target")
@@ -149,9 +153,17 @@ class ActionRunner:
         job = submit(notebook, self.owner.dataset_id, target=target, parameters=params,
                      catalog=self.owner.catalog,
                      job_name=f"spotkit-live-{decision.trigger}-{action.name}",
-                     context=self._context(decision, action, window))
+                     context=context)
         self.jobs.append(job)
         return "submitted", f"run {job.run_id} on {name} (job {job.id})", job.run_id
+
+    def _started(self, live: Mapping[str, Any]) -> str | None:
+        """The run this very action of this very decision started already, if any."""
+        for run in self.owner.catalog.runs(dataset_id=self.owner.dataset_id, limit=None):
+            got = (run.context or {}).get("live") or {}
+            if all(got.get(k) == live[k] for k in ("trigger", "action", "frame")):
+                return str(run.id)
+        return None
 
     def _notebook(self, decision: Decision, action: LiveAction,
                   window: tuple[int, int] | None) -> tuple[str, str, str | None]:

@@ -429,3 +429,42 @@ def test_a_quiet_stretch_held_back_by_its_cooldown_says_how_long_it_was(cat):
     assert [d.reason for d in fired] == ["no change for 5 frames (frames 0-4)",
                                          "no change for 8 frames (frames 7-14)"]
     assert t.suppressed == {"settled": 3}
+
+
+def test_a_restart_finishes_what_a_decision_left_undone_once(cat, tmp_path, monkeypatch):
+    nb = new_notebook(cells=[new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
+                             new_code_cell("print(frames, label)")])
+    nbformat.write(nb, tmp_path / "look.ipynb")
+    r = rules("""\
+        live:
+          - name: look
+            on: onset
+            actions:
+              - {priority: {level: 3}}
+              - {notebook: {path: look.ipynb, target: local, window: [2, 3]}}
+        """, tmp_path)
+    target = Recorder()
+    monkeypatch.setattr(r, "target", lambda name: target)
+    t = LiveTriggers(r, cat, dataset_id=cat.dataset_id)
+    run(t, range(9), events={8: event(8, 6)})
+    t.close(flush=False)  # killed while the notebook waits for frame 9
+    [point] = cat.live_points(cat.dataset_id, kinds="decision")
+    assert point.values["status"] == "waiting for frames (notebook)"
+    with LiveTriggers(r, cat, dataset_id=cat.dataset_id) as t:
+        assert [due for due, _d, _a in t.pending] == [9]
+        assert run(t, range(9, 12)) == []
+    [point] = cat.live_points(cat.dataset_id, kinds="decision")
+    assert point.values["status"] == "done"
+    assert point.values["priority"] == "done: the whole series at priority 3"
+    run_id = point.values["notebook_run_id"]
+    assert len(target.scripts) == 1
+    # killed after the run was submitted, before its outcome was recorded: adopted, not twice
+    values = {k: v for k, v in point.values.items() if not k.startswith("notebook")}
+    cat.record_live(cat.dataset_id, [LivePoint(8, "decision:look", {**values,
+                                                                     "status": "deciding"})])
+    with LiveTriggers(r, cat, dataset_id=cat.dataset_id) as t:
+        run(t, range(12, 14))
+    [point] = cat.live_points(cat.dataset_id, kinds="decision")
+    assert point.values["notebook"] == f"submitted: run {run_id} (started before a restart)"
+    assert len(target.scripts) == 1
+    assert len(cat[cat.dataset_id].runs) == 1
