@@ -224,6 +224,12 @@ def _check_values(params: Mapping[str, Any], model: str) -> None:
             raise ValueError(f"{name}={value!r} for model {model!r}: give a finite number")
 
 
+def _check_resolution(dq, slit_length) -> None:
+    if dq is not None and slit_length is not None:
+        raise ValueError("give dq (pinhole resolution) or slit_length (slit-smeared data), "
+                         "not both")
+
+
 def _check_names(kind: str, names, allowed: Mapping[str, str], model: str) -> None:
     bad = [n for n in names if n not in allowed]
     if bad:
@@ -231,13 +237,13 @@ def _check_names(kind: str, names, allowed: Mapping[str, str], model: str) -> No
                          f"its parameters are {sorted(allowed)}")
 
 
-def _points(q, intensity, sigma, dq, q_range, q_unit):
+def _points(q, intensity, sigma, dq, slit, q_range, q_unit):
     q = np.asarray(q, dtype=np.float64)
     intensity = np.asarray(intensity, dtype=np.float64)
     if q.ndim != 1 or intensity.shape != q.shape:
         raise ValueError(f"q and intensity must be 1-D arrays of one length; got shapes "
                          f"{q.shape} and {intensity.shape}")
-    arrays = {"sigma": sigma, "dq": dq}
+    arrays = {"sigma": sigma, "dq": dq, "slit": slit}
     out = {}
     for name, arr in arrays.items():
         if arr is None:
@@ -248,8 +254,9 @@ def _points(q, intensity, sigma, dq, q_range, q_unit):
     keep = np.isfinite(q) & np.isfinite(intensity) & (q > 0)
     if out["sigma"] is not None:
         keep &= np.isfinite(out["sigma"]) & (out["sigma"] > 0)
-    if out["dq"] is not None:
-        keep &= np.isfinite(out["dq"]) & (out["dq"] >= 0)
+    for name in ("dq", "slit"):
+        if out[name] is not None:
+            keep &= np.isfinite(out[name]) & (out[name] >= 0)
     if q_range is not None:
         lo, hi = q_range
         lo = -np.inf if lo is None else float(lo)
@@ -259,7 +266,7 @@ def _points(q, intensity, sigma, dq, q_range, q_unit):
                              "with q_min < q_max (None for an open end)")
         keep &= (q >= lo) & (q <= hi)
     sel = {k: (None if v is None else v[keep]) for k, v in out.items()}
-    return q[keep], intensity[keep], sel["sigma"], sel["dq"]
+    return q[keep], intensity[keep], sel["sigma"], sel["dq"], sel["slit"]
 
 
 # -- fit_sas --------------------------------------------------------------------------------
@@ -270,8 +277,8 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
             params: Mapping[str, float | str] | None = None, free: Sequence[str] | None = None,
             bounds: Mapping[str, tuple[float, float]] | None = None,
             q_range: tuple[float | None, float | None] | None = None,
-            dq: npt.ArrayLike | None = None, method: str = "lm",
-            fit_options: Mapping[str, Any] | None = None) -> SasFit:
+            dq: npt.ArrayLike | None = None, slit_length: npt.ArrayLike | None = None,
+            method: str = "lm", fit_options: Mapping[str, Any] | None = None) -> SasFit:
     """Fit a small-angle scattering model (sasmodels) to one I(q) with bumps.
 
     Parameters
@@ -305,6 +312,9 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
         Fit only ``q_min <= q <= q_max``.
     dq : array_like or float, optional
         Gaussian q resolution (1-sigma, q unit) per point; the model is smeared with it.
+    slit_length : array_like or float, optional
+        Slit-smeared data (USAXS, USANS): the slit length per point (q unit); the model is
+        smeared with it. Not with ``dq``.
     method : str
         bumps fitter, one of :data:`FIT_METHODS` (``"lm"``: Levenberg-Marquardt, errors
         from its covariance; ``"dream"``: MCMC, errors from the posterior's 68 % interval).
@@ -357,7 +367,9 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
         raise ValueError(f"bounds given for {not_free} which are not free; free parameters: "
                          f"{list(free)} (add them to free=)")
 
-    q_arr, i_arr, s_arr, dq_arr = _points(q, intensity, sigma, dq, q_range, unit_name)
+    _check_resolution(dq, slit_length)
+    q_arr, i_arr, s_arr, dq_arr, slit_arr = _points(q, intensity, sigma, dq, slit_length,
+                                                    q_range, unit_name)
     if q_arr.size < len(free) + 2:
         raise ValueError(f"{q_arr.size} usable points for {len(free)} free parameters of "
                          f"{model!r}: widen q_range or give finite intensities and sigma > 0")
@@ -371,7 +383,8 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
         notes.append("no sigma given: relative weights (sigma = |I|); errors scaled by "
                      "sqrt(chi2)")
     qa = q_arr * q_factor
-    dqa = None if dq_arr is None else dq_arr * q_factor
+    res = (("pinhole", dq_arr * q_factor) if dq_arr is not None else
+           ("slit", slit_arr * q_factor) if slit_arr is not None else None)
 
     def to_sas(name: str, value):
         if isinstance(value, str):
@@ -388,15 +401,15 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
     scan = [n for n in spec.scan if n in free and n not in params]
     linear = [n for n in spec.linear if n in free and n not in params]
     fit_background = "background" in free and "background" not in params
-    starts = scan_starts(spec, qa, i_arr, s_arr, dqa, pars, scan, linear, fit_background) or [{}]
+    starts = scan_starts(spec, qa, i_arr, s_arr, res, pars, scan, linear, fit_background) or [{}]
     options = dict(fit_options or {})
     chosen = starts[0]
-    result, labels = _bumps_fit(spec, qa, i_arr, s_arr, dqa, {**pars, **chosen}, free, bounds,
+    result, labels = _bumps_fit(spec, qa, i_arr, s_arr, res, {**pars, **chosen}, free, bounds,
                                 to_sas, method, options)
     for k, start in enumerate(starts[1:], start=2):
         if _statistically_good(result.chisq, q_arr.size - len(free)):
             break  # the next scan points only while the fit is worse than the noise says
-        trial, trial_labels = _bumps_fit(spec, qa, i_arr, s_arr, dqa, {**pars, **start}, free,
+        trial, trial_labels = _bumps_fit(spec, qa, i_arr, s_arr, res, {**pars, **start}, free,
                                          bounds, to_sas, method, options)
         if trial.chisq < result.chisq:
             result, labels, chosen = trial, trial_labels, start
@@ -414,7 +427,7 @@ def fit_sas(q: npt.ArrayLike, intensity: npt.ArrayLike, sigma: npt.ArrayLike | N
         raise SasFitError(model, f"the fit ended on non-finite values {best}",
                           hint="give starting values (params=) or narrow q_range")
     err_sas = dict(zip(labels, map(float, dx), strict=True))
-    curve = _theory(spec.name, qa, best, dqa)
+    curve = _theory(spec.name, qa, best, res)
     user_params = {k: from_sas(k, v) for k, v in best.items()}
     errors = {n: abs(from_sas(n, err_sas.get(n, math.nan))) for n in free}
     if any(not math.isfinite(e) for e in errors.values()):
@@ -454,7 +467,7 @@ def _user_unit(sas_unit: str, unit_name: str) -> str:
             "1/cm": "I"}.get(sas_unit, sas_unit)
 
 
-def _bumps_fit(spec, qa, i_arr, s_arr, dqa, pars, free, bounds, to_sas, method, options):
+def _bumps_fit(spec, qa, i_arr, s_arr, res, pars, free, bounds, to_sas, method, options):
     from bumps.fitproblem import FitProblem
     from bumps.fitters import fit
     from sasmodels.bumps_model import Experiment, Model
@@ -481,7 +494,7 @@ def _bumps_fit(spec, qa, i_arr, s_arr, dqa, pars, free, bounds, to_sas, method, 
             par.value = value
         par.range(lo, hi)
         limits.append((lo, hi))
-    experiment = Experiment(data=_data1d(qa, i_arr, s_arr, dqa), model=model)
+    experiment = Experiment(data=_data1d(qa, i_arr, s_arr, res), model=model)
     problem = FitProblem(experiment)
     try:
         result = fit(problem, method=method, **options)
@@ -499,11 +512,29 @@ def _bumps_fit(spec, qa, i_arr, s_arr, dqa, pars, free, bounds, to_sas, method, 
 
 def sas_model_curve(q: npt.ArrayLike, *, model: str = "sphere", q_unit: str = "nm^-1",
                     params: Mapping[str, float | str] | None = None,
-                    dq: npt.ArrayLike | None = None) -> np.ndarray:
+                    dq: npt.ArrayLike | None = None,
+                    slit_length: npt.ArrayLike | None = None) -> np.ndarray:
     """I(q) of a :data:`SAS_MODELS` model (sasmodels), parameters in the units of ``q_unit``.
 
     Unset parameters take the values :func:`fit_sas` holds them at (sasmodels' defaults,
     with ``background`` 0 unless given).
+
+    Parameters
+    ----------
+    q : array_like
+        Where to compute it.
+    model : str
+        One of :data:`SAS_MODELS`.
+    q_unit : {"nm^-1", "A^-1"}
+        Unit of ``q``; lengths in ``params`` are in nm or Å to match.
+    params : dict, optional
+        Parameter values (a fit's :attr:`SasFit.params` fits here as it is).
+    dq, slit_length : array_like or float, optional
+        Pinhole resolution (1-sigma) or slit length, in the q unit, as in :func:`fit_sas`.
+
+    Returns
+    -------
+    ndarray
 
     Examples
     --------
@@ -526,6 +557,10 @@ def sas_model_curve(q: npt.ArrayLike, *, model: str = "sphere", q_unit: str = "n
     for k, v in params.items():
         pars[k] = v if isinstance(v, str) else float(v) * to_sasmodels_factor(table[k], q_factor)
     qa = np.asarray(q, dtype=np.float64) * q_factor
-    dqa = None if dq is None else np.broadcast_to(np.asarray(dq, dtype=np.float64),
-                                                  qa.shape) * q_factor
-    return _theory(spec.name, qa, pars, dqa)
+    _check_resolution(dq, slit_length)
+    res = None
+    for kind, value in (("pinhole", dq), ("slit", slit_length)):
+        if value is not None:
+            res = (kind, np.broadcast_to(np.asarray(value, dtype=np.float64), qa.shape)
+                   * q_factor)
+    return _theory(spec.name, qa, pars, res)

@@ -35,19 +35,26 @@ def kernel(model: str):
     return load_model(model)
 
 
-def data1d(qa, intensity=None, sigma=None, dqa=None):
+def data1d(qa, intensity=None, sigma=None, res=None):
+    """sasmodels' Data1D for ``qa`` (Å^-1); ``res``: None, ``("pinhole", dq)`` (1-sigma,
+    Å^-1) or ``("slit", length)`` (slit-smeared data, e.g. USAXS/USANS; Å^-1)."""
     from sasmodels.data import Data1D
 
     y = np.ones_like(qa) if intensity is None else intensity
     dy = np.ones_like(qa) if sigma is None else sigma
-    return Data1D(x=qa, y=y, dy=dy, dx=dqa)
+    pinhole = res[1] if res is not None and res[0] == "pinhole" else None
+    data = Data1D(x=qa, y=y, dy=dy, dx=pinhole)
+    if res is not None and res[0] == "slit":
+        data.dxl = np.asarray(res[1], dtype=np.float64)
+        data.dxw = np.zeros_like(qa)
+    return data
 
 
-def theory(model: str, qa: np.ndarray, pars: Mapping[str, Any], dqa=None) -> np.ndarray:
-    """I(q) of a sasmodels model at ``qa`` (Å^-1), smeared with ``dqa`` when given."""
+def theory(model: str, qa: np.ndarray, pars: Mapping[str, Any], res=None) -> np.ndarray:
+    """I(q) of a sasmodels model at ``qa`` (Å^-1), smeared by ``res`` (:func:`data1d`)."""
     from sasmodels.direct_model import DirectModel
 
-    calc = DirectModel(data1d(qa, dqa=dqa), kernel(model))
+    calc = DirectModel(data1d(qa, res=res), kernel(model))
     return np.asarray(calc(**dispersity(pars)), dtype=np.float64)
 
 
@@ -65,7 +72,7 @@ def dispersity(pars: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def scan_starts(spec: SasModelSpec, qa, intensity, sigma, dqa, pars: dict[str, Any],
+def scan_starts(spec: SasModelSpec, qa, intensity, sigma, res, pars: dict[str, Any],
                 scan: Sequence[str], linear: Sequence[str], fit_background: bool, *,
                 n_best: int = 3) -> list[dict[str, float]]:
     """Starting points, best first: grid points of ``scan`` with the ``linear`` amplitudes
@@ -78,7 +85,7 @@ def scan_starts(spec: SasModelSpec, qa, intensity, sigma, dqa, pars: dict[str, A
     is scanned part by part (:attr:`SasModelSpec.stages`): the first part alone (the later
     parts' amplitudes 0), then the next with the earlier parts at their best point.
     """
-    calc = _Columns(spec.name, qa, dqa)
+    calc = _Columns(spec.name, qa, res)
     grids = spec.grid(float(qa.min()), float(qa.max()))
     stages = spec.stages or ((tuple(spec.scan), tuple(spec.linear)),)
     current = dict(pars)
@@ -172,10 +179,10 @@ class _Columns:
     the peak costs peak evaluations only.
     """
 
-    def __init__(self, model: str, qa: np.ndarray, dqa: np.ndarray | None):
+    def __init__(self, model: str, qa: np.ndarray, res: tuple[str, np.ndarray] | None):
         from sasmodels.direct_model import DirectModel
 
-        data = data1d(qa, dqa=dqa)
+        data = data1d(qa, res=res)
         self.parts = model.split("+") if "+" in model else []
         self.prefixes = [f"{chr(ord('A') + i)}_" for i in range(len(self.parts))]
         self.direct = [DirectModel(data, kernel(p)) for p in self.parts] or [

@@ -2,7 +2,8 @@
 
 The field: measured SANS of two monodisperse polymer blends that sasdata ships in its
 example_data, whose radii of gyration its documentation states (testdata_help.rst:
-ISIS_Polymer_Blend_RT2 "Rg~58 Ang", ISIS_Polymer_Blend_TK49 "Rg~74 Ang"), and SasView's own
+ISIS_Polymer_Blend_RT2 "Rg~58 Ang", ISIS_Polymer_Blend_TK49 "Rg~74 Ang"), measured USANS of
+latex spheres "0.5micron diameter" (latex_smeared.xml, slit-smeared), and SasView's own
 simulated 100 nm spheres with 15 % pinhole resolution (100nmPinholeSphere.txt, radius 500 A).
 """
 
@@ -158,6 +159,26 @@ def test_measured_polymer_blends_match_their_documented_rg():
                       dq=data.dx)
         assert fit.params["rg"] == pytest.approx(documented, rel=0.05), (name, fit.summary())
         assert fit.chi2 < 1.5, fit.summary()
+
+
+def test_measured_latex_spheres_with_slit_smearing():
+    """Measured USANS of latex spheres, "0.5micron diameter" (the file's title): slit-smeared
+    data give the size only with the slit length in the model."""
+    pytest.importorskip("sasdata")
+    from sasdata.dataloader.loader import Loader
+
+    _, usans = Loader().load(str(_example_data() / "latex_smeared.xml"))
+    assert "0.5micron diameter" in usans.title
+    contrast = {"sld": 1.0, "sld_solvent": 6.3}
+    fit = fit_sas(usans.x, usans.y, usans.dy, model="sphere", q_unit="A^-1", params=contrast,
+                  slit_length=usans.dxl)
+    assert 2 * fit.params["radius"] == pytest.approx(5000.0, rel=0.1), fit.summary()
+    assert fit.chi2 < 1.5, fit.summary()
+    unsmeared = fit_sas(usans.x, usans.y, usans.dy, model="sphere", q_unit="A^-1",
+                        params=contrast)
+    assert unsmeared.chi2 > 10 * fit.chi2
+    with pytest.raises(ValueError, match="not both"):
+        fit_sas(usans.x, usans.y, usans.dy, dq=usans.dxl, slit_length=usans.dxl)
 
 
 def test_sasview_pinhole_spheres_with_resolution():
