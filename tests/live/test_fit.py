@@ -93,6 +93,10 @@ def test_follow_fits_every_n_frames_while_written(series):
     def writer():
         for k in range(len(RADII)):
             _write(cat, ds_id, log, [k])
+            if k == 1:  # the follower's first fit is in before the rest comes
+                deadline = time.monotonic() + 60
+                while not cat.live_points(ds_id, kinds="fit") and time.monotonic() < deadline:
+                    time.sleep(0.02)
             time.sleep(0.03)
         cat.set_live_status(ds_id, state="finished")
 
