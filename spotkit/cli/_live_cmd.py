@@ -62,7 +62,8 @@ def add_live_parser(sub, common) -> None:
                    help="exit after S seconds without a new frame (default: wait for the "
                    "writer to end the series)")
     p.add_argument("--every", type=_seconds(zero_ok=False, example="--every 5"), default=5.0,
-                   metavar="S", help="seconds between progress lines (default: %(default)s)")
+                   metavar="S", help="seconds between progress lines (default: %(default)s; "
+                   "none with -q)")
     p.add_argument("--no-ingest", dest="ingest", action="store_false",
                    help="do not ingest the finished series at the end")
     p.set_defaults(func=cmd_live)
@@ -188,7 +189,7 @@ def _follow(live, args, stop: threading.Event) -> None:
             return
         if args.once and status.done >= target and (not got or status.behind == 0):
             return
-        if time.monotonic() - last_line >= args.every:
+        if not getattr(args, "quiet", False) and time.monotonic() - last_line >= args.every:
             _out(f"{live.dataset_id}: {status.summary()}")
             last_line = time.monotonic()
         if not got:
