@@ -13,9 +13,11 @@ Three collaborators behind :class:`LiveTimeline`, as for
 
 from __future__ import annotations
 
+import collections
 import html
 import logging
 import math
+import statistics
 import threading
 import time
 from typing import Any
@@ -31,8 +33,13 @@ _LAB_EXTRA = 'pip install "spotkit[lab]"'
 _RED, _GREEN = "#cf222e", "#1a7f37"
 #: values of a fit point that are not parameters (chi2 is shown last)
 _NOT_SHOWN = frozenset({"chi2", "n_points", "frames", "fit_s", "elapsed_s"})
-#: redraw after at least this many times the last drawing's duration
-_BUSY = 5.0
+#: between two redraws, at least this many times a redraw's duration (drawing takes at most
+#: half a core) but never more than _MAX_GAP seconds: the newest frame is drawn within a
+#: second or so even on a busy machine
+_BUSY = 2.0
+_MAX_GAP = 1.0
+#: seconds between two drawings of the latest I(q) when only the frame changed
+_PROFILE_GAP = 2.0
 
 
 def _ipywidgets():
@@ -176,8 +183,11 @@ class LiveTimeline:
         self._feature = feature
         self._closed = False
         self._profile_key: Any = ()
+        self._profile_at = -math.inf
+        self._profile_stale = False
         self.renders = 0
         self.render_seconds = 0.0  # how long the last drawing took
+        self._recent: collections.deque[float] = collections.deque(maxlen=6)
         self._drawn_at = -math.inf
         self._pending = False
         self._build()
@@ -285,24 +295,37 @@ class LiveTimeline:
                 self.feature_dropdown.value, (model, param) if model and param else None)
             latest = m.latest_fit(model)
             self.fit.value = fit_html(latest)
-            profile = m.latest_profile
-            key = (id(profile), None if latest is None else latest[:2])
-            if key != self._profile_key:  # a new I(q) or a new fit: draw them
-                curve = m.fit_curve(profile, latest) if profile is not None and latest \
-                    else None
-                label = f"{latest[0]} fit (frame {latest[1]})" if latest else "fit"
-                self.profile.value = self._plots.profile_png(profile, curve, label=label,
-                                                             key=key)
-                self._profile_key = key
+            stale = self._render_profile(latest)
             self.decisions.value = decisions_html(m.decisions)
             error = m.error
             self.error.value = ("" if error is None else
                                 f'<span style="color:{_RED}">{html.escape(error)}</span>')
             self.renders += 1
             self._pending = False
+            self._profile_stale = stale
             self._drawn_at = time.monotonic()
             self.render_seconds = time.perf_counter() - t0
+            self._recent.append(self.render_seconds)
             logger.debug("live timeline rendered in %.3f s", self.render_seconds)
+
+    def _render_profile(self, latest: tuple[str, int, dict] | None, *,
+                        force: bool = False) -> bool:
+        """Draw the latest I(q) with the newest fit's curve. A new fit is drawn at once, a
+        newer I(q) alone at most every _PROFILE_GAP s (the timeline, where the newest
+        frame's point goes, comes first); returns True when one is left for later."""
+        m = self.model
+        profile = m.latest_profile
+        key = (id(profile), None if latest is None else latest[:2])
+        if key == self._profile_key:
+            return False
+        new_fit = not self._profile_key or key[1] != self._profile_key[1]
+        if not (new_fit or force) and time.monotonic() - self._profile_at < _PROFILE_GAP:
+            return True
+        curve = m.fit_curve(profile, latest) if profile is not None and latest else None
+        label = f"{latest[0]} fit (frame {latest[1]})" if latest else "fit"
+        self.profile.value = self._plots.profile_png(profile, curve, label=label, key=key)
+        self._profile_key, self._profile_at = key, time.monotonic()
+        return False
 
     def _status_html(self) -> str:
         m = self.model
@@ -310,14 +333,25 @@ class LiveTimeline:
         colour = _RED if behind is not None and behind > 0 else _GREEN
         return f'<span style="color:{colour}">{html.escape(m.status_text())}</span>'
 
+    def _typical_render(self) -> float:
+        recent = list(self._recent)[1:] if len(self._recent) > 1 else list(self._recent)
+        return statistics.median(recent) if recent else 0.0
+
     def _on_update(self, update: LiveUpdate) -> None:
         try:
             self._pending = self._pending or update.changed or self.renders == 0
-            # drawing takes at most a fifth of a core: a long series on a busy machine is
-            # redrawn less often, never piling up behind the poller
-            rest = _BUSY * self.render_seconds - (time.monotonic() - self._drawn_at)
+            # a long series on a busy machine is redrawn less often, never piling up behind
+            # the poller (the estimate: the median of the last redraws, not the first one,
+            # which pays matplotlib's start)
+            gap = min(_BUSY * self._typical_render(), _MAX_GAP)
+            rest = gap - (time.monotonic() - self._drawn_at)
             if self._pending and rest <= 0:
                 self.render()
+            elif self._profile_stale and not self._pending:  # only the I(q) is behind
+                with self._render_lock:
+                    if not self._closed:
+                        self._profile_stale = self._render_profile(
+                            self.model.latest_fit(self.model_dropdown.value))
             else:  # nothing new: only the status line (its age) moves
                 text = self._status_html()
                 if self.status.value != text:
@@ -334,9 +368,13 @@ class LiveTimeline:
     # -- control --------------------------------------------------------------------------
 
     def refresh(self) -> LiveUpdate:
-        """Read what is new and redraw, in the calling thread."""
+        """Read what is new and redraw all of it, in the calling thread."""
         update = self.model.fetch()
         self.render()
+        with self._render_lock:
+            if self._profile_stale and not self._closed:
+                self._profile_stale = self._render_profile(
+                    self.model.latest_fit(self.model_dropdown.value), force=True)
         return update
 
     def start(self) -> None:

@@ -61,6 +61,10 @@ class LivePlots:
         self.profile_fig = _figure(4.6, 3.4, dpi)
         self.profile_ax = self.profile_fig.add_subplot()
         self._choice: Any = None
+        self._profile_ready: Any = False  # the x label the I(q) axes are set up for
+        self._band: Any = None
+        self._points: Any = None
+        self._curve: Any = None
         self._profile_key: Any = None
         self._profile_png = b""
 
@@ -150,46 +154,75 @@ class LivePlots:
                     *, label: str = "fit", key: Any = None) -> bytes:
         """I(q) (an xarray Dataset with ``intensity``, optional ``sigma``) on log-log axes
         with the fit ``curve = (q, I)``. ``key``: what the picture shows (the same key
-        again returns the last picture without drawing)."""
+        again returns the last picture without drawing). The axes are set up once and
+        their lines updated in place (a redraw does not lay the figure out again)."""
         if key is not None and key == self._profile_key:
             return self._profile_png
-        ax = self.profile_ax
-        ax.clear()
-        self.profile_fig.set_layout_engine("constrained")
         if profile is None:
+            self._profile_ready = False
+            ax = self.profile_ax
+            ax.clear()
             ax.text(0.5, 0.5, "no I(q) yet", transform=ax.transAxes, ha="center",
                     va="center", fontsize=9, color="0.4")
             ax.set_xticks([])
             ax.set_yticks([])
+            self.profile_fig.set_layout_engine("constrained")
         else:
-            self._draw_profile(ax, profile, curve, label)
+            self._draw_profile(profile, curve, label)
         self._profile_key, self._profile_png = key, _png(self.profile_fig)
         return self._profile_png
 
-    @staticmethod
-    def _draw_profile(ax: Any, profile: Any, curve: tuple[np.ndarray, np.ndarray] | None,
-                      label: str) -> None:
+    def _setup_profile(self, xlabel: str) -> None:
         from matplotlib.ticker import NullFormatter
 
+        ax = self.profile_ax
+        ax.clear()
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded minor labels
+        self._band = None
+        (self._points,) = ax.plot([], [], ".", ms=2, color="0.3", label="frame")
+        (self._curve,) = ax.plot([], [], color="tab:green", lw=1.5, label="fit")
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("I(q)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_title("latest I(q)", fontsize=9)
+        self.profile_fig.set_layout_engine("constrained")  # once: then frozen by _png
+        self._profile_ready = xlabel
+
+    def _draw_profile(self, profile: Any, curve: tuple[np.ndarray, np.ndarray] | None,
+                      label: str) -> None:
         rdim = profile["intensity"].dims[0]
+        units = profile[rdim].attrs.get("units", "")
+        xlabel = f"{rdim} ({units})" if units else rdim
+        if self._profile_ready != xlabel:
+            self._setup_profile(xlabel)
+        ax = self.profile_ax
         q = np.asarray(profile[rdim].values, dtype=np.float64)
         iq = np.asarray(profile["intensity"].values, dtype=np.float64)
         sig = (np.asarray(profile["sigma"].values, dtype=np.float64)
                if "sigma" in profile else np.zeros_like(iq))
+        sig = np.where(np.isfinite(sig), sig, 0.0)
         ok = np.isfinite(iq) & (iq > 0) & (q > 0)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded minor labels
-        ax.errorbar(q[ok], iq[ok], yerr=np.where(np.isfinite(sig[ok]), sig[ok], 0.0),
-                    fmt=".", ms=2, lw=0.6, color="0.3", ecolor="0.7",
-                    label=f"frame {profile.attrs.get('frame', '?')}")
+        self._points.set_data(q[ok], iq[ok])
+        self._points.set_label(f"frame {profile.attrs.get('frame', '?')}")
+        if self._band is not None:
+            self._band.remove()
+        low = np.maximum(iq - sig, iq * 1e-3)  # one sigma, kept above zero on a log axis
+        self._band = ax.fill_between(q[ok], low[ok], (iq + sig)[ok], color="0.7", alpha=0.5,
+                                     lw=0)
+        shown = [iq[ok]]
         if curve is not None:
             cq, ci = (np.asarray(c, dtype=np.float64) for c in curve)
             good = np.isfinite(ci) & (ci > 0) & (cq > 0)
-            ax.plot(cq[good], ci[good], color="tab:green", lw=1.5, label=label)
-        units = profile[rdim].attrs.get("units", "")
-        ax.set_xlabel(f"{rdim} ({units})" if units else rdim, fontsize=8)
-        ax.set_ylabel("I(q)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, frameon=False, loc="lower left")
-        ax.set_title("latest I(q)", fontsize=9)
+            self._curve.set_data(cq[good], ci[good])
+            shown.append(ci[good])
+        else:
+            self._curve.set_data([], [])
+        self._curve.set_label(label)
+        if ok.any():
+            ax.set_xlim(float(q[ok].min()) / 1.05, float(q[ok].max()) * 1.05)
+            values = np.concatenate(shown)
+            ax.set_ylim(float(values.min()) / 1.5, float(values.max()) * 1.5)
+        handles = [self._points] + ([self._curve] if curve is not None else [])
+        ax.legend(handles=handles, fontsize=7, frameon=False, loc="lower left")
