@@ -79,6 +79,19 @@ def profile_log_path(catalog: Any, dataset_id: Any) -> Path:
     return Path(catalog.home) / "live" / f"{ds_id}.profiles.h5"
 
 
+def _grow(frames: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """``frames`` with ``more`` after it, in a buffer that doubles (appending is O(1)
+    amortised, not a copy of every frame so far); returns the view of the valid part."""
+    n, k = frames.size, more.size
+    base = frames.base
+    if not (isinstance(base, np.ndarray) and base.dtype == np.int64 and base.ndim == 1
+            and base.size >= n + k and frames.ctypes.data == base.ctypes.data):
+        base = np.empty(max(1024, 2 * (n + k)), dtype=np.int64)
+        base[:n] = frames
+    base[n:n + k] = more
+    return base[:n + k]
+
+
 def _frames_argument(frames: Any) -> np.ndarray:
     if isinstance(frames, slice):
         raise TypeError("frames must be frame indices (a list, range or array), not a slice; "
@@ -406,7 +419,7 @@ class ProfileLog:
             ds[n:] = data
         self._frame.resize((n + k,))
         self._frame[n:] = frames  # last: the row is complete once its frame is there
-        self._frames = np.concatenate([self._frames, frames])
+        self._frames = _grow(self._frames, frames)
 
     def flush(self) -> None:
         """Write what was appended to the file (readers and a restart see it)."""
@@ -469,8 +482,8 @@ class ProfileLog:
                 self._frame[self._frames.size - 1]) != self._frames[-1]):
             self._frames = np.asarray(self._frame[:n], dtype=np.int64)  # truncated
         elif n > self._frames.size:
-            self._frames = np.concatenate([self._frames, np.asarray(
-                self._frame[self._frames.size: n], dtype=np.int64)])
+            self._frames = _grow(self._frames, np.asarray(self._frame[self._frames.size: n],
+                                                          dtype=np.int64))
 
     @property
     def frames(self) -> np.ndarray:
@@ -530,7 +543,7 @@ class ProfileLog:
                            else {})
         return xr.Dataset(
             {"intensity": (dims, intensity), "sigma": (dims, sigma)},
-            coords={"frame": ("frame", np.asarray(wanted, dtype=np.int64)), self.dim: axis},
+            coords={"frame": ("frame", np.array(wanted, dtype=np.int64)), self.dim: axis},
             attrs={"dim": self.dim, "source": str(self.path)},
         )
 
