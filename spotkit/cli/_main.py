@@ -47,6 +47,7 @@ from spotkit.cli._flow_cmds import (
     cmd_status,
     cmd_watch,
 )
+from spotkit.cli._frames_cmd import add_frames_parser
 from spotkit.cli._live_cmd import add_live_parser
 from spotkit.cli._monitor_beamtime import _add_beamtime_arguments
 from spotkit.cli._monitor_cmds import add_monitor_parser
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("flow", parents=common,
                        help="retry or forget an item the watcher parked, failed or quarantined; "
-                       "pause or resume a rule")
+                       "pause or resume a rule; release a series' redundant frames")
     fsub = f.add_subparsers(dest="flow_command", required=True, metavar="ACTION")
     for name, text in (("retry", "put a parked, failed or quarantined item back in the queue"),
                        ("forget", "set an item aside for good (the raw file is kept)")):
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "pause":
             a.add_argument("--rules", help="the rules file: refuse a rule not in it")
         a.set_defaults(func=cmd_flow_rule)
+    add_frames_parser(fsub, common)
 
     k = sub.add_parser("kernel", parents=common,
                        help="register this environment's Jupyter kernel, print its name")
