@@ -15,7 +15,6 @@ it last started afresh, so no frame is counted twice and none is skipped.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -28,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from spotkit.catalog import LivePoint
-from spotkit.errors import SpotkitError
+from spotkit.errors import InputFileError, SpotkitError
 
 from . import _checkpoint as checkpoint
 from ._judge import _Judge, event_values, feature_values
 from ._marks import _Marker
+from ._parts import fingerprint, load_integrator, load_mask, make_reducer, open_source
 from ._register import ingest_final, register
 from ._status import FINAL_STATES, LiveStatus, _Meter
 
@@ -46,28 +46,6 @@ WAIT_AFTER_S = 2.0
 #: of frames
 BATCH_SECONDS = 0.5
 BATCH_BYTES = 256 * 2**20
-
-
-def _fingerprint(data: np.ndarray) -> str:
-    """A frame's content hash: a series written again under the same name is another."""
-    a = np.ascontiguousarray(data)
-    digest = hashlib.blake2b(a.tobytes(), digest_size=16)
-    digest.update(f"{a.shape}{a.dtype}".encode())
-    return digest.hexdigest()
-
-
-def open_source(path: str | os.PathLike, *, start: int = 0) -> Any:
-    """A frame source following ``path`` from frame ``start``."""
-    from spotkit.io import follow_frames
-
-    return follow_frames(path, start=start)
-
-
-def make_reducer(integrator: Any, *, npt: int, mask: np.ndarray | None) -> Any:
-    """The frame reducer (I(q) and sigma per frame) for ``integrator``."""
-    from spotkit.scattering import FrameReducer
-
-    return FrameReducer(integrator, npt=npt, mask=mask)
 
 
 class LiveSession:
@@ -172,7 +150,14 @@ class LiveSession:
             self._judge.bad_bins = [int(b) for b in status["masked_bins"]]
         self._marker = _Marker(**self._marker_opts, first=self.first,
                                lag=self._judge.reach + int(self._marker_opts.get("before", 3)))
-        self._source = self._given_source or open_source(self.path, start=self.cursor + 1)
+        if self.dataset_id is not None and not self.ingested_as:
+            self._claim(status)
+        try:
+            self._source = self._given_source or open_source(self.path, start=self.cursor + 1)
+        except BaseException:
+            if self._log is not None:
+                self._log.close()
+            raise
         self._last_frame_at = time.monotonic()
         if self.cursor >= 0:
             logger.info("%s: resuming series %s after frame %d", self.path, self.dataset_id,
@@ -193,6 +178,23 @@ class LiveSession:
             return str(entry["dataset_id"])
         return None
 
+    def _claim(self, status: dict) -> None:
+        """Open the series' ProfileLog now: it has one writer, so a second session on a
+        series another one is following fails here, naming that process."""
+        from spotkit.live._store import ProfileLog, profile_log_path
+
+        assert self.dataset_id is not None
+        path = profile_log_path(self.catalog, self.dataset_id)
+        if not path.exists():
+            return
+        try:
+            self._log = ProfileLog(path, dim=str(status.get("dim", "q")), autoflush=False)
+        except InputFileError as exc:
+            raise SpotkitError(
+                f"{self.path}: series {self.dataset_id} is being followed by another live "
+                f"session ({exc.problem}); stop that one first (`spotkit live --status` lists "
+                "the series followed)") from None
+
     def _probe(self, frame: int) -> str | None:
         """The fingerprint of frame ``frame`` of the file at the path now (None: none)."""
         try:
@@ -203,13 +205,13 @@ class LiveSession:
             got = source.poll(1)
         finally:
             source.close()
-        return _fingerprint(got[0].data) if got and got[0].index == frame else None
+        return fingerprint(got[0].data) if got and got[0].index == frame else None
 
     def _register(self, first: np.ndarray) -> str:
         ds_id = register(self.catalog, self.path, getattr(self._source, "info", None))
         self.catalog.set_live_status(ds_id, path=str(self.path), state="starting",
                                      first_frame=self.first, npt=self.npt,
-                                     fingerprint=_fingerprint(first),
+                                     fingerprint=fingerprint(first),
                                      fingerprint_frame=self.first)
         return ds_id
 
@@ -218,16 +220,23 @@ class LiveSession:
         from spotkit.live._store import ProfileLog, profile_log_path
 
         info = getattr(self._source, "info", None)
-        integrator = self._integrator(info, first.shape)
-        mask = self._load_mask(info, first.shape)
+        integrator = load_integrator(self._geometry, info, first.shape, self.path)
+        mask = load_mask(self._mask, info, first.shape, self.path)
         self._reducer = make_reducer(integrator, npt=self.npt, mask=mask)
         if self.dataset_id is None:
             self.dataset_id = self._register(first)
         radial = self._radial = np.asarray(self._reducer.radial, dtype=np.float64)
         dim = str(getattr(self._reducer, "dim", "q"))
         log_path = profile_log_path(self.catalog, self.dataset_id)
-        self._log = ProfileLog(log_path, radial, dim=dim, autoflush=False,
-                               unit=getattr(self._reducer, "units", None))
+        if self._log is None:
+            self._log = ProfileLog(log_path, radial, dim=dim, autoflush=False,
+                                   unit=getattr(self._reducer, "units", None))
+        elif self._log.radial.shape != radial.shape or not np.allclose(self._log.radial, radial):
+            raise ValueError(
+                f"{self.path}: series {self.dataset_id} was reduced to {self._log.radial.size} "
+                f"bins of {self._log.dim} ({self._log.radial[0]:g}..{self._log.radial[-1]:g}); "
+                f"now {radial.size} ({radial[0]:g}..{radial[-1]:g}): follow it with the npt, "
+                "geometry and mask it was started with")
         self._ck_path = checkpoint.checkpoint_path(log_path)
         removed = self._log.truncate(after_frame=self.cursor)
         if removed:
@@ -240,36 +249,6 @@ class LiveSession:
             self._triggers = self._make_triggers()
             self._refeed()
         self._meter.restart()  # the rate counts frames, not the set-up
-
-    def _integrator(self, info: Any, shape: tuple[int, ...]) -> Any:
-        from spotkit.io import load_geometry
-
-        geometry = self._geometry
-        if geometry is not None and hasattr(geometry, "integrate1d"):
-            return geometry
-        if geometry is None:
-            geometry = getattr(info, "poni_path", None)
-        if geometry is None:
-            raise SpotkitError(f"{self.path}: no detector geometry: the series names no PONI "
-                               "file; give one (geometry= in Python, --poni on the command "
-                               "line)")
-        return load_geometry(geometry, shape=shape)
-
-    def _load_mask(self, info: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-        from spotkit.io import load_mask
-
-        mask = self._mask
-        if mask is None:
-            mask = getattr(info, "mask_path", None)
-            if mask is None:
-                return None
-        if isinstance(mask, str | os.PathLike):
-            return load_mask(mask, shape=shape)
-        m = np.asarray(mask, dtype=bool)
-        if m.shape != tuple(shape):
-            raise ValueError(f"mask of shape {m.shape} does not fit the frames of {self.path} "
-                             f"({tuple(shape)})")
-        return m
 
     def _make_triggers(self) -> Any:
         from spotkit.flows import LiveTriggers

@@ -257,9 +257,16 @@ def test_clear_errors(tmp_path):
         live.close()
         live = LiveSession(writer.path, catalog=cat)  # stopped before the series ends
         assert live.step()
+        with pytest.raises(SpotkitError, match="being followed by another live session"):
+            LiveSession(writer.path, catalog=cat)
         live.close()
         assert cat.live_status(live.dataset_id)["state"] == "stopped"
         assert cat.live_series() == []
+        writer.write(1)
+        live = LiveSession(writer.path, catalog=cat, npt=100)
+        with pytest.raises(ValueError, match="reduced to 300 bins of q"):
+            live.step()
+        live.close()
 
 
 def test_on_postgresql(postgres_server, tmp_path):
