@@ -1,15 +1,9 @@
-"""``spotkit live PATH`` and ``spotkit live --status``; a SIGKILLed ``spotkit live`` resumes."""
+"""``spotkit live PATH`` and ``spotkit live --status`` (a SIGKILLed ``spotkit live`` resuming is
+tests/live/test_three_day.py's; the exactness of a resume, tests/live/test_session.py's)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
-import pytest
 
 from spotkit.catalog import open_catalog
 from spotkit.cli._main import main
@@ -65,41 +59,3 @@ def test_live_errors(tmp_path, capsys):
     assert "the options are [" in capsys.readouterr().err
     assert main(["live", str(tmp_path), "--detector", "holdoff"]) == 1
     assert "write NAME=VALUE" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_sigkilled_live_resumes_without_counting_twice(tmp_path, capsys):
-    writer = _writer(tmp_path / "run.h5", 60)
-    writer.write(30)
-    db = tmp_path / "catalog.db"
-    cmd = [sys.executable, "-m", "spotkit.cli", "live", str(writer.path), "--catalog", str(db)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        done = -1
-        while time.monotonic() < deadline and done < 29 and proc.poll() is None:
-            time.sleep(0.1)
-            if db.exists():
-                with open_catalog(db) as cat:
-                    series = cat.live_series(active=None)
-                    done = series[0]["last_frame"] if series else -1
-        assert done == 29, proc.stdout.read().decode() if proc.poll() is not None else done
-        writer.write(5)  # it follows on...
-        time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGKILL)  # ...and is killed, wherever it is
-        proc.wait()
-    writer.write(30)  # the rest, while nobody follows; then the series ends
-    assert main(["live", str(writer.path), "--catalog", str(db), "--once"]) == 0  # resumes
-    out = capsys.readouterr().out
-    assert "resuming" in out
-    assert "60 of 60 frames done" in out
-    with open_catalog(db) as cat:
-        (series,) = cat.live_series(active=None)
-        ds = series["dataset_id"]
-        frames = [p.frame for p in cat.live_points(ds, kinds="features")]
-        assert frames == list(range(60))
-        assert [p.values["onset"] for p in cat.live_points(ds, kinds="event")] == [10]
-        assert [m["frame"] for m in cat.frame_marks(ds)] == list(range(60))
-        assert series["state"] == "finished"
