@@ -147,8 +147,9 @@ def latency(args) -> str:
         "### Latency: frame written -> drawn on the LiveTimeline\n",
         f"The twin writes {n} frames of {shape[0]} x {shape[1]} at {1 / interval:g} Hz "
         "(its own process, HDF5 SWMR); `spotkit live` follows it (a subprocess); this process "
-        "shows it in a `LiveTimeline` (default refresh 0.5 s; redraws at most half a core, at "
-        "least once a second while news come; the I(q) figure at most every 2 s) and, as "
+        "shows it in a `LiveTimeline` (default refresh 0.5 s; a redraw starts at least twice "
+        "its duration after the last one started, at most 1 s after; the I(q) figure at most "
+        "every 2 s unless a fit came) and, as "
         "the reference in the same run, a bare `subscribe` watcher (0.2 s polls). Frame 0 "
         "(the session's set-up) is left out. Load average "
         f"{load0} at the start, {_load()} at the end (2 cores; the benchmark ran under "

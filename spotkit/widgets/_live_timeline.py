@@ -33,9 +33,10 @@ _LAB_EXTRA = 'pip install "spotkit[lab]"'
 _RED, _GREEN = "#cf222e", "#1a7f37"
 #: values of a fit point that are not parameters (chi2 is shown last)
 _NOT_SHOWN = frozenset({"chi2", "n_points", "frames", "fit_s", "elapsed_s"})
-#: between two redraws, at least this many times a redraw's duration (drawing takes at most
-#: half a core) but never more than _MAX_GAP seconds: the newest frame is drawn within a
-#: second or so even on a busy machine
+#: from the start of one redraw to the next, at least this many times a redraw's duration
+#: (drawing takes at most half a core) but not more than _MAX_GAP seconds: the newest frame
+#: is drawn within a second or so while a redraw takes less (on a busy machine, more often
+#: than half a core then)
 _BUSY = 2.0
 _MAX_GAP = 1.0
 #: seconds between two drawings of the latest I(q) when only the frame changed
@@ -286,7 +287,7 @@ class LiveTimeline:
         with self._render_lock:
             if self._closed:
                 return
-            t0 = time.perf_counter()
+            t0, started = time.perf_counter(), time.monotonic()
             m = self.model
             self._sync_options()
             self.status.value = self._status_html()
@@ -303,7 +304,7 @@ class LiveTimeline:
             self.renders += 1
             self._pending = False
             self._profile_stale = stale
-            self._drawn_at = time.monotonic()
+            self._drawn_at = started
             self.render_seconds = time.perf_counter() - t0
             self._recent.append(self.render_seconds)
             logger.debug("live timeline rendered in %.3f s", self.render_seconds)
@@ -337,14 +338,16 @@ class LiveTimeline:
         recent = list(self._recent)[1:] if len(self._recent) > 1 else list(self._recent)
         return statistics.median(recent) if recent else 0.0
 
-    def _on_update(self, update: LiveUpdate) -> None:
+    def _on_update(self, update: LiveUpdate) -> float | None:
+        """After each poll (the poller's thread): redraw what changed; returns how soon to
+        poll again when a redraw waits for its turn."""
         try:
             self._pending = self._pending or update.changed or self.renders == 0
             # a long series on a busy machine is redrawn less often, never piling up behind
             # the poller (the estimate: the median of the last redraws, not the first one,
             # which pays matplotlib's start)
             gap = min(_BUSY * self._typical_render(), _MAX_GAP)
-            rest = gap - (time.monotonic() - self._drawn_at)
+            rest = gap - (time.monotonic() - self._drawn_at)  # since the last one started
             if self._pending and rest <= 0:
                 self.render()
             elif self._profile_stale and not self._pending:  # only the I(q) is behind
@@ -356,9 +359,12 @@ class LiveTimeline:
                 text = self._status_html()
                 if self.status.value != text:
                     self.status.value = text
+            if self._pending and rest > 0:
+                return rest  # its turn comes before the next poll: be asked then
         except Exception as exc:  # the thread goes on; the view says why
             logger.warning("live timeline: drawing failed: %s", exc)
             self._show_error(f"drawing failed: {type(exc).__name__}: {exc}")
+        return None
 
     def _show_error(self, message: str) -> None:
         if not self._closed:

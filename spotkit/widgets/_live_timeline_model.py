@@ -494,8 +494,9 @@ class LiveTimelineModel:
     def start(self, on_update: Callable[[LiveUpdate], Any] | None = None, *,
               interval: float = 0.5, on_error: Callable[[str], Any] | None = None) -> None:
         """Poll in a daemon thread every ``interval`` seconds; ``on_update(update)``
-        (:class:`LiveUpdate`) is called there after each fetch, ``on_error(message)`` after
-        a fetch that failed (tried again after a growing pause). Never blocks the caller."""
+        (:class:`LiveUpdate`) is called there after each fetch (it may return the seconds
+        after which to poll again, if sooner), ``on_error(message)`` after a fetch that
+        failed (tried again after a growing pause). Never blocks the caller."""
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
         if self._poller is not None and self._poller.running:

@@ -154,8 +154,7 @@ class Poller:
             try:
                 update = self.model.fetch()
                 self.error, failures = None, 0
-                if self.on_update is not None:
-                    self.on_update(update)
+                hint = self.on_update(update) if self.on_update is not None else None
             except Exception as exc:  # shown by the view; tried again after a pause
                 failures += 1
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -165,5 +164,8 @@ class Poller:
                         self.on_error(self.error)
                     except Exception:  # the view is gone: polling goes on regardless
                         logger.exception("live timeline: showing an error failed")
+                hint = None
             pause = self.interval * min(2 ** failures, 60)
+            if isinstance(hint, int | float) and 0 <= hint < pause:
+                pause = float(hint)  # the view wants to be asked again sooner
             self._stop.wait(pause)
