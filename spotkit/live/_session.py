@@ -91,14 +91,14 @@ class LiveSession:
     >>> from spotkit.catalog import open_catalog
     >>> from spotkit.sim import simulate_saxs_series
     >>> work = pathlib.Path(tempfile.mkdtemp())
-    >>> truth = simulate_saxs_series(work / "film.h5", n_frames=40, onset_frame=20, seed=3)
+    >>> truth = simulate_saxs_series(work / "film.h5", n_frames=24, onset_frame=14, seed=3)
     >>> cat = open_catalog(work / "catalog.db")
     >>> with LiveSession(truth.path, catalog=cat) as live:
     ...     status = live.run(idle_timeout=5)
     >>> status.done, status.state, status.events
-    (40, 'finished', 1)
+    (24, 'finished', 1)
     >>> [p.values["onset"] for p in cat.live_points(live.dataset_id, kinds="event")]
-    [20]
+    [14]
     """
 
     def __init__(self, source: Any, *, catalog: Any = None, geometry: Any = None,
