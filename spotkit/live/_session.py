@@ -310,6 +310,8 @@ class LiveSession:
         self._frame_bytes = data.nbytes
         if self._reducer is None:
             self._setup(data)
+        if self._state == "starting":
+            self._state = "following"
         intensity, sigma = self._reducer.reduce(data)
         self._rows.append((frame.index, intensity, sigma))
         result, event, offset = self._judge.judge(frame.index, intensity, sigma)
