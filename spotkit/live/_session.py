@@ -532,18 +532,17 @@ class LiveSession:
             triggers.close()
         if self._log is not None:  # the checkpoint is not needed any more
             checkpoint.checkpoint_path(self._log.path).unlink(missing_ok=True)
-        fields = self._status_fields()
+        self.catalog.set_live_status(self.dataset_id, **self._status_fields())  # watchers
         if self._ingest and self.ingested_as is None:
             if self._given_source is None:
                 self._source.close()  # the file is read again, with the catalog's reader
-            try:
+            try:  # reads and hashes the whole series: after the status said finished
                 self.ingested_as = ingest_final(self.catalog, self.dataset_id, self.path)
-                fields["ingested_as"] = self.ingested_as
+                self.catalog.set_live_status(self.dataset_id, ingested_as=self.ingested_as)
             except (SpotkitError, OSError) as exc:
                 logger.warning("%s: the finished series could not be ingested: %s",
                                self.path, exc)
-                fields["ingest_error"] = str(exc)
-        self.catalog.set_live_status(self.dataset_id, **fields)
+                self.catalog.set_live_status(self.dataset_id, ingest_error=str(exc))
         logger.info("%s: finished: %s", self.path, self.status.summary())
 
     # -- closing -------------------------------------------------------------------------
