@@ -115,7 +115,9 @@ class LiveTimelineModel:
         self.dataset_id = dataset_id
         self.max_decisions = int(max_decisions)
         self._profile_log = profile_log
+        self._own_log = False
         self._lock = threading.RLock()
+        self._fetching = threading.Lock()
         self._seen: dict[tuple[int, str], dict] = {}  # the values of each (frame, kind)
         # features, frame by frame (in frame order; a late frame is inserted)
         self._frames: list[int] = []
@@ -150,6 +152,10 @@ class LiveTimelineModel:
         -------
         LiveUpdate
         """
+        with self._fetching:  # one fetch at a time (the poller's and a caller's)
+            return self._fetch()
+
+    def _fetch(self) -> LiveUpdate:
         t0 = time.perf_counter()
         with self._lock:
             version = self.version
@@ -416,6 +422,7 @@ class LiveTimelineModel:
         if not Path(path).exists():
             return None
         self._profile_log = ProfileLog.open(path)
+        self._own_log = True  # opened here: closed by close()
         return self._profile_log
 
     def profile(self, frame: int | None = None) -> Any:
@@ -514,14 +521,14 @@ class LiveTimelineModel:
     def close(self) -> None:
         """Stop polling and let go of the subscription and the ProfileLog reader."""
         self.stop()
-        with self._lock:
+        with self._fetching, self._lock:
             subscription, self._subscription = self._subscription, None
             log = self._profile_log
         if subscription is not None:
             subscription.close()
-        if log is not None and hasattr(log, "close"):
+        if log is not None and self._own_log:
             log.close()
-            self._profile_log = None
+            self._profile_log, self._own_log = None, False
 
     @property
     def running(self) -> bool:
