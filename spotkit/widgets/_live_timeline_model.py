@@ -45,6 +45,28 @@ _NOT_PARAMETERS = frozenset({"chi2", "n_points", "q_unit", "frames", "fit_s", "e
                              "method"})
 
 
+def _held(text: Any) -> dict[str, float | str]:
+    """A fit point's ``fixed`` text (``"name=value;..."``) as parameters.
+
+    Examples
+    --------
+    >>> _held("sld=1.0;sld_solvent=6.3;shape=sphere")
+    {'sld': 1.0, 'sld_solvent': 6.3, 'shape': 'sphere'}
+    """
+    held: dict[str, float | str] = {}
+    if not isinstance(text, str):
+        return held
+    for item in text.split(";"):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            continue
+        try:
+            held[name.strip()] = float(value)
+        except ValueError:
+            held[name.strip()] = value.strip()
+    return held
+
+
 class LiveTimelineModel:
     """A live series as it grows: features, onsets, flagged frames, fits, decisions, status.
 
@@ -486,9 +508,11 @@ class LiveTimelineModel:
         rdim = profile["intensity"].dims[0]
         q = np.asarray(profile[rdim].values, dtype=np.float64)
         q_unit = str(values.get("q_unit") or "nm^-1")
-        params = {k: float(v) for k, v in values.items() if k not in _NOT_PARAMETERS
-                  and not k.endswith("_err") and isinstance(v, int | float)
-                  and not isinstance(v, bool)}
+        params: dict[str, float | str] = {
+            k: float(v) for k, v in values.items() if k not in _NOT_PARAMETERS
+            and not k.endswith("_err") and isinstance(v, int | float)
+            and not isinstance(v, bool)}
+        params.update(_held(values.get("fixed")))  # the parameters the fit held
         try:
             return q, np.asarray(sas_model_curve(q, model=model, q_unit=q_unit,
                                                  params=params), dtype=np.float64)

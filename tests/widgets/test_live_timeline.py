@@ -204,8 +204,8 @@ def test_latest_iq_comes_from_the_profile_log_with_the_fit_curve(series):
     """The newest frame's I(q) is read from the series' ProfileLog (found through the live
     status), and the newest fit is drawn from its recorded values with sasmodels."""
     pytest.importorskip("sasmodels")
-    from spotkit.live import ProfileLog, profile_log_path
-    from spotkit.scattering import fit_sas, sas_model_curve
+    from spotkit.live import ProfileLog, fit_latest, profile_log_path
+    from spotkit.scattering import sas_model_curve
 
     cat, ds = series
     q = np.linspace(0.1, 3.0, 120)
@@ -225,10 +225,9 @@ def test_latest_iq_comes_from_the_profile_log_with_the_fit_curve(series):
         assert profile.attrs["frame"] == 2
         np.testing.assert_allclose(profile["q"].values, q)
         assert model.fit_curve(profile, model.latest_fit()) is None  # no fit yet
-        fit = fit_sas(q, profile["intensity"].values, profile["sigma"].values,
-                      model="sphere")
-        cat.record_live(ds, [LivePoint(2, "fit:sphere", fit.values())])
+        fit = fit_latest(cat, ds, model="sphere", profile_log=log)  # records fit:sphere
         model.fetch()
+        assert model.latest_fit("sphere")[1] == 2
         assert model.fit_parameters("sphere")[0] == "radius"
         cq, ci = model.fit_curve(profile, model.latest_fit("sphere"))
         np.testing.assert_allclose(cq, q)
