@@ -108,7 +108,8 @@ class LiveTimeline:
     Shows the live status ("behind by N frames", frames/s, latency), a feature (dropdown)
     against frame with the confirmed onsets and the flagged frames, below it on the same
     frame axis a fitted model parameter (dropdowns) with its error bars, the newest fit's
-    values, the latest I(q) with the fit curve, and the recent decisions. A daemon thread
+    values, the latest I(q) with the fit curve (or a chosen frame's, with the newest fit
+    up to it: :meth:`show_frame`), and the recent decisions. A daemon thread
     polls the catalog every ``refresh`` seconds (:meth:`LiveTimelineModel.start`) and redraws
     only when something new came; the kernel is never blocked.
 
@@ -134,8 +135,8 @@ class LiveTimeline:
     ----------
     model : LiveTimelineModel
     widget : ipywidgets.VBox
-    status, feature_dropdown, model_dropdown, parameter_dropdown, timeline, profile, fit,
-    decisions, error
+    status, feature_dropdown, model_dropdown, parameter_dropdown, timeline, profile,
+    frame_box, newest_box, fit, decisions, error
         The parts, for notebooks and tests to drive.
 
     Examples
@@ -186,6 +187,7 @@ class LiveTimeline:
         self._profile_key: Any = ()
         self._profile_at = -math.inf
         self._profile_stale = False
+        self._shown: tuple[int, Any] | None = None  # (frame, I(q)) chosen, None: newest
         self.renders = 0
         self.render_seconds = 0.0  # how long the last drawing took
         self._recent: collections.deque[float] = collections.deque(maxlen=6)
@@ -215,13 +217,22 @@ class LiveTimeline:
         self.timeline.add_class("spotkit-lt-timeline")
         self.profile = w.Image(format="png", layout=w.Layout(max_width="45%"))
         self.profile.add_class("spotkit-lt-profile")
+        # which frame's I(q): the newest (followed) or one chosen (a past onset, say)
+        self.newest_box = w.Checkbox(value=True, description="newest frame", indent=False,
+                                     layout=w.Layout(width="auto"))
+        self.frame_box = w.BoundedIntText(value=0, min=0, max=0, description="I(q) of frame",
+                                          disabled=True, style={"description_width": "auto"},
+                                          layout=w.Layout(width="14em"))
+        self.newest_box.observe(self._frame_chosen, names="value")
+        self.frame_box.observe(self._frame_chosen, names="value")
         self.fit = w.HTML()
         self.fit.add_class("spotkit-lt-fit")
         self.decisions = w.HTML()
         self.decisions.add_class("spotkit-lt-decisions")
         self.error = w.HTML()
-        side = w.VBox([w.HTML("<b>Newest fit</b>"), self.fit, w.HTML("<b>Decisions</b>"),
-                       self.decisions], layout=w.Layout(width="50%", padding="0 0 0 1em"))
+        side = w.VBox([w.HBox([self.frame_box, self.newest_box]), w.HTML("<b>Fit</b>"),
+                       self.fit, w.HTML("<b>Decisions</b>"), self.decisions],
+                      layout=w.Layout(width="50%", padding="0 0 0 1em"))
         self.widget = w.VBox([
             w.HTML(f"<b>live: {html.escape(self.model.dataset_id)}</b>"),
             self.status,
@@ -233,6 +244,45 @@ class LiveTimeline:
         self.widget.add_class("spotkit-live-timeline")
 
     # -- choices --------------------------------------------------------------------------
+
+    def show_frame(self, frame: int | None) -> None:
+        """Show the I(q) of ``frame`` (read from the ProfileLog now) with the newest fit at or
+        before it, marked on the timeline; None: follow the newest frame again.
+
+        Raises
+        ------
+        ValueError
+            A frame with no I(q) in the series' ProfileLog (yet).
+        """
+        if frame is None:
+            self._shown = None
+        else:
+            profile = self.model.profile(int(frame))
+            if profile is None:
+                raise ValueError(f"frame {frame} has no I(q) in the series' profile log (yet);"
+                                 f" frames with features: 0..{self.model.last_frame}")
+            self._shown = (int(frame), profile)
+        self._syncing = True
+        try:
+            self.newest_box.value = frame is None
+            self.frame_box.disabled = frame is None
+            if frame is not None:
+                self.frame_box.max = max(self.frame_box.max, int(frame))
+                self.frame_box.value = int(frame)
+        finally:
+            self._syncing = False
+        self.render()
+
+    def _frame_chosen(self, change: dict) -> None:
+        if getattr(self, "_syncing", False):
+            return
+        if self.newest_box.value:
+            self.show_frame(None)
+            return
+        try:
+            self.show_frame(int(self.frame_box.value))
+        except ValueError as exc:
+            self._show_error(str(exc))
 
     def _chosen(self, change: dict) -> None:
         if getattr(self, "_syncing", False):
@@ -256,6 +306,12 @@ class LiveTimeline:
                 self.feature_dropdown.options = names
             if self.feature_dropdown.value != wanted:
                 self.feature_dropdown.value = wanted
+            last = m.last_frame
+            if last is not None:
+                if self.frame_box.max < last:
+                    self.frame_box.max = last
+                if self._shown is None and self.frame_box.value != last:
+                    self.frame_box.value = last  # the newest frame, followed
             models = m.fit_models
             if list(self.model_dropdown.options) != models:
                 current = self.model_dropdown.value
@@ -293,7 +349,8 @@ class LiveTimeline:
             self.status.value = self._status_html()
             model, param = self.model_dropdown.value, self.parameter_dropdown.value
             self.timeline.value = self._plots.timeline_png(
-                self.feature_dropdown.value, (model, param) if model and param else None)
+                self.feature_dropdown.value, (model, param) if model and param else None,
+                selected=None if self._shown is None else self._shown[0])
             latest = m.latest_fit(model)
             self.fit.value = fit_html(latest)
             stale = self._render_profile(latest)
@@ -316,6 +373,9 @@ class LiveTimeline:
         frame's point goes, comes first); returns True when one is left for later."""
         m = self.model
         profile = m.latest_profile
+        if self._shown is not None:  # a frame chosen: its I(q), the newest fit up to it
+            profile = self._shown[1]
+            latest = m.latest_fit(latest[0] if latest else None, until=self._shown[0])
         key = (id(profile), None if latest is None else latest[:2])
         if key == self._profile_key:
             return False

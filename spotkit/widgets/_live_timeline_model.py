@@ -408,14 +408,17 @@ class LiveTimelineModel:
                 np.asarray([number(fits[f].get(parameter)) for f in frames]),
                 np.asarray([number(fits[f].get(f"{parameter}_err")) for f in frames]))
 
-    def latest_fit(self, model: str | None = None) -> tuple[str, int, dict] | None:
-        """``(model, frame, values)`` of the newest fit (of ``model``, or of any), or None."""
+    def latest_fit(self, model: str | None = None, *, until: int | None = None,
+                   ) -> tuple[str, int, dict] | None:
+        """``(model, frame, values)`` of the newest fit (of ``model``, or of any; with
+        ``until``, of a frame <= ``until``), or None."""
         with self._lock:
             best: tuple[str, int, dict] | None = None
             for name, fits in self._fits.items():
-                if (model is not None and name != model) or not fits:
+                frames = [f for f in fits if until is None or f <= until]
+                if (model is not None and name != model) or not frames:
                     continue
-                frame = max(fits)
+                frame = max(frames)
                 if best is None or frame > best[1]:
                     best = (name, frame, dict(fits[frame]))
             return best

@@ -254,3 +254,37 @@ def test_a_series_that_is_not_there_is_said_and_tried_again(series):
         assert "DatasetNotFoundError" in view.model.error
     finally:
         view.close()
+
+
+def test_view_shows_a_chosen_frame_and_follows_the_newest_again(series):
+    pytest.importorskip("ipywidgets")
+    from spotkit.live import ProfileLog, profile_log_path
+    from spotkit.widgets import LiveTimeline
+
+    cat, ds = series
+    q = np.linspace(0.2, 2.0, 40)
+    with ProfileLog(profile_log_path(cat, ds), q, dim="q", unit="nm^-1") as log:
+        for k in range(6):
+            log.append(k, np.full(q.size, 10.0 + k), np.ones(q.size))
+        cat.record_live(ds, _features(range(6)))
+        cat.record_live(ds, [LivePoint(k, "fit:sphere", {"radius": 4.0 + k, "radius_err": 0.1})
+                             for k in (1, 4)])
+        view = LiveTimeline(cat, ds, autostart=False, dpi=40)
+        try:
+            view.refresh()
+            assert view.frame_box.value == 5  # the newest, followed
+            assert "at frame 4" in view.fit.value
+            newest = view.profile.value
+            view.newest_box.value = False
+            view.frame_box.value = 2  # a past frame: its I(q), the fit of frame 1
+            assert view.model.latest_fit("sphere", until=2)[1] == 1
+            assert view.profile.value != newest
+            view.frame_box.value = 9  # past the newest: the box stops at frame 5
+            assert view.frame_box.value == 5
+            with pytest.raises(ValueError, match="frame 9 has no I"):
+                view.show_frame(9)
+            view.show_frame(None)
+            assert view.newest_box.value
+            assert view.frame_box.disabled
+        finally:
+            view.close()
