@@ -139,9 +139,14 @@ class LivePanel(ModelPanel):
         return self._last
 
     def show_dataset(self, dataset_id: str) -> None:
-        """The portal's selection: a live series is opened (others are left alone)."""
-        if self._last is not None and dataset_id in [r["dataset_id"] for r in self._last.rows]:
-            self.open(dataset_id, select=False)
+        """The portal's selection: a live series is opened (also when the finished file's
+        own dataset is selected); other datasets are left alone."""
+        if self._last is None:
+            return
+        for row in self._last.rows:
+            if dataset_id in (row["dataset_id"], row["ingested_as"]):
+                self.open(row["dataset_id"], select=False)
+                return
 
     def open(self, dataset_id: str | None = None, *, select: bool = True) -> Any:
         """Open a series (default: the one chosen) in a LiveTimeline below the table;

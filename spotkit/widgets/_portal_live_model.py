@@ -36,8 +36,9 @@ def series_row(item: dict, *, now: float | None = None) -> dict:
     """One live series (a :meth:`Catalog.live_series <spotkit.catalog.Catalog>` item) as a
     row of plain values: ``dataset_id``, ``path``, ``state``, ``frames`` ("done / written"),
     ``behind``, ``rate``, ``latency``, ``age`` (seconds since the status was written),
-    ``stale`` (no status for :data:`STALE_S` s while not finished) and ``line``
-    (:func:`~spotkit.widgets._live_timeline_model.status_text`).
+    ``stale`` (no status for :data:`STALE_S` s while not finished), ``line``
+    (:func:`~spotkit.widgets._live_timeline_poll.status_text`) and ``ingested_as`` (the
+    finished series' dataset, or None).
 
     Examples
     --------
@@ -70,6 +71,8 @@ def series_row(item: dict, *, now: float | None = None) -> dict:
         "stale": bool(math.isfinite(age) and age > STALE_S
                       and state not in ENDED),
         "line": status_text(status, now=now),
+        # the finished file's own dataset, once the writer ended and it was ingested
+        "ingested_as": status.get("ingested_as"),
     }
 
 

@@ -89,6 +89,10 @@ def test_panel_shows_and_opens_a_series(cat):
         assert not timeline.running  # the first one was closed
         panel.show_dataset("not-live")  # not a live series: left alone
         assert panel.timeline.model.dataset_id == cat.ids[0]
+        cat.set_live_status(cat.ids[1], ingested_as="ds-final")  # the finished file's id
+        panel.apply(panel.fetch())
+        panel.show_dataset("ds-final")  # opens the live series it came from
+        assert panel.timeline.model.dataset_id == cat.ids[1]
         panel.active.value = False  # finished ones too (a worker reads them)
         assert panel.worker.join(10)
         assert len(panel.snapshot.rows) == 3
