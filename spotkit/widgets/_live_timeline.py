@@ -272,6 +272,14 @@ class LiveTimeline:
         finally:
             self._syncing = False
         self.render()
+        self._profile_now()  # asked for: not deferred
+
+    def _profile_now(self) -> None:
+        """Draw an I(q) left for later now (after an explicit request)."""
+        with self._render_lock:
+            if self._profile_stale and not self._closed:
+                self._profile_stale = self._render_profile(
+                    self.model.latest_fit(self.model_dropdown.value), force=True)
 
     def _frame_chosen(self, change: dict) -> None:
         if getattr(self, "_syncing", False):
@@ -437,10 +445,7 @@ class LiveTimeline:
         """Read what is new and redraw all of it, in the calling thread."""
         update = self.model.fetch()
         self.render()
-        with self._render_lock:
-            if self._profile_stale and not self._closed:
-                self._profile_stale = self._render_profile(
-                    self.model.latest_fit(self.model_dropdown.value), force=True)
+        self._profile_now()
         return update
 
     def start(self) -> None:
