@@ -125,7 +125,8 @@ def test_v7_migration_of_a_sqlite_catalog_keeps_everything(tmp_path):
     with open_catalog(db) as cat:
         assert _results(cat) == before
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        assert version == SCHEMA_VERSION
         assert conn.execute("SELECT * FROM datasets ORDER BY seq").fetchall() == rows
         assert conn.execute("SELECT count(*) FROM datasets_fts").fetchone()[0] == 12
 
@@ -160,7 +161,8 @@ def test_v7_migration_of_a_postgresql_catalog_moves_the_text_index(pg_url):
         assert len(cat.search(text="coral 7")) == 1
     conn = connect_postgres(pg_url)
     try:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        assert version == SCHEMA_VERSION
         assert conn.execute("SELECT to_regclass('datasets_fts')").fetchone()[0] is None
         assert conn.execute("SELECT seq, id, metadata FROM datasets WHERE seq <= 12 "
                             "ORDER BY seq").fetchall() == rows
