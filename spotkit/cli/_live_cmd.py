@@ -79,6 +79,7 @@ def _status_rows(series: list[dict]) -> list[dict]:
             "rate": f"{s.get('rate_hz') or 0:.1f}/s",
             "latency": "" if latency is None else f"{latency:.2f} s",
             "events": s.get("events"),
+            "kept": "" if not s.get("reduction_factor") else f"1/{s['reduction_factor']:.1f}",
             "updated": f"{s.get('age_s', 0):.0f} s ago", "path": s.get("path")})
     return rows
 
@@ -95,7 +96,7 @@ def _print_status(args) -> int:
         _out("no live series" + ("" if args.all else " being followed (--all: ended ones too)"))
         return 0
     _out(_table(_status_rows(series), ["dataset", "state", "done", "behind", "rate",
-                                       "latency", "events", "updated", "path"],
+                                       "latency", "events", "kept", "updated", "path"],
                 width=_terminal_width(), paths=("path",)))
     return 0
 
