@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from spotkit.errors import SpotkitError
+
 logger = logging.getLogger(__name__)
 
 
@@ -109,3 +111,38 @@ def ingest_final(catalog: Any, live_id: str, path: Path) -> str:
                            reason=f"acquisition finished; ingested as {final.id}")
     logger.info("%s: the finished series is %s", path, final.id)
     return str(final.id)
+
+
+def find_series(catalog: Any, path: Path, dataset_id: str | None, *,
+                probe: bool = True) -> str | None:
+    """The live series to record ``path`` into: ``dataset_id`` (checked), else the newest
+    live series of that path, unless the file there now is another one (its frame differs
+    from the series' fingerprint: a series written again under the same name); None: a
+    new series."""
+    if dataset_id is not None:
+        return str(catalog[dataset_id].id)  # DatasetNotFoundError when unknown
+    for entry in catalog.live_series(active=None):
+        if entry.get("path") != str(path):
+            continue
+        if probe and entry.get("fingerprint") and \
+                _probe(path, int(entry.get("fingerprint_frame", 0))) != entry["fingerprint"]:
+            logger.warning("%s was written again (its frames differ from those of series "
+                           "%s): a new series", path, entry["dataset_id"])
+            return None
+        return str(entry["dataset_id"])
+    return None
+
+
+def _probe(path: Path, frame: int) -> str | None:
+    """The fingerprint of frame ``frame`` of the file at ``path`` now (None: none)."""
+    from ._parts import fingerprint, open_source
+
+    try:
+        source = open_source(path, start=frame)
+    except (SpotkitError, OSError):
+        return None
+    try:
+        got = source.poll(1)
+    finally:
+        source.close()
+    return fingerprint(got[0].data) if got and got[0].index == frame else None

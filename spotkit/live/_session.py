@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from spotkit.backoff import Backoff
 from spotkit.catalog import LivePoint
-from spotkit.errors import InputFileError, SpotkitError
+from spotkit.errors import CatalogError, DatasetNotFoundError, InputFileError, SpotkitError
 
 from . import _checkpoint as checkpoint
 from ._judge import _Judge, event_values, feature_values
 from ._marks import _Marker
 from ._parts import fingerprint, load_integrator, load_mask, make_reducer, open_source
-from ._register import ingest_final, register
+from ._register import find_series, ingest_final, register
 from ._status import FINAL_STATES, LiveStatus, _Meter
 
 __all__ = ["LiveSession"]
@@ -46,6 +47,8 @@ WAIT_AFTER_S = 2.0
 #: of frames
 BATCH_SECONDS = 0.5
 BATCH_BYTES = 256 * 2**20
+#: waits between tries while the catalog cannot be written (frames go on being reduced)
+OUTAGE_BACKOFF = Backoff(first=1.0, factor=2.0, maximum=30.0)
 
 
 class LiveSession:
@@ -132,6 +135,8 @@ class LiveSession:
         self._events: dict[int, LivePoint] = {}  # event points of the batch, by frame
         self._status_at = 0.0
         self._since_ck = 0  # frames recorded since the detector's last checkpoint
+        self._failures, self._retry_at = 0, 0.0  # catalog writes failed in a row; next try
+        self._unmarked: list[tuple[int, str, str]] = []  # marks not written yet
         self._state = "starting"
         self._closed = False
         self._broken: str | None = None  # why the session stopped on an error
@@ -141,7 +146,8 @@ class LiveSession:
         self._log: Any = None
         self._triggers: Any = None
         self.ingested_as: str | None = None
-        self.dataset_id = self._find(dataset_id)
+        self.dataset_id = find_series(self.catalog, self.path, dataset_id,
+                                      probe=self._given_source is None)
         status = (self.catalog.live_status(self.dataset_id) or {}) if self.dataset_id else {}
         self.cursor = self.catalog.live_cursor(self.dataset_id) if self.dataset_id else -1
         self.first = int(status.get("first_frame", self.cursor + 1))
@@ -164,20 +170,6 @@ class LiveSession:
                         self.cursor)
 
     # -- the series in the catalog -------------------------------------------------------
-    def _find(self, dataset_id: str | None) -> str | None:
-        if dataset_id is not None:
-            return self.catalog[dataset_id].id  # DatasetNotFoundError when unknown
-        for entry in self.catalog.live_series(active=None):
-            if entry.get("path") != str(self.path):
-                continue
-            if self._given_source is None and entry.get("fingerprint") and \
-                    self._probe(int(entry.get("fingerprint_frame", 0))) != entry["fingerprint"]:
-                logger.warning("%s was written again (its frames differ from those of series "
-                               "%s): a new series", self.path, entry["dataset_id"])
-                return None
-            return str(entry["dataset_id"])
-        return None
-
     def _claim(self, status: dict) -> None:
         """Open the series' ProfileLog now: it has one writer, so a second session on a
         series another one is following fails here, naming that process."""
@@ -194,18 +186,6 @@ class LiveSession:
                 f"{self.path}: series {self.dataset_id} is being followed by another live "
                 f"session ({exc.problem}); stop that one first (`spotkit live --status` lists "
                 "the series followed)") from None
-
-    def _probe(self, frame: int) -> str | None:
-        """The fingerprint of frame ``frame`` of the file at the path now (None: none)."""
-        try:
-            source = open_source(self.path, start=frame)
-        except (SpotkitError, OSError):
-            return None
-        try:
-            got = source.poll(1)
-        finally:
-            source.close()
-        return fingerprint(got[0].data) if got and got[0].index == frame else None
 
     def _register(self, first: np.ndarray) -> str:
         ds_id = register(self.catalog, self.path, getattr(self._source, "info", None))
@@ -329,27 +309,36 @@ class LiveSession:
                         values["confidence"] or 0.0, values["feature"])
 
     def _flush(self, *, finished: bool = False) -> list[LivePoint]:
-        """Record the pending points (one transaction), then marks and triggers."""
+        """Record the pending points (one transaction), then marks and triggers. While the
+        catalog is away (an outage), the points wait and are tried again later."""
+        if not self._pending or time.monotonic() < self._retry_at:
+            return []
         points, self._pending = self._pending, []
         events, self._events = self._events, {}
-        if not points:
-            return []
         assert self.dataset_id is not None
         rows, self._rows = self._rows, []
         if rows:  # the I(q) rows first, then the points: a kill between leaves rows only
             self._log.append([r[0] for r in rows], np.stack([r[1] for r in rows]),
                              np.stack([r[2] for r in rows]))
         self._log.flush()
-        now = time.time()
         frames = [p for p in points if p.kind == "features"]
-        self._meter.add(len(frames), [now - p.written_at for p in frames
-                                      if p.written_at is not None])
         new_cursor = frames[-1].frame
         status = None
         if time.monotonic() - self._status_at >= self.status_interval or events or finished:
             status = self._status_fields(done=new_cursor + 1)
             self._status_at = time.monotonic()
-        self.catalog.record_live(self.dataset_id, points, status=status)
+        try:
+            self.catalog.record_live(self.dataset_id, points, status=status)
+        except DatasetNotFoundError:
+            raise
+        except CatalogError as exc:  # the catalog is away: keep them, try again later
+            self._pending, self._events = points, events
+            self._outage(exc)
+            return []
+        self._outage(None)
+        now = time.time()
+        self._meter.add(len(frames), [now - p.written_at for p in frames
+                                      if p.written_at is not None])
         self.cursor = new_cursor
         self._since_ck = 0 if events else self._since_ck + len(frames)
         if checkpoint.due(self._judge, self._since_ck):
@@ -366,11 +355,36 @@ class LiveSession:
                 self._on_point(p)
         return recorded
 
+    def _outage(self, exc: Exception | None) -> None:
+        """Count a failed catalog write (and wait longer before the next), or its end."""
+        if exc is None:
+            if self._failures:
+                logger.warning("%s: the catalog is back after %d failed write(s)", self.path,
+                               self._failures)
+            self._failures, self._retry_at = 0, 0.0
+            return
+        self._failures += 1
+        wait = OUTAGE_BACKOFF.delay(self._failures)
+        self._retry_at = time.monotonic() + wait
+        logger.warning("%s: the catalog cannot be written (%s); %d frame(s) wait, trying "
+                       "again in %.0f s", self.path, exc,
+                       sum(p.kind == "features" for p in self._pending), wait)
+
     def _mark(self, *, finished: bool = False) -> None:
         frames, labels, reasons = self._marker.due(self.cursor + 1, finished=finished)
-        if frames:
+        self._unmarked += list(zip(frames, labels, reasons, strict=True))
+        if self._unmarked:
             assert self.dataset_id is not None
-            self.catalog.mark_frames(self.dataset_id, frames, labels, reasons=reasons)
+            f, lb, rs = zip(*self._unmarked, strict=True)
+            try:
+                self.catalog.mark_frames(self.dataset_id, f, lb, reasons=rs)
+            except DatasetNotFoundError:
+                raise
+            except CatalogError as exc:  # marked with the next batch (a mark replaces)
+                logger.warning("%s: %d frame mark(s) wait: %s", self.path,
+                               len(self._unmarked), exc)
+                return
+            self._unmarked = []
 
     # -- status --------------------------------------------------------------------------
     @property
@@ -393,7 +407,9 @@ class LiveSession:
             self._last_frame_at = now
         source = self._source
         behind = max(0, int(getattr(source, "available", 0)) - (self.cursor + 1))
-        if getattr(source, "finished", False) and behind == 0 and not self._pending:
+        if self._failures:
+            self._state = "outage"
+        elif getattr(source, "finished", False) and behind == 0 and not self._pending:
             self._state = "finished"
         elif behind > 0:  # written before the poll, not taken by this batch
             self._state = "behind"
@@ -412,9 +428,14 @@ class LiveSession:
         return fields
 
     def _publish_status(self) -> None:
-        if self.dataset_id is None:
+        if self.dataset_id is None or self._failures:
             return
-        self.catalog.set_live_status(self.dataset_id, **self._status_fields())
+        try:
+            self.catalog.set_live_status(self.dataset_id, **self._status_fields())
+        except DatasetNotFoundError:
+            raise
+        except CatalogError as exc:
+            logger.warning("%s: the live status cannot be written: %s", self.path, exc)
         self._status_at = time.monotonic()
 
     # -- the loop ------------------------------------------------------------------------

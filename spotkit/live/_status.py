@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 __all__ = ["STATES", "LiveStatus"]
 
 #: what a live session is doing
-STATES = ("starting", "following", "behind", "waiting", "finished", "stopped", "failed")
+STATES = ("starting", "following", "behind", "waiting", "outage", "finished", "stopped",
+          "failed")
 #: states of a series that is no longer followed (``Catalog.live_series(active=True)`` skips them)
 FINAL_STATES = ("finished", "stopped", "failed")
 
@@ -36,8 +37,9 @@ class LiveStatus:
     state : str
         One of :data:`STATES`: ``"following"`` (keeping up), ``"behind"`` (frames were
         written that the last batch, about half a second of work, could not take),
-        ``"waiting"`` (the writer has paused), ``"finished"`` (the writer closed the series
-        and every frame is done),
+        ``"waiting"`` (the writer has paused), ``"outage"`` (the catalog cannot be written:
+        frames are reduced and their points wait), ``"finished"`` (the writer closed the
+        series and every frame is done),
         ``"stopped"``, ``"failed"`` or ``"starting"``.
     events : int
         Changes confirmed so far.

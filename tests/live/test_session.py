@@ -319,3 +319,31 @@ def test_a_writer_killed_mid_frame(tmp_path):
         assert status.state in ("following", "waiting")
         assert cat.live_status(live.dataset_id)["state"] == "stopped"
         assert cat.live_cursor(live.dataset_id) == 6
+
+
+def test_a_catalog_outage_delays_points_and_loses_none(tmp_path, monkeypatch):
+    import spotkit.live._session as session
+    from spotkit.backoff import Backoff
+    from spotkit.errors import CatalogError
+
+    monkeypatch.setattr(session, "OUTAGE_BACKOFF", Backoff(first=0.01, maximum=0.02))
+    writer = _writer(tmp_path / "run.h5", n_frames=12, transitions=())
+    writer.write(12)
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        real, calls = cat.record_live, []
+
+        def away(ds, points, **kw):  # the 2nd and 3rd batches find the catalog away
+            calls.append(1)
+            if len(calls) in (2, 3):
+                raise CatalogError("database is locked")
+            return real(ds, points, **kw)
+
+        monkeypatch.setattr(cat, "record_live", away)
+        with LiveSession(writer.path, catalog=cat, detector=DETECTOR, max_batch=4) as live:
+            states = []
+            status = live.run(idle_timeout=5, stop=lambda: states.append(live.status.state))
+        assert "outage" in states
+        assert (status.done, status.state) == (12, "finished")
+        points = cat.live_points(live.dataset_id, kinds="features")
+        assert [p.frame for p in points] == list(range(12))
+        assert [m["frame"] for m in cat.frame_marks(live.dataset_id)] == list(range(12))
