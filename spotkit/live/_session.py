@@ -342,8 +342,11 @@ class LiveSession:
         self.cursor = new_cursor
         self._since_ck = 0 if events else self._since_ck + len(frames)
         if checkpoint.due(self._judge, self._since_ck):
-            checkpoint.save(self._ck_path, self._judge, self.cursor)
             self._since_ck = 0
+            try:
+                checkpoint.save(self._ck_path, self._judge, self.cursor)
+            except OSError as exc:  # a restart then replays more profiles, that is all
+                logger.warning("%s: detector checkpoint not saved: %s", self.path, exc)
         recorded = [replace(p, recorded_at=now) for p in points]
         self._mark(finished=finished)
         if self._triggers is not None:
