@@ -85,3 +85,41 @@ def rebuild(judge: _Judge, log: Any, start: int, cursor: int) -> int:
                            strict=True):
             judge.judge(int(f), i, s)
     return int(todo.size)
+
+
+def restore(catalog: Any, dataset_id: str, log: Any, judge: _Judge, marker: Any, *,
+            first: int, cursor: int, path: Path) -> _Judge:
+    """After a restart: the changes recorded (for the marks), the marks given, and the
+    detector as it was after frame ``cursor`` (from a checkpoint and the profiles after it,
+    or from the profiles since it last started afresh). Returns the detector."""
+    events = catalog.live_points(dataset_id, kinds="event")
+    for p in events:
+        marker.add_event(int(p.values["onset"]), int(p.values["end"]))
+    marker.resume(m["frame"] for m in catalog.frame_marks(dataset_id))
+    start = first
+    if events:
+        judge.restart_after(events[-1].frame)
+        start = judge.hold_until + 1
+    if start > cursor:
+        return judge
+    t0 = time.perf_counter()
+    saved = load(path, options=judge.options, start=start, cursor=cursor)
+    if saved is not None:
+        judge, last = saved
+        start = last + 1
+    n = rebuild(judge, log, start, cursor)
+    logger.info("%s: detector rebuilt from %s%d recorded profiles (frames %d..%d) in %.2f s",
+                dataset_id, "a checkpoint and " if saved else "", n, start, cursor,
+                time.perf_counter() - t0)
+    return judge
+
+
+def refeed(catalog: Any, dataset_id: str, triggers: Any, *, since: int) -> None:
+    """Hand the triggers the frames recorded after ``since`` again: a kill may have come
+    between recording them and the triggers seeing them (the triggers read back their
+    decisions, so none is taken twice)."""
+    points = catalog.live_points(dataset_id, since=since, kinds=["features", "event"])
+    events = {p.frame: p for p in points if p.kind == "event"}
+    for p in points:
+        if p.kind == "features":
+            triggers.on_frame(p, event=events.get(p.frame))

@@ -244,45 +244,18 @@ class LiveSession:
         return LiveTriggers(self._rules, self.catalog, dataset_id=self.dataset_id, fit=fit)
 
     def _refeed(self) -> None:
-        """Hand the triggers the last batch recorded before a restart again: a kill may
-        have come between recording it and the triggers seeing it (the triggers read back
-        their decisions, so none is taken twice)."""
-        if self.cursor < 0:
-            return
         assert self.dataset_id is not None
-        since = max(self.first - 1, self.cursor - self.max_batch)
-        points = self.catalog.live_points(self.dataset_id, since=since,
-                                          kinds=["features", "event"])
-        events = {p.frame: p for p in points if p.kind == "event"}
-        for p in points:
-            if p.kind == "features":
-                self._triggers.on_frame(p, event=events.get(p.frame))
+        if self.cursor >= 0:
+            checkpoint.refeed(self.catalog, self.dataset_id, self._triggers,
+                              since=max(self.first - 1, self.cursor - self.max_batch))
 
     def _resume(self) -> None:
         """Marks and detector state of the frames recorded before (nothing if none)."""
-        if self.cursor < 0:
-            return
-        assert self.dataset_id is not None
-        events = self.catalog.live_points(self.dataset_id, kinds="event")
-        for p in events:
-            self._marker.add_event(int(p.values["onset"]), int(p.values["end"]))
-        self._marker.resume(m["frame"] for m in self.catalog.frame_marks(self.dataset_id))
-        start = self.first
-        if events:
-            self._judge.restart_after(events[-1].frame)
-            start = self._judge.hold_until + 1
-        if start > self.cursor:
-            return
-        t0 = time.perf_counter()
-        saved = checkpoint.load(self._ck_path, options=self._judge.options, start=start,
-                                cursor=self.cursor)
-        if saved is not None:
-            self._judge, last = saved
-            start = last + 1
-        n = checkpoint.rebuild(self._judge, self._log, start, self.cursor)
-        logger.info("%s: detector rebuilt from %s%d recorded profiles (frames %d..%d) in "
-                    "%.2f s", self.path, "a checkpoint and " if saved else "", n, start,
-                    self.cursor, time.perf_counter() - t0)
+        if self.cursor >= 0:
+            assert self.dataset_id is not None
+            self._judge = checkpoint.restore(
+                self.catalog, self.dataset_id, self._log, self._judge, self._marker,
+                first=self.first, cursor=self.cursor, path=self._ck_path)
 
     # -- per frame -----------------------------------------------------------------------
     def _process(self, frame: Any) -> None:
