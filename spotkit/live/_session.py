@@ -8,8 +8,11 @@ Crash safety: the I(q) rows are flushed to the ProfileLog first, then a batch of
 is recorded in the catalog in one transaction (the catalog's cursor moves only there),
 then the marks (idempotent) and the triggers. A session started again on the same series,
 after a SIGKILL or anywhere, goes on at the first frame not recorded: it cuts the
-ProfileLog back to the cursor and rebuilds the detector from the profiles recorded since
-it last started afresh, so no frame is counted twice and none is skipped.
+ProfileLog back to the cursor, rebuilds the detector from its last checkpoint and the
+profiles after it (or from the profiles since it last started afresh), and hands the
+triggers the last batch again (they take no decision twice), so no frame is counted twice
+and none is skipped. A catalog that refuses writes for a while (an outage) delays the
+points, it does not end the session; an error anywhere else ends it (a new one resumes).
 """
 
 from __future__ import annotations
@@ -87,6 +90,17 @@ class LiveSession:
     max_batch : int
         Frames per catalog transaction at most (:meth:`run` polls :attr:`batch_size`
         frames at a time: fewer when a batch would take more than half a second or 256 MB).
+    status_interval : float
+        Seconds between status updates in the catalog (and at each change of state).
+
+    Attributes
+    ----------
+    dataset_id : str or None
+        The series in the catalog (None until its first frame registers a new one).
+    cursor : int
+        The last frame recorded (-1: none).
+    ingested_as : str or None
+        The finished series' dataset, once the writer has ended it and it was ingested.
 
     Examples
     --------
