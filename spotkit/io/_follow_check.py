@@ -9,8 +9,8 @@ compares the file's size with the number of bytes the header announces:
   ``;`` ending its text field.
 * **EDF** (ESRF): the ``{...}`` header (closed by ``}`` and a newline) followed by ``Size``
   bytes (else ``Dim_1 * Dim_2`` times the ``DataType``'s size).
-* **TIFF** (classic and BigTIFF, either byte order): every strip (or tile) of the first
-  image ends within the file.
+* **TIFF** (classic and BigTIFF, either byte order): the first image's directory and every
+  value it points to (tags stored out of line, each strip or tile) end within the file.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ _EDF_SIZES = {"unsignedbyte": 1, "signedbyte": 1, "unsignedshort": 2, "signedsho
               "unsigned64": 8, "signed64": 8, "floatvalue": 4, "float": 4, "real": 4,
               "doublevalue": 8, "double": 8}
 _HEAD = 65536
+#: bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE,
+#: UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD, LONG8, SLONG8, IFD8)
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4,
+                    12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 
 
 def _cbf(path: Path, head: bytes, size: int) -> bool:
@@ -94,23 +98,28 @@ def _tiff(fh, size: int) -> bool:
     if len(table) < n * entry_size:
         return False
     inline = struct.calcsize(off_fmt)
+    if ifd + count_size + n * entry_size + inline > size:  # the next-IFD offset
+        return False
     type_fmt = {3: "H", 4: "I", 16: "Q"}
     tags: dict[int, list[int]] = {}
     for i in range(n):
         entry = table[i * entry_size:(i + 1) * entry_size]
         tag, typ = struct.unpack(order + "HH", entry[:4])
+        (cnt,) = struct.unpack(order + off_fmt, entry[4:4 + inline])
+        nbytes = cnt * _TIFF_TYPE_SIZES.get(typ, 1)
+        if nbytes > inline:  # a value stored elsewhere in the file: it must be there
+            (where,) = struct.unpack(order + off_fmt, entry[4 + inline:4 + 2 * inline])
+            if where + nbytes > size:
+                return False
         if tag not in (273, 279, 324, 325):  # strip/tile offsets and byte counts
             continue
         if typ not in type_fmt:
             return False
-        (cnt,) = struct.unpack(order + off_fmt, entry[4:4 + inline])
         fmt = order + type_fmt[typ] * cnt
         nbytes = struct.calcsize(fmt)
         raw = entry[4 + inline:4 + 2 * inline]
         if nbytes > inline:
             (where,) = struct.unpack(order + off_fmt, raw)
-            if where + nbytes > size:
-                return False
             fh.seek(where)
             raw = fh.read(nbytes)
         tags[tag] = list(struct.unpack(fmt, raw[:nbytes]))

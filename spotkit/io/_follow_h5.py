@@ -9,7 +9,9 @@ How the reader decides what it may read
   Otherwise it opens the file for each poll and closes it again, and keeps what it read
   only when the file's size and modification time did not change while it read (a writer
   that flushes between frames leaves a consistent file; a read that raced a flush is
-  retried). Always read-only with file locking off: the writer is never blocked or locked.
+  retried; on kernels without fine-grained timestamps a flush within the same clock tick
+  as the read may go unseen: writers appending fast should use SWMR). Always read-only
+  with file locking off: the writer is never blocked or locked.
 * **Complete frames**: when the writer appends to a per-frame counter dataset *after* each
   frame (``frame_timestamp`` beside the frames, or ``counter=``), a frame counts once its
   counter entry exists. Otherwise a frame counts when its chunks are allocated, and the

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import fabio.cbfimage
 import fabio.edfimage
@@ -144,6 +145,22 @@ def test_file_complete_only_with_every_byte(tmp_path, fmt):
         clone.write_bytes(path.read_bytes()[:keep])
         assert not file_complete(clone), (fmt, keep, size)
     assert not file_complete(tmp_path / "nothing.cbf")
+
+
+def test_file_complete_on_a_measured_tiff(tmp_path):
+    """A TIFF written by another program (ISIS's, shipped with sasdata): every cut is seen."""
+    import sasdata
+
+    src = Path(sasdata.__file__).parent / "example_data/image_data/ISIS_98940_greyscale_tif.tif"
+    if not src.is_file():
+        pytest.skip("sasdata's example data is not installed")
+    data = src.read_bytes()
+    assert file_complete(src)
+    step = max(1, len(data) // 40)
+    for keep in [*range(0, len(data), step), len(data) - 1]:
+        cut = tmp_path / "cut.tif"
+        cut.write_bytes(data[:keep])
+        assert not file_complete(cut), keep
 
 
 def test_gap_waits_then_is_skipped(tmp_path, caplog):
