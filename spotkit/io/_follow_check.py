@@ -44,9 +44,12 @@ def _cbf(path: Path, head: bytes, size: int) -> bool:
     end = start + 4 + int(m.group(1))
     if size < end:
         return False
-    with open(path, "rb") as fh:  # the MIME boundary closing the binary section, then ";"
+    # the MIME boundary closing the binary section, then ";" (after padding: Pilatus 4095)
+    if end + 8192 <= len(head) or len(head) == size:  # a small file: all read already
+        return _CBF_END.search(head, end, end + 8192) is not None
+    with open(path, "rb") as fh:
         fh.seek(end)
-        return _CBF_END.search(fh.read(8192)) is not None  # after padding (Pilatus: 4095)
+        return _CBF_END.search(fh.read(8192)) is not None
 
 
 def _edf(head: bytes, size: int) -> bool:

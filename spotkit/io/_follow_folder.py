@@ -35,6 +35,8 @@ __all__ = ["FolderFrameSource"]
 logger = logging.getLogger("spotkit.io")
 
 _MASK_SUFFIXES = (".edf", ".tif", ".tiff", ".npy")
+#: seconds after which the folder is listed again even if its mtime did not move
+RESCAN_S = 1.0
 _FORMATS = {".cbf": "cbf", ".edf": "edf", ".tif": "tiff", ".tiff": "tiff"}
 
 
@@ -59,6 +61,8 @@ class FolderFrameSource(FrameSource):
         self._sidecar: tuple[Path, int] | None = None
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
+        self._dir_mtime = -1
+        self._scanned_at = 0.0
 
     # -- scanning --------------------------------------------------------------------------
     def _parse(self, name: str) -> tuple[str, str, int] | None:
@@ -70,6 +74,17 @@ class FolderFrameSource(FrameSource):
         return self._parsed[name]
 
     def _scan(self) -> None:
+        # files appear, vanish or are renamed: the folder's mtime moves. A file growing in
+        # place does not move it, but that file's name is known already. Rescan anyway
+        # every RESCAN_S (folders whose mtime is coarse, e.g. over NFS).
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        now = time.monotonic()
+        if mtime == self._dir_mtime and now - self._scanned_at < RESCAN_S:
+            return
+        self._dir_mtime, self._scanned_at = mtime, now
         found: dict[tuple[str, str], dict[int, str]] = {}
         try:
             with os.scandir(self.path) as it:
