@@ -50,6 +50,9 @@ _DEFAULT_KEY = "/entry/data/data"
 _DET = "/entry/instrument/detector"
 _MASK_SUFFIXES = (".edf", ".tif", ".tiff", ".npy")
 _RETRIES = 3
+#: what HDF5 raises on a file whose writer is half-way through a flush (retried next poll;
+#: InputFileError, a ValueError, is not among them)
+_TRANSIENT = (OSError, RuntimeError, KeyError)
 
 
 def superblock_status(path) -> tuple[int, bool, bool] | None:
@@ -142,6 +145,7 @@ class HDF5FrameSource(FrameSource):
         self._seen_n: list[int] = []
         self._seen_t: list[float] = []
         self._races = 0
+        self._failing = 0  # consecutive polls that could not read the file
         self._expected: int | None = None
 
     # -- opening ---------------------------------------------------------------------------
@@ -174,25 +178,46 @@ class HDF5FrameSource(FrameSource):
             self._seen_swmr = True
             try:
                 self._look(self._swmr_handle(), swmr=True, writing=True)
-            except OSError as exc:
+                self._failing = 0
+            except _TRANSIENT as exc:
                 logger.debug("%s: SWMR refresh failed (%s); reopening next poll", self.path, exc)
                 self._drop_handle()
+                self._failed(exc, hopeless=False)
             return
         self._drop_handle()
+        error: Exception | None = None
+        errors = 0
         for _ in range(_RETRIES):
             before = _stat(self.path)
             try:
                 with _open(self.path, swmr=False) as f:
                     result = self._look(f, swmr=False, writing=writing, dry=True)
-            except OSError as exc:
+            except _TRANSIENT as exc:
                 logger.debug("%s: re-open failed (%s); retrying", self.path, exc)
-                result = None
+                result, error = None, exc
+                errors += 1
             if result is not None and _stat(self.path) == before:
                 self._apply(*result)
+                self._failing = 0
                 return
             self._races += 1
         logger.debug("%s: the writer changed the file during %d reads; next poll", self.path,
                      _RETRIES)
+        if error is not None:
+            # every try failed and nobody writes the file: it will not get better
+            self._failed(error, hopeless=errors == _RETRIES and not writing)
+
+    def _failed(self, error: Exception, *, hopeless: bool) -> None:
+        """A poll could not read the file: transient while a writer has it open, not after."""
+        self._failing += 1
+        if hopeless:
+            raise InputFileError(self.path, f"cannot be read ({type(error).__name__}: {error}) "
+                                 "and no writer has it open.",
+                                 hint="The file is truncated or corrupt: copy it again from "
+                                 "the detector's storage.") from error
+        if self._failing == 100:
+            logger.warning("%s: unreadable for 100 polls while its writer has it open (%s); "
+                           "still trying", self.path, error)
 
     def _dataset(self, f: h5py.File, *, swmr: bool):
         key = self._key or _find_frames(f)
@@ -239,7 +264,8 @@ class HDF5FrameSource(FrameSource):
         if counter is not None:
             if swmr:
                 counter.refresh()
-            n = min(n, int(counter.shape[0]))
+            # (and its chunks there: a writer may fill the counter ahead of the frames)
+            n = self._allocated(ds, min(n, int(counter.shape[0])))
             held = n
         else:
             n = self._allocated(ds, n)
@@ -355,7 +381,7 @@ class HDF5FrameSource(FrameSource):
             try:
                 ds = self._handle[self._key]
                 block = np.asarray(ds[start:stop])
-            except OSError as exc:
+            except _TRANSIENT as exc:
                 logger.debug("%s: SWMR read failed (%s); next poll", self.path, exc)
                 self._drop_handle()
                 return [], start
@@ -365,7 +391,7 @@ class HDF5FrameSource(FrameSource):
                 try:
                     with _open(self.path, swmr=False) as f:
                         block = np.asarray(f[self._key][start:stop])
-                except (OSError, KeyError) as exc:
+                except _TRANSIENT as exc:
                     logger.debug("%s: re-open read failed (%s)", self.path, exc)
                     block = None
                 if block is not None and _stat(self.path) == before:

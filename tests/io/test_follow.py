@@ -201,6 +201,17 @@ def test_bad_paths_are_named(tmp_path):
         follow_frames(writer.path, dataset="/entry/data/frames").poll()
 
 
+def test_a_corrupt_file_nobody_writes_is_named(tmp_path):
+    writer = _writer(tmp_path, "h5-flush", n_frames=3)
+    writer.write(3)
+    data = bytearray(writer.path.read_bytes())
+    data[200:4000] = b"\xff" * 3800  # the metadata after the superblock destroyed
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputFileError, match=r"corrupt\.h5: cannot be read .* no writer"):
+        follow_frames(bad).poll()
+
+
 def test_waits_for_a_file_not_yet_created(tmp_path):
     path = tmp_path / "later.h5"
     with follow_frames(path) as source:
@@ -328,6 +339,21 @@ def test_reads_a_file_written_without_timestamps(tmp_path):
             f["entry/end_time"] = "2026-12-05T01:00:00+00:00"
         assert source.poll() == []
         assert source.finished
+
+
+def test_counter_filled_ahead_of_the_frames(tmp_path):
+    """Timestamps written for the whole scan up front do not make unwritten frames count."""
+    path = tmp_path / "ahead.h5"
+    with h5py.File(path, "w", locking=False) as f:
+        ds = f.create_dataset("entry/data/data", shape=(4, 20, 30), chunks=(1, 20, 30),
+                              dtype="i4")
+        f["entry/data/frame_timestamp"] = np.arange(4.0)
+        ds[0] = 1
+        ds[1] = 2
+        f.flush()
+        with follow_frames(path) as source:
+            assert [f.index for f in source.poll()] == [0, 1]
+            assert [f.time_s for f in [*source.poll()]] == []
 
 
 def test_superblock_status(tmp_path):
