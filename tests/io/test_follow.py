@@ -341,21 +341,6 @@ def test_reads_a_file_written_without_timestamps(tmp_path):
         assert source.finished
 
 
-def test_counter_filled_ahead_of_the_frames(tmp_path):
-    """Timestamps written for the whole scan up front do not make unwritten frames count."""
-    path = tmp_path / "ahead.h5"
-    with h5py.File(path, "w", locking=False) as f:
-        ds = f.create_dataset("entry/data/data", shape=(4, 20, 30), chunks=(1, 20, 30),
-                              dtype="i4")
-        f["entry/data/frame_timestamp"] = np.arange(4.0)
-        ds[0] = 1
-        ds[1] = 2
-        f.flush()
-        with follow_frames(path) as source:
-            assert [f.index for f in source.poll()] == [0, 1]
-            assert [f.time_s for f in [*source.poll()]] == []
-
-
 def test_superblock_status(tmp_path):
     path = tmp_path / "s.h5"
     with h5py.File(path, "w", libver="latest", locking=False) as f:
