@@ -19,8 +19,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.ipynb"))
 
-#: The science packages (DESIGN.md: pure functions on numpy / dask / xarray).
-PACKAGES = ("spotkit.tomo", "spotkit.scattering", "spotkit.change", "spotkit.monitor")
+#: The science packages (DESIGN.md: pure functions on numpy / dask / xarray), and the live
+#: path's Python face.
+PACKAGES = ("spotkit.tomo", "spotkit.scattering", "spotkit.change", "spotkit.monitor",
+            "spotkit.live")
 
 #: Public names that are not called by users, each with the reason; keep this list short.
 NOT_TAUGHT = {
@@ -43,6 +45,10 @@ NOT_TAUGHT = {
     "spotkit.monitor": {
         "Delivery": "result record of Alerts.dispatch",
         "NotifyError": "an exception (a channel that cannot send)",
+    },
+    "spotkit.live": {
+        "LiveStatus": "result record of LiveSession.status",
+        "Subscription": "result record of subscribe",
     },
 }
 
