@@ -517,7 +517,7 @@ def integrate_frames(
     # pyFAI's lookup table is built here, once, on a test frame, before any frame is read;
     # every frame then goes through the same FrameReducer (pyFAI's compiled engine, the
     # same numbers as integrate_1d)
-    from spotkit.scattering._reducer import FrameReducer
+    from spotkit.scattering._reducer import FrameReducer, _reduction_thread
 
     reducer = FrameReducer(integrator, npt=npt, unit=unit, mask=valid_mask, method=method,
                            correct_solid_angle=correct_solid_angle,
@@ -535,9 +535,16 @@ def integrate_frames(
         return out
 
     if lazy:
+        # dask's threads read the chunks; the frames are reduced by one thread, so pyFAI's
+        # engine (OpenMP) always runs from the same thread, with one team of OpenMP threads,
+        # instead of the teams of dask's threads taking turns (bench_live.py)
+        def _funnelled(block, block_info=None):
+            return _reduction_thread().submit(_block, block, block_info).result()
+
         arr = stack.rechunk({1: -1, 2: -1})
         # an explicit name: dask would otherwise hash the closure, pickling the integrator
-        reduced = arr.map_blocks(_block, dtype=np.float64, chunks=(arr.chunks[0], (2,), (npt,)),
+        reduced = arr.map_blocks(_funnelled, dtype=np.float64,
+                                 chunks=(arr.chunks[0], (2,), (npt,)),
                                  meta=np.empty((0, 0, 0), np.float64),
                                  name=f"spotkit-integrate1d-{uuid.uuid4().hex}")
     else:  # frames in memory: one after the other, no task graph

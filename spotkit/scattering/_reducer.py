@@ -21,7 +21,9 @@ pyFAI resets the integrator (its geometry changed), the engine is rebuilt.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -330,3 +332,25 @@ class FrameReducer:
 
 def _restore(integrator, options: dict) -> FrameReducer:
     return FrameReducer(integrator, **options)
+
+
+_REDUCTION_THREAD: ThreadPoolExecutor | None = None
+_REDUCTION_THREAD_LOCK = threading.Lock()
+
+
+def _reduction_thread() -> ThreadPoolExecutor:
+    """The one thread that reduces the frames of lazy series (made when first needed)."""
+    global _REDUCTION_THREAD
+    with _REDUCTION_THREAD_LOCK:
+        if _REDUCTION_THREAD is None:
+            if not hasattr(_forget_reduction_thread, "registered"):
+                os.register_at_fork(after_in_child=_forget_reduction_thread)
+                _forget_reduction_thread.registered = True  # type: ignore[attr-defined]
+            _REDUCTION_THREAD = ThreadPoolExecutor(1, thread_name_prefix="spotkit-reduce")
+        return _REDUCTION_THREAD
+
+
+def _forget_reduction_thread() -> None:
+    # a forked child has no such thread (nor a usable lock): it makes its own when needed
+    global _REDUCTION_THREAD, _REDUCTION_THREAD_LOCK
+    _REDUCTION_THREAD, _REDUCTION_THREAD_LOCK = None, threading.Lock()

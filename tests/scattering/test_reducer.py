@@ -227,3 +227,32 @@ def test_pickled_reducer_is_rebuilt_with_its_options():
     frame = _frame(7)
     for a, b in zip(reducer.reduce(frame), copy.reduce(frame), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+
+def _child_reduction_thread(queue):
+    from spotkit.scattering._reducer import _reduction_thread
+
+    queue.put(_reduction_thread().submit(threading.get_ident).result(timeout=10))
+
+
+def test_a_forked_child_gets_its_own_reduction_thread():
+    """Lazy series are reduced by one thread; a child forked after it started (fork copies
+    no threads) must not wait on the parent's forever."""
+    import multiprocessing as mp
+
+    from spotkit.scattering._reducer import _reduction_thread
+
+    parent = _reduction_thread().submit(threading.get_ident).result()
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_reduction_thread, args=(queue,))
+    child.start()
+    try:
+        ident = queue.get(timeout=20)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    assert isinstance(ident, int)
+    assert _reduction_thread().submit(threading.get_ident).result() == parent
