@@ -178,7 +178,7 @@ class FrameReducer:
         n = self.shape[0] * self.shape[1]
         values = (np.arange(n, dtype=np.int64) * 7919) % 1009 - 3  # includes -3..-1
         values[::97] = 2**20
-        return prepare_frame(values.reshape(self.shape).astype(np.int32))
+        return values.reshape(self.shape).astype(np.int32)
 
     def _build(self) -> None:
         """Build pyFAI's lookup table (one ``integrate1d``) and, where pyFAI has a sparse
@@ -186,8 +186,8 @@ class FrameReducer:
         test = self._test_frame()
         norm = 2.0
         res = self.integrator.integrate1d(
-            test, self.npt, unit=self.unit, method=self.method, mask=self.mask,
-            dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
+            prepare_frame(test), self.npt, unit=self.unit, method=self.method,
+            mask=self.mask, dummy=_DUMMY, delta_dummy=_DELTA_DUMMY, error_model="poisson",
             correctSolidAngle=self.correct_solid_angle,
             polarization_factor=self.polarization_factor, normalization_factor=norm,
             radial_range=self.radial_range)
@@ -200,10 +200,13 @@ class FrameReducer:
             return
         if fast is None:
             return
-        got = self._engine_call(fast, test, norm)
-        same = all(np.array_equal(np.asarray(getattr(got, name)),
-                                  np.asarray(getattr(res, name)), equal_nan=True)
-                   for name in ("intensity", "sigma", "count"))
+        # what integrate_1d gives (integrate1d on the frame prepared with the dummy value)
+        # against the engine on the frame prepared as reduce() prepares it
+        got = self._engine_call(fast, self._prepare(test, nan=fast["nan"]), norm)
+        same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(
+            _intensity_sigma(got, self.min_pixels), _intensity_sigma(res, self.min_pixels),
+            strict=True))
+        same = same and np.array_equal(np.asarray(got.count), np.asarray(res.count))
         same = same and np.array_equal(np.asarray(got.position) * fast["scale"],
                                        np.asarray(res.radial))
         if same:
@@ -233,18 +236,24 @@ class FrameReducer:
             polarization = np.ascontiguousarray(
                 np.asarray(self.integrator.polarization(self.shape, self.polarization_factor))
                 .ravel(), dtype=np.float32)
-        return {"method": method, "wrapper": wrapper, "engine": engine,
+        # invalid pixels as NaN, which pyFAI's pre-processing rejects anyway, instead of the
+        # dummy value, which it compares every pixel with; with a flat field the dummy stays
+        # (pyFAI also compares the flat with it)
+        nan = self.integrator.detector.flatfield is None
+        return {"method": method, "wrapper": wrapper, "engine": engine, "nan": nan,
                 "scale": res.unit.scale, "solidangle": solidangle,
                 "polarization": polarization, "error_model": ErrorModel.POISSON,
                 "weighted": bool(method.weighted_average)}
 
     def _engine_call(self, fast: dict[str, Any], frame: np.ndarray, normalization: float):
         det = self.integrator.detector
+        dummy = None if fast["nan"] else np.float32(_DUMMY)
+        delta = None if fast["nan"] else np.float32(_DELTA_DUMMY)
         return fast["engine"].integrate_ng(
-            frame, error_model=fast["error_model"], dummy=np.float32(_DUMMY),
-            delta_dummy=np.float32(_DELTA_DUMMY), dark=det.darkcurrent, flat=det.flatfield,
-            solidangle=fast["solidangle"], polarization=fast["polarization"],
-            normalization_factor=normalization, weighted_average=fast["weighted"])
+            frame, error_model=fast["error_model"], dummy=dummy, delta_dummy=delta,
+            dark=det.darkcurrent, flat=det.flatfield, solidangle=fast["solidangle"],
+            polarization=fast["polarization"], normalization_factor=normalization,
+            weighted_average=fast["weighted"])
 
     def _still_valid(self, fast: dict[str, Any]) -> bool:
         # pyFAI drops its engines when the geometry changes (AzimuthalIntegrator.reset)
@@ -304,21 +313,24 @@ class FrameReducer:
                 _, intensity, sigma = _call_1d(self.integrator, prepare_frame(a), self.npt,
                                                normalization=norm, **self._options)
                 return intensity, sigma
-            res = self._engine_call(fast, self._prepare(a), norm)
+            res = self._engine_call(fast, self._prepare(a, nan=fast["nan"]), norm)
             return _intensity_sigma(res, self.min_pixels)
 
     # -- per frame ---------------------------------------------------------------------------
 
-    def _prepare(self, a: np.ndarray) -> np.ndarray:
-        """:func:`prepare_frame` into the reused buffer (same values)."""
+    def _prepare(self, a: np.ndarray, *, nan: bool) -> np.ndarray:
+        """The frame as float32 in the reused buffer, its invalid pixels (negative, NaN,
+        infinite) set to NaN (``nan=True``) or to the dummy value (:func:`prepare_frame`'s
+        values)."""
+        if not nan:
+            return prepare_frame(a)
         out = self._buffer
+        np.copyto(out, a, casting="unsafe")
         if a.dtype.kind == "i":
-            np.maximum(a, -1, out=out, casting="unsafe")  # every negative -> -1 = dummy
-            return out
-        if a.dtype.kind == "u":
-            np.copyto(out, a, casting="unsafe")
-            return out
-        return prepare_frame(a)  # floats and booleans: NaN, inf, negatives
+            out[a < 0] = np.nan
+        elif a.dtype.kind == "f":
+            out[~(out >= 0)] = np.nan  # negative (and NaN); infinite: rejected by pyFAI
+        return out
 
     def __reduce__(self):
         # pickled as its options (dask's distributed scheduler, multiprocessing): pyFAI's

@@ -256,3 +256,15 @@ def test_a_forked_child_gets_its_own_reduction_thread():
             child.kill()
     assert isinstance(ident, int)
     assert _reduction_thread().submit(threading.get_ident).result() == parent
+
+
+def test_identical_with_a_flat_field_and_a_dark_current():
+    ai = _geometry()
+    rng = np.random.default_rng(8)
+    ai.detector.set_flatfield(rng.uniform(0.8, 1.2, SHAPE).astype(np.float32))
+    ai.detector.set_darkcurrent(rng.uniform(0, 3, SHAPE).astype(np.float32))
+    reducer = FrameReducer(ai, npt=70, mask=_mask(), check_orientation=False)
+    assert reducer.engine == "engine"
+    frame = _frame(9)
+    _same(reducer, frame, integrate_1d(frame, ai, npt=70, mask=_mask(),
+                                       check_orientation=False))
