@@ -253,8 +253,9 @@ def profile(args) -> str:
     }
     times: dict[str, list[float]] = {name: [] for name in [*pieces, *series]}
     for r in range(args.rounds):
-        for name, call in (pieces.items() if r % 2 == 0 else list(pieces.items())[::-1]):
-            for k in range(len(frames)):
+        for k in range(len(frames)):  # every piece on each frame in turn, order alternating
+            order = list(pieces.items())
+            for name, call in (order if (r + k) % 2 == 0 else order[::-1]):
                 t0 = time.perf_counter()
                 call(k)
                 times[name].append(time.perf_counter() - t0)
@@ -268,7 +269,8 @@ def profile(args) -> str:
     text = "\n".join([
         "### Where a frame's time goes (profile)\n",
         f"Each piece alone on the same {len(frames)} Pilatus 2M frames, {args.rounds} rounds "
-        f"(medians); load average {load0} at the start, {_load()} at the end.",
+        "(every piece on each frame in turn; the series lines: whole series, alternating); "
+        f"medians; load average {load0} at the start, {_load()} at the end.",
         "",
         "| piece | median ms/frame | / pyFAI integrate1d |",
         "|---|---:|---:|",
