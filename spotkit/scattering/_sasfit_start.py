@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,12 +29,40 @@ __all__ = ["PD_POINTS", "data1d", "dispersity", "kernel", "scan_starts", "theory
 _MODEL_ERROR = 0.02
 
 
-@functools.lru_cache(maxsize=32)
+_KERNEL_LOCK = threading.Lock()
+
+
 def kernel(model: str):
-    """sasmodels' compiled model (loaded once per process: a few ms each time otherwise)."""
+    """sasmodels' compiled model (loaded once per process: a few ms each time otherwise).
+
+    The first load compiles the model's C code into sasmodels' cache folder, writing the
+    library in place: a second thread (a live fit and a timeline drawing its curve) or
+    process loading it meanwhile would find a half-written library. Loads take turns: in
+    this process under a lock, across processes under an advisory lock file beside the
+    cache (where the system has ``fcntl``).
+    """
+    with _KERNEL_LOCK:
+        return _load_kernel(model)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_kernel(model: str):
+    from sasmodels import kerneldll
     from sasmodels.core import load_model
 
-    return load_model(model)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return load_model(model)
+    folder = os.path.abspath(kerneldll.SAS_DLL_PATH)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = open(os.path.join(folder, ".spotkit-compile.lock"), "a")
+    except OSError:  # a read-only cache: nothing to compile there, nothing to guard
+        return load_model(model)
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return load_model(model)
 
 
 def data1d(qa, intensity=None, sigma=None, res=None):
