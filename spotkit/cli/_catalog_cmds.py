@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from spotkit.cli._diagnostics import _error
-from spotkit.cli._output import _out, _table
+from spotkit.cli._output import _out, _spans, _table
 from spotkit.errors import SpotkitError
 
 
@@ -151,13 +151,8 @@ def _frame_ranges(marks: list[dict]) -> str:
         frames = [m["frame"] for m in marks if m["label"] == label]
         if not frames:
             continue
-        spans, start = [], frames[0]
-        for prev, cur in zip(frames, [*frames[1:], None], strict=True):
-            if cur != prev + 1:
-                spans.append(f"{start}" if start == prev else f"{start}-{prev}")
-                start = cur
         runs = sorted({m["run_id"] for m in marks if m["label"] == label and m["run_id"]})
-        lines.append(f"{label}: {', '.join(spans)} ({len(frames)} frames"
+        lines.append(f"{label}: {_spans(frames)} ({len(frames)} frames"
                      + (f"; run {', '.join(runs)}" if runs else "") + ")")
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from spotkit.cli._catalog_cmds import _catalog
-from spotkit.cli._output import _out, _table, _terminal_width
+from spotkit.cli._output import _out, _spans, _table, _terminal_width
 from spotkit.errors import SpotkitError
 
 __all__: list[str] = []
@@ -79,10 +79,10 @@ def cmd_flow_frames(args) -> int:
     verb = plan.action.replace("_", " ")
     if plan.done:
         _out(f"{len(plan.done)} frame(s) of {plan.dataset_id} released ({verb}): "
-             f"{_ranges(plan.done)}")
+             f"{_spans(plan.done)}")
     elif plan.frames:
         _out(f"{len(plan.frames)} frame(s) of {plan.dataset_id} may {verb}: "
-             f"{_ranges(plan.frames)} (dry run: --apply releases them)")
+             f"{_spans(plan.frames)} (dry run: --apply releases them)")
     else:
         _out(f"no frame of {plan.dataset_id} may {verb} now")
     if plan.held:
@@ -90,20 +90,6 @@ def cmd_flow_frames(args) -> int:
         for frame, why in sorted(plan.held.items()):
             reasons.setdefault(why, []).append(frame)
         for why, frames in reasons.items():
-            _out(f"  {len(frames)} held ({_ranges(frames)}): {why}")
+            _out(f"  {len(frames)} held ({_spans(frames)}): {why}")
     return 0
 
-
-def _ranges(frames) -> str:
-    """``0-3, 7, 9-10``: frame numbers as runs."""
-    out: list[str] = []
-    items = sorted(frames)
-    start = prev = None
-    for f in [*items, None]:
-        if f is not None and prev is not None and f == prev + 1:
-            prev = f
-            continue
-        if start is not None:
-            out.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = f
-    return ", ".join(out)

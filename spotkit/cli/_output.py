@@ -104,3 +104,17 @@ def _counts_table(counts: dict[str, dict[str, int]], states, width: int | None) 
         textwrap.fill(f"{bl}: " + ", ".join(f"{s} {n[s]}" for s in used if n.get(s)),
                       width, subsequent_indent="  ")
         for bl, n in counts.items())
+
+
+def _spans(frames) -> str:
+    """Frame numbers as runs: ``[0, 1, 2, 3, 7, 9, 10]`` -> ``0-3, 7, 9-10``."""
+    out: list[str] = []
+    start = prev = None
+    for f in [*sorted(frames), None]:
+        if f is not None and prev is not None and f == prev + 1:
+            prev = f
+            continue
+        if start is not None:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = f
+    return ", ".join(out)
