@@ -298,8 +298,7 @@ class FrameRetention:
     def _journal(catalog):
         from spotkit.flows._journal import Journal
 
-        return Journal(catalog.path if getattr(catalog, "backend", "sqlite") == "sqlite"
-                       else catalog.url)
+        return Journal(catalog.path)  # a SQLite file or the postgresql:// URL
 
     def approve(self, catalog, dataset_id, *, by: str, reason: str) -> None:
         """Record that ``by`` approves releasing the series' redundant frames (``reason``)."""

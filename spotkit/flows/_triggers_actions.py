@@ -196,8 +196,7 @@ class ActionRunner:
             from spotkit.flows._journal import Journal
 
             cat = self.owner.catalog
-            self._journal = Journal(cat.path if getattr(cat, "backend", "sqlite") == "sqlite"
-                                    else cat.url)
+            self._journal = Journal(cat.path)  # a SQLite file or the postgresql:// URL
             self._own_journal = True
         return self._journal
 
