@@ -24,6 +24,9 @@ does (z-scored), and runs in the same process, with the same metrics:
   chosen by leave-one-series-out cross-validation on these series: its LOSO table is
   rebuilt), the paper's BOCPD (mean segments, Normal-Gamma prior 0, 1, 1, 1 on z-scored
   data: the defaults before) and the first simulated suite's choice (trend + AR(1) weight);
+- ``spotkit bayesian_segment (defaults)``: :func:`spotkit.monitor.bayesian_segment`, the
+  exact MAP segmentation under BayesianDetector's model (offline), defaults chosen against
+  the online detector on fresh simulated series (seed 14), blind to TCPD;
 - ``spotkit segment (defaults)``: :func:`spotkit.monitor.segment`, the offline method
   (penalised Gaussian mean shifts, MBIC, noise scale from robust differences with AR(1)
   long-run variance, winsorised at 3 sigma around a running median, min_size 5), defaults;
@@ -69,6 +72,8 @@ from _results import machine_line, write_section
 from _tcpd_sim import (
     GATE_MODELS,
     GATE_SEED,
+    OFFLINE_MODELS,
+    OFFLINE_SEED,
     SEGMENT_MODELS,
     choose,
     clean,
@@ -82,6 +87,7 @@ from spotkit.monitor import (
     BayesianDetector,
     ChangeDetector,
     bayesian_changes,
+    bayesian_segment,
     find_changes,
     segment,
 )
@@ -94,8 +100,9 @@ BOCPD = "spotkit BayesianDetector (defaults: trend + llt averaged, chosen on sim
 BOCPD_1204 = "spotkit BayesianDetector (variant: 12-04 defaults, trend; LOSO-chosen on TCPD)"
 BOCPD_OLD = "spotkit BayesianDetector (variant: paper's BOCPD, defaults before 12-04)"
 BOCPD_SIM = "spotkit BayesianDetector (variant: simulated suite's choice, AR(1) weight)"
+BSEG = "spotkit bayesian_segment (defaults: offline MAP, chosen on simulated series)"
 #: spotkit's methods with their default settings (the variant row is not a default)
-DEFAULTS = ("spotkit", BOCPD, SEGMENT)
+DEFAULTS = ("spotkit", BOCPD, SEGMENT, BSEG)
 PAPER = {"binseg": (0.744, 0.706), "pelt": (0.710, 0.689), "bocpd": (0.690, 0.636),
          "zero": (0.669, 0.583)}
 
@@ -187,6 +194,11 @@ def run_spotkit_bocpd_sim(y):
 def run_spotkit_segment(y):
     """spotkit's offline method, segment(), with its defaults."""
     return [f.detail["onset_index"] for f in segment(y)]
+
+
+def run_spotkit_bseg(y):
+    """The exact MAP segmentation under BayesianDetector's model, bayesian_segment(), defaults."""
+    return [f.detail["onset_index"] for f in bayesian_segment(y)]
 
 
 def run_zero(y):
@@ -348,6 +360,33 @@ H_NOTE = (
     "defaults); run 10 this recording run (F1 and cover are deterministic: unchanged).")
 #: TCPD runs engineer H looked at this session (each one counts, this included)
 H_RUNS = 3
+BSEG_NOTE = (
+    "- **bayesian_segment, honestly** (lead, 2026-12-05, second session): the online "
+    "detector decides value by value (a kink is reported only once it is sure, an outlier "
+    "or a bend of a walk can make a change before later values explain it away); a whole "
+    "series can be read both ways. `bayesian_segment(y)` is the exact maximum a posteriori "
+    "segmentation under the detector's own model (the same segment models averaged, the "
+    "same empirical-Bayes prior, hazard 1/100): dynamic programming over the marginal "
+    "likelihood of every segment (Fearnhead 2006), each from the detector's Kalman "
+    "recursion; tested against exhaustive enumeration with the closed-form "
+    "normal-inverse-gamma marginal. Four candidates and the rule were written down before "
+    "any of them ran (the online defaults listed first, winning ties within 0.002; 700 "
+    "fresh series of the extended suite, seed 14, never used before; table below): the "
+    "choice, MAP with min_size 5 and values winsorised at 3 noise sds around a running "
+    "median of 5 (as segment() does), scored **0.835 there vs 0.788 for the online "
+    "defaults**, and became bayesian_segment's defaults. **TCPD run 11, blind: F1 0.707 / "
+    "cover 0.617 -> FAIL**, below the online defaults' 0.744 in the same run (above "
+    "binseg, PELT, zero and segment()). The simulated suite transferred to TCPD a fourth "
+    "time only in part: on real series the exact MAP finds more of the changes the "
+    "annotators did not mark (series better / worse / equal than the online defaults: "
+    "BSEG_WINS). The verdict stays with the online defaults; bayesian_segment is kept as "
+    "the offline Bayesian method for reports (`spotkit monitor changes --method bayes`) "
+    "for what it does better off TCPD (a kink placed where it began, an outlier never a "
+    "change, posterior confidences). **No further TCPD run will choose or change a "
+    "default:** 12 runs have been looked at (run 12 this recording run; F1 and cover are "
+    "deterministic), and the per-series results of all of them are known (e.g. `bank`, "
+    "a monthly sawtooth the annotators left unmarked, costs every sensitive method about "
+    "0.04 of the mean F1), so any further change would be tuned to these 25 series.")
 
 
 def loso(data, main_sets: list[str], candidates: dict, what: str,
@@ -440,6 +479,7 @@ def main(argv=None) -> int:
     if args.choose and not args.data:
         print("\n".join(choose(args.choose)[0]))
         print("\n".join(choose(args.choose, GATE_SEED, GATE_MODELS, True)[0]))
+        print("\n".join(choose(args.choose, OFFLINE_SEED, OFFLINE_MODELS)[0]))
         return 0
     if not args.data:
         ap.error("give the TCPD data folder (or set SPOTKIT_TCPD)")
@@ -452,7 +492,7 @@ def main(argv=None) -> int:
                BOCPD: run_spotkit_bocpd, BOCPD_1204: run_spotkit_bocpd_1204,
                BOCPD_OLD: run_spotkit_bocpd_old,
                BOCPD_SIM: run_spotkit_bocpd_sim,
-               SEGMENT: run_spotkit_segment, "zero": run_zero}
+               SEGMENT: run_spotkit_segment, BSEG: run_spotkit_bseg, "zero": run_zero}
     try:
         import ruptures
 
@@ -516,6 +556,10 @@ def main(argv=None) -> int:
     wins = "/".join(str(sum(c(d) for d in better)) for c in (
         lambda d: d > 1e-9, lambda d: d < -1e-9, lambda d: abs(d) <= 1e-9))
     lines.append(H_NOTE.replace("WINS", wins).replace("H_RUNS", str(H_RUNS)))
+    better = [scores[BSEG][n][0] - scores[BOCPD][n][0] for n in main_sets]
+    bwins = "/".join(str(sum(c(d) for d in better)) for c in (
+        lambda d: d > 1e-9, lambda d: d < -1e-9, lambda d: abs(d) <= 1e-9))
+    lines.append(BSEG_NOTE.replace("BSEG_WINS", bwins))
     lines.append("")
     lines.append("| method | F1 (mean) | cover (mean) | paper F1 / cover (42-set) "
                  "| uk_coal_employ F1 / cover | s total |")
@@ -549,8 +593,9 @@ def main(argv=None) -> int:
     lines.append(f"- **Verdict:** goal F1 >= 0.75 with default settings: best honest spotkit "
                  f"default is **{best}**, F1 {honest[best][0]:.3f} / cover "
                  f"{honest[best][1]:.3f} -> **{verdict}** (honest scores of spotkit's "
-                 f"defaults, F1 / cover: {each}; BayesianDetector's defaults were chosen "
-                 f"blind to TCPD, on simulated series, so their row is honest; the 12-04 "
+                 f"defaults, F1 / cover: {each}; BayesianDetector's and bayesian_segment's "
+                 f"defaults were chosen blind to TCPD, on simulated series, so their rows "
+                 f"are honest; the 12-04 "
                  f"defaults' honest estimate, leave-one-series-out held-out: {held_f1:.3f} / "
                  f"{held_cv:.3f}; same series, same metrics: {peers}). The online CUSUM must "
                  f"decide value by value in microseconds and keep one false alarm per 10,000 "
@@ -558,10 +603,20 @@ def main(argv=None) -> int:
                  f"series; the offline methods see the whole series. The 25-series subset is "
                  f"harder than the paper's full univariate set (zero {f1s['zero']:.3f} here "
                  f"vs 0.669 there).")
+    ran = [m for m in ("binseg", "pelt", "zero") if m in f1s]
+    top_peer = max(ran, key=lambda m: f1s[m])
+    lines.append(f"- **Against the peers run in this process** (the standard: the real peer "
+                 f"in the same run, not a quoted figure): the best honest spotkit default, "
+                 f"{honest[best][0]:.3f}, is {honest[best][0] - f1s[top_peer]:+.3f} F1 from "
+                 f"the best of {', '.join(ran)} ({top_peer} {f1s[top_peer]:.3f}); the goal's "
+                 f"0.75 was set just above the paper's best published default (binseg 0.744 "
+                 f"on its 42-series set), which this subset does not reproduce.")
     lines += ["", *loso_lines, "", *update_cost()]
     if args.choose:
         lines += ["", *choose(args.choose)[0]]
         lines += ["", *choose(args.choose, GATE_SEED, GATE_MODELS, True)[0]]
+        lines += ["", "Offline against online (bayesian_segment's defaults; seed 14):", "",
+                  *choose(args.choose, OFFLINE_SEED, OFFLINE_MODELS)[0]]
     if args.simulated:
         lines += ["", *simulated(args.simulated)]
     load1 = os.getloadavg()

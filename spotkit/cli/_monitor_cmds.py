@@ -180,10 +180,13 @@ def _add_find_parsers(msub, common) -> None:
                    help="only this metric (repeat for more); default: all")
     c.add_argument("--kind", choices=("all", "change", "anomaly"), default="all",
                    help="which findings to list (default: %(default)s)")
-    c.add_argument("--method", choices=("online", "offline"), default="online",
+    c.add_argument("--method", choices=("online", "offline", "bayes"), default="online",
                    help="online: the watcher's detectors (model of normal, CUSUM, anomalies); "
-                   "offline: segment each stream's whole period at once (changes only; "
-                   "for reports and short streams). Default: %(default)s")
+                   "offline: segment each stream's whole period at once (level changes; "
+                   "for reports and short streams); bayes: the most probable segmentation "
+                   "under the Bayesian detector's model (level and trend changes, random "
+                   "walks; time grows with the square of a stream's length, so for streams "
+                   "of up to a few thousand values). Default: %(default)s")
     c.add_argument("--min-history", type=_whole(3, "--min-history 50"), default=100,
                    metavar="N", help="online: values of a stream normal needs before the "
                    "stream is watched (default: %(default)s)")
@@ -281,11 +284,11 @@ def cmd_monitor_changes(args) -> int:
         table = table[table["metric"].isin(args.metric)]
     history = table[table["time"] < since]
     watched = table[table["time"] >= since]
-    if args.method == "offline":
-        found = _segment_streams(table, since)
+    if args.method in ("offline", "bayes"):
+        found = _segment_streams(table, since, bayes=args.method == "bayes")
         watched_n: dict[tuple, int] = {}
-        note = (f"offline segmentation of each stream's {len(table)} values "
-                f"(from --history before)")
+        what = "Bayesian segmentation" if args.method == "bayes" else "offline segmentation"
+        note = f"{what} of each stream's {len(table)} values (from --history before)"
     else:
         options: dict[str, Any] = {"min_history": args.min_history}
         if args.arl is not None:
@@ -350,7 +353,7 @@ def cmd_monitor_changes(args) -> int:
 
 
 def _offline(f: Any) -> bool:
-    return f.detail.get("method") == "segment"
+    return f.detail.get("method") in ("segment", "bayes-map")
 
 
 def _sigmas(f: Any) -> str:
@@ -362,15 +365,19 @@ def _sigmas(f: Any) -> str:
     return _signed(sig)
 
 
-def _segment_streams(table: Any, since: float) -> list:
-    """Offline change points of each stream (:func:`spotkit.monitor.segment`; durations,
-    rates and sizes in log space), those with their onset at or after ``since``."""
+def _segment_streams(table: Any, since: float, bayes: bool = False) -> list:
+    """Offline change points of each stream (:func:`spotkit.monitor.segment`, or with
+    ``bayes`` :func:`spotkit.monitor.bayesian_segment`; durations, rates and sizes in log
+    space), those with their onset at or after ``since``."""
     import dataclasses
     import math
 
     import numpy as np
 
-    from spotkit.monitor import LOG_METRICS, segment
+    from spotkit.monitor import LOG_METRICS, bayesian_segment, segment
+
+    method = bayesian_segment if bayes else segment
+    how_found = "Bayesian segmentation" if bayes else "offline segmentation"
 
     out = []
     for (metric, beamline, target), part in table.sort_values("time", kind="stable").groupby(
@@ -380,7 +387,7 @@ def _segment_streams(table: Any, since: float) -> list:
         if log:
             values = np.log(np.maximum(values, 1.0))
         where = "/".join(x for x in (_label(beamline), _label(target)) if x) or "all"
-        for f in segment(values, part["time"].to_numpy(dtype=float), metric=str(metric)):
+        for f in method(values, part["time"].to_numpy(dtype=float), metric=str(metric)):
             if f.onset is None or f.onset < since:
                 continue
             a, b = f.detail["before"], f.detail["after"]
@@ -395,7 +402,7 @@ def _segment_streams(table: Any, since: float) -> list:
             out.append(dataclasses.replace(
                 f, beamline=_label(beamline), target=_label(target), detail=detail,
                 message=f"{metric} on {where} {word} from {a:.4g} to {b:.4g}{how} since "
-                f"{when} (offline segmentation)"))
+                f"{when} ({how_found})"))
     return out
 
 

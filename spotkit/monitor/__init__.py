@@ -14,6 +14,7 @@ that record into it (pipelines, runs, compute, flows): it never imports them.
 from spotkit.monitor._alert_log import ALERT_COLUMNS, alert_log
 from spotkit.monitor._alerts import AlertRule, Alerts, Delivery, QuietPeriod, parse_duration
 from spotkit.monitor._bocpd import BayesianDetector, bayesian_changes
+from spotkit.monitor._bocpd_offline import bayesian_segment
 from spotkit.monitor._changepoint import ChangeDetector, cusum_arl, cusum_threshold, find_changes
 from spotkit.monitor._events import events, frame
 from spotkit.monitor._findings import SEVERITIES, Finding
@@ -88,5 +89,5 @@ __all__ += ["QUALITY_KINDS", "ProductSummary", "QualityVerdict", "References",  
             "summarize_volume"]
 __all__ += ["QueueView", "RouteDecision", "Router", "one_per_change",  # H8 routing
             "queue_change_findings", "queue_view", "reroute_findings"]
-__all__ += ["segment"]  # H10 offline segmentation
+__all__ += ["bayesian_segment", "segment"]  # offline segmentations
 __all__ += ["ALERT_COLUMNS", "alert_log"]  # portal: the alerted findings, read only

@@ -24,6 +24,39 @@ def _logsumexp(v: np.ndarray) -> float:
     return top + math.log(float(np.exp(v - top).sum()))
 
 
+def _kalman_step(st: np.ndarray, x: float, a: np.ndarray, const: np.ndarray,
+                 prior_col: np.ndarray, q: np.ndarray, delta: float,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One value through every model and run length: its log predictive and the next state.
+
+    ``st`` holds, per model (axis 1) and run length (axis 2), the state predicted for this
+    value: ``b`` (the noise variance's rate), the level, the slope and the upper triangle of
+    ``P`` (p00, p01, p11); ``a`` and ``const`` are the noise variance's shape and the
+    Student-t constant per run length. Returns the Student-t log predictive of ``x`` (one
+    per model and run length) and the state after ``x`` (rank-one Kalman update), predicted
+    for the next value (the level moves by the slope and the walk), with a new run from
+    ``prior_col`` in front.
+    """
+    b, m0, m1, p00, p01, p11 = st
+    s = 1.0 + p00
+    e = x - m0
+    scale2 = b / a * s
+    nu = 2.0 * a
+    logpred = const - 0.5 * np.log(scale2) - (nu + 1) / 2 * np.log1p(e * e / (nu * scale2))
+    new = np.empty((6, st.shape[1], st.shape[2] + 1))
+    new[:, :, :1] = prior_col
+    k0, k1 = p00 / s, p01 / s
+    m1n = m1 + k1 * e
+    p01n, p11n = p01 - k0 * p01, p11 - k1 * p01
+    new[0, :, 1:] = b + e * e / (2.0 * s)
+    new[1, :, 1:] = m0 + k0 * e + delta * m1n
+    new[2, :, 1:] = m1n
+    new[3, :, 1:] = p00 - k0 * p00 + 2.0 * delta * p01n + delta * delta * p11n + q
+    new[4, :, 1:] = p01n + delta * p11n
+    new[5, :, 1:] = p11n
+    return logpred, new
+
+
 class BayesianDetector:
     """Changes of level, trend and variance by Bayesian online change-point detection.
 
@@ -277,33 +310,12 @@ class BayesianDetector:
         if self._estimate and self._count % _REFRESH == 0:
             self._set_scales(np.array([v for v, _ in self._recent]))
         size = self._logr.shape[1]
-        a = self._a[:size]
-        # Student-t predictive of each model and run length (the state is predicted)
-        b, m0, m1, p00, p01, p11 = self._st
-        s = 1.0 + p00
-        e = x - m0
-        scale2 = b / a * s
-        nu = 2.0 * a
-        logpred = (self._const[:size] - 0.5 * np.log(scale2)
-                   - (nu + 1) / 2 * np.log1p(e * e / (nu * scale2)))
+        logpred, new = _kalman_step(self._st, x, self._a[:size], self._const[:size],
+                                    self._prior_col, self._q, self._delta)
         joint = self._logr + self._weight * logpred
         logr = np.empty((joint.shape[0], size + 1))
         logr[:, :1] = _logsumexp(joint) + self._log_h + self._log_w
         logr[:, 1:] = joint + self._log_1h
-        # posterior after this value (rank-one Kalman update), then predicted for the next
-        # one (the level moves by the slope and the walk); a new run starts from the prior
-        new = np.empty((6, joint.shape[0], size + 1))
-        new[:, :, :1] = self._prior_col
-        k0, k1 = p00 / s, p01 / s
-        m1n = m1 + k1 * e
-        p01n, p11n = p01 - k0 * p01, p11 - k1 * p01
-        d = self._delta
-        new[0, :, 1:] = b + e * e / (2.0 * s)
-        new[1, :, 1:] = m0 + k0 * e + d * m1n
-        new[2, :, 1:] = m1n
-        new[3, :, 1:] = p00 - k0 * p00 + 2.0 * d * p01n + d * d * p11n + self._q
-        new[4, :, 1:] = p01n + d * p11n
-        new[5, :, 1:] = p11n
         if size + 1 > self.max_run + 1:  # merge the longest run lengths (bounded memory)
             logr[:, -2] = np.logaddexp(logr[:, -2], logr[:, -1])
             logr, new = logr[:, :-1], new[:, :, :-1]
@@ -382,20 +394,25 @@ def bayesian_changes(values: npt.ArrayLike, times: npt.ArrayLike | None = None, 
         if ta.shape != x.shape:
             raise ValueError(f"times must have the shape of values {x.shape}, got {ta.shape}")
         ts = ta.tolist()
-    est = prior_scales(x, gate=options.get("walk_gate", 0.0))
-    if est is not None:
-        given = {k for k, v in options.items() if v is not None}
-        if "rho" not in options:
-            given.add("rho")  # the default (0), not an estimate
-        if given & {"mean", "beta"}:
-            given |= {"center", "noise"}
-        if "noise" in given:
-            given.add("walk_noise")  # the given noise holds for the walks too
-        if "kappa" in given:
-            given.add("spread")
-        options = {**options, **{k: v for k, v in est._asdict().items() if k not in given}}
-    det = BayesianDetector(metric=metric, **options)
+    det = BayesianDetector(metric=metric, **_scaled_options(x, options))
     out: list[Finding] = []
     for j, v in enumerate(x.tolist()):
         out += det.update(v, None if ts is None else ts[j])
     return out
+
+
+def _scaled_options(x: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the prior's scales not given filled in from the whole series ``x``."""
+    est = prior_scales(x, gate=options.get("walk_gate", 0.0))
+    if est is None:
+        return options
+    given = {k for k, v in options.items() if v is not None}
+    if "rho" not in options:
+        given.add("rho")  # the default (0), not an estimate
+    if given & {"mean", "beta"}:
+        given |= {"center", "noise"}
+    if "noise" in given:
+        given.add("walk_noise")  # the given noise holds for the walks too
+    if "kappa" in given:
+        given.add("spread")
+    return {**options, **{k: v for k, v in est._asdict().items() if k not in given}}

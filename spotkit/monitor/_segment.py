@@ -162,14 +162,20 @@ def segment(values: npt.ArrayLike, times: npt.ArrayLike | None = None, *,
     if not autocorrelation:
         rho = 0.0
     s2 = v * (1.0 + rho) / (1.0 - rho)
-    y = x
-    if winsorize is not None:
-        w = min_size if min_size % 2 else min_size + 1
-        med = median_filter(x, size=max(w, 3), mode="nearest")
-        lim = float(winsorize) * math.sqrt(v)
-        y = med + np.clip(x - med, -lim, lim)
+    y = x if winsorize is None else winsorized(x, min_size, float(winsorize) * math.sqrt(v))
     cps = _segmentation(y / math.sqrt(s2), per_change, seg_log, min_size)
     return _findings(x, y, cps, keep, ts, s2, rho, per_change, seg_log, metric)
+
+
+def winsorized(x: np.ndarray, min_size: int, limit: float) -> np.ndarray:
+    """``x`` clipped to ``limit`` around its running median of ``min_size`` values.
+
+    The window is odd and at least 3: steps are kept, an isolated value (or a run shorter
+    than half the window) is pulled back to within ``limit`` of its neighbours.
+    """
+    w = min_size if min_size % 2 else min_size + 1
+    med = median_filter(x, size=max(w, 3), mode="nearest")
+    return med + np.clip(x - med, -limit, limit)
 
 
 def _penalty(penalty: str | float, n: int) -> tuple[float, bool]:

@@ -120,6 +120,15 @@ def test_changes_offline_and_short_streams(flow_catalog, capsys):
     assert t[STEP_AT] <= step["onset"] <= t[STEP_AT] + 5 + 4 * 60 * 2
     assert 3 < step["detail"]["factor"] < 5.5
     assert "queue_wait on 8.3.2/perlmutter rose from" in step["message"]
+    # the Bayesian segmentation finds the same step
+    assert main(["monitor", "changes", "--catalog", db, "--since", _iso(T0), "--json",
+                 "--metric", "queue_wait", "--method", "bayes"]) == 0
+    doc = _json(capsys)
+    (bstep,) = doc["findings"]
+    assert bstep["detail"]["method"] == "bayes-map"
+    assert t[STEP_AT] <= bstep["onset"] <= t[STEP_AT] + 5 + 4 * 60 * 2
+    assert 3 < bstep["detail"]["factor"] < 5.5
+    assert "(Bayesian segmentation)" in bstep["message"]
     # online on a stream too short for the default: watched with --min-history
     late = _iso(t[STEP_AT - 40])
     assert main(["monitor", "changes", "--catalog", db, "--since", late, "--history", "1s",
