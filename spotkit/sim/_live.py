@@ -3,7 +3,8 @@
 :class:`LiveSeriesWriter` writes the series that :func:`spotkit.io.follow_frames` follows
 and ``spotkit live`` reduces: spheres whose radius changes and a peak that appears at known
 frames (:class:`Transition`; the sample model is in :mod:`spotkit.sim._live_model`), into one
-HDF5/NeXus file (SWMR or plain flushes) or a folder of CBF/EDF/TIFF files. The PONI
+HDF5/NeXus file (SWMR or plain flushes), an Eiger series (a master file linking data files of
+a block of frames each) or a folder of CBF/EDF/TIFF files. The PONI
 geometry and the detector mask are written first, as after a calibration.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import HC_KEV_NM, iso, prepare_path, start_time_for
-from ._live_formats import FolderOutput, H5Output
+from ._live_formats import EigerOutput, FolderOutput, H5Output
 from ._live_model import (
     PARAMETERS,
     LiveSeriesTruth,
@@ -37,7 +38,7 @@ __all__ = ["LiveSeriesWriter"]
 
 logger = logging.getLogger(__name__)
 
-_FORMATS = ("h5", "cbf", "edf", "tiff")
+_FORMATS = ("h5", "eiger", "cbf", "edf", "tiff")
 
 
 class LiveSeriesWriter:
@@ -46,18 +47,24 @@ class LiveSeriesWriter:
     Parameters
     ----------
     path : path-like
-        The HDF5 file (``fmt="h5"``) or the folder of frame files to create. The PONI file
-        is ``<stem>.poni`` beside the HDF5 file (inside the folder for frame files), the mask
-        ``<stem>_mask.edf`` beside the file or folder.
+        The HDF5 file (``fmt="h5"``), the Eiger master file (``fmt="eiger"``, e.g.
+        ``run_master.h5``: its data files are ``run_data_000001.h5``... beside it) or the
+        folder of frame files to create. The PONI file is ``<stem>.poni`` beside the HDF5
+        file (inside the folder for frame files), the mask ``<stem>_mask.edf`` beside the
+        file or folder.
     n_frames : int
         Frames of the acquisition.
     frame_interval_s : float
         Acquisition time between frames (frame ``k``'s timestamp is ``k`` times it).
-    fmt : {"h5", "cbf", "edf", "tiff"}
-        Output.
+    fmt : {"h5", "eiger", "cbf", "edf", "tiff"}
+        Output. ``"eiger"``: a master file written first, linking (HDF5 external links
+        ``/entry/data/data_NNNNNN``) data files of ``frames_per_file`` frames each, which
+        appear one after another as the frames are written; no per-frame timestamps.
     swmr : bool
-        HDF5: switch SWMR on after creating the datasets (otherwise the file is flushed after
-        each frame and readers must re-open it).
+        HDF5 (and Eiger data files): switch SWMR on after creating the datasets (otherwise
+        the file is flushed after each frame and readers must re-open it).
+    frames_per_file : int
+        Eiger: frames per data file (the last one holds the rest).
     transitions : iterable of Transition, optional
         The sample's changes; default :func:`default_transitions` (three changes), ``()``
         for a stationary sample.
@@ -73,7 +80,8 @@ class LiveSeriesWriter:
         Real-time mode: after frame ``k`` the detector pauses this many acquisition seconds.
     truncate_last : bool
         The last frame is left half-written and the series is never ended (a writer killed
-        mid-frame): no timestamp, no end_time, no sentinel.
+        mid-frame): no timestamp, no end_time, no sentinel (Eiger: the frame is announced,
+        its chunk never written).
     start : dict, optional
         Start values of the sample parameters (defaults in :data:`PARAMETERS`).
     energy_kev, distance_m, pixel_size_um, beam_center, beamstop_radius_px : optional
@@ -115,7 +123,7 @@ class LiveSeriesWriter:
     """
 
     def __init__(self, path, *, n_frames: int = 100, frame_interval_s: float = 1.0,
-                 fmt: str = "h5", swmr: bool = True,
+                 fmt: str = "h5", swmr: bool = True, frames_per_file: int = 100,
                  transitions: Iterable[Transition] | None = None,
                  shape: tuple[int, int] = (195, 487), seed: int = 0, time_scale: float = 1.0,
                  pauses: Iterable[tuple[int, float]] = (), truncate_last: bool = False,
@@ -135,6 +143,8 @@ class LiveSeriesWriter:
             raise ValueError(f"unknown fmt {fmt!r}; choose one of {list(_FORMATS)}")
         if int(n_frames) < 1:
             raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        if int(frames_per_file) < 1:
+            raise ValueError(f"frames_per_file must be >= 1, got {frames_per_file}")
         if not frame_interval_s > 0 or not time_scale > 0:
             raise ValueError("frame_interval_s and time_scale must be > 0, got "
                              f"{frame_interval_s} and {time_scale}")
@@ -183,7 +193,7 @@ class LiveSeriesWriter:
         self._cache: tuple[tuple, np.ndarray] | None = None
 
         path = Path(path).expanduser().absolute()
-        folder_mode = fmt != "h5"
+        folder_mode = fmt not in ("h5", "eiger")
         if folder_mode:
             if path.exists() and not overwrite:
                 raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
@@ -223,10 +233,16 @@ class LiveSeriesWriter:
                 "poni_name": poni_path.name,
                 "mask_name": None if mask_path is None else
                 (mask_path.name if not folder_mode else f"../{mask_path.name}")}
-        self._out: H5Output | FolderOutput = (
-            FolderOutput(path, fmt=fmt, meta=meta) if folder_mode
-            else H5Output(path, swmr=bool(swmr), shape=shape, meta=meta,
-                          compression=compression))
+        self._out: H5Output | EigerOutput | FolderOutput
+        if folder_mode:
+            self._out = FolderOutput(path, fmt=fmt, meta=meta)
+        elif fmt == "eiger":
+            self._out = EigerOutput(path, swmr=bool(swmr), shape=shape, meta=meta,
+                                    frames_per_file=int(frames_per_file),
+                                    compression=compression, overwrite=overwrite)
+        else:
+            self._out = H5Output(path, swmr=bool(swmr), shape=shape, meta=meta,
+                                 compression=compression)
         self.truth = LiveSeriesTruth(
             path=path, poni_path=poni_path, mask_path=mask_path, fmt=fmt,
             n_frames=self.n_frames, frame_interval_s=self.frame_interval_s, transitions=trans,
@@ -238,7 +254,10 @@ class LiveSeriesWriter:
             module_gap=(int(module_gap[0]), int(module_gap[1])), seed=self.seed,
             truncated_last=self._truncate,
             extra={"start_time": iso(t0), "swmr": bool(swmr) and not folder_mode,
-                   "pauses": sorted(self._pauses.items())})
+                   "pauses": sorted(self._pauses.items()),
+                   **({"frames_per_file": int(frames_per_file),
+                       "data_files": [str(p) for p in self._out.data_paths]}
+                      if isinstance(self._out, EigerOutput) else {})})
         self.frame_times: list[float] = []
         self._written = 0
         self._ended = False
@@ -269,6 +288,12 @@ class LiveSeriesWriter:
     def written(self) -> int:
         """Frames completely written so far."""
         return self._written
+
+    @property
+    def data_files(self) -> list[Path]:
+        """Eiger: the data files the master links to, in order (some not written yet);
+        other formats: empty."""
+        return list(self._out.data_paths) if isinstance(self._out, EigerOutput) else []
 
     @property
     def finished(self) -> bool:
