@@ -1,7 +1,7 @@
 """Follow a frame series while a detector writes it: :func:`follow_frames`.
 
 A :class:`FrameSource` hands out the frames of a series as they land, in order, and never a
-frame the detector has not finished writing. Two kinds of series are followed:
+frame the detector has not finished writing. Three kinds of series are followed:
 
 * **one HDF5/NeXus file being appended** (:mod:`spotkit.io._follow_h5`): read with a SWMR
   reader when the writer has switched SWMR on (the HDF5 superblock says so), otherwise by
@@ -11,6 +11,10 @@ frame the detector has not finished writing. Two kinds of series are followed:
 * **a folder of frame files arriving** (CBF, EDF, TIFF; :mod:`spotkit.io._follow_folder`):
   a file counts only once its bytes are all there (the format's own header says how many
   there must be), and frames are handed out in number order (a gap waits).
+* **a Dectris Eiger series** (:mod:`spotkit.io._follow_eiger`): a ``*_master.h5`` file whose
+  ``/entry/data/data_NNNNNN`` external links point at data files of a block of frames each,
+  which appear one after another; each is followed like one HDF5 file being appended, the
+  frame numbers running on across them (a data file that never comes is a gap).
 
 :meth:`FrameSource.poll` never sleeps; :meth:`FrameSource.follow` is the blocking loop.
 """
@@ -64,9 +68,9 @@ class FrameSourceInfo:
     Attributes
     ----------
     path : pathlib.Path
-        The HDF5 file or the folder followed.
+        The HDF5 file (the master file of an Eiger series) or the folder followed.
     kind : str
-        ``"hdf5"`` or ``"folder"``.
+        ``"hdf5"``, ``"eiger"`` or ``"folder"``.
     format : str
         ``"h5"``, ``"cbf"``, ``"edf"`` or ``"tiff"`` (``""`` until the first frame file).
     shape : (int, int) or None
@@ -86,7 +90,9 @@ class FrameSourceInfo:
         ``frame_time_s``, ``n_frames_expected``, ``energy_kev``... (what the file or the
         folder's sidecar says; absent keys are unknown), plus the reader's counters
         (``missing_frames``: frames skipped after ``gap_timeout_s``; ``read_races``:
-        re-opened reads discarded because the writer changed the file meanwhile).
+        re-opened reads discarded because the writer changed the file meanwhile); Eiger
+        series add ``data_files`` (those there so far), ``n_data_files`` (linked),
+        ``frames_per_file`` and ``missing_files``.
     """
 
     path: Path
@@ -252,12 +258,15 @@ def follow_frames(path: str | os.PathLike[str], *, start: int = 0, dataset: str 
     ----------
     path : path-like
         An HDF5/NeXus file being appended (it may not exist yet: the source waits for it),
-        or a folder into which numbered CBF/EDF/TIFF frame files arrive.
+        an Eiger master file (``/entry/data/data_NNNNNN`` external links to the data files,
+        or, while it does not exist or cannot be read yet, a name ending in ``_master``), or
+        a folder into which numbered CBF/EDF/TIFF frame files arrive.
     start : int
         First frame to hand out (resume after frame ``start - 1``).
     dataset : str, optional
         HDF5 path of the frames; default ``/entry/data/data``, else the NXdata signal of
-        the default entry, else the one 3-D dataset of the file.
+        the default entry, else the one 3-D dataset of the file. Given (or ``counter``), the
+        file is followed as one file even when it is an Eiger master.
     counter : str, optional
         HDF5 path of a 1-D dataset the writer appends to *after* each frame (a frame
         counts only once its counter entry exists); default: ``frame_timestamp`` beside
@@ -267,7 +276,9 @@ def follow_frames(path: str | os.PathLike[str], *, start: int = 0, dataset: str 
     gap_timeout_s : float
         Folders: a frame file missing (or unreadable) while later frames are complete is
         waited for this long, then skipped with a warning (it is recorded in
-        ``info.metadata["missing_frames"]``).
+        ``info.metadata["missing_frames"]``). Eiger series: the same for a data file
+        missing, unreadable or incomplete while later data files are there (its frames
+        are recorded in ``missing_frames``, its name in ``missing_files``).
 
     Returns
     -------
@@ -279,7 +290,9 @@ def follow_frames(path: str | os.PathLike[str], *, start: int = 0, dataset: str 
     ------
     InputFileError
         A path that does not exist (and is not an HDF5 file name in an existing folder), a
-        single frame file (follow its folder), or a file that is not HDF5.
+        single frame file (follow its folder), or a file that is not HDF5. Polling raises it
+        for an Eiger master that links no data file, a data file without the linked
+        dataset, or data files whose frames differ in shape or dtype.
 
     Examples
     --------
@@ -298,6 +311,7 @@ def follow_frames(path: str | os.PathLike[str], *, start: int = 0, dataset: str 
     ([2, 3], True)
     >>> source.close()
     """
+    from ._follow_eiger import EigerFrameSource, is_eiger_master
     from ._follow_folder import FolderFrameSource
     from ._follow_h5 import HDF5FrameSource
     from ._h5 import HDF5_SUFFIXES
@@ -315,6 +329,8 @@ def follow_frames(path: str | os.PathLike[str], *, start: int = 0, dataset: str 
             raise InputFileError(p, "neither the file nor its folder exists.",
                                  hint="Check the path (the source waits for a file that does "
                                  "not exist yet, but only in an existing folder).")
+        if dataset is None and counter is None and is_eiger_master(p):
+            return EigerFrameSource(p, start=start, gap_timeout_s=gap_timeout_s)
         return HDF5FrameSource(p, start=start, dataset=dataset, counter=counter)
     if not p.exists():
         raise InputFileError(p, "does not exist.",
@@ -323,6 +339,8 @@ def follow_frames(path: str | os.PathLike[str], *, start: int = 0, dataset: str 
     from ._h5 import sniff_hdf5
 
     if sniff_hdf5(p):
+        if dataset is None and counter is None and is_eiger_master(p):
+            return EigerFrameSource(p, start=start, gap_timeout_s=gap_timeout_s)
         return HDF5FrameSource(p, start=start, dataset=dataset, counter=counter)
     raise InputFileError(p, "is neither an HDF5/NeXus file nor a folder of frame files.",
                          hint=f"To follow frame files (CBF/EDF/TIFF), pass their folder "

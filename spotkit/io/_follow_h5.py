@@ -124,6 +124,70 @@ def _find_frames(f: h5py.File) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+def series_metadata(f: h5py.File) -> tuple[dict, int | None]:
+    """What a NeXus (or Eiger master) file says about its series, and the frames expected.
+
+    Returns
+    -------
+    dict
+        ``beamline``, ``sample``, ``proposal``, ``start_time``, ``energy_kev``,
+        ``distance_m``, ``frame_time_s``... (absent keys are unknown), and
+        ``n_frames_expected`` when the detector says it (Eiger's
+        ``detectorSpecific/nimages`` x ``ntrigger``).
+    int or None
+        The frames expected.
+    """
+    def text(key):
+        value = get_value(f, key)
+        return None if value is None or not str(value).strip() else str(value)
+
+    def number(key):
+        value = get_value(f, key)
+        try:
+            return None if value is None else float(value)
+        except (TypeError, ValueError):
+            return None
+
+    meta = {
+        "beamline": text("/entry/instrument/source/beamline"),
+        "instrument": text("/entry/instrument/name"),
+        "sample": text("/entry/sample/name"),
+        "proposal": text("/entry/experiment/proposal"),
+        "experimenter": text("/entry/experiment/experimenter"),
+        "title": text("/entry/title"),
+        "mode": text("/entry/mode"),
+        "start_time": text("/entry/start_time"),
+        "energy_kev": number("/entry/instrument/monochromator/energy"),
+        # NXmx / Eiger masters: detector_distance
+        "distance_m": number(f"{_DET}/distance") or number(f"{_DET}/detector_distance"),
+        "frame_time_s": number(f"{_DET}/frame_time"),
+        "exposure_s": number(f"{_DET}/count_time"),
+    }
+    if meta["energy_kev"] is None:  # NXmx: the wavelength in angstrom
+        wavelength = number("/entry/instrument/beam/incident_wavelength")
+        if wavelength:
+            meta["energy_kev"] = 12.398419843320026 / wavelength
+    expected = None
+    nimages = number(f"{_DET}/detectorSpecific/nimages")
+    if nimages:
+        ntrigger = number(f"{_DET}/detectorSpecific/ntrigger") or 1.0
+        expected = int(nimages * ntrigger)
+        meta["n_frames_expected"] = expected
+    meta["geometry_file"] = text(f"{_DET}/geometry_file")
+    meta["mask_file"] = text(f"{_DET}/mask_file")
+    return {k: v for k, v in meta.items() if v is not None}, expected
+
+
+def find_beside(path: Path, named, candidates: list[Path]) -> Path | None:
+    """The file a series names (relative to its folder), else the first candidate there."""
+    tries = [Path(str(named))] if named else []
+    for c in [*tries, *candidates]:
+        c = c if c.is_absolute() else path.parent / c
+        if c.is_file():
+            return c.absolute()
+    return None
+
+
 class HDF5FrameSource(FrameSource):
     """Frames of an HDF5/NeXus file being appended (see :func:`spotkit.io.follow_frames`)."""
 
@@ -335,39 +399,9 @@ class HDF5FrameSource(FrameSource):
         return n
 
     def _read_metadata(self, f: h5py.File) -> None:
-        def text(key):
-            value = get_value(f, key)
-            return None if value is None or not str(value).strip() else str(value)
-
-        def number(key):
-            value = get_value(f, key)
-            try:
-                return None if value is None else float(value)
-            except (TypeError, ValueError):
-                return None
-
-        meta = {
-            "beamline": text("/entry/instrument/source/beamline"),
-            "instrument": text("/entry/instrument/name"),
-            "sample": text("/entry/sample/name"),
-            "proposal": text("/entry/experiment/proposal"),
-            "experimenter": text("/entry/experiment/experimenter"),
-            "title": text("/entry/title"),
-            "mode": text("/entry/mode"),
-            "start_time": text("/entry/start_time"),
-            "energy_kev": number("/entry/instrument/monochromator/energy"),
-            "distance_m": number(f"{_DET}/distance"),
-            "frame_time_s": number(f"{_DET}/frame_time"),
-            "exposure_s": number(f"{_DET}/count_time"),
-        }
-        nimages = number(f"{_DET}/detectorSpecific/nimages")
-        if nimages:
-            ntrigger = number(f"{_DET}/detectorSpecific/ntrigger") or 1.0
-            self._expected = int(nimages * ntrigger)
-            meta["n_frames_expected"] = self._expected
-        meta["geometry_file"] = text(f"{_DET}/geometry_file")
-        meta["mask_file"] = text(f"{_DET}/mask_file")
-        self._meta = {k: v for k, v in meta.items() if v is not None}
+        self._meta, expected = series_metadata(f)
+        if expected is not None:
+            self._expected = expected
 
     # -- reading frames ----------------------------------------------------------------------
     def _written_at(self, index: int) -> float:
