@@ -1,4 +1,9 @@
-"""A live series in the catalog: registered while it is written, ingested when it ends."""
+"""A live series in the catalog: registered while it is written, ingested when it ends.
+
+An Eiger series is one dataset: its master file (the path followed) is the primary file; once
+it has ended, the data files it links to are ingested with it (role ``"frames"``, each with
+its checksum), with the PONI and mask files.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +40,12 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def describe(path: Path, info: Any) -> Any:
-    """A :class:`spotkit.io.DatasetInfo` of a series being written, from its frame source."""
+def describe(path: Path, info: Any, *, n_frames: int | None = None) -> Any:
+    """A :class:`spotkit.io.DatasetInfo` of a series being written, from its frame source.
+
+    With ``n_frames`` (a finished series), the end time and the frame count go in, and an
+    Eiger series' data files (``info.metadata["data_files"]``) are listed as its files.
+    """
     from spotkit.io import DatasetInfo
 
     meta = dict(getattr(info, "metadata", None) or {})
@@ -51,6 +60,8 @@ def describe(path: Path, info: Any) -> Any:
     elif start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     files = [(path, "data")]
+    if n_frames is not None:
+        files += [(Path(p), "frames") for p in meta.get("data_files") or ()]
     for attr, role in (("poni_path", "geometry"), ("mask_path", "mask")):
         extra = getattr(info, attr, None)
         if extra is not None and Path(extra).exists():
@@ -62,7 +73,15 @@ def describe(path: Path, info: Any) -> Any:
     if shape is not None:
         metadata["frame_shape"] = [int(n) for n in shape]
     metadata["format"] = str(getattr(info, "format", "") or metadata.get("format", ""))
-    return DatasetInfo(kind="saxs/raw", start_time=start, end_time=None,
+    end = None
+    if n_frames is not None:
+        metadata["n_frames"] = int(n_frames)
+        try:
+            end = datetime.fromisoformat(str(meta.get("end_time")))
+            end = end if end.tzinfo is not None else end.replace(tzinfo=UTC)
+        except ValueError:
+            end = None
+    return DatasetInfo(kind="saxs/raw", start_time=start, end_time=end,
                        title=f"{names['beamline']} live SAXS series of {names['sample']}",
                        metadata=metadata, files=tuple(files), **names)
 
@@ -100,7 +119,19 @@ def ingest_final(catalog: Any, live_id: str, path: Path) -> str:
     str
         The id of the finished series.
     """
-    final = catalog.ingest(path, extra_metadata={"live_dataset": live_id})
+    eiger = _eiger_series(path)
+    if eiger is None:
+        final = catalog.ingest(path, extra_metadata={"live_dataset": live_id})
+    else:  # the catalog's readers read single files: describe the master + data files here
+        from spotkit.catalog import open_catalog
+
+        described = describe(path, eiger[0], n_frames=eiger[1])
+        registrar = open_catalog(catalog.url, reader=lambda _path: described, create=False)
+        try:
+            final_id = registrar.ingest(path, extra_metadata={"live_dataset": live_id}).id
+        finally:
+            registrar.close()
+        final = catalog[final_id]
     if final.id != live_id:
         marks = catalog.frame_marks(live_id)
         if marks:
@@ -111,6 +142,23 @@ def ingest_final(catalog: Any, live_id: str, path: Path) -> str:
                            reason=f"acquisition finished; ingested as {final.id}")
     logger.info("%s: the finished series is %s", path, final.id)
     return str(final.id)
+
+
+def _eiger_series(path: Path) -> tuple[Any, int] | None:
+    """``(frame source info, frames)`` of the Eiger series at ``path``; None for another."""
+    from spotkit.io import follow_frames
+
+    try:
+        source = follow_frames(path)
+    except (SpotkitError, OSError, ValueError):
+        return None
+    try:
+        if source.kind != "eiger":
+            return None
+        source.poll(0)  # looks at the master and every data file; hands out no frame
+        return source.info, source.available
+    finally:
+        source.close()
 
 
 def find_series(catalog: Any, path: Path, dataset_id: str | None, *,
