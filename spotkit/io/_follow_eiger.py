@@ -65,6 +65,8 @@ logger = logging.getLogger("spotkit.io")
 _LINK = re.compile(r"data_(\d{6})$")
 _DATA_GROUP = "/entry/data"
 _MASK_SUFFIXES = (".edf", ".tif", ".tiff", ".npy")
+#: seconds between looks for every later data file while one is awaited
+RESCAN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class EigerFrameSource(FrameSource):
         self._links: list[_Link] = []
         self._master_stat: tuple[int, int] | None = None
         self._master_failing = 0  # polls in a row that could not read the master
+        self._swmr_seen = False  # a data file was read with SWMR
+        self._scanned, self._scanned_at = -1, 0.0  # the last look for later data files
         self._meta: dict = {}
         self._expected: int | None = None
         self._ended = False
@@ -305,34 +309,45 @@ class EigerFrameSource(FrameSource):
                  closed: bool) -> int | None:
         """Frames of data file ``pos`` (first frame ``offset``), from what is known: its
         ``image_nr_low/high``, its length once closed, the next file's ``image_nr_low``, the
-        files' common size."""
+        files' common size (else the next file's length: all but the last are alike)."""
         if data is not None and data.low is not None and data.high is not None:
             return data.high - data.low + 1
         if data is not None and data.ok and closed and data.size is not None:
             return data.size
-        if pos + 1 < len(self._links):
-            low = self._peek(pos + 1)
-            if low is not None and low > offset:
-                return low - offset
+        low, length = self._peek(pos + 1) if pos + 1 < len(self._links) else (None, None)
+        if low is not None and low > offset:
+            return low - offset
         if self._block is None and data is not None and data.ok:
             return data.size
-        return self._block
+        return self._block if self._block is not None else length
 
-    def _peek(self, pos: int) -> int | None:
-        """``image_nr_low - 1`` of data file ``pos``, when it is readable and says so."""
+    def _peek(self, pos: int) -> tuple[int | None, int | None]:
+        """``(image_nr_low - 1, length)`` of data file ``pos`` as far as it says them."""
         path = self._links[pos].path
         if not path.exists():
-            return None
+            return None, None
         try:
             with _open(path, swmr=False) as f:
                 ds = f.get(self._links[pos].key)
-                low = ds.attrs.get("image_nr_low") if isinstance(ds, h5py.Dataset) else None
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 3:
+                    return None, None
+                low = ds.attrs.get("image_nr_low")
+                length = int(ds.shape[0]) or None
         except _TRANSIENT:
-            return None
-        return None if low is None else int(np.asarray(low).reshape(())) - 1
+            return None, None
+        return (None if low is None else int(np.asarray(low).reshape(())) - 1), length
 
     def _later_there(self, pos: int) -> bool:
-        return any(link.path.exists() for link in self._links[pos + 1:])
+        """A data file after ``pos`` is there (all of them are looked for once a second;
+        in between, the next one only: the detector writes them in order)."""
+        nxt = self._links[pos + 1:pos + 2]
+        if nxt and nxt[0].path.exists():
+            return True
+        now = time.monotonic()
+        if self._scanned == pos and now - self._scanned_at < RESCAN_S:
+            return False
+        self._scanned, self._scanned_at = pos, now
+        return any(link.path.exists() for link in self._links[pos + 2:])
 
     def _advance(self, pos: int, end: int) -> None:
         """Data file ``pos`` is passed: the next one starts at frame ``end``."""
@@ -353,6 +368,7 @@ class EigerFrameSource(FrameSource):
             readable = closed = False
             if data is not None:
                 readable, closed = data.look()
+                self._swmr_seen = self._swmr_seen or data._seen_swmr
                 if readable:
                     self._check_frames(data)
                     if data._shape is None and closed:
@@ -464,6 +480,4 @@ class EigerFrameSource(FrameSource):
         meta["missing_files"] = list(self._missing_files)
         return FrameSourceInfo(path=self.path, kind=self.kind, format="h5", shape=self._shape,
                                dtype=self._dtype, poni_path=poni, mask_path=mask,
-                               dataset=_DATA_GROUP, swmr=any(
-                                   d._seen_swmr for _, d in self._open.values()),
-                               metadata=meta)
+                               dataset=_DATA_GROUP, swmr=self._swmr_seen, metadata=meta)

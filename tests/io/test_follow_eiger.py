@@ -154,6 +154,21 @@ def test_a_gap_is_waited_for_then_skipped(tmp_path, caplog):
     assert "frames 4-7 skipped" in caplog.text
 
 
+def test_a_first_data_file_lost_without_numbering_attributes(tmp_path):
+    writer = _writer(tmp_path)
+    writer.write(N)
+    writer.data_files[0].unlink()
+    for path in writer.data_files[1:]:  # a file writer that does not number its frames
+        with h5py.File(path, "r+") as f:
+            del f["/entry/data/data"].attrs["image_nr_low"]
+            del f["/entry/data/data"].attrs["image_nr_high"]
+    with follow_frames(writer.path, gap_timeout_s=0) as source:
+        frames = source.poll()
+        assert _indices(frames) == list(range(4, N))  # the files' common size: four frames
+        np.testing.assert_array_equal(frames[0].data, writer.frame(4))
+        assert source.info.metadata["missing_frames"] == [0, 1, 2, 3]
+
+
 def test_bad_series_are_named(tmp_path):
     plain = tmp_path / "plain_master.h5"  # a master without links, closed
     with h5py.File(plain, "w") as f:
