@@ -27,7 +27,7 @@ from spotkit.catalog._live_point import LivePoint, kind_clause, point_row, point
 from spotkit.catalog._time import now_epoch
 from spotkit.errors import DatasetNotFoundError
 
-__all__ = ["LIVE_ENDED_STATES", "LiveMixin"]
+__all__ = ["LIVE_CHANNEL", "LIVE_ENDED_STATES", "LiveMixin", "live_notice"]
 
 logger = logging.getLogger("spotkit.catalog._catalog")
 
@@ -38,6 +38,23 @@ LIVE_ENDED_STATES = ("finished", "stopped", "failed")
 _STATUS_KEYS = ("dataset_id", "active", "started_at", "updated_at", "age_s")
 _SERIES_KEYS = ("beamline", "sample", "proposal", "title", "last_frame")
 _POINT_COLUMNS = "frame, kind, payload, time_s, written_at, recorded_at"
+#: The PostgreSQL channel :meth:`LiveMixin.record_live` notifies when a series got points
+#: (channels belong to a database, so this is one channel per catalog).
+LIVE_CHANNEL = "spotkit_live"
+
+
+def live_notice(dataset_id: str, frame: int, change: int) -> str:
+    """The payload of a :data:`LIVE_CHANNEL` notification: the series, the highest frame
+    and the newest change number of the points just written, as compact JSON (a few dozen
+    bytes of PostgreSQL's 8000).
+
+    Examples
+    --------
+    >>> live_notice("ds-0001", 41, 97)
+    '{"series":"ds-0001","frame":41,"change":97}'
+    """
+    return json.dumps({"series": dataset_id, "frame": int(frame), "change": int(change)},
+                      separators=(",", ":"))
 
 
 def _limit(limit: int | None) -> int | None:
@@ -50,6 +67,13 @@ def _limit(limit: int | None) -> int | None:
 
 class LiveMixin(CatalogCore):
     """The live store of :class:`~spotkit.catalog.Catalog`."""
+
+    @property
+    def live_channel(self) -> str | None:
+        """The PostgreSQL channel :meth:`record_live` notifies (:data:`LIVE_CHANNEL`,
+        payload :func:`live_notice`), for watchers to ``LISTEN`` on; None on SQLite, which
+        has no notifications (watchers poll)."""
+        return LIVE_CHANNEL if self._pg else None
 
     def _require_dataset(self, conn: Any, ds_id: str) -> None:
         if conn.execute("SELECT 1 FROM datasets WHERE id = ?", (ds_id,)).fetchone() is None:
@@ -68,7 +92,9 @@ class LiveMixin(CatalogCore):
         point again (same values and times) changes nothing, so a batch can be recorded
         again after a crash without counting anything twice. Each new or changed point
         gets the series' next change number, which watchers poll
-        (:func:`spotkit.live.subscribe`).
+        (:func:`spotkit.live.subscribe`). On PostgreSQL the same transaction notifies
+        :data:`LIVE_CHANNEL` (payload :func:`live_notice`) when a point is new or changed,
+        so watchers that LISTEN wake at the commit instead of at their next poll.
 
         Parameters
         ----------
@@ -140,8 +166,13 @@ class LiveMixin(CatalogCore):
                      for i, (frame, kind, payload, time_s, written_at)
                      in enumerate(rows.values())],
                 )
-                (changed,) = conn.execute("SELECT count(*) FROM live_points WHERE "
-                                          "dataset_id = ? AND seq > ?", (ds_id, last)).fetchone()
+                changed, newest, top = conn.execute(
+                    "SELECT count(*), max(seq), max(frame) FROM live_points WHERE "
+                    "dataset_id = ? AND seq > ?", (ds_id, last)).fetchone()
+                if changed and self._pg:
+                    # delivered at the commit, to the watchers that LISTEN
+                    conn.execute("SELECT pg_notify(?, ?)",
+                                 (LIVE_CHANNEL, live_notice(ds_id, top, newest)))
             if fields is not None:
                 self._put_status(conn, ds_id, fields, now)
         logger.debug("recorded %d live points of %s (%d new or changed)", len(rows), ds_id,

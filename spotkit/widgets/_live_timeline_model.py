@@ -184,8 +184,8 @@ class LiveTimelineModel:
             if self._subscription is None:
                 from spotkit.live import subscribe
 
-                self._subscription = subscribe(self.catalog, self.dataset_id,
-                                               interval=0.2)
+                # on PostgreSQL it listens: the poller wakes when points are recorded
+                self._subscription = subscribe(self.catalog, self.dataset_id)
             subscription = self._subscription
         # every point recorded since the last poll, once, in the order recorded (a fit
         # about an earlier frame too, and a point recorded again with its new values)
@@ -527,10 +527,12 @@ class LiveTimelineModel:
 
     def start(self, on_update: Callable[[LiveUpdate], Any] | None = None, *,
               interval: float = 0.5, on_error: Callable[[str], Any] | None = None) -> None:
-        """Poll in a daemon thread every ``interval`` seconds; ``on_update(update)``
-        (:class:`LiveUpdate`) is called there after each fetch (it may return the seconds
-        after which to poll again, if sooner), ``on_error(message)`` after a fetch that
-        failed (tried again after a growing pause). Never blocks the caller."""
+        """Poll in a daemon thread every ``interval`` seconds (on a PostgreSQL catalog:
+        as soon as points are recorded, else at the subscription's safety-net interval;
+        see :meth:`sleep`); ``on_update(update)`` (:class:`LiveUpdate`) is called there
+        after each fetch (it may return the seconds after which to poll again, if
+        sooner), ``on_error(message)`` after a fetch that failed (tried again after a
+        growing pause). Never blocks the caller."""
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
         if self._poller is not None and self._poller.running:
@@ -539,6 +541,28 @@ class LiveTimelineModel:
             return
         self._poller = Poller(self, on_update, float(interval), on_error)
         self._poller.start()
+
+    def sleep(self, seconds: float, stop: threading.Event, *, idle: bool = True) -> None:
+        """Wait before the next background fetch: ``seconds``, or until ``stop`` is set
+        (then :meth:`wake` ends the wait).
+
+        On a PostgreSQL catalog, where the subscription listens
+        (:func:`spotkit.live.subscribe`), the wait ends as soon as a notification says
+        the series got points, and an ``idle`` wait (not a retry, nor a sooner one asked
+        by the view) lasts up to the subscription's safety-net interval instead: the
+        catalog is then read when something came, not every ``seconds``.
+        """
+        subscription = self._subscription
+        if subscription is None or not subscription.listening:
+            stop.wait(seconds)
+        elif not stop.is_set():
+            subscription.sleep(max(seconds, subscription.interval) if idle else seconds)
+
+    def wake(self) -> None:
+        """End a background :meth:`sleep` on the subscription now (the poller stops)."""
+        subscription = self._subscription
+        if subscription is not None:
+            subscription.wake()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the background poller (what was read stays)."""

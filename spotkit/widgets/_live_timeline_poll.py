@@ -145,6 +145,7 @@ class Poller:
 
     def stop(self, timeout: float | None) -> None:
         self._stop.set()
+        self.model.wake()  # a sleep on the subscription's notifications ends now
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -166,6 +167,8 @@ class Poller:
                         logger.exception("live timeline: showing an error failed")
                 hint = None
             pause = self.interval * min(2 ** failures, 60)
+            sooner = False
             if isinstance(hint, int | float) and 0 <= hint < pause:
-                pause = float(hint)  # the view wants to be asked again sooner
-            self._stop.wait(pause)
+                pause, sooner = float(hint), True  # the view wants to be asked again sooner
+            # on PostgreSQL an idle wait ends when the series gets points (the model's sleep)
+            self.model.sleep(pause, self._stop, idle=not (failures or sooner))
