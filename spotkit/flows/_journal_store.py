@@ -265,9 +265,23 @@ class _JournalStore:
                 p["first_frame"] = p["last_frame"] = None
         return out
 
-    def frame_order(self, dataset_id: str, frames: int) -> list[int]:
+    def frame_order(self, dataset_id: str, frames: int, *,
+                    path: str | os.PathLike | None = None) -> list[int]:
         """Frames ``0 .. frames-1`` in the order a transfer should take them: frames of
         interest by priority (then in order), then the rest in order.
+
+        Movers take a frame folder's files in this order
+        (:func:`~spotkit.flows._movers.frame_transfer_order`).
+
+        Parameters
+        ----------
+        dataset_id : str
+        frames : int
+            How many frames the dataset has.
+        path : path-like, optional
+            The dataset's file or folder: priorities set for it under another dataset id
+            count too (a live series' triggers mark the series being acquired, which is
+            ingested again under a new id when it is finished).
 
         Examples
         --------
@@ -277,15 +291,31 @@ class _JournalStore:
         >>> journal.prioritize("ds-1", priority=5, frames=(4, 5), reason="onset at 4")
         >>> journal.frame_order("ds-1", 7)
         [4, 5, 0, 1, 2, 3, 6]
+        >>> journal.prioritize("live-1", priority=9, frames=(6, 6), path="/in/s1",
+        ...                    reason="jump at 6")
+        >>> journal.frame_order("ds-1", 7, path="/in/s1")
+        [6, 4, 5, 0, 1, 2, 3]
         >>> journal.close()
         """
-        rank = [0] * int(frames)
-        for p in self.priorities(dataset_id):
+        n = int(frames)
+        if n < 0:
+            raise ValueError(f"frames must be >= 0, not {frames!r}")
+        found = self.priorities(dataset_id)
+        if path is not None:
+            names = sorted({os.fspath(path), os.path.abspath(path), os.path.realpath(path)})
+            marks = ", ".join("?" * len(names))
+            rows = self._read(
+                "SELECT first_frame, last_frame, priority FROM flow_priorities "  # noqa: S608
+                f"WHERE path IN ({marks}) AND dataset_id != ?", (*names, str(dataset_id)))
+            found += [{"first_frame": None if a < 0 else a, "last_frame": b, "priority": p}
+                      for a, b, p in rows]
+        rank = [0] * n
+        for p in found:
             if p["first_frame"] is None:
                 continue
-            for f in range(max(0, p["first_frame"]), min(int(frames) - 1, p["last_frame"]) + 1):
+            for f in range(max(0, p["first_frame"]), min(n - 1, p["last_frame"]) + 1):
                 rank[f] = max(rank[f], int(p["priority"]))
-        return sorted(range(int(frames)), key=lambda f: (-rank[f], f))
+        return sorted(range(n), key=lambda f: (-rank[f], f))
 
     def update_item(self, key: str, **fields: Any) -> None:
         """Set columns of a dataset's row (``dataset_id``, ``beamline``, ``kind``, ``state``...)."""

@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,7 +29,15 @@ from ._localcopy_io import (
 )
 from ._localcopy_staging import _staged_name, _Staging
 from ._manifest import _fsync_dir
-from ._mover_base import Mover, TransferResult, _os_error, _partial_name, _probe_dir
+from ._mover_base import (
+    Mover,
+    TransferResult,
+    _ahead,
+    _ordered,
+    _os_error,
+    _partial_name,
+    _probe_dir,
+)
 from ._suitcase import (
     BLOCK_SIZE,
     FileEntry,
@@ -109,6 +118,7 @@ class LocalCopy(_Staging, Mover):
 
     name = "local"
     dest: Path
+    can_order = True
 
     def __init__(self, dest_root, *, marker: str | None = None, drop_cache: bool = True,
                  workers: int | None = None, copy_slots: int | None = None):
@@ -136,13 +146,24 @@ class LocalCopy(_Staging, Mover):
                                workers=self.workers)
 
     def transfer_staged(self, manifest: Manifest, src_root, key: str,
-                        placed=None) -> TransferResult:
+                        placed=None, *, order: Sequence[str] | None = None) -> TransferResult:
         """:meth:`transfer` with ``stage_key=key`` (``placed(rel)`` after each rename)."""
-        return self.transfer(manifest, src_root, stage_key=key, placed=placed)
+        return self.transfer(manifest, src_root, stage_key=key, placed=placed, order=order)
 
     def transfer(self, manifest: Manifest, src_root, *, dest=None,
-                 stage_key: str | None = None, placed=None) -> TransferResult:
+                 stage_key: str | None = None, placed=None,
+                 order: Sequence[str] | None = None) -> TransferResult:
         """Copy, verify at the destination, then rename each file into place.
+
+        Files start in the manifest's order, or in ``order`` first: a folder of frames
+        whose frames of interest should land first (:func:`frame_transfer_order
+        <spotkit.flows._movers.frame_transfer_order>`). Each file is verified before it gets
+        its final name, whatever the order, and a re-run after a crash skips the files
+        already there and verified. The dataset counts as complete at the destination only
+        when every file verified (the flow then writes the manifest's copy beside it:
+        :meth:`store_manifest`); the first files to land are not a complete copy. For a
+        single HDF5 file (its frames inside it) the order does not apply: the whole file
+        is copied as one.
 
         Parameters
         ----------
@@ -159,8 +180,14 @@ class LocalCopy(_Staging, Mover):
             copy that is missing or does not verify is dropped and the file copied from
             the source as usual. The staging folder stays until :meth:`discard_staged`.
         placed : callable, optional
-            ``placed(relative path)`` after each staged copy got its final name (the
-            flow's fault point).
+            ``placed(relative path)`` after each file got its final name, verified (a
+            staged copy renamed into place, or a file copied; the flow's fault point).
+        order : sequence of str, optional
+            Relative paths (as the manifest lists them) to copy first, in this order; the
+            manifest's other files follow in its order. With several ``workers`` the files
+            start in this order (and so land in about this order). The manifest is not
+            changed; :attr:`TransferResult.ahead` says how many files went ahead of their
+            turn, and :attr:`TransferResult.copied` lists the files in the order they went.
 
         Returns
         -------
@@ -180,6 +207,8 @@ class LocalCopy(_Staging, Mover):
             raise TransferError(f"cannot transfer {manifest.dataset} ({manifest.id}): {why}. "
                                 "The flow retries when it is back.", dest=str(dest),
                                 reason="unavailable", transient=True)
+        entries = _ordered(manifest, order)
+        ahead = _ahead(manifest, entries)
         t0 = time.perf_counter()
 
         staging = None if stage_key is None or dest != self.dest else self.staging_dir(stage_key)
@@ -189,24 +218,22 @@ class LocalCopy(_Staging, Mover):
             if self._already_there(final, entry):
                 return "skipped"
             src = src_root / entry.path
-            if staging is not None and self._place_staged(staging / _staged_name(src), src,
-                                                          final, entry, dest):
-                if placed is not None:
-                    placed(entry.path)
-                return "copied"
-            self._copy_one(src, final, entry, dest)
+            if staging is None or not self._place_staged(staging / _staged_name(src), src,
+                                                         final, entry, dest):
+                self._copy_one(src, final, entry, dest)
+            if placed is not None:
+                placed(entry.path)
             return "copied"
 
-        outcomes = self._in_pool(one, manifest.files, dest, [e.path for e in manifest.files])
-        copied = [e.path for e, o in zip(manifest.files, outcomes, strict=True) if o == "copied"]
-        skipped = [e.path for e, o in zip(manifest.files, outcomes, strict=True)
-                   if o == "skipped"]
-        nbytes = sum(e.size for e, o in zip(manifest.files, outcomes, strict=True)
-                     if o == "copied")
+        outcomes = self._in_pool(one, entries, dest, [e.path for e in entries])
+        copied = [e.path for e, o in zip(entries, outcomes, strict=True) if o == "copied"]
+        skipped = [e.path for e, o in zip(entries, outcomes, strict=True) if o == "skipped"]
+        nbytes = sum(e.size for e, o in zip(entries, outcomes, strict=True) if o == "copied")
         result = TransferResult(manifest.id, self.name, str(dest), tuple(copied), tuple(skipped),
-                                nbytes, time.perf_counter() - t0)
-        log.info("transferred %s to %s: %d copied, %d already there, %.1f MB/s",
-                 manifest.id, dest, len(copied), len(skipped), result.mb_per_s)
+                                nbytes, time.perf_counter() - t0, ahead)
+        log.info("transferred %s to %s: %d copied, %d already there, %.1f MB/s%s",
+                 manifest.id, dest, len(copied), len(skipped), result.mb_per_s,
+                 f", {ahead} file(s) first (priority order)" if ahead else "")
         return result
 
     def _in_pool(self, fn, items, dest: Path, rels) -> list:

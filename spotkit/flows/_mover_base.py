@@ -9,8 +9,10 @@ import errno
 import logging
 import os
 import posixpath
+import re
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -18,11 +20,13 @@ from pathlib import Path
 from spotkit.errors import TransferError
 
 from ._suitcase import (
+    FileEntry,
     Manifest,
     Problem,
 )
 
-__all__ = ["Mover", "TransferResult", "make_mover", "mover_kinds", "register_mover"]
+__all__ = ["Mover", "TransferResult", "frame_files", "frame_transfer_order", "make_mover",
+           "mover_kinds", "register_mover"]
 
 log = logging.getLogger("spotkit.flows._movers")
 
@@ -56,6 +60,10 @@ class TransferResult:
     bytes_copied : int
     seconds : float
         Wall time, verification included.
+    ahead : int
+        How many files went ahead of their turn in the manifest's order (a priority
+        order: the frames of interest first, see :func:`frame_transfer_order`); 0 when
+        the files went in the manifest's order.
     """
 
     manifest_id: str
@@ -65,6 +73,7 @@ class TransferResult:
     skipped: tuple[str, ...]
     bytes_copied: int
     seconds: float
+    ahead: int = 0
 
     @property
     def mb_per_s(self) -> float:
@@ -118,6 +127,172 @@ def _probe_dir(path: Path) -> tuple[bool, str]:
     return True, f"ok, {st.f_bavail * st.f_frsize / 1e9:.1f} GB free"
 
 
+# -- the order of a transfer: frames of interest first ---------------------------------
+
+#: single-frame file types (one file per frame: spotkit.io's frame folders)
+FRAME_FILE_SUFFIXES = (".cbf", ".edf", ".tif", ".tiff")
+#: frames inside one file: a whole-file copy cannot put some frames first
+_CONTAINER_SUFFIXES = (".h5", ".hdf5", ".nxs", ".nx5", ".zarr")
+#: ``<prefix><number>``: the frame number of a frame file's stem (as spotkit.io reads it)
+_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
+
+
+def _frame_folder(manifest: Manifest) -> str | None:
+    """The folder (relative to the dataset root) the flow's manifest names as the dataset's
+    data (role ``"data"``), when the manifest says so; None otherwise."""
+    root = manifest.root
+    for item in (manifest.metadata or {}).get("files") or ():
+        if not (isinstance(item, list | tuple) and len(item) == 2 and item[1] == "data"):
+            continue
+        if not root:
+            return None
+        try:
+            rel = os.path.relpath(os.path.abspath(str(item[0])), os.path.abspath(root))
+        except ValueError:
+            return None
+        return "" if rel == "." else rel.replace(os.sep, "/")
+    return None
+
+
+def frame_files(manifest: Manifest) -> tuple[str, ...]:
+    """The manifest's per-frame files in frame order (frame ``i`` is the ``i``-th), or ``()``.
+
+    A dataset has per-frame files when it is a folder of one numbered series of CBF, EDF or
+    TIFF frames (``<prefix><number>.<ext>``, ordered by number, as :mod:`spotkit.io` reads a
+    frame folder: the frame numbers the live path marks are positions in this order). A
+    dataset whose frames are inside one file (HDF5/NeXus) has none: ``()``. So has a
+    manifest whose frame files cannot be told apart for sure (several series, frames in
+    several folders, or a count that differs from the catalog's ``n_frames``).
+
+    Parameters
+    ----------
+    manifest : Manifest
+
+    Returns
+    -------
+    tuple of str
+        Relative paths, as the manifest lists them.
+    """
+    if any(f.path.lower().endswith(_CONTAINER_SUFFIXES) for f in manifest.files):
+        return ()
+    folder = _frame_folder(manifest)
+    series: dict[tuple[str, str, str], list[tuple[int, str, str]]] = {}
+    for f in manifest.files:
+        where, name = posixpath.split(f.path)
+        stem, ext = posixpath.splitext(name)
+        if name.startswith(".") or ext.lower() not in FRAME_FILE_SUFFIXES:
+            continue
+        if folder is not None and where != folder:
+            continue
+        m = _NUMBERED.match(stem)
+        prefix, number = (m["prefix"], int(m["number"])) if m else (stem, -1)
+        series.setdefault((where, prefix, ext.lower()), []).append((number, name, f.path))
+    if len(series) != 1:
+        if len(series) > 1:
+            log.info("frame order: %s (%s) holds %d frame series; its files go in the "
+                     "manifest's order", manifest.dataset, manifest.id, len(series))
+        return ()
+    (items,) = series.values()
+    paths = tuple(path for _, _, path in sorted(items))
+    expected = _catalog_frames(manifest)
+    if expected is not None and expected != len(paths):
+        log.warning("frame order: %s (%s) has %d frame files but the catalog recorded %d "
+                    "frames: which file is which frame cannot be told; its files go in the "
+                    "manifest's order", manifest.dataset, manifest.id, len(paths), expected)
+        return ()
+    return paths
+
+
+def _catalog_frames(manifest: Manifest) -> int | None:
+    """The frame count the catalog recorded (the flow's manifest carries it), or None."""
+    for doc in (manifest.file_metadata or {}).values():
+        n = ((doc or {}).get("metadata") or {}).get("n_frames") if isinstance(doc, dict) else None
+        if isinstance(n, int) and not isinstance(n, bool):
+            return n
+    return None
+
+
+def frame_transfer_order(manifest: Manifest,
+                         frame_order: Callable[[int], Sequence[int]]) -> tuple[str, ...]:
+    """The order in which a transfer should take a dataset's frame files, or ``()``.
+
+    Maps a frame order (e.g. :meth:`Journal.frame_order <spotkit.flows.Journal.frame_order>`:
+    frames of interest first, then the rest in order) onto the manifest's per-frame files
+    (:func:`frame_files`). Give the result to a mover's ``transfer(..., order=...)``: those
+    files go first, in this order; the dataset's other files (geometry, sidecar) follow.
+
+    Frame order applies only to datasets with one file per frame (a folder of CBF, EDF or
+    TIFF frames). For frames inside one file (an HDF5/NeXus series) a whole-file copy
+    cannot put some frames first: ``()``, and the file is copied as always.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    frame_order : callable
+        ``frame_order(n)``: the frames ``0 .. n-1`` in the order they should go.
+
+    Returns
+    -------
+    tuple of str
+        Every frame file, in frame order; ``()`` when the dataset has no per-frame files or
+        the order is the natural one (no frames of interest): the manifest's order stands.
+
+    Raises
+    ------
+    ValueError
+        When ``frame_order(n)`` is not an ordering of ``0 .. n-1``.
+
+    Examples
+    --------
+    >>> from spotkit.flows import FileEntry, Manifest
+    >>> files = tuple(FileEntry(f"s1/f_{i:03d}.cbf", 1, "0" * 64, 0.0) for i in range(5))
+    >>> man = Manifest("s1", files + (FileEntry("s1/metadata.json", 1, "0" * 64, 0.0),))
+    >>> frame_transfer_order(man, lambda n: [3, 4, 0, 1, 2])
+    ('s1/f_003.cbf', 's1/f_004.cbf', 's1/f_000.cbf', 's1/f_001.cbf', 's1/f_002.cbf')
+    >>> frame_transfer_order(man, lambda n: range(n))  # nothing of interest: as listed
+    ()
+    """
+    frames = frame_files(manifest)
+    if not frames:
+        return ()
+    order = [int(i) for i in frame_order(len(frames))]
+    if sorted(order) != list(range(len(frames))):
+        raise ValueError(f"frame order for {manifest.dataset} ({manifest.id}) is not an "
+                         f"ordering of its {len(frames)} frames 0..{len(frames) - 1}: "
+                         f"{order[:10]}{'...' if len(order) > 10 else ''}")
+    if order == list(range(len(frames))):
+        return ()
+    return tuple(frames[i] for i in order)
+
+
+def _ordered(manifest: Manifest, order: Sequence[str] | None) -> list[FileEntry]:
+    """The manifest's files in transfer order: those ``order`` names first, in its order,
+    then the others in the manifest's order."""
+    if not order:
+        return list(manifest.files)
+    if isinstance(order, str):
+        raise TypeError("order must be a sequence of relative paths, not one string")
+    by_path = {f.path: f for f in manifest.files}
+    unknown = [p for p in order if p not in by_path]
+    if unknown:
+        raise ValueError(
+            f"order names {len(unknown)} file(s) that manifest {manifest.id} "
+            f"({manifest.dataset}) does not list, e.g. {unknown[0]!r}: give paths relative "
+            "to the dataset root, as the manifest lists them (frame_transfer_order does)")
+    first = dict.fromkeys(order)
+    return [by_path[p] for p in first] + [f for f in manifest.files if f.path not in first]
+
+
+def _ahead(manifest: Manifest, entries: Sequence[FileEntry]) -> int:
+    """How many of ``entries`` went ahead of their turn: the fewest leading files after
+    which the rest are in the manifest's order."""
+    index = {f.path: i for i, f in enumerate(manifest.files)}
+    k = len(entries) - 1
+    while k > 0 and index[entries[k - 1].path] < index[entries[k].path]:
+        k -= 1
+    return max(k, 0)
+
+
 class Mover(ABC):
     """Base of every mover: copy a manifest's files to a destination and verify them there.
 
@@ -150,6 +325,10 @@ class Mover(ABC):
             return f"{ssh}:{posixpath.join(base, rel)}"
         return posixpath.join(base, rel) if base.startswith("/") else str(Path(base) / rel)
 
+    #: whether :meth:`transfer` takes ``order=`` (files to copy first: the frames of interest,
+    #: :func:`frame_transfer_order`); plug-in movers without it copy in the manifest's order
+    can_order = False
+
     #: whether :meth:`stage` can copy a file while the flow's ingest hashes it (LocalCopy);
     #: movers that cannot (over ssh, through a relay) copy at :meth:`transfer` as before
     can_stage = False
@@ -162,11 +341,14 @@ class Mover(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot stage files")
 
     def transfer_staged(self, manifest: Manifest, src_root, key: str,
-                        placed=None) -> TransferResult:
+                        placed=None, *, order: Sequence[str] | None = None) -> TransferResult:
         """:meth:`transfer` using the copies staged under ``key`` where they verify.
 
-        The default (movers that cannot stage) is a plain :meth:`transfer`.
+        The default (movers that cannot stage) is a plain :meth:`transfer` (with ``order``
+        where the mover :attr:`can_order`).
         """
+        if order and self.can_order:
+            return self.transfer(manifest, src_root, order=order)  # type: ignore[call-arg]
         return self.transfer(manifest, src_root)
 
     def discard_staged(self, key: str) -> None:
@@ -186,6 +368,9 @@ class Mover(ABC):
         """Copy the manifest's files from ``src_root`` to ``dest``, and verify them there.
 
         ``dest`` defaults to :attr:`dest`. Files already there and verified are skipped.
+        Movers that :attr:`can_order` also take ``order=``: relative paths to copy first,
+        in that order (the frames of interest, :func:`frame_transfer_order`), the
+        manifest's other files after them.
 
         Raises
         ------

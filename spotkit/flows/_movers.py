@@ -4,7 +4,9 @@ Every mover shares one small interface (:class:`Mover`), so a Globus mover can b
 later without touching the flow:
 
 * ``available() -> (ok, reason)`` — is the destination there and writable (outage detection);
-* ``transfer(manifest, src_root, *, dest=None) -> TransferResult`` — copy, then verify;
+* ``transfer(manifest, src_root, *, dest=None) -> TransferResult`` — copy, then verify
+  (movers that :attr:`~Mover.can_order` take ``order=``: files to copy first, e.g. the
+  frames of interest of a frame folder, :func:`frame_transfer_order`);
 * ``verify(manifest, dest=None, *, level="sha256") -> list[Problem]`` — re-read what is at
   the destination (``level="crc32"``: against the manifest's block checks, CRC-32C or
   CRC-32, read in parallel; much faster than a second sha256).
@@ -25,6 +27,8 @@ from ._mover_base import (
     PARTIAL_SUFFIX,
     Mover,
     TransferResult,
+    frame_files,
+    frame_transfer_order,
     make_mover,
     mover_kinds,
     register_mover,
@@ -45,6 +49,8 @@ __all__ = [
     "RetentionPolicy",
     "Rsync",
     "TransferResult",
+    "frame_files",
+    "frame_transfer_order",
     "make_mover",
     "mover_kinds",
     "register_mover",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from ._mover_base import Mover, TransferResult
+from ._mover_base import Mover, TransferResult, _ahead, _ordered
 from ._suitcase import (
     Manifest,
     Problem,
@@ -71,19 +73,55 @@ class Relay(Mover):
                 return False, f"{hop} hop: {why}"
         return True, "ok"
 
-    def transfer(self, manifest: Manifest, src_root, *, dest=None) -> TransferResult:
-        """Copy to the relay and verify, then on to the destination and verify there."""
+    @property
+    def can_order(self) -> bool:  # type: ignore[override]
+        """Whether both hops take ``order=`` (see :meth:`transfer`)."""
+        return bool(self.first.can_order and self.second.can_order)
+
+    def transfer(self, manifest: Manifest, src_root, *, dest=None,
+                 order: Sequence[str] | None = None) -> TransferResult:
+        """Copy to the relay and verify, then on to the destination and verify there.
+
+        With ``order`` (files to copy first: the frames of interest of a frame folder, see
+        :func:`frame_transfer_order <spotkit.flows._movers.frame_transfer_order>`), those
+        files make both hops first, in that order, each verified at each hop; then the
+        whole dataset makes both hops (what is there and verified is skipped). The frames
+        of interest so reach the destination without waiting for the rest to reach the
+        relay. Ignored unless both hops :attr:`can_order`.
+        """
         t0 = time.perf_counter()
-        hop1 = self.first.transfer(manifest, src_root)
-        hop2 = self.second.transfer(manifest, self.first.dest, dest=dest)
+        entries = _ordered(manifest, order) if order and self.can_order else list(manifest.files)
+        ahead = _ahead(manifest, entries)
+        copied: dict[str, None] = {}
+        nbytes = 0
+        if ahead:  # the files of interest make both hops first
+            first = replace(manifest, files=tuple(entries[:ahead]))
+            paths = [f.path for f in entries[:ahead]]
+            hop1 = self._hop(self.first, first, src_root, None, paths)
+            hop2 = self._hop(self.second, first, self.first.dest, dest, paths)
+            copied.update(dict.fromkeys(hop2.copied))
+            nbytes += hop1.bytes_copied + hop2.bytes_copied
+        every = [f.path for f in entries] if ahead else None
+        hop1 = self._hop(self.first, manifest, src_root, None, every)
+        hop2 = self._hop(self.second, manifest, self.first.dest, dest, every)
+        copied.update(dict.fromkeys(hop2.copied))
+        nbytes += hop1.bytes_copied + hop2.bytes_copied
         relay_is_local = not getattr(self.first, "_remote_dest", False)
         if not self.keep_relay_copy and relay_is_local:
             relay = Path(self.first.dest)
             if relay.is_dir():
                 for f in manifest.files:
                     (relay / f.path).unlink(missing_ok=True)
-        return TransferResult(manifest.id, self.name, hop2.dest, hop2.copied, hop2.skipped,
-                              hop1.bytes_copied + hop2.bytes_copied, time.perf_counter() - t0)
+        skipped = tuple(f.path for f in entries if f.path not in copied)
+        return TransferResult(manifest.id, self.name, hop2.dest, tuple(copied), skipped,
+                              nbytes, time.perf_counter() - t0, ahead)
+
+    @staticmethod
+    def _hop(mover: Mover, manifest: Manifest, src_root, dest, order) -> TransferResult:
+        if order:
+            return mover.transfer(manifest, src_root, dest=dest,  # type: ignore[call-arg]
+                                  order=order)
+        return mover.transfer(manifest, src_root, dest=dest)
 
     def verify(self, manifest: Manifest, dest=None, *, level: str = "sha256") -> list[Problem]:
         """Verify at the final destination."""

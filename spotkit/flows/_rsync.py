@@ -9,11 +9,13 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from spotkit.errors import TransferError
 
-from ._mover_base import Mover, TransferResult, _probe_dir
+from ._mover_base import Mover, TransferResult, _ahead, _ordered, _probe_dir
 from ._suitcase import (
     Manifest,
     Problem,
@@ -27,6 +29,26 @@ log = logging.getLogger("spotkit.flows._movers")
 
 
 _RSYNC_TRANSIENT = {5, 10, 11, 12, 14, 23, 24, 30, 35, 255}
+
+
+def _rsync_key(path: str) -> tuple[tuple[bytes, ...], bytes]:
+    """Where rsync puts a file in a run: by folder, then by name (bytes) within a folder."""
+    folder, _, name = path.rpartition("/")
+    return tuple(p.encode() for p in folder.split("/") if p), name.encode()
+
+
+def _name_ordered_runs(entries) -> list[list]:
+    """Cut files in transfer order into the fewest runs that are each in rsync's own
+    (name) order, so that one rsync per run keeps the order."""
+    runs: list[list] = []
+    last = None
+    for entry in entries:
+        key = _rsync_key(entry.path)
+        if not runs or last is None or key <= last:
+            runs.append([])
+        runs[-1].append(entry)
+        last = key
+    return runs
 
 
 class Rsync(Mover):
@@ -80,6 +102,7 @@ class Rsync(Mover):
     """
 
     name = "rsync"
+    can_order = True
 
     def __init__(self, dest, *, ssh: str | None = None, mode: str = "push",
                  options=(), ssh_options=("-o", "BatchMode=yes", "-o", "ConnectTimeout=10"),
@@ -132,7 +155,8 @@ class Rsync(Mover):
         except FileNotFoundError as exc:
             return subprocess.CompletedProcess(argv, 127, "", str(exc))
 
-    def transfer(self, manifest: Manifest, src_root, *, dest=None) -> TransferResult:
+    def transfer(self, manifest: Manifest, src_root, *, dest=None,
+                 order: Sequence[str] | None = None) -> TransferResult:
         """Run rsync for the manifest's files, then verify each at the destination.
 
         Parameters
@@ -142,10 +166,20 @@ class Rsync(Mover):
             The dataset root (on ``ssh`` when ``mode="pull"``).
         dest : str or path-like, optional
             Destination folder (default: ``dest``).
+        order : sequence of str, optional
+            Relative paths (as the manifest lists them) to copy first, in this order (the
+            frames of interest of a frame folder: :func:`frame_transfer_order
+            <spotkit.flows._movers.frame_transfer_order>`); the manifest's other files
+            follow in its order. rsync sorts the files of one run by name, so the ordered
+            list is cut into the fewest runs that each go in name order (frames of interest
+            in one run, the rest in the next), each run one rsync (``--files-from``) whose
+            files are verified before the next run starts. Within one folder the order is
+            exact. For a single HDF5 file (frames inside it) the order does not apply.
 
         Returns
         -------
         TransferResult
+            ``copied`` in the order the files went.
 
         Raises
         ------
@@ -173,28 +207,39 @@ class Rsync(Mover):
                                 "retries when it is back.", dest=dest, reason="unavailable",
                                 transient=True)
         argv += [*self.options, src_spec, dst_spec]
-        file_list = "\0".join(f.path for f in manifest.files) + "\0"
-        log.debug("running %s", shlex.join(argv))
-        res = self._run(argv, input=file_list, timeout=None)
-        if res.returncode != 0:
-            raise self._rsync_error(res, manifest, dest)
-        copied = {line.strip() for line in res.stdout.splitlines() if line.strip()}
-        problems = self.verify(manifest, dest, level="crc32")
-        if problems:
-            self._remove_bad(problems, dest)
-            names = ", ".join(str(p) for p in problems)
-            raise TransferError(
-                f"checksum mismatch at destination {dest} after rsync: {names}. The bad "
-                "copies were removed; the flow retries.", path=problems[0].path, dest=dest,
-                reason="checksum mismatch", transient=True)
-        done = tuple(f.path for f in manifest.files if f.path in copied)
+        entries = _ordered(manifest, order)
+        runs = _name_ordered_runs(entries) if order else [list(manifest.files)]
+        copied: list[str] = []
+        for run in runs:
+            names = {f.path for f in run}
+            file_list = "\0".join(f.path for f in run) + "\0"
+            log.debug("running %s (%d files)", shlex.join(argv), len(run))
+            res = self._run(argv, input=file_list, timeout=None)
+            if res.returncode != 0:
+                raise self._rsync_error(res, manifest, dest)
+            sent = [line.strip() for line in res.stdout.splitlines() if line.strip() in names]
+            part = manifest if len(runs) == 1 else replace(manifest, files=tuple(run))
+            problems = self.verify(part, dest, level="crc32")
+            if problems:
+                self._remove_bad(problems, dest)
+                names_bad = ", ".join(str(p) for p in problems)
+                raise TransferError(
+                    f"checksum mismatch at destination {dest} after rsync: {names_bad}. The bad "
+                    "copies were removed; the flow retries.", path=problems[0].path, dest=dest,
+                    reason="checksum mismatch", transient=True)
+            copied += dict.fromkeys(sent)
+        done = set(copied)
+        if not order:  # as before: the manifest's order
+            copied = [f.path for f in manifest.files if f.path in done]
         result = TransferResult(manifest.id, self.name, dest if not self._remote_dest
-                                else f"{self.ssh}:{dest}", done,
-                                tuple(f.path for f in manifest.files if f.path not in copied),
-                                sum(f.size for f in manifest.files if f.path in copied),
-                                time.perf_counter() - t0)
-        log.info("rsync %s to %s: %d copied, %d already there", manifest.id, result.dest,
-                 len(result.copied), len(result.skipped))
+                                else f"{self.ssh}:{dest}", tuple(copied),
+                                tuple(f.path for f in entries if f.path not in done),
+                                sum(f.size for f in manifest.files if f.path in done),
+                                time.perf_counter() - t0, _ahead(manifest, entries))
+        log.info("rsync %s to %s: %d copied, %d already there%s", manifest.id, result.dest,
+                 len(result.copied), len(result.skipped),
+                 f", {result.ahead} file(s) first (priority order, {len(runs)} runs)"
+                 if result.ahead else "")
         return result
 
     def _rsync_error(self, res, manifest: Manifest, dest: str) -> TransferError:
