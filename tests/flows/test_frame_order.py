@@ -136,6 +136,24 @@ def test_no_marks_keeps_the_manifest_order(series, tmp_path):
         LocalCopy(dest).transfer(man, root, order=["s1/nope.cbf"])
 
 
+def test_staged_copies_are_placed_in_frame_order(series, tmp_path):
+    """The flow's path: copies staged at ingest (tree order), renamed into place in the
+    frame order, each checked against the manifest first."""
+    root, man, order = series
+    dest = tmp_path / "wh"
+    dest.mkdir()
+    mover = LocalCopy(dest, workers=1)
+    got = mover.stage_tree("k", root / "s1")
+    man = make_manifest(["s1"], root=root, dataset="s1", known=got.files,
+                        read_file_metadata=False, metadata=man.metadata)
+    placed: list[str] = []
+    res = mover.transfer_staged(man, root, "k", placed=placed.append, order=order)
+    assert placed[:len(MARKED)] == list(order[:len(MARKED)])
+    assert res.ahead == len(MARKED)
+    assert list(mover.staging_dir("k").iterdir()) == []  # every staged copy used
+    assert mover.verify(man) == []
+
+
 @needs_rsync
 def test_rsync_lands_frames_of_interest_first_in_few_runs(series, tmp_path, monkeypatch):
     root, man, order = series
