@@ -255,7 +255,7 @@ GATE_SEED = 13
 #: best mean F1 wins, ties within 0.002 to the one listed earlier (the online defaults first)
 OFFLINE_MODELS = {
     "online BayesianDetector (defaults)": {},
-    "offline MAP, min_size 3": {"offline": True, "min_size": 3},
+    "offline MAP, min_size 3": {"offline": True, "min_size": 3, "winsorize": None},
     "offline MAP, min_size 3, winsorised 3 sd": {"offline": True, "min_size": 3,
                                                   "winsorize": 3.0},
     "offline MAP, min_size 5, winsorised 3 sd": {"offline": True, "min_size": 5,
