@@ -608,7 +608,7 @@ def main(argv=None) -> int:
     top_peer = max(ran, key=lambda m: f1s[m])
     lines.append(f"- **Against the peers run in this process** (the standard: the real peer "
                  f"in the same run, not a quoted figure): the best honest spotkit default, "
-                 f"{honest[best][0]:.3f}, is {honest[best][0] - f1s[top_peer]:+.3f} F1 from "
+                 f"{honest[best][0]:.3f}, is {honest[best][0] - f1s[top_peer]:+.3f} F1 against "
                  f"the best of {', '.join(ran)} ({top_peer} {f1s[top_peer]:.3f}); the goal's "
                  f"0.75 was set just above the paper's best published default (binseg 0.744 "
                  f"on its 42-series set), which this subset does not reproduce.")
