@@ -163,6 +163,8 @@ class _WatcherBase:
                 target = self.mover.location
                 detail = {"dest": result.get("dest"), "copied": len(result.get("copied") or ()),
                           "skipped": len(result.get("skipped") or ())}
+                if result.get("ahead"):  # a priority order: frames of interest first
+                    detail.update(order=result.get("order"), ahead=result["ahead"])
                 if nbytes and seconds > 0:
                     value = nbytes / seconds
             elif name == "verified":

@@ -211,21 +211,29 @@ class _DataSteps(_WatcherBase):
             self._fault("transfer.before")
             ingested = self.journal.step(item.key, "ingested")
             staged = bool(ingested and ingested.result and ingested.result.get("staged"))
+            # a frame folder's frames of interest first (live triggers' priorities)
+            order = self._frame_order(item, ds, man)
+            ordered = {"order": order} if order else {}
             try:
                 if staged:  # the copies made at ingest: checked, then renamed into place
                     res = self.mover.transfer_staged(
-                        man, src_root, item.key, placed=lambda rel: self._fault("transfer.placed"))
+                        man, src_root, item.key, placed=lambda rel: self._fault("transfer.placed"),
+                        **ordered)
                 else:
-                    res = self.mover.transfer(man, src_root)
+                    res = self.mover.transfer(man, src_root, **ordered)
             except TransferError as exc:
                 if exc.transient:
                     raise _Outage(f"transfer to {self.mover!r}: {exc}") from exc
                 raise
             landed_now.append(True)
             self._fault("transfer.after")
-            return {"dest": res.dest, "copied": list(res.copied), "skipped": list(res.skipped),
-                    "mb_per_s": round(res.mb_per_s, 3) if res.seconds > 0 else None,
-                    "manifest_id": man.id}, res.bytes_copied
+            result = {"dest": res.dest, "copied": list(res.copied), "skipped": list(res.skipped),
+                      "mb_per_s": round(res.mb_per_s, 3) if res.seconds > 0 else None,
+                      "manifest_id": man.id}
+            if getattr(res, "ahead", 0):  # recorded: a priority order was used
+                result["order"] = "frames of interest first"
+                result["ahead"] = res.ahead
+            return result, res.bytes_copied
 
         def verify():
             # The mover checked every file against the manifest as it landed, before giving
@@ -254,6 +262,23 @@ class _DataSteps(_WatcherBase):
             self._step(item, "verified", verify)
         except TransferError as exc:
             raise _Outage(str(exc)) from exc
+
+    def _frame_order(self, item: Item, ds, man) -> tuple[str, ...]:
+        """The files of a frame folder's frames of interest first, then its other frames
+        (the journal's frame order: priorities set for the dataset or its path), when the
+        mover takes an order; ``()`` otherwise (no marks, frames inside one file, a mover
+        without ``order``): the manifest's order."""
+        if not getattr(self.mover, "can_order", False):
+            return ()
+        from spotkit.flows._movers import frame_transfer_order
+
+        try:
+            return frame_transfer_order(
+                man, lambda n: self.journal.frame_order(ds.id, n, path=item.path))
+        except CatalogError as exc:  # the priorities cannot be read now: the usual order
+            logger.warning("frame order of %s not read (%s): moving it in the manifest's "
+                           "order", item.path, exc)
+            return ()
 
     def _record_replicas(self, ds, man) -> dict[str, str]:
         """Tell the catalog where the verified copies are, so readers use them."""

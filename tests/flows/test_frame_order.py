@@ -284,3 +284,38 @@ def _sshd_fixture():
 
 
 local_sshd = _sshd_fixture()
+
+
+def test_the_watcher_moves_a_frame_folder_frames_of_interest_first(tmp_path, flow_env):
+    """Through the flow: priorities set on the live series (by path) order the transfer of
+    the folder ingested later, and the journal's transfer step says so."""
+    from spotkit.flows import Watcher
+    from spotkit.sim import simulate_saxs_series, write_frame_folder
+
+    inbox, warehouse = flow_env["inbox"], flow_env["warehouse"]
+    simulate_saxs_series(tmp_path / "series.h5", n_frames=8, shape=(32, 48), onset_frame=5,
+                         seed=5)
+    run = write_frame_folder(inbox / "saxs_0001", tmp_path / "series.h5")
+    catalog = tmp_path / "catalog.db"
+    with Journal(catalog) as journal:  # as a live trigger marks the series being acquired
+        journal.prioritize("live-series", priority=10, frames=(5, 6), path=run.resolve(),
+                           reason="onset at frame 5")
+    watcher = Watcher([inbox], catalog=catalog, rules=flow_env["rules"], warehouse=warehouse,
+                      poll=0.1, settle=0.1, workers=1)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            watcher.run_once()
+            with Journal(catalog) as journal:
+                items = journal.items()
+                step = journal.step(items[0].key, "transferred") if items else None
+            if step is not None and step.state == "done":
+                break
+            assert time.monotonic() < deadline, [(i.state, i.error) for i in items]
+            time.sleep(0.1)
+    finally:
+        watcher.close()
+    assert step.result["order"] == "frames of interest first"
+    assert step.result["ahead"] == 2
+    assert step.result["copied"][:2] == ["saxs_0001/frame_00006.cbf",
+                                         "saxs_0001/frame_00007.cbf"]
