@@ -9,7 +9,8 @@ reader              kind       layout
 ``nxtomo``          tomo/raw   NeXus NXtomo (Diamond ``/entry1/tomo_entry``, ESRF
                                nxtomomill ``/entry0000``, PSI ``/entry``)
 ``dxchange``        tomo/raw   Data Exchange HDF5 (ALS 8.3.2, APS)
-``nexus-saxs``      saxs/raw   NeXus SAXS/GISAXS series naming its PONI file
+``nexus-saxs``      saxs/raw   NeXus SAXS/GISAXS series naming its PONI file, or a
+                               Dectris Eiger master and the data files it links
 ``frame-folder``    saxs/raw   a folder of numbered CBF/EDF/TIFF frames with its PONI
                                file and a metadata sidecar (the folder is the dataset)
 ==================  =========  ====================================================

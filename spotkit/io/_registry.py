@@ -278,8 +278,9 @@ def read_metadata(path: PathLike) -> DatasetInfo:
     Parameters
     ----------
     path : path-like
-        A Data Exchange or NXtomo tomography file, a NeXus SAXS/GISAXS series, or a folder
-        of detector frames (with its PONI and metadata sidecar).
+        A Data Exchange or NXtomo tomography file, a NeXus SAXS/GISAXS series (an Eiger
+        master: its data files are listed with role ``"frames"``), or a folder of detector
+        frames (with its PONI and metadata sidecar).
 
     Returns
     -------
@@ -396,10 +397,13 @@ def open_saxs(path: PathLike, *, chunks: Chunks = None) -> xr.DataArray:
     Parameters
     ----------
     path : path-like
-        A NeXus SAXS/GISAXS series (HDF5 naming its PONI file), or a folder of detector
-        frames (CBF, EDF, TIFF) with a PONI file and a metadata sidecar; read-only.
+        A NeXus SAXS/GISAXS series (HDF5 naming its PONI file), a Dectris Eiger master file
+        (its data files, linked as ``/entry/data/data_NNNNNN``, are read in order as one
+        series), or a folder of detector frames (CBF, EDF, TIFF) with a PONI file and a
+        metadata sidecar; read-only.
     chunks : int or tuple, optional
-        Frames per dask chunk (int) or explicit dask chunks; default one frame per chunk.
+        Frames per dask chunk (int) or explicit dask chunks; default one frame per chunk
+        (an Eiger series: a chunk never spans two data files, unless explicit chunks say so).
 
     Returns
     -------
