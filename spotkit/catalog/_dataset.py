@@ -29,6 +29,18 @@ def _short_time(value: _dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
 
 
+def _spans(frames: list[int]) -> str:
+    """``[4, 5, 6, 7, 9]`` -> ``"frames 4-7, 9"``."""
+    runs: list[list[int]] = []
+    for k in sorted(set(frames)):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    text = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+    return f"frames {text}" if text else ""
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A catalogued dataset: a lightweight, immutable view bound to its catalog.
@@ -169,7 +181,7 @@ class Dataset:
         if self.kind == kinds.TOMO_RAW:
             return io.open_tomo(record.path)["data"].data
         if self.kind == kinds.SAXS_RAW:
-            return io.open_saxs(record.path).data
+            return self._open_saxs(record.path).data
         self._check_array_format(record)
         return io.open_array(record.path, key=record.key)
 
@@ -191,7 +203,7 @@ class Dataset:
         if self.kind == kinds.TOMO_RAW:
             return io.open_tomo(record.path)
         if self.kind == kinds.SAXS_RAW:
-            return io.open_saxs(record.path)
+            return self._open_saxs(record.path)
         self._check_array_format(record)
         import xarray as xr
 
@@ -200,6 +212,26 @@ class Dataset:
         if self.sample:
             attrs["sample"] = self.sample
         return xr.DataArray(array, name=self.kind.replace("/", "_"), attrs=attrs)
+
+    def _open_saxs(self, path: Path):
+        """``open_saxs``; a file it misses is said together with the frames (and data
+        files) the catalog recorded as missing when the series was ingested (a live
+        session that gave up waiting for an Eiger data file records them)."""
+        from spotkit import io
+        from spotkit.errors import InputFileError
+
+        try:
+            return io.open_saxs(path)
+        except InputFileError as exc:
+            frames = [int(k) for k in self.metadata.get("missing_frames") or ()]
+            files = [str(name) for name in self.metadata.get("missing_files") or ()]
+            if not (frames or files):
+                raise
+            note = (f"The catalog recorded {len(frames)} frame(s) of dataset {self.id} as "
+                    f"missing when it was ingested ({_spans(frames) or 'none'}"
+                    + (f"; data file(s) {', '.join(files)}" if files else "") + ").")
+            raise InputFileError(exc.path, f"{exc.problem} {note}", field=exc.field,
+                                 hint=exc.hint) from exc
 
     def _check_array_format(self, record: FileRecord) -> None:
         if record.format not in (None, "hdf5", "zarr", "npy"):
