@@ -33,13 +33,17 @@ def add_live_parser(sub, common) -> None:
         "live", parents=common,
         help="follow a series while the detector writes it: reduce, detect changes, record, "
         "act (creates the catalog if needed)",
-        description="Follow an HDF5/NeXus file being appended (or a folder that CBF/EDF/TIFF "
-        "frames arrive in): each frame is reduced to I(q), judged by the online change "
+        description="Follow an HDF5/NeXus file being appended, a Dectris Eiger series (its "
+        "*_master.h5 file: the data files it links to are read in order as they appear, and "
+        "the series is one dataset) or a folder that CBF/EDF/TIFF frames arrive in: each "
+        "frame is reduced to I(q), judged by the online change "
         "detector, recorded in the catalog (features, changes, frame marks, status) and "
         "handed to the live triggers of --rules. Killed, it resumes where it stopped when "
         "run again. With --status: list the live series.")
     p.add_argument("path", nargs="?", metavar="PATH",
-                   help="the HDF5/NeXus file or the folder of frame files being written")
+                   help="the HDF5/NeXus file, the Eiger master file (run_master.h5, with "
+                   "its run_data_NNNNNN.h5 files beside it) or the folder of frame files being "
+                   "written")
     p.add_argument("--status", action="store_true",
                    help="list the live series of the catalog (with --all: also ended ones)")
     p.add_argument("--all", action="store_true", help="with --status: ended series too")
