@@ -385,7 +385,8 @@ BSEG_NOTE = (
     "change, posterior confidences). **No further TCPD run will choose or change a "
     "default:** 12 runs have been looked at (run 12 this recording run; F1 and cover are "
     "deterministic; recorded twice, the second time to fix a candidate's options in the "
-    "table, with identical TCPD numbers), and the per-series results of all of them are known (e.g. `bank`, "
+    "table, with identical TCPD numbers), and the per-series results of all of them are "
+    "known (e.g. `bank`, "
     "a monthly sawtooth the annotators left unmarked, costs every sensitive method about "
     "0.04 of the mean F1), so any further change would be tuned to these 25 series.")
 
