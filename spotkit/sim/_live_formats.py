@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
@@ -142,9 +143,28 @@ class H5Output:
             return
         # a SWMR writer may not create objects: end_time goes in after closing, as a
         # writer's finalisation step does (a reader already saw the SWMR writer close)
-        with h5py.File(self.path, "r+", locking=False) as f:
-            write_str(f["entry"], "end_time", end_time)
+        write_end_time(self.path, end_time)
         touch_sentinel(self.path)
+
+
+def write_end_time(path: Path, end_time: str, *, timeout: float = 10.0) -> None:
+    """Write ``/entry/end_time`` into a closed HDF5 file.
+
+    A follower in the same process (the twin in a test or a notebook) may have the file open
+    to read for a moment, and HDF5 refuses to open one file twice in one process with
+    different modes ("already open for read-only"): try again until ``timeout``. A detector
+    in its own process never meets this.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with h5py.File(path, "r+", locking=False) as f:
+                write_str(f["entry"], "end_time", end_time)
+            return
+        except OSError as exc:
+            if "already open" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def eiger_data_path(master: Path, number: int) -> Path:
@@ -252,8 +272,7 @@ class EigerOutput:
         self._close()
         if end_time is None:
             return
-        with h5py.File(self.path, "r+", locking=False) as f:
-            write_str(f["entry"], "end_time", end_time)
+        write_end_time(self.path, end_time)
         touch_sentinel(self.path)
 
 
