@@ -9,7 +9,6 @@ import errno
 import logging
 import os
 import posixpath
-import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -129,12 +128,8 @@ def _probe_dir(path: Path) -> tuple[bool, str]:
 
 # -- the order of a transfer: frames of interest first ---------------------------------
 
-#: single-frame file types (one file per frame: spotkit.io's frame folders)
-FRAME_FILE_SUFFIXES = (".cbf", ".edf", ".tif", ".tiff")
 #: frames inside one file: a whole-file copy cannot put some frames first
 _CONTAINER_SUFFIXES = (".h5", ".hdf5", ".nxs", ".nx5", ".zarr")
-#: ``<prefix><number>``: the frame number of a frame file's stem (as spotkit.io reads it)
-_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
 
 
 def _frame_folder(manifest: Manifest) -> str | None:
@@ -175,25 +170,23 @@ def frame_files(manifest: Manifest) -> tuple[str, ...]:
     """
     if any(f.path.lower().endswith(_CONTAINER_SUFFIXES) for f in manifest.files):
         return ()
+    from spotkit.io import frame_series
+
     folder = _frame_folder(manifest)
-    series: dict[tuple[str, str, str], list[tuple[int, str, str]]] = {}
+    names: dict[str, list[str]] = {}
     for f in manifest.files:
         where, name = posixpath.split(f.path)
-        stem, ext = posixpath.splitext(name)
-        if name.startswith(".") or ext.lower() not in FRAME_FILE_SUFFIXES:
-            continue
-        if folder is not None and where != folder:
-            continue
-        m = _NUMBERED.match(stem)
-        prefix, number = (m["prefix"], int(m["number"])) if m else (stem, -1)
-        series.setdefault((where, prefix, ext.lower()), []).append((number, name, f.path))
+        if folder is None or where == folder:
+            names.setdefault(where, []).append(name)
+    series = {(where, *key): [posixpath.join(where, n) for n in in_order]
+              for where, ns in names.items() for key, in_order in frame_series(ns).items()}
     if len(series) != 1:
         if len(series) > 1:
             log.info("frame order: %s (%s) holds %d frame series; its files go in the "
                      "manifest's order", manifest.dataset, manifest.id, len(series))
         return ()
-    (items,) = series.values()
-    paths = tuple(path for _, _, path in sorted(items))
+    (in_order,) = series.values()
+    paths = tuple(in_order)
     expected = _catalog_frames(manifest)
     if expected is not None and expected != len(paths):
         log.warning("frame order: %s (%s) has %d frame files but the catalog recorded %d "

@@ -189,7 +189,7 @@ class InboxScanner:
         self._reported: dict[Path, tuple[int, int]] = {}
 
     def _files(self) -> Iterable[tuple[Path, Path]]:
-        from spotkit.io import folder_readers
+        from spotkit.io import eiger_master_of, folder_readers
 
         folders = folder_readers()
         for inbox in self.inboxes:
@@ -206,6 +206,8 @@ class InboxScanner:
                 for name in sorted(names):
                     if name.startswith(".") or not name.lower().endswith(self.suffixes):
                         continue
+                    if eiger_master_of(here / name) is not None:
+                        continue  # a data file of an Eiger series: its master is the dataset
                     yield inbox, here / name
 
     def next_due(self) -> float | None:

@@ -46,7 +46,9 @@ with a file raises :class:`spotkit.errors.InputFileError` naming the file and th
 """
 
 from ._arrays import open_array
+from ._eiger import master_of as eiger_master_of
 from ._follow import Frame, FrameSource, FrameSourceInfo, follow_frames
+from ._framefolder import frame_series
 from ._frames import FRAME_SUFFIXES, open_frames
 from ._info import DatasetInfo
 from ._masks import MASK_FORMATS, load_mask, save_mask
@@ -85,9 +87,11 @@ __all__ = [
     "Volume",
     "check_complete",
     "detect_kind",
+    "eiger_master_of",
     "find_reader",
     "folder_readers",
     "follow_frames",
+    "frame_series",
     "get_reader",
     "list_readers",
     "load_geometry",

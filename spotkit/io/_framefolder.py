@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +42,8 @@ from ._h5 import HDF5_SUFFIXES, logger
 from ._info import DatasetInfo
 from ._reader import Reader
 
-__all__ = ["FRAME_FILE_SUFFIXES", "SIDECAR_NAMES", "FrameFolderReader", "frame_files"]
+__all__ = ["FRAME_FILE_SUFFIXES", "SIDECAR_NAMES", "FrameFolderReader", "frame_files",
+           "frame_series"]
 
 KIND = kinds.SAXS_RAW
 #: single-frame file types a frame folder may hold
@@ -57,24 +59,50 @@ _SIDECAR_TYPES = {"beamline": str, "sample": str, "proposal": str, "experimenter
                   "distance_m": float, "pixel_size_um": float, "n_frames": int}
 
 
+def frame_series(names: Iterable[str]) -> dict[tuple[str, str], list[str]]:
+    """Frame file names grouped into numbered series, each in frame order.
+
+    A frame file is ``<prefix><number>.<ext>`` with a CBF, EDF or TIFF extension; a series is
+    the files of one prefix and extension, ordered by number (then name): frame ``i`` of a
+    series is its ``i``-th file, the numbering that the readers and the live path's marks
+    use. Hidden names and other files are left out; a frame file without a number is a
+    series of its own.
+
+    Parameters
+    ----------
+    names : iterable of str
+        File names (no folders).
+
+    Returns
+    -------
+    dict
+        ``(prefix, lower-case extension)`` -> the names of that series in frame order.
+
+    Examples
+    --------
+    >>> frame_series(["s_10.cbf", "s_9.cbf", "metadata.json", "s_11.cbf", ".s_12.cbf"])
+    {('s_', '.cbf'): ['s_9.cbf', 's_10.cbf', 's_11.cbf']}
+    """
+    series: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        if name.startswith(".") or ext.lower() not in FRAME_FILE_SUFFIXES:
+            continue
+        m = _NUMBERED.match(stem)
+        prefix, number = (m["prefix"], int(m["number"])) if m else (stem, -1)
+        series.setdefault((prefix, ext.lower()), []).append((number, name))
+    return {key: [name for _, name in sorted(items)] for key, items in series.items()}
+
+
 def frame_files(folder: Path) -> list[Path]:
-    """The frame files of a folder's one series, in frame order.
+    """The frame files of a folder's one series, in frame order (:func:`frame_series`).
 
     Raises
     ------
     InputFileError
         When the folder holds no frame, or frames of more than one series.
     """
-    series: dict[tuple[str, str], list[tuple[int, str, Path]]] = {}
-    for p in folder.iterdir():
-        if p.name.startswith(".") or not p.is_file():
-            continue
-        ext = p.suffix.lower()
-        if ext not in FRAME_FILE_SUFFIXES:
-            continue
-        m = _NUMBERED.match(p.stem)
-        prefix, number = (m["prefix"], int(m["number"])) if m else (p.stem, -1)
-        series.setdefault((prefix, ext), []).append((number, p.name, p))
+    series = frame_series(p.name for p in folder.iterdir() if p.is_file())
     if not series:
         raise InputFileError(folder, f"holds no detector frames ({', '.join(FRAME_FILE_SUFFIXES)}"
                              ").", field="frames",
@@ -87,8 +115,8 @@ def frame_files(folder: Path) -> list[Path]:
                              "frames is one dataset.", field="frames",
                              hint="Put each series in its own folder (or remove the stray "
                              "files).")
-    (_, items), = series.items()
-    return [p for _, _, p in sorted(items)]
+    (names_in_order,) = series.values()
+    return [folder / name for name in names_in_order]
 
 
 def find_sidecar(folder: Path) -> Path | None:

@@ -101,6 +101,21 @@ def test_sentinel_required(flow_env):
     assert cand.state == "complete"
 
 
+def test_an_eiger_series_is_one_candidate_its_master(flow_env):
+    from spotkit.sim import LiveSeriesWriter
+
+    inbox = flow_env["inbox"]
+    writer = LiveSeriesWriter(inbox / "run_master.h5", n_frames=6, fmt="eiger",
+                              frames_per_file=2, shape=(16, 16))
+    writer.write(6)
+    writer.stop()
+    assert len(writer.data_files) == 3
+    scanner = InboxScanner([inbox], settle=0)
+    (cand,) = scanner.poll()  # the data files are part of it, not datasets of their own
+    assert cand.path.name == "run_master.h5"
+    assert cand.state == "complete"
+
+
 def test_stable_unreadable_file_is_reported_corrupt(flow_env, tmp_path):
     env = flow_env
     env["scan"](tmp_path / "good.h5")
