@@ -21,6 +21,9 @@ import numpy.typing as npt
 from spotkit import kinds
 from spotkit.errors import InputFileError
 
+from ._eiger import eiger_poni_candidates, is_eiger_master
+from ._eiger import read_series as read_eiger_series
+from ._eiger import stack as eiger_stack
 from ._types import PathLike
 
 __all__ = ["write_frame_subset"]
@@ -61,7 +64,10 @@ def write_frame_subset(src: PathLike, dst: PathLike, frames: Sequence[int] | npt
     over the frames (the frames themselves, per-frame timestamps...) keep only the selected
     entries. ``/entry/data/frame_index`` records the original index of each kept frame and
     the root attributes name the source. A relative PONI geometry file is copied beside
-    ``dst``. The file appears complete or not at all (temporary name, then rename).
+    ``dst``. The file appears complete or not at all (temporary name, then rename). A
+    Dectris Eiger master (frames in the data files it links) gives one self-contained file:
+    the master's groups without the links, the kept frames as ``/entry/data/data``, and the
+    series' PONI file (beside the master) copied beside it as ``<dst stem>.poni``.
 
     Parameters
     ----------
@@ -122,14 +128,21 @@ def write_frame_subset(src: PathLike, dst: PathLike, frames: Sequence[int] | npt
     try:
         with fin:
             data = fin.get(data_key)
-            if not isinstance(data, h5py.Dataset) or data.ndim != 3:
+            eiger = None
+            if data is None and data_key == DATA_KEY and is_eiger_master(fin, src):
+                eiger = read_eiger_series(fin, src.resolve())
+                n = eiger.n_frames
+            elif not isinstance(data, h5py.Dataset) or data.ndim != 3:
                 raise InputFileError(src, "has no 3-D frames dataset (frame, row, col).",
                                      field=data_key, hint="Pass data_key= the frames dataset.")
-            n = int(data.shape[0])
+            else:
+                n = int(data.shape[0])
             idx = _check_frames(frames, n, src)
             with h5py.File(tmp, "w") as fout:
                 fout.attrs.update(dict(fin.attrs))
-                _copy_group(fin, fout, n, idx, block)
+                _copy_group(fin, fout, n, idx, block, links=eiger is None)
+                if eiger is not None:
+                    _write_eiger_frames(eiger, fout, idx, block)
                 fout[INDEX_KEY] = idx
                 fout[INDEX_KEY].attrs["long_name"] = "index of the frame in the source series"
                 fout.attrs["spotkit_subset_of"] = str(src.resolve())
@@ -139,7 +152,11 @@ def write_frame_subset(src: PathLike, dst: PathLike, frames: Sequence[int] | npt
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if poni is not None:
+    if poni is None and eiger is not None:  # beside the master: beside the subset too
+        found = next((p for p in eiger_poni_candidates(src) if p.is_file()), None)
+        if found is not None and not dst.with_suffix(".poni").exists():
+            shutil.copy2(found, dst.with_suffix(".poni"))
+    elif poni is not None:
         target = dst.parent / poni.relative_to(src.parent)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,14 +165,21 @@ def write_frame_subset(src: PathLike, dst: PathLike, frames: Sequence[int] | npt
     return dst
 
 
-def _copy_group(gin, gout, n: int, idx: np.ndarray, block: int) -> None:
+def _copy_group(gin, gout, n: int, idx: np.ndarray, block: int, *,
+                links: bool = True) -> None:
+    """Copy ``gin`` into ``gout``, the per-frame datasets cut to ``idx``; with ``links``
+    False, external links are left out (an Eiger master's data files: their frames are
+    written as one dataset instead)."""
     import h5py
 
-    for name, obj in gin.items():
+    for name in gin:
+        if not links and isinstance(gin.get(name, getlink=True), h5py.ExternalLink):
+            continue
+        obj = gin[name]
         if isinstance(obj, h5py.Group):
             sub = gout.create_group(name)
             sub.attrs.update(dict(obj.attrs))
-            _copy_group(obj, sub, n, idx, block)
+            _copy_group(obj, sub, n, idx, block, links=links)
         elif isinstance(obj, h5py.Dataset) and obj.ndim >= 1 and obj.shape[0] == n:
             out = gout.create_dataset(
                 name, shape=(idx.size, *obj.shape[1:]), dtype=obj.dtype,
@@ -167,6 +191,19 @@ def _copy_group(gin, gout, n: int, idx: np.ndarray, block: int) -> None:
                 out[start:start + sel.size] = obj[sel]
         elif isinstance(obj, h5py.Dataset):
             gin.copy(obj, gout, name=name)
+
+
+def _write_eiger_frames(series, fout, idx: np.ndarray, block: int) -> None:
+    """The kept frames of an Eiger series' data files as the subset's one frames dataset
+    (``/entry/data/data``, as spotkit's own layout), read ``block`` frames at a time."""
+    frames = eiger_stack(series, block)
+    out = fout.require_group(DATA_KEY.rsplit("/", 1)[0]).create_dataset(
+        DATA_KEY.rsplit("/", 1)[1], shape=(idx.size, *series.frame_shape),
+        dtype=series.dtype, chunks=(1, *series.frame_shape))
+    out.attrs["signal"] = 1
+    for start in range(0, idx.size, block):
+        sel = idx[start:start + block]
+        out[start:start + sel.size] = np.asarray(frames[sel].compute())
 
 
 def _geometry(f, src: Path) -> Path | None:
