@@ -9,8 +9,12 @@ import h5py
 import numpy as np
 from dask.base import tokenize
 
+from spotkit import kinds
 from spotkit.errors import InputFileError
 
+from ._eiger import is_eiger_master
+from ._eiger import read_series as read_eiger_series
+from ._eiger import stack as eiger_stack
 from ._h5 import check_exists, lazy_dataset, open_hdf5
 from ._types import PathLike
 
@@ -18,6 +22,8 @@ __all__ = ["open_array"]
 
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
 _TARGET_CHUNK_BYTES = 64 * 2**20
+#: the frames of a SAXS series in spotkit's layout; an Eiger master has them in data files
+_SAXS_KEY = kinds.raw_layout(kinds.SAXS_RAW).key
 
 
 class NpyArrayProxy:
@@ -66,6 +72,10 @@ def _open_hdf5_array(path: Path, key: str | None) -> da.Array:
                 )
             key = names[0]
         dset = f.get(key)
+        if dset is None and key == _SAXS_KEY and is_eiger_master(f, path):
+            # a Dectris Eiger master: its frames are in the data files it links
+            series = read_eiger_series(f, path.resolve())
+            return eiger_stack(series, series.frames_per_file)
         if not isinstance(dset, h5py.Dataset):
             raise InputFileError(
                 path,

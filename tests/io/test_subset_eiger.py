@@ -48,3 +48,24 @@ def test_a_master_that_names_no_poni_file(tmp_path):
     out = write_frame_subset(writer.path, tmp_path / "run_kept.h5", [1, 2])
     assert out.with_suffix(".poni").read_bytes() == poni.read_bytes()
     assert open_saxs(out).attrs["poni_path"] == str(out.with_suffix(".poni"))
+
+
+def test_open_array_and_the_intake_export_read_an_eiger_series(tmp_path):
+    from spotkit.catalog import open_catalog
+    from spotkit.io import open_array
+
+    writer = LiveSeriesWriter(tmp_path / "raw" / "run_master.h5", fmt="eiger",
+                              frames_per_file=2, n_frames=5, shape=(16, 16), module_shape=None,
+                              transitions=(), swmr=False, seed=2)
+    writer.write(5)
+    writer.stop()
+    truth = np.stack([writer.frame(k) for k in range(5)])
+    np.testing.assert_array_equal(open_array(writer.path, key="/entry/data/data").compute(),
+                                  truth)
+    import intake
+
+    with open_catalog(tmp_path / "catalog.db") as catalog:
+        ds = catalog.ingest(writer.path)
+        yml = catalog.export_intake(tmp_path / "catalog.yaml")
+    entry = intake.from_yaml_file(str(yml))[ds.id]
+    np.testing.assert_array_equal(np.asarray(entry.read()), truth)
