@@ -56,7 +56,7 @@ from ._follow_h5 import (
     series_metadata,
     superblock_status,
 )
-from ._h5 import get_value
+from ._h5 import get_value, load_filter_plugins
 
 __all__ = ["EigerFrameSource", "eiger_links", "is_eiger_master"]
 
@@ -118,11 +118,7 @@ def _check_filters(ds: h5py.Dataset, path: Path) -> None:
     plist = ds.id.get_create_plist()
     filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
     missing = [f for f in filters if not h5py.h5z.filter_avail(f[0])]
-    if missing:
-        try:
-            import hdf5plugin  # noqa: F401  (registers the filters with HDF5)
-        except ImportError:
-            pass
+    if missing and load_filter_plugins():
         missing = [f for f in missing if not h5py.h5z.filter_avail(f[0])]
     if missing:
         names = ", ".join(f"{f[0]} {bytes(f[3]).decode(errors='replace')}".strip()

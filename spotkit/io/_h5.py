@@ -119,6 +119,26 @@ def open_hdf5(path) -> Iterator[h5py.File]:
         f.close()
 
 
+_PLUGINS: list[bool] = []  # whether hdf5plugin was imported (once per process)
+
+
+def load_filter_plugins() -> bool:
+    """Register the detectors' HDF5 compression filters (``hdf5plugin``: bitshuffle, LZ4,
+    Blosc...) in this process, once; True when they are (newly or already) registered.
+
+    A dask worker that reads an Eiger data file calls it on its first failed read, so the
+    filters need not be imported by hand on every worker, only installed there.
+    """
+    if not _PLUGINS:
+        try:
+            import hdf5plugin  # noqa: F401  (registers the filters with HDF5)
+        except ImportError:
+            _PLUGINS.append(False)
+        else:
+            _PLUGINS.append(True)
+    return _PLUGINS[0]
+
+
 class H5ArrayProxy:
     """Picklable array-like over one HDF5 dataset that opens the file only while reading.
 
@@ -139,15 +159,27 @@ class H5ArrayProxy:
 
     def __getitem__(self, index):
         try:
-            with h5py.File(self.path, "r") as f:
-                return f[self.key][index]
+            return self._read(index)
         except OSError as exc:
-            raise InputFileError(
-                self.path,
-                f"reading {self.key} failed ({exc}).",
-                field=self.key,
-                hint=_TRUNCATED_HINT,
-            ) from exc
+            error = exc
+        if "filter" in str(error) and load_filter_plugins():
+            try:  # a compression filter this process had not registered yet
+                return self._read(index)
+            except OSError as exc:
+                error = exc
+        filters = "filter" in str(error)
+        raise InputFileError(
+            self.path,
+            f"reading {self.key} failed ({error}).",
+            field=self.key,
+            hint=("Install the detector's compression filters here and on every dask "
+                  "worker: pip install hdf5plugin (bitshuffle/LZ4 of Eiger data files)."
+                  if filters else _TRUNCATED_HINT),
+        ) from error
+
+    def _read(self, index):
+        with h5py.File(self.path, "r") as f:
+            return f[self.key][index]
 
     def __repr__(self) -> str:
         return f"H5ArrayProxy({self.path!r}, {self.key!r}, shape={self.shape}, dtype={self.dtype})"
