@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,13 @@ class _Engine:
         #: the warm-up so far: (index, partial features, binned frame, variance or None)
         self._buffer: list[tuple[int, dict[str, Any], np.ndarray, np.ndarray | None]] = []
         self._ref: np.ndarray | None = None
+        self._need = self.warmup  # frames that make the next reference
+        self._nref = self.warmup  # frames that made the current one
+        #: the last frames pushed, in the same form (see :meth:`keep`; None: not kept)
+        self._recent: deque | None = None
+        #: the variance of the reference before a re-arm, kept for the new one (profiles
+        #: without sigma: a variance from a few frames is too noisy)
+        self._keep_var: np.ndarray | None = None
         self._prev = None
         self._static = None
         self._fused_masks = None
@@ -107,12 +115,59 @@ class _Engine:
     @property
     def warmup_left(self) -> int:
         """Frames still needed to complete the reference (0 once it is made)."""
-        return 0 if self._ref is not None else self.warmup - len(self._buffer)
+        return 0 if self._ref is not None else max(self._need - len(self._buffer), 0)
 
     def restart(self) -> None:
         """Forget the reference: the next frames make a new warm-up."""
         self._ref = None
         self._buffer = []
+        self._need = self.warmup
+        self._keep_var = None
+
+    def keep(self, n: int) -> None:
+        """Keep the last ``n`` frames pushed (reduced: binned image or profile), for
+        :meth:`rearm`."""
+        self._recent = deque(maxlen=int(n))
+
+    def rearm(self, after: int, n: int) -> tuple[list, int]:
+        """A new reference from the first ``n`` kept frames after frame ``after``.
+
+        The frames kept after those are scored against the new reference at once; when
+        fewer than ``n`` frames are kept after ``after``, the next frames pushed complete
+        the reference. A variance learned from the frames themselves (profiles without
+        sigma) is kept from the previous reference: one from a few frames would be noisy,
+        and correlated with the residuals of those frames (whose features start the
+        detector's new baseline). Needs :meth:`keep`.
+
+        Returns
+        -------
+        rows : list
+            The rows that became ready (as from :meth:`push`).
+        n_ref : int
+            How many of them are the new reference's own frames (0 while it is incomplete).
+        """
+        if self._recent is None:
+            raise RuntimeError("rearm() needs the recent frames: call keep() first")
+        keep = None
+        if self._ref is not None and not self._var_from_sigma and self.kind == "profiles":
+            keep = self._var
+        elif self._ref is None:
+            keep = self._keep_var  # re-armed again before the last reference was made
+        self._ref = None
+        self._buffer = []
+        self._need = int(n)
+        self._keep_var = keep
+        rows: list = []
+        n_ref = 0
+        for item in [r for r in self._recent if r[0] > after]:
+            if self._ref is None:
+                self._buffer.append(item)
+                if len(self._buffer) >= self._need:
+                    rows = self._finish_warmup()
+                    n_ref = len(rows)
+            else:
+                rows.append(self._row(*item, loo=None))
+        return rows, n_ref
 
     # -- per-frame reduction -------------------------------------------------------------
     def _setup(self, first):
@@ -270,9 +325,11 @@ class _Engine:
             vals["ssim"] = self._ssim(binned)
             if idx == 1 and self._buffer:  # the first frame gets its SSIM to the second
                 self._buffer[0][1]["ssim"] = vals["ssim"]
+        if self._recent is not None:
+            self._recent.append((idx, vals, binned, var))
         if self._ref is None:
             self._buffer.append((idx, vals, binned, var))
-            if len(self._buffer) < self.warmup:
+            if len(self._buffer) < self._need:
                 return []
             return self._finish_warmup()
         return [self._row(idx, vals, binned, var, loo=None)]
@@ -280,6 +337,7 @@ class _Engine:
     def _finish_warmup(self):
         stack = np.stack([b[2].astype(np.float64) for b in self._buffer])
         self._ref = stack.mean(axis=0)
+        self._nref = len(self._buffer)
         if self.kind == "frames":
             self._var = self._poisson_var(self._ref)
             self._var_from_sigma = False
@@ -297,7 +355,10 @@ class _Engine:
             var = stack.var(axis=0, ddof=1)
             floor = np.median(var[self._bvalid]) * 1e-3 if self._bvalid.any() else 1.0
             self._var = np.where(self._bvalid, np.maximum(var, floor if floor > 0 else 1.0), 1.0)
+            if self._keep_var is not None:  # a re-armed short reference
+                self._var = self._keep_var
             self._var_from_sigma = False
+        self._keep_var = None
         if not self._bvalid.any():
             raise ValueError("no valid pixel or q bin is left (all masked or zero sigma)")
         if self._band_feats:
@@ -307,7 +368,7 @@ class _Engine:
         return rows
 
     def _row(self, idx, vals, binned, var, *, loo):
-        w = self.warmup
+        w = self._nref
         ref = self._ref
         extra = 1.0 / w
         if loo is not None:  # a warm-up frame: compare with the mean of the others
@@ -363,7 +424,7 @@ class _Engine:
         if self.kind != "profiles" or self._ref is None:
             return None
         v = self._var_ref if self._var_from_sigma else self._var
-        return np.sqrt(v / self.warmup)
+        return np.sqrt(v / self._nref)
 
 
 @functools.lru_cache(maxsize=1)

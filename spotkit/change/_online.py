@@ -34,6 +34,24 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["OnlineDetector"]
 
+
+def _short_baseline(own, n, carried, n_carried):
+    """The noise of a feature on a short re-armed baseline of ``n`` frames whose own noise
+    estimate is ``own``, with ``carried`` measured on ``n_carried`` frames before the change.
+
+    Returns the pooled noise (variances weighted by their degrees of freedom), its number
+    of frames, and the noise to standardise a new frame with: the pooled one times
+    ``sqrt(1 + pi / (2 n))`` (a new value minus the median of ``n``: the median's variance
+    is ``pi / (2 n)`` of a value's) and ``1 + 2 / (n + n_carried)`` (the allowance for an
+    estimated noise the detector applies to any baseline).
+    """
+    dof_own, dof_c = max(n - 1, 0), max(n_carried - 1, 1)
+    pooled = np.sqrt((dof_c * np.square(carried) + dof_own * np.square(own))
+                     / (dof_c + dof_own))
+    n_all = n + n_carried
+    return pooled, n_all, pooled * math.sqrt(1.0 + math.pi / (2.0 * n)) * (1.0 + 2.0 / n_all)
+
+
 class OnlineDetector:
     """Detect changes while frames (or I(q) profiles) stream in, one at a time.
 
@@ -50,9 +68,25 @@ class OnlineDetector:
     false alarms. When a CUSUM passes its height a change is suspected (frames are
     flagged); ``confirm`` frames later it is confirmed and its onset and end refined as in
     :func:`detect_changes`, from a bounded buffer of recent frames, never before the first
-    frame after the warm-up. After ``holdoff`` frames the detector learns a new reference
-    (another ``warmup`` frames) and watches again. Memory is bounded: the warm-up, the
-    buffer and the window.
+    frame after the warm-up.
+
+    After a change the detector re-arms at once (the default, ``holdoff=None``): the first
+    ``rearm`` frames after the change's end (already seen while it was being confirmed, or
+    the next ones) make a new reference, the frames after them are scored against it
+    straight away, and a second change is watched for from the frame after that reference
+    (a second step 5 frames after a first can be found). The short baseline is accounted
+    for: until the new baseline holds ``window`` frames, each feature's noise is pooled
+    (by degrees of freedom) from the one measured before the change (the detection
+    features are noise-normalised, so a change leaves their noise alone) and the one of
+    the new frames, and a new frame is standardised with that noise times
+    ``sqrt(1 + pi/(2n))`` (its difference from the median of ``n`` baseline frames) and
+    ``1 + 2/N`` (``N`` frames behind the noise); a variance learned from the frames
+    themselves (profiles without sigma) is kept from the previous reference. With
+    ``holdoff`` an integer the detector behaves as before this option: it skips
+    ``holdoff`` frames after an event, then learns a new reference over another
+    ``warmup`` frames (blind for confirm + hold-off + warm-up frames: 28 with
+    ``holdoff=16``, the old default). Memory is bounded: the warm-up, the buffer, the
+    window and (re-arming) the last ``2 search + confirm + rearm`` reduced frames.
 
     Parameters
     ----------
@@ -68,8 +102,13 @@ class OnlineDetector:
         As for :func:`detect_changes`.
     window : int
         Unflagged frames kept for the running baseline.
-    holdoff : int
-        Frames after an event before the reference is learned again.
+    holdoff : int or None
+        None (default): re-arm from the frames after a change (above). An integer: frames
+        skipped after an event before a full new warm-up (the previous behaviour; it was
+        16).
+    rearm : int
+        Frames after a change's end that make the re-armed reference (>= 3; used when
+        ``holdoff`` is None).
 
     Examples
     --------
@@ -91,23 +130,31 @@ class OnlineDetector:
     def __init__(self, *, detect: Names = None, features: Names = None,
                  mask: npt.ArrayLike | None = None, warmup: int = 8,
                  threshold: float = 12.0, drift: float = 2.0, confirm: int = 4,
-                 search: int = 8, window: int = 64, holdoff: int = 16, smooth: float = 2.0,
-                 bin: Binning = "auto", bands: Bands = "auto", band_threshold: float = 7.0,
-                 band_drift: float = 1.5) -> None:
+                 search: int = 8, window: int = 64, holdoff: int | None = None,
+                 smooth: float = 2.0, bin: Binning = "auto", bands: Bands = "auto",
+                 band_threshold: float = 7.0, band_drift: float = 1.5,
+                 rearm: int = 4) -> None:
         _check_positive(threshold=threshold, drift=drift, search=search, window=window,
                         band_threshold=band_threshold, band_drift=band_drift)
         if int(warmup) != warmup or warmup < 3:
             raise ValueError(f"warmup must be an integer >= 3, got {warmup}")
-        for name, v in (("confirm", confirm), ("holdoff", holdoff)):
-            if int(v) != v or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v}")
+        if int(confirm) != confirm or confirm < 0:
+            raise ValueError(f"confirm must be an integer >= 0, got {confirm}")
+        if holdoff is not None and (int(holdoff) != holdoff or holdoff < 0):
+            raise ValueError(f"holdoff must be an integer >= 0 or None (re-arm after a "
+                             f"change), got {holdoff}")
+        if int(rearm) != rearm or rearm < 3:
+            raise ValueError(f"rearm must be an integer >= 3 (frames of the re-armed "
+                             f"reference), got {rearm}")
         check_bands(bands, "frames")
         self.warmup = int(warmup)
         self._opts: dict[str, Any] = dict(detect=detect, features=features, mask=mask,
                                           warmup=int(warmup), smooth=smooth, bin=bin,
                                           bands=bands)
         self.threshold, self.drift, self.confirm = float(threshold), float(drift), int(confirm)
-        self.search, self.window, self.holdoff = int(search), int(window), int(holdoff)
+        self.search, self.window = int(search), int(window)
+        self.holdoff = None if holdoff is None else int(holdoff)
+        self.rearm = int(rearm)
         self.band_threshold, self.band_drift = float(band_threshold), float(band_drift)
         self._engine: _Engine | None = None
         self._kind = "frames"  # or "profiles": set by the first update
@@ -116,6 +163,15 @@ class OnlineDetector:
         self._scores: dict[int, float] = {}
         self._warm_end = 0
         self._n = 0
+        self._base_need = self.warmup  # warm-up rows that start the feature baseline
+        #: noise before a change and its number of frames (re-arming)
+        self._carry: dict[str, tuple[float, int]] | None = None
+        self._bcarry: tuple[np.ndarray, int] | None = None
+        #: each feature's noise at the last frame scored, and its number of frames
+        self._sd: dict[str, tuple[float, int]] = {}
+        self._bsd: tuple[np.ndarray, int] | None = None
+        self._replaying = False
+        self._rearm_after: int | None = None
         self._reset_watch()
 
     def _reset_watch(self):
@@ -137,8 +193,9 @@ class OnlineDetector:
     def frames_needed(self) -> int:
         """Frames still to come before a frame is scored (0 while watching).
 
-        ``warmup`` before the first frame; after an event, the rest of the hold-off plus a
-        new warm-up.
+        ``warmup`` before the first frame; after an event, the frames still missing from
+        the re-armed reference (``holdoff`` None) or the rest of the hold-off plus a new
+        warm-up.
         """
         if self._n <= self._hold_until:
             return self._hold_until - self._n + 1 + self.warmup
@@ -177,6 +234,8 @@ class OnlineDetector:
                                    warmup=self._opts["warmup"], smooth=self._opts["smooth"],
                                    bin=self._opts["bin"], features=features,
                                    bands=self._opts["bands"])
+            if self.holdoff is None:
+                self._engine.keep(2 * self.search + self.confirm + self.rearm)
         idx = self._n
         if idx <= self._hold_until:
             # after an event: the frame is checked, then skipped until the new warm-up
@@ -193,7 +252,29 @@ class OnlineDetector:
         if len(rows) > 1:  # the warm-up just ended: the reference is new
             self._warm_end = rows[-1][0] + 1
         results = [self._score(ridx, vals, vec, smap) for ridx, vals, vec, smap in rows]
+        if self._rearm_after is not None:
+            return self._rearm_now(results[-1])
         return results[-1]
+
+    def _rearm_now(self, res: FrameResult) -> FrameResult:
+        """Re-arm after the event of ``res``: the new reference from the frames after the
+        change's end, the frames after it scored again (no event is confirmed among them:
+        the next frame does that)."""
+        after = int(self._rearm_after) if self._rearm_after is not None else res.index
+        self._rearm_after = None
+        rows, n_ref = self._started().rearm(after, self.rearm)
+        self._base_need = self.rearm
+        if n_ref:
+            self._warm_end = rows[n_ref - 1][0] + 1
+        self._replaying = True
+        try:
+            again = [self._score(ridx, vals, vec, smap) for ridx, vals, vec, smap in rows]
+        finally:
+            self._replaying = False
+        last = again[-1] if again and again[-1].index == res.index else None
+        return FrameResult(index=res.index, state="warmup" if last is None else last.state,
+                           score=res.score, flagged=True, event=res.event,
+                           features=res.features)
 
     def _band_vector(self, vals):
         return np.concatenate([_band_values(vals[f], f) for f in self._band_detect])
@@ -231,7 +312,7 @@ class OnlineDetector:
                 self._brun = np.full(self._bcol.size, -1)
                 self._bthreshold = self.band_threshold + math.log(max(self._bcol.size, 1)) / (
                     2.0 * self.band_drift)
-        if self._n_base < self._opts["warmup"]:
+        if self._n_base < self._base_need:
             self._add_base(vals, bvec)
             self._scores[idx] = 0.0
             return FrameResult(index=idx, state="warmup", score=0.0, flagged=False,
@@ -240,7 +321,13 @@ class OnlineDetector:
         zf = self._detect[0] if self._detect else None
         for f in self._detect:
             base = np.asarray(self._base[f])
-            sd = _robust_sigma(base, conservative=True) * (1.0 + 2.0 / base.size)
+            sd = _robust_sigma(base, conservative=True)
+            if self._carry is not None and base.size < self.window:
+                sd, n_sd, sd_use = _short_baseline(sd, base.size, *self._carry[f])
+            else:
+                n_sd, sd_use = base.size, sd * (1.0 + 2.0 / base.size)
+            self._sd[f] = (sd, n_sd)
+            sd = sd_use
             d = (vals[f] - np.median(base)) / sd
             d = abs(d) if FEATURES[f] == 0 else FEATURES[f] * d
             if d > z:
@@ -250,7 +337,16 @@ class OnlineDetector:
             self._cusum = max(0.0, self._cusum + z - self.drift)
         if bvec is not None:
             noise = np.asarray(self._bnoise)
-            sd = _band_sigma(noise, self._blevel, conservative=True) * (1.0 + 2.0 / len(noise))
+            sd = _band_sigma(noise, self._blevel, conservative=True)
+            carry = self._bcarry
+            short = (carry is not None and len(noise) < self.window
+                     and carry[0].shape == sd.shape)
+            if carry is not None and short:
+                sd, n_sd, sd_use = _short_baseline(sd, len(noise), carry[0], carry[1])
+            else:
+                n_sd, sd_use = len(noise), sd * (1.0 + 2.0 / len(noise))
+            self._bsd = (sd, n_sd)
+            sd = sd_use
             zb = (bvec - _nanmedian_cols(np.asarray(self._bbase))) / sd
             zb = self._bsign * zb[self._bcol]
             self._bcusum = np.maximum(0.0, self._bcusum + zb - self.band_drift)
@@ -261,7 +357,10 @@ class OnlineDetector:
                 # each band's baseline takes the frame unless that band suspects a change
                 busy = np.zeros(bvec.size)
                 np.maximum.at(busy, self._bcol, self._bcusum)
-                self._bbase.append(np.where(busy > self._bthreshold / 2, np.nan, bvec))
+                # (a short re-armed baseline only while the band's CUSUM is at 0: each
+                # frame of a second change it took would move its median a lot)
+                limit = 0.0 if short else self._bthreshold / 2
+                self._bbase.append(np.where(busy > limit, np.nan, bvec))
                 self._bnoise.append(bvec)
         self._scores[idx] = shown
         if self._cusum == 0.0:
@@ -289,7 +388,7 @@ class OnlineDetector:
         state = "watching"
         if self._alarm_at is not None:
             state = "alarm"
-            if idx >= self._alarm_at + self.confirm:
+            if idx >= self._alarm_at + self.confirm and not self._replaying:
                 event = self._confirm(idx)
                 state = "holdoff"
         return FrameResult(index=idx, state=state, score=shown,
@@ -330,7 +429,12 @@ class OnlineDetector:
         onset, end = _refine(vectors, k, lo, hi, self.search, floor=self._warm_end,
                              last=self._alarm_at, early=early)
         if early and early[-1] and onset == self._warm_end:
-            _warn_warmup(onset, self._warm_end)
+            if self._carry is None:  # the series' (or a hold-off's) warm-up
+                _warn_warmup(onset, self._warm_end)
+            else:  # a re-armed reference: the change may have begun inside it
+                logger.info("the change confirmed at frame %d seems to start inside the "
+                            "frames of the re-armed reference (before frame %d); its onset "
+                            "is reported at frame %d", idx, self._warm_end, onset)
         maps = [m for i, m in self._maps if onset <= i <= end]
         cmap = None
         if maps:
@@ -343,7 +447,17 @@ class OnlineDetector:
                          end_coord=end, change_map=cmap, region=region)
         self.events.append(ev)
         logger.info("change confirmed at frame %d: onset %d, end %d", idx, onset, end)
+        if self.holdoff is None:
+            # re-arm (in update, once this frame is scored) with the noise measured so far
+            carry = dict(self._sd) if len(self._sd) == len(self._detect) else None
+            bcarry = self._bsd
+            self._reset_watch()
+            self._carry, self._bcarry = carry, bcarry
+            self._rearm_after = int(end)
+            return ev
         self._reset_watch()
+        self._carry, self._bcarry = None, None
+        self._base_need = self.warmup
         self._hold_until = idx + self.holdoff
         if self.holdoff == 0:
             self._started().restart()
