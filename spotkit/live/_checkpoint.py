@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 #: frames judged between checkpoints, at least (and a quarter of the stretch so far)
 CHECKPOINT_EVERY = 1000
-_VERSION = 1
+_VERSION = 2
 
 
 def checkpoint_path(log_path: str | os.PathLike) -> Path:
@@ -99,7 +99,7 @@ def restore(catalog: Any, dataset_id: str, log: Any, judge: _Judge, marker: Any,
     start = first
     if events:
         judge.restart_after(events[-1].frame)
-        start = judge.hold_until + 1
+        start = max(first, judge.hold_until + 1)
     if start > cursor:
         return judge
     t0 = time.perf_counter()

@@ -4,8 +4,9 @@
 bins of I(q) that hold no pixel, keeps the detector's frame numbers in step with the
 series' (a session may start, or resume, at any frame), and after a kill rebuilds the
 detector exactly from the profiles recorded since the detector last started afresh (the
-end of the hold-off that follows a confirmed change): the detector forgets everything at
-that point, so replaying those profiles gives the state it had.
+series' start; with a ``holdoff`` option, the end of the hold-off that follows a confirmed
+change, where the detector forgets everything), so replaying those profiles gives the state
+it had. By default the detector re-arms itself after a change and goes on.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ class _Judge:
 
     def restart_after(self, event_frame: int) -> None:
         """Resume after a change confirmed at ``event_frame``: the hold-off, then a fresh
-        detector (as the detector itself does)."""
+        detector (as the detector itself does); nothing when the detector re-arms itself
+        (``holdoff`` None: it goes on, so its state is rebuilt from the series' start)."""
+        if self.holdoff is None:
+            return
         self.hold_until = event_frame + self.holdoff
         self._det = None
 
@@ -153,7 +157,7 @@ class _Judge:
         sig = None if sigma is None else np.abs(_fill(sigma, bad))
         res = self._det.update(prof, sigma=sig)
         offset = self._offset
-        if res.event is not None:
+        if res.event is not None and self.holdoff is not None:
             # the hold-off and the fresh start, done here rather than inside the detector,
             # so that a resumed session (which must start a fresh detector) runs the very
             # same code as one that was never stopped
