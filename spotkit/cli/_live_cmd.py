@@ -55,7 +55,7 @@ def add_live_parser(sub, common) -> None:
                    help="bins of I(q) (default: %(default)s)")
     p.add_argument("--detector", action="append", default=[], metavar="NAME=VALUE",
                    help="an option of the online change detector (spotkit.change.OnlineDetector"
-                   "), e.g. --detector holdoff=8 --detector threshold=15; repeatable")
+                   "), e.g. --detector threshold=15 --detector rearm=6; repeatable")
     p.add_argument("--dataset", metavar="ID",
                    help="record into this dataset (default: the live series of PATH, else "
                    "a new one)")
@@ -113,7 +113,7 @@ def _detector_options(items: list[str]) -> dict:
         name, sep, value = item.partition("=")
         if not sep or not name.strip().isidentifier():
             raise SpotkitError(f"--detector {item!r}: write NAME=VALUE, e.g. --detector "
-                               "holdoff=8")
+                               "threshold=15")
         options[name.strip()] = _parse_value(value)
     return options
 
