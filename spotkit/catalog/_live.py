@@ -27,7 +27,7 @@ from spotkit.catalog._live_point import LivePoint, kind_clause, point_row, point
 from spotkit.catalog._time import now_epoch
 from spotkit.errors import DatasetNotFoundError
 
-__all__ = ["LIVE_CHANNEL", "LIVE_ENDED_STATES", "LiveMixin", "live_notice"]
+__all__ = ["LIVE_CHANNEL", "LIVE_ENDED_STATES", "LiveMixin", "live_notice", "live_state_notice"]
 
 logger = logging.getLogger("spotkit.catalog._catalog")
 
@@ -54,6 +54,19 @@ def live_notice(dataset_id: str, frame: int, change: int) -> str:
     '{"series":"ds-0001","frame":41,"change":97}'
     """
     return json.dumps({"series": dataset_id, "frame": int(frame), "change": int(change)},
+                      separators=(",", ":"))
+
+
+def live_state_notice(dataset_id: str, state: str | None, active: bool) -> str:
+    """The payload of a :data:`LIVE_CHANNEL` notification that a series' live state changed
+    (``state`` as :meth:`LiveMixin.set_live_status` sets it; ``active`` False once ended).
+
+    Examples
+    --------
+    >>> live_state_notice("ds-0001", "finished", False)
+    '{"series":"ds-0001","state":"finished","active":false}'
+    """
+    return json.dumps({"series": dataset_id, "state": state, "active": bool(active)},
                       separators=(",", ":"))
 
 
@@ -341,11 +354,17 @@ class LiveMixin(CatalogCore):
                            (ds_id,)).fetchone()
         merged = json.loads(row[1]) if row else {}
         active = bool(row[0]) if row else True
+        before = (merged.get("state"), active)
         if "active" in fields:
             active = bool(fields.pop("active"))
         elif "state" in fields:
             active = fields["state"] not in LIVE_ENDED_STATES
         merged.update(fields)
+        if self._pg and (merged.get("state"), active) != before:
+            # a new state (following, behind, finished...): watchers hear of it at the commit
+            # (the status's other fields change about once a second and are read with points)
+            conn.execute("SELECT pg_notify(?, ?)",
+                         (LIVE_CHANNEL, live_state_notice(ds_id, merged.get("state"), active)))
         text = _dumps(merged, "live status fields")
         if row is None:
             conn.execute("INSERT INTO live_status (dataset_id, active, fields, started_at, "

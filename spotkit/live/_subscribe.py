@@ -156,6 +156,8 @@ class _Listener:
             notice = json.loads(payload)
             if notice["series"] != self.dataset_id:
                 return False
+            if "state" in notice:  # the series' live state changed (e.g. it finished)
+                return True
             return int(notice["change"]) > self.seen()
         except (ValueError, TypeError, KeyError):
             return True  # not ours to judge: read, and the change numbers will tell

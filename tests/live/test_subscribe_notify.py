@@ -166,3 +166,30 @@ def test_sqlite_and_listen_false_poll(tmp_path, pg):
     sub.close()
     assert [p.frame for p in got] == [0, 1, 2]
     cat.close()
+
+
+def test_a_new_live_state_is_heard_at_its_commit_not_the_rest_of_the_status(pg):
+    import psycopg
+
+    from spotkit.widgets import LiveTimelineModel
+
+    url, cat, series = pg
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute("LISTEN spotkit_live")
+        cat.set_live_status(series, state="following", written=3, done=3)
+        cat.set_live_status(series, written=4, done=4)  # same state: no notification
+        cat.set_live_status(series, state="finished")
+        notes = [json.loads(n.payload) for n in listener.notifies(timeout=3, stop_after=2)]
+    assert notes == [{"series": series, "state": "following", "active": True},
+                     {"series": series, "state": "finished", "active": False}]
+    # a watcher sees a series end at once, though no point came with it
+    cat.set_live_status(series, state="following")
+    model = LiveTimelineModel(cat, series)
+    model.fetch()
+    model.start(interval=SAFETY_NET)
+    try:
+        assert _until(lambda: model._subscription._listener.connected, timeout=3.0)
+        cat.set_live_status(series, state="finished")
+        assert model.wait(lambda m: (m.status or {}).get("state") == "finished", timeout=3.0)
+    finally:
+        model.close()
