@@ -35,7 +35,7 @@ from dask.base import tokenize
 
 from spotkit.errors import InputFileError
 
-from ._follow_eiger import _MASK_SUFFIXES, _check_filters, eiger_links
+from ._follow_eiger import _DATA_GROUP, _MASK_SUFFIXES, _check_filters, eiger_links
 from ._follow_h5 import find_beside
 from ._h5 import H5ArrayProxy, open_hdf5
 
@@ -52,7 +52,6 @@ __all__ = [
 
 logger = logging.getLogger("spotkit.io")
 
-_DATA_GROUP = "/entry/data"
 _DATA_FILE = re.compile(r"^(?P<prefix>.+)_data_\d{6}$")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -119,24 +120,19 @@ def open_hdf5(path) -> Iterator[h5py.File]:
         f.close()
 
 
-_PLUGINS: list[bool] = []  # whether hdf5plugin was imported (once per process)
-
-
+@functools.cache
 def load_filter_plugins() -> bool:
     """Register the detectors' HDF5 compression filters (``hdf5plugin``: bitshuffle, LZ4,
-    Blosc...) in this process, once; True when they are (newly or already) registered.
+    Blosc...) in this process, once; True when they are registered.
 
     A dask worker that reads an Eiger data file calls it on its first failed read, so the
     filters need not be imported by hand on every worker, only installed there.
     """
-    if not _PLUGINS:
-        try:
-            import hdf5plugin  # noqa: F401  (registers the filters with HDF5)
-        except ImportError:
-            _PLUGINS.append(False)
-        else:
-            _PLUGINS.append(True)
-    return _PLUGINS[0]
+    try:
+        import hdf5plugin  # noqa: F401  (registers the filters with HDF5)
+    except ImportError:
+        return False
+    return True
 
 
 class H5ArrayProxy:

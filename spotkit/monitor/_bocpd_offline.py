@@ -13,6 +13,7 @@ is not reported.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import Any
@@ -167,7 +168,7 @@ def bayesian_segment(values: npt.ArrayLike, times: npt.ArrayLike | None = None, 
         r = np.arange(size)
         # a segment x[s : i + 1] (s = i - r) after the best segmentation of x[:s]
         cand = best[i - r] + marg + r * log_1h
-        cand[(r + 1 < min_size) | ((i - r > 0) & (i - r < min_size))] = -np.inf
+        cand[r + 1 < min_size] = -np.inf  # (a start s < min_size has best[s] = -inf)
         j = int(np.argmax(cand))
         best[i + 1] = cand[j] + log_h
         start[i + 1] = i - j
@@ -180,8 +181,10 @@ def bayesian_segment(values: npt.ArrayLike, times: npt.ArrayLike | None = None, 
     assert det.scales is not None
     noise = det.scales.noise
     out: list[Finding] = []
-    for a, c, b in zip(edges[:-2], edges[1:-1], edges[2:], strict=True):
-        ml_a, ml_b = _log_marginals(det, x[a:c]), _log_marginals(det, x[c:b])
+    # each segment's marginal per model, once (a change compares its two neighbours)
+    seg_ml = [_log_marginals(det, x[a:b]) for a, b in itertools.pairwise(edges)]
+    for k, (a, c, b) in enumerate(zip(edges[:-2], edges[1:-1], edges[2:], strict=True)):
+        ml_a, ml_b = seg_ml[k], seg_ml[k + 1]
         ml_ab = _log_marginals(det, x[a:b])
         two = (float(np.logaddexp.reduce(ml_a + log_w[:, 0]))
                + float(np.logaddexp.reduce(ml_b + log_w[:, 0])) + log_h)
