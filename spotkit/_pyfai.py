@@ -80,6 +80,35 @@ def pyfai() -> Any:
     return pyFAI
 
 
+def without_auto_gc(geometry: Any) -> Any:
+    """Stop a pyFAI geometry from running Python's garbage collector on every change.
+
+    pyFAI calls ``gc.collect()`` each time a geometry's parameters or wavelength are set
+    (to free OpenCL buffers at once). A full collection costs time in proportion to every
+    object the process holds: in a long-running watcher or notebook kernel a calibration's
+    dozen refinement steps then take seconds each. spotkit integrates on the CPU, whose
+    buffers are freed by reference counting, so its geometries turn it off.
+
+    Parameters
+    ----------
+    geometry : pyFAI geometry or integrator
+        Changed in place (objects without ``auto_gc`` are left as they are).
+
+    Returns
+    -------
+    The same object.
+
+    Examples
+    --------
+    >>> from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+    >>> without_auto_gc(AzimuthalIntegrator()).auto_gc
+    False
+    """
+    if hasattr(geometry, "auto_gc"):
+        geometry.auto_gc = False
+    return geometry
+
+
 def _detector_shape(integrator: AzimuthalIntegrator, shape: tuple[int, ...] | None,
                     what: str) -> tuple[int, int]:
     det = integrator.detector
@@ -127,7 +156,7 @@ def _with_params(integrator: AzimuthalIntegrator, params: dict[str, float],
             det_config.get("max_shape") is None:
         det_config["max_shape"] = list(shape)
     config["detector_config"] = det_config
-    ai = azimuthal.AzimuthalIntegrator()
+    ai = without_auto_gc(azimuthal.AzimuthalIntegrator())
     ai.set_config(config)
     return ai
 

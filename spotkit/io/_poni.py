@@ -19,7 +19,14 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spotkit._pyfai import GeometryWarning, check_geometry, flip_geometry, pyfai, to_native
+from spotkit._pyfai import (
+    GeometryWarning,
+    check_geometry,
+    flip_geometry,
+    pyfai,
+    to_native,
+    without_auto_gc,
+)
 from spotkit.errors import InputFileError
 
 if TYPE_CHECKING:  # pyFAI has no type information: Any for the type checker
@@ -106,7 +113,7 @@ def load_geometry(poni: str | os.PathLike[str], *, shape: tuple[int, ...] | None
         raise InputFileError(poni, "PONI geometry file does not exist.",
                              hint="Calibrate with pyFAI-calib2 or pass the right path.")
     try:
-        ai = pyFAI.load(str(poni))
+        ai = without_auto_gc(pyFAI.load(str(poni)))
     except Exception as exc:
         raise InputFileError(poni, f"cannot be read as a PONI geometry ({exc}).",
                              hint="Write it with pyFAI-calib2 or spotkit.io.save_geometry."

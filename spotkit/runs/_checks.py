@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spotkit._startup import defer_iri_grammar
 from spotkit.errors import InputFileError, NotebookParameterError
 from spotkit.runs._errors import (
     NotebookKindError,
@@ -65,6 +66,7 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     """
     import tempfile
 
+    defer_iri_grammar()
     import nbformat
     import papermill
 

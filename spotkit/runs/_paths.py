@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spotkit._startup import defer_iri_grammar
 from spotkit.errors import InputFileError
 
 __all__ = ["notebook_spec", "pipeline_notebook", "read_notebook", "resolve_notebook",
@@ -120,6 +121,7 @@ def read_notebook(path: str | os.PathLike):
     InputFileError
         The file is not JSON, not a notebook, or cannot be read.
     """
+    defer_iri_grammar()
     import nbformat
     from nbformat.reader import NotJSONError
 

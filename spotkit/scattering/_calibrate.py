@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from spotkit._pyfai import without_auto_gc
 from spotkit.scattering._calibration_results import (
     CalibrationError,
     CalibrationResult,
@@ -228,6 +229,7 @@ def calibrate(image: npt.ArrayLike, calibrant: str | Calibrant, *,
     pyfai()
     from pyFAI.detectors import detector_factory
     from pyFAI.goniometer import SingleGeometry
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator as azimuthal_integrator
 
     unknown = [r for r in refine if r not in REFINABLE]
     if unknown or not refine:
@@ -293,6 +295,7 @@ def calibrate(image: npt.ArrayLike, calibrant: str | Calibrant, *,
 
     single = SingleGeometry("spotkit-calibration", image=clean, calibrant=cal,
                             detector=detector, geometry=guess)
+    without_auto_gc(single.geometry_refinement)  # a dozen refinement steps: no gc.collect()
     n_points = n_rings = n_outliers = 0
     for round_ in range(int(n_iter)):
         points = single.extract_cp(max_rings=max_rings, pts_per_deg=points_per_degree)
@@ -322,7 +325,9 @@ def calibrate(image: npt.ArrayLike, calibrant: str | Calibrant, *,
                     round_ + 1, n_points, n_rings, n_outliers)
 
     refinement = single.geometry_refinement
-    ai = single.get_ai()
+    # single.get_ai() without its gc.collect(): a fresh integrator given the refined config
+    ai = without_auto_gc(azimuthal_integrator())
+    ai.set_config(refinement.get_config())
     res, res_px, rings = _ring_residuals(refinement, lines, d_spacings)
     rms_deg = float(np.degrees(np.sqrt(np.mean(res**2))))
     rms_px = float(np.sqrt(np.mean(res_px**2)))

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from spotkit._pyfai import FLIPS, GeometryWarning, check_geometry, flip_geometry, pyfai
+from spotkit._pyfai import (
+    FLIPS,
+    GeometryWarning,
+    check_geometry,
+    flip_geometry,
+    pyfai,
+    without_auto_gc,
+)
 from spotkit.errors import GeometryError
 
 if TYPE_CHECKING:  # pyFAI has no type information: Any for the type checker
@@ -145,9 +152,9 @@ def make_geometry(*, energy_kev: float | None = None, wavelength_nm: float | Non
             raise GeometryError(f"the geometry field 'shape' must be (rows, cols), got {shape}",
                                 field="shape")
     detector = Detector(pixel1=p1, pixel2=p2, max_shape=shape)
-    return azimuthal.AzimuthalIntegrator(
+    return without_auto_gc(azimuthal.AzimuthalIntegrator(
         dist=distance_m, poni1=(row + 0.5) * p1, poni2=(col + 0.5) * p2, rot1=rot1, rot2=rot2,
-        rot3=rot3, detector=detector, wavelength=wavelength_nm * 1e-9)
+        rot3=rot3, detector=detector, wavelength=wavelength_nm * 1e-9))
 
 
 def geometry_from_metadata(metadata: Mapping[str, Any] | Any) -> AzimuthalIntegrator:

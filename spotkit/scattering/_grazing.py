@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from spotkit._pyfai import without_auto_gc
 from spotkit.scattering._geometry import pyfai
 from spotkit.scattering._integrate import (
     _DELTA_DUMMY,
@@ -51,7 +52,7 @@ def as_fiber_integrator(integrator):
         return integrator
     logger.debug("promoting %s to a FiberIntegrator (its lookup table is built anew)",
                  type(integrator).__name__)
-    return integrator.promote("pyFAI.integrator.fiber.FiberIntegrator")
+    return without_auto_gc(integrator.promote("pyFAI.integrator.fiber.FiberIntegrator"))
 
 
 def integrate_grazing(image: npt.ArrayLike, integrator: AzimuthalIntegrator, *,

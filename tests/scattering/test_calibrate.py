@@ -162,3 +162,29 @@ def test_capture_range(fake_calibrant, dd_mm, offset):
     result = calibrate(image, "LaB6", geometry=guess)
     assert result.distance_m == pytest.approx(0.10, abs=5e-5)
     assert result.beam_center == pytest.approx((188.0, 212.0), abs=0.1)
+
+
+def test_calibration_does_not_collect_garbage_at_every_refinement_step(monkeypatch):
+    """pyFAI runs gc.collect() whenever a geometry changes (auto_gc); in a process holding
+    many objects each costs ~a second. spotkit's geometries turn it off: a calibration
+    collects at most twice (inside pyFAI's SingleGeometry constructor), not at every step."""
+    import gc
+
+    from pyFAI.calibrant import get_calibrant
+
+    true = make_geometry(energy_kev=12.4, distance_m=0.30, beam_center=(128, 120),
+                         pixel_size_um=172, shape=(256, 256))
+    agbh = get_calibrant("AgBh")
+    agbh.wavelength = true.wavelength
+    image = np.random.default_rng(0).poisson(
+        agbh.fake_calibration_image(true, Imax=1000, Imin=10, resolution=0.02))
+    guess = make_geometry(energy_kev=12.4, distance_m=0.31, beam_center=(124, 124),
+                          pixel_size_um=172, shape=(256, 256))
+    collected = []
+    real = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(1) or real(*a))
+    result = calibrate(image, "AgBh", geometry=guess)
+    assert round(result.distance_m, 3) == 0.3
+    assert len(collected) <= 2, len(collected)
+    assert true.auto_gc is False
+    assert result.integrator.auto_gc is False
