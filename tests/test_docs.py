@@ -17,7 +17,6 @@ other languages (``text``, ``yaml``) are not code.
 from __future__ import annotations
 
 import linecache
-import os
 import re
 import shlex
 import subprocess
@@ -88,17 +87,11 @@ def _commands(block: Block) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def docs_env(tmp_path_factory):
-    """A folder where `spotkit demo` ran, a private spotkit home, and one namespace per doc."""
-    work = tmp_path_factory.mktemp("docs")
-    home = tmp_path_factory.mktemp("docs-home")
-    env = dict(os.environ, SPOTKIT_HOME=str(home), MPLBACKEND="Agg")
-    env.pop("SPOTKIT_CATALOG", None)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    res = subprocess.run([sys.executable, "-m", "spotkit.cli", "demo"], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, f"spotkit demo failed:\n{res.stderr[-3000:]}"
-    return {"work": work, "home": home, "env": env, "namespaces": {}, "failed": []}
+def docs_env(demo_run):
+    """The folder where `spotkit demo` ran (tests/conftest.py), its private spotkit home, and
+    one namespace per doc."""
+    return {"work": demo_run["work"], "home": demo_run["home"], "env": demo_run["env"],
+            "namespaces": {}, "failed": []}
 
 
 @pytest.mark.slow

@@ -105,7 +105,9 @@ def load_geometry(poni: str | os.PathLike[str], *, shape: tuple[int, ...] | None
     1.5
     >>> flipped = load_geometry(poni, shape=(195, 487), orientation="dioptas")  # Dioptas' view
     """
-    pyFAI = pyfai()
+    pyfai()
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
     if orientation not in ORIENTATIONS:
         raise ValueError(f"unknown orientation {orientation!r}; choose one of "
                          f"{sorted(ORIENTATIONS)}")
@@ -113,7 +115,9 @@ def load_geometry(poni: str | os.PathLike[str], *, shape: tuple[int, ...] | None
         raise InputFileError(poni, "PONI geometry file does not exist.",
                              hint="Calibrate with pyFAI-calib2 or pass the right path.")
     try:
-        ai = without_auto_gc(pyFAI.load(str(poni)))
+        # pyFAI.load(poni) (AzimuthalIntegrator.sload) without its gc.collect() on load
+        ai = without_auto_gc(AzimuthalIntegrator())
+        ai.load(str(poni))
     except Exception as exc:
         raise InputFileError(poni, f"cannot be read as a PONI geometry ({exc}).",
                              hint="Write it with pyFAI-calib2 or spotkit.io.save_geometry."
