@@ -47,12 +47,15 @@ def defer_iri_grammar() -> bool:
     if _IRI_MODULE in sys.modules:
         return False
     try:
-        if importlib.util.find_spec(_IRI_MODULE) is None:
-            return False
+        spec = importlib.util.find_spec(_IRI_MODULE)
     except (ImportError, ValueError):
+        return False
+    if spec is None:
         return False
     stand_in = types.ModuleType(_IRI_MODULE, "spotkit's stand-in: the real module is "
                                 "imported on first use (spotkit._startup)")
+    if spec.submodule_search_locations is not None:  # its submodules import as they would
+        stand_in.__path__ = list(spec.submodule_search_locations)
     loaded: list[Any] = []
 
     def real() -> Any:
