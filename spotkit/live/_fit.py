@@ -235,7 +235,8 @@ def follow_fits(catalog: Any, dataset_id: Any, *, model: str = "sphere", every: 
     profile_log : path-like, optional
         Default :func:`~spotkit.live.profile_log_path`.
     interval : float
-        Seconds between polls of the catalog.
+        Seconds between polls of the catalog (on PostgreSQL the wait ends early when the
+        series' next point is NOTIFYed: :func:`spotkit.live.subscribe`).
     idle_timeout : float, optional
         Stop after this long without a new frame.
     max_fits : int, optional
@@ -306,13 +307,30 @@ def follow_fits(catalog: Any, dataset_id: Any, *, model: str = "sphere", every: 
                     return
                 if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                     return
-                if stop is not None:
-                    stop.wait(interval)
-                else:
-                    time.sleep(interval)
+                _wait(sub, interval, stop)
     finally:
         if owned:
             cat.close()
+
+
+def _wait(sub: Any, seconds: float, stop: Any) -> None:
+    """Wait ``seconds`` before the next poll: on a PostgreSQL catalog, where the subscription
+    listens, until the series' next point is NOTIFYed (a fit comes at the frame's commit, not
+    at the next poll); ``stop`` ends the wait within 0.1 s there, at once elsewhere."""
+    if not sub.listening:
+        if stop is not None:
+            stop.wait(seconds)
+        else:
+            sub.sleep(seconds)
+        return
+    if stop is None:
+        sub.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or sub.sleep(min(left, 0.1)):
+            return
 
 
 def _fit_window(cat: Any, ds_id: str, model: str, profile_log: Any, newest: int, window: int,

@@ -193,3 +193,51 @@ def test_a_new_live_state_is_heard_at_its_commit_not_the_rest_of_the_status(pg):
         assert model.wait(lambda m: (m.status or {}).get("state") == "finished", timeout=3.0)
     finally:
         model.close()
+
+
+def test_follow_fits_fits_a_frame_at_its_commit_not_at_the_next_poll(pg, tmp_path):
+    import numpy as np
+
+    from spotkit.live import ProfileLog, follow_fits
+    from spotkit.scattering import sas_model_curve
+
+    url, cat, series = pg
+    q = np.linspace(0.05, 3.0, 150)
+    path = tmp_path / "profiles.h5"
+    log = ProfileLog(path, q, unit="nm^-1")
+
+    def write(frame):
+        i = sas_model_curve(q, model="sphere", params={"radius": 4.0 + 0.2 * frame})
+        log.append(frame, i, 0.01 * i)
+        cat.record_live(series, _features([frame]))
+        return time.monotonic()
+
+    for stop in (None, threading.Event()):  # the plain wait, and one that a stop can end
+        got = []
+
+        def follow(stop=stop, got=got):
+            for fit in follow_fits(url, series, every=1, profile_log=path, max_fits=2,
+                                   interval=SAFETY_NET, stop=stop):
+                got.append((time.monotonic(), fit))
+
+        first = len(cat.live_points(series, kinds="features"))
+        thread = threading.Thread(target=follow)
+        thread.start()
+        try:
+            if first:  # the frames written before: fitted at once
+                assert _until(lambda got=got: len(got) == 1, timeout=10.0)
+            else:
+                time.sleep(0.5)  # the follower waits for a first frame
+                t0 = write(first)
+                assert _until(lambda got=got: len(got) == 1, timeout=10.0)
+                assert got[0][0] - t0 < 3.0 < SAFETY_NET
+            time.sleep(0.3)
+            t0 = write(first + 1)
+            assert _until(lambda got=got: len(got) == 2, timeout=10.0)
+            assert got[1][0] - t0 < 3.0 < SAFETY_NET  # woken by the NOTIFY
+            assert abs(got[1][1].params["radius"] - (4.0 + 0.2 * (first + 1))) < 0.05
+        finally:
+            if stop is not None:
+                stop.set()
+            thread.join(timeout=2 * SAFETY_NET)
+    log.close()
