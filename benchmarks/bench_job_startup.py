@@ -46,15 +46,6 @@ ds = cat.search(kind="tomo/raw")[0]
 spotkit.run_notebook(sys.argv[3], ds, catalog=cat, output_dir=sys.argv[4])
 """
 
-NOTEBOOK_BODY = """\
-import pathlib
-from spotkit.runs import declare_output
-out = pathlib.Path(output_dir) / "marker.txt"
-out.write_text(f"{dataset_id}\\n")
-declare_output(out, kind="test/marker")
-"""
-
-
 def _timed(argv: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -67,8 +58,7 @@ def _timed(argv: list[str]) -> tuple[float, float]:
 
 
 def _setup(root: Path) -> tuple[Path, Path]:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
+    from bench_beamline_day import _notebook  # the beamline day's two-cell preview notebook
 
     from spotkit.catalog import open_catalog
     from spotkit.sim import simulate_tomo_scan
@@ -78,15 +68,7 @@ def _setup(root: Path) -> tuple[Path, Path]:
     cat = open_catalog(root / "catalog.db")
     cat.ingest(scan)
     cat.close()
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    params = new_code_cell('dataset_id = None\ncatalog_path = None\noutput_dir = "."\n')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, new_code_cell(NOTEBOOK_BODY)]
-    notebook = root / "job.ipynb"
-    nbformat.write(nb, notebook)
-    return root / "catalog.db", notebook
+    return root / "catalog.db", _notebook(root / "job.ipynb")
 
 
 def measure(repeat: int = 7) -> dict:

@@ -109,6 +109,16 @@ def without_auto_gc(geometry: Any) -> Any:
     return geometry
 
 
+def integrator_from_config(config: dict[str, Any]) -> AzimuthalIntegrator:
+    """A new pyFAI integrator set up from ``config`` (``get_config()``'s form), without
+    ``auto_gc`` (:func:`without_auto_gc`), so setting it up collects no garbage either."""
+    from pyFAI.integrator import azimuthal
+
+    ai = without_auto_gc(azimuthal.AzimuthalIntegrator())
+    ai.set_config(config)
+    return ai
+
+
 def _detector_shape(integrator: AzimuthalIntegrator, shape: tuple[int, ...] | None,
                     what: str) -> tuple[int, int]:
     det = integrator.detector
@@ -145,8 +155,6 @@ def _with_params(integrator: AzimuthalIntegrator, params: dict[str, float],
                  shape: tuple[int, int] | None = None) -> AzimuthalIntegrator:
     """A new integrator with ``params`` (poni1, poni2, rot1..3) replaced."""
     pyfai()
-    from pyFAI.integrator import azimuthal
-
     config = integrator.get_config()
     config.update(params)
     det_config = dict(config.get("detector_config") or {})
@@ -156,9 +164,7 @@ def _with_params(integrator: AzimuthalIntegrator, params: dict[str, float],
             det_config.get("max_shape") is None:
         det_config["max_shape"] = list(shape)
     config["detector_config"] = det_config
-    ai = without_auto_gc(azimuthal.AzimuthalIntegrator())
-    ai.set_config(config)
-    return ai
+    return integrator_from_config(config)
 
 
 def _flipped_params(integrator: AzimuthalIntegrator, flip: str,

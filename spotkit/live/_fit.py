@@ -317,14 +317,11 @@ def _wait(sub: Any, seconds: float, stop: Any) -> None:
     """Wait ``seconds`` before the next poll: on a PostgreSQL catalog, where the subscription
     listens, until the series' next point is NOTIFYed (a fit comes at the frame's commit, not
     at the next poll); ``stop`` ends the wait within 0.1 s there, at once elsewhere."""
-    if not sub.listening:
-        if stop is not None:
-            stop.wait(seconds)
-        else:
-            sub.sleep(seconds)
-        return
     if stop is None:
         sub.sleep(seconds)
+        return
+    if not sub.listening:
+        stop.wait(seconds)
         return
     deadline = time.monotonic() + seconds
     while not stop.is_set():

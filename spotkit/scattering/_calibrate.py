@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from spotkit._pyfai import without_auto_gc
+from spotkit._pyfai import integrator_from_config, without_auto_gc
 from spotkit.scattering._calibration_results import (
     CalibrationError,
     CalibrationResult,
@@ -229,7 +229,6 @@ def calibrate(image: npt.ArrayLike, calibrant: str | Calibrant, *,
     pyfai()
     from pyFAI.detectors import detector_factory
     from pyFAI.goniometer import SingleGeometry
-    from pyFAI.integrator.azimuthal import AzimuthalIntegrator as azimuthal_integrator
 
     unknown = [r for r in refine if r not in REFINABLE]
     if unknown or not refine:
@@ -325,9 +324,7 @@ def calibrate(image: npt.ArrayLike, calibrant: str | Calibrant, *,
                     round_ + 1, n_points, n_rings, n_outliers)
 
     refinement = single.geometry_refinement
-    # single.get_ai() without its gc.collect(): a fresh integrator given the refined config
-    ai = without_auto_gc(azimuthal_integrator())
-    ai.set_config(refinement.get_config())
+    ai = integrator_from_config(refinement.get_config())  # single.get_ai(), without gc
     res, res_px, rings = _ring_residuals(refinement, lines, d_spacings)
     rms_deg = float(np.degrees(np.sqrt(np.mean(res**2))))
     rms_px = float(np.sqrt(np.mean(res_px**2)))
