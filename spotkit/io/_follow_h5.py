@@ -251,6 +251,7 @@ class HDF5FrameSource(FrameSource):
         self._drop_handle()
         error: Exception | None = None
         errors = 0
+        first = _stat(self.path)
         for _ in range(_RETRIES):
             before = _stat(self.path)
             try:
@@ -268,8 +269,13 @@ class HDF5FrameSource(FrameSource):
         logger.debug("%s: the writer changed the file during %d reads; next poll", self.path,
                      _RETRIES)
         if error is not None:
-            # every try failed and nobody writes the file: it will not get better
-            self._failed(error, hopeless=errors == _RETRIES and not writing)
+            # every try failed and nobody writes the file: it will not get better. "Nobody"
+            # is asked again: a writer that (re-)opened the file since the superblock was read
+            # made the reads fail ("already open for write") and changed the file
+            now = superblock_status(self.path)
+            hopeless = (errors == _RETRIES and not writing and now is not None and not now[1]
+                        and _stat(self.path) == first)
+            self._failed(error, hopeless=hopeless)
 
     def _failed(self, error: Exception, *, hopeless: bool) -> None:
         """A poll could not read the file: transient while a writer has it open, not after."""

@@ -70,6 +70,9 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     import nbformat
     import papermill
 
+    from spotkit.runs._papermill_io import install_local_handler
+
+    install_local_handler()  # papermill's file I/O would chdir the whole process
     path = resolve_notebook(notebook)
     nb = read_notebook(path)
     # papermill needs a kernel name and language to pick its parameter parser; a notebook

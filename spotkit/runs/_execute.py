@@ -27,6 +27,7 @@ from spotkit.runs._checks import (
 )
 from spotkit.runs._kernel import ensure_kernel, kernel_engine_options
 from spotkit.runs._outputs import read_declared_outputs
+from spotkit.runs._papermill_io import install_local_handler
 from spotkit.runs._paths import read_notebook, resolve_notebook
 from spotkit.runs._telemetry import RunEvents
 
@@ -229,6 +230,8 @@ def run_notebook(
     defer_iri_grammar()  # ~1 s less to import papermill (spotkit._startup)
     import papermill
     from papermill.exceptions import PapermillExecutionError
+
+    install_local_handler()  # papermill's file I/O would chdir the whole process
 
     from spotkit.catalog import Catalog, open_catalog
 

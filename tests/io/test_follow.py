@@ -212,6 +212,60 @@ def test_a_corrupt_file_nobody_writes_is_named(tmp_path):
         follow_frames(bad).poll()
 
 
+_REOPENING_WRITER = """
+import sys, h5py
+# a writer that has re-opened its file in plain append mode (locking on) and waits
+with h5py.File(sys.argv[1], "a") as f:
+    print("open", flush=True)
+    sys.stdin.readline()
+    ds = f["entry/data/data"]
+    ds.resize(3, axis=0); ds[2] = 3
+    f["entry/end_time"] = "2026-12-05T01:00:00+00:00"
+"""
+
+
+def test_a_writer_opening_the_file_between_two_looks_is_not_corruption(tmp_path, monkeypatch):
+    """The superblock said "closed", then the writer re-opened the file before the reads:
+    they fail ("already open for write") - the file is not corrupt, the source waits."""
+    from spotkit.io import _follow_h5
+
+    path = tmp_path / "reopened.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        ds = f.create_dataset("entry/data/data", data=np.ones((2, 20, 30), "u2"),
+                              maxshape=(None, 20, 30), chunks=(1, 20, 30))
+        ds[1] = 2
+    proc = subprocess.Popen([sys.executable, "-c", _REOPENING_WRITER, str(path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        assert superblock_status(path)[1]  # the writer has it open
+        source = follow_frames(path)
+        real, stale = _follow_h5.superblock_status, [True]
+
+        def read_before_the_writer_opened(p):  # what the poll read a moment earlier
+            if stale:
+                stale.clear()
+                return (3, False, False)
+            return real(p)
+
+        monkeypatch.setattr(_follow_h5, "superblock_status", read_before_the_writer_opened)
+        assert source.poll() == []  # no InputFileError: a writer has the file open
+        monkeypatch.setattr(_follow_h5, "superblock_status", real)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.wait(30) == 0, proc.stderr.read()
+        got = []
+        deadline = time.monotonic() + 10
+        while not source.exhausted and time.monotonic() < deadline:
+            got += source.poll()
+        assert [int(f.data[0, 0]) for f in got] == [1, 2, 3]
+        source.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_waits_for_a_file_not_yet_created(tmp_path):
     path = tmp_path / "later.h5"
     with follow_frames(path) as source:

@@ -24,9 +24,8 @@ def day():
 @pytest.mark.slow  # ~90 s: 6 simulated hours at 10 s each, ~60 notebook runs
 def test_part_of_the_day_slowdown_found_alerted_once_rerouted_and_back(day, tmp_path,
                                                                      monkeypatch):
-    # the watcher runs local notebooks in threads; papermill changes the process's working
-    # directory for each run (its cwd=) and concurrent runs can restore another run's
-    # folder: the working directory is put back when the test ends, whatever it was left at
+    # the day's files are written relative to nothing, but a notebook run from here must not
+    # leave this folder behind in papermill (test_run_notebook checks it never does)
     monkeypatch.chdir(tmp_path)
     out = day.run_day(tmp_path, hour=10.0, cadence=5.0, start=10.0, end=16.0,
                       slow_from=12.0, slow_until=14.0, drain=90.0)

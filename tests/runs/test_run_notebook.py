@@ -190,3 +190,58 @@ def test_concurrent_runs_start_in_their_own_folders_and_leave_the_process_cwd(
     for out in outs:
         assert os.path.samefile((out / "where.txt").read_text(), out)
     assert set(seen) == {str(tmp_path)}
+
+
+def test_papermill_file_io_keeps_each_threads_folder_and_never_changes_directory(
+        tmp_path, monkeypatch):
+    """Two runs overlapping as a watcher's threads do (A starts, B starts, A ends, B ends):
+    papermill's shared handler read B's folder in A, and kept A's folder after both ended,
+    moving the process there at every later read (a test minutes later saw that folder)."""
+    import os
+    import threading
+
+    import nbformat
+    from papermill.iorw import load_notebook_node, local_file_io_cwd, papermill_io
+
+    from spotkit.runs._papermill_io import install_local_handler
+
+    install_local_handler()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        nb = nbformat.v4.new_notebook()
+        nb.cells.append(nbformat.v4.new_code_cell(f"folder = {name!r}"))
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                     "display_name": "Python 3"}
+        nbformat.write(nb, tmp_path / name / "x.ipynb")
+    monkeypatch.chdir(tmp_path)
+    moves: list[str] = []
+    real_chdir = os.chdir
+    monkeypatch.setattr(os, "chdir", lambda p: (moves.append(str(p)), real_chdir(p))[1])
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    read: dict[str, str] = {}
+
+    def run_a():
+        with local_file_io_cwd(str(tmp_path / "a")):
+            a_in.set()
+            b_in.wait(10)
+            read["a"] = load_notebook_node("x.ipynb").cells[0].source
+        a_out.set()
+
+    def run_b():
+        a_in.wait(10)
+        with local_file_io_cwd(str(tmp_path / "b")):
+            b_in.set()
+            a_out.wait(10)
+            read["b"] = load_notebook_node("x.ipynb").cells[0].source
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert read == {"a": "folder = 'a'", "b": "folder = 'b'"}
+    assert moves == []
+    assert os.getcwd() == str(tmp_path)
+    assert papermill_io.get_handler("local")._cwd is None  # nothing left behind
+    # a relative path outside any run is the process's own, as before
+    assert load_notebook_node(os.path.join("a", "x.ipynb")).cells[0].source == "folder = 'a'"
