@@ -54,10 +54,14 @@ def install_local_handler() -> bool:
         current = papermill_io.get_handler("local")
         if type(current) is not LocalHandler:
             return False
+        handlers = getattr(papermill_io, "_handlers", None)
+        if not isinstance(handlers, list):  # a papermill whose registry looks different
+            logger.debug("papermill's handler registry not recognised; its handler is kept")
+            return False
         handler = _handler_class()()
         # in place: papermill takes the *last* "local" entry for a path (register() prepends)
         papermill_io._handlers = [(scheme, handler if h is current else h)
-                                  for scheme, h in papermill_io._handlers]
+                                  for scheme, h in handlers]
         logger.debug("papermill's local file handler replaced by one without os.chdir")
         return True
 
