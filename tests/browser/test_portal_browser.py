@@ -287,6 +287,16 @@ def voila_portal(small_catalog, tmp_path_factory, chromium_path):
     assert not left, f"Voila outlived `spotkit portal --serve`: processes {left}"
 
 
+def _settled(page, expression: str, limit: float, seconds: float = 10.0) -> float:
+    """``expression``'s value once it is <= ``limit`` (or its last value after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    value = page.evaluate(expression)
+    while value > limit and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        value = page.evaluate(expression)
+    return value
+
+
 def _processes_with(argument: str) -> list[int]:
     """Ids of the processes with ``argument`` on their command line (Linux /proc)."""
     found = []
@@ -333,12 +343,14 @@ def test_portal_read_only_in_voila(browser, voila_portal, small_catalog, artifac
             page.set_viewport_size(viewport)
             expect(root).to_be_visible()
             tabs = root.locator(".spotkit-portal-tabs .lm-TabBar-tab")
-            right = page.evaluate("Math.max(...[...document.querySelectorAll("
-                                  "'.spotkit-portal .lm-TabBar-tab')].map("
-                                  "t => t.getBoundingClientRect().right))")
+            # the widgets lay out again on the frames after a resize (Lumino's message loop):
+            # measured once that has happened, not the frame the viewport changed in
+            right = _settled(page, "Math.max(...[...document.querySelectorAll("
+                             "'.spotkit-portal .lm-TabBar-tab')].map("
+                             "t => t.getBoundingClientRect().right))", viewport["width"])
             assert right <= viewport["width"], f"{name}: a tab ends at {right} px"
             expect(tabs.first).to_be_visible()
-            width = page.evaluate("document.documentElement.scrollWidth")
+            width = _settled(page, "document.documentElement.scrollWidth", viewport["width"] + 1)
             assert width <= viewport["width"] + 1, f"{name}: the page is {width} px wide"
             page.screenshot(path=str(artifacts / f"voila-{name}.png"))
             # the whole portal: Voila scrolls inside a viewport-high box, so grow the viewport
