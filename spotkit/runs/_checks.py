@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from spotkit._startup import defer_iri_grammar
 from spotkit.errors import InputFileError, NotebookParameterError
 from spotkit.runs._errors import (
     NotebookKindError,
@@ -66,13 +65,11 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
     """
     import tempfile
 
-    defer_iri_grammar()
+    from spotkit.runs._papermill_io import import_papermill
+
+    papermill = import_papermill()  # no IRI grammar compiled, no chdir in its file I/O
     import nbformat
-    import papermill
 
-    from spotkit.runs._papermill_io import install_local_handler
-
-    install_local_handler()  # papermill's file I/O would chdir the whole process
     path = resolve_notebook(notebook)
     nb = read_notebook(path)
     # papermill needs a kernel name and language to pick its parameter parser; a notebook

@@ -16,7 +16,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from spotkit._startup import defer_iri_grammar
 from spotkit.errors import CatalogError, NotebookExecutionError
 from spotkit.runs._checks import (
     RESERVED_PARAMETERS,
@@ -27,7 +26,7 @@ from spotkit.runs._checks import (
 )
 from spotkit.runs._kernel import ensure_kernel, kernel_engine_options
 from spotkit.runs._outputs import read_declared_outputs
-from spotkit.runs._papermill_io import install_local_handler
+from spotkit.runs._papermill_io import import_papermill
 from spotkit.runs._paths import read_notebook, resolve_notebook
 from spotkit.runs._telemetry import RunEvents
 
@@ -227,11 +226,8 @@ def run_notebook(
     >>> result = spotkit.run_notebook("tomo_quicklook", ds,
     ...                               parameters={"n_slices": 3})  # doctest: +SKIP
     """
-    defer_iri_grammar()  # ~1 s less to import papermill (spotkit._startup)
-    import papermill
+    papermill = import_papermill()  # no IRI grammar compiled, no chdir in its file I/O
     from papermill.exceptions import PapermillExecutionError
-
-    install_local_handler()  # papermill's file I/O would chdir the whole process
 
     from spotkit.catalog import Catalog, open_catalog
 

@@ -10,21 +10,46 @@ read or write moves the process into a folder of the past (or fails once it is d
 
 :func:`install_local_handler` replaces that handler with one that keeps the stored folder per
 thread and joins relative paths to it instead of changing directory: the same paths mean the
-same files, and the process's working directory is never touched.
+same files, and the process's working directory is never touched. :func:`import_papermill`
+is how spotkit gets papermill: with that handler, and without the IRI grammar's import cost
+(:mod:`spotkit._startup`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
+from typing import Any
 
-__all__ = ["install_local_handler"]
+from spotkit._startup import defer_iri_grammar
+
+__all__ = ["import_papermill", "install_local_handler"]
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
+
+
+def import_papermill() -> Any:
+    """papermill, imported as spotkit's notebook runs need it.
+
+    Its import skips compiling jsonschema's IRI grammar (:func:`spotkit._startup.
+    defer_iri_grammar`, ~1 s) and its local file I/O never changes the process's working
+    directory (:func:`install_local_handler`).
+
+    Returns
+    -------
+    module
+        The ``papermill`` module.
+    """
+    defer_iri_grammar()
+    import papermill
+
+    install_local_handler()
+    return papermill
 
 
 def install_local_handler() -> bool:
@@ -66,14 +91,9 @@ def install_local_handler() -> bool:
         return True
 
 
-_CLASS: type | None = None
-
-
+@functools.cache
 def _handler_class() -> type:
     """The handler class, made on first use (papermill is imported only when needed)."""
-    global _CLASS
-    if _CLASS is not None:
-        return _CLASS
     from papermill.iorw import LocalHandler
 
     class ThreadLocalCwdHandler(LocalHandler):
@@ -118,5 +138,4 @@ def _handler_class() -> type:
             with open(target, "w", encoding="utf-8") as f:
                 f.write(buf)
 
-    _CLASS = ThreadLocalCwdHandler
-    return _CLASS
+    return ThreadLocalCwdHandler
